@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Brute-force check of an infini-gram table.N against a plain Python suffix sort.
+
+    python3 check_sa.py INDEX_DIR TOKEN_WIDTH [SHARD]
+
+Sorts all byte offsets that are multiples of TOKEN_WIDTH by memcmp of the suffix
+bytes tokenized.N[off:] (to the END OF THE FILE; a suffix that is a prefix of
+another sorts first), with functools.cmp_to_key, and compares with table.N read
+with ptr_size = len(table)/(len(tokenized)/width). Prints a JSON summary.
+"""
+import functools
+import json
+import math
+import os
+import sys
+
+
+def brute_force_sa(ds, width):
+    n = len(ds)
+
+    def cmp(a, b):
+        k = 64
+        while True:
+            sa, sb = ds[a:a + k], ds[b:b + k]
+            if sa != sb:
+                return -1 if sa < sb else 1
+            a_end, b_end = a + k >= n, b + k >= n
+            if a_end or b_end:  # equal so far and at least one suffix is exhausted
+                return (b_end - a_end) if a_end != b_end else 0  # exhausted (shorter) one first
+            k *= 2
+
+    return sorted(range(0, n, width), key=functools.cmp_to_key(cmp))
+
+
+def read_table(path, ptr_size):
+    raw = open(path, 'rb').read()
+    return [int.from_bytes(raw[i:i + ptr_size], 'little') for i in range(0, len(raw), ptr_size)], len(raw)
+
+
+def check(index_dir, width, shard=0):
+    ds = open(os.path.join(index_dir, f'tokenized.{shard}'), 'rb').read()
+    n = len(ds)
+    tok_cnt = n // width
+    table_bytes = os.path.getsize(os.path.join(index_dir, f'table.{shard}'))
+    expected_ptr = math.ceil(math.log2(n) / 8)
+    ptr_size = table_bytes / tok_cnt
+    res = dict(ds_size=n, tok_cnt=tok_cnt, table_bytes=table_bytes, table_bytes_over_tok_cnt=ptr_size,
+               ceil_log2_ds_over_8=expected_ptr)
+    ps = expected_ptr
+    table, _ = read_table(os.path.join(index_dir, f'table.{shard}'), ps)
+    res['table_entries_at_expected_ptr'] = len(table)
+    res['distinct_entries'] = len(set(table))
+    res['all_multiples_of_width'] = all(t % width == 0 for t in table)
+    res['max_entry'] = max(table) if table else None
+    bf = brute_force_sa(ds, width)
+    res['exact_match'] = (table == bf)
+    if table != bf:
+        mism = [i for i in range(min(len(table), len(bf))) if table[i] != bf[i]]
+        res['first_mismatch_rank'] = mism[0] if mism else None
+        res['num_mismatched_ranks'] = len(mism) + abs(len(table) - len(bf))
+        missing = set(bf) - set(table)
+        res['missing_offsets_count'] = len(missing)
+        res['missing_offsets_sample'] = sorted(missing)[:10]
+        from collections import Counter
+        dup = [o for o, c in Counter(table).items() if c > 1]
+        res['duplicated_offsets_count'] = len(dup)
+        res['duplicated_offsets_range'] = [min(dup), max(dup)] if dup else None
+    return res
+
+
+if __name__ == '__main__':
+    d, w = sys.argv[1], int(sys.argv[2])
+    s = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    print(json.dumps(check(d, w, s)))

@@ -1,0 +1,491 @@
+//! An opened index: every shard of a directory, and the queries over all of them.
+//!
+//! Semantics follow infini-gram exactly (counts add up over shards; an unseen
+//! context gives probability −1; continuations at a document end are reported
+//! as `eos_token_id`; beyond `max_support` occurrences the next-token
+//! distribution is sampled and flagged approximate).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::format::{ptr_size_for, shard_file, TokenWidth};
+use crate::manifest::Manifest;
+use crate::shard::{RankRange, Shard};
+
+/// Parameters for opening an index that has no manifest (one built by
+/// infini-gram). With a manifest they must agree with it or be left `None`.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Bytes per token (1, 2 or 4); inferred from the file sizes when `None`.
+    pub token_width: Option<usize>,
+    /// Vocabulary size; every id but the separator when `None`.
+    pub vocab_size: Option<u64>,
+    /// Token reported at a document end; the separator value when `None`.
+    pub eos_token_id: Option<u64>,
+}
+
+/// Where an n-gram occurs: the suffix-array range in every shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindResult {
+    /// Total occurrences over all shards.
+    pub count: u64,
+    /// `[lo, hi)` per shard.
+    pub ranges: Vec<RankRange>,
+}
+
+/// `count(context + token) / count(context)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbResult {
+    /// Occurrences of the context (0: undefined, `prob` is −1).
+    pub prompt_count: u64,
+    /// Occurrences of the context followed by the token.
+    pub cont_count: u64,
+    /// `cont_count / prompt_count`, or −1.0 when the context never occurs.
+    pub prob: f64,
+    /// Length of the context suffix used (the whole context for a plain n-gram).
+    pub suffix_len: usize,
+}
+
+/// The next-token distribution after a context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NtdResult {
+    /// Occurrences of the context (the sum of all `counts`).
+    pub prompt_count: u64,
+    /// `(token, count)` for every token that follows, by token id.
+    pub counts: Vec<(u32, u64)>,
+    /// Whether the counts were sampled (more than `max_support` occurrences).
+    pub approx: bool,
+    /// Length of the context suffix used.
+    pub suffix_len: usize,
+}
+
+/// An opened, memory-mapped index.
+pub struct Engine {
+    dir: PathBuf,
+    width: TokenWidth,
+    vocab_size: u64,
+    eos_token_id: u32,
+    manifest: Option<Manifest>,
+    shards: Vec<Shard>,
+}
+
+impl Engine {
+    /// Opens the index in `dir`: reads the manifest if there is one, maps every
+    /// shard and checks, in O(1) per file, that the files agree. Full checks are
+    /// [`crate::verify::verify`]'s job.
+    pub fn open(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Engine> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile {
+                path: dir.to_path_buf(),
+                what: "the index directory".into(),
+            });
+        }
+        let manifest = Manifest::read(dir)?;
+        let num_shards = match &manifest {
+            Some(m) => m.shards.len(),
+            None => count_shards(dir)?,
+        };
+        let width = match (&manifest, options.token_width) {
+            (Some(m), given) => {
+                let width = TokenWidth::from_bytes(m.token_width as usize)?;
+                if let Some(given) = given {
+                    if given != width.bytes() {
+                        return Err(Error::InvalidArgument(format!(
+                            "token width {given} was given but the index manifest says {}",
+                            width.bytes()
+                        )));
+                    }
+                }
+                width
+            }
+            (None, Some(given)) => TokenWidth::from_bytes(given)?,
+            (None, None) => infer_width(dir)?,
+        };
+        let vocab_size = match (&manifest, options.vocab_size) {
+            (Some(m), Some(given)) if given != m.vocab_size => {
+                return Err(Error::InvalidArgument(format!(
+                    "vocab size {given} was given but the index manifest says {}",
+                    m.vocab_size
+                )))
+            }
+            (Some(m), _) => m.vocab_size,
+            (None, Some(given)) => given,
+            (None, None) => width.max_vocab_size(),
+        };
+        if vocab_size == 0 || vocab_size > width.max_vocab_size() {
+            return Err(Error::InvalidArgument(format!(
+                "vocab size {vocab_size} does not fit {}-byte tokens (at most {}, the largest value is the document separator)",
+                width.bytes(),
+                width.max_vocab_size()
+            )));
+        }
+        let eos = match (&manifest, options.eos_token_id) {
+            (Some(m), Some(given)) if given != m.eos_token_id => {
+                return Err(Error::InvalidArgument(format!(
+                    "eos token id {given} was given but the index manifest says {}",
+                    m.eos_token_id
+                )))
+            }
+            (Some(m), _) => m.eos_token_id,
+            (None, Some(given)) => given,
+            (None, None) => width.separator() as u64,
+        };
+        if eos >= vocab_size && eos != width.separator() as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "eos token id {eos} is outside the vocabulary [0, {vocab_size})"
+            )));
+        }
+        let shards = (0..num_shards)
+            .map(|s| Shard::open(dir, s, width, manifest.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Engine {
+            dir: dir.to_path_buf(),
+            width,
+            vocab_size,
+            eos_token_id: eos as u32,
+            manifest,
+            shards,
+        })
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Bytes per token.
+    pub fn token_width(&self) -> TokenWidth {
+        self.width
+    }
+    /// Token ids are in `[0, vocab_size)`.
+    pub fn vocab_size(&self) -> u64 {
+        self.vocab_size
+    }
+    /// The token reported at document ends.
+    pub fn eos_token_id(&self) -> u32 {
+        self.eos_token_id
+    }
+    /// The manifest, if the index has one.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+    /// The shards, in order.
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+    /// Token positions over all shards (separators included): what an empty
+    /// n-gram counts.
+    pub fn num_tokens(&self) -> u64 {
+        self.shards.iter().map(Shard::num_tokens).sum()
+    }
+    /// Documents over all shards.
+    pub fn num_documents(&self) -> u64 {
+        self.shards.iter().map(Shard::num_documents).sum()
+    }
+
+    /// Checks every id against the vocabulary and encodes the query as the
+    /// bytes stored in `tokenized`.
+    pub fn encode(&self, tokens: &[u32]) -> Result<Vec<u8>> {
+        if let Some(position) = tokens.iter().position(|&t| t as u64 >= self.vocab_size) {
+            return Err(Error::TokenOutOfRange {
+                token: tokens[position] as u64,
+                position,
+                vocab_size: self.vocab_size,
+            });
+        }
+        let mut bytes = Vec::with_capacity(tokens.len() * self.width.bytes());
+        self.width.encode_into(tokens, &mut bytes);
+        Ok(bytes)
+    }
+
+    fn full_ranges(&self) -> Vec<RankRange> {
+        self.shards.iter().map(|s| (0, s.num_tokens())).collect()
+    }
+
+    fn find_bytes(&self, query: &[u8], within: &[RankRange]) -> Result<FindResult> {
+        let ranges = self
+            .shards
+            .iter()
+            .zip(within)
+            .map(|(shard, &range)| shard.find(query, range))
+            .collect::<Result<Vec<_>>>()?;
+        let count = ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        Ok(FindResult { count, ranges })
+    }
+
+    /// Where `tokens` occurs. Cost: two binary searches per shard.
+    pub fn find(&self, tokens: &[u32]) -> Result<FindResult> {
+        let query = self.encode(tokens)?;
+        self.find_bytes(&query, &self.full_ranges())
+    }
+
+    /// Occurrences of `tokens`; the empty n-gram counts every token position.
+    pub fn count(&self, tokens: &[u32]) -> Result<u64> {
+        Ok(self.find(tokens)?.count)
+    }
+
+    /// `P(token | context)` over the whole context (infini-gram's `prob`).
+    pub fn prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
+        let query = self.encode_with(context, token)?;
+        let prompt = self.find_bytes(&query[..query.len() - self.width.bytes()], &self.full_ranges())?;
+        self.prob_from(&query, &prompt, context.len())
+    }
+
+    fn encode_with(&self, context: &[u32], token: u32) -> Result<Vec<u8>> {
+        if token as u64 >= self.vocab_size {
+            return Err(Error::TokenOutOfRange {
+                token: token as u64,
+                position: context.len(),
+                vocab_size: self.vocab_size,
+            });
+        }
+        let mut query = self.encode(context)?;
+        self.width.encode_into(&[token], &mut query);
+        Ok(query)
+    }
+
+    fn prob_from(&self, query: &[u8], prompt: &FindResult, suffix_len: usize) -> Result<ProbResult> {
+        if prompt.count == 0 {
+            return Ok(ProbResult {
+                prompt_count: 0,
+                cont_count: 0,
+                prob: -1.0,
+                suffix_len,
+            });
+        }
+        // The continuation's occurrences lie inside the context's range.
+        let cont = self.find_bytes(query, &prompt.ranges)?;
+        Ok(ProbResult {
+            prompt_count: prompt.count,
+            cont_count: cont.count,
+            prob: cont.count as f64 / prompt.count as f64,
+            suffix_len,
+        })
+    }
+
+    /// The distribution of the token after the whole `context` (infini-gram's `ntd`).
+    pub fn ntd(&self, context: &[u32], max_support: u64) -> Result<NtdResult> {
+        check_max_support(max_support)?;
+        let query = self.encode(context)?;
+        let prompt = self.find_bytes(&query, &self.full_ranges())?;
+        self.ntd_from(query.len(), &prompt, max_support, context.len())
+    }
+
+    fn ntd_from(
+        &self,
+        query_bytes: usize,
+        prompt: &FindResult,
+        max_support: u64,
+        suffix_len: usize,
+    ) -> Result<NtdResult> {
+        if prompt.count == 0 {
+            return Ok(NtdResult {
+                prompt_count: 0,
+                counts: Vec::new(),
+                approx: false,
+                suffix_len,
+            });
+        }
+        let mut unit = 1u64;
+        while prompt.count > unit.saturating_mul(max_support) {
+            unit <<= 1;
+        }
+        let per_shard = self
+            .shards
+            .par_iter()
+            .zip(&prompt.ranges)
+            .map(|(shard, &range)| {
+                let mut counts = BTreeMap::new();
+                shard.count_next_tokens(query_bytes, range, unit, self.eos_token_id, &mut counts)?;
+                Ok(counts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut merged: BTreeMap<u32, u64> = BTreeMap::new();
+        for counts in per_shard {
+            for (token, count) in counts {
+                *merged.entry(token).or_insert(0) += count;
+            }
+        }
+        let prompt_count = merged.values().sum();
+        Ok(NtdResult {
+            prompt_count,
+            counts: merged.into_iter().collect(),
+            approx: unit > 1,
+            suffix_len,
+        })
+    }
+
+    /// The longest suffix of `context` that occurs in the corpus: its length
+    /// and where it occurs. Counts shrink as the suffix grows, so binary
+    /// lifting then bisection finds it in O(log len) searches.
+    pub fn longest_suffix(&self, context: &[u32]) -> Result<(usize, FindResult)> {
+        let query = self.encode(context)?;
+        let w = self.width.bytes();
+        let len = context.len();
+        let full = self.full_ranges();
+        let find_suffix = |n: usize| self.find_bytes(&query[(len - n) * w..], &full);
+        let mut best = FindResult {
+            count: self.num_tokens(),
+            ranges: full.clone(),
+        };
+        let (mut lo, mut hi) = (0usize, 1usize);
+        loop {
+            if hi > len {
+                hi = len + 1;
+                break;
+            }
+            let found = find_suffix(hi)?;
+            if found.count == 0 {
+                break;
+            }
+            best = found;
+            lo = hi;
+            hi <<= 1;
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            let found = find_suffix(mid)?;
+            if found.count == 0 {
+                hi = mid;
+            } else {
+                best = found;
+                lo = mid;
+            }
+        }
+        Ok((lo, best))
+    }
+
+    /// ∞-gram `P(token | context)`: backs off to the longest suffix of the
+    /// context that occurs (infini-gram's `infgram_prob`).
+    pub fn infgram_prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
+        let query = self.encode_with(context, token)?;
+        let (suffix_len, prompt) = self.longest_suffix(context)?;
+        let w = self.width.bytes();
+        self.prob_from(&query[(context.len() - suffix_len) * w..], &prompt, suffix_len)
+    }
+
+    /// ∞-gram next-token distribution (infini-gram's `infgram_ntd`).
+    pub fn infgram_ntd(&self, context: &[u32], max_support: u64) -> Result<NtdResult> {
+        check_max_support(max_support)?;
+        let (suffix_len, prompt) = self.longest_suffix(context)?;
+        self.ntd_from(suffix_len * self.width.bytes(), &prompt, max_support, suffix_len)
+    }
+
+    /// n-gram `P(token | last n−1 tokens of context)`; `None` is the ∞-gram.
+    /// A context shorter than n−1 tokens is used whole.
+    pub fn ngram_prob(&self, context: &[u32], token: u32, n: Option<usize>) -> Result<ProbResult> {
+        match n {
+            None => self.infgram_prob(context, token),
+            Some(n) => self.prob(last_tokens(context, n)?, token),
+        }
+    }
+
+    /// n-gram next-token distribution after the last n−1 tokens; `None` is the ∞-gram.
+    pub fn ngram_ntd(&self, context: &[u32], n: Option<usize>, max_support: u64) -> Result<NtdResult> {
+        match n {
+            None => self.infgram_ntd(context, max_support),
+            Some(n) => self.ntd(last_tokens(context, n)?, max_support),
+        }
+    }
+}
+
+fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
+    if n == 0 {
+        return Err(Error::InvalidQuery("n must be at least 1 (n = 1 is the unigram)".into()));
+    }
+    let keep = (n - 1).min(context.len());
+    Ok(&context[context.len() - keep..])
+}
+
+fn check_max_support(max_support: u64) -> Result<()> {
+    if max_support == 0 {
+        return Err(Error::InvalidQuery("max_support must be a positive integer".into()));
+    }
+    Ok(())
+}
+
+/// Number of shards of an index without a manifest: `tokenized.0` … `tokenized.{S-1}`,
+/// with no gaps.
+fn count_shards(dir: &Path) -> Result<usize> {
+    let mut numbers = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(number) = name.strip_prefix("tokenized.") {
+            if let Ok(number) = number.parse::<usize>() {
+                numbers.push(number);
+            }
+        }
+    }
+    numbers.sort_unstable();
+    if numbers.is_empty() {
+        return Err(Error::MissingFile {
+            path: dir.join(shard_file("tokenized", 0)),
+            what: "no shard found: this directory holds no anygram.json and no tokenized.0".into(),
+        });
+    }
+    for (expected, &got) in numbers.iter().enumerate() {
+        if expected != got {
+            return Err(Error::MissingFile {
+                path: dir.join(shard_file("tokenized", expected)),
+                what: format!("shards must be numbered 0..{}; shard {expected} is missing", numbers.len()),
+            });
+        }
+    }
+    Ok(numbers.len())
+}
+
+/// Infers the token width of an index without a manifest from shard 0: the
+/// width whose token count divides the table size into pointers of the size
+/// infini-gram writes, and whose stream starts with a separator.
+fn infer_width(dir: &Path) -> Result<TokenWidth> {
+    let size = |name: &str| -> Result<u64> {
+        let path = dir.join(name);
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::MissingFile {
+                    path,
+                    what: name.split('.').next().unwrap_or(name).to_string(),
+                },
+                _ => Error::io(&path, e),
+            })
+    };
+    let tokenized = size(&shard_file("tokenized", 0))?;
+    let table = size(&shard_file("table", 0))?;
+    let head = {
+        use std::io::Read;
+        let path = dir.join(shard_file("tokenized", 0));
+        let mut buf = [0u8; 4];
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+        buf[..n].to_vec()
+    };
+    let expected_ptr = ptr_size_for(tokenized) as u64;
+    let candidates: Vec<TokenWidth> = [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32]
+        .into_iter()
+        .filter(|w| {
+            let w_bytes = w.bytes() as u64;
+            tokenized % w_bytes == 0
+                && tokenized > 0
+                && table == (tokenized / w_bytes) * expected_ptr
+                && head.len() >= w.bytes()
+                && head[..w.bytes()].iter().all(|&b| b == 0xFF)
+        })
+        .collect();
+    match candidates.as_slice() {
+        [width] => Ok(*width),
+        [] => Err(Error::corrupt(
+            dir.join(shard_file("table", 0)),
+            format!("cannot infer the token width: no width in 1, 2, 4 fits {tokenized} bytes of tokens and {table} bytes of suffix array; pass token_width"),
+        )),
+        _ => Err(Error::InvalidArgument(
+            "the token width of this index is ambiguous from its file sizes: pass token_width".into(),
+        )),
+    }
+}

@@ -1,0 +1,82 @@
+//! The one place that maps index files into memory.
+//!
+//! # Safety contract
+//! Index files are immutable once published (a build writes a temporary
+//! directory and renames it into place). Mapping is sound as long as nobody
+//! truncates or rewrites a file while an engine has it open: if that happens the
+//! process gets SIGBUS on the next access, which no check here can prevent.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Advice, Mmap};
+
+use crate::error::{Error, Result};
+
+/// A read-only file mapped into memory (or an empty slice for an empty file,
+/// which cannot be mapped).
+pub struct MappedFile {
+    path: PathBuf,
+    map: Option<Mmap>,
+}
+
+impl MappedFile {
+    /// Maps `path` read-only. `what` says what the file is for, for the error message.
+    pub fn open(path: &Path, what: &str) -> Result<Self> {
+        let file = File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::MissingFile {
+                    path: path.to_path_buf(),
+                    what: what.to_string(),
+                }
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let map = if len == 0 {
+            None
+        } else {
+            // SAFETY: see the module's contract: index files are never modified
+            // while mapped, so the slice we hand out stays valid and unchanged.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            // Queries jump around the suffix array: read-ahead only wastes page cache.
+            // A hint, so failure is harmless.
+            let _ = map.advise(Advice::Random);
+            Some(map)
+        };
+        Ok(MappedFile {
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    /// The file's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// The file's length in bytes.
+    #[inline]
+    pub fn len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hints that the whole file will be read in order (for scans such as verify).
+    pub fn advise_sequential(&self) {
+        if let Some(map) = &self.map {
+            let _ = map.advise(Advice::Sequential);
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! One shard of an index: its mapped files and the searches over its suffix array.
+//!
+//! A lookup is a binary search over the suffix array comparing the query's bytes
+//! with the text at each pointer, exactly as infini-gram compares them: the
+//! suffix's first `query.len()` bytes (fewer at the end of the file) against the
+//! query, lexicographically, a shorter prefix ordering first.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{ptr_size_for, read_u64_at, read_uint_le, shard_file, TokenWidth};
+use crate::manifest::Manifest;
+use crate::mmap::MappedFile;
+
+/// A half-open range `[lo, hi)` of suffix-array ranks.
+pub type RankRange = (u64, u64);
+
+/// The stored value "after" the last token of a shard: sorts before every token.
+const END_OF_SHARD: u64 = u64::MAX;
+
+/// The mapped files of one shard and what was derived from their sizes.
+pub struct Shard {
+    /// Shard number within the index.
+    pub number: usize,
+    width: TokenWidth,
+    tokenized: MappedFile,
+    table: MappedFile,
+    offsets: MappedFile,
+    metadata: Option<(MappedFile, MappedFile)>,
+    ptr_size: usize,
+    num_tokens: u64,
+    num_documents: u64,
+}
+
+impl Shard {
+    /// Maps shard `number` of `dir` and checks, in O(1), that its files agree
+    /// with each other (and with the manifest, when there is one).
+    pub fn open(
+        dir: &Path,
+        number: usize,
+        width: TokenWidth,
+        manifest: Option<&Manifest>,
+    ) -> Result<Shard> {
+        let tokenized = MappedFile::open(
+            &dir.join(shard_file("tokenized", number)),
+            "the token stream",
+        )?;
+        let table = MappedFile::open(
+            &dir.join(shard_file("table", number)),
+            "the suffix array",
+        )?;
+        let offsets = MappedFile::open(
+            &dir.join(shard_file("offset", number)),
+            "the document offsets",
+        )?;
+        let metadata_path = dir.join(shard_file("metadata", number));
+        let metaoff_path = dir.join(shard_file("metaoff", number));
+        let metadata = match (metadata_path.exists(), metaoff_path.exists()) {
+            (false, false) => None,
+            (true, true) => Some((
+                MappedFile::open(&metadata_path, "document metadata")?,
+                MappedFile::open(&metaoff_path, "metadata offsets")?,
+            )),
+            (true, false) => {
+                return Err(Error::MissingFile {
+                    path: metaoff_path,
+                    what: "metadata offsets (metadata exists without them)".into(),
+                })
+            }
+            (false, true) => {
+                return Err(Error::MissingFile {
+                    path: metadata_path,
+                    what: "document metadata (metaoff exists without it)".into(),
+                })
+            }
+        };
+
+        if let Some(manifest) = manifest {
+            for file in [&tokenized, &table, &offsets] {
+                check_size_against_manifest(file, manifest)?;
+            }
+            if let Some((meta, metaoff)) = &metadata {
+                check_size_against_manifest(meta, manifest)?;
+                check_size_against_manifest(metaoff, manifest)?;
+            }
+        }
+
+        let w = width.bytes() as u64;
+        if tokenized.len() % w != 0 {
+            return Err(Error::corrupt(
+                tokenized.path(),
+                format!(
+                    "size {} is not a multiple of the token width {w}",
+                    tokenized.len()
+                ),
+            ));
+        }
+        let num_tokens = tokenized.len() / w;
+        let ptr_size = if num_tokens == 0 {
+            1
+        } else if table.len() % num_tokens != 0 {
+            return Err(Error::corrupt(
+                table.path(),
+                format!(
+                    "size {} is not a multiple of the {num_tokens} tokens of {}",
+                    table.len(),
+                    tokenized.path().display()
+                ),
+            ));
+        } else {
+            (table.len() / num_tokens) as usize
+        };
+        let needed = ptr_size_for(tokenized.len());
+        if num_tokens > 0 && !(needed..=8).contains(&ptr_size) {
+            return Err(Error::corrupt(
+                table.path(),
+                format!("pointers of {ptr_size} bytes cannot address {} bytes of tokens (size {} for {num_tokens} tokens)",
+                    tokenized.len(), table.len()),
+            ));
+        }
+        if offsets.len() % 8 != 0 {
+            return Err(Error::corrupt(
+                offsets.path(),
+                format!("size {} is not a multiple of 8", offsets.len()),
+            ));
+        }
+        let num_documents = offsets.len() / 8;
+        if num_tokens > 0 {
+            let first = width.read_token(tokenized.bytes());
+            if first != width.separator() {
+                return Err(Error::corrupt(
+                    tokenized.path(),
+                    format!("does not start with a document separator (token width {w}: wrong --token-width?)"),
+                ));
+            }
+            if num_documents == 0 || read_u64_at(offsets.bytes(), 0) != 0 {
+                return Err(Error::corrupt(
+                    offsets.path(),
+                    "the first document does not start at offset 0",
+                ));
+            }
+            let last = read_u64_at(offsets.bytes(), num_documents as usize - 1);
+            if last >= tokenized.len() {
+                return Err(Error::corrupt(
+                    offsets.path(),
+                    format!(
+                        "last document offset {last} is past the end of the tokens ({} bytes)",
+                        tokenized.len()
+                    ),
+                ));
+            }
+        }
+        if let Some((_, metaoff)) = &metadata {
+            if metaoff.len() != num_documents * 8 {
+                return Err(Error::corrupt(
+                    metaoff.path(),
+                    format!(
+                        "holds {} offsets for {num_documents} documents",
+                        metaoff.len() / 8
+                    ),
+                ));
+            }
+        }
+        if let Some(manifest) = manifest {
+            let expected = manifest.shards.get(number).ok_or_else(|| {
+                Error::corrupt(
+                    dir.join(crate::manifest::MANIFEST_FILE),
+                    format!("no entry for shard {number}"),
+                )
+            })?;
+            if expected.num_tokens != num_tokens
+                || expected.num_documents != num_documents
+                || expected.ptr_size as usize != ptr_size
+            {
+                return Err(Error::corrupt(
+                    tokenized.path(),
+                    format!("shard {number} has {num_tokens} tokens, {num_documents} documents, {ptr_size}-byte pointers; the manifest says {}, {}, {}",
+                        expected.num_tokens, expected.num_documents, expected.ptr_size),
+                ));
+            }
+        }
+
+        Ok(Shard {
+            number,
+            width,
+            tokenized,
+            table,
+            offsets,
+            metadata,
+            ptr_size,
+            num_tokens,
+            num_documents,
+        })
+    }
+
+    /// Token positions, separators included.
+    pub fn num_tokens(&self) -> u64 {
+        self.num_tokens
+    }
+    /// Documents in the shard.
+    pub fn num_documents(&self) -> u64 {
+        self.num_documents
+    }
+    /// Bytes per suffix-array pointer.
+    pub fn ptr_size(&self) -> usize {
+        self.ptr_size
+    }
+    /// The raw token stream.
+    pub fn tokenized(&self) -> &[u8] {
+        self.tokenized.bytes()
+    }
+    /// The raw suffix array.
+    pub fn table(&self) -> &[u8] {
+        self.table.bytes()
+    }
+    /// The raw document offsets.
+    pub fn offsets(&self) -> &[u8] {
+        self.offsets.bytes()
+    }
+    /// The metadata and metadata-offset files, if the shard has them.
+    pub fn metadata(&self) -> Option<(&[u8], &[u8])> {
+        self.metadata
+            .as_ref()
+            .map(|(m, o)| (m.bytes(), o.bytes()))
+    }
+    /// The mapped files (for checksums and verification).
+    pub fn files(&self) -> Vec<&MappedFile> {
+        let mut files = vec![&self.tokenized, &self.table, &self.offsets];
+        if let Some((m, o)) = &self.metadata {
+            files.push(m);
+            files.push(o);
+        }
+        files
+    }
+
+    /// The byte offset into `tokenized` stored at suffix-array rank `rank`
+    /// (`rank < num_tokens`). A pointer past the end or off the token grid means
+    /// the table is corrupt: that is an error, never a wrong answer or a crash.
+    #[inline]
+    pub fn ptr_at(&self, rank: u64) -> Result<u64> {
+        let start = rank as usize * self.ptr_size;
+        let ptr = read_uint_le(&self.table.bytes()[start..start + self.ptr_size]);
+        if ptr >= self.tokenized.len() || ptr % self.width.bytes() as u64 != 0 {
+            return Err(Error::corrupt(
+                self.table.path(),
+                format!("entry {rank} points to byte {ptr}, outside the token grid"),
+            ));
+        }
+        Ok(ptr)
+    }
+
+    /// Compares the suffix at `rank`, cut to `query.len()` bytes, with `query`.
+    #[inline]
+    fn compare_at(&self, rank: u64, query: &[u8]) -> Result<Ordering> {
+        let ptr = self.ptr_at(rank)? as usize;
+        let text = self.tokenized.bytes();
+        let end = text.len().min(ptr + query.len());
+        Ok(text[ptr..end].cmp(query))
+    }
+
+    /// The ranks whose suffixes start with `query` (bytes of whole tokens),
+    /// searching only inside `within` (which must contain all of them, e.g. the
+    /// range of a prefix of `query`). The empty query matches everything.
+    pub fn find(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
+        let (mut lo, mut hi) = within;
+        if query.is_empty() {
+            return Ok(within);
+        }
+        // Both bounds share their search until the first matching rank; then the
+        // lower bound continues on the left and the upper bound on the right.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.compare_at(mid, query)? {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => {
+                    let first = self.partition_point(lo, mid, |r| {
+                        Ok(self.compare_at(r, query)? == Ordering::Less)
+                    })?;
+                    let end = self.partition_point(mid + 1, hi, |r| {
+                        Ok(self.compare_at(r, query)? != Ordering::Greater)
+                    })?;
+                    return Ok((first, end));
+                }
+            }
+        }
+        Ok((lo, lo))
+    }
+
+    /// The first rank in `[lo, hi)` for which `before` is false (`before` must
+    /// be true on a prefix of the range and false after).
+    #[inline]
+    fn partition_point(
+        &self,
+        mut lo: u64,
+        mut hi: u64,
+        before: impl Fn(u64) -> Result<bool>,
+    ) -> Result<u64> {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if before(mid)? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The token at byte offset `ptr`, reporting a separator or the end of the
+    /// shard as `eos_token_id` (a continuation that ends the document).
+    #[inline]
+    pub fn token_at(&self, ptr: u64, eos_token_id: u32) -> u32 {
+        let text = self.tokenized.bytes();
+        let ptr = ptr as usize;
+        if ptr + self.width.bytes() > text.len() {
+            return eos_token_id;
+        }
+        let token = self.width.read_token(&text[ptr..]);
+        if token == self.width.separator() {
+            eos_token_id
+        } else {
+            token
+        }
+    }
+
+    /// Adds to `counts` how often each token follows the `query_bytes`-long
+    /// matches at ranks `range`.
+    ///
+    /// With `unit == 1` this is exact. With a larger `unit` it is infini-gram's
+    /// sampling, reproduced step for step so that answers agree: a run of ranks
+    /// whose first and last continuation agree is counted whole (suffixes are
+    /// sorted, so the whole run continues with that token); below `4 * unit`
+    /// ranks, one rank in the middle of every `unit` ranks stands for all of them;
+    /// otherwise the range is halved.
+    ///
+    /// One deliberate difference: infini-gram compares the continuations after
+    /// mapping them to `eos_token_id`, but the end of the shard sorts first and
+    /// the separator last, so a run from one to the other looked uniform and was
+    /// counted as all-eos. We compare the stored values (the end of the shard
+    /// being its own value) and map to eos only when counting.
+    pub fn count_next_tokens(
+        &self,
+        query_bytes: usize,
+        range: RankRange,
+        unit: u64,
+        eos_token_id: u32,
+        counts: &mut BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        let mut stored = BTreeMap::new();
+        self.count_stored_next(query_bytes, range, unit, None, None, &mut stored)?;
+        let separator = self.width.separator() as u64;
+        for (value, count) in stored {
+            let token = if value == END_OF_SHARD || value == separator {
+                eos_token_id
+            } else {
+                value as u32
+            };
+            *counts.entry(token).or_insert(0) += count;
+        }
+        Ok(())
+    }
+
+    /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].
+    #[inline]
+    fn stored_at(&self, ptr: u64) -> u64 {
+        let text = self.tokenized.bytes();
+        let ptr = ptr as usize;
+        if ptr + self.width.bytes() > text.len() {
+            return END_OF_SHARD;
+        }
+        self.width.read_token(&text[ptr..]) as u64
+    }
+
+    fn count_stored_next(
+        &self,
+        query_bytes: usize,
+        (start, end): RankRange,
+        unit: u64,
+        known_first: Option<u64>,
+        known_last: Option<u64>,
+        counts: &mut BTreeMap<u64, u64>,
+    ) -> Result<()> {
+        let next = |rank: u64| -> Result<u64> { Ok(self.stored_at(self.ptr_at(rank)? + query_bytes as u64)) };
+        if end - start < 4 * unit {
+            let mut rank = start;
+            while rank < end {
+                let whole = rank + unit <= end;
+                let sample = if whole { rank + unit / 2 } else { (rank + end) / 2 };
+                *counts.entry(next(sample)?).or_insert(0) += if whole { unit } else { end - rank };
+                rank += unit;
+            }
+            return Ok(());
+        }
+        let first = match known_first {
+            Some(t) => t,
+            None => next(start)?,
+        };
+        let last = match known_last {
+            Some(t) => t,
+            None => next(end - 1)?,
+        };
+        if first == last {
+            *counts.entry(first).or_insert(0) += end - start;
+            return Ok(());
+        }
+        let mid = (start + end) / 2;
+        self.count_stored_next(query_bytes, (start, mid), unit, Some(first), None, counts)?;
+        self.count_stored_next(query_bytes, (mid, end), unit, None, Some(last), counts)
+    }
+
+    /// Byte offset of document `local_doc` (its separator), or the end of the
+    /// tokens for `local_doc == num_documents`.
+    pub fn document_start(&self, local_doc: u64) -> u64 {
+        if local_doc >= self.num_documents {
+            self.tokenized.len()
+        } else {
+            read_u64_at(self.offsets.bytes(), local_doc as usize)
+        }
+    }
+}
+
+fn check_size_against_manifest(file: &MappedFile, manifest: &Manifest) -> Result<()> {
+    let name = file
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(meta) = manifest.files.get(&name) {
+        if meta.size != file.len() {
+            return Err(Error::corrupt(
+                file.path(),
+                format!(
+                    "size is {} bytes but the manifest recorded {} (truncated or replaced?)",
+                    file.len(),
+                    meta.size
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

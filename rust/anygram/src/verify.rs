@@ -1,0 +1,155 @@
+//! Full structural checks of an opened index, on demand (`anygram verify`):
+//! what [`crate::Engine::open`] does not do because it would read whole files.
+
+use rayon::prelude::*;
+
+use crate::build::checksum_file;
+use crate::engine::Engine;
+use crate::format::read_u64_at;
+use crate::shard::Shard;
+
+/// How many adjacent suffix pairs per shard are checked for order.
+const SORTED_SAMPLE: u64 = 100_000;
+/// Bytes compared per sampled pair (longer equal prefixes are taken as ordered).
+const COMPARE_BYTES: usize = 4096;
+
+/// What `verify` found: an empty `problems` means the index is sound.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    /// One line per problem, naming the file.
+    pub problems: Vec<String>,
+    /// Files whose checksum was compared with the manifest.
+    pub checksums_checked: usize,
+    /// Suffix-array entries checked (range, alignment, uniqueness).
+    pub pointers_checked: u64,
+    /// Adjacent suffix pairs whose order was checked.
+    pub pairs_checked: u64,
+}
+
+/// Checks checksums (when the index has a manifest), every pointer of every
+/// suffix array (in range, on the token grid, each position exactly once),
+/// suffix order on an evenly spread sample, and the document offsets.
+pub fn verify(engine: &Engine) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    if let Some(manifest) = engine.manifest() {
+        let results: Vec<(String, Option<String>)> = manifest
+            .files
+            .par_iter()
+            .map(|(name, meta)| {
+                let path = engine.dir().join(name);
+                match checksum_file(&path) {
+                    Ok(sum) if sum == meta.xxh3_64 => (name.clone(), None),
+                    Ok(sum) => (
+                        name.clone(),
+                        Some(format!("{}: checksum {sum} differs from the manifest's {} (the file changed since the build)", path.display(), meta.xxh3_64)),
+                    ),
+                    Err(e) => (name.clone(), Some(e.to_string())),
+                }
+            })
+            .collect();
+        report.checksums_checked = results.len();
+        report
+            .problems
+            .extend(results.into_iter().filter_map(|(_, p)| p));
+    }
+    for shard in engine.shards() {
+        for file in shard.files() {
+            file.advise_sequential();
+        }
+        check_pointers(shard, engine, &mut report);
+        check_order(shard, &mut report);
+        check_offsets(shard, &mut report);
+    }
+    report
+}
+
+fn check_pointers(shard: &Shard, engine: &Engine, report: &mut VerifyReport) {
+    let n = shard.num_tokens();
+    let ps = shard.ptr_size();
+    let w = engine.token_width().bytes() as u64;
+    let table = shard.table();
+    let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+    let mut bad = 0u64;
+    let mut first_bad = None;
+    for (rank, entry) in table.chunks_exact(ps).enumerate() {
+        let ptr = crate::format::read_uint_le(entry);
+        let position = ptr / w;
+        if ptr % w != 0 || position >= n || seen[(position / 64) as usize] & (1 << (position % 64)) != 0 {
+            bad += 1;
+            first_bad.get_or_insert((rank, ptr));
+            continue;
+        }
+        seen[(position / 64) as usize] |= 1 << (position % 64);
+    }
+    report.pointers_checked += n;
+    if let Some((rank, ptr)) = first_bad {
+        report.problems.push(format!(
+            "table.{}: {bad} of {n} entries are out of range, off the token grid or repeated (first: entry {rank} = {ptr})",
+            shard.number
+        ));
+    }
+}
+
+fn check_order(shard: &Shard, report: &mut VerifyReport) {
+    let n = shard.num_tokens();
+    if n < 2 {
+        return;
+    }
+    let pairs = (n - 1).min(SORTED_SAMPLE);
+    let step = (n - 1) / pairs;
+    let text = shard.tokenized();
+    let unsorted: Vec<u64> = (0..pairs)
+        .into_par_iter()
+        .filter_map(|i| {
+            let rank = i * step;
+            let (Ok(a), Ok(b)) = (shard.ptr_at(rank), shard.ptr_at(rank + 1)) else {
+                return None; // already reported by the pointer check
+            };
+            let cut = |p: u64| &text[p as usize..text.len().min(p as usize + COMPARE_BYTES)];
+            (cut(a) > cut(b)).then_some(rank)
+        })
+        .collect();
+    report.pairs_checked += pairs;
+    if let Some(first) = unsorted.first() {
+        report.problems.push(format!(
+            "table.{}: {} of {pairs} sampled adjacent suffixes are out of order (first at entry {first})",
+            shard.number,
+            unsorted.len()
+        ));
+    }
+}
+
+fn check_offsets(shard: &Shard, report: &mut VerifyReport) {
+    let text = shard.tokenized();
+    let offsets = shard.offsets();
+    let docs = shard.num_documents() as usize;
+    let mut previous = None;
+    for d in 0..docs {
+        let offset = read_u64_at(offsets, d);
+        let ok = (offset as usize) < text.len()
+            && previous.is_none_or(|p| offset > p)
+            && text[offset as usize] == 0xFF;
+        if !ok {
+            report.problems.push(format!(
+                "offset.{}: document {d} starts at {offset}, which is not a separator after the previous document",
+                shard.number
+            ));
+            return;
+        }
+        previous = Some(offset);
+    }
+    if let Some((meta, metaoff)) = shard.metadata() {
+        let mut previous = 0;
+        for d in 0..docs {
+            let offset = read_u64_at(metaoff, d);
+            if offset < previous || offset as usize > meta.len() {
+                report.problems.push(format!(
+                    "metaoff.{}: document {d}'s metadata offset {offset} is out of order or past the end",
+                    shard.number
+                ));
+                return;
+            }
+            previous = offset;
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Every query against a brute-force oracle on random small corpora of every
+//! token width: the engine must agree exactly.
+
+use std::path::Path;
+
+use anygram::build::build_suffix_array;
+use anygram::{Engine, OpenOptions, TokenWidth};
+use proptest::prelude::*;
+
+/// Writes `docs` as shard 0 of `dir` in infini-gram's layout and builds its suffix array.
+fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth) {
+    let mut tokenized = Vec::new();
+    let mut offsets = Vec::new();
+    for doc in docs {
+        offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
+        width.encode_into(&[width.separator()], &mut tokenized);
+        width.encode_into(doc, &mut tokenized);
+    }
+    std::fs::write(dir.join("tokenized.0"), &tokenized).unwrap();
+    std::fs::write(dir.join("offset.0"), &offsets).unwrap();
+    build_suffix_array(&dir.join("tokenized.0"), &dir.join("table.0"), width, 2).unwrap();
+}
+
+/// The corpus as one sequence, separators included, for brute-force counting.
+fn stream(docs: &[Vec<u32>], sep: u32) -> Vec<u32> {
+    docs.iter().flat_map(|d| std::iter::once(sep).chain(d.iter().copied())).collect()
+}
+
+fn brute_count(stream: &[u32], query: &[u32]) -> u64 {
+    if query.is_empty() {
+        return stream.len() as u64;
+    }
+    stream.windows(query.len()).filter(|w| *w == query).count() as u64
+}
+
+/// Next-token counts after every occurrence (end of corpus and separators are `eos`).
+fn brute_next(stream: &[u32], query: &[u32], sep: u32, eos: u32) -> Vec<(u32, u64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for start in 0..stream.len() {
+        if stream[start..].starts_with(query) {
+            let next = stream.get(start + query.len()).copied().unwrap_or(sep);
+            let next = if next == sep { eos } else { next };
+            *counts.entry(next).or_insert(0u64) += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+fn corpus_strategy() -> impl Strategy<Value = (TokenWidth, u32, Vec<Vec<u32>>)> {
+    prop_oneof![Just(TokenWidth::U8), Just(TokenWidth::U16), Just(TokenWidth::U32)]
+        .prop_flat_map(|width| {
+            // Small vocabularies make repeats likely; the largest id is always allowed.
+            (Just(width), 1u32..6)
+        })
+        .prop_flat_map(|(width, vocab_small)| {
+            let max_id = width.separator() - 1;
+            let token = prop_oneof![4 => 0..vocab_small, 1 => Just(max_id)];
+            let doc = prop::collection::vec(token, 0..12);
+            (Just(width), Just(vocab_small), prop::collection::vec(doc, 1..8))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn queries_agree_with_brute_force(
+        (width, vocab_small, docs) in corpus_strategy(),
+        queries in prop::collection::vec(prop::collection::vec(0u32..7, 0..5), 1..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_index(dir.path(), &docs, width);
+        let sep = width.separator();
+        let eos = 3u32;
+        let engine = Engine::open(dir.path(), &OpenOptions {
+            token_width: Some(width.bytes()),
+            vocab_size: None,
+            eos_token_id: Some(eos as u64),
+        }).unwrap();
+        let all = stream(&docs, sep);
+        let max_id = sep - 1;
+        for raw in &queries {
+            // Map query symbol 6 to the largest id, so it appears in queries too.
+            let query: Vec<u32> = raw.iter().map(|&t| if t == 6 { max_id } else { t.min(vocab_small) }).collect();
+            let expected = brute_count(&all, &query);
+            prop_assert_eq!(engine.count(&query).unwrap(), expected, "count {:?}", query);
+
+            // ntd with a support large enough to be exact.
+            let ntd = engine.ntd(&query, u64::MAX / 4).unwrap();
+            prop_assert!(!ntd.approx);
+            prop_assert_eq!(ntd.prompt_count, expected);
+            prop_assert_eq!(&ntd.counts, &brute_next(&all, &query, sep, eos));
+
+            // prob of every possible continuation.
+            if let Some((&last, context)) = query.split_last() {
+                let p = engine.prob(context, last).unwrap();
+                let prompt = brute_count(&all, context);
+                prop_assert_eq!(p.prompt_count, prompt);
+                if prompt == 0 {
+                    prop_assert_eq!(p.prob, -1.0);
+                } else {
+                    prop_assert_eq!(p.cont_count, expected);
+                    prop_assert_eq!(p.prob, expected as f64 / prompt as f64);
+                }
+                // ∞-gram: longest suffix of the context that occurs.
+                let suffix_len = (0..=context.len()).rev()
+                    .find(|&n| brute_count(&all, &context[context.len() - n..]) > 0)
+                    .unwrap();
+                let inf = engine.infgram_prob(context, last).unwrap();
+                let suffix = &context[context.len() - suffix_len..];
+                prop_assert_eq!(inf.suffix_len, suffix_len);
+                prop_assert_eq!(inf.prompt_count, brute_count(&all, suffix));
+                let mut with_last = suffix.to_vec();
+                with_last.push(last);
+                prop_assert_eq!(inf.cont_count, brute_count(&all, &with_last));
+                let inf_ntd = engine.infgram_ntd(context, 1 << 40).unwrap();
+                prop_assert_eq!(inf_ntd.suffix_len, suffix_len);
+                prop_assert_eq!(&inf_ntd.counts, &brute_next(&all, suffix, sep, eos));
+            }
+
+            // Sampled ntd still accounts for every occurrence.
+            let sampled = engine.ntd(&query, 2).unwrap();
+            prop_assert_eq!(sampled.prompt_count, expected);
+            prop_assert_eq!(sampled.approx, expected > 2);
+        }
+        let report = anygram::verify::verify(&engine);
+        prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}
+
+#[test]
+fn out_of_vocabulary_token_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
+    let engine = Engine::open(dir.path(), &OpenOptions { vocab_size: Some(10), ..Default::default() }).unwrap();
+    let err = engine.count(&[1, 10]).unwrap_err().to_string();
+    assert!(err.contains("token id 10 at position 1"), "{err}");
+}
+
+#[test]
+fn missing_table_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
+    std::fs::remove_file(dir.path().join("table.0")).unwrap();
+    let err = Engine::open(dir.path(), &OpenOptions::default()).err().unwrap().to_string();
+    assert!(err.contains("table.0"), "{err}");
+}
+
+#[test]
+fn truncated_table_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_index(dir.path(), &[vec![1, 2, 3], vec![4, 5]], TokenWidth::U16);
+    let table = std::fs::read(dir.path().join("table.0")).unwrap();
+    std::fs::write(dir.path().join("table.0"), &table[..table.len() - 1]).unwrap();
+    let err = Engine::open(dir.path(), &OpenOptions { token_width: Some(2), ..Default::default() }).err().unwrap().to_string();
+    assert!(err.contains("table.0") && err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn width_is_inferred_without_a_manifest() {
+    for width in [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32] {
+        let dir = tempfile::tempdir().unwrap();
+        let docs: Vec<Vec<u32>> = (0..50).map(|i| vec![i % 7, i % 5, 1, 2]).collect();
+        write_index(dir.path(), &docs, width);
+        let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+        assert_eq!(engine.token_width(), width);
+        let all = stream(&docs, width.separator());
+        assert_eq!(engine.count(&[1, 2]).unwrap(), brute_count(&all, &[1, 2]));
+    }
+}
