@@ -1,0 +1,39 @@
+"""anygram: exact n-gram and ∞-gram statistics over suffix-array indexes of
+tokenized corpora, compatible with infini-gram's index files.
+
+>>> import anygram
+>>> engine = anygram.Engine.open("my-index")            # doctest: +SKIP
+>>> engine.count("natural language")                    # doctest: +SKIP
+>>> engine.prob("natural language", engine.tokenize(" processing")[0])   # doctest: +SKIP
+"""
+
+from . import errors
+from ._anygram import __version__
+from .builder import BuildReport, build_index
+from .engine import Engine
+from .errors import (
+    AnygramError,
+    BuildError,
+    CorruptIndexError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    InvalidQueryError,
+    TokenizerMismatchError,
+)
+from .tokenizer import Tokenizer
+
+__all__ = [
+    "Engine",
+    "build_index",
+    "BuildReport",
+    "Tokenizer",
+    "errors",
+    "AnygramError",
+    "BuildError",
+    "CorruptIndexError",
+    "IndexNotFoundError",
+    "InvalidArgumentError",
+    "InvalidQueryError",
+    "TokenizerMismatchError",
+    "__version__",
+]

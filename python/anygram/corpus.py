@@ -1,0 +1,209 @@
+"""Corpus readers: turn input files into documents, and account for every document
+that cannot be read (it is counted and reported, never silently lost).
+
+Inputs:
+* JSONL (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``; also ``.json*``): one JSON object a line
+  with a text field (``text`` by default); the other fields become the document's metadata.
+* Plain text (any other file): one document per file, or per line with ``text_mode="lines"``.
+* Pre-tokenized ``.npy``: a 2-D array (one document a row), or a 1-D array with document
+  boundaries in a sibling ``NAME.offsets.npy`` (start index of each document, optionally
+  followed by the total length); without one, the whole array is one document.
+* Directories: every file inside, recursively, in sorted order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import BuildError
+
+
+@dataclass
+class Document:
+    """One document: ``text`` (to tokenize) or ``tokens`` (pre-tokenized), and metadata."""
+
+    path: str
+    linenum: int
+    text: Optional[str] = None
+    tokens: Optional[np.ndarray] = None
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SkipLog:
+    """Documents that could not be read, by reason, with the first few places."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: List[str] = field(default_factory=list)
+    strict: bool = False
+
+    def skip(self, reason: str, path: str, linenum: int, detail: str = "") -> None:
+        where = f"{path}:{linenum + 1}: {reason}" + (f" ({detail})" if detail else "")
+        if self.strict:
+            raise BuildError(f"unreadable document at {where}; run without --strict to skip such documents")
+        self.counts[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append(where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _expand(inputs: List[str]) -> List[str]:
+    paths: List[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for name in sorted(files):
+                    if not name.startswith(".") and not name.endswith(".offsets.npy"):
+                        paths.append(os.path.join(root, name))
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise BuildError(f"input not found: {item}")
+    if not paths:
+        raise BuildError(f"no input files in {inputs}")
+    return paths
+
+
+def _open_binary(path: str) -> io.BufferedIOBase:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if path.endswith(".zst"):
+        import zstandard
+
+        raw = open(path, "rb")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
+    return open(path, "rb")
+
+
+def _kind(path: str) -> str:
+    name = path.lower()
+    for suffix in (".gz", ".zst"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith(".jsonl") or name.endswith(".json") or name.endswith(".ndjson"):
+        return "jsonl"
+    if name.endswith(".npy"):
+        return "npy"
+    return "text"
+
+
+def read_documents(
+    inputs: Union[str, List[str]],
+    skips: SkipLog,
+    text_field: str = "text",
+    text_mode: str = "document",
+) -> Iterator[Document]:
+    """Yields the documents of ``inputs`` in order; unreadable ones go to ``skips``."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [os.fspath(inputs)]
+    if text_mode not in ("document", "lines"):
+        raise BuildError(f"text_mode must be 'document' or 'lines', not {text_mode!r}")
+    for path in _expand(list(inputs)):
+        kind = _kind(path)
+        if kind == "jsonl":
+            yield from _read_jsonl(path, skips, text_field)
+        elif kind == "npy":
+            yield from _read_npy(path, skips)
+        else:
+            yield from _read_text(path, skips, text_mode)
+
+
+def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document]:
+    try:
+        with _open_binary(path) as f:
+            for linenum, raw in enumerate(f):
+                if not raw.strip():
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    skips.skip("bad UTF-8", path, linenum, str(e))
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    skips.skip("bad JSON", path, linenum, str(e))
+                    continue
+                if not isinstance(record, dict) or text_field not in record:
+                    skips.skip(f"no {text_field!r} field", path, linenum)
+                    continue
+                text = record.pop(text_field)
+                if not isinstance(text, str):
+                    skips.skip(f"{text_field!r} is not a string", path, linenum)
+                    continue
+                yield Document(path=path, linenum=linenum, text=text, metadata=record)
+    except (OSError, EOFError) as e:
+        # A truncated or corrupt compressed file: the documents read so far stand.
+        skips.skip("unreadable file", path, -1, str(e))
+    except Exception as e:  # zstandard raises its own ZstdError
+        if type(e).__name__ == "ZstdError":
+            skips.skip("unreadable file", path, -1, str(e))
+        else:
+            raise
+
+
+def _read_text(path: str, skips: SkipLog, text_mode: str) -> Iterator[Document]:
+    try:
+        with _open_binary(path) as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        skips.skip("unreadable file", path, -1, str(e))
+        return
+    if text_mode == "document":
+        try:
+            yield Document(path=path, linenum=0, text=data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            skips.skip("bad UTF-8", path, 0, str(e))
+        return
+    for linenum, raw in enumerate(data.split(b"\n")):
+        if not raw.strip():
+            continue
+        try:
+            yield Document(path=path, linenum=linenum, text=raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            skips.skip("bad UTF-8", path, linenum, str(e))
+
+
+def _read_npy(path: str, skips: SkipLog) -> Iterator[Document]:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        skips.skip("unreadable file", path, -1, str(e))
+        return
+    if not np.issubdtype(array.dtype, np.integer):
+        raise BuildError(f"{path}: pre-tokenized arrays must hold integers, not {array.dtype}")
+    if array.ndim == 2:
+        for row in range(array.shape[0]):
+            yield Document(path=path, linenum=row, tokens=np.asarray(array[row]))
+        return
+    if array.ndim != 1:
+        raise BuildError(f"{path}: expected a 1-D or 2-D token array, got {array.ndim} dimensions")
+    bounds = _npy_bounds(path, len(array))
+    for doc, (start, end) in enumerate(bounds):
+        yield Document(path=path, linenum=doc, tokens=np.asarray(array[start:end]))
+
+
+def _npy_bounds(path: str, length: int) -> List[Tuple[int, int]]:
+    offsets_path = path[: -len(".npy")] + ".offsets.npy"
+    if not os.path.exists(offsets_path):
+        return [(0, length)]
+    starts = np.load(offsets_path, allow_pickle=False).astype(np.int64).tolist()
+    if not starts or starts[-1] != length:
+        starts.append(length)
+    if starts[0] != 0 or any(b < a for a, b in zip(starts, starts[1:])) or starts[-1] > length:
+        raise BuildError(
+            f"{offsets_path}: document offsets must start at 0, never decrease and end at most at {length}"
+        )
+    return list(zip(starts[:-1], starts[1:]))

@@ -1,0 +1,135 @@
+"""``anygram.Engine``: an opened index.
+
+The query methods (``count``, ``find``, ``prob``, ``ntd``, ``infgram_prob``,
+``infgram_ntd`` and their ``*_batch`` forms) are implemented in Rust
+(:mod:`anygram._anygram`) and take token ids (a list or 1-D numpy array) or a
+string, which is tokenized with the index's tokenizer. They release the GIL;
+batch forms run on all cores.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import _anygram
+from .errors import IndexNotFoundError, InvalidArgumentError, TokenizerMismatchError
+from .manifest import read_manifest
+from .tokenizer import Tokenizer, file_sha256
+
+
+class Engine(_anygram.Engine):
+    """A memory-mapped index. Open it with :meth:`Engine.open`.
+
+    Result fields follow infini-gram: ``prob`` returns ``prompt_cnt``, ``cont_cnt``,
+    ``prob`` (−1.0 when the context never occurs) and ``suffix_len``; ``ntd``
+    returns ``prompt_cnt``, ``result_by_token_id`` ({token: {"cont_cnt", "prob"}}),
+    ``approx`` and ``suffix_len``.
+    """
+
+    tokenizer: Optional[Tokenizer]
+    manifest: Optional[Dict[str, Any]]
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        tokenizer: Optional[str] = None,
+        token_width: Optional[int] = None,
+        vocab_size: Optional[int] = None,
+        eos_token_id: Optional[int] = None,
+    ) -> "Engine":
+        """Opens the index in directory ``path``.
+
+        An index built by anygram carries a manifest (token width, vocabulary,
+        tokenizer); ``tokenizer`` may then be left out, and if given must be the same
+        ``tokenizer.json`` (by content) as the one the index was built with.
+
+        An index built by infini-gram has no manifest: ``token_width`` (1, 2, 4) is
+        inferred from the file sizes when not given; ``vocab_size`` defaults to every
+        id but the separator; ``eos_token_id`` (reported as the token after a
+        document's end) defaults to the tokenizer's end-of-text token, else to the
+        separator value. Raises :class:`IndexNotFoundError`,
+        :class:`CorruptIndexError`, :class:`TokenizerMismatchError`.
+        """
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise IndexNotFoundError(f"{path}: no such index directory")
+        manifest = read_manifest(path)
+        tok: Optional[Tokenizer] = None
+        if manifest is not None:
+            info = manifest.get("tokenizer")
+            if info is None:
+                if tokenizer is not None:
+                    raise TokenizerMismatchError(
+                        f"{path}: the index was built on UTF-8 bytes without a tokenizer, "
+                        f"but tokenizer {tokenizer} was given"
+                    )
+                tok = Tokenizer(None) if manifest.get("token_width") == 1 else None
+            else:
+                stored = os.path.join(path, info["file"])
+                if tokenizer is not None:
+                    given = file_sha256(tokenizer)
+                    if given != info["sha256"]:
+                        raise TokenizerMismatchError(
+                            f"tokenizer {tokenizer} (sha256 {given[:12]}…) is not the one index {path} "
+                            f"was built with ({info['name']}, sha256 {info['sha256'][:12]}…)"
+                        )
+                    tok = Tokenizer(tokenizer)
+                elif os.path.isfile(stored):
+                    tok = Tokenizer(stored)
+        elif tokenizer is not None:
+            tok = Tokenizer(tokenizer)
+            if eos_token_id is None:
+                eos_token_id = tok.eos_token_id
+            if vocab_size is None:
+                vocab_size = tok.vocab_size
+        encoder = tok.encode if tok is not None else None
+        engine = cls(path, token_width, vocab_size, eos_token_id, encoder)
+        if tok is not None and tok.vocab_size > engine.vocab_size:
+            raise TokenizerMismatchError(
+                f"tokenizer {tok.name} has {tok.vocab_size} tokens but the index holds ids below "
+                f"{engine.vocab_size}"
+            )
+        engine.tokenizer = tok
+        engine.manifest = manifest
+        return engine
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The native constructor did the work; these are filled in by ``open``.
+        self.tokenizer = None
+        self.manifest = None
+
+    def tokenize(self, text: str) -> List[int]:
+        """The token ids of ``text`` under the index's tokenizer (no BOS/EOS)."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of token ids under the index's tokenizer."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer")
+        return self.tokenizer.decode(ids)
+
+    def info(self) -> Dict[str, Any]:
+        """What is in the index: sizes, token width, vocabulary, tokenizer, shards."""
+        return {
+            "path": os.path.abspath(self.path),
+            "token_width": self.token_width,
+            "vocab_size": self.vocab_size,
+            "eos_token_id": self.eos_token_id,
+            "num_shards": self.num_shards,
+            "num_tokens": self.num_tokens,
+            "num_documents": self.num_documents,
+            "tokenizer": None if self.manifest is None else self.manifest.get("tokenizer"),
+            "has_manifest": self.manifest is not None,
+            "shards": self.shard_info(),
+            "build": None if self.manifest is None else self.manifest.get("build"),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine({self.path!r}, {self.num_tokens} tokens, {self.num_documents} documents, "
+            f"{self.num_shards} shard(s), u{8 * self.token_width})"
+        )

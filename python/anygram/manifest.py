@@ -1,0 +1,47 @@
+"""``anygram.json``: the manifest written beside the shard files.
+
+Fields (format version 1):
+
+``format``            "anygram-index"
+``format_version``    1 (the core reads versions OLDEST..CURRENT, see rust/anygram/src/manifest.rs)
+``layout``            "infini-gram-v4": the shard files are infini-gram's
+``token_width``       1, 2 or 4 bytes per token
+``vocab_size``        token ids are in [0, vocab_size)
+``eos_token_id``      reported as the continuation at a document end
+``tokenizer``         null (UTF-8 bytes) or {"name", "file", "sha256"}; the file is copied into the index
+``shards``            [{"num_tokens", "num_documents", "ptr_size"}] in shard order
+``files``             {name: {"size", "xxh3_64"}} for every file of the index but the manifest
+``build``             how it was built: anygram version, inputs, options, skipped documents, timings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+MANIFEST_FILE = "anygram.json"
+FORMAT_VERSION = 1
+
+
+def read_manifest(index_dir: str) -> Optional[Dict[str, Any]]:
+    """The manifest as a dict, or None for an index without one (built by infini-gram)."""
+    path = os.path.join(index_dir, MANIFEST_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        from .errors import CorruptIndexError
+
+        raise CorruptIndexError(f"{path}: manifest is not valid JSON ({e})") from e
+
+
+def write_manifest(index_dir: str, manifest: Dict[str, Any]) -> None:
+    path = os.path.join(index_dir, MANIFEST_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,379 @@
+//! `anygram._anygram.Engine`: the native engine. `anygram.Engine` (Python)
+//! subclasses it to add tokenizers and `open`; every query method lives here so
+//! that a call with token ids goes straight from Python to Rust.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anygram::{Engine, NtdResult, OpenOptions, ProbResult};
+use numpy::{IntoPyArray, PyReadonlyArray1, PyUntypedArray};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+use rayon::prelude::*;
+
+use crate::errors::{invalid_query, to_py};
+
+/// Default cap on exact next-token counting (infini-gram's default).
+const DEFAULT_MAX_SUPPORT: u64 = 1000;
+
+#[pyclass(subclass, frozen, module = "anygram._anygram", name = "Engine")]
+pub struct PyEngine {
+    inner: Arc<Engine>,
+    /// `str -> list[int]`, set by the Python layer when the index has a tokenizer.
+    encoder: Option<Py<PyAny>>,
+}
+
+impl PyEngine {
+    /// Token ids from a `str` (through the tokenizer), a sequence of ints or a
+    /// 1-D numpy integer array.
+    fn ids(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        if query.is_instance_of::<PyString>() {
+            let Some(encoder) = &self.encoder else {
+                return Err(invalid_query(
+                    "this index has no tokenizer: pass token ids, or open it with tokenizer=...".into(),
+                ));
+            };
+            return encoder.bind(py).call1((query,))?.extract::<Vec<u32>>();
+        }
+        let values: Vec<i64> = if query.cast::<PyUntypedArray>().is_ok() {
+            let as_i64 = query.call_method1("astype", ("int64",))?;
+            let array: PyReadonlyArray1<i64> = as_i64.extract().map_err(|_| {
+                invalid_query("a numpy query must be a 1-D array of integers".into())
+            })?;
+            array.as_slice()?.to_vec()
+        } else {
+            query.extract::<Vec<i64>>().map_err(|_| {
+                invalid_query(format!(
+                    "a query must be a string, a list of token ids or a 1-D integer array, not {}",
+                    query.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?
+        };
+        values
+            .iter()
+            .enumerate()
+            .map(|(position, &v)| {
+                u32::try_from(v).map_err(|_| {
+                    invalid_query(format!(
+                        "token id {v} at position {position} is outside the vocabulary [0, {})",
+                        self.inner.vocab_size()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn token(&self, token: i64) -> PyResult<u32> {
+        u32::try_from(token).map_err(|_| {
+            invalid_query(format!(
+                "token id {token} is outside the vocabulary [0, {})",
+                self.inner.vocab_size()
+            ))
+        })
+    }
+
+    fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+        let mut out = Vec::new();
+        for (i, query) in queries.try_iter()?.enumerate() {
+            out.push(self.ids(py, &query?).map_err(|e| {
+                invalid_query(format!("query {i}: {}", e.value(py)))
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn tokens_many(&self, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        let values: Vec<i64> = if tokens.cast::<PyUntypedArray>().is_ok() {
+            let array: PyReadonlyArray1<i64> = tokens.call_method1("astype", ("int64",))?.extract()?;
+            array.as_slice()?.to_vec()
+        } else {
+            tokens.extract()?
+        };
+        values.into_iter().map(|t| self.token(t)).collect()
+    }
+}
+
+fn prob_dict<'py>(py: Python<'py>, r: &ProbResult) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("prompt_cnt", r.prompt_count)?;
+    d.set_item("cont_cnt", r.cont_count)?;
+    d.set_item("prob", r.prob)?;
+    d.set_item("suffix_len", r.suffix_len)?;
+    Ok(d)
+}
+
+fn ntd_dict<'py>(py: Python<'py>, r: &NtdResult) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let by_token = PyDict::new(py);
+    for &(token, count) in &r.counts {
+        let entry = PyDict::new(py);
+        entry.set_item("cont_cnt", count)?;
+        entry.set_item("prob", count as f64 / r.prompt_count as f64)?;
+        by_token.set_item(token, entry)?;
+    }
+    d.set_item("prompt_cnt", r.prompt_count)?;
+    d.set_item("result_by_token_id", by_token)?;
+    d.set_item("approx", r.approx)?;
+    d.set_item("suffix_len", r.suffix_len)?;
+    Ok(d)
+}
+
+fn prob_arrays<'py>(py: Python<'py>, results: Vec<ProbResult>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let n = results.len();
+    let (mut prob, mut prompt, mut cont, mut suffix) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in results {
+        prob.push(r.prob);
+        prompt.push(r.prompt_count);
+        cont.push(r.cont_count);
+        suffix.push(r.suffix_len as u64);
+    }
+    d.set_item("prob", prob.into_pyarray(py))?;
+    d.set_item("prompt_cnt", prompt.into_pyarray(py))?;
+    d.set_item("cont_cnt", cont.into_pyarray(py))?;
+    d.set_item("suffix_len", suffix.into_pyarray(py))?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        token_width: Option<usize>,
+        vocab_size: Option<u64>,
+        eos_token_id: Option<u64>,
+        encoder: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let options = OpenOptions {
+            token_width,
+            vocab_size,
+            eos_token_id,
+        };
+        let inner = py.detach(|| Engine::open(&path, &options)).map_err(to_py)?;
+        Ok(PyEngine {
+            inner: Arc::new(inner),
+            encoder,
+        })
+    }
+
+    /// Bytes per token (1, 2 or 4).
+    #[getter]
+    fn token_width(&self) -> usize {
+        self.inner.token_width().bytes()
+    }
+    /// Token ids are in `[0, vocab_size)`.
+    #[getter]
+    fn vocab_size(&self) -> u64 {
+        self.inner.vocab_size()
+    }
+    /// The token reported as the continuation at a document's end.
+    #[getter]
+    fn eos_token_id(&self) -> u32 {
+        self.inner.eos_token_id()
+    }
+    /// Number of shards.
+    #[getter]
+    fn num_shards(&self) -> usize {
+        self.inner.shards().len()
+    }
+    /// Token positions over all shards (document separators included).
+    #[getter]
+    fn num_tokens(&self) -> u64 {
+        self.inner.num_tokens()
+    }
+    /// Documents over all shards.
+    #[getter]
+    fn num_documents(&self) -> u64 {
+        self.inner.num_documents()
+    }
+    /// The index directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.dir().to_string_lossy().into_owned()
+    }
+    /// Per shard: tokens, documents, pointer size.
+    fn shard_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for s in self.inner.shards() {
+            let d = PyDict::new(py);
+            d.set_item("shard", s.number)?;
+            d.set_item("num_tokens", s.num_tokens())?;
+            d.set_item("num_documents", s.num_documents())?;
+            d.set_item("ptr_size", s.ptr_size())?;
+            d.set_item("has_metadata", s.metadata().is_some())?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// Occurrences of an n-gram (the empty n-gram counts every token position).
+    fn count(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let ids = self.ids(py, query)?;
+        py.detach(|| self.inner.count(&ids)).map_err(to_py)
+    }
+
+    /// Where an n-gram occurs: `{"cnt", "segment_by_shard": [(lo, hi), ...]}`.
+    fn find<'py>(&self, py: Python<'py>, query: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let ids = self.ids(py, query)?;
+        let r = py.detach(|| self.inner.find(&ids)).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("cnt", r.count)?;
+        d.set_item("segment_by_shard", r.ranges)?;
+        Ok(d)
+    }
+
+    /// `P(token | context)`: the n-gram estimate from the last n−1 tokens when
+    /// `n` is given, the ∞-gram (longest occurring suffix) when it is None.
+    #[pyo3(signature = (context, token, n = None))]
+    fn prob<'py>(
+        &self,
+        py: Python<'py>,
+        context: &Bound<'py, PyAny>,
+        token: i64,
+        n: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ids = self.ids(py, context)?;
+        let token = self.token(token)?;
+        let r = py.detach(|| self.inner.ngram_prob(&ids, token, n)).map_err(to_py)?;
+        prob_dict(py, &r)
+    }
+
+    /// Next-token distribution after the last n−1 tokens (`n` given) or the
+    /// longest occurring suffix (`n=None`); sampled beyond `max_support`.
+    #[pyo3(signature = (context, n = None, max_support = DEFAULT_MAX_SUPPORT))]
+    fn ntd<'py>(
+        &self,
+        py: Python<'py>,
+        context: &Bound<'py, PyAny>,
+        n: Option<usize>,
+        max_support: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ids = self.ids(py, context)?;
+        let r = py.detach(|| self.inner.ngram_ntd(&ids, n, max_support)).map_err(to_py)?;
+        ntd_dict(py, &r)
+    }
+
+    /// ∞-gram probability (infini-gram's name): `prob(context, token, n=None)`.
+    fn infgram_prob<'py>(
+        &self,
+        py: Python<'py>,
+        context: &Bound<'py, PyAny>,
+        token: i64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.prob(py, context, token, None)
+    }
+
+    /// ∞-gram next-token distribution (infini-gram's name): `ntd(context, n=None)`.
+    #[pyo3(signature = (context, max_support = DEFAULT_MAX_SUPPORT))]
+    fn infgram_ntd<'py>(
+        &self,
+        py: Python<'py>,
+        context: &Bound<'py, PyAny>,
+        max_support: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.ntd(py, context, None, max_support)
+    }
+
+    /// Counts of many n-grams at once, on all cores: a uint64 array.
+    fn count_batch<'py>(&self, py: Python<'py>, queries: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let queries = self.many(py, queries)?;
+        let counts = py
+            .detach(|| queries.par_iter().map(|q| self.inner.count(q)).collect::<anygram::Result<Vec<_>>>())
+            .map_err(to_py)?;
+        Ok(counts.into_pyarray(py).into_any())
+    }
+
+    /// `prob` for many (context, token) pairs on all cores: a dict of arrays
+    /// `prob`, `prompt_cnt`, `cont_cnt`, `suffix_len`.
+    #[pyo3(signature = (contexts, tokens, n = None))]
+    fn prob_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: &Bound<'py, PyAny>,
+        tokens: &Bound<'py, PyAny>,
+        n: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let contexts = self.many(py, contexts)?;
+        let tokens = self.tokens_many(tokens)?;
+        if contexts.len() != tokens.len() {
+            return Err(invalid_query(format!(
+                "{} contexts but {} tokens: give one token per context",
+                contexts.len(),
+                tokens.len()
+            )));
+        }
+        let results = py
+            .detach(|| {
+                contexts
+                    .par_iter()
+                    .zip(&tokens)
+                    .map(|(c, &t)| self.inner.ngram_prob(c, t, n))
+                    .collect::<anygram::Result<Vec<_>>>()
+            })
+            .map_err(to_py)?;
+        prob_arrays(py, results)
+    }
+
+    /// ∞-gram `prob_batch`.
+    fn infgram_prob_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: &Bound<'py, PyAny>,
+        tokens: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.prob_batch(py, contexts, tokens, None)
+    }
+
+    /// `ntd` for many contexts on all cores: a list of dicts.
+    #[pyo3(signature = (contexts, n = None, max_support = DEFAULT_MAX_SUPPORT))]
+    fn ntd_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: &Bound<'py, PyAny>,
+        n: Option<usize>,
+        max_support: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let contexts = self.many(py, contexts)?;
+        let results = py
+            .detach(|| {
+                contexts
+                    .par_iter()
+                    .map(|c| self.inner.ngram_ntd(c, n, max_support))
+                    .collect::<anygram::Result<Vec<_>>>()
+            })
+            .map_err(to_py)?;
+        let list = PyList::empty(py);
+        for r in &results {
+            list.append(ntd_dict(py, r)?)?;
+        }
+        Ok(list)
+    }
+
+    /// ∞-gram `ntd_batch`.
+    #[pyo3(signature = (contexts, max_support = DEFAULT_MAX_SUPPORT))]
+    fn infgram_ntd_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: &Bound<'py, PyAny>,
+        max_support: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.ntd_batch(py, contexts, None, max_support)
+    }
+
+    /// Full structural check (checksums, every pointer, sampled order, offsets):
+    /// `{"ok", "problems", ...}`.
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let report = py.detach(|| anygram::verify::verify(&self.inner));
+        let d = PyDict::new(py);
+        d.set_item("ok", report.problems.is_empty())?;
+        d.set_item("problems", report.problems)?;
+        d.set_item("checksums_checked", report.checksums_checked)?;
+        d.set_item("pointers_checked", report.pointers_checked)?;
+        d.set_item("pairs_checked", report.pairs_checked)?;
+        Ok(d)
+    }
+}
