@@ -20,7 +20,14 @@ API:
                           mem_gib=8, cpus=None, batch_size=None,
                           python=sys.executable, quiet=True)
         -> dict(seconds=float, peak_rss_bytes=int, peak_tree_rss_bytes=int,
-                save_dir=str, data_dir=str, cmd=list, log=str)
+                valid=bool, shards=[per-shard size checks], save_dir=str, data_dir=str,
+                cmd=list, log=str)
+
+    `valid` is False when infini-gram's own table.N is known to be wrong: it splits
+    the suffix sort into P = batches*cpus parts overlapping by 100000 bytes and
+    the result is only correct when (P-1)*S + 100000 <= ds_size (S = ds_size/P),
+    i.e. roughly tokenized.N >= cpus*100 KB. Use cpus=1 for small corpora.
+    token_dtype 'u32' needs a 32 GiB allocation per make-part job (FACTS.md).
 
     `seconds` is the wall time of the whole subprocess (tokenize + make-part +
     merge + concat). `peak_rss_bytes` is the largest max-RSS of any single process
@@ -213,8 +220,40 @@ def build_with_infinigram(jsonl_paths_or_dir, save_dir, tokenizer_json=None, tok
         for name in ('tokenized', 'table', 'offset') + (('metadata', 'metaoff') if add_metadata else ()):
             if not os.path.exists(os.path.join(save_dir, f'{name}.{s}')):
                 raise RuntimeError(f'missing {name}.{s} in {save_dir}:\n{log[-4000:]}')
-    return dict(seconds=seconds, peak_rss_bytes=peak, peak_tree_rss_bytes=peak_tree[0],
-                save_dir=save_dir, data_dir=data_dir, cmd=cmd[:1] + ['-c', '<launcher>'] + cmd[3:], log=log)
+    shard_info = [_shard_validity(save_dir, s, token_dtype, cpus, mem_gib) for s in range(shards)]
+    valid = all(si['table_size_ok'] and si['parts_ok'] for si in shard_info)
+    if not valid:
+        sys.stderr.write('WARNING: infini-gram produced a table.N that is known to be wrong for this size '
+                         '(ds_size < ~(parts-1)*S + 100000); rebuild with cpus=1. %r\n' % shard_info)
+    return dict(seconds=seconds, peak_rss_bytes=peak, peak_tree_rss_bytes=peak_tree[0], valid=valid,
+                shards=shard_info, save_dir=save_dir, data_dir=data_dir,
+                cmd=cmd[:1] + ['-c', '<launcher>'] + cmd[3:], log=log)
+
+
+HACK = 100000  # overlap (bytes) between make-part ranges in infini-gram 2.6.0 (see FACTS.md b/c)
+
+
+def _shard_validity(save_dir, s, token_dtype, cpus, mem_gib):
+    """Cheap validity test of table.s, from the sizes only (FACTS.md b, c): the table must hold
+    tok_cnt entries of ceil(log2(ds_size)/8) bytes, and infini-gram's make-part split into
+    P = batches*cpus parts of S bytes is only correct when (P-1)*S + HACK <= ds_size."""
+    import math
+    width = {'u8': 1, 'u16': 2, 'u32': 4}[token_dtype]
+    ds_size = os.path.getsize(os.path.join(save_dir, f'tokenized.{s}'))
+    sa_size = os.path.getsize(os.path.join(save_dir, f'table.{s}'))
+    tok_cnt = ds_size // width
+    ptr_size = math.ceil(math.log2(ds_size) / 8) if ds_size > 1 else 0
+    mem_bytes = mem_gib * 1024 ** 3
+    batches = 1
+    while batches * (mem_bytes // (12 if width == 1 else 8)) < ds_size:
+        batches *= 2
+    parts = batches * cpus
+    S = ds_size // parts
+    if S % width:
+        S += width - S % width
+    return dict(shard=s, ds_size=ds_size, tok_cnt=tok_cnt, ptr_size=ptr_size, table_bytes=sa_size,
+                table_size_ok=sa_size == tok_cnt * ptr_size, parts=parts,
+                parts_ok=parts == 1 or (parts - 1) * S + HACK <= ds_size)
 
 
 def _iter_jsonl(path):

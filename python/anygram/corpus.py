@@ -6,8 +6,8 @@ Inputs:
   with a text field (``text`` by default); the other fields become the document's metadata.
 * Plain text (any other file): one document per file, or per line with ``text_mode="lines"``.
 * Pre-tokenized ``.npy``: a 2-D array (one document a row), or a 1-D array with document
-  boundaries in a sibling ``NAME.offsets.npy`` (start index of each document, optionally
-  followed by the total length); without one, the whole array is one document.
+  boundaries in a sibling ``NAME.offsets.npy`` (each document's start index, then the
+  array's length: N+1 entries); without one, the whole array is one document.
 * Directories: every file inside, recursively, in sorted order.
 """
 
@@ -196,14 +196,15 @@ def _read_npy(path: str, skips: SkipLog) -> Iterator[Document]:
 
 
 def _npy_bounds(path: str, length: int) -> List[Tuple[int, int]]:
+    """Document ``i`` is ``tokens[bounds[i]:bounds[i+1]]``: the offsets file holds every
+    document's start and then the total length (N+1 entries for N documents)."""
     offsets_path = path[: -len(".npy")] + ".offsets.npy"
     if not os.path.exists(offsets_path):
         return [(0, length)]
-    starts = np.load(offsets_path, allow_pickle=False).astype(np.int64).tolist()
-    if not starts or starts[-1] != length:
-        starts.append(length)
-    if starts[0] != 0 or any(b < a for a, b in zip(starts, starts[1:])) or starts[-1] > length:
+    bounds = np.load(offsets_path, allow_pickle=False).astype(np.int64).tolist()
+    if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != length or any(b < a for a, b in zip(bounds, bounds[1:])):
         raise BuildError(
-            f"{offsets_path}: document offsets must start at 0, never decrease and end at most at {length}"
+            f"{offsets_path}: expected document boundaries 0 = b[0] <= b[1] <= ... <= b[N] = {length} "
+            f"(each document's start, then the array's length)"
         )
-    return list(zip(starts[:-1], starts[1:]))
+    return list(zip(bounds[:-1], bounds[1:]))

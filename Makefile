@@ -1,0 +1,42 @@
+# anygram: `make demo` builds a demo index and queries it; `make test` runs every test.
+# Both set everything up from nothing (a virtualenv in .venv, the native module via maturin).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml Cargo.toml $(shell find rust python -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## install anygram (editable) and its test dependencies into .venv
+
+.PHONY: demo
+demo: $(STAMP) ## build an index of Python's standard library and run example queries
+	$(VENV)/bin/anygram demo --output demo-index
+
+.PHONY: test
+test: $(STAMP) ## cargo test (core) + pytest (Python API, CLI, differential tests vs infini-gram)
+	cargo test --release -p anygram
+	$(PY) -m pytest -q
+
+.PHONY: bench
+bench: $(STAMP) ## query and build benchmarks side by side with infini-gram (reads ../shared/data)
+	$(PY) -m pip install -q ".[bench]" 2>/dev/null || $(PY) -m pip install -q infini-gram==2.6.0 tokengrams==0.3.3
+	$(PY) bench/bench_queries.py
+
+.PHONY: lint
+lint: ## rustfmt + clippy
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12

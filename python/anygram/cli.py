@@ -1,0 +1,217 @@
+"""The ``anygram`` command line: build, query, inspect and verify indexes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from .errors import AnygramError, InvalidQueryError
+
+
+def _open(args):
+    from .engine import Engine
+
+    return Engine.open(args.index, tokenizer=getattr(args, "tokenizer", None),
+                       token_width=getattr(args, "token_width", None),
+                       vocab_size=getattr(args, "vocab_size", None),
+                       eos_token_id=getattr(args, "eos_token_id", None))
+
+
+def _ids(text: Optional[str], ids: Optional[str]) -> object:
+    if ids is not None:
+        try:
+            return [int(t) for t in ids.replace(",", " ").split()]
+        except ValueError:
+            raise InvalidQueryError(f"--ids must be integers separated by commas or spaces, got {ids!r}")
+    if text is None:
+        raise InvalidQueryError("give a query text or --ids")
+    return text
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def cmd_build(args) -> int:
+    from .builder import build_index
+
+    report = build_index(
+        args.input, args.output, tokenizer=args.tokenizer, shards=args.shards,
+        token_width=args.token_width, vocab_size=args.vocab_size, eos_token_id=args.eos_token_id,
+        text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
+        strict=args.strict, overwrite=args.overwrite, workers=args.workers,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    print(report.summary())
+    return 0
+
+
+def cmd_count(args) -> int:
+    engine = _open(args)
+    query = _ids(args.query, args.ids)
+    _print({"count": engine.count(query), "token_ids": query if isinstance(query, list) else engine.tokenize(query)})
+    return 0
+
+
+def _next_token(engine, args) -> int:
+    if args.next_id is not None:
+        return args.next_id
+    if args.next is None:
+        raise InvalidQueryError("give the next token as --next TEXT or --next-id ID")
+    ids = engine.tokenize(args.next)
+    if len(ids) != 1:
+        raise InvalidQueryError(f"--next {args.next!r} is {len(ids)} tokens {ids}; it must be exactly one")
+    return ids[0]
+
+
+def cmd_prob(args) -> int:
+    engine = _open(args)
+    _print(engine.prob(_ids(args.context, args.ids), _next_token(engine, args), n=args.n))
+    return 0
+
+
+def cmd_ntd(args) -> int:
+    engine = _open(args)
+    result = engine.ntd(_ids(args.context, args.ids), n=args.n, max_support=args.max_support)
+    top = sorted(result["result_by_token_id"].items(), key=lambda kv: -kv[1]["cont_cnt"])[: args.top]
+    rows = []
+    for token, r in top:
+        row = {"token_id": token, "cont_cnt": r["cont_cnt"], "prob": round(r["prob"], 6)}
+        if engine.tokenizer is not None:
+            row["token"] = engine.decode([token])
+        rows.append(row)
+    _print({k: v for k, v in result.items() if k != "result_by_token_id"} | {"top": rows,
+           "num_distinct": len(result["result_by_token_id"])})
+    return 0
+
+
+def cmd_info(args) -> int:
+    engine = _open(args)
+    info = engine.info()
+    if args.json:
+        _print(info)
+        return 0
+    tok = info["tokenizer"]
+    print(f"index         {info['path']}")
+    print(f"documents     {info['num_documents']:,}")
+    print(f"tokens        {info['num_tokens']:,} (u{8 * info['token_width']}, separators included)")
+    print(f"vocabulary    {info['vocab_size']:,} ids, eos {info['eos_token_id']}")
+    print(f"tokenizer     {'UTF-8 bytes' if tok is None and info['token_width'] == 1 else (tok or {}).get('name', 'none')}")
+    print(f"manifest      {'yes' if info['has_manifest'] else 'no (infini-gram index)'}")
+    for s in info["shards"]:
+        print(f"shard {s['shard']:<7} {s['num_tokens']:,} tokens, {s['num_documents']:,} documents, "
+              f"{s['ptr_size']}-byte pointers{', metadata' if s['has_metadata'] else ''}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    engine = _open(args)
+    report = engine.verify()
+    print(f"checked {report['checksums_checked']} checksums, {report['pointers_checked']:,} pointers, "
+          f"{report['pairs_checked']:,} suffix pairs")
+    for problem in report["problems"]:
+        print(f"PROBLEM {problem}")
+    print("OK" if report["ok"] else f"{len(report['problems'])} problem(s)")
+    return 0 if report["ok"] else 1
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output, rebuild=args.rebuild)
+    return 0
+
+
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", "-i", required=True, help="index directory")
+    p.add_argument("--tokenizer", help="tokenizer.json (only for indexes without a manifest, or to check)")
+    p.add_argument("--token-width", type=int, choices=[1, 2, 4], help="for indexes without a manifest")
+    p.add_argument("--vocab-size", type=int, help="for indexes without a manifest")
+    p.add_argument("--eos-token-id", type=int, help="for indexes without a manifest")
+
+
+def parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="anygram", description="Exact n-gram and ∞-gram statistics over corpora.")
+    p.add_argument("--version", action="version", version=f"anygram {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build an index from JSONL, text or .npy files")
+    b.add_argument("input", nargs="+", help="files or directories")
+    b.add_argument("--output", "-o", required=True, help="index directory to create")
+    b.add_argument("--tokenizer", help="HuggingFace tokenizer.json; default: UTF-8 bytes")
+    b.add_argument("--shards", type=int, default=1)
+    b.add_argument("--token-width", type=int, choices=[1, 2, 4])
+    b.add_argument("--vocab-size", type=int, help="for pre-tokenized input")
+    b.add_argument("--eos-token-id", type=int)
+    b.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    b.add_argument("--text-mode", choices=["document", "lines"], default="document",
+                   help="plain text files: one document per file or per line")
+    b.add_argument("--no-metadata", action="store_true", help="do not store per-document metadata")
+    b.add_argument("--strict", action="store_true", help="fail on the first unreadable document")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index at --output")
+    b.add_argument("--workers", type=int, default=0, help="threads for sorting (0: all cores)")
+    b.add_argument("--quiet", "-q", action="store_true")
+    b.set_defaults(func=cmd_build)
+
+    c = sub.add_parser("count", help="occurrences of an n-gram")
+    _add_index(c)
+    c.add_argument("query", nargs="?", help="text (tokenized with the index's tokenizer)")
+    c.add_argument("--ids", help="token ids instead of text, e.g. 464,2068")
+    c.set_defaults(func=cmd_count)
+
+    pr = sub.add_parser("prob", help="P(next | context): n-gram with -n, else ∞-gram")
+    _add_index(pr)
+    pr.add_argument("context", nargs="?")
+    pr.add_argument("--ids", help="context token ids")
+    pr.add_argument("--next", help="the next token as text (must be one token)")
+    pr.add_argument("--next-id", type=int)
+    pr.add_argument("-n", type=int, help="n-gram order (default: ∞-gram)")
+    pr.set_defaults(func=cmd_prob)
+
+    nt = sub.add_parser("ntd", help="next-token distribution: n-gram with -n, else ∞-gram")
+    _add_index(nt)
+    nt.add_argument("context", nargs="?")
+    nt.add_argument("--ids", help="context token ids")
+    nt.add_argument("-n", type=int)
+    nt.add_argument("--max-support", type=int, default=1000)
+    nt.add_argument("--top", type=int, default=10, help="show the most frequent tokens")
+    nt.set_defaults(func=cmd_ntd)
+
+    i = sub.add_parser("info", help="what is in an index")
+    _add_index(i)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("verify", help="checksums and structure of every shard")
+    _add_index(v)
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("demo", help="build a demo index of Python's standard library and query it")
+    d.add_argument("--output", default="demo-index")
+    d.add_argument("--rebuild", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AnygramError as e:
+        print(f"anygram {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `anygram ... | head` is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Shared fixtures: small indexes built from token lists, and the brute-force oracle."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pytest
+
+import anygram
+
+SEPARATOR = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+def build_from_tokens(directory: str, docs: Sequence[Sequence[int]], width: int, vocab_size: int,
+                      eos_token_id: int, shards: int = 1, name: str = "index") -> str:
+    """Builds an index of pre-tokenized documents through the public build path (.npy input)."""
+    os.makedirs(directory, exist_ok=True)
+    flat = np.asarray([t for d in docs for t in d], dtype=DTYPE[width])
+    starts = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
+    np.save(os.path.join(directory, "corpus.npy"), flat)
+    np.save(os.path.join(directory, "corpus.offsets.npy"), starts)
+    out = os.path.join(directory, name)
+    anygram.build_index(os.path.join(directory, "corpus.npy"), out, token_width=width,
+                        vocab_size=vocab_size, eos_token_id=eos_token_id, shards=shards, progress=False)
+    return out
+
+
+class Oracle:
+    """Answers every query by scanning the documents."""
+
+    def __init__(self, docs: Sequence[Sequence[int]], eos: int):
+        self.docs = [list(d) for d in docs]
+        self.eos = eos
+        self.total = sum(len(d) + 1 for d in self.docs)
+
+    def _continuations(self, query: Sequence[int]) -> Counter:
+        q = list(query)
+        out: Counter = Counter()
+        for doc in self.docs:
+            if not q:
+                # Every position: the separator (reported as eos) and each token.
+                out[self.eos] += 1
+                out.update(doc)
+                continue
+            for i in range(len(doc) - len(q) + 1):
+                if doc[i:i + len(q)] == q:
+                    j = i + len(q)
+                    out[doc[j] if j < len(doc) else self.eos] += 1
+        return out
+
+    def count(self, query: Sequence[int]) -> int:
+        if not query:
+            return self.total
+        return sum(self._continuations(query).values())
+
+    def ntd(self, context: Sequence[int]) -> Dict[int, int]:
+        return dict(sorted(self._continuations(context).items()))
+
+    def suffix_len(self, context: Sequence[int]) -> int:
+        for n in range(len(context), -1, -1):
+            if self.count(context[len(context) - n:]) > 0:
+                return n
+        return 0
+
+    def prob(self, context: Sequence[int], token: int):
+        prompt = self.count(context)
+        if prompt == 0:
+            return 0, 0, -1.0
+        cont = self.count(list(context) + [token])
+        return prompt, cont, cont / prompt
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """../shared/data when present (benchmark corpora and the GPT-2 tokenizer)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.abspath(os.path.join(here, "..", "..", "shared", "data"))
+    if not os.path.isfile(os.path.join(path, "gpt2-tokenizer.json")):
+        pytest.skip("../shared/data is not present")
+    return path
