@@ -12,7 +12,7 @@ A tiny launcher (run with `python3 -c`) replaces
 `tokenizer.json` (`transformers.PreTrainedTokenizerFast(tokenizer_file=...)`,
 with `add_special_tokens=False` forced, so no BOS/EOS is ever added), then runs
 `infini_gram.indexing.main()` with `--tokenizer gpt2`.
-`tokenizer_json=None` means raw UTF-8 bytes with token_dtype 'u8'.
+`tokenizer_json=None` means raw UTF-8 bytes with token_dtype 'u8' (token_dtype is then ignored).
 
 API:
     build_with_infinigram(jsonl_paths_or_dir, save_dir, tokenizer_json=None,
@@ -137,9 +137,7 @@ def build_with_infinigram(jsonl_paths_or_dir, save_dir, tokenizer_json=None, tok
                           python=sys.executable, quiet=True, overwrite=True):
     save_dir = os.path.abspath(save_dir).rstrip('/')
     if tokenizer_json is None:
-        if token_dtype not in (None, 'u8'):
-            raise ValueError("tokenizer_json=None means UTF-8 bytes: token_dtype must be 'u8'")
-        token_dtype = 'u8'
+        token_dtype = 'u8'  # no tokenizer = UTF-8 bytes; token_dtype is ignored
     else:
         tokenizer_json = os.path.abspath(tokenizer_json)
         if not os.path.isfile(tokenizer_json):

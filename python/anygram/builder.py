@@ -95,7 +95,7 @@ class _StreamWriter:
 
     def close(self) -> None:
         for f in (self.tokens, self.meta):
-            if f is not None:
+            if f is not None and not f.closed:
                 f.flush()
                 os.fsync(f.fileno())
                 f.close()
@@ -153,8 +153,10 @@ def build_index(
         root = os.path.commonpath([os.path.abspath(i) for i in inputs])
         if os.path.isfile(root):
             root = os.path.dirname(root)
-        _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
-        writer.close()
+        try:
+            _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
+        finally:
+            writer.close()
         num_docs = len(writer.doc_starts)
         if num_docs == 0:
             raise BuildError(f"no readable documents in {inputs} ({skips.total} skipped)")

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use rayon::prelude::*;
 
-use crate::errors::{invalid_query, to_py};
+use crate::errors::{invalid_query, to_py, to_py_at};
 
 /// Default cap on exact next-token counting (infini-gram's default).
 const DEFAULT_MAX_SUPPORT: u64 = 1000;
@@ -282,8 +282,14 @@ impl PyEngine {
     fn count_batch<'py>(&self, py: Python<'py>, queries: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let queries = self.many(py, queries)?;
         let counts = py
-            .detach(|| queries.par_iter().map(|q| self.inner.count(q)).collect::<anygram::Result<Vec<_>>>())
-            .map_err(to_py)?;
+            .detach(|| {
+                queries
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, q)| self.inner.count(q).map_err(|e| (i, e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(to_py_at)?;
         Ok(counts.into_pyarray(py).into_any())
     }
 
@@ -311,10 +317,11 @@ impl PyEngine {
                 contexts
                     .par_iter()
                     .zip(&tokens)
-                    .map(|(c, &t)| self.inner.ngram_prob(c, t, n))
-                    .collect::<anygram::Result<Vec<_>>>()
+                    .enumerate()
+                    .map(|(i, (c, &t))| self.inner.ngram_prob(c, t, n).map_err(|e| (i, e)))
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(to_py)?;
+            .map_err(to_py_at)?;
         prob_arrays(py, results)
     }
 
@@ -342,10 +349,11 @@ impl PyEngine {
             .detach(|| {
                 contexts
                     .par_iter()
-                    .map(|c| self.inner.ngram_ntd(c, n, max_support))
-                    .collect::<anygram::Result<Vec<_>>>()
+                    .enumerate()
+                    .map(|(i, c)| self.inner.ngram_ntd(c, n, max_support).map_err(|e| (i, e)))
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(to_py)?;
+            .map_err(to_py_at)?;
         let list = PyList::empty(py);
         for r in &results {
             list.append(ntd_dict(py, r)?)?;

@@ -22,8 +22,17 @@ fn exception(py: Python<'_>, name: &str, message: String) -> PyErr {
 
 /// Converts a core error into the matching `anygram.errors` exception.
 pub fn to_py(err: Error) -> PyErr {
+    to_py_prefixed(err, "")
+}
+
+/// Like [`to_py`], for query `index` of a batch.
+pub fn to_py_at((index, err): (usize, Error)) -> PyErr {
+    to_py_prefixed(err, &format!("query {index}: "))
+}
+
+fn to_py_prefixed(err: Error, prefix: &str) -> PyErr {
     Python::attach(|py| {
-        let message = err.to_string();
+        let message = format!("{prefix}{err}");
         let class = match &err {
             Error::Io { .. } => "IndexIOError",
             Error::MissingFile { .. } => "IndexNotFoundError",

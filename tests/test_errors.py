@@ -1,0 +1,238 @@
+"""Bad input gets a clear exception naming the problem: never a crash, a hang,
+a wrong answer or a half-written index."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anygram
+from anygram.errors import (
+    BuildError,
+    CorruptIndexError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    InvalidQueryError,
+    TokenizerMismatchError,
+)
+from conftest import build_from_tokens
+
+
+@pytest.fixture
+def small_index(tmp_path):
+    docs = [[1, 2, 3, 4], [2, 3], [5], []]
+    return build_from_tokens(str(tmp_path / "src"), docs, 2, 100, 0)
+
+
+@pytest.fixture
+def text_index(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"document {i} says hello"}) + "\n" for i in range(50)))
+    return anygram.build_index(str(corpus), str(tmp_path / "text-index"), progress=False).output
+
+
+def test_token_outside_vocabulary(small_index):
+    engine = anygram.Engine.open(small_index)
+    with pytest.raises(InvalidQueryError, match="token id 100 at position 1 is outside the vocabulary"):
+        engine.count([1, 100])
+    with pytest.raises(InvalidQueryError, match="-1"):
+        engine.count([-1])
+    with pytest.raises(InvalidQueryError, match="outside the vocabulary"):
+        engine.prob([1], 2**40)
+    with pytest.raises(InvalidQueryError, match="query 1"):
+        engine.count_batch([[1], [1, 2, 300]])
+    with pytest.raises(ValueError):  # InvalidQueryError is a ValueError
+        engine.count([65535])
+
+
+def test_malformed_queries(small_index):
+    engine = anygram.Engine.open(small_index)
+    with pytest.raises(InvalidQueryError, match="no tokenizer"):
+        engine.count("text on an index without a tokenizer")
+    with pytest.raises(InvalidQueryError, match="must be a string, a list of token ids"):
+        engine.count({"a": 1})
+    with pytest.raises(InvalidQueryError, match="max_support"):
+        engine.ntd([1], max_support=0)
+    with pytest.raises(InvalidQueryError, match="n must be at least 1"):
+        engine.prob([1], 2, n=0)
+    with pytest.raises(InvalidQueryError, match="2 contexts but 1 tokens"):
+        engine.prob_batch([[1], [2]], [3])
+    with pytest.raises(InvalidQueryError, match="1-D"):
+        engine.count(np.zeros((2, 2), dtype=np.int64))
+    # numpy arrays of any integer type are fine
+    assert engine.count(np.array([2, 3], dtype=np.uint16)) == engine.count([2, 3]) == 2
+
+
+def test_missing_index_and_files(small_index, tmp_path):
+    with pytest.raises(IndexNotFoundError):
+        anygram.Engine.open(str(tmp_path / "nope"))
+    broken = str(tmp_path / "broken")
+    shutil.copytree(small_index, broken)
+    os.remove(os.path.join(broken, "table.0"))
+    with pytest.raises(IndexNotFoundError, match="table.0"):
+        anygram.Engine.open(broken)
+    # infini-gram segfaults here; we raise in a subprocess too (no crash of the interpreter).
+    code = f"import anygram\ntry:\n anygram.Engine.open({broken!r})\nexcept anygram.AnygramError as e:\n print('raised', type(e).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "raised IndexNotFoundError" in out.stdout
+
+
+@pytest.mark.parametrize("victim", ["tokenized.0", "table.0", "offset.0", "metaoff.0"])
+def test_truncated_files(small_index, tmp_path, victim):
+    broken = str(tmp_path / "trunc")
+    shutil.copytree(small_index, broken)
+    path = os.path.join(broken, victim)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-1])
+    with pytest.raises(CorruptIndexError, match=victim.replace(".", r"\.")):
+        anygram.Engine.open(broken)
+
+
+def test_truncated_infinigram_index_without_manifest(small_index, tmp_path):
+    broken = str(tmp_path / "nomanifest")
+    shutil.copytree(small_index, broken)
+    os.remove(os.path.join(broken, "anygram.json"))
+    table = os.path.join(broken, "table.0")
+    open(table, "wb").write(open(table, "rb").read()[:-3])
+    with pytest.raises(CorruptIndexError):
+        anygram.Engine.open(broken, token_width=2)
+
+
+def test_corrupt_contents_found_by_verify(small_index, tmp_path):
+    broken = str(tmp_path / "flipped")
+    shutil.copytree(small_index, broken)
+    table = os.path.join(broken, "table.0")
+    data = bytearray(open(table, "rb").read())
+    data[0], data[2] = data[2], data[0]  # swap two pointers' low bytes: same size, wrong order
+    open(table, "wb").write(bytes(data))
+    report = anygram.Engine.open(broken).verify()
+    assert not report["ok"]
+    assert any("checksum" in p for p in report["problems"])
+
+
+def test_out_of_range_pointer_is_an_error_not_a_crash(small_index, tmp_path):
+    broken = str(tmp_path / "badptr")
+    shutil.copytree(small_index, broken)
+    os.remove(os.path.join(broken, "anygram.json"))  # no size/checksum guard
+    table = os.path.join(broken, "table.0")
+    data = bytearray(open(table, "rb").read())
+    data[:1] = b"\xfe"
+    open(table, "wb").write(bytes(data))
+    engine = anygram.Engine.open(broken, token_width=2, vocab_size=100)
+    with pytest.raises(CorruptIndexError, match="outside the token grid"):
+        for q in ([1], [2], [3], [5], [1, 2], []):
+            engine.ntd(q)
+    assert not engine.verify()["ok"]
+
+
+def test_unsupported_manifest_version(small_index, tmp_path):
+    broken = str(tmp_path / "future")
+    shutil.copytree(small_index, broken)
+    manifest = json.load(open(os.path.join(broken, "anygram.json")))
+    manifest["format_version"] = 99
+    json.dump(manifest, open(os.path.join(broken, "anygram.json"), "w"))
+    with pytest.raises(CorruptIndexError, match="format version 99 is not supported"):
+        anygram.Engine.open(broken)
+
+
+def test_tokenizer_mismatch(tmp_path, text_index, shared_data):
+    with pytest.raises(TokenizerMismatchError, match="UTF-8 bytes"):
+        anygram.Engine.open(text_index, tokenizer=os.path.join(shared_data, "gpt2-tokenizer.json"))
+    corpus = tmp_path / "g.jsonl"
+    corpus.write_text(json.dumps({"text": "hello world"}) + "\n")
+    gpt2 = os.path.join(shared_data, "gpt2-tokenizer.json")
+    path = anygram.build_index(str(corpus), str(tmp_path / "g"), tokenizer=gpt2, progress=False).output
+    other = tmp_path / "other.json"
+    tok = json.load(open(gpt2))
+    tok["model"]["vocab"]["hello"] = tok["model"]["vocab"].pop("hello", 0)
+    tok["added_tokens"] = tok.get("added_tokens", [])[:0]
+    json.dump(tok, open(other, "w"))
+    with pytest.raises(TokenizerMismatchError, match="is not the one"):
+        anygram.Engine.open(path, tokenizer=str(other))
+    assert anygram.Engine.open(path, tokenizer=gpt2).count("hello world") == 1
+
+
+def test_bad_documents_are_counted_not_lost(tmp_path):
+    corpus = tmp_path / "mixed.jsonl"
+    lines = [
+        json.dumps({"text": "good one", "id": 1}).encode(),
+        b"{not json",
+        json.dumps({"title": "no text"}).encode(),
+        json.dumps({"text": 42}).encode(),
+        b'{"text": "bad \xff utf8"}',
+        json.dumps({"text": "good two"}).encode(),
+    ]
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    report = anygram.build_index(str(corpus), str(tmp_path / "mixed-index"), progress=False)
+    assert report.num_documents == 2
+    assert report.skipped == {"bad JSON": 1, "no 'text' field": 1, "'text' is not a string": 1, "bad UTF-8": 1}
+    assert any("mixed.jsonl:2" in e for e in report.skipped_examples)
+    manifest = json.load(open(os.path.join(report.output, "anygram.json")))
+    assert manifest["build"]["skipped_documents"]["bad JSON"] == 1
+    with pytest.raises(BuildError, match="mixed.jsonl:2: bad JSON"):
+        anygram.build_index(str(corpus), str(tmp_path / "strict-index"), strict=True, progress=False)
+    assert not os.path.exists(tmp_path / "strict-index")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".strict-index")]
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    with pytest.raises(BuildError):
+        anygram.build_index(str(tmp_path / "missing.jsonl"), str(tmp_path / "out"), progress=False)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(BuildError, match="no readable documents"):
+        anygram.build_index(str(empty), str(tmp_path / "out"), progress=False)
+    assert os.listdir(tmp_path) == ["empty.jsonl"]
+
+
+def test_killed_build_leaves_nothing_that_opens(tmp_path):
+    corpus = tmp_path / "big.jsonl"
+    with open(corpus, "w") as f:
+        for i in range(20000):
+            f.write(json.dumps({"text": f"line {i} " * 20}) + "\n")
+    out = tmp_path / "killed-index"
+    code = f"import anygram; anygram.build_index({str(corpus)!r}, {str(out)!r}, progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    import time
+
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert not out.exists() or anygram.Engine.open(str(out)).verify()["ok"]
+
+
+def test_existing_output_is_not_overwritten(tmp_path, text_index):
+    corpus = tmp_path / "c.jsonl"
+    with pytest.raises(InvalidArgumentError, match="already exists"):
+        anygram.build_index(str(corpus), text_index, progress=False)
+    report = anygram.build_index(str(corpus), text_index, overwrite=True, progress=False)
+    assert anygram.Engine.open(report.output).num_documents == 50
+
+
+def test_compressed_and_text_inputs(tmp_path):
+    import zstandard
+
+    docs = [{"text": f"doc {i} alpha beta", "source": "s"} for i in range(10)]
+    raw = "".join(json.dumps(d) + "\n" for d in docs).encode()
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    (tmp_path / "c.txt").write_text("alpha beta\ngamma\n")
+    report = anygram.build_index(
+        [str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.jsonl.zst"), str(tmp_path / "c.txt")],
+        str(tmp_path / "multi"), shards=2, progress=False)
+    engine = anygram.Engine.open(report.output)
+    assert engine.num_documents == 21 and engine.num_shards == 2
+    assert engine.count("alpha beta") == 21
+    lines = open(os.path.join(report.output, "metadata.0")).read().splitlines()
+    first = json.loads(lines[0])
+    assert first == {"path": "a.jsonl.gz", "linenum": 0, "metadata": {"source": "s"}}
+    by_line = anygram.build_index(str(tmp_path / "c.txt"), str(tmp_path / "lines"), text_mode="lines",
+                                  progress=False)
+    assert anygram.Engine.open(by_line.output).num_documents == 2
