@@ -30,25 +30,27 @@ impl PyEngine {
         if query.is_instance_of::<PyString>() {
             let Some(encoder) = &self.encoder else {
                 return Err(invalid_query(
-                    "this index has no tokenizer: pass token ids, or open it with tokenizer=...".into(),
+                    "this index has no tokenizer: pass token ids, or open it with tokenizer=..."
+                        .into(),
                 ));
             };
             return encoder.bind(py).call1((query,))?.extract::<Vec<u32>>();
         }
-        let values: Vec<i64> = if query.cast::<PyUntypedArray>().is_ok() {
-            let as_i64 = query.call_method1("astype", ("int64",))?;
-            let array: PyReadonlyArray1<i64> = as_i64.extract().map_err(|_| {
-                invalid_query("a numpy query must be a 1-D array of integers".into())
-            })?;
-            array.as_slice()?.to_vec()
-        } else {
-            query.extract::<Vec<i64>>().map_err(|_| {
-                invalid_query(format!(
+        let values: Vec<i64> =
+            if query.cast::<PyUntypedArray>().is_ok() {
+                let as_i64 = query.call_method1("astype", ("int64",))?;
+                let array: PyReadonlyArray1<i64> = as_i64.extract().map_err(|_| {
+                    invalid_query("a numpy query must be a 1-D array of integers".into())
+                })?;
+                array.as_slice()?.to_vec()
+            } else {
+                query.extract::<Vec<i64>>().map_err(|_| {
+                    invalid_query(format!(
                     "a query must be a string, a list of token ids or a 1-D integer array, not {}",
                     query.get_type().name().map(|n| n.to_string()).unwrap_or_default()
                 ))
-            })?
-        };
+                })?
+            };
         values
             .iter()
             .enumerate()
@@ -75,16 +77,18 @@ impl PyEngine {
     fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
         let mut out = Vec::new();
         for (i, query) in queries.try_iter()?.enumerate() {
-            out.push(self.ids(py, &query?).map_err(|e| {
-                invalid_query(format!("query {i}: {}", e.value(py)))
-            })?);
+            out.push(
+                self.ids(py, &query?)
+                    .map_err(|e| invalid_query(format!("query {i}: {}", e.value(py))))?,
+            );
         }
         Ok(out)
     }
 
     fn tokens_many(&self, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         let values: Vec<i64> = if tokens.cast::<PyUntypedArray>().is_ok() {
-            let array: PyReadonlyArray1<i64> = tokens.call_method1("astype", ("int64",))?.extract()?;
+            let array: PyReadonlyArray1<i64> =
+                tokens.call_method1("astype", ("int64",))?.extract()?;
             array.as_slice()?.to_vec()
         } else {
             tokens.extract()?
@@ -121,8 +125,12 @@ fn ntd_dict<'py>(py: Python<'py>, r: &NtdResult) -> PyResult<Bound<'py, PyDict>>
 fn prob_arrays<'py>(py: Python<'py>, results: Vec<ProbResult>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let n = results.len();
-    let (mut prob, mut prompt, mut cont, mut suffix) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut prob, mut prompt, mut cont, mut suffix) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for r in results {
         prob.push(r.prob);
         prompt.push(r.prompt_count);
@@ -217,7 +225,11 @@ impl PyEngine {
     }
 
     /// Where an n-gram occurs: `{"cnt", "segment_by_shard": [(lo, hi), ...]}`.
-    fn find<'py>(&self, py: Python<'py>, query: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    fn find<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let ids = self.ids(py, query)?;
         let r = py.detach(|| self.inner.find(&ids)).map_err(to_py)?;
         let d = PyDict::new(py);
@@ -238,7 +250,9 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = self.ids(py, context)?;
         let token = self.token(token)?;
-        let r = py.detach(|| self.inner.ngram_prob(&ids, token, n)).map_err(to_py)?;
+        let r = py
+            .detach(|| self.inner.ngram_prob(&ids, token, n))
+            .map_err(to_py)?;
         prob_dict(py, &r)
     }
 
@@ -253,7 +267,9 @@ impl PyEngine {
         max_support: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = self.ids(py, context)?;
-        let r = py.detach(|| self.inner.ngram_ntd(&ids, n, max_support)).map_err(to_py)?;
+        let r = py
+            .detach(|| self.inner.ngram_ntd(&ids, n, max_support))
+            .map_err(to_py)?;
         ntd_dict(py, &r)
     }
 
@@ -279,7 +295,11 @@ impl PyEngine {
     }
 
     /// Counts of many n-grams at once, on all cores: a uint64 array.
-    fn count_batch<'py>(&self, py: Python<'py>, queries: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn count_batch<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let queries = self.many(py, queries)?;
         let counts = py
             .detach(|| {

@@ -40,7 +40,10 @@ pub fn build_suffix_array(
     if text.len() % w != 0 {
         return Err(Error::corrupt(
             tokenized,
-            format!("size {} is not a multiple of the token width {w}", text.len()),
+            format!(
+                "size {} is not a multiple of the token width {w}",
+                text.len()
+            ),
         ));
     }
     let threads = if threads == 0 {
@@ -48,11 +51,10 @@ pub fn build_suffix_array(
     } else {
         threads
     };
-    let ranks = suffix_array(&text, width, threads)
-        .map_err(|detail| Error::Build {
-            path: tokenized.to_path_buf(),
-            detail,
-        })?;
+    let ranks = suffix_array(&text, width, threads).map_err(|detail| Error::Build {
+        path: tokenized.to_path_buf(),
+        detail,
+    })?;
     write_table(&ranks, w as u64, ptr_size_for(text.len() as u64), table)
 }
 
@@ -108,14 +110,28 @@ pub fn suffix_array(text: &[u8], width: TokenWidth, threads: usize) -> Result<Su
                 let mut sa = vec![0i32; n];
                 // SAFETY: `text` holds n bytes and `sa` n entries, as libsais requires.
                 let code = unsafe {
-                    libsais::libsais_omp(text.as_ptr(), sa.as_mut_ptr(), n as i32, 0, std::ptr::null_mut(), threads as i32)
+                    libsais::libsais_omp(
+                        text.as_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i32,
+                        0,
+                        std::ptr::null_mut(),
+                        threads as i32,
+                    )
                 };
                 check(code as i64).map(|_| SuffixArray::Small(sa))
             } else {
                 let mut sa = vec![0i64; n];
                 // SAFETY: as above, with 64-bit lengths.
                 let code = unsafe {
-                    libsais64::libsais64_omp(text.as_ptr(), sa.as_mut_ptr(), n as i64, 0, std::ptr::null_mut(), threads as i64)
+                    libsais64::libsais64_omp(
+                        text.as_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i64,
+                        0,
+                        std::ptr::null_mut(),
+                        threads as i64,
+                    )
                 };
                 check(code).map(|_| SuffixArray::Large(sa))
             }
@@ -129,14 +145,28 @@ pub fn suffix_array(text: &[u8], width: TokenWidth, threads: usize) -> Result<Su
                 let mut sa = vec![0i32; n];
                 // SAFETY: `swapped` holds n symbols and `sa` n entries.
                 let code = unsafe {
-                    libsais16::libsais16_omp(swapped.as_ptr(), sa.as_mut_ptr(), n as i32, 0, std::ptr::null_mut(), threads as i32)
+                    libsais16::libsais16_omp(
+                        swapped.as_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i32,
+                        0,
+                        std::ptr::null_mut(),
+                        threads as i32,
+                    )
                 };
                 check(code as i64).map(|_| SuffixArray::Small(sa))
             } else {
                 let mut sa = vec![0i64; n];
                 // SAFETY: as above, with 64-bit lengths.
                 let code = unsafe {
-                    libsais16x64::libsais16x64_omp(swapped.as_ptr(), sa.as_mut_ptr(), n as i64, 0, std::ptr::null_mut(), threads as i64)
+                    libsais16x64::libsais16x64_omp(
+                        swapped.as_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i64,
+                        0,
+                        std::ptr::null_mut(),
+                        threads as i64,
+                    )
                 };
                 check(code).map(|_| SuffixArray::Large(sa))
             }
@@ -159,7 +189,14 @@ pub fn suffix_array(text: &[u8], width: TokenWidth, threads: usize) -> Result<Su
                 let mut sa = vec![0i32; n];
                 // SAFETY: `dense` holds n symbols in [0, k) and `sa` n entries; libsais_int may overwrite `dense`.
                 let code = unsafe {
-                    libsais::libsais_int_omp(dense.as_mut_ptr(), sa.as_mut_ptr(), n as i32, k as i32, 0, threads as i32)
+                    libsais::libsais_int_omp(
+                        dense.as_mut_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i32,
+                        k as i32,
+                        0,
+                        threads as i32,
+                    )
                 };
                 check(code as i64).map(|_| SuffixArray::Small(sa))
             } else {
@@ -168,7 +205,14 @@ pub fn suffix_array(text: &[u8], width: TokenWidth, threads: usize) -> Result<Su
                 let mut sa = vec![0i64; n];
                 // SAFETY: as above, with 64-bit lengths.
                 let code = unsafe {
-                    libsais64::libsais64_long_omp(dense.as_mut_ptr(), sa.as_mut_ptr(), n as i64, k as i64, 0, threads as i64)
+                    libsais64::libsais64_long_omp(
+                        dense.as_mut_ptr(),
+                        sa.as_mut_ptr(),
+                        n as i64,
+                        k as i64,
+                        0,
+                        threads as i64,
+                    )
                 };
                 check(code).map(|_| SuffixArray::Large(sa))
             }

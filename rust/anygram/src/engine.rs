@@ -230,7 +230,10 @@ impl Engine {
     /// `P(token | context)` over the whole context (infini-gram's `prob`).
     pub fn prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
         let query = self.encode_with(context, token)?;
-        let prompt = self.find_bytes(&query[..query.len() - self.width.bytes()], &self.full_ranges())?;
+        let prompt = self.find_bytes(
+            &query[..query.len() - self.width.bytes()],
+            &self.full_ranges(),
+        )?;
         self.prob_from(&query, &prompt, context.len())
     }
 
@@ -247,7 +250,12 @@ impl Engine {
         Ok(query)
     }
 
-    fn prob_from(&self, query: &[u8], prompt: &FindResult, suffix_len: usize) -> Result<ProbResult> {
+    fn prob_from(
+        &self,
+        query: &[u8],
+        prompt: &FindResult,
+        suffix_len: usize,
+    ) -> Result<ProbResult> {
         if prompt.count == 0 {
             return Ok(ProbResult {
                 prompt_count: 0,
@@ -299,7 +307,13 @@ impl Engine {
             .zip(&prompt.ranges)
             .map(|(shard, &range)| {
                 let mut counts = BTreeMap::new();
-                shard.count_next_tokens(query_bytes, range, unit, self.eos_token_id, &mut counts)?;
+                shard.count_next_tokens(
+                    query_bytes,
+                    range,
+                    unit,
+                    self.eos_token_id,
+                    &mut counts,
+                )?;
                 Ok(counts)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -364,14 +378,23 @@ impl Engine {
         let query = self.encode_with(context, token)?;
         let (suffix_len, prompt) = self.longest_suffix(context)?;
         let w = self.width.bytes();
-        self.prob_from(&query[(context.len() - suffix_len) * w..], &prompt, suffix_len)
+        self.prob_from(
+            &query[(context.len() - suffix_len) * w..],
+            &prompt,
+            suffix_len,
+        )
     }
 
     /// ∞-gram next-token distribution (infini-gram's `infgram_ntd`).
     pub fn infgram_ntd(&self, context: &[u32], max_support: u64) -> Result<NtdResult> {
         check_max_support(max_support)?;
         let (suffix_len, prompt) = self.longest_suffix(context)?;
-        self.ntd_from(suffix_len * self.width.bytes(), &prompt, max_support, suffix_len)
+        self.ntd_from(
+            suffix_len * self.width.bytes(),
+            &prompt,
+            max_support,
+            suffix_len,
+        )
     }
 
     /// n-gram `P(token | last n−1 tokens of context)`; `None` is the ∞-gram.
@@ -384,7 +407,12 @@ impl Engine {
     }
 
     /// n-gram next-token distribution after the last n−1 tokens; `None` is the ∞-gram.
-    pub fn ngram_ntd(&self, context: &[u32], n: Option<usize>, max_support: u64) -> Result<NtdResult> {
+    pub fn ngram_ntd(
+        &self,
+        context: &[u32],
+        n: Option<usize>,
+        max_support: u64,
+    ) -> Result<NtdResult> {
         match n {
             None => self.infgram_ntd(context, max_support),
             Some(n) => self.ntd(last_tokens(context, n)?, max_support),
@@ -394,7 +422,9 @@ impl Engine {
 
 fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
     if n == 0 {
-        return Err(Error::InvalidQuery("n must be at least 1 (n = 1 is the unigram)".into()));
+        return Err(Error::InvalidQuery(
+            "n must be at least 1 (n = 1 is the unigram)".into(),
+        ));
     }
     let keep = (n - 1).min(context.len());
     Ok(&context[context.len() - keep..])
@@ -402,7 +432,9 @@ fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
 
 fn check_max_support(max_support: u64) -> Result<()> {
     if max_support == 0 {
-        return Err(Error::InvalidQuery("max_support must be a positive integer".into()));
+        return Err(Error::InvalidQuery(
+            "max_support must be a positive integer".into(),
+        ));
     }
     Ok(())
 }
@@ -433,7 +465,10 @@ fn count_shards(dir: &Path) -> Result<usize> {
         if expected != got {
             return Err(Error::MissingFile {
                 path: dir.join(shard_file("tokenized", expected)),
-                what: format!("shards must be numbered 0..{}; shard {expected} is missing", numbers.len()),
+                what: format!(
+                    "shards must be numbered 0..{}; shard {expected} is missing",
+                    numbers.len()
+                ),
             });
         }
     }

@@ -47,10 +47,7 @@ impl Shard {
             &dir.join(shard_file("tokenized", number)),
             "the token stream",
         )?;
-        let table = MappedFile::open(
-            &dir.join(shard_file("table", number)),
-            "the suffix array",
-        )?;
+        let table = MappedFile::open(&dir.join(shard_file("table", number)), "the suffix array")?;
         let offsets = MappedFile::open(
             &dir.join(shard_file("offset", number)),
             "the document offsets",
@@ -221,9 +218,7 @@ impl Shard {
     }
     /// The metadata and metadata-offset files, if the shard has them.
     pub fn metadata(&self) -> Option<(&[u8], &[u8])> {
-        self.metadata
-            .as_ref()
-            .map(|(m, o)| (m.bytes(), o.bytes()))
+        self.metadata.as_ref().map(|(m, o)| (m.bytes(), o.bytes()))
     }
     /// The mapped files (for checksums and verification).
     pub fn files(&self) -> Vec<&MappedFile> {
@@ -309,23 +304,6 @@ impl Shard {
         Ok(lo)
     }
 
-    /// The token at byte offset `ptr`, reporting a separator or the end of the
-    /// shard as `eos_token_id` (a continuation that ends the document).
-    #[inline]
-    pub fn token_at(&self, ptr: u64, eos_token_id: u32) -> u32 {
-        let text = self.tokenized.bytes();
-        let ptr = ptr as usize;
-        if ptr + self.width.bytes() > text.len() {
-            return eos_token_id;
-        }
-        let token = self.width.read_token(&text[ptr..]);
-        if token == self.width.separator() {
-            eos_token_id
-        } else {
-            token
-        }
-    }
-
     /// Adds to `counts` how often each token follows the `query_bytes`-long
     /// matches at ranks `range`.
     ///
@@ -383,12 +361,18 @@ impl Shard {
         known_last: Option<u64>,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let next = |rank: u64| -> Result<u64> { Ok(self.stored_at(self.ptr_at(rank)? + query_bytes as u64)) };
+        let next = |rank: u64| -> Result<u64> {
+            Ok(self.stored_at(self.ptr_at(rank)? + query_bytes as u64))
+        };
         if end - start < 4 * unit {
             let mut rank = start;
             while rank < end {
                 let whole = rank + unit <= end;
-                let sample = if whole { rank + unit / 2 } else { (rank + end) / 2 };
+                let sample = if whole {
+                    rank + unit / 2
+                } else {
+                    (rank + end) / 2
+                };
                 *counts.entry(next(sample)?).or_insert(0) += if whole { unit } else { end - rank };
                 rank += unit;
             }

@@ -23,7 +23,9 @@ fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth) {
 
 /// The corpus as one sequence, separators included, for brute-force counting.
 fn stream(docs: &[Vec<u32>], sep: u32) -> Vec<u32> {
-    docs.iter().flat_map(|d| std::iter::once(sep).chain(d.iter().copied())).collect()
+    docs.iter()
+        .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
+        .collect()
 }
 
 fn brute_count(stream: &[u32], query: &[u32]) -> u64 {
@@ -47,17 +49,25 @@ fn brute_next(stream: &[u32], query: &[u32], sep: u32, eos: u32) -> Vec<(u32, u6
 }
 
 fn corpus_strategy() -> impl Strategy<Value = (TokenWidth, u32, Vec<Vec<u32>>)> {
-    prop_oneof![Just(TokenWidth::U8), Just(TokenWidth::U16), Just(TokenWidth::U32)]
-        .prop_flat_map(|width| {
-            // Small vocabularies make repeats likely; the largest id is always allowed.
-            (Just(width), 1u32..6)
-        })
-        .prop_flat_map(|(width, vocab_small)| {
-            let max_id = width.separator() - 1;
-            let token = prop_oneof![4 => 0..vocab_small, 1 => Just(max_id)];
-            let doc = prop::collection::vec(token, 0..12);
-            (Just(width), Just(vocab_small), prop::collection::vec(doc, 1..8))
-        })
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+    .prop_flat_map(|width| {
+        // Small vocabularies make repeats likely; the largest id is always allowed.
+        (Just(width), 1u32..6)
+    })
+    .prop_flat_map(|(width, vocab_small)| {
+        let max_id = width.separator() - 1;
+        let token = prop_oneof![4 => 0..vocab_small, 1 => Just(max_id)];
+        let doc = prop::collection::vec(token, 0..12);
+        (
+            Just(width),
+            Just(vocab_small),
+            prop::collection::vec(doc, 1..8),
+        )
+    })
 }
 
 proptest! {
@@ -132,7 +142,14 @@ proptest! {
 fn out_of_vocabulary_token_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
-    let engine = Engine::open(dir.path(), &OpenOptions { vocab_size: Some(10), ..Default::default() }).unwrap();
+    let engine = Engine::open(
+        dir.path(),
+        &OpenOptions {
+            vocab_size: Some(10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let err = engine.count(&[1, 10]).unwrap_err().to_string();
     assert!(err.contains("token id 10 at position 1"), "{err}");
 }
@@ -142,7 +159,10 @@ fn missing_table_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
     std::fs::remove_file(dir.path().join("table.0")).unwrap();
-    let err = Engine::open(dir.path(), &OpenOptions::default()).err().unwrap().to_string();
+    let err = Engine::open(dir.path(), &OpenOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("table.0"), "{err}");
 }
 
@@ -152,7 +172,16 @@ fn truncated_table_is_reported() {
     write_index(dir.path(), &[vec![1, 2, 3], vec![4, 5]], TokenWidth::U16);
     let table = std::fs::read(dir.path().join("table.0")).unwrap();
     std::fs::write(dir.path().join("table.0"), &table[..table.len() - 1]).unwrap();
-    let err = Engine::open(dir.path(), &OpenOptions { token_width: Some(2), ..Default::default() }).err().unwrap().to_string();
+    let err = Engine::open(
+        dir.path(),
+        &OpenOptions {
+            token_width: Some(2),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("table.0") && err.contains("corrupt"), "{err}");
 }
 
