@@ -160,6 +160,7 @@ impl PyEngine {
             token_width,
             vocab_size,
             eos_token_id,
+            ..OpenOptions::default()
         };
         let inner = py.detach(|| Engine::open(&path, &options)).map_err(to_py)?;
         Ok(PyEngine {

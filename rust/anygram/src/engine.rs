@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -17,7 +18,7 @@ use crate::shard::{RankRange, Shard};
 
 /// Parameters for opening an index that has no manifest (one built by
 /// infini-gram). With a manifest they must agree with it or be left `None`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// Bytes per token (1, 2 or 4); inferred from the file sizes when `None`.
     pub token_width: Option<usize>,
@@ -25,6 +26,20 @@ pub struct OpenOptions {
     pub vocab_size: Option<u64>,
     /// Token reported at a document end; the separator value when `None`.
     pub eos_token_id: Option<u64>,
+    /// Build the in-RAM sampled suffix keys in a background thread after open
+    /// (one random read per 64 ranks, at most 64 MiB per shard).
+    pub sample_keys: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            token_width: None,
+            vocab_size: None,
+            eos_token_id: None,
+            sample_keys: true,
+        }
+    }
 }
 
 /// Where an n-gram occurs: the suffix-array range in every shard.
@@ -69,7 +84,7 @@ pub struct Engine {
     vocab_size: u64,
     eos_token_id: u32,
     manifest: Option<Manifest>,
-    shards: Vec<Shard>,
+    shards: Vec<Arc<Shard>>,
 }
 
 impl Engine {
@@ -140,8 +155,13 @@ impl Engine {
             )));
         }
         let shards = (0..num_shards)
-            .map(|s| Shard::open(dir, s, width, manifest.as_ref()))
+            .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
+        if options.sample_keys {
+            // Sampled keys speed searches up; queries need not wait for them.
+            let shards = shards.clone();
+            std::thread::spawn(move || shards.par_iter().for_each(|s| s.build_samples()));
+        }
         Ok(Engine {
             dir: dir.to_path_buf(),
             width,
@@ -173,17 +193,23 @@ impl Engine {
         self.manifest.as_ref()
     }
     /// The shards, in order.
-    pub fn shards(&self) -> &[Shard] {
+    pub fn shards(&self) -> &[Arc<Shard>] {
         &self.shards
+    }
+
+    /// Builds the sampled suffix keys of every shard now (blocking). Searches are
+    /// exact either way; this only makes them faster.
+    pub fn build_samples(&self) {
+        self.shards.par_iter().for_each(|s| s.build_samples());
     }
     /// Token positions over all shards (separators included): what an empty
     /// n-gram counts.
     pub fn num_tokens(&self) -> u64 {
-        self.shards.iter().map(Shard::num_tokens).sum()
+        self.shards.iter().map(|s| s.num_tokens()).sum()
     }
     /// Documents over all shards.
     pub fn num_documents(&self) -> u64 {
-        self.shards.iter().map(Shard::num_documents).sum()
+        self.shards.iter().map(|s| s.num_documents()).sum()
     }
 
     /// Checks every id against the vocabulary and encodes the query as the
@@ -340,10 +366,16 @@ impl Engine {
         let w = self.width.bytes();
         let len = context.len();
         let full = self.full_ranges();
-        let find_suffix = |n: usize| self.find_bytes(&query[(len - n) * w..], &full);
-        let mut best = FindResult {
-            count: self.num_tokens(),
-            ranges: full.clone(),
+        // Only existence matters while searching for the length: one shared
+        // descent per shard, not two bounds.
+        let occurs = |n: usize| -> Result<bool> {
+            let suffix = &query[(len - n) * w..];
+            for (shard, &range) in self.shards.iter().zip(&full) {
+                if shard.contains(suffix, range)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         };
         let (mut lo, mut hi) = (0usize, 1usize);
         loop {
@@ -351,25 +383,22 @@ impl Engine {
                 hi = len + 1;
                 break;
             }
-            let found = find_suffix(hi)?;
-            if found.count == 0 {
+            if !occurs(hi)? {
                 break;
             }
-            best = found;
             lo = hi;
             hi <<= 1;
         }
         while hi - lo > 1 {
             let mid = (lo + hi) / 2;
-            let found = find_suffix(mid)?;
-            if found.count == 0 {
-                hi = mid;
-            } else {
-                best = found;
+            if occurs(mid)? {
                 lo = mid;
+            } else {
+                hi = mid;
             }
         }
-        Ok((lo, best))
+        let found = self.find_bytes(&query[(len - lo) * w..], &full)?;
+        Ok((lo, found))
     }
 
     /// ∞-gram `P(token | context)`: backs off to the longest suffix of the

@@ -32,6 +32,29 @@ pub struct Shard {
     ptr_size: usize,
     num_tokens: u64,
     num_documents: u64,
+    /// Sampled suffix keys, filled in the background after open (see [`SampleIndex`]).
+    samples: std::sync::OnceLock<SampleIndex>,
+}
+
+/// Every `rate`-th suffix's first 16 bytes, as big-endian `u128` (so integer order is
+/// byte order), kept in RAM: a search first narrows to a few buckets of `rate` ranks
+/// here, touching no index page, then finishes in the suffix array. Truncating and
+/// zero-padding suffixes keeps the keys in suffix order, so narrowing is exact.
+pub struct SampleIndex {
+    rate: u64,
+    keys: Vec<u128>,
+}
+
+/// Most RAM the sampled keys of one shard may take.
+const SAMPLE_BUDGET_BYTES: u64 = 64 << 20;
+/// Densest sampling: one key per this many ranks.
+const SAMPLE_MIN_RATE: u64 = 64;
+
+fn key_of(bytes: &[u8], pad: u8) -> u128 {
+    let mut buf = [pad; 16];
+    let n = bytes.len().min(16);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(buf)
 }
 
 impl Shard {
@@ -189,6 +212,7 @@ impl Shard {
             ptr_size,
             num_tokens,
             num_documents,
+            samples: std::sync::OnceLock::new(),
         })
     }
 
@@ -255,14 +279,64 @@ impl Shard {
         Ok(text[ptr..end].cmp(query))
     }
 
+    /// Builds the sampled keys (one random read per `rate` ranks). Queries work
+    /// without them and use them once they are there; errors leave them unset.
+    pub fn build_samples(&self) {
+        let mut rate = SAMPLE_MIN_RATE;
+        while (self.num_tokens / rate) * 16 > SAMPLE_BUDGET_BYTES {
+            rate *= 2;
+        }
+        self.build_samples_every(rate);
+    }
+
+    /// [`Shard::build_samples`] with a given sampling rate (tests use small ones).
+    pub fn build_samples_every(&self, rate: u64) {
+        let rate = rate.max(1);
+        let n = self.num_tokens;
+        let text = self.tokenized.bytes();
+        use rayon::prelude::*;
+        let keys: Result<Vec<u128>> = (0..n.div_ceil(rate))
+            .into_par_iter()
+            .map(|j| {
+                let ptr = self.ptr_at(j * rate)? as usize;
+                Ok(key_of(&text[ptr..text.len().min(ptr + 16)], 0))
+            })
+            .collect();
+        if let Ok(keys) = keys {
+            let _ = self.samples.set(SampleIndex { rate, keys });
+        }
+    }
+
+    /// Narrows `within` to the ranks that can hold suffixes starting with `query`,
+    /// using the sampled keys when they are built.
+    #[inline]
+    fn narrow(&self, query: &[u8], within: RankRange) -> RankRange {
+        let Some(samples) = self.samples.get() else {
+            return within;
+        };
+        let low_key = key_of(query, 0x00);
+        let high_key = key_of(query, 0xFF);
+        // Samples below `first` are < query: the matches start after the last of them.
+        let first = samples.keys.partition_point(|&k| k < low_key) as u64;
+        // Sample `past` and later are > every suffix starting with query.
+        let past = samples.keys.partition_point(|&k| k <= high_key) as u64;
+        let lo = if first == 0 {
+            0
+        } else {
+            (first - 1) * samples.rate + 1
+        };
+        let hi = (past * samples.rate).min(self.num_tokens);
+        (within.0.max(lo), within.1.min(hi).max(within.0.max(lo)))
+    }
+
     /// The ranks whose suffixes start with `query` (bytes of whole tokens),
     /// searching only inside `within` (which must contain all of them, e.g. the
     /// range of a prefix of `query`). The empty query matches everything.
     pub fn find(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
-        let (mut lo, mut hi) = within;
         if query.is_empty() {
             return Ok(within);
         }
+        let (mut lo, mut hi) = self.narrow(query, within);
         // Both bounds share their search until the first matching rank; then the
         // lower bound continues on the left and the upper bound on the right.
         while lo < hi {
@@ -282,6 +356,24 @@ impl Shard {
             }
         }
         Ok((lo, lo))
+    }
+
+    /// Whether any suffix in `within` starts with `query`: the shared part of
+    /// [`Shard::find`]'s search only.
+    pub fn contains(&self, query: &[u8], within: RankRange) -> Result<bool> {
+        if query.is_empty() {
+            return Ok(within.0 < within.1);
+        }
+        let (mut lo, mut hi) = self.narrow(query, within);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.compare_at(mid, query)? {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// The first rank in `[lo, hi)` for which `before` is false (`before` must

@@ -71,12 +71,13 @@ fn corpus_strategy() -> impl Strategy<Value = (TokenWidth, u32, Vec<Vec<u32>>)> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
 
     #[test]
     fn queries_agree_with_brute_force(
         (width, vocab_small, docs) in corpus_strategy(),
-        queries in prop::collection::vec(prop::collection::vec(0u32..7, 0..5), 1..6),
+        queries in prop::collection::vec(prop::collection::vec(0u32..7, 0..7), 1..6),
+        sample_rate in 1u64..5,
     ) {
         let dir = tempfile::tempdir().unwrap();
         write_index(dir.path(), &docs, width);
@@ -86,9 +87,17 @@ proptest! {
             token_width: Some(width.bytes()),
             vocab_size: None,
             eos_token_id: Some(eos as u64),
+            sample_keys: false,
         }).unwrap();
         let all = stream(&docs, sep);
         let max_id = sep - 1;
+        // First plain binary searches, then narrowed by sampled keys at a small rate.
+        for pass in 0..2 {
+        if pass == 1 {
+            for shard in engine.shards() {
+                shard.build_samples_every(sample_rate);
+            }
+        }
         for raw in &queries {
             // Map query symbol 6 to the largest id, so it appears in queries too.
             let query: Vec<u32> = raw.iter().map(|&t| if t == 6 { max_id } else { t.min(vocab_small) }).collect();
@@ -132,6 +141,7 @@ proptest! {
             let sampled = engine.ntd(&query, 2).unwrap();
             prop_assert_eq!(sampled.prompt_count, expected);
             prop_assert_eq!(sampled.approx, expected > 2);
+        }
         }
         let report = anygram::verify::verify(&engine);
         prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
