@@ -50,10 +50,18 @@ def build_anygram(corpus: str, out: str, tokenizer: str) -> dict:
     return {"seconds": seconds, "peak_rss_bytes": peak, "log": proc.stdout}
 
 
-def query_sets(engine, n: int, seed: int = 0):
-    """n-grams from the held-out documents' GPT-2 tokens (lm_eval/)."""
-    tokens = np.load(os.path.join(SHARED, "lm_eval", "heldout_tokens.npy")).astype(np.int64)
+def query_sets(engine, n: int, source: str, seed: int = 0):
+    """n-grams from the held-out documents' GPT-2 tokens (lm_eval/), or from the
+    indexed corpus itself (``source="corpus"``: every query then occurs)."""
     rng = random.Random(seed)
+    if source == "heldout":
+        tokens = np.load(os.path.join(SHARED, "lm_eval", "heldout_tokens.npy")).astype(np.int64)
+    else:
+        shard = os.path.join(engine.path, "tokenized.0")
+        stream = np.memmap(shard, dtype=np.uint16, mode="r")
+        start = rng.randrange(0, max(1, len(stream) - 2_000_000))
+        tokens = np.asarray(stream[start:start + 2_000_000]).astype(np.int64)
+        tokens = tokens[tokens != 0xFFFF]
 
     def window(max_len, min_len=1):
         i = rng.randrange(100, len(tokens) - 1)
@@ -113,14 +121,18 @@ def main() -> None:
     p.add_argument("--workdir", default=os.path.join(HERE, "results", "tmp"))
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--skip-build", action="store_true", help="reuse the indexes in --workdir")
+    p.add_argument("--corpus", default=os.path.join(SHARED, "docs.jsonl.zst"),
+                   help="JSONL corpus (default: the docs corpus; the code corpus is made by make_corpus.py)")
+    p.add_argument("--name", default="docs", help="name of the corpus in file names and the report")
+    p.add_argument("--query-source", choices=["heldout", "corpus"], default="heldout")
     args = p.parse_args()
-    corpus = os.path.join(SHARED, "docs.jsonl.zst")
+    corpus = args.corpus
     tokenizer = os.path.join(SHARED, "gpt2-tokenizer.json")
     if not os.path.exists(corpus):
         raise SystemExit(f"{corpus} not found: the benchmark reads ../shared/data")
     os.makedirs(args.workdir, exist_ok=True)
-    ours_dir = os.path.join(args.workdir, "docs-anygram")
-    theirs_dir = os.path.join(args.workdir, "docs-infinigram")
+    ours_dir = os.path.join(args.workdir, f"{args.name}-anygram")
+    theirs_dir = os.path.join(args.workdir, f"{args.name}-infinigram")
 
     import anygram
     from infini_gram.engine import InfiniGramEngine
@@ -132,8 +144,10 @@ def main() -> None:
         print("building with anygram ...", flush=True)
         builds["anygram"] = build_anygram(corpus, ours_dir, tokenizer)
         print("building with infini-gram ...", flush=True)
-        r = build_with_infinigram(corpus, theirs_dir, tokenizer_json=tokenizer, token_dtype="u16", cpus=os.cpu_count())
-        builds["infini-gram"] = {"seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"]}
+        r = build_with_infinigram(corpus, theirs_dir, tokenizer_json=tokenizer, token_dtype="u16", cpus=os.cpu_count(),
+                                  mem_gib=16)
+        builds["infini-gram"] = {"seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"],
+                                 "peak_tree_rss_bytes": r.get("peak_tree_rss_bytes")}
         if not r.get("valid", True):
             print("warning: infini-gram's table is known to be broken for this size", flush=True)
         for name, b in builds.items():
@@ -147,7 +161,7 @@ def main() -> None:
     same_tokens = open(os.path.join(ours_dir, "tokenized.0"), "rb").read() == open(os.path.join(theirs_dir, "tokenized.0"), "rb").read()
     print(f"identical files: tokenized.0 {same_tokens}, table.0 {same_table}", flush=True)
 
-    sets = query_sets(ours, args.queries)
+    sets = query_sets(ours, args.queries, args.query_source)
     rows, agreement = [], {}
     for kind, (our_fn, their_fn) in calls(ours, theirs).items():
         queries = sets[kind]
@@ -185,10 +199,12 @@ def main() -> None:
     batch_us = (time.perf_counter() - t0) * 1e6 / len(sets["count"])
 
     lines = [
-        f"# anygram vs infini-gram 2.6.0: docs corpus ({ours.num_tokens:,} GPT-2 tokens, {ours.num_documents:,} documents)",
+        f"# anygram vs infini-gram 2.6.0: {args.name} corpus ({ours.num_tokens:,} GPT-2 tokens, "
+        f"{ours.num_documents:,} documents)",
         "",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.queries} queries per type from the held-out "
-        "documents' tokens; both engines on infini-gram's own index files, hot page cache, per-query latency from Python.",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.queries} queries per type from "
+        f"{'the held-out documents' if args.query_source == 'heldout' else 'the indexed corpus'}' tokens; both engines "
+        "on infini-gram's own index files, hot page cache, per-query latency from Python.",
         "",
         "| query | anygram p50 µs | anygram p99 µs | infini-gram p50 µs | infini-gram p99 µs | speedup p50 | speedup p99 | answers agree |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -204,20 +220,23 @@ def main() -> None:
     lines.append("")
     lines.append(f"count_batch (all cores): {batch_us:.2f} µs per query")
     if builds:
-        lines += ["", "| build (docs.jsonl.zst → index) | seconds | peak RSS MiB |", "| --- | ---: | ---: |"]
+        lines += ["", f"| build ({os.path.basename(corpus)} → index, end to end) | seconds | peak RSS MiB, "
+                  "largest process | peak RSS MiB, all processes |", "| --- | ---: | ---: | ---: |"]
         for name, b in builds.items():
-            lines.append(f"| {name} | {b['seconds']:.1f} | {b['peak_rss_bytes'] / 2**20:.0f} |")
+            tree = b.get("peak_tree_rss_bytes") or b["peak_rss_bytes"]
+            lines.append(f"| {name} | {b['seconds']:.1f} | {b['peak_rss_bytes'] / 2**20:.0f} | {tree / 2**20:.0f} |")
         a, b = builds["anygram"], builds["infini-gram"]
         lines.append(f"| ratio infini-gram/anygram | {b['seconds'] / a['seconds']:.2f}x | "
-                     f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}x |")
+                     f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}x | "
+                     f"{(b.get('peak_tree_rss_bytes') or b['peak_rss_bytes']) / a['peak_rss_bytes']:.2f}x |")
     lines.append(f"\nidentical index files from both builders: tokenized.0 {same_tokens}, table.0 {same_table}")
     report = "\n".join(lines)
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
-    with open(os.path.join(args.out, f"{stamp}-queries.md"), "w") as f:
+    with open(os.path.join(args.out, f"{stamp}-{args.name}-queries.md"), "w") as f:
         f.write(report + "\n")
-    with open(os.path.join(args.out, f"{stamp}-queries.json"), "w") as f:
+    with open(os.path.join(args.out, f"{stamp}-{args.name}-queries.json"), "w") as f:
         json.dump({"rows": rows, "agreement": agreement, "builds": builds, "batch_count_us": batch_us}, f, indent=2)
 
 

@@ -58,6 +58,16 @@ class Tokenizer:
         else:
             raise InvalidArgumentError(f"{path}: vocabulary of {self.vocab_size} tokens is too large")
 
+    def close(self) -> None:
+        """Frees the vocabulary (the build calls this before sorting, to keep its peak
+        memory down); ``name``, ``path`` and ``sha256`` stay."""
+        self._hf = None
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise InvalidArgumentError(f"tokenizer {self.name} was closed")
+
     def _find_eos(self) -> int:
         for token in _EOS_CANDIDATES:
             token_id = self._hf.token_to_id(token)
@@ -67,12 +77,14 @@ class Tokenizer:
         return self.vocab_size - 1
 
     def encode(self, text: str) -> List[int]:
+        self._check_open()
         if self._hf is None:
             return list(text.encode("utf-8"))
         return self._hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> List[np.ndarray]:
         """Token arrays of many texts (in parallel for HuggingFace tokenizers)."""
+        self._check_open()
         dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32}[self.token_width]
         if self._hf is None:
             return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]

@@ -35,27 +35,86 @@ pub fn build_suffix_array(
     width: TokenWidth,
     threads: usize,
 ) -> Result<()> {
-    let text = std::fs::read(tokenized).map_err(|e| Error::io(tokenized, e))?;
-    let w = width.bytes();
-    if text.len() % w != 0 {
-        return Err(Error::corrupt(
-            tokenized,
-            format!(
-                "size {} is not a multiple of the token width {w}",
-                text.len()
-            ),
-        ));
-    }
+    let text = read_tokens(tokenized, width)?;
     let threads = if threads == 0 {
         rayon::current_num_threads()
     } else {
         threads
     };
-    let ranks = suffix_array(&text, width, threads).map_err(|detail| Error::Build {
+    let tokenized_bytes = (text.len() * width.bytes()) as u64;
+    let ranks = text.sort(threads).map_err(|detail| Error::Build {
         path: tokenized.to_path_buf(),
         detail,
     })?;
-    write_table(&ranks, w as u64, ptr_size_for(text.len() as u64), table)
+    write_table(
+        &ranks,
+        width.bytes() as u64,
+        ptr_size_for(tokenized_bytes),
+        table,
+    )
+}
+
+/// A shard's tokens in memory, already in the form its sorter wants.
+enum SortInput {
+    Bytes(Vec<u8>),
+    /// u16 tokens byte-swapped: numeric order is `memcmp` order.
+    Swapped16(Vec<u16>),
+    /// u32 tokens byte-swapped.
+    Swapped32(Vec<u32>),
+}
+
+impl SortInput {
+    fn len(&self) -> usize {
+        match self {
+            SortInput::Bytes(v) => v.len(),
+            SortInput::Swapped16(v) => v.len(),
+            SortInput::Swapped32(v) => v.len(),
+        }
+    }
+
+    fn sort(self, threads: usize) -> Result<SuffixArray, String> {
+        match self {
+            SortInput::Bytes(text) => sort_bytes(&text, threads),
+            SortInput::Swapped16(tokens) => sort_u16(&tokens, threads),
+            SortInput::Swapped32(tokens) => sort_u32(tokens, threads),
+        }
+    }
+}
+
+/// Reads `tokenized` straight into the sorter's form: no second copy of the
+/// token stream is ever held.
+fn read_tokens(tokenized: &Path, width: TokenWidth) -> Result<SortInput> {
+    let mut file = File::open(tokenized).map_err(|e| Error::io(tokenized, e))?;
+    let size = file.metadata().map_err(|e| Error::io(tokenized, e))?.len() as usize;
+    let w = width.bytes();
+    if size % w != 0 {
+        return Err(Error::corrupt(
+            tokenized,
+            format!("size {size} is not a multiple of the token width {w}"),
+        ));
+    }
+    let mut buf = vec![0u8; size];
+    file.read_exact(&mut buf)
+        .map_err(|e| Error::io(tokenized, e))?;
+    Ok(match width {
+        TokenWidth::U8 => SortInput::Bytes(buf),
+        TokenWidth::U16 => {
+            let mut tokens = vec![0u16; size / 2];
+            tokens
+                .par_iter_mut()
+                .zip(buf.par_chunks_exact(2))
+                .for_each(|(t, c)| *t = u16::from_be_bytes([c[0], c[1]]));
+            SortInput::Swapped16(tokens)
+        }
+        TokenWidth::U32 => {
+            let mut tokens = vec![0u32; size / 4];
+            tokens
+                .par_iter_mut()
+                .zip(buf.par_chunks_exact(4))
+                .for_each(|(t, c)| *t = u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            SortInput::Swapped32(tokens)
+        }
+    })
 }
 
 /// Token positions in suffix order: either 32-bit or 64-bit, as the sorter gave them.
@@ -91,132 +150,153 @@ impl SuffixArray {
 /// The suffix array (token positions in `memcmp` order of their bytes) of a
 /// token stream of `width`-byte little-endian tokens.
 pub fn suffix_array(text: &[u8], width: TokenWidth, threads: usize) -> Result<SuffixArray, String> {
-    let n = text.len() / width.bytes();
+    let input = match width {
+        TokenWidth::U8 => SortInput::Bytes(text.to_vec()),
+        TokenWidth::U16 => SortInput::Swapped16(
+            text.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        TokenWidth::U32 => SortInput::Swapped32(
+            text.chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+    };
+    debug_assert_eq!(input.len(), text.len() / width.bytes());
+    input.sort(threads.max(1))
+}
+
+fn check(code: i64) -> Result<(), String> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(format!("libsais returned {code}"))
+    }
+}
+
+fn fits_32_bits(n: usize) -> bool {
+    n < i32::MAX as usize
+}
+
+fn sort_bytes(text: &[u8], threads: usize) -> Result<SuffixArray, String> {
+    let n = text.len();
     if n == 0 {
         return Ok(SuffixArray::Small(Vec::new()));
     }
-    let small = n < i32::MAX as usize;
-    let threads = threads.max(1);
-    let check = |code: i64| {
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(format!("libsais returned {code}"))
-        }
-    };
-    match width {
-        TokenWidth::U8 => {
-            if small {
-                let mut sa = vec![0i32; n];
-                // SAFETY: `text` holds n bytes and `sa` n entries, as libsais requires.
-                let code = unsafe {
-                    libsais::libsais_omp(
-                        text.as_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i32,
-                        0,
-                        std::ptr::null_mut(),
-                        threads as i32,
-                    )
-                };
-                check(code as i64).map(|_| SuffixArray::Small(sa))
-            } else {
-                let mut sa = vec![0i64; n];
-                // SAFETY: as above, with 64-bit lengths.
-                let code = unsafe {
-                    libsais64::libsais64_omp(
-                        text.as_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i64,
-                        0,
-                        std::ptr::null_mut(),
-                        threads as i64,
-                    )
-                };
-                check(code).map(|_| SuffixArray::Large(sa))
-            }
-        }
-        TokenWidth::U16 => {
-            let swapped: Vec<u16> = text
-                .par_chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect();
-            if small {
-                let mut sa = vec![0i32; n];
-                // SAFETY: `swapped` holds n symbols and `sa` n entries.
-                let code = unsafe {
-                    libsais16::libsais16_omp(
-                        swapped.as_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i32,
-                        0,
-                        std::ptr::null_mut(),
-                        threads as i32,
-                    )
-                };
-                check(code as i64).map(|_| SuffixArray::Small(sa))
-            } else {
-                let mut sa = vec![0i64; n];
-                // SAFETY: as above, with 64-bit lengths.
-                let code = unsafe {
-                    libsais16x64::libsais16x64_omp(
-                        swapped.as_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i64,
-                        0,
-                        std::ptr::null_mut(),
-                        threads as i64,
-                    )
-                };
-                check(code).map(|_| SuffixArray::Large(sa))
-            }
-        }
-        TokenWidth::U32 => {
-            let swapped: Vec<u32> = text
-                .par_chunks_exact(4)
-                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            // libsais_int wants a dense alphabet [0, k): replace each token by its
-            // rank among the distinct tokens, which keeps the order.
-            let mut alphabet = swapped.clone();
-            alphabet.par_sort_unstable();
-            alphabet.dedup();
-            let k = alphabet.len();
-            let rank = |t: &u32| alphabet.binary_search(t).expect("token is in the alphabet");
-            if small {
-                let mut dense: Vec<i32> = swapped.par_iter().map(|t| rank(t) as i32).collect();
-                drop(swapped);
-                let mut sa = vec![0i32; n];
-                // SAFETY: `dense` holds n symbols in [0, k) and `sa` n entries; libsais_int may overwrite `dense`.
-                let code = unsafe {
-                    libsais::libsais_int_omp(
-                        dense.as_mut_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i32,
-                        k as i32,
-                        0,
-                        threads as i32,
-                    )
-                };
-                check(code as i64).map(|_| SuffixArray::Small(sa))
-            } else {
-                let mut dense: Vec<i64> = swapped.par_iter().map(|t| rank(t) as i64).collect();
-                drop(swapped);
-                let mut sa = vec![0i64; n];
-                // SAFETY: as above, with 64-bit lengths.
-                let code = unsafe {
-                    libsais64::libsais64_long_omp(
-                        dense.as_mut_ptr(),
-                        sa.as_mut_ptr(),
-                        n as i64,
-                        k as i64,
-                        0,
-                        threads as i64,
-                    )
-                };
-                check(code).map(|_| SuffixArray::Large(sa))
-            }
-        }
+    if fits_32_bits(n) {
+        let mut sa = vec![0i32; n];
+        // SAFETY: `text` holds n bytes and `sa` n entries, as libsais requires.
+        let code = unsafe {
+            libsais::libsais_omp(
+                text.as_ptr(),
+                sa.as_mut_ptr(),
+                n as i32,
+                0,
+                std::ptr::null_mut(),
+                threads as i32,
+            )
+        };
+        check(code as i64).map(|_| SuffixArray::Small(sa))
+    } else {
+        let mut sa = vec![0i64; n];
+        // SAFETY: as above, with 64-bit lengths.
+        let code = unsafe {
+            libsais64::libsais64_omp(
+                text.as_ptr(),
+                sa.as_mut_ptr(),
+                n as i64,
+                0,
+                std::ptr::null_mut(),
+                threads as i64,
+            )
+        };
+        check(code).map(|_| SuffixArray::Large(sa))
+    }
+}
+
+fn sort_u16(tokens: &[u16], threads: usize) -> Result<SuffixArray, String> {
+    let n = tokens.len();
+    if n == 0 {
+        return Ok(SuffixArray::Small(Vec::new()));
+    }
+    if fits_32_bits(n) {
+        let mut sa = vec![0i32; n];
+        // SAFETY: `tokens` holds n symbols and `sa` n entries.
+        let code = unsafe {
+            libsais16::libsais16_omp(
+                tokens.as_ptr(),
+                sa.as_mut_ptr(),
+                n as i32,
+                0,
+                std::ptr::null_mut(),
+                threads as i32,
+            )
+        };
+        check(code as i64).map(|_| SuffixArray::Small(sa))
+    } else {
+        let mut sa = vec![0i64; n];
+        // SAFETY: as above, with 64-bit lengths.
+        let code = unsafe {
+            libsais16x64::libsais16x64_omp(
+                tokens.as_ptr(),
+                sa.as_mut_ptr(),
+                n as i64,
+                0,
+                std::ptr::null_mut(),
+                threads as i64,
+            )
+        };
+        check(code).map(|_| SuffixArray::Large(sa))
+    }
+}
+
+/// libsais_int wants a dense alphabet [0, k): each token is replaced, in place, by
+/// its rank among the distinct tokens, which keeps the order.
+fn sort_u32(mut tokens: Vec<u32>, threads: usize) -> Result<SuffixArray, String> {
+    let n = tokens.len();
+    if n == 0 {
+        return Ok(SuffixArray::Small(Vec::new()));
+    }
+    let mut alphabet = tokens.clone();
+    alphabet.par_sort_unstable();
+    alphabet.dedup();
+    let k = alphabet.len();
+    tokens.par_iter_mut().for_each(|t| {
+        *t = alphabet.binary_search(t).expect("token is in the alphabet") as u32;
+    });
+    drop(alphabet);
+    if fits_32_bits(n) {
+        // Ranks are < n < 2^31: the same bits read as i32.
+        let mut dense: Vec<i32> = tokens.into_iter().map(|t| t as i32).collect();
+        let mut sa = vec![0i32; n];
+        // SAFETY: `dense` holds n symbols in [0, k) and `sa` n entries; libsais_int may overwrite `dense`.
+        let code = unsafe {
+            libsais::libsais_int_omp(
+                dense.as_mut_ptr(),
+                sa.as_mut_ptr(),
+                n as i32,
+                k as i32,
+                0,
+                threads as i32,
+            )
+        };
+        check(code as i64).map(|_| SuffixArray::Small(sa))
+    } else {
+        let mut dense: Vec<i64> = tokens.into_iter().map(|t| t as i64).collect();
+        let mut sa = vec![0i64; n];
+        // SAFETY: as above, with 64-bit lengths.
+        let code = unsafe {
+            libsais64::libsais64_long_omp(
+                dense.as_mut_ptr(),
+                sa.as_mut_ptr(),
+                n as i64,
+                k as i64,
+                0,
+                threads as i64,
+            )
+        };
+        check(code).map(|_| SuffixArray::Large(sa))
     }
 }
 
