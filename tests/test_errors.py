@@ -38,6 +38,14 @@ def text_index(tmp_path):
     return anygram.build_index(str(corpus), str(tmp_path / "text-index"), progress=False).output
 
 
+def test_next_token_as_text(text_index):
+    engine = anygram.Engine.open(text_index)
+    assert engine.prob("hell", "o") == engine.prob("hell", ord("o"))
+    with pytest.raises(InvalidQueryError, match="must be exactly one"):
+        engine.prob("hel", "lo")
+    assert list(engine.prob_batch(["hell", "sa"], ["o", ord("y")])["cont_cnt"]) == [50, 50]
+
+
 def test_token_outside_vocabulary(small_index):
     engine = anygram.Engine.open(small_index)
     with pytest.raises(InvalidQueryError, match="token id 100 at position 1 is outside the vocabulary"):

@@ -65,6 +65,26 @@ impl PyEngine {
             .collect()
     }
 
+    /// A continuation token: an id, or a string that must tokenize to exactly one id.
+    fn token_arg(&self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<u32> {
+        if token.is_instance_of::<PyString>() {
+            let ids = self.ids(py, token)?;
+            return match ids.as_slice() {
+                [id] => Ok(*id),
+                _ => Err(invalid_query(format!(
+                    "the next token {} is {} tokens {:?}; it must be exactly one",
+                    token.repr()?,
+                    ids.len(),
+                    ids
+                ))),
+            };
+        }
+        let id: i64 = token.extract().map_err(|_| {
+            invalid_query("the next token must be a token id or a one-token string".into())
+        })?;
+        self.token(id)
+    }
+
     fn token(&self, token: i64) -> PyResult<u32> {
         u32::try_from(token).map_err(|_| {
             invalid_query(format!(
@@ -85,15 +105,16 @@ impl PyEngine {
         Ok(out)
     }
 
-    fn tokens_many(&self, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
-        let values: Vec<i64> = if tokens.cast::<PyUntypedArray>().is_ok() {
+    fn tokens_many(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        if tokens.cast::<PyUntypedArray>().is_ok() {
             let array: PyReadonlyArray1<i64> =
                 tokens.call_method1("astype", ("int64",))?.extract()?;
-            array.as_slice()?.to_vec()
-        } else {
-            tokens.extract()?
-        };
-        values.into_iter().map(|t| self.token(t)).collect()
+            return array.as_slice()?.iter().map(|&t| self.token(t)).collect();
+        }
+        tokens
+            .try_iter()?
+            .map(|t| self.token_arg(py, &t?))
+            .collect()
     }
 }
 
@@ -246,11 +267,11 @@ impl PyEngine {
         &self,
         py: Python<'py>,
         context: &Bound<'py, PyAny>,
-        token: i64,
+        token: &Bound<'py, PyAny>,
         n: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = self.ids(py, context)?;
-        let token = self.token(token)?;
+        let token = self.token_arg(py, token)?;
         let r = py
             .detach(|| self.inner.ngram_prob(&ids, token, n))
             .map_err(to_py)?;
@@ -279,7 +300,7 @@ impl PyEngine {
         &self,
         py: Python<'py>,
         context: &Bound<'py, PyAny>,
-        token: i64,
+        token: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.prob(py, context, token, None)
     }
@@ -325,7 +346,7 @@ impl PyEngine {
         n: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let contexts = self.many(py, contexts)?;
-        let tokens = self.tokens_many(tokens)?;
+        let tokens = self.tokens_many(py, tokens)?;
         if contexts.len() != tokens.len() {
             return Err(invalid_query(format!(
                 "{} contexts but {} tokens: give one token per context",
