@@ -154,7 +154,7 @@ def build_index(
         if os.path.isfile(root):
             root = os.path.dirname(root)
         try:
-            _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
+            encoder = _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
         finally:
             writer.close()
         num_docs = len(writer.doc_starts)
@@ -163,8 +163,13 @@ def build_index(
         if shards > num_docs:
             raise InvalidArgumentError(f"{shards} shards for {num_docs} documents: use at most {num_docs}")
         seconds["tokenize"] = time.perf_counter() - t0
+        tokenizer_path = None
         if tok is not None:
+            fast = encoder.native is not None and encoder.native.is_fast
+            tokenizer_path = "fast byte-level" if fast else "tokenizers library" + (
+                f" ({encoder.fallback_reason})" if encoder.fallback_reason else "")
             tok.close()
+        del encoder
         _release_free_memory()
 
         t0 = time.perf_counter()
@@ -211,6 +216,7 @@ def build_index(
                 "num_documents": num_docs,
                 "skipped_documents": dict(skips.counts),
                 "skipped_examples": skips.examples,
+                "tokenizer_path": tokenizer_path,
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
             },
         }
@@ -265,17 +271,55 @@ def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
     return width, vocab, eos
 
 
+class _DocumentEncoder:
+    """Tokenizes batches of texts for the build: the Rust tokenizer on all cores
+    (with its fast byte-level road when the tokenizer allows it), checked against the
+    ``tokenizers`` library on the first documents and a sample after; on any
+    difference the rest of the build uses the library alone, and says so."""
+
+    VERIFY_FIRST = 256
+    VERIFY_EVERY = 512
+
+    def __init__(self, tok: Optional[Tokenizer], dtype):
+        self.tok = tok
+        self.dtype = dtype
+        self.native = _anygram.CorpusTokenizer(tok.path) if tok is not None and tok.path else None
+        self.seen = 0
+        self.fallback_reason: Optional[str] = None
+
+    def encode(self, texts: List[str]) -> List[np.ndarray]:
+        if self.tok is None:
+            return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+        if self.native is None:
+            return self.tok.encode_batch(texts)
+        flat, lengths = self.native.encode_batch(texts)
+        arrays = np.split(flat.astype(self.dtype, copy=False), np.cumsum(lengths)[:-1]) if texts else []
+        for i, text in enumerate(texts):
+            n = self.seen + i
+            if n < self.VERIFY_FIRST or n % self.VERIFY_EVERY == 0:
+                expected = self.tok.encode(text)
+                if arrays[i].tolist() != expected:
+                    self.fallback_reason = f"document {n} tokenized differently by the fast path"
+                    import warnings
+
+                    warnings.warn(f"anygram: {self.fallback_reason}; using the tokenizers library for the rest")
+                    self.native = None
+                    arrays[i:] = self.tok.encode_batch(texts[i:])
+                    break
+        self.seen += len(texts)
+        return arrays
+
+
 def _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress):
     dtype = _DTYPES[width]
+    encoder = _DocumentEncoder(tok, dtype)
     batch: List[Document] = []
     chars = 0
     with _progress(None, "tokenize", "doc", progress) as bar:
 
         def flush() -> None:
             nonlocal batch, chars
-            texts = [d.text for d in batch if d.tokens is None]
-            encoded = iter(tok.encode_batch(texts) if tok is not None else
-                           [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts])
+            encoded = iter(encoder.encode([d.text for d in batch if d.tokens is None]))
             for doc in batch:
                 tokens = next(encoded) if doc.tokens is None else doc.tokens
                 if doc.tokens is not None:
@@ -294,6 +338,7 @@ def _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mod
                 flush()
         if batch:
             flush()
+    return encoder
 
 
 def _split_shards(tmp: str, writer: _StreamWriter, shards: int, width: int) -> List[Dict[str, int]]:

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod engine;
 mod errors;
+mod tokenize;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ fn checksum_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> 
 #[pymodule]
 fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
+    m.add_class::<tokenize::PyCorpusTokenizer>()?;
     m.add_function(wrap_pyfunction!(build_suffix_array, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

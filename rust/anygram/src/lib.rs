@@ -36,6 +36,7 @@ pub mod format;
 pub mod manifest;
 pub mod mmap;
 pub mod shard;
+pub mod tokenize;
 pub mod verify;
 
 pub use engine::{Engine, FindResult, NtdResult, OpenOptions, ProbResult};
