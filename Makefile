@@ -29,7 +29,7 @@ test: $(STAMP) ## cargo test (core) + pytest (Python API, CLI, differential test
 
 .PHONY: bench
 bench: $(STAMP) ## query and build benchmarks side by side with infini-gram (reads ../shared/data)
-	$(PY) -m pip install -q ".[bench]" 2>/dev/null || $(PY) -m pip install -q infini-gram==2.6.0 tokengrams==0.3.3
+	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40" "tokengrams==0.3.3"
 	$(PY) bench/bench_queries.py
 
 .PHONY: lint

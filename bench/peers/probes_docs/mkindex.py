@@ -4,7 +4,8 @@ Metadata line i of shard s: {"path": "s<s>.jsonl", "linenum": i, "metadata": {"i
 import os, json, math, struct
 
 def build(d, shards, meta=True):
-    os.makedirs(d, exist_ok=True)
+    import shutil; shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
     g = 0
     for s, docs in enumerate(shards):
         data = bytearray(); offs = []; mlines = []
