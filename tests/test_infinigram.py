@@ -44,7 +44,9 @@ def assert_same_answers(engine, ig, queries, oracle=None):
         q = [int(t) for t in q]
         assert engine.count(q) == ig.count(q)["count"], q
         assert engine.find(q) == {**ig.find(q), "segment_by_shard": [tuple(s) for s in ig.find(q)["segment_by_shard"]]}
-        for max_support in (1, 3, 1000):
+        # infini-gram's ntd of the empty context can segfault (bench/peers/FACTS.md, e);
+        # ours is checked against the oracle in test_oracle.py instead.
+        for max_support in (1, 3, 1000) if q else ():
             ours = engine.ntd(q, n=len(q) + 1, max_support=max_support)
             theirs = ig.ntd(q, max_support=max_support)
             ours_cmp = {k: v for k, v in ours.items() if k != "suffix_len"}
@@ -56,6 +58,8 @@ def assert_same_answers(engine, ig, queries, oracle=None):
             assert {k: v for k, v in p.items() if k != "suffix_len"} == ig.prob(context, token)
             assert engine.infgram_prob(context, token) == ig.infgram_prob(context, token)
             ours = engine.infgram_ntd(context, max_support=5)
+            if ours["suffix_len"] == 0:
+                continue  # the peer would back off to the empty context (see above)
             theirs = ig.infgram_ntd(context, max_support=5)
             if ours != theirs:
                 assert ours["suffix_len"] == theirs["suffix_len"]

@@ -26,11 +26,12 @@ def find_cnf_shard(shard, cnf, mdt, global_order=None):
         for c in order[1:]:
             Q = sorted(occ[c])
             i = bisect.bisect_left(Q, r)         # Q[i-1] = last q < r, Q[i] = first q >= r
-            left = i > 0 and l >= d and Q[i - 1] >= l - d      # u64: l - d wraps when l < d -> no left match
+            if i > 0 and Q[i - 1] >= l: continue                 # an occurrence in [l, r): unchanged
+            left = i > 0 and Q[i - 1] + d >= l
             right = i < len(Q) and Q[i] <= r + d
             if not (left or right): ok = False; break
-            if left: l = min(l, Q[i - 1])
-            if right: r = max(r, Q[i])
+            if left: l = Q[i - 1]
+            if right: r = Q[i]
             if doc_of(offs, l) != doc_of(offs, r): ok = False; break
         if ok: out.append(l)
     return out

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod documents;
 pub mod engine;
 pub mod error;
 pub mod format;

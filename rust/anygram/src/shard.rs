@@ -487,6 +487,52 @@ impl Shard {
         self.count_stored_next(query_bytes, (mid, end), unit, None, Some(last), counts)
     }
 
+    /// The document holding byte offset `ptr` (< the tokens' size): the last
+    /// document whose separator is at or before it.
+    pub fn document_of(&self, ptr: u64) -> u64 {
+        let (mut lo, mut hi) = (0u64, self.num_documents);
+        // Invariant: document lo starts at or before ptr (document 0 starts at 0).
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.document_start(mid) <= ptr {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The tokens stored in bytes `[start, end)` (whole tokens).
+    pub fn tokens_between(&self, start: u64, end: u64) -> Vec<u32> {
+        let w = self.width.bytes();
+        self.tokenized.bytes()[start as usize..end as usize]
+            .chunks_exact(w)
+            .map(|c| self.width.read_token(c))
+            .collect()
+    }
+
+    /// The metadata line of document `local_doc` as stored (trailing newline
+    /// included), or None when the shard has no metadata.
+    pub fn metadata_line(&self, local_doc: u64) -> Result<Option<&[u8]>> {
+        let Some((meta, metaoff)) = self.metadata() else {
+            return Ok(None);
+        };
+        let start = read_u64_at(metaoff, local_doc as usize);
+        let end = if local_doc + 1 < self.num_documents {
+            read_u64_at(metaoff, local_doc as usize + 1)
+        } else {
+            meta.len() as u64
+        };
+        if start > end || end > meta.len() as u64 {
+            return Err(Error::corrupt(
+                self.metadata.as_ref().map(|(m, _)| m.path()).unwrap_or(self.tokenized.path()),
+                format!("metadata of document {local_doc} spans bytes {start}..{end}, outside the file"),
+            ));
+        }
+        Ok(Some(&meta[start as usize..end as usize]))
+    }
+
     /// Byte offset of document `local_doc` (its separator), or the end of the
     /// tokens for `local_doc == num_documents`.
     pub fn document_start(&self, local_doc: u64) -> u64 {
