@@ -88,6 +88,31 @@ def cmd_ntd(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    engine = _open(args)
+    query = _ids(args.query, args.ids)
+    ids = query if isinstance(query, list) else engine.tokenize(query)
+    result = engine.search_docs(ids, maxnum=args.maxnum, max_disp_len=args.max_disp_len, seed=args.seed)
+    if args.json:
+        _print(result)
+        return 0
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    mark = ("\033[1;31m", "\033[0m") if color else ("[[", "]]")
+    shown = len(result["documents"])
+    print(f"{result['cnt']:,} occurrence(s); showing {shown}")
+    for doc in result["documents"]:
+        tokens, at = doc["token_ids"], doc["needle_offset"]
+        parts = [tokens[:at], tokens[at:at + len(ids)], tokens[at + len(ids):]]
+        if engine.tokenizer is not None:
+            before, match, after = (engine.decode(p) for p in parts)
+        else:
+            before, match, after = (" ".join(map(str, p)) for p in parts)
+        print(f"\n--- document {doc['doc_ix']} (shard {doc['shard']}, {doc['doc_len']:,} tokens) "
+              f"{doc['metadata'].strip()}")
+        print(f"{before}{mark[0]}{match}{mark[1]}{after}")
+    return 0
+
+
 def cmd_info(args) -> int:
     engine = _open(args)
     info = engine.info()
@@ -181,6 +206,16 @@ def parser() -> argparse.ArgumentParser:
     nt.add_argument("--max-support", type=int, default=1000)
     nt.add_argument("--top", type=int, default=10, help="show the most frequent tokens")
     nt.set_defaults(func=cmd_ntd)
+
+    se = sub.add_parser("search", help="documents where an n-gram occurs, the match highlighted")
+    _add_index(se)
+    se.add_argument("query", nargs="?", help="text (tokenized with the index's tokenizer)")
+    se.add_argument("--ids", help="token ids instead of text")
+    se.add_argument("--maxnum", type=int, default=5, help="documents to show (drawn at random beyond)")
+    se.add_argument("--max-disp-len", type=int, default=80, help="tokens shown around each match")
+    se.add_argument("--seed", type=int, help="make the random draw repeatable")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_search)
 
     i = sub.add_parser("info", help="what is in an index")
     _add_index(i)

@@ -100,6 +100,40 @@ class Engine(_anygram.Engine):
         self.tokenizer = None
         self.manifest = None
 
+    def search_docs(self, query, maxnum: int = 1, max_disp_len: int = 1000, seed: Optional[int] = None):
+        """Documents holding the n-gram ``query``: ``{"cnt", "approx", "idxs", "documents"}``.
+
+        Every occurrence when there are at most ``maxnum``, else ``maxnum`` distinct
+        occurrences drawn uniformly at random (``seed`` makes the draw repeatable;
+        infini-gram draws with replacement and may repeat one). Each document has
+        infini-gram's fields (``doc_ix`` global over shards, ``doc_len``, ``disp_len``,
+        ``needle_offset`` (the match inside ``token_ids``), ``metadata`` (the stored JSON
+        line), ``token_ids`` (at most ``max_disp_len`` tokens around the match),
+        ``blocked``), plus ``offset`` (the match inside the document), ``shard``, ``ptr``
+        and, when the index has a tokenizer, ``text``."""
+        result = super().search_docs(query, maxnum, max_disp_len, seed)
+        for doc in result["documents"]:
+            self._add_text(doc)
+        return result
+
+    def get_doc_by_ix(self, doc_ix: int, max_disp_len: int = 1000) -> Dict[str, Any]:
+        """Document ``doc_ix`` (global over shards): its first ``max_disp_len`` tokens,
+        metadata and (with a tokenizer) text."""
+        return self._add_text(super().get_doc_by_ix(doc_ix, max_disp_len))
+
+    def get_docs_by_ixs(self, doc_ixs: Sequence[int], max_disp_len: int = 1000) -> List[Dict[str, Any]]:
+        """Many documents by index (on all cores)."""
+        return [self._add_text(d) for d in super().get_docs_by_ixs(list(doc_ixs), max_disp_len)]
+
+    def get_doc_by_ptr(self, shard: int, ptr: int, max_disp_len: int = 1000) -> Dict[str, Any]:
+        """The document holding byte ``ptr`` of shard ``shard``, with a window around it."""
+        return self._add_text(super().get_doc_by_ptr(shard, ptr, max_disp_len))
+
+    def _add_text(self, doc: Dict[str, Any]) -> Dict[str, Any]:
+        if self.tokenizer is not None:
+            doc["text"] = self.tokenizer.decode(doc["token_ids"])
+        return doc
+
     def tokenize(self, text: str) -> List[int]:
         """The token ids of ``text`` under the index's tokenizer (no BOS/EOS)."""
         if self.tokenizer is None:

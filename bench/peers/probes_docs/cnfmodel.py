@@ -32,7 +32,7 @@ def find_cnf_shard(shard, cnf, mdt, global_order=None):
             if not (left or right): ok = False; break
             if left: l = Q[i - 1]
             if right: r = Q[i]
-            if doc_of(offs, l) != doc_of(offs, r): ok = False; break
+            if bisect.bisect_left(offs, l) != bisect.bisect_left(offs, r): ok = False; break   # a doc start (separator) in [l, r)
         if ok: out.append(l)
     return out
 

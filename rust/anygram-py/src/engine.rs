@@ -143,6 +143,24 @@ fn ntd_dict<'py>(py: Python<'py>, r: &NtdResult) -> PyResult<Bound<'py, PyDict>>
     Ok(d)
 }
 
+fn doc_dict<'py>(
+    py: Python<'py>,
+    d: &anygram::documents::Document,
+) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("doc_ix", d.doc_ix)?;
+    out.set_item("doc_len", d.doc_len)?;
+    out.set_item("disp_len", d.disp_len)?;
+    out.set_item("needle_offset", d.needle_offset)?;
+    out.set_item("offset", d.offset)?;
+    out.set_item("metadata", &d.metadata)?;
+    out.set_item("token_ids", &d.token_ids)?;
+    out.set_item("blocked", false)?;
+    out.set_item("shard", d.shard)?;
+    out.set_item("ptr", d.ptr)?;
+    Ok(out)
+}
+
 fn prob_arrays<'py>(py: Python<'py>, results: Vec<ProbResult>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let n = results.len();
@@ -412,6 +430,121 @@ impl PyEngine {
         max_support: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         self.ntd_batch(py, contexts, None, max_support)
+    }
+
+    /// Documents holding an n-gram: `{"cnt", "approx", "idxs", "documents"}`.
+    /// All occurrences when there are at most `maxnum`, else `maxnum` distinct ones
+    /// drawn at random (`seed` makes the draw repeatable).
+    #[pyo3(signature = (query, maxnum = 1, max_disp_len = 1000, seed = None))]
+    fn search_docs<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        maxnum: u64,
+        max_disp_len: u64,
+        seed: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ids = self.ids(py, query)?;
+        let r = py
+            .detach(|| self.inner.search_docs(&ids, maxnum, max_disp_len, seed))
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("cnt", r.count)?;
+        d.set_item("approx", false)?;
+        d.set_item("idxs", r.idxs)?;
+        let docs = PyList::empty(py);
+        for doc in &r.documents {
+            docs.append(doc_dict(py, doc)?)?;
+        }
+        d.set_item("documents", docs)?;
+        Ok(d)
+    }
+
+    /// Document `doc_ix` (global over shards): its first `max_disp_len` tokens and metadata.
+    #[pyo3(signature = (doc_ix, max_disp_len = 1000))]
+    fn get_doc_by_ix<'py>(
+        &self,
+        py: Python<'py>,
+        doc_ix: i64,
+        max_disp_len: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ix = u64::try_from(doc_ix).map_err(|_| {
+            invalid_query(format!(
+                "document index {doc_ix} is out of range [0, {})",
+                self.inner.num_documents()
+            ))
+        })?;
+        let doc = py
+            .detach(|| self.inner.get_doc_by_ix(ix, max_disp_len))
+            .map_err(to_py)?;
+        doc_dict(py, &doc)
+    }
+
+    /// Many documents by index, on all cores.
+    #[pyo3(signature = (doc_ixs, max_disp_len = 1000))]
+    fn get_docs_by_ixs<'py>(
+        &self,
+        py: Python<'py>,
+        doc_ixs: Vec<i64>,
+        max_disp_len: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let docs = py
+            .detach(|| {
+                doc_ixs
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, &ix)| {
+                        let ix = u64::try_from(ix).map_err(|_| {
+                            (
+                                i,
+                                anygram::Error::InvalidQuery(format!(
+                                    "document index {ix} is negative"
+                                )),
+                            )
+                        })?;
+                        self.inner
+                            .get_doc_by_ix(ix, max_disp_len)
+                            .map_err(|e| (i, e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(to_py_at)?;
+        let list = PyList::empty(py);
+        for doc in &docs {
+            list.append(doc_dict(py, doc)?)?;
+        }
+        Ok(list)
+    }
+
+    /// The document holding byte `ptr` of shard `shard`, with a window of
+    /// `max_disp_len` tokens around it.
+    #[pyo3(signature = (shard, ptr, max_disp_len = 1000))]
+    fn get_doc_by_ptr<'py>(
+        &self,
+        py: Python<'py>,
+        shard: usize,
+        ptr: u64,
+        max_disp_len: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let doc = py
+            .detach(|| self.inner.get_doc_by_ptr(shard, ptr, max_disp_len))
+            .map_err(to_py)?;
+        doc_dict(py, &doc)
+    }
+
+    /// The document at suffix-array rank `rank` of shard `shard`.
+    #[pyo3(signature = (shard, rank, max_disp_len = 1000))]
+    fn get_doc_by_rank<'py>(
+        &self,
+        py: Python<'py>,
+        shard: usize,
+        rank: u64,
+        max_disp_len: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let doc = py
+            .detach(|| self.inner.get_doc_by_rank(shard, rank, max_disp_len))
+            .map_err(to_py)?;
+        doc_dict(py, &doc)
     }
 
     /// Full structural check (checksums, every pointer, sampled order, offsets):

@@ -20,6 +20,8 @@ pub struct Document {
     pub disp_len: u64,
     /// Where the match starts inside `token_ids` (0 for a whole document).
     pub needle_offset: u64,
+    /// Where the match starts inside the document, in tokens.
+    pub offset: u64,
     /// The document's metadata line as stored (empty when the index has none).
     pub metadata: String,
     /// The tokens of the window.
@@ -45,7 +47,9 @@ pub struct SearchResult {
 impl Engine {
     fn check_max_disp_len(max_disp_len: u64) -> Result<()> {
         if max_disp_len == 0 {
-            return Err(Error::InvalidQuery("max_disp_len must be a positive integer".into()));
+            return Err(Error::InvalidQuery(
+                "max_disp_len must be a positive integer".into(),
+            ));
         }
         Ok(())
     }
@@ -55,7 +59,10 @@ impl Engine {
     pub fn get_doc_by_ptr(&self, shard: usize, ptr: u64, max_disp_len: u64) -> Result<Document> {
         Self::check_max_disp_len(max_disp_len)?;
         let s = self.shards().get(shard).ok_or_else(|| {
-            Error::InvalidQuery(format!("shard {shard} is out of range [0, {})", self.shards().len()))
+            Error::InvalidQuery(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
         })?;
         let w = self.token_width().bytes() as u64;
         let size = s.num_tokens() * w;
@@ -78,7 +85,10 @@ impl Engine {
     /// The document at suffix-array rank `rank` of shard `shard` (see [`Engine::get_doc_by_ptr`]).
     pub fn get_doc_by_rank(&self, shard: usize, rank: u64, max_disp_len: u64) -> Result<Document> {
         let s = self.shards().get(shard).ok_or_else(|| {
-            Error::InvalidQuery(format!("shard {shard} is out of range [0, {})", self.shards().len()))
+            Error::InvalidQuery(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
         })?;
         if rank >= s.num_tokens() {
             return Err(Error::InvalidQuery(format!(
@@ -110,7 +120,14 @@ impl Engine {
         )))
     }
 
-    fn document(&self, shard: usize, local: u64, disp_start: u64, disp_end: u64, ptr: u64) -> Result<Document> {
+    fn document(
+        &self,
+        shard: usize,
+        local: u64,
+        disp_start: u64,
+        disp_end: u64,
+        ptr: u64,
+    ) -> Result<Document> {
         let s = &self.shards()[shard];
         let w = self.token_width().bytes() as u64;
         let doc_start = s.document_start(local) + w;
@@ -121,7 +138,10 @@ impl Engine {
                 format!("document {local} ends before it starts"),
             ));
         }
-        let first_doc: u64 = self.shards()[..shard].iter().map(|s| s.num_documents()).sum();
+        let first_doc: u64 = self.shards()[..shard]
+            .iter()
+            .map(|s| s.num_documents())
+            .sum();
         let metadata = s
             .metadata_line(local)?
             .map(|line| String::from_utf8_lossy(line).into_owned())
@@ -131,6 +151,7 @@ impl Engine {
             doc_len: (doc_end - doc_start) / w,
             disp_len: (disp_end - disp_start) / w,
             needle_offset: (ptr.max(disp_start) - disp_start) / w,
+            offset: (ptr.max(doc_start) - doc_start) / w,
             metadata,
             token_ids: s.tokens_between(disp_start, disp_end),
             shard,
@@ -151,7 +172,9 @@ impl Engine {
         seed: Option<u64>,
     ) -> Result<SearchResult> {
         if maxnum == 0 {
-            return Err(Error::InvalidQuery("maxnum must be a positive integer".into()));
+            return Err(Error::InvalidQuery(
+                "maxnum must be a positive integer".into(),
+            ));
         }
         Self::check_max_disp_len(max_disp_len)?;
         let found = self.find(tokens)?;

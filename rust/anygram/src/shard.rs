@@ -526,8 +526,13 @@ impl Shard {
         };
         if start > end || end > meta.len() as u64 {
             return Err(Error::corrupt(
-                self.metadata.as_ref().map(|(m, _)| m.path()).unwrap_or(self.tokenized.path()),
-                format!("metadata of document {local_doc} spans bytes {start}..{end}, outside the file"),
+                self.metadata
+                    .as_ref()
+                    .map(|(m, _)| m.path())
+                    .unwrap_or(self.tokenized.path()),
+                format!(
+                    "metadata of document {local_doc} spans bytes {start}..{end}, outside the file"
+                ),
             ));
         }
         Ok(Some(&meta[start as usize..end as usize]))

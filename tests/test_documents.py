@@ -1,0 +1,99 @@
+"""Documents: search_docs, get_doc_by_ix/ptr/rank against a brute-force oracle and
+against infini-gram on the same index."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import anygram
+from anygram.errors import InvalidQueryError
+
+
+def build_text_index(tmp_path, texts, shards=1, name="docs-index"):
+    corpus = tmp_path / f"{name}.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t, "n": i}) + "\n" for i, t in enumerate(texts)))
+    return anygram.build_index(str(corpus), str(tmp_path / name), shards=shards, progress=False).output
+
+
+def occurrences(docs, query):
+    """(doc_ix, token offset) of every occurrence, by brute force."""
+    out = []
+    for d, doc in enumerate(docs):
+        for i in range(len(doc) - len(query) + 1):
+            if doc[i:i + len(query)] == query:
+                out.append((d, i))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(alphabet="abc ", max_size=30), min_size=1, max_size=12),
+       query=st.text(alphabet="abc ", min_size=1, max_size=3),
+       shards=st.integers(1, 3), disp=st.integers(1, 12))
+def test_search_docs_matches_the_oracle(tmp_path_factory, texts, query, shards, disp):
+    tmp_path = tmp_path_factory.mktemp("search")
+    shards = min(shards, len(texts))
+    engine = anygram.Engine.open(build_text_index(tmp_path, texts, shards))
+    docs = [list(t.encode()) for t in texts]
+    q = list(query.encode())
+    truth = occurrences(docs, q)
+    result = engine.search_docs(q, maxnum=10**6, max_disp_len=disp)
+    assert result["cnt"] == len(truth) == len(result["documents"])
+    assert result["idxs"] == list(range(len(truth)))
+    found = []
+    for doc in result["documents"]:
+        full = docs[doc["doc_ix"]]
+        assert doc["doc_len"] == len(full)
+        # the window is [match - disp//2, match + ceil(disp/2)) clipped to the document
+        match_at = doc["offset"]
+        assert full[match_at:match_at + len(q)] == q
+        lo = max(0, match_at - disp // 2)
+        hi = min(len(full), match_at + (disp + 1) // 2)
+        assert doc["token_ids"] == full[lo:hi] and doc["disp_len"] == hi - lo
+        assert doc["needle_offset"] == match_at - lo
+        assert json.loads(doc["metadata"])["metadata"] == {"n": doc["doc_ix"]}
+        assert doc["text"] == bytes(doc["token_ids"]).decode("utf-8", "replace")
+        found.append((doc["doc_ix"], match_at))
+    assert sorted(found) == truth
+    if len(truth) > 2:
+        few = engine.search_docs(q, maxnum=2, max_disp_len=disp, seed=7)
+        assert few["cnt"] == len(truth) and len(few["documents"]) == 2 and len(set(few["idxs"])) == 2
+        assert few == engine.search_docs(q, maxnum=2, max_disp_len=disp, seed=7)
+
+
+def test_get_doc_by_ix_and_batch(tmp_path):
+    texts = [f"document number {i} " * (i % 4) for i in range(40)]
+    engine = anygram.Engine.open(build_text_index(tmp_path, texts, shards=3))
+    for i, text in enumerate(texts):
+        doc = engine.get_doc_by_ix(i, max_disp_len=10**6)
+        assert doc["doc_ix"] == i and doc["token_ids"] == list(text.encode()) and doc["needle_offset"] == 0
+        meta = json.loads(doc["metadata"])
+        assert meta["linenum"] == i and meta["metadata"] == {"n": i}
+    short = engine.get_doc_by_ix(5, max_disp_len=3)
+    assert short["token_ids"] == list(texts[5].encode()[:3]) and short["doc_len"] == len(texts[5].encode())
+    batch = engine.get_docs_by_ixs([3, 0, 39], max_disp_len=10**6)
+    assert [d["doc_ix"] for d in batch] == [3, 0, 39]
+
+
+def test_document_errors(tmp_path):
+    engine = anygram.Engine.open(build_text_index(tmp_path, ["abc", "abd"]))
+    with pytest.raises(InvalidQueryError, match=r"document index 2 is out of range \[0, 2\)"):
+        engine.get_doc_by_ix(2)
+    with pytest.raises(InvalidQueryError, match="out of range"):
+        engine.get_doc_by_ix(-1)
+    with pytest.raises(InvalidQueryError, match="query 1"):
+        engine.get_docs_by_ixs([0, 5])
+    with pytest.raises(InvalidQueryError, match="max_disp_len"):
+        engine.get_doc_by_ix(0, max_disp_len=0)
+    with pytest.raises(InvalidQueryError, match="maxnum"):
+        engine.search_docs("ab", maxnum=0)
+    with pytest.raises(InvalidQueryError, match="shard 3"):
+        engine.get_doc_by_ptr(3, 0)
+    with pytest.raises(InvalidQueryError, match="ptr 99"):
+        engine.get_doc_by_ptr(0, 99)
+    assert engine.search_docs("zzz")["documents"] == []
