@@ -13,7 +13,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _anygram
-from .errors import IndexNotFoundError, InvalidArgumentError, TokenizerMismatchError
+from .errors import IndexNotFoundError, InvalidArgumentError, InvalidQueryError, TokenizerMismatchError
 from .manifest import read_manifest
 from .tokenizer import Tokenizer, file_sha256
 
@@ -112,6 +112,49 @@ class Engine(_anygram.Engine):
         ``blocked``), plus ``offset`` (the match inside the document), ``shard``, ``ptr``
         and, when the index has a tokenizer, ``text``."""
         result = super().search_docs(query, maxnum, max_disp_len, seed)
+        for doc in result["documents"]:
+            self._add_text(doc)
+        return result
+
+    def cnf(self, query) -> List[List[List[int]]]:
+        """A CNF query as clauses of n-grams of token ids. Accepts a string, where
+        `` AND `` separates clauses and `` OR `` separates the n-grams of a clause
+        (OR binds tighter, as in infini-gram), or a list of clauses, each a list of
+        n-grams given as strings or token ids."""
+        if isinstance(query, str):
+            query = [clause.split(" OR ") for clause in query.split(" AND ")]
+        try:
+            clauses = [list(clause) for clause in query]
+        except TypeError:
+            raise InvalidQueryError("a CNF query is a string or a list of clauses, each a list of n-grams") from None
+        out = []
+        for c, clause in enumerate(clauses):
+            terms = []
+            for term in clause:
+                if isinstance(term, str):
+                    term = self.tokenize(term)
+                try:
+                    terms.append([int(t) for t in term])
+                except TypeError:
+                    raise InvalidQueryError(f"clause {c}: an n-gram is a string or a list of token ids, "
+                                            f"not {type(term).__name__}") from None
+            out.append(terms)
+        return out
+
+    def count_cnf(self, query, max_clause_freq: int = 50000, max_diff_tokens: int = 100) -> Dict[str, Any]:
+        """Occurrences of a CNF query (see :meth:`cnf`), all clauses within
+        ``max_diff_tokens`` tokens in one document: ``{"count", "approx"}``."""
+        return super().count_cnf(self.cnf(query), max_clause_freq, max_diff_tokens)
+
+    def find_cnf(self, query, max_clause_freq: int = 50000, max_diff_tokens: int = 100) -> Dict[str, Any]:
+        """Where a CNF query holds: ``{"cnt", "approx", "ptrs_by_shard"}``."""
+        return super().find_cnf(self.cnf(query), max_clause_freq, max_diff_tokens)
+
+    def search_docs_cnf(self, query, maxnum: int = 1, max_disp_len: int = 1000, max_clause_freq: int = 50000,
+                        max_diff_tokens: int = 100, seed: Optional[int] = None) -> Dict[str, Any]:
+        """Documents where a CNF query holds (fields as :meth:`search_docs`)."""
+        result = super().search_docs_cnf(self.cnf(query), maxnum, max_disp_len, max_clause_freq,
+                                         max_diff_tokens, seed)
         for doc in result["documents"]:
             self._add_text(doc)
         return result

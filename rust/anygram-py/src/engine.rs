@@ -85,6 +85,17 @@ impl PyEngine {
         self.token(id)
     }
 
+    fn cnf_ids(&self, cnf: Vec<Vec<Vec<i64>>>) -> PyResult<Vec<Vec<Vec<u32>>>> {
+        cnf.into_iter()
+            .map(|clause| {
+                clause
+                    .into_iter()
+                    .map(|term| term.into_iter().map(|t| self.token(t)).collect())
+                    .collect()
+            })
+            .collect()
+    }
+
     fn token(&self, token: i64) -> PyResult<u32> {
         u32::try_from(token).map_err(|_| {
             invalid_query(format!(
@@ -451,6 +462,84 @@ impl PyEngine {
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
         d.set_item("approx", false)?;
+        d.set_item("idxs", r.idxs)?;
+        let docs = PyList::empty(py);
+        for doc in &r.documents {
+            docs.append(doc_dict(py, doc)?)?;
+        }
+        d.set_item("documents", docs)?;
+        Ok(d)
+    }
+
+    /// Occurrences of a CNF query (clauses of n-grams, as token ids):
+    /// `{"count", "approx"}`.
+    #[pyo3(signature = (cnf, max_clause_freq = 50000, max_diff_tokens = 100))]
+    fn count_cnf<'py>(
+        &self,
+        py: Python<'py>,
+        cnf: Vec<Vec<Vec<i64>>>,
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cnf = self.cnf_ids(cnf)?;
+        let r = py
+            .detach(|| self.inner.find_cnf(&cnf, max_clause_freq, max_diff_tokens))
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("count", r.count)?;
+        d.set_item("approx", r.approx)?;
+        Ok(d)
+    }
+
+    /// Where a CNF query holds: `{"cnt", "approx", "ptrs_by_shard"}`.
+    #[pyo3(signature = (cnf, max_clause_freq = 50000, max_diff_tokens = 100))]
+    fn find_cnf<'py>(
+        &self,
+        py: Python<'py>,
+        cnf: Vec<Vec<Vec<i64>>>,
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cnf = self.cnf_ids(cnf)?;
+        let r = py
+            .detach(|| self.inner.find_cnf(&cnf, max_clause_freq, max_diff_tokens))
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("cnt", r.count)?;
+        d.set_item("approx", r.approx)?;
+        d.set_item("ptrs_by_shard", r.ptrs_by_shard)?;
+        Ok(d)
+    }
+
+    /// Documents where a CNF query holds (see `search_docs`).
+    #[pyo3(signature = (cnf, maxnum = 1, max_disp_len = 1000, max_clause_freq = 50000, max_diff_tokens = 100, seed = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_docs_cnf<'py>(
+        &self,
+        py: Python<'py>,
+        cnf: Vec<Vec<Vec<i64>>>,
+        maxnum: u64,
+        max_disp_len: u64,
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+        seed: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cnf = self.cnf_ids(cnf)?;
+        let (r, approx) = py
+            .detach(|| {
+                self.inner.search_docs_cnf(
+                    &cnf,
+                    maxnum,
+                    max_disp_len,
+                    max_clause_freq,
+                    max_diff_tokens,
+                    seed,
+                )
+            })
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("cnt", r.count)?;
+        d.set_item("approx", approx)?;
         d.set_item("idxs", r.idxs)?;
         let docs = PyList::empty(py);
         for doc in &r.documents {

@@ -210,6 +210,63 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Documents where the CNF query holds (see [`crate::cnf`]): every satisfying
+    /// window when there are at most `maxnum`, else `maxnum` distinct ones drawn at
+    /// random; each document's window is centred on the window's start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_docs_cnf(
+        &self,
+        cnf: &[Vec<Vec<u32>>],
+        maxnum: u64,
+        max_disp_len: u64,
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+        seed: Option<u64>,
+    ) -> Result<(SearchResult, bool)> {
+        if maxnum == 0 {
+            return Err(Error::InvalidQuery(
+                "maxnum must be a positive integer".into(),
+            ));
+        }
+        Self::check_max_disp_len(max_disp_len)?;
+        let found = self.find_cnf(cnf, max_clause_freq, max_diff_tokens)?;
+        let total: u64 = found.ptrs_by_shard.iter().map(|p| p.len() as u64).sum();
+        let idxs: Vec<u64> = if total <= maxnum {
+            (0..total).collect()
+        } else {
+            let mut rng = match seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                None => StdRng::from_entropy(),
+            };
+            let mut chosen = sample_distinct(&mut rng, total, maxnum);
+            chosen.sort_unstable();
+            chosen
+        };
+        let documents = idxs
+            .iter()
+            .map(|&idx| {
+                let mut rest = idx;
+                for (shard, ptrs) in found.ptrs_by_shard.iter().enumerate() {
+                    if rest < ptrs.len() as u64 {
+                        return self.get_doc_by_ptr(shard, ptrs[rest as usize], max_disp_len);
+                    }
+                    rest -= ptrs.len() as u64;
+                }
+                unreachable!("idx {idx} < total {total}")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((
+            SearchResult {
+                count: found.count,
+                idxs,
+                documents,
+            },
+            found.approx,
+        ))
+    }
+}
+
 /// `k` distinct numbers from `0..n`, uniformly (Floyd's algorithm: k draws, no
 /// table of size n).
 fn sample_distinct(rng: &mut StdRng, n: u64, k: u64) -> Vec<u64> {

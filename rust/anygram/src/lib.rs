@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod cnf;
 pub mod documents;
 pub mod engine;
 pub mod error;

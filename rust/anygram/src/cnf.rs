@@ -1,0 +1,219 @@
+//! CNF queries, as infini-gram defines them: an AND of clauses, each an OR of
+//! n-grams, all occurring in one document within `max_diff_tokens` of each other.
+//!
+//! Per shard, the clause with the fewest occurrences is the anchor: each of its
+//! occurrences starts a window `[l, r]` (byte offsets of match starts). Every other
+//! clause, in order of frequency, then extends the window to its nearest
+//! occurrence on either side: to both when both are within `max_diff_tokens` of
+//! the window, else to the one that is, else the window is dropped. Windows that contain a document separator are
+//! dropped. The count is the number of windows left.
+//!
+//! A clause occurring more than `max_clause_freq` times (split evenly over shards)
+//! is subsampled: each of its n-grams keeps a proportional, contiguous run of its
+//! suffix-array range, and the count is scaled back up and flagged `approx`.
+//! infini-gram places those runs at random; we take the middle of each range, so
+//! the estimate is repeatable (approximate counts may differ from infini-gram's).
+
+use rayon::prelude::*;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::shard::RankRange;
+
+/// Where a CNF query holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnfResult {
+    /// Windows that satisfy every clause (scaled up when subsampled).
+    pub count: u64,
+    /// Whether a clause was subsampled.
+    pub approx: bool,
+    /// Per shard, the start (byte offset) of every satisfying window.
+    pub ptrs_by_shard: Vec<Vec<u64>>,
+}
+
+struct Clause {
+    /// Per n-gram of the clause, its (possibly subsampled) rank range in this shard.
+    ranges: Vec<RankRange>,
+    count: u64,
+    scale: f64,
+}
+
+impl Engine {
+    fn check_cnf(
+        &self,
+        cnf: &[Vec<Vec<u32>>],
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+    ) -> Result<Vec<Vec<Vec<u8>>>> {
+        if max_clause_freq == 0 {
+            return Err(Error::InvalidQuery(
+                "max_clause_freq must be a positive integer".into(),
+            ));
+        }
+        if max_diff_tokens == 0 {
+            return Err(Error::InvalidQuery(
+                "max_diff_tokens must be a positive integer".into(),
+            ));
+        }
+        if cnf.is_empty() {
+            return Err(Error::InvalidQuery(
+                "a CNF query needs at least one clause".into(),
+            ));
+        }
+        cnf.iter()
+            .enumerate()
+            .map(|(c, clause)| {
+                if clause.is_empty() {
+                    return Err(Error::InvalidQuery(format!(
+                        "clause {c} of the CNF query is empty"
+                    )));
+                }
+                clause
+                    .iter()
+                    .enumerate()
+                    .map(|(t, term)| {
+                        if term.is_empty() {
+                            return Err(Error::InvalidQuery(format!(
+                                "n-gram {t} of clause {c} is empty"
+                            )));
+                        }
+                        self.encode(term).map_err(|e| {
+                            Error::InvalidQuery(format!("clause {c}, n-gram {t}: {e}"))
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Where the CNF `cnf` (clauses of n-grams) holds; see the module docs.
+    pub fn find_cnf(
+        &self,
+        cnf: &[Vec<Vec<u32>>],
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+    ) -> Result<CnfResult> {
+        let encoded = self.check_cnf(cnf, max_clause_freq, max_diff_tokens)?;
+        let num_shards = self.shards().len() as u64;
+        let per_shard_budget = (max_clause_freq / num_shards).max(1);
+        let per_shard = (0..self.shards().len())
+            .into_par_iter()
+            .map(|s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens))
+            .collect::<Result<Vec<_>>>()?;
+        let mut count = 0u64;
+        let mut approx = false;
+        let mut ptrs_by_shard = Vec::with_capacity(per_shard.len());
+        for (ptrs, scale) in per_shard {
+            approx |= scale != 1.0;
+            count += (ptrs.len() as f64 * scale) as u64;
+            ptrs_by_shard.push(ptrs);
+        }
+        Ok(CnfResult {
+            count,
+            approx,
+            ptrs_by_shard,
+        })
+    }
+
+    fn find_cnf_in_shard(
+        &self,
+        s: usize,
+        cnf: &[Vec<Vec<u8>>],
+        budget: u64,
+        max_diff_tokens: u64,
+    ) -> Result<(Vec<u64>, f64)> {
+        let shard = &self.shards()[s];
+        let full = (0, shard.num_tokens());
+        let mut clauses = cnf
+            .iter()
+            .map(|terms| {
+                let ranges = terms
+                    .iter()
+                    .map(|t| shard.find(t, full))
+                    .collect::<Result<Vec<_>>>()?;
+                let count: u64 = ranges.iter().map(|(lo, hi)| hi - lo).sum();
+                if count <= budget {
+                    return Ok(Clause {
+                        ranges,
+                        count,
+                        scale: 1.0,
+                    });
+                }
+                // Keep a proportional run from the middle of every n-gram's range.
+                let mut kept = 0;
+                let ranges: Vec<RankRange> = ranges
+                    .iter()
+                    .map(|&(lo, hi)| {
+                        let len = hi - lo;
+                        let keep = (len * budget).div_ceil(count);
+                        kept += keep;
+                        let start = lo + (len - keep) / 2;
+                        (start, start + keep)
+                    })
+                    .collect();
+                Ok(Clause {
+                    ranges,
+                    count,
+                    scale: count as f64 / kept.max(1) as f64,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if clauses.iter().any(|c| c.count == 0) {
+            return Ok((Vec::new(), 1.0));
+        }
+        clauses.sort_by_key(|c| c.count);
+        let ptrs_of = |clause: &Clause| -> Result<Vec<u64>> {
+            let mut ptrs = Vec::new();
+            for &(lo, hi) in &clause.ranges {
+                for rank in lo..hi {
+                    ptrs.push(shard.ptr_at(rank)?);
+                }
+            }
+            Ok(ptrs)
+        };
+        let w = self.token_width().bytes() as u64;
+        let reach = max_diff_tokens * w;
+        let mut windows: Vec<(u64, u64)> =
+            ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
+        let mut scale = clauses[0].scale;
+        for clause in &clauses[1..] {
+            let mut ptrs = ptrs_of(clause)?;
+            ptrs.sort_unstable();
+            let mut next = Vec::with_capacity(windows.len());
+            for &(l, r) in &windows {
+                // The nearest occurrence starting before r, and the first at or after l.
+                let before = ptrs.partition_point(|&p| p < r);
+                let new_l = (before > 0).then(|| l.min(ptrs[before - 1]));
+                let after = ptrs.partition_point(|&p| p < l);
+                let new_r = ptrs.get(after).map(|&p| r.max(p));
+                let left_ok = new_l.is_some_and(|nl| nl + reach >= l);
+                let right_ok = new_r.is_some_and(|nr| nr <= r + reach);
+                match (left_ok, right_ok) {
+                    (true, true) => next.push((new_l.unwrap(), new_r.unwrap())),
+                    _ => {
+                        if left_ok {
+                            next.push((new_l.unwrap(), r));
+                        }
+                        if right_ok {
+                            next.push((l, new_r.unwrap()));
+                        }
+                    }
+                }
+            }
+            windows = next;
+            scale *= clause.scale;
+        }
+        let text = shard.tokenized();
+        let separator = &vec![0xFFu8; w as usize][..];
+        let ptrs = windows
+            .into_iter()
+            .filter(|&(l, r)| {
+                !text[l as usize..r as usize]
+                    .chunks_exact(w as usize)
+                    .any(|token| token == separator)
+            })
+            .map(|(l, _)| l)
+            .collect();
+        Ok((ptrs, scale))
+    }
+}
