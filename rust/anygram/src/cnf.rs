@@ -8,9 +8,15 @@
 //! the window, else to the one that is, else the window is dropped. Windows that contain a document separator are
 //! dropped. The count is the number of windows left.
 //!
-//! A clause occurring more than `max_clause_freq` times (split evenly over shards)
-//! is subsampled: each of its n-grams keeps a proportional, contiguous run of its
-//! suffix-array range, and the count is scaled back up and flagged `approx`.
+//! **Quirk, kept for identical answers:** when a clause has occurrences within
+//! reach on both sides, the window spans both, and is dropped if either lies in
+//! another document, even though the other alone would satisfy the query. So a
+//! CNF count can be lower than the number of places where the query holds.
+//!
+//! A clause occurring more than `max_clause_freq` times (split evenly over shards,
+//! rounded up) is subsampled: each of its n-grams keeps a proportional, contiguous
+//! run of its suffix-array range, and the count is scaled back up by the integer
+//! ratio of occurrences to kept ones and flagged `approx` when that ratio exceeds 1.
 //! infini-gram places those runs at random; we take the middle of each range, so
 //! the estimate is repeatable (approximate counts may differ from infini-gram's).
 
@@ -95,7 +101,7 @@ impl Engine {
     ) -> Result<CnfResult> {
         let encoded = self.check_cnf(cnf, max_clause_freq, max_diff_tokens)?;
         let num_shards = self.shards().len() as u64;
-        let per_shard_budget = (max_clause_freq / num_shards).max(1);
+        let per_shard_budget = max_clause_freq.div_ceil(num_shards);
         let per_shard = (0..self.shards().len())
             .into_par_iter()
             .map(|s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens))
@@ -103,10 +109,22 @@ impl Engine {
         let mut count = 0u64;
         let mut approx = false;
         let mut ptrs_by_shard = Vec::with_capacity(per_shard.len());
-        for (ptrs, scale) in per_shard {
-            approx |= scale != 1.0;
+        let mut absent_everywhere = vec![true; cnf.len()];
+        for (ptrs, scale, present) in per_shard {
+            approx |= scale > 1.0;
             count += (ptrs.len() as f64 * scale) as u64;
             ptrs_by_shard.push(ptrs);
+            for (absent, here) in absent_everywhere.iter_mut().zip(present) {
+                *absent &= !here;
+            }
+        }
+        if absent_everywhere.iter().any(|&a| a) {
+            // As infini-gram: a clause that occurs nowhere gives no per-shard lists.
+            return Ok(CnfResult {
+                count: 0,
+                approx: false,
+                ptrs_by_shard: Vec::new(),
+            });
         }
         Ok(CnfResult {
             count,
@@ -121,7 +139,7 @@ impl Engine {
         cnf: &[Vec<Vec<u8>>],
         budget: u64,
         max_diff_tokens: u64,
-    ) -> Result<(Vec<u64>, f64)> {
+    ) -> Result<(Vec<u64>, f64, Vec<bool>)> {
         let shard = &self.shards()[s];
         let full = (0, shard.num_tokens());
         let mut clauses = cnf
@@ -158,8 +176,9 @@ impl Engine {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let present: Vec<bool> = clauses.iter().map(|c| c.count > 0).collect();
         if clauses.iter().any(|c| c.count == 0) {
-            return Ok((Vec::new(), 1.0));
+            return Ok((Vec::new(), 1.0, present));
         }
         clauses.sort_by_key(|c| c.count);
         let ptrs_of = |clause: &Clause| -> Result<Vec<u64>> {
@@ -214,6 +233,6 @@ impl Engine {
             })
             .map(|(l, _)| l)
             .collect();
-        Ok((ptrs, scale))
+        Ok((ptrs, scale, present))
     }
 }
