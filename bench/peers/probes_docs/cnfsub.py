@@ -26,7 +26,7 @@ def uniform_int(rng, a, b):
         x = rng()
         if x < past: return a + x // scaling
 
-def shard_cnf(shard, cnf, mdt, mcf, S, rng_scope='shard', rngs=None, order_by='cnt'):
+def shard_cnf(shard, cnf, mdt, mcf, S, rng_scope='clause', rngs=None, order_by='cnt'):
     data, sa, offs = shard
     limit = -(-mcf // S)                         # ceil(mcf / num_shards)
     rng = MT19937(19260817) if rng_scope == 'shard' else rngs
