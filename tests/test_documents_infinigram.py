@@ -91,11 +91,26 @@ def test_cnf_agrees(pair):
     assert checked > 30  # the corpus makes many CNF queries hold
 
 
+def test_cnf_subsampling_agrees(pair):
+    """Beyond max_clause_freq both engines subsample, the same way."""
+    ours, theirs, docs, rng = pair
+    approx = 0
+    for _ in range(200):
+        cnf = [[[rng.randint(1, 6)] for _ in range(rng.randint(1, 2))] for _ in range(rng.randint(1, 3))]
+        mcf = rng.choice([5, 50, 500, 5000])
+        diff = rng.choice([1, 3, 10])
+        a = ours.find_cnf(cnf, max_clause_freq=mcf, max_diff_tokens=diff)
+        b = theirs.find_cnf(cnf, max_clause_freq=mcf, max_diff_tokens=diff)
+        assert (a["cnt"], a["approx"]) == (b["cnt"], b["approx"]), (cnf, mcf, diff)
+        assert a["ptrs_by_shard"] == [list(p) for p in b["ptrs_by_shard"]]
+        approx += a["approx"]
+    assert approx > 20
+
+
 def test_cnf_subsampling_is_flagged(pair):
     ours, theirs, docs, rng = pair
     exact = ours.count_cnf([[[1]], [[2]]], max_clause_freq=10**9, max_diff_tokens=5)
     assert not exact["approx"] and exact["count"] > 0
-    # Beyond max_clause_freq both engines subsample and say so (the estimates differ:
-    # infini-gram places its samples at random, we take the middle of each range).
+    # Beyond max_clause_freq both engines subsample and say so.
     assert ours.count_cnf([[[1]], [[2]]], max_clause_freq=10, max_diff_tokens=5)["approx"]
     assert theirs.count_cnf([[[1]], [[2]]], max_clause_freq=10, max_diff_tokens=5)["approx"]
