@@ -68,7 +68,8 @@ def query_sets(engine, n: int, source: str, seed: int = 0):
         k = rng.randint(min_len, max_len)
         return [int(t) for t in tokens[max(0, i - k):i]], int(tokens[i])
 
-    sets = {"count": [], "prob": [], "ntd": [], "infgram_prob": [], "infgram_ntd": []}
+    sets = {"count": [], "prob": [], "ntd": [], "infgram_prob": [], "infgram_ntd": [],
+            "search_docs": [], "count_cnf": []}
     for _ in range(n):
         ctx, nxt = window(20)
         sets["count"].append(ctx)
@@ -80,6 +81,10 @@ def query_sets(engine, n: int, source: str, seed: int = 0):
         sets["infgram_prob"].append((ctx, nxt))
         ctx, _ = window(100, 20)
         sets["infgram_ntd"].append(ctx)
+        ctx, _ = window(4, 1)
+        sets["search_docs"].append(ctx)
+        ctx, _ = window(30, 12)  # two short n-grams of one passage, up to 30 tokens apart
+        sets["count_cnf"].append([[ctx[:2]], [ctx[-2:]]])
     return sets
 
 
@@ -92,7 +97,17 @@ def calls(ours, theirs):
         "ntd": (lambda q: strip(ours.ntd(q, n=len(q) + 1)), lambda q: theirs.ntd(q)),
         "infgram_prob": (lambda q: ours.infgram_prob(q[0], q[1]), lambda q: theirs.infgram_prob(q[0], q[1])),
         "infgram_ntd": (lambda q: ours.infgram_ntd(q), lambda q: theirs.infgram_ntd(q)),
+        # documents are drawn at random by both: compare the counts and the window size
+        "search_docs": (lambda q: _search_summary(ours.search_docs(q, maxnum=1, max_disp_len=100)),
+                        lambda q: _search_summary(theirs.search_docs(q, maxnum=1, max_disp_len=100))),
+        "count_cnf": (lambda q: ours.count_cnf(q, max_clause_freq=50000, max_diff_tokens=100),
+                      lambda q: theirs.count_cnf(q, max_clause_freq=50000, max_diff_tokens=100)),
     }
+
+
+def _search_summary(result):
+    docs = result["documents"]
+    return (result["cnt"], len(docs), [len(d["token_ids"]) > 0 for d in docs])
 
 
 def time_calls(fn, queries):

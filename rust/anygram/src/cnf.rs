@@ -38,10 +38,13 @@ pub struct CnfResult {
     pub ptrs_by_shard: Vec<Vec<u64>>,
 }
 
-struct Clause {
+struct Clause<'q> {
+    /// The clause's n-grams, as stored bytes.
+    terms: &'q [Vec<u8>],
     /// Per n-gram of the clause, its (possibly subsampled) rank range in this shard.
     ranges: Vec<RankRange>,
     count: u64,
+    subsampled: bool,
     scale: f64,
 }
 
@@ -145,7 +148,8 @@ impl Engine {
         let full = (0, shard.num_tokens());
         let mut clauses = cnf
             .iter()
-            .map(|terms| {
+            .map(|terms: &Vec<Vec<u8>>| {
+                let terms = terms.as_slice();
                 let ranges = terms
                     .iter()
                     .map(|t| shard.find(t, full))
@@ -153,8 +157,10 @@ impl Engine {
                 let count: u64 = ranges.iter().map(|(lo, hi)| hi - lo).sum();
                 if count <= budget {
                     return Ok(Clause {
+                        terms,
                         ranges,
                         count,
+                        subsampled: false,
                         scale: 1.0,
                     });
                 }
@@ -172,8 +178,10 @@ impl Engine {
                     })
                     .collect();
                 Ok(Clause {
+                    terms,
                     ranges,
                     count,
+                    subsampled: true,
                     // infini-gram's ratio: an integer division, so a small excess is not scaled.
                     scale: (count / kept.max(1)) as f64,
                 })
@@ -199,15 +207,34 @@ impl Engine {
             ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
         let mut scale = clauses[0].scale;
         for clause in &clauses[1..] {
-            let mut ptrs = ptrs_of(clause)?;
-            ptrs.sort_unstable();
+            // The clause's occurrences nearest to each window: by reading the text
+            // around the window when there are few windows and the clause is frequent
+            // (and not subsampled: every occurrence counts), else from its sorted
+            // suffix-array entries.
+            let span = 2 * max_diff_tokens + 1;
+            let scan_text = !clause.subsampled
+                && (windows.len() as u64).saturating_mul(span * clause.terms.len() as u64)
+                    < clause.count * 16;
+            let sorted = if scan_text {
+                Vec::new()
+            } else {
+                let mut ptrs = ptrs_of(clause)?;
+                ptrs.sort_unstable();
+                ptrs
+            };
             let mut next = Vec::with_capacity(windows.len());
             for &(l, r) in &windows {
-                // The nearest occurrence starting before r, and the first at or after l.
-                let before = ptrs.partition_point(|&p| p < r);
-                let new_l = (before > 0).then(|| l.min(ptrs[before - 1]));
-                let after = ptrs.partition_point(|&p| p < l);
-                let new_r = ptrs.get(after).map(|&p| r.max(p));
+                // The last occurrence starting before r, and the first at or after l.
+                let (new_l, new_r) = if scan_text {
+                    nearest_in_text(shard.tokenized(), clause.terms, l, r, reach, w)
+                } else {
+                    let before = sorted.partition_point(|&p| p < r);
+                    let after = sorted.partition_point(|&p| p < l);
+                    (
+                        (before > 0).then(|| l.min(sorted[before - 1])),
+                        sorted.get(after).map(|&p| r.max(p)),
+                    )
+                };
                 let left_ok = new_l.is_some_and(|nl| nl + reach >= l);
                 let right_ok = new_r.is_some_and(|nr| nr <= r + reach);
                 match (left_ok, right_ok) {
@@ -238,6 +265,53 @@ impl Engine {
             .collect();
         Ok((ptrs, scale, present))
     }
+}
+
+/// The window bounds a clause extends `[l, r]` to, read off the text: the last
+/// occurrence starting before `r` (as `min(l, it)`) and the first at or after `l`
+/// (as `max(r, it)`), looking no further than `reach` bytes outside the window;
+/// beyond that an occurrence could not be used, so `None` is the same answer.
+fn nearest_in_text(
+    text: &[u8],
+    terms: &[Vec<u8>],
+    l: u64,
+    r: u64,
+    reach: u64,
+    w: u64,
+) -> (Option<u64>, Option<u64>) {
+    let occurs_at = |p: u64| {
+        let p = p as usize;
+        terms
+            .iter()
+            .any(|t| text.len() >= p + t.len() && &text[p..p + t.len()] == t.as_slice())
+    };
+    let mut new_l = None;
+    let mut p = r;
+    let floor = l.saturating_sub(reach);
+    while p >= floor + w {
+        p -= w;
+        if occurs_at(p) {
+            new_l = Some(l.min(p));
+            break;
+        }
+    }
+    let new_r = if matches!(new_l, Some(nl) if nl == l && p >= l) {
+        // An occurrence inside the window: the first one at or after l is inside too.
+        Some(r)
+    } else {
+        let end = r + reach;
+        let mut p = r;
+        let mut found = None;
+        while p <= end && (p as usize) < text.len() {
+            if occurs_at(p) {
+                found = Some(p);
+                break;
+            }
+            p += w;
+        }
+        found
+    };
+    (new_l, new_r)
 }
 
 /// The 32-bit Mersenne Twister (MT19937), the generator infini-gram samples with.
