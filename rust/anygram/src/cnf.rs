@@ -219,11 +219,11 @@ impl Engine {
                 Vec::new()
             } else {
                 let mut ptrs = ptrs_of(clause)?;
-                ptrs.sort_unstable();
+                ptrs.par_sort_unstable();
                 ptrs
             };
-            let mut next = Vec::with_capacity(windows.len());
-            for &(l, r) in &windows {
+            // Each window extends on its own: in parallel when there are many.
+            let extend = |&(l, r): &(u64, u64)| -> [Option<(u64, u64)>; 2] {
                 // The last occurrence starting before r, and the first at or after l.
                 let (new_l, new_r) = if scan_text {
                     nearest_in_text(shard.tokenized(), clause.terms, l, r, reach, w)
@@ -235,20 +235,24 @@ impl Engine {
                         sorted.get(after).map(|&p| r.max(p)),
                     )
                 };
-                let left_ok = new_l.is_some_and(|nl| nl + reach >= l);
-                let right_ok = new_r.is_some_and(|nr| nr <= r + reach);
-                match (left_ok, right_ok) {
-                    (true, true) => next.push((new_l.unwrap(), new_r.unwrap())),
-                    _ => {
-                        if left_ok {
-                            next.push((new_l.unwrap(), r));
-                        }
-                        if right_ok {
-                            next.push((l, new_r.unwrap()));
-                        }
-                    }
+                let left = new_l.filter(|&nl| nl + reach >= l);
+                let right = new_r.filter(|&nr| nr <= r + reach);
+                match (left, right) {
+                    (Some(nl), Some(nr)) => [Some((nl, nr)), None],
+                    (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
                 }
-            }
+            };
+            let next: Vec<(u64, u64)> = if windows.len() > 4096 {
+                windows
+                    .par_iter()
+                    .flat_map_iter(|win| extend(win).into_iter().flatten())
+                    .collect()
+            } else {
+                windows
+                    .iter()
+                    .flat_map(|win| extend(win).into_iter().flatten())
+                    .collect()
+            };
             windows = next;
             scale *= clause.scale;
         }
