@@ -78,6 +78,9 @@ def test_get_doc_by_ix_and_batch(tmp_path):
     assert short["token_ids"] == list(texts[5].encode()[:3]) and short["doc_len"] == len(texts[5].encode())
     batch = engine.get_docs_by_ixs([3, 0, 39], max_disp_len=10**6)
     assert [d["doc_ix"] for d in batch] == [3, 0, 39]
+    hits = engine.search_docs("number 7", maxnum=100)["documents"]
+    by_ptr = engine.get_docs_by_ptrs([(d["shard"], d["ptr"]) for d in hits], max_disp_len=10**6)
+    assert [d["doc_ix"] for d in by_ptr] == [d["doc_ix"] for d in hits] and by_ptr[0]["text"] == texts[7]
 
 
 def test_document_errors(tmp_path):

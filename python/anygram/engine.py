@@ -172,6 +172,11 @@ class Engine(_anygram.Engine):
         """The document holding byte ``ptr`` of shard ``shard``, with a window around it."""
         return self._add_text(super().get_doc_by_ptr(shard, ptr, max_disp_len))
 
+    def get_docs_by_ptrs(self, shard_ptrs: Sequence[Any], max_disp_len: int = 1000) -> List[Dict[str, Any]]:
+        """Many documents by ``(shard, ptr)`` pairs (on all cores)."""
+        pairs = [(int(s), int(p)) for s, p in shard_ptrs]
+        return [self._add_text(d) for d in super().get_docs_by_ptrs(pairs, max_disp_len)]
+
     def _add_text(self, doc: Dict[str, Any]) -> Dict[str, Any]:
         if self.tokenizer is not None:
             doc["text"] = self.tokenizer.decode(doc["token_ids"])

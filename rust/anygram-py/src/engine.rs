@@ -621,6 +621,34 @@ impl PyEngine {
         doc_dict(py, &doc)
     }
 
+    /// Many documents by `(shard, ptr)`, on all cores.
+    #[pyo3(signature = (shard_ptrs, max_disp_len = 1000))]
+    fn get_docs_by_ptrs<'py>(
+        &self,
+        py: Python<'py>,
+        shard_ptrs: Vec<(usize, u64)>,
+        max_disp_len: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let docs = py
+            .detach(|| {
+                shard_ptrs
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, &(shard, ptr))| {
+                        self.inner
+                            .get_doc_by_ptr(shard, ptr, max_disp_len)
+                            .map_err(|e| (i, e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(to_py_at)?;
+        let list = PyList::empty(py);
+        for doc in &docs {
+            list.append(doc_dict(py, doc)?)?;
+        }
+        Ok(list)
+    }
+
     /// The document at suffix-array rank `rank` of shard `shard`.
     #[pyo3(signature = (shard, rank, max_disp_len = 1000))]
     fn get_doc_by_rank<'py>(
