@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,8 +98,8 @@ def test_truncated_files(small_index, tmp_path, victim):
     broken = str(tmp_path / "trunc")
     shutil.copytree(small_index, broken)
     path = os.path.join(broken, victim)
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[:-1])
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:-1])
     with pytest.raises(CorruptIndexError, match=victim.replace(".", r"\.")):
         anygram.Engine.open(broken)
 
@@ -108,7 +109,7 @@ def test_truncated_infinigram_index_without_manifest(small_index, tmp_path):
     shutil.copytree(small_index, broken)
     os.remove(os.path.join(broken, "anygram.json"))
     table = os.path.join(broken, "table.0")
-    open(table, "wb").write(open(table, "rb").read()[:-3])
+    Path(table).write_bytes(Path(table).read_bytes()[:-3])
     with pytest.raises(CorruptIndexError):
         anygram.Engine.open(broken, token_width=2)
 
@@ -117,9 +118,9 @@ def test_corrupt_contents_found_by_verify(small_index, tmp_path):
     broken = str(tmp_path / "flipped")
     shutil.copytree(small_index, broken)
     table = os.path.join(broken, "table.0")
-    data = bytearray(open(table, "rb").read())
+    data = bytearray(Path(table).read_bytes())
     data[0], data[2] = data[2], data[0]  # swap two pointers' low bytes: same size, wrong order
-    open(table, "wb").write(bytes(data))
+    Path(table).write_bytes(bytes(data))
     report = anygram.Engine.open(broken).verify()
     assert not report["ok"]
     assert any("checksum" in p for p in report["problems"])
@@ -130,9 +131,9 @@ def test_out_of_range_pointer_is_an_error_not_a_crash(small_index, tmp_path):
     shutil.copytree(small_index, broken)
     os.remove(os.path.join(broken, "anygram.json"))  # no size/checksum guard
     table = os.path.join(broken, "table.0")
-    data = bytearray(open(table, "rb").read())
+    data = bytearray(Path(table).read_bytes())
     data[:1] = b"\xfe"
-    open(table, "wb").write(bytes(data))
+    Path(table).write_bytes(bytes(data))
     engine = anygram.Engine.open(broken, token_width=2, vocab_size=100)
     with pytest.raises(CorruptIndexError, match="outside the token grid"):
         for q in ([1], [2], [3], [5], [1, 2], []):
@@ -143,9 +144,9 @@ def test_out_of_range_pointer_is_an_error_not_a_crash(small_index, tmp_path):
 def test_unsupported_manifest_version(small_index, tmp_path):
     broken = str(tmp_path / "future")
     shutil.copytree(small_index, broken)
-    manifest = json.load(open(os.path.join(broken, "anygram.json")))
+    manifest = json.loads(Path(broken, "anygram.json").read_text())
     manifest["format_version"] = 99
-    json.dump(manifest, open(os.path.join(broken, "anygram.json"), "w"))
+    Path(broken, "anygram.json").write_text(json.dumps(manifest))
     with pytest.raises(CorruptIndexError, match="format version 99 is not supported"):
         anygram.Engine.open(broken)
 
@@ -158,10 +159,10 @@ def test_tokenizer_mismatch(tmp_path, text_index, shared_data):
     gpt2 = os.path.join(shared_data, "gpt2-tokenizer.json")
     path = anygram.build_index(str(corpus), str(tmp_path / "g"), tokenizer=gpt2, progress=False).output
     other = tmp_path / "other.json"
-    tok = json.load(open(gpt2))
+    tok = json.loads(Path(gpt2).read_text())
     tok["model"]["vocab"]["hello"] = tok["model"]["vocab"].pop("hello", 0)
     tok["added_tokens"] = tok.get("added_tokens", [])[:0]
-    json.dump(tok, open(other, "w"))
+    Path(other).write_text(json.dumps(tok))
     with pytest.raises(TokenizerMismatchError, match="is not the one"):
         anygram.Engine.open(path, tokenizer=str(other))
     assert anygram.Engine.open(path, tokenizer=gpt2).count("hello world") == 1
@@ -182,7 +183,7 @@ def test_bad_documents_are_counted_not_lost(tmp_path):
     assert report.num_documents == 2
     assert report.skipped == {"bad JSON": 1, "no 'text' field": 1, "'text' is not a string": 1, "bad UTF-8": 1}
     assert any("mixed.jsonl:2" in e for e in report.skipped_examples)
-    manifest = json.load(open(os.path.join(report.output, "anygram.json")))
+    manifest = json.loads(Path(report.output, "anygram.json").read_text())
     assert manifest["build"]["skipped_documents"]["bad JSON"] == 1
     with pytest.raises(BuildError, match="mixed.jsonl:2: bad JSON"):
         anygram.build_index(str(corpus), str(tmp_path / "strict-index"), strict=True, progress=False)
@@ -238,7 +239,7 @@ def test_compressed_and_text_inputs(tmp_path):
     engine = anygram.Engine.open(report.output)
     assert engine.num_documents == 21 and engine.num_shards == 2
     assert engine.count("alpha beta") == 21
-    lines = open(os.path.join(report.output, "metadata.0")).read().splitlines()
+    lines = Path(report.output, "metadata.0").read_text().splitlines()
     first = json.loads(lines[0])
     assert first == {"path": "a.jsonl.gz", "linenum": 0, "metadata": {"source": "s"}}
     by_line = anygram.build_index(str(tmp_path / "c.txt"), str(tmp_path / "lines"), text_mode="lines",
