@@ -87,7 +87,7 @@ fn read_tokens(tokenized: &Path, width: TokenWidth) -> Result<SortInput> {
     let mut file = File::open(tokenized).map_err(|e| Error::io(tokenized, e))?;
     let size = file.metadata().map_err(|e| Error::io(tokenized, e))?.len() as usize;
     let w = width.bytes();
-    if size % w != 0 {
+    if !size.is_multiple_of(w) {
         return Err(Error::corrupt(
             tokenized,
             format!("size {size} is not a multiple of the token width {w}"),

@@ -66,7 +66,7 @@ impl Engine {
         })?;
         let w = self.token_width().bytes() as u64;
         let size = s.num_tokens() * w;
-        if ptr >= size || ptr % w != 0 {
+        if ptr >= size || !ptr.is_multiple_of(w) {
             return Err(Error::InvalidQuery(format!(
                 "ptr {ptr} must be a multiple of {w} in [0, {size}) for shard {shard}"
             )));

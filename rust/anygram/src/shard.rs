@@ -261,7 +261,7 @@ impl Shard {
     pub fn ptr_at(&self, rank: u64) -> Result<u64> {
         let start = rank as usize * self.ptr_size;
         let ptr = read_uint_le(&self.table.bytes()[start..start + self.ptr_size]);
-        if ptr >= self.tokenized.len() || ptr % self.width.bytes() as u64 != 0 {
+        if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.table.path(),
                 format!("entry {rank} points to byte {ptr}, outside the token grid"),

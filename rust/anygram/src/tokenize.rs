@@ -34,6 +34,9 @@ pub struct CorpusTokenizer {
     fast: Option<ByteLevelSplitter>,
 }
 
+/// Token ids of pre-tokenized pieces already encoded, by piece.
+type PieceCache = HashMap<Box<str>, Box<[u32]>>;
+
 struct ByteLevelSplitter {
     pattern: Regex,
     /// Added tokens (e.g. `<|endoftext|>`) are matched in the raw text first.
@@ -41,7 +44,7 @@ struct ByteLevelSplitter {
     /// GPT-2's byte → printable character map.
     byte_chars: [char; 256],
     /// One cache per rayon worker (index `current_thread_index + 1`; 0 outside a pool).
-    caches: Vec<Mutex<HashMap<Box<str>, Box<[u32]>>>>,
+    caches: Vec<Mutex<PieceCache>>,
 }
 
 impl CorpusTokenizer {
@@ -159,7 +162,7 @@ impl ByteLevelSplitter {
         &self,
         segment: &str,
         hf: &tokenizers::Tokenizer,
-        cache: &mut HashMap<Box<str>, Box<[u32]>>,
+        cache: &mut PieceCache,
         ids: &mut Vec<u32>,
     ) -> Result<()> {
         let mut at = 0;

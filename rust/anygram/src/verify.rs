@@ -74,7 +74,7 @@ fn check_pointers(shard: &Shard, engine: &Engine, report: &mut VerifyReport) {
     for (rank, entry) in table.chunks_exact(ps).enumerate() {
         let ptr = crate::format::read_uint_le(entry);
         let position = ptr / w;
-        if ptr % w != 0
+        if !ptr.is_multiple_of(w)
             || position >= n
             || seen[(position / 64) as usize] & (1 << (position % 64)) != 0
         {
