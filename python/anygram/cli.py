@@ -262,7 +262,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    # Only `serve` without its package takes arguments it does not know (to say what to install).
+    if unknown and args.func is not cmd_serve_missing:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except AnygramError as e:

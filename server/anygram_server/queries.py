@@ -38,6 +38,14 @@ def check_at_most(field: str, value: int, limit: int, unit: str = "") -> None:
         raise LimitExceededError(field, limit, value, unit)
 
 
+def bounded(field: str, value: Optional[int], default: int, limit: int) -> int:
+    """A parameter as given (checked against its limit), or its default lowered to the limit."""
+    if value is None:
+        return min(default, limit)
+    check_at_most(field, value, limit)
+    return value
+
+
 def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[int]:
     check_at_most(field, len(text), limits.max_query_chars, "characters")
     if index.tokenizer is None:
@@ -125,7 +133,10 @@ def highlight(index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Se
     """infini-gram's ``spans``: the text as ``[text, label]`` pairs, ``label`` the clause
     number (as a string) of the needle matched there, or null. Every occurrence of each
     needle is marked, left to right, earlier needles first."""
-    labels: List[Optional[str]] = [None] * len(ids)
+    # owner[i]: (label, occurrence number) of the match covering token i, so that adjacent
+    # matches stay separate spans.
+    owner: List[Optional[Tuple[str, int]]] = [None] * len(ids)
+    occurrences = 0
     for needle, label in needles:
         n = len(needle)
         if n == 0:
@@ -134,16 +145,18 @@ def highlight(index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Se
         i = 0
         while i + n <= len(ids):
             if ids[i] == first and list(ids[i:i + n]) == list(needle) and all(
-                    labels[j] is None for j in range(i, i + n)):
-                labels[i:i + n] = [label] * n
+                    owner[j] is None for j in range(i, i + n)):
+                owner[i:i + n] = [(label, occurrences)] * n
+                occurrences += 1
                 i += n
             else:
                 i += 1
     spans: List[List[Optional[str]]] = []
     start = 0
     for i in range(1, len(ids) + 1):
-        if i == len(ids) or labels[i] != labels[start]:
-            spans.append([index.decode(list(ids[start:i])), labels[start]])
+        if i == len(ids) or owner[i] != owner[start]:
+            run = owner[start]
+            spans.append([index.decode(list(ids[start:i])), None if run is None else run[0]])
             start = i
     return spans
 

@@ -43,6 +43,8 @@ class ServedIndex:
         """What ``GET /v1/indexes`` says about the index: sizes, tokenizer, manifest."""
         info = self.engine.info()
         tokenizer = self.tokenizer
+        # The name it was built with (the manifest's), not that of the copy stored in the index.
+        stored = (self.engine.manifest or {}).get("tokenizer") or {}
         return {
             "name": self.name,
             "num_tokens": info["num_tokens"],
@@ -51,7 +53,7 @@ class ServedIndex:
             "token_width": info["token_width"],
             "vocab_size": info["vocab_size"],
             "eos_token_id": info["eos_token_id"],
-            "tokenizer": None if tokenizer is None else tokenizer.name,
+            "tokenizer": None if tokenizer is None else stored.get("name", tokenizer.name),
             "accepts_text": tokenizer is not None,
             "manifest": self.engine.manifest,
         }

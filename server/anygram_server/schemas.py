@@ -53,7 +53,8 @@ class ProbResponse(BaseModel):
 class NtdRequest(BaseModel):
     contexts: List[Query]
     n: Optional[int] = Field(None, ge=1, description="n-gram order; null: the ∞-gram")
-    max_support: int = Field(1000, ge=1, description="occurrences counted exactly; sampled beyond (approx)")
+    max_support: Optional[int] = Field(None, ge=1, description="occurrences counted exactly, sampled beyond "
+                                       "(approx); default 1000")
     model_config = ConfigDict(json_schema_extra={"examples": [{"contexts": ["raise ValueError("]}]})
 
 
@@ -92,8 +93,9 @@ class ScoreResponse(BaseModel):
 
 class SearchRequest(BaseModel):
     query: Query
-    maxnum: int = Field(5, ge=1, description="documents to return (distinct occurrences, at random beyond)")
-    max_disp_len: int = Field(200, ge=1, description="tokens shown around each match")
+    maxnum: Optional[int] = Field(None, ge=1, description="documents to return (distinct occurrences, at random "
+                                  "beyond); default 5")
+    max_disp_len: Optional[int] = Field(None, ge=1, description="tokens shown around each match; default 200")
     seed: Optional[int] = Field(None, ge=0, description="makes the random draw repeatable")
     model_config = ConfigDict(json_schema_extra={"examples": [{"query": "raise ValueError(", "maxnum": 3}]})
 
@@ -123,7 +125,7 @@ class SearchResponse(BaseModel):
 
 class DocsRequest(BaseModel):
     doc_ixs: List[StrictInt]
-    max_disp_len: int = Field(1000, ge=1)
+    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
     model_config = ConfigDict(json_schema_extra={"examples": [{"doc_ixs": [0, 1, 2], "max_disp_len": 100}]})
 
 
@@ -167,11 +169,12 @@ class InfiniGramRequest(BaseModel):
     query: Optional[StrictStr] = Field(None, description="text; ` AND ` / ` OR ` make it a CNF query")
     query_ids: Optional[Union[List[StrictInt], List[List[List[StrictInt]]]]] = Field(
         None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)")
-    max_support: int = Field(1000, ge=1)
-    max_clause_freq: int = Field(50000, ge=1)
-    max_diff_tokens: int = Field(100, ge=1)
-    maxnum: int = Field(1, ge=1)
-    max_disp_len: int = Field(1000, ge=1)
+    # Defaults (infini-gram's) are lowered to the service's limits where those are lower.
+    max_support: Optional[int] = Field(None, ge=1, description="default 1000")
+    max_clause_freq: Optional[int] = Field(None, ge=1, description="default 50000")
+    max_diff_tokens: Optional[int] = Field(None, ge=1, description="default 100")
+    maxnum: Optional[int] = Field(None, ge=1, description="default 1")
+    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
     seed: Optional[int] = Field(None, ge=0, description="anygram's addition: a repeatable search_docs draw")
     s: Optional[int] = Field(None, ge=0, description="shard (get_doc_by_rank, get_doc_by_ptr)")
     rank: Optional[int] = Field(None, ge=0)

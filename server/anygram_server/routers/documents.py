@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -30,11 +31,11 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
 
 
 @router.get("/{doc_ix}", response_model=Document, summary="One document")
-async def get_document(doc_ix: int, max_disp_len: int = Query(1000, ge=1),
+async def get_document(doc_ix: int, max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
                        index: ServedIndex = Depends(get_index), limits: Limits = Depends(get_limits),
                        runner: EngineRunner = Depends(get_runner)) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
-    q.check_at_most("max_disp_len", max_disp_len, limits.max_disp_len, "tokens per document")
+    max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, [doc_ix], "doc_ix")
 
     def work() -> bytes:
@@ -48,12 +49,12 @@ async def get_documents(body: DocsRequest, index: ServedIndex = Depends(get_inde
                         limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
     """Documents by index, read on all cores (as `engine.get_docs_by_ixs`)."""
     q.check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
-    q.check_at_most("max_disp_len", body.max_disp_len, limits.max_disp_len, "tokens per document")
+    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, body.doc_ixs, "doc_ixs")
 
     def work() -> bytes:
         start = time.perf_counter()
-        documents = index.engine.get_docs_by_ixs(body.doc_ixs, body.max_disp_len)
+        documents = index.engine.get_docs_by_ixs(body.doc_ixs, max_disp_len)
         return q.encode_json({"documents": documents, "latency": (time.perf_counter() - start) * 1e3})
 
     return json_response(await runner.run("docs", work))

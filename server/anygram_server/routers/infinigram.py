@@ -64,11 +64,17 @@ async def query(body: InfiniGramRequest, registry: IndexRegistry = Depends(get_r
     return json_response(await runner.run(body.query_type, work))
 
 
+# infini-gram's defaults of the optional parameters.
+DEFAULTS = {"max_support": 1000, "max_clause_freq": 50000, "max_diff_tokens": 100, "maxnum": 1,
+            "max_disp_len": 1000}
+
+
 def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
+    """Checks the parameters given against the limits and fills in the others."""
     for field, limit in (("max_support", limits.max_support), ("max_clause_freq", limits.max_clause_freq),
                          ("max_diff_tokens", limits.max_diff_tokens), ("maxnum", limits.max_maxnum),
                          ("max_disp_len", limits.max_disp_len)):
-        q.check_at_most(field, getattr(body, field), limit)
+        setattr(body, field, q.bounded(field, getattr(body, field), DEFAULTS[field], limit))
 
 
 def answer(index: ServedIndex, body: InfiniGramRequest, limits: Limits) -> Dict[str, Any]:

@@ -102,12 +102,12 @@ async def ntd(body: NtdRequest, index: ServedIndex = Depends(get_index),
     """The distribution of the token after each context (as `engine.ntd(context, n,
     max_support)`), each entry with its `token` text added."""
     check_batch("contexts", len(body.contexts), limits)
-    q.check_at_most("max_support", body.max_support, limits.max_support)
+    max_support = q.bounded("max_support", body.max_support, 1000, limits.max_support)
 
     def work() -> bytes:
         contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
         start = time.perf_counter()
-        results = index.engine.ntd_batch(contexts, n=body.n, max_support=body.max_support)
+        results = index.engine.ntd_batch(contexts, n=body.n, max_support=max_support)
         latency = (time.perf_counter() - start) * 1e3
         for result in results:
             add_token_texts(index, result)
@@ -149,14 +149,13 @@ async def search(body: SearchRequest, index: ServedIndex = Depends(get_index),
     """Documents where the n-gram occurs (as `engine.search_docs(query, maxnum,
     max_disp_len, seed)`): every occurrence up to `maxnum`, distinct ones drawn at random
     beyond. Each document adds `spans`, its text with every match marked."""
-    q.check_at_most("maxnum", body.maxnum, limits.max_maxnum, "documents")
-    q.check_at_most("max_disp_len", body.max_disp_len, limits.max_disp_len, "tokens per document")
+    maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
 
     def work() -> bytes:
         ids = q.token_ids(index, body.query, limits, "query")
         start = time.perf_counter()
-        result = index.engine.search_docs(ids, maxnum=body.maxnum, max_disp_len=body.max_disp_len,
-                                          seed=body.seed)
+        result = index.engine.search_docs(ids, maxnum=maxnum, max_disp_len=max_disp_len, seed=body.seed)
         latency = (time.perf_counter() - start) * 1e3
         q.add_spans(index, result["documents"], [(ids, "0")])
         result.update({"token_ids": ids, "tokens": index.tokens(ids), "latency": latency})
