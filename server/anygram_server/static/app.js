@@ -11,6 +11,7 @@ const DISPLAY_TOKENS = 120;
 
 let apiKey = localStorage.getItem("anygram-api-key") || "";
 let latestRun = 0; // answers to an older run are dropped
+let latestKey = ""; // the index and text of the latest run: the same again is not re-run
 let debounce = null;
 
 async function api(path, body) {
@@ -130,6 +131,9 @@ async function run() {
   const text = $("text").value;
   const name = $("index").value;
   if (!text || !name) return;
+  const key = `${name}\u0000${text}`;
+  if (key === latestKey && document.body.dataset.state !== "error") return;
+  latestKey = key;
   const runId = ++latestRun;
   document.body.dataset.state = "loading";
   $("status").textContent = "…";
@@ -169,7 +173,11 @@ function init() {
     loadIndexes().catch((e) => showError(e.message));
   });
   $("index").addEventListener("change", () => { describeIndex(); run(); });
-  $("query-form").addEventListener("submit", (event) => { event.preventDefault(); run(); });
+  $("query-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(debounce);
+    run();
+  });
   $("text").addEventListener("input", () => {
     clearTimeout(debounce);
     debounce = setTimeout(run, 400);
