@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .config import Settings
+from .dependencies import Service
 from .errors import BodyTooLargeError, error_response, register_exception_handlers
 from .metrics import MetricsMiddleware
 from .registry import IndexRegistry
@@ -84,14 +85,13 @@ class BodySizeLimit:
 def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.registry = registry if registry is not None else IndexRegistry(settings.indexes)
-        app.state.runner = EngineRunner(settings.engine_threads, settings.limits.time_budget_s)
+        runner = EngineRunner(settings.engine_threads, settings.limits.time_budget_s)
+        indexes = registry if registry is not None else IndexRegistry(settings.indexes)
+        app.state.service = Service(settings, indexes, runner, settings.api_keys())
         yield
-        app.state.runner.shutdown()
+        runner.shutdown()
 
     app = FastAPI(title="anygram", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.api_keys = settings.api_keys()
     register_exception_handlers(app)
 
     app.include_router(infinigram.router)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from .. import queries as q
 from ..config import Limits
-from ..dependencies import get_index, get_limits, get_runner, require_api_key
+from ..dependencies import Service, api_service
 from ..errors import UnknownDocumentError
 from ..registry import ServedIndex
 from ..runner import EngineRunner
@@ -18,7 +18,7 @@ from ..schemas import DocsRequest, DocsResponse, Document
 from .queries import ERRORS, json_response
 
 router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"],
-                   dependencies=[Depends(require_api_key)], responses=ERRORS)
+                   responses=ERRORS)
 
 
 def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
@@ -31,10 +31,11 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
 
 
 @router.get("/{doc_ix}", response_model=Document, summary="One document")
-async def get_document(doc_ix: int, max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
-                       index: ServedIndex = Depends(get_index), limits: Limits = Depends(get_limits),
-                       runner: EngineRunner = Depends(get_runner)) -> Response:
+async def get_document(name: str, doc_ix: int,
+                       max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
+                       service: Service = Depends(api_service)) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, [doc_ix], "doc_ix")
 
@@ -45,9 +46,9 @@ async def get_document(doc_ix: int, max_disp_len: Optional[int] = Query(None, ge
 
 
 @router.post("", response_model=DocsResponse, summary="Many documents")
-async def get_documents(body: DocsRequest, index: ServedIndex = Depends(get_index),
-                        limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def get_documents(body: DocsRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """Documents by index, read on all cores (as `engine.get_docs_by_ixs`)."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     q.check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
     max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, body.doc_ixs, "doc_ixs")

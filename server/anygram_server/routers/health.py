@@ -5,16 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from ..dependencies import get_registry
+from ..dependencies import Service, get_service
 from ..metrics import render
-from ..registry import IndexRegistry
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness and the indexes served")
-async def healthz(registry: IndexRegistry = Depends(get_registry)):
-    return {"status": "ok", "indexes": registry.names()}
+async def healthz(service: Service = Depends(get_service)):
+    return {"status": "ok", "indexes": service.registry.names()}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -22,10 +22,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import queries as q
 from ..config import Limits
-from ..dependencies import get_limits, get_registry, get_runner, require_api_key
+from ..dependencies import Service, api_service, get_service
 from ..errors import BadRequestError, UnknownDocumentError
-from ..registry import IndexRegistry, ServedIndex
-from ..runner import EngineRunner
+from ..registry import ServedIndex
 from ..schemas import QUERY_TYPES, InfiniGramRequest
 from .queries import ERRORS, add_token_texts, json_response
 
@@ -40,28 +39,26 @@ DOCUMENT_TYPES = {"get_doc_by_ix", "get_doc_by_rank", "get_doc_by_ptr"}
 
 @router.get("/", summary="The web page (browsers) or the list of indexes (JSON)",
             response_class=Response, responses={200: {"content": {"text/html": {}, "application/json": {}}}})
-async def home(request: Request, registry: IndexRegistry = Depends(get_registry)) -> Response:
+async def home(request: Request, service: Service = Depends(get_service)) -> Response:
     if "text/html" in request.headers.get("accept", ""):
         return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html")
-    require_api_key(request)
-    return JSONResponse({"indexes": [index.describe() for index in registry],
+    service.check_api_key(request)
+    return JSONResponse({"indexes": [index.describe() for index in service.registry],
                          "query_types": list(QUERY_TYPES), "docs": "/docs"})
 
 
-@router.post("/", summary="infini-gram's API: one query of any type", dependencies=[Depends(require_api_key)],
-             responses=ERRORS)
-async def query(body: InfiniGramRequest, registry: IndexRegistry = Depends(get_registry),
-                limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+@router.post("/", summary="infini-gram's API: one query of any type", responses=ERRORS)
+async def query(body: InfiniGramRequest, service: Service = Depends(api_service)) -> Response:
     name = body.index if body.index is not None else body.corpus
     if name is None:
         raise BadRequestError("index: missing; name the index to query", field="index")
-    index = registry.get(name)
+    index, limits = service.index(name), service.limits
     _check_parameters(body, limits)
 
     def work() -> bytes:
         return q.encode_json(answer(index, body, limits))
 
-    return json_response(await runner.run(body.query_type, work))
+    return json_response(await service.runner.run(body.query_type, work))
 
 
 # infini-gram's defaults of the optional parameters.

@@ -16,9 +16,8 @@ from fastapi.responses import Response
 from .. import queries as q
 from ..config import Limits
 from ..errors import BadRequestError
-from ..dependencies import get_index, get_limits, get_runner, require_api_key
+from ..dependencies import Service, api_service
 from ..registry import ServedIndex
-from ..runner import EngineRunner
 from ..schemas import (
     CountRequest,
     CountResponse,
@@ -35,7 +34,7 @@ from ..schemas import (
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503, 504)}
 
-router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"], dependencies=[Depends(require_api_key)],
+router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"],
                    responses=ERRORS)
 
 
@@ -48,9 +47,9 @@ def check_batch(field: str, size: int, limits: Limits) -> None:
 
 
 @router.post("/count", response_model=CountResponse, summary="Count n-grams")
-async def count(body: CountRequest, index: ServedIndex = Depends(get_index),
-                limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def count(body: CountRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """Occurrences of each n-gram (as `engine.count`)."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("queries", len(body.queries), limits)
 
     def work() -> bytes:
@@ -64,10 +63,10 @@ async def count(body: CountRequest, index: ServedIndex = Depends(get_index),
 
 
 @router.post("/prob", response_model=ProbResponse, summary="Next-token probabilities")
-async def prob(body: ProbRequest, index: ServedIndex = Depends(get_index),
-               limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def prob(body: ProbRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """P(token | context) for each pair (as `engine.prob(context, token, n)`): the n-gram
     estimate with `n`, the ∞-gram without."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
     if len(body.tokens) != len(body.contexts):
         raise BadRequestError(f"tokens: {len(body.tokens)} tokens for {len(body.contexts)} contexts; "
@@ -97,10 +96,10 @@ def _one_token(index: ServedIndex, token, limits: Limits, field: str) -> int:
 
 
 @router.post("/ntd", response_model=NtdResponse, summary="Next-token distributions")
-async def ntd(body: NtdRequest, index: ServedIndex = Depends(get_index),
-              limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """The distribution of the token after each context (as `engine.ntd(context, n,
     max_support)`), each entry with its `token` text added."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
     max_support = q.bounded("max_support", body.max_support, 1000, limits.max_support)
 
@@ -122,11 +121,11 @@ def add_token_texts(index: ServedIndex, ntd_result) -> None:
 
 
 @router.post("/score", response_model=ScoreResponse, summary="∞-gram score of every token of a text")
-async def score(body: ScoreRequest, index: ServedIndex = Depends(get_index),
-                limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def score(body: ScoreRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """For every position i of each text: the ∞-gram probability of token i given the
     tokens before it, the length of the longest suffix of those that occurs in the corpus
     (`suffix_len`) and its counts. The web page colors tokens by `suffix_len`."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("texts", len(body.texts), limits)
 
     def work() -> bytes:
@@ -144,11 +143,11 @@ async def score(body: ScoreRequest, index: ServedIndex = Depends(get_index),
 
 
 @router.post("/search", response_model=SearchResponse, summary="Documents holding an n-gram")
-async def search(body: SearchRequest, index: ServedIndex = Depends(get_index),
-                 limits: Limits = Depends(get_limits), runner: EngineRunner = Depends(get_runner)) -> Response:
+async def search(body: SearchRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """Documents where the n-gram occurs (as `engine.search_docs(query, maxnum,
     max_disp_len, seed)`): every occurrence up to `maxnum`, distinct ones drawn at random
     beyond. Each document adds `spans`, its text with every match marked."""
+    index, limits, runner = service.index(name), service.limits, service.runner
     maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
     max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
 
