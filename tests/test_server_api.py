@@ -363,6 +363,9 @@ ERROR_CASES = [
      "query_type"),
     ("POST", "/", {"index": "text", "query_type": "count", "query": "a AND  AND b"}, 422, "invalid_query", None),
     ("POST", "/", {"index": "ids", "query_type": "count", "query": "text"}, 422, "invalid_argument", None),
+    # JSON may escape a lone surrogate, which is no text
+    ("POST", "/", b'{"index": "text", "query_type": "count", "query": "a\\ud800"}', 422, "invalid_query", None),
+    ("POST", "/", b'{"index": "bpe", "query_type": "count", "query": "\\udfff"}', 422, "invalid_query", None),
     ("POST", "/", {"index": "text", "query_type": "search_docs", "query": "a", "maxnum": 0}, 422,
      "invalid_request", "maxnum"),
     ("POST", "/", {"index": "text", "query_type": "get_doc_by_ix", "doc_ix": 40}, 404, "unknown_document",
@@ -380,7 +383,10 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize("method, path, body, status, code, field", ERROR_CASES)
 def test_bad_requests_get_a_json_error(client, method, path, body, status, code, field):
-    response = client.request(method, path, json=body)
+    if isinstance(body, bytes):
+        response = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     answer = response.json()
     assert answer["code"] == code and answer["error"], answer

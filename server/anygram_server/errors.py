@@ -26,6 +26,7 @@ index files broken            500     ``corrupt_index`` / ``index_io``
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional
 
 from fastapi import FastAPI, Request
@@ -44,6 +45,8 @@ from anygram.errors import (
 )
 
 from .metrics import ERRORS
+
+log = logging.getLogger("anygram_server")
 
 
 class ServiceError(Exception):
@@ -166,6 +169,13 @@ def register_exception_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, {"error": str(exc.detail), "code": code},
                               getattr(exc, "headers", None))
 
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a bad request: log it whole, answer without internals.
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, {"error": f"internal error ({type(exc).__name__}); see the service's log",
+                                    "code": "internal"})
+
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

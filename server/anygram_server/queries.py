@@ -50,7 +50,15 @@ def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[
     check_at_most(field, len(text), limits.max_query_chars, "characters")
     if index.tokenizer is None:
         raise InvalidArgumentError(f"{field}: index {index.name!r} has no tokenizer; pass token ids")
-    ids = index.tokenizer.encode(text)
+    try:
+        ids = index.tokenizer.encode(text)
+    except (UnicodeError, TypeError):
+        # JSON can carry lone surrogates (\ud800), which are not text; tokenizers fail on them.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidQueryError(f"{field}: not valid Unicode text ({e.reason} at character {e.start})") from None
+        raise
     check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
     return ids
 
