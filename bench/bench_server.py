@@ -68,7 +68,7 @@ def sample_ngrams(engine, n: int, seed: int = 0) -> List[List[int]]:
             continue
         length = rng.randint(1, min(20, len(doc)))
         start = rng.randrange(len(doc) - length + 1)
-        out.append(list(doc[start:start + length]))
+        out.append(list(doc[start : start + length]))
     return out
 
 
@@ -91,16 +91,22 @@ def direct_count_latency(engine, queries: List[List[int]], rounds: int = 5) -> D
 
 def http_request(body: dict) -> bytes:
     payload = json.dumps(body).encode()
-    return (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    return (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
 
 
 def count_requests(name: str, engine, queries) -> List[Request]:
     out = []
     for q in queries:
         expected = engine.count(q)
-        out.append((http_request({"index": name, "query_type": "count", "query_ids": q}),
-                    lambda a, e=expected: a.get("count") == e))
+        out.append(
+            (
+                http_request({"index": name, "query_type": "count", "query_ids": q}),
+                lambda a, e=expected: a.get("count") == e,
+            )
+        )
     return out
 
 
@@ -119,7 +125,10 @@ def mixed_requests(name: str, engine, queries) -> List[Request]:
                 body["query_ids"] = q
             want = ("prob", engine.prob(q[:-1], q[-1])["prob"])
         elif roll < 0.80:
-            body, want = {"query_type": "infgram_ntd", "query_ids": q}, ("prompt_cnt", engine.ntd(q)["prompt_cnt"])
+            body, want = (
+                {"query_type": "infgram_ntd", "query_ids": q},
+                ("prompt_cnt", engine.ntd(q)["prompt_cnt"]),
+            )
         elif roll < 0.90:
             body = {"query_type": "search_docs", "query_ids": q, "maxnum": 1, "max_disp_len": 50}
             want = ("cnt", engine.search_docs(q, maxnum=1, max_disp_len=50)["cnt"])
@@ -135,8 +144,14 @@ def mixed_requests(name: str, engine, queries) -> List[Request]:
     return out
 
 
-async def client(port: int, requests: List[Request], offset: int, stop_at: float,
-                 latencies: List[float], failures: List[str]) -> None:
+async def client(
+    port: int,
+    requests: List[Request],
+    offset: int,
+    stop_at: float,
+    latencies: List[float],
+    failures: List[str],
+) -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as e:
@@ -174,13 +189,21 @@ async def load(port: int, requests: List[Request], clients: int, seconds: float)
     failures: List[str] = []
     stop_at = time.perf_counter() + seconds
     start = time.perf_counter()
-    await asyncio.gather(*[client(port, requests, c * 997, stop_at, latencies, failures) for c in range(clients)])
+    await asyncio.gather(
+        *[client(port, requests, c * 997, stop_at, latencies, failures) for c in range(clients)]
+    )
     elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "seconds": elapsed,
-            "throughput_rps": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.5) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3,
-            "failed": len(failures), "first_failures": failures[:3]}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "failed": len(failures),
+        "first_failures": failures[:3],
+    }
 
 
 def free_port() -> int:
@@ -191,9 +214,24 @@ def free_port() -> int:
 
 def start_server(index: str, workers: int) -> Tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "anygram.cli", "serve", "--index", f"bench={index}",
-                             "--port", str(port), "--workers", str(workers), "--no-access-log",
-                             "--log-level", "warning"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "anygram.cli",
+            "serve",
+            "--index",
+            f"bench={index}",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -228,10 +266,15 @@ def main() -> None:
     engine = anygram.Engine.open(index)
     queries = sample_ngrams(engine, args.queries)
     direct = direct_count_latency(engine, queries)
-    print(f"index {index}: {engine.num_tokens:,} tokens; engine.count p50 {direct['p50_us']:.1f} µs, "
-          f"p99 {direct['p99_us']:.1f} µs", flush=True)
-    workloads = {"count": count_requests("bench", engine, queries),
-                 "mix": mixed_requests("bench", engine, queries)}
+    print(
+        f"index {index}: {engine.num_tokens:,} tokens; engine.count p50 {direct['p50_us']:.1f} µs, "
+        f"p99 {direct['p99_us']:.1f} µs",
+        flush=True,
+    )
+    workloads = {
+        "count": count_requests("bench", engine, queries),
+        "mix": mixed_requests("bench", engine, queries),
+    }
 
     runs = []
     for workers in [int(w) for w in args.workers.split(",")]:
@@ -243,38 +286,66 @@ def main() -> None:
                     r = asyncio.run(load(port, requests, clients, args.duration))
                     r.update({"workload": name, "workers": workers})
                     runs.append(r)
-                    print(f"workers {workers}  {name:5}  clients {clients:3}: {r['throughput_rps']:8.0f} req/s  "
-                          f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  failed {r['failed']}", flush=True)
+                    print(
+                        f"workers {workers}  {name:5}  clients {clients:3}: "
+                        f"{r['throughput_rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                        f"p99 {r['p99_ms']:6.2f} ms  failed {r['failed']}",
+                        flush=True,
+                    )
         finally:
             proc.terminate()
             proc.wait(30)
 
-    single = next(r for r in runs if r["workload"] == "count" and r["clients"] == 1 and r["workers"] == runs[0]["workers"])
+    single = next(
+        r
+        for r in runs
+        if r["workload"] == "count" and r["clients"] == 1 and r["workers"] == runs[0]["workers"]
+    )
     overhead_ms = single["p50_ms"] - direct["p50_us"] / 1e3
-    print(f"HTTP overhead on a count at p50: {overhead_ms * 1e3:.0f} µs "
-          f"({single['p50_ms'] * 1e3:.0f} µs over HTTP - {direct['p50_us']:.1f} µs direct)")
+    print(
+        f"HTTP overhead on a count at p50: {overhead_ms * 1e3:.0f} µs "
+        f"({single['p50_ms'] * 1e3:.0f} µs over HTTP - {direct['p50_us']:.1f} µs direct)"
+    )
     failed = sum(r["failed"] for r in runs)
     print(f"failed requests: {failed}")
 
-    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(),
-              "cpus": os.cpu_count(), "python": sys.version.split()[0], "index": index,
-              "num_tokens": engine.num_tokens, "duration_s": args.duration, "direct_count": direct,
-              "http_overhead_p50_us": overhead_ms * 1e3, "failed": failed, "runs": runs}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "index": index,
+        "num_tokens": engine.num_tokens,
+        "duration_s": args.duration,
+        "direct_count": direct,
+        "http_overhead_p50_us": overhead_ms * 1e3,
+        "failed": failed,
+        "runs": runs,
+    }
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, time.strftime("%Y-%m-%d") + "-server")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     with open(stem + ".md", "w") as f:
         f.write(f"# anygram serve load test ({result['date']}, {result['cpus']} CPUs, loopback)\n\n")
-        f.write(f"Index `{index}` ({engine.num_tokens:,} tokens). Direct `engine.count`: p50 "
-                f"{direct['p50_us']:.1f} µs, p99 {direct['p99_us']:.1f} µs. HTTP overhead on a count at p50: "
-                f"**{overhead_ms * 1e3:.0f} µs**. Failed requests: **{failed}**.\n\n")
-        f.write("| workers | workload | clients | req/s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|---|---|\n")
+        f.write(
+            f"Index `{index}` ({engine.num_tokens:,} tokens). Direct `engine.count`: p50 "
+            f"{direct['p50_us']:.1f} µs, p99 {direct['p99_us']:.1f} µs. HTTP overhead on a count at p50: "
+            f"**{overhead_ms * 1e3:.0f} µs**. Failed requests: **{failed}**.\n\n"
+        )
+        f.write(
+            "| workers | workload | clients | req/s | p50 ms | p99 ms | failed |\n"
+            "|---|---|---|---|---|---|---|\n"
+        )
         for r in runs:
-            f.write(f"| {r['workers']} | {r['workload']} | {r['clients']} | {r['throughput_rps']:.0f} | "
-                    f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['failed']} |\n")
-        f.write(f"\nCommand: `python bench/bench_server.py {' '.join(sys.argv[1:])}`. Client and server share "
-                "the machine's cores (and other jobs ran beside them): treat absolute numbers as lower bounds.\n")
+            f.write(
+                f"| {r['workers']} | {r['workload']} | {r['clients']} | {r['throughput_rps']:.0f} | "
+                f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['failed']} |\n"
+            )
+        f.write(
+            f"\nCommand: `python bench/bench_server.py {' '.join(sys.argv[1:])}`. Client and server share "
+            "the machine's cores (and other jobs ran beside them): treat absolute numbers as lower bounds.\n"
+        )
     print(f"wrote {stem}.json and {stem}.md")
     if failed:
         sys.exit(1)

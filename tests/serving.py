@@ -21,8 +21,13 @@ def free_port() -> int:
 class Server:
     """``anygram serve`` with ``indexes`` (name -> path) and extra flags; ``url`` once it answers."""
 
-    def __init__(self, indexes: Dict[str, str], flags: Sequence[str] = (), log_path: Optional[str] = None,
-                 env: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        indexes: Dict[str, str],
+        flags: Sequence[str] = (),
+        log_path: Optional[str] = None,
+        env: Optional[Dict[str, str]] = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "anygram.cli", "serve", "--port", str(self.port), "--no-access-log"]
@@ -31,8 +36,9 @@ class Server:
         args += list(flags)
         self.log_path = log_path or os.devnull
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:

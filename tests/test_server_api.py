@@ -38,8 +38,14 @@ def train_bpe(path, texts):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     tok.save(str(path))
     return str(path)
 
@@ -50,14 +56,17 @@ def corpora(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server-indexes")
     rng = random.Random(5)
     id_docs = [[rng.randrange(IDS_EOS) for _ in range(rng.randint(1, 40))] for _ in range(30)]
-    ids_path = build_from_tokens(str(tmp / "ids"), id_docs, width=2, vocab_size=IDS_VOCAB,
-                                 eos_token_id=IDS_EOS, shards=2)
+    ids_path = build_from_tokens(
+        str(tmp / "ids"), id_docs, width=2, vocab_size=IDS_VOCAB, eos_token_id=IDS_EOS, shards=2
+    )
     texts = make_texts(1, 40)
-    text_path = anygram.build_index(write_corpus(tmp / "text.jsonl", texts), str(tmp / "text"),
-                                    progress=False).output
+    text_path = anygram.build_index(
+        write_corpus(tmp / "text.jsonl", texts), str(tmp / "text"), progress=False
+    ).output
     tokenizer = train_bpe(tmp / "bpe.json", texts)
-    bpe_path = anygram.build_index(write_corpus(tmp / "bpe.jsonl", texts), str(tmp / "bpe"),
-                                   tokenizer=tokenizer, progress=False).output
+    bpe_path = anygram.build_index(
+        write_corpus(tmp / "bpe.jsonl", texts), str(tmp / "bpe"), tokenizer=tokenizer, progress=False
+    ).output
     return {"ids": ids_path, "text": text_path, "bpe": bpe_path, "id_docs": id_docs, "texts": texts}
 
 
@@ -103,13 +112,14 @@ def queries_of(docs, rng, n):
         doc = rng.choice(docs)
         if rng.random() < 0.7 and doc:
             i = rng.randrange(len(doc))
-            out.append(list(doc[i:i + rng.randint(1, 6)]))
+            out.append(list(doc[i : i + rng.randint(1, 6)]))
         else:
             out.append([rng.randrange(IDS_EOS) for _ in range(rng.randint(1, 6))])
     return out
 
 
 # --- infini-gram's API (POST /) ----------------------------------------------------------------
+
 
 def test_infinigram_api_answers_as_the_python_api(client, engines, corpora):
     engine = engines["ids"]
@@ -128,27 +138,31 @@ def test_infinigram_api_answers_as_the_python_api(client, engines, corpora):
 
         ntd = post(client, {**base, "query_type": "ntd", "max_support": 7})
         expected = engine.ntd(ids, n=len(ids) + 1, max_support=7)
-        assert {k: v["cont_cnt"] for k, v in ntd["result_by_token_id"].items()} == \
-            {str(k): v["cont_cnt"] for k, v in expected["result_by_token_id"].items()}
+        assert {k: v["cont_cnt"] for k, v in ntd["result_by_token_id"].items()} == {
+            str(k): v["cont_cnt"] for k, v in expected["result_by_token_id"].items()
+        }
         for token, entry in ntd["result_by_token_id"].items():
             assert entry["token"] == token  # no tokenizer: the id itself
         assert (ntd["prompt_cnt"], ntd["approx"]) == (expected["prompt_cnt"], expected["approx"])
 
         infgram = post(client, {**base, "query_type": "infgram_prob"})
         assert_contains(infgram, engine.prob(ids[:-1], ids[-1]))
-        suffix = ids[:-1][len(ids) - 1 - infgram["suffix_len"]:] if infgram["suffix_len"] else []
+        suffix = ids[:-1][len(ids) - 1 - infgram["suffix_len"] :] if infgram["suffix_len"] else []
         assert infgram["longest_suffix"] == " ".join(map(str, suffix))
 
         infgram_ntd = post(client, {**base, "query_type": "infgram_ntd"})
         expected = engine.ntd(ids)
         assert infgram_ntd["suffix_len"] == expected["suffix_len"] == oracle.suffix_len(ids)
-        assert {k: (v["cont_cnt"], v["prob"]) for k, v in infgram_ntd["result_by_token_id"].items()} == \
-            {str(k): (v["cont_cnt"], v["prob"]) for k, v in expected["result_by_token_id"].items()}
+        assert {k: (v["cont_cnt"], v["prob"]) for k, v in infgram_ntd["result_by_token_id"].items()} == {
+            str(k): (v["cont_cnt"], v["prob"]) for k, v in expected["result_by_token_id"].items()
+        }
 
         find = post(client, {**base, "query_type": "find"})
         assert_contains(find, engine.find(ids))
 
-        search = post(client, {**base, "query_type": "search_docs", "maxnum": 3, "max_disp_len": 9, "seed": 4})
+        search = post(
+            client, {**base, "query_type": "search_docs", "maxnum": 3, "max_disp_len": 9, "seed": 4}
+        )
         expected = engine.search_docs(ids, maxnum=3, max_disp_len=9, seed=4)
         assert (search["cnt"], search["idxs"]) == (expected["cnt"], expected["idxs"])
         for got, want in zip(search["documents"], expected["documents"], strict=True):
@@ -168,19 +182,26 @@ def test_cnf_queries_as_the_python_api(client, engines, corpora):
         assert_contains(count, engine.count_cnf(cnf, max_clause_freq=1000, max_diff_tokens=20))
         assert count["token_ids"] == cnf
         assert post(client, {**body, "query_type": "count_cnf"})["count"] == count["count"]
-        assert_contains(post(client, {**body, "query_type": "find"}),
-                        engine.find_cnf(cnf, max_clause_freq=1000, max_diff_tokens=20))
+        assert_contains(
+            post(client, {**body, "query_type": "find"}),
+            engine.find_cnf(cnf, max_clause_freq=1000, max_diff_tokens=20),
+        )
         search = post(client, {**body, "query_type": "search_docs", "maxnum": 2, "seed": 1})
         expected = engine.search_docs_cnf(cnf, maxnum=2, max_clause_freq=1000, max_diff_tokens=20, seed=1)
-        assert (search["cnt"], search["approx"], search["idxs"]) == \
-            (expected["cnt"], expected["approx"], expected["idxs"])
+        assert (search["cnt"], search["approx"], search["idxs"]) == (
+            expected["cnt"],
+            expected["approx"],
+            expected["idxs"],
+        )
         for got, want in zip(search["documents"], expected["documents"], strict=True):
             assert_contains(got, want)
 
 
 def test_text_queries_are_tokenized_as_the_python_api(client, engines):
-    for name, texts in (("text", ["the cat", "über", "ñu ran to", "zebra"]),
-                        ("bpe", ["the cat", "über", "ñu ran to", " mat"])):
+    for name, texts in (
+        ("text", ["the cat", "über", "ñu ran to", "zebra"]),
+        ("bpe", ["the cat", "über", "ñu ran to", " mat"]),
+    ):
         engine = engines[name]
         for text in texts:
             ids = engine.tokenize(text)
@@ -190,7 +211,7 @@ def test_text_queries_are_tokenized_as_the_python_api(client, engines):
             infgram = post(client, {"index": name, "query_type": "infgram_prob", "query": text})
             assert_contains(infgram, engine.prob(ids[:-1], ids[-1]))
             context = ids[:-1]
-            assert infgram["longest_suffix"] == engine.decode(context[len(context) - infgram["suffix_len"]:])
+            assert infgram["longest_suffix"] == engine.decode(context[len(context) - infgram["suffix_len"] :])
             ntd = post(client, {"index": name, "query_type": "ntd", "query": text})
             for token, entry in ntd["result_by_token_id"].items():
                 assert entry["token"] == engine.decode([int(token)])
@@ -208,21 +229,28 @@ def test_text_queries_are_tokenized_as_the_python_api(client, engines):
 
 def test_documents_by_index_rank_and_pointer(client, engines):
     engine = engines["text"]
-    doc = post(client, {"index": "text", "query_type": "get_doc_by_ix", "doc_ix": 7, "max_disp_len": 50,
-                        "query": "the"})
+    doc = post(
+        client,
+        {"index": "text", "query_type": "get_doc_by_ix", "doc_ix": 7, "max_disp_len": 50, "query": "the"},
+    )
     assert_contains(doc, engine.get_doc_by_ix(7, 50))
     assert "".join(t for t, _ in doc["spans"]) == doc["text"]
     assert all(t == "the" for t, label in doc["spans"] if label == "0")
     found = engine.find("cat")
     lo, _ = found["segment_by_shard"][0]
-    assert_contains(post(client, {"index": "text", "query_type": "get_doc_by_rank", "s": 0, "rank": lo}),
-                    engine.get_doc_by_rank(0, lo))
+    assert_contains(
+        post(client, {"index": "text", "query_type": "get_doc_by_rank", "s": 0, "rank": lo}),
+        engine.get_doc_by_rank(0, lo),
+    )
     ptr = engine.search_docs("cat", maxnum=1, seed=0)["documents"][0]["ptr"]
-    assert_contains(post(client, {"index": "text", "query_type": "get_doc_by_ptr", "s": 0, "ptr": ptr}),
-                    engine.get_doc_by_ptr(0, ptr))
+    assert_contains(
+        post(client, {"index": "text", "query_type": "get_doc_by_ptr", "s": 0, "ptr": ptr}),
+        engine.get_doc_by_ptr(0, ptr),
+    )
 
 
 # --- the resource API (/v1) --------------------------------------------------------------------
+
 
 def test_v1_batches_answer_as_the_python_api(client, engines, corpora):
     engine = engines["ids"]
@@ -234,7 +262,9 @@ def test_v1_batches_answer_as_the_python_api(client, engines, corpora):
     contexts = [q[:-1] for q in batch if q]
     tokens = [q[-1] for q in batch if q]
     for n in (None, 2):
-        probs = client.post("/v1/indexes/ids/prob", json={"contexts": contexts, "tokens": tokens, "n": n}).json()
+        probs = client.post(
+            "/v1/indexes/ids/prob", json={"contexts": contexts, "tokens": tokens, "n": n}
+        ).json()
         assert probs["results"] == [plain(engine.prob(c, t, n=n)) for c, t in zip(contexts, tokens)]
 
     ntds = client.post("/v1/indexes/ids/ntd", json={"contexts": batch, "max_support": 5}).json()
@@ -245,12 +275,24 @@ def test_v1_batches_answer_as_the_python_api(client, engines, corpora):
         assert got == want
 
     text_engine = engines["text"]
-    mixed = client.post("/v1/indexes/text/prob", json={"contexts": ["the c", [116, 104]], "tokens": ["a", 101]})
-    assert mixed.json()["results"] == [plain(text_engine.prob("the c", "a")), plain(text_engine.prob([116, 104], 101))]
+    mixed = client.post(
+        "/v1/indexes/text/prob", json={"contexts": ["the c", [116, 104]], "tokens": ["a", 101]}
+    )
+    assert mixed.json()["results"] == [
+        plain(text_engine.prob("the c", "a")),
+        plain(text_engine.prob([116, 104], 101)),
+    ]
 
 
-@pytest.mark.parametrize("name, text", [("text", "the cat sat on a mat über"), ("bpe", "the cat sat on a mat über"),
-                                        ("bpe", "zebra ñu"), ("text", "ñu")])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("text", "the cat sat on a mat über"),
+        ("bpe", "the cat sat on a mat über"),
+        ("bpe", "zebra ñu"),
+        ("text", "ñu"),
+    ],
+)
 def test_score_is_the_infgram_prob_of_every_token(client, engines, name, text):
     engine = engines[name]
     result = client.post(f"/v1/indexes/{name}/score", json={"texts": [text]}).json()["results"][0]
@@ -258,8 +300,9 @@ def test_score_is_the_infgram_prob_of_every_token(client, engines, name, text):
     assert result["token_ids"] == ids and result["tokens"] == engine.tokenizer.tokens(ids)
     for i, token in enumerate(ids):
         expected = engine.prob(ids[:i], token)
-        assert [result[k][i] for k in ("prob", "suffix_len", "prompt_cnt", "cont_cnt")] == \
-            [expected[k] for k in ("prob", "suffix_len", "prompt_cnt", "cont_cnt")]
+        assert [result[k][i] for k in ("prob", "suffix_len", "prompt_cnt", "cont_cnt")] == [
+            expected[k] for k in ("prob", "suffix_len", "prompt_cnt", "cont_cnt")
+        ]
     assert "".join(result["pieces"]) == text
 
 
@@ -271,8 +314,9 @@ def test_v1_search_and_documents(client, engines):
     for got, want in zip(search["documents"], expected["documents"], strict=True):
         assert_contains(got, want)
     assert search["token_ids"] == engine.tokenize("a mat")
-    assert_contains(client.get("/v1/indexes/text/docs/3", params={"max_disp_len": 10}).json(),
-                    engine.get_doc_by_ix(3, 10))
+    assert_contains(
+        client.get("/v1/indexes/text/docs/3", params={"max_disp_len": 10}).json(), engine.get_doc_by_ix(3, 10)
+    )
     many = client.post("/v1/indexes/text/docs", json={"doc_ixs": [0, 5, 39], "max_disp_len": 20}).json()
     for got, want in zip(many["documents"], engine.get_docs_by_ixs([0, 5, 39], 20), strict=True):
         assert_contains(got, want)
@@ -283,8 +327,11 @@ def test_listing_health_docs_and_the_page(client, engines, server):
     assert [i["name"] for i in listing] == ["ids", "text", "bpe"]
     for info in listing:
         engine = engines[info["name"]]
-        assert (info["num_tokens"], info["num_documents"], info["vocab_size"]) == \
-            (engine.num_tokens, engine.num_documents, engine.vocab_size)
+        assert (info["num_tokens"], info["num_documents"], info["vocab_size"]) == (
+            engine.num_tokens,
+            engine.num_documents,
+            engine.vocab_size,
+        )
         assert info["manifest"] == plain(engine.manifest)
     assert client.get("/v1/indexes/bpe").json()["tokenizer"] == "bpe.json"
     as_json = client.get("/", headers={"Accept": "application/json"})
@@ -295,9 +342,18 @@ def test_listing_health_docs_and_the_page(client, engines, server):
     assert client.get("/healthz").json() == {"status": "ok", "indexes": ["ids", "text", "bpe"]}
     assert "swagger" in client.get("/docs").text.lower()
     spec = client.get("/openapi.json").json()
-    for path in ("/", "/v1/indexes", "/v1/indexes/{name}/count", "/v1/indexes/{name}/prob",
-                 "/v1/indexes/{name}/ntd", "/v1/indexes/{name}/score", "/v1/indexes/{name}/search",
-                 "/v1/indexes/{name}/docs/{doc_ix}", "/healthz", "/metrics"):
+    for path in (
+        "/",
+        "/v1/indexes",
+        "/v1/indexes/{name}/count",
+        "/v1/indexes/{name}/prob",
+        "/v1/indexes/{name}/ntd",
+        "/v1/indexes/{name}/score",
+        "/v1/indexes/{name}/search",
+        "/v1/indexes/{name}/docs/{doc_ix}",
+        "/healthz",
+        "/metrics",
+    ):
         assert path in spec["paths"], path
     assert spec["components"]["schemas"]["CountRequest"]["examples"]
 
@@ -307,10 +363,12 @@ def test_concurrent_requests_all_answered(server, engines, corpora):
     batch = queries_of(corpora["id_docs"], random.Random(2), 200)
 
     async def main():
-        async with httpx.AsyncClient(base_url=server.url, timeout=30.0,
-                                     limits=httpx.Limits(max_connections=64)) as c:
-            return await asyncio.gather(*[c.post("/", json={"index": "ids", "query_type": "count", "query_ids": q})
-                                          for q in batch])
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30.0, limits=httpx.Limits(max_connections=64)
+        ) as c:
+            return await asyncio.gather(
+                *[c.post("/", json={"index": "ids", "query_type": "count", "query_ids": q}) for q in batch]
+            )
 
     responses = asyncio.run(main())
     assert [r.status_code for r in responses] == [200] * len(batch)
@@ -321,8 +379,11 @@ def metric_samples(text):
     """{(sample name, frozenset of labels): value} of a Prometheus exposition."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def test_metrics_count_requests_and_errors(client):
@@ -353,25 +414,77 @@ ERROR_CASES = [
     ("POST", "/v1/indexes/ids/count", {"queries": [[1, 2**40]]}, 422, "invalid_query", None),
     ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": ["1"]}, 422, "invalid_request", None),
     ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": [1.5]}, 422, "invalid_request", None),
-    ("POST", "/", {"index": "ids", "query_type": "count", "query": "a", "query_ids": [1]}, 422,
-     "invalid_request", "query"),
+    (
+        "POST",
+        "/",
+        {"index": "ids", "query_type": "count", "query": "a", "query_ids": [1]},
+        422,
+        "invalid_request",
+        "query",
+    ),
     ("POST", "/", {"index": "ids", "query_type": "count"}, 422, "invalid_request", "query"),
-    ("POST", "/", {"index": "ids", "query_type": "translate", "query": "a"}, 422, "invalid_request", "query_type"),
+    (
+        "POST",
+        "/",
+        {"index": "ids", "query_type": "translate", "query": "a"},
+        422,
+        "invalid_request",
+        "query_type",
+    ),
     ("POST", "/", {"query_type": "count", "query": "a"}, 422, "invalid_request", "index"),
     ("POST", "/", {"index": "text", "query_type": "prob", "query": ""}, 422, "invalid_request", "query"),
-    ("POST", "/", {"index": "text", "query_type": "prob", "query": "a AND b"}, 422, "invalid_request",
-     "query_type"),
-    ("POST", "/", {"index": "text", "query_type": "count", "query": "a AND  AND b"}, 422, "invalid_query", None),
+    (
+        "POST",
+        "/",
+        {"index": "text", "query_type": "prob", "query": "a AND b"},
+        422,
+        "invalid_request",
+        "query_type",
+    ),
+    (
+        "POST",
+        "/",
+        {"index": "text", "query_type": "count", "query": "a AND  AND b"},
+        422,
+        "invalid_query",
+        None,
+    ),
     ("POST", "/", {"index": "ids", "query_type": "count", "query": "text"}, 422, "invalid_argument", None),
     # JSON may escape a lone surrogate, which is no text
-    ("POST", "/", b'{"index": "text", "query_type": "count", "query": "a\\ud800"}', 422, "invalid_query", None),
+    (
+        "POST",
+        "/",
+        b'{"index": "text", "query_type": "count", "query": "a\\ud800"}',
+        422,
+        "invalid_query",
+        None,
+    ),
     ("POST", "/", b'{"index": "bpe", "query_type": "count", "query": "\\udfff"}', 422, "invalid_query", None),
-    ("POST", "/", {"index": "text", "query_type": "search_docs", "query": "a", "maxnum": 0}, 422,
-     "invalid_request", "maxnum"),
-    ("POST", "/", {"index": "text", "query_type": "get_doc_by_ix", "doc_ix": 40}, 404, "unknown_document",
-     "doc_ix"),
+    (
+        "POST",
+        "/",
+        {"index": "text", "query_type": "search_docs", "query": "a", "maxnum": 0},
+        422,
+        "invalid_request",
+        "maxnum",
+    ),
+    (
+        "POST",
+        "/",
+        {"index": "text", "query_type": "get_doc_by_ix", "doc_ix": 40},
+        404,
+        "unknown_document",
+        "doc_ix",
+    ),
     ("POST", "/", {"index": "text", "query_type": "get_doc_by_rank", "s": 0}, 422, "invalid_request", "rank"),
-    ("POST", "/v1/indexes/text/prob", {"contexts": ["a", "b"], "tokens": ["c"]}, 422, "invalid_request", "tokens"),
+    (
+        "POST",
+        "/v1/indexes/text/prob",
+        {"contexts": ["a", "b"], "tokens": ["c"]},
+        422,
+        "invalid_request",
+        "tokens",
+    ),
     ("POST", "/v1/indexes/text/prob", {"contexts": ["a"], "tokens": ["cat"]}, 422, "invalid_query", None),
     ("POST", "/v1/indexes/text/count", {"query": "a"}, 422, "invalid_request", "queries"),
     ("GET", "/v1/indexes/text/docs/40", None, 404, "unknown_document", "doc_ix"),
@@ -395,27 +508,63 @@ def test_bad_requests_get_a_json_error(client, method, path, body, status, code,
 
 
 def test_malformed_json_is_422(client):
-    response = client.post("/", content=b'{"index": "text", "query_type": ', headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/", content=b'{"index": "text", "query_type": ', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_request" and "not valid JSON" in response.json()["error"]
     assert response.json()["field"] == "body"
 
 
 def test_limits_are_enforced_and_named(corpora, tmp_path):
-    flags = ["--max-query-chars", "30", "--max-query-tokens", "6", "--max-batch-size", "3", "--max-support", "10",
-             "--maxnum", "2", "--max-disp-len", "50", "--max-clause-freq", "100", "--max-diff-tokens", "10",
-             "--max-cnf-clauses", "2", "--max-cnf-terms", "2", "--max-body-bytes", "2000"]
+    flags = [
+        "--max-query-chars",
+        "30",
+        "--max-query-tokens",
+        "6",
+        "--max-batch-size",
+        "3",
+        "--max-support",
+        "10",
+        "--maxnum",
+        "2",
+        "--max-disp-len",
+        "50",
+        "--max-clause-freq",
+        "100",
+        "--max-diff-tokens",
+        "10",
+        "--max-cnf-clauses",
+        "2",
+        "--max-cnf-terms",
+        "2",
+        "--max-body-bytes",
+        "2000",
+    ]
     cases = [
         ("/", {"index": "text", "query_type": "count", "query": "x" * 31}, "query", 30),
         ("/", {"index": "text", "query_type": "count", "query": "abcdefg"}, "query", 6),
         ("/", {"index": "ids", "query_type": "count", "query_ids": [1] * 7}, "query_ids", 6),
         ("/", {"index": "text", "query_type": "ntd", "query": "a", "max_support": 11}, "max_support", 10),
         ("/", {"index": "text", "query_type": "search_docs", "query": "a", "maxnum": 3}, "maxnum", 2),
-        ("/", {"index": "text", "query_type": "search_docs", "query": "a", "max_disp_len": 51}, "max_disp_len", 50),
-        ("/", {"index": "text", "query_type": "count", "query": "a AND b", "max_clause_freq": 101},
-         "max_clause_freq", 100),
-        ("/", {"index": "text", "query_type": "count", "query": "a AND b", "max_diff_tokens": 11},
-         "max_diff_tokens", 10),
+        (
+            "/",
+            {"index": "text", "query_type": "search_docs", "query": "a", "max_disp_len": 51},
+            "max_disp_len",
+            50,
+        ),
+        (
+            "/",
+            {"index": "text", "query_type": "count", "query": "a AND b", "max_clause_freq": 101},
+            "max_clause_freq",
+            100,
+        ),
+        (
+            "/",
+            {"index": "text", "query_type": "count", "query": "a AND b", "max_diff_tokens": 11},
+            "max_diff_tokens",
+            10,
+        ),
         ("/", {"index": "text", "query_type": "count", "query": "a AND b AND c"}, "query", 2),
         ("/", {"index": "text", "query_type": "count", "query": "a OR b OR c AND d"}, "query[0]", 2),
         ("/v1/indexes/text/count", {"queries": ["a"] * 4}, "queries", 3),
@@ -429,10 +578,14 @@ def test_limits_are_enforced_and_named(corpora, tmp_path):
             response = c.post(path, json=body)
             assert response.status_code == 400, (body, response.text)
             answer = response.json()
-            assert (answer["code"], answer["field"], answer["limit"]) == ("limit_exceeded", field, limit), answer
+            assert (answer["code"], answer["field"], answer["limit"]) == ("limit_exceeded", field, limit), (
+                answer
+            )
             assert f"the limit is {limit}" in answer["error"]
         big = c.post("/v1/indexes/text/count", json={"queries": ["a" * 2100]})
-        assert big.status_code == 413 and big.json()["code"] == "body_too_large" and big.json()["limit"] == 2000
+        assert (
+            big.status_code == 413 and big.json()["code"] == "body_too_large" and big.json()["limit"] == 2000
+        )
 
         def chunks():  # no Content-Length: counted while it streams in
             yield b'{"queries": ["'
@@ -440,7 +593,9 @@ def test_limits_are_enforced_and_named(corpora, tmp_path):
                 yield b"a" * 100
             yield b'"]}'
 
-        streamed = c.post("/v1/indexes/text/count", content=chunks(), headers={"Content-Type": "application/json"})
+        streamed = c.post(
+            "/v1/indexes/text/count", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert streamed.status_code == 413 and streamed.json()["code"] == "body_too_large"
         assert c.post("/v1/indexes/text/count", json={"queries": ["a"]}).status_code == 200
 
@@ -492,8 +647,11 @@ def test_api_keys(corpora, tmp_path):
 
 
 def test_cors_only_for_the_origins_given(corpora):
-    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"}
+    preflight = {
+        "Origin": "https://example.org",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     with Server({"text": corpora["text"]}, ["--cors-origin", "https://example.org"]) as s, s.client() as c:
         response = c.options("/v1/indexes/text/count", headers=preflight)
         assert response.status_code == 200
@@ -508,15 +666,28 @@ def test_cors_only_for_the_origins_given(corpora):
 def test_several_worker_processes(corpora, engines):
     with Server({"text": corpora["text"]}, ["--workers", "2"]) as s, s.client() as c:
         for text in ["the", "cat sat", "über"]:
-            assert c.post("/", json={"index": "text", "query_type": "count", "query": text}).json()["count"] == \
-                engines["text"].count(text)
+            assert c.post("/", json={"index": "text", "query_type": "count", "query": text}).json()[
+                "count"
+            ] == engines["text"].count(text)
         metrics = metric_samples(c.get("/metrics").text)  # summed over the workers' files
-        assert metrics[("anygram_requests_total", frozenset({"method": "POST", "route": "/", "status": "200"}.items()))] == 3
+        assert (
+            metrics[
+                (
+                    "anygram_requests_total",
+                    frozenset({"method": "POST", "route": "/", "status": "200"}.items()),
+                )
+            ]
+            == 3
+        )
 
 
 def test_serve_reports_a_bad_index_path(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "anygram.cli", "serve", "--index", f"x={tmp_path / 'nope'}"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "anygram.cli", "serve", "--index", f"x={tmp_path / 'nope'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no such index directory" in proc.stderr
 
 
@@ -524,7 +695,8 @@ def test_serve_without_the_server_package_says_how_to_install_it(monkeypatch, ca
     from anygram import cli
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "anygram_server" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "anygram_server" else real(name, *a)
+    )
     assert cli.main(["serve", "--index", "x=y"]) == 2
     assert "pip install ./server" in capsys.readouterr().err

@@ -34,8 +34,10 @@ def _browser_paths():
     if chromium and driver:
         return chromium, driver
     if os.environ.get("ANYGRAM_REQUIRE_BROWSER"):
-        pytest.fail("ANYGRAM_REQUIRE_BROWSER is set but chromium / chromedriver are not installed "
-                    "(apt-get install chromium chromium-driver)")
+        pytest.fail(
+            "ANYGRAM_REQUIRE_BROWSER is set but chromium / chromedriver are not installed "
+            "(apt-get install chromium chromium-driver)"
+        )
     pytest.skip("chromium and chromium-driver are not installed")
 
 
@@ -47,8 +49,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1200,1300"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,1300",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(30)
@@ -60,7 +67,9 @@ def browser():
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("page")
     corpus = tmp / "code.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t, "file": f"f{i}.py"}) + "\n" for i, t in enumerate(TEXTS)))
+    corpus.write_text(
+        "".join(json.dumps({"text": t, "file": f"f{i}.py"}) + "\n" for i, t in enumerate(TEXTS))
+    )
     path = anygram.build_index(str(corpus), str(tmp / "code"), progress=False).output
     with Server({"code": path}, log_path=str(tmp / "serve.log")) as server:
         yield server, anygram.Engine.open(path)
@@ -81,8 +90,13 @@ def look_up(driver, url, text):
     box.clear()
     box.send_keys(text)
     driver.find_element(By.ID, "run").click()
-    wait_for(driver, lambda d: d.find_element(By.ID, "results").get_attribute("data-query") == text
-             and d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done")
+    wait_for(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "results").get_attribute("data-query") == text
+            and d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+        ),
+    )
 
 
 def bucket(suffix_len):

@@ -15,37 +15,71 @@ from typing import List
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", "-i", action="append", required=True, metavar="NAME=PATH",
-                   help="an index to serve under NAME (repeat for several; a bare PATH is named after its directory)")
-    p.add_argument("--tokenizer", action="append", default=[], metavar="NAME=FILE",
-                   help="tokenizer.json for index NAME when it has no manifest (built by infini-gram)")
+    p.add_argument(
+        "--index",
+        "-i",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="an index to serve under NAME (repeat for several; a bare PATH is named after its directory)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="tokenizer.json for index NAME when it has no manifest (built by infini-gram)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes (each maps the same index files); one process already uses every core")
-    p.add_argument("--engine-threads", type=int, default=None,
-                   help="threads running engine calls per process (default: 2 x cores, at least 4)")
-    p.add_argument("--api-key-file", help="require one of the keys in this file (one a line) on every API call")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="allow browser calls from ORIGIN (repeat; '*' for any)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes (each maps the same index files); one process already uses every core",
+    )
+    p.add_argument(
+        "--engine-threads",
+        type=int,
+        default=None,
+        help="threads running engine calls per process (default: 2 x cores, at least 4)",
+    )
+    p.add_argument(
+        "--api-key-file", help="require one of the keys in this file (one a line) on every API call"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from ORIGIN (repeat; '*' for any)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
     limits = p.add_argument_group("limits (a request over one gets a 4xx naming the field and the limit)")
     limits.add_argument("--max-query-chars", type=int, default=10_000, help="characters of a query string")
-    limits.add_argument("--max-query-tokens", type=int, default=1_000, help="tokens of a query or scored text")
+    limits.add_argument(
+        "--max-query-tokens", type=int, default=1_000, help="tokens of a query or scored text"
+    )
     limits.add_argument("--max-batch-size", type=int, default=1_000, help="queries in one batch body")
     limits.add_argument("--max-support", type=int, default=10_000, help="largest max_support of ntd queries")
     limits.add_argument("--maxnum", type=int, default=100, help="largest maxnum (documents per search)")
-    limits.add_argument("--max-disp-len", type=int, default=10_000, help="largest max_disp_len (tokens per document)")
+    limits.add_argument(
+        "--max-disp-len", type=int, default=10_000, help="largest max_disp_len (tokens per document)"
+    )
     limits.add_argument("--max-clause-freq", type=int, default=500_000, help="largest max_clause_freq (CNF)")
     limits.add_argument("--max-diff-tokens", type=int, default=1_000, help="largest max_diff_tokens (CNF)")
     limits.add_argument("--max-cnf-clauses", type=int, default=8, help="clauses (AND) of a CNF query")
     limits.add_argument("--max-cnf-terms", type=int, default=8, help="terms (OR) of a CNF clause")
     limits.add_argument("--max-body-bytes", type=int, default=1 << 20, help="bytes of a request body")
-    limits.add_argument("--time-budget", type=float, default=10.0,
-                        help="seconds a request may take: 503 when no engine thread frees up in time, 504 when the "
-                             "query itself runs over")
+    limits.add_argument(
+        "--time-budget",
+        type=float,
+        default=10.0,
+        help="seconds a request may take: 503 when no engine thread frees up in time, 504 when the "
+        "query itself runs over",
+    )
 
 
 def _pairs(values: List[str], flag: str) -> List[tuple]:
@@ -72,14 +106,23 @@ def settings_from_args(args: argparse.Namespace):
     if tokenizers:
         raise SystemExit(f"anygram serve: error: --tokenizer for unknown index(es): {', '.join(tokenizers)}")
     limits = Limits(
-        max_query_chars=args.max_query_chars, max_query_tokens=args.max_query_tokens,
-        max_batch_size=args.max_batch_size, max_support=args.max_support, max_maxnum=args.maxnum,
-        max_disp_len=args.max_disp_len, max_clause_freq=args.max_clause_freq,
-        max_diff_tokens=args.max_diff_tokens, max_cnf_clauses=args.max_cnf_clauses,
-        max_cnf_terms=args.max_cnf_terms, max_body_bytes=args.max_body_bytes, time_budget_s=args.time_budget)
+        max_query_chars=args.max_query_chars,
+        max_query_tokens=args.max_query_tokens,
+        max_batch_size=args.max_batch_size,
+        max_support=args.max_support,
+        max_maxnum=args.maxnum,
+        max_disp_len=args.max_disp_len,
+        max_clause_freq=args.max_clause_freq,
+        max_diff_tokens=args.max_diff_tokens,
+        max_cnf_clauses=args.max_cnf_clauses,
+        max_cnf_terms=args.max_cnf_terms,
+        max_body_bytes=args.max_body_bytes,
+        time_budget_s=args.time_budget,
+    )
     extra = {} if args.engine_threads is None else {"engine_threads": args.engine_threads}
-    return Settings(indexes=specs, limits=limits, api_keys_file=args.api_key_file,
-                    cors_origins=args.cors_origin, **extra)
+    return Settings(
+        indexes=specs, limits=limits, api_keys_file=args.api_key_file, cors_origins=args.cors_origin, **extra
+    )
 
 
 def run(args: argparse.Namespace) -> int:

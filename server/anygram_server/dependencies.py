@@ -50,8 +50,9 @@ class Service:
             if scheme.lower() == "bearer":
                 given = credentials.strip()
         if not given:
-            raise UnauthorizedError("this service needs an API key: send `Authorization: Bearer KEY` "
-                                    "or `X-API-Key: KEY`")
+            raise UnauthorizedError(
+                "this service needs an API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+            )
         # Compare with every key in constant time: timing says nothing about which almost matched.
         if not any(hmac.compare_digest(given.encode(), key.encode()) for key in self.api_keys):
             raise UnauthorizedError("the API key is not valid")

@@ -115,7 +115,9 @@ class TimeoutExceededError(ServiceError):
     code = "timeout"
 
 
-def error_response(status: int, body: Dict[str, Any], headers: Optional[Dict[str, str]] = None) -> JSONResponse:
+def error_response(
+    status: int, body: Dict[str, Any], headers: Optional[Dict[str, str]] = None
+) -> JSONResponse:
     ERRORS.labels(body["code"]).inc()
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -153,27 +155,32 @@ def register_exception_handlers(app: FastAPI) -> None:
             # loc is ("body", character offset)
             at = first.get("loc", ("body", "?"))[-1]
             field = "body"
-            message = f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])} at character {at}"
+            reason = first.get("ctx", {}).get("error", first["msg"])
+            message = f"the body is not valid JSON: {reason} at character {at}"
         else:
             field = _field_of(first.get("loc", ("body",)))
             message = f"{field}: {first['msg']}"
         details = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "")} for e in errors[:20]]
-        return error_response(422, {"error": message, "code": "invalid_request", "field": field,
-                                     "details": details})
+        return error_response(
+            422, {"error": message, "code": "invalid_request", "field": field, "details": details}
+        )
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, ServiceError):
             # FastAPI wraps errors raised while it reads the body (e.g. BodyTooLargeError).
             return await service_error(request, exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, {"error": str(exc.detail), "code": code},
-                              getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code, {"error": str(exc.detail), "code": code}, getattr(exc, "headers", None)
+        )
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not a bad request: log it whole, answer without internals.
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, {"error": f"internal error ({type(exc).__name__}); see the service's log",
-                                    "code": "internal"})
+        return error_response(
+            500,
+            {"error": f"internal error ({type(exc).__name__}); see the service's log", "code": "internal"},
+        )
 
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ServiceError, service_error)
@@ -182,9 +189,11 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     # One handler per anygram.errors class; the most specific class wins.
     for cls, (status, code) in ENGINE_ERRORS.items():
+
         def make(status: int = status, code: str = code):
             async def engine_error(request: Request, exc: Exception) -> JSONResponse:
                 return error_response(status, {"error": str(exc), "code": code})
+
             return engine_error
 
         app.add_exception_handler(cls, make())

@@ -70,15 +70,22 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLargeError(
-                        f"body: more than {limit:,} bytes; the limit is {limit:,}", field="body", limit=limit)
+                        f"body: more than {limit:,} bytes; the limit is {limit:,}", field="body", limit=limit
+                    )
             return message
 
         await self.app(scope, counted_receive, send)
 
     async def _refuse(self, scope, receive, send, got: int) -> None:
-        response = error_response(413, BodyTooLargeError(
-            f"body: {got:,} bytes; the limit is {self.max_bytes:,}", field="body", limit=self.max_bytes,
-            got=got).body())
+        response = error_response(
+            413,
+            BodyTooLargeError(
+                f"body: {got:,} bytes; the limit is {self.max_bytes:,}",
+                field="body",
+                limit=self.max_bytes,
+                got=got,
+            ).body(),
+        )
         await response(scope, receive, send)
 
 
@@ -103,8 +110,12 @@ def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> 
 
     # Outermost last: metrics see every answer, including 413s and CORS preflights.
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -13,14 +13,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 # Queries take microseconds to seconds: buckets from 100 µs up.
-_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            5.0, 10.0, 30.0)
+_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 REQUESTS = Counter("anygram_requests_total", "HTTP requests answered", ["method", "route", "status"])
-LATENCY = Histogram("anygram_request_duration_seconds", "Time from request to response, by route",
-                    ["route"], buckets=_BUCKETS)
-ENGINE_LATENCY = Histogram("anygram_engine_duration_seconds", "Time in engine calls, by query type",
-                           ["query_type"], buckets=_BUCKETS)
+LATENCY = Histogram(
+    "anygram_request_duration_seconds", "Time from request to response, by route", ["route"], buckets=_BUCKETS
+)
+ENGINE_LATENCY = Histogram(
+    "anygram_engine_duration_seconds", "Time in engine calls, by query type", ["query_type"], buckets=_BUCKETS
+)
 ERRORS = Counter("anygram_errors_total", "Error responses, by code (see anygram_server.errors)", ["code"])
 
 

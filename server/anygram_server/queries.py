@@ -22,8 +22,9 @@ Cnf = List[List[List[int]]]
 
 def encode_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON (as Starlette's JSONResponse writes it); numpy values as lists."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                      default=_plain).encode("utf-8")
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain).encode(
+        "utf-8"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -57,7 +58,9 @@ def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise InvalidQueryError(f"{field}: not valid Unicode text ({e.reason} at character {e.start})") from None
+            raise InvalidQueryError(
+                f"{field}: not valid Unicode text ({e.reason} at character {e.start})"
+            ) from None
         raise
     check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
     return ids
@@ -76,8 +79,9 @@ def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str) -> L
 def check_vocabulary(index: ServedIndex, ids: Sequence[int], field: str) -> None:
     for position, token in enumerate(ids):
         if not 0 <= token < index.vocab_size:
-            raise InvalidQueryError(f"{field}[{position}]: token id {token} is outside the vocabulary "
-                                    f"[0, {index.vocab_size})")
+            raise InvalidQueryError(
+                f"{field}[{position}]: token id {token} is outside the vocabulary [0, {index.vocab_size})"
+            )
 
 
 def is_cnf_text(query: str) -> bool:
@@ -128,16 +132,17 @@ def display_pieces(index: ServedIndex, ids: Sequence[int]) -> List[str]:
     for i in range(len(ids)):
         start = max(0, i - 4)
         before = decode(ids[start:i]).rstrip("\ufffd")
-        after = decode(ids[start:i + 1])
+        after = decode(ids[start : i + 1])
         if after.endswith("\ufffd"):
             pieces.append("")  # an incomplete character: wait for the token that completes it
             continue
-        pieces.append(after[len(before):] if after.startswith(before) else after)
+        pieces.append(after[len(before) :] if after.startswith(before) else after)
     return pieces
 
 
-def highlight(index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Sequence[int], str]]
-              ) -> List[List[Optional[str]]]:
+def highlight(
+    index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Sequence[int], str]]
+) -> List[List[Optional[str]]]:
     """infini-gram's ``spans``: the text as ``[text, label]`` pairs, ``label`` the clause
     number (as a string) of the needle matched there, or null. Every occurrence of each
     needle is marked, left to right, earlier needles first."""
@@ -152,9 +157,12 @@ def highlight(index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Se
         first = needle[0]
         i = 0
         while i + n <= len(ids):
-            if ids[i] == first and list(ids[i:i + n]) == list(needle) and all(
-                    owner[j] is None for j in range(i, i + n)):
-                owner[i:i + n] = [(label, occurrences)] * n
+            if (
+                ids[i] == first
+                and list(ids[i : i + n]) == list(needle)
+                and all(owner[j] is None for j in range(i, i + n))
+            ):
+                owner[i : i + n] = [(label, occurrences)] * n
                 occurrences += 1
                 i += n
             else:

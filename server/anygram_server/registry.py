@@ -70,8 +70,11 @@ class IndexRegistry:
             return self._by_name[name]
         except KeyError:
             known = ", ".join(sorted(self._by_name)) or "none"
-            raise UnknownIndexError(f"no index named {name!r}; this service has: {known}",
-                                    field="index", available=sorted(self._by_name)) from None
+            raise UnknownIndexError(
+                f"no index named {name!r}; this service has: {known}",
+                field="index",
+                available=sorted(self._by_name),
+            ) from None
 
     def names(self) -> List[str]:
         return list(self._by_name)

@@ -46,15 +46,18 @@ class EngineRunner:
                 await asyncio.wait_for(slots.acquire(), budget)
             except asyncio.TimeoutError:
                 raise OverloadedError(
-                    f"all {self.threads} engine threads stayed busy for the whole time budget of {budget:g} s; "
-                    "retry later", limit=budget) from None
+                    f"all {self.threads} engine threads stayed busy for the whole time budget "
+                    f"of {budget:g} s; retry later",
+                    limit=budget,
+                ) from None
         else:
             await slots.acquire()
         remaining = budget - (time.perf_counter() - start)
         if remaining <= 0:
             slots.release()
             raise TimeoutExceededError(
-                f"the time budget of {budget:g} s was spent waiting for an engine thread", limit=budget)
+                f"the time budget of {budget:g} s was spent waiting for an engine thread", limit=budget
+            )
         loop = asyncio.get_running_loop()
         try:
             job = self._executor.submit(work)
@@ -70,7 +73,8 @@ class EngineRunner:
             # Keep the abandoned job's eventual exception from being reported as unretrieved.
             waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise TimeoutExceededError(
-                f"the query took longer than the time budget of {budget:g} s", limit=budget) from None
+                f"the query took longer than the time budget of {budget:g} s", limit=budget
+            ) from None
         ENGINE_LATENCY.labels(query_type).observe(time.perf_counter() - start)
         return result
 

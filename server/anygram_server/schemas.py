@@ -13,15 +13,30 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 Query = Union[StrictStr, List[StrictInt]]
 Token = Union[StrictInt, StrictStr]
 
-QUERY_TYPES = ("count", "prob", "ntd", "infgram_prob", "infgram_ntd", "search_docs", "find",
-               "count_cnf", "find_cnf", "search_docs_cnf", "get_doc_by_ix", "get_doc_by_rank",
-               "get_doc_by_ptr")
+QUERY_TYPES = (
+    "count",
+    "prob",
+    "ntd",
+    "infgram_prob",
+    "infgram_ntd",
+    "search_docs",
+    "find",
+    "count_cnf",
+    "find_cnf",
+    "search_docs_cnf",
+    "get_doc_by_ix",
+    "get_doc_by_rank",
+    "get_doc_by_ptr",
+)
 
 
 class CountRequest(BaseModel):
     queries: List[Query] = Field(description="n-grams to count; the empty n-gram counts every token")
-    model_config = ConfigDict(json_schema_extra={"examples": [{"queries": ["def __init__(self", "import os"]},
-                                                              {"queries": [[100, 101, 102]]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"queries": ["def __init__(self", "import os"]}, {"queries": [[100, 101, 102]]}]
+        }
+    )
 
 
 class CountResponse(BaseModel):
@@ -32,10 +47,17 @@ class CountResponse(BaseModel):
 class ProbRequest(BaseModel):
     contexts: List[Query]
     tokens: List[Token] = Field(description="the next token of each context: an id or one-token text")
-    n: Optional[int] = Field(None, ge=1, description="n-gram order; null: the ∞-gram (longest occurring suffix)")
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"contexts": ["import o"], "tokens": ["s"]},
-        {"contexts": ["import o", "return Non"], "tokens": [115, "e"], "n": 3}]})
+    n: Optional[int] = Field(
+        None, ge=1, description="n-gram order; null: the ∞-gram (longest occurring suffix)"
+    )
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"contexts": ["import o"], "tokens": ["s"]},
+                {"contexts": ["import o", "return Non"], "tokens": [115, "e"], "n": 3},
+            ]
+        }
+    )
 
 
 class ProbResult(BaseModel):
@@ -53,15 +75,15 @@ class ProbResponse(BaseModel):
 class NtdRequest(BaseModel):
     contexts: List[Query]
     n: Optional[int] = Field(None, ge=1, description="n-gram order; null: the ∞-gram")
-    max_support: Optional[int] = Field(None, ge=1, description="occurrences counted exactly, sampled beyond "
-                                       "(approx); default 1000")
+    max_support: Optional[int] = Field(
+        None, ge=1, description="occurrences counted exactly, sampled beyond (approx); default 1000"
+    )
     model_config = ConfigDict(json_schema_extra={"examples": [{"contexts": ["raise ValueError("]}]})
 
 
 class NtdResult(BaseModel):
     prompt_cnt: int
-    result_by_token_id: Dict[str, Dict[str, Any]] = Field(
-        description="token id -> {cont_cnt, prob, token}")
+    result_by_token_id: Dict[str, Dict[str, Any]] = Field(description="token id -> {cont_cnt, prob, token}")
     approx: bool
     suffix_len: int
 
@@ -93,8 +115,9 @@ class ScoreResponse(BaseModel):
 
 class SearchRequest(BaseModel):
     query: Query
-    maxnum: Optional[int] = Field(None, ge=1, description="documents to return (distinct occurrences, at random "
-                                  "beyond); default 5")
+    maxnum: Optional[int] = Field(
+        None, ge=1, description="documents to return (distinct occurrences, at random beyond); default 5"
+    )
     max_disp_len: Optional[int] = Field(None, ge=1, description="tokens shown around each match; default 200")
     seed: Optional[int] = Field(None, ge=0, description="makes the random draw repeatable")
     model_config = ConfigDict(json_schema_extra={"examples": [{"query": "raise ValueError(", "maxnum": 3}]})
@@ -110,7 +133,8 @@ class Document(BaseModel):
     token_ids: List[int]
     text: Optional[str] = None
     spans: Optional[List[List[Optional[str]]]] = Field(
-        None, description="[text, label] pairs: label is the matched clause number or null")
+        None, description="[text, label] pairs: label is the matched clause number or null"
+    )
 
 
 class SearchResponse(BaseModel):
@@ -168,7 +192,8 @@ class InfiniGramRequest(BaseModel):
     query_type: Literal[QUERY_TYPES]  # type: ignore[valid-type]
     query: Optional[StrictStr] = Field(None, description="text; ` AND ` / ` OR ` make it a CNF query")
     query_ids: Optional[Union[List[StrictInt], List[List[List[StrictInt]]]]] = Field(
-        None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)")
+        None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)"
+    )
     # Defaults (infini-gram's) are lowered to the service's limits where those are lower.
     max_support: Optional[int] = Field(None, ge=1, description="default 1000")
     max_clause_freq: Optional[int] = Field(None, ge=1, description="default 50000")
@@ -181,9 +206,19 @@ class InfiniGramRequest(BaseModel):
     ptr: Optional[int] = Field(None, ge=0)
     doc_ix: Optional[int] = Field(None, ge=0)
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
-        {"index": "demo", "query_type": "count", "query": "def __init__(self"},
-        {"index": "demo", "query_type": "infgram_prob", "query": "import os"},
-        {"index": "demo", "query_type": "search_docs", "query": "import os AND import sys", "maxnum": 2},
-        {"index": "demo", "query_type": "ntd", "query_ids": [105, 109, 112, 111, 114, 116, 32]},
-    ]})
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"index": "demo", "query_type": "count", "query": "def __init__(self"},
+                {"index": "demo", "query_type": "infgram_prob", "query": "import os"},
+                {
+                    "index": "demo",
+                    "query_type": "search_docs",
+                    "query": "import os AND import sys",
+                    "maxnum": 2,
+                },
+                {"index": "demo", "query_type": "ntd", "query_ids": [105, 109, 112, 111, 114, 116, 32]},
+            ]
+        },
+    )

@@ -9,16 +9,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from .. import queries as q
-from ..config import Limits
 from ..dependencies import Service, api_service
 from ..errors import UnknownDocumentError
 from ..registry import ServedIndex
-from ..runner import EngineRunner
 from ..schemas import DocsRequest, DocsResponse, Document
 from .queries import ERRORS, json_response
 
-router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"],
-                   responses=ERRORS)
+router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERRORS)
 
 
 def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
@@ -26,14 +23,20 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
     for i, doc_ix in enumerate(doc_ixs):
         if not 0 <= doc_ix < total:
             where = field if len(doc_ixs) == 1 and field == "doc_ix" else f"{field}[{i}]"
-            raise UnknownDocumentError(f"{where}: no document {doc_ix}; the index has documents 0 to {total - 1}",
-                                       field=where, num_documents=total)
+            raise UnknownDocumentError(
+                f"{where}: no document {doc_ix}; the index has documents 0 to {total - 1}",
+                field=where,
+                num_documents=total,
+            )
 
 
 @router.get("/{doc_ix}", response_model=Document, summary="One document")
-async def get_document(name: str, doc_ix: int,
-                       max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
-                       service: Service = Depends(api_service)) -> Response:
+async def get_document(
+    name: str,
+    doc_ix: int,
+    max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
+    service: Service = Depends(api_service),
+) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
     index, limits, runner = service.index(name), service.limits, service.runner
     max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)

@@ -37,14 +37,23 @@ CNF_FORMS = {"count": "count_cnf", "search_docs": "search_docs_cnf", "find": "fi
 DOCUMENT_TYPES = {"get_doc_by_ix", "get_doc_by_rank", "get_doc_by_ptr"}
 
 
-@router.get("/", summary="The web page (browsers) or the list of indexes (JSON)",
-            response_class=Response, responses={200: {"content": {"text/html": {}, "application/json": {}}}})
+@router.get(
+    "/",
+    summary="The web page (browsers) or the list of indexes (JSON)",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
 async def home(request: Request, service: Service = Depends(get_service)) -> Response:
     if "text/html" in request.headers.get("accept", ""):
         return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html")
     service.check_api_key(request)
-    return JSONResponse({"indexes": [index.describe() for index in service.registry],
-                         "query_types": list(QUERY_TYPES), "docs": "/docs"})
+    return JSONResponse(
+        {
+            "indexes": [index.describe() for index in service.registry],
+            "query_types": list(QUERY_TYPES),
+            "docs": "/docs",
+        }
+    )
 
 
 @router.post("/", summary="infini-gram's API: one query of any type", responses=ERRORS)
@@ -62,15 +71,24 @@ async def query(body: InfiniGramRequest, service: Service = Depends(api_service)
 
 
 # infini-gram's defaults of the optional parameters.
-DEFAULTS = {"max_support": 1000, "max_clause_freq": 50000, "max_diff_tokens": 100, "maxnum": 1,
-            "max_disp_len": 1000}
+DEFAULTS = {
+    "max_support": 1000,
+    "max_clause_freq": 50000,
+    "max_diff_tokens": 100,
+    "maxnum": 1,
+    "max_disp_len": 1000,
+}
 
 
 def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
     """Checks the parameters given against the limits and fills in the others."""
-    for field, limit in (("max_support", limits.max_support), ("max_clause_freq", limits.max_clause_freq),
-                         ("max_diff_tokens", limits.max_diff_tokens), ("maxnum", limits.max_maxnum),
-                         ("max_disp_len", limits.max_disp_len)):
+    for field, limit in (
+        ("max_support", limits.max_support),
+        ("max_clause_freq", limits.max_clause_freq),
+        ("max_diff_tokens", limits.max_diff_tokens),
+        ("maxnum", limits.max_maxnum),
+        ("max_disp_len", limits.max_disp_len),
+    ):
         setattr(body, field, q.bounded(field, getattr(body, field), DEFAULTS[field], limit))
 
 
@@ -100,8 +118,9 @@ def answer(index: ServedIndex, body: InfiniGramRequest, limits: Limits) -> Dict[
         if query_type in CNF_FORMS:
             query_type = CNF_FORMS[query_type]
         elif not query_type.endswith("_cnf") and query_type not in DOCUMENT_TYPES:
-            raise BadRequestError(f"query_type {query_type} takes an n-gram, not a CNF query (AND/OR)",
-                                  field="query_type")
+            raise BadRequestError(
+                f"query_type {query_type} takes an n-gram, not a CNF query (AND/OR)", field="query_type"
+            )
     elif query_type.endswith("_cnf"):
         cnf = [[ids]] if ids else q.cnf_ids(index, [], limits, "query")
 
@@ -122,8 +141,9 @@ def answer(index: ServedIndex, body: InfiniGramRequest, limits: Limits) -> Dict[
 
 def _needs_tokens(ids: Optional[List[int]], query_type: str) -> List[int]:
     if not ids:
-        raise BadRequestError(f"{query_type} needs a non-empty query: the context followed by the token",
-                              field="query")
+        raise BadRequestError(
+            f"{query_type} needs a non-empty query: the context followed by the token", field="query"
+        )
     return ids
 
 
@@ -148,7 +168,7 @@ def _ntd(index, body, ids, cnf):
 
 
 def _longest_suffix(index: ServedIndex, context: List[int], suffix_len: int) -> str:
-    return index.decode(context[len(context) - suffix_len:]) if suffix_len else ""
+    return index.decode(context[len(context) - suffix_len :]) if suffix_len else ""
 
 
 def _infgram_prob(index, body, ids, cnf):
@@ -169,7 +189,9 @@ def _message(result: Dict[str, Any]) -> str:
     if result["cnt"] == 0:
         return "0 occurrences found"
     about = "Approximately " if result["approx"] else ""
-    return f"{about}{result['cnt']} occurrences found. Displaying the documents of occurrences #{result['idxs']}"
+    return (
+        f"{about}{result['cnt']} occurrences found. Displaying the documents of occurrences #{result['idxs']}"
+    )
 
 
 def _search_docs(index, body, ids, cnf):
@@ -184,9 +206,14 @@ def _cnf_needles(cnf: q.Cnf):
 
 
 def _search_docs_cnf(index, body, ids, cnf):
-    result = index.engine.search_docs_cnf(cnf, maxnum=body.maxnum, max_disp_len=body.max_disp_len,
-                                          max_clause_freq=body.max_clause_freq,
-                                          max_diff_tokens=body.max_diff_tokens, seed=body.seed)
+    result = index.engine.search_docs_cnf(
+        cnf,
+        maxnum=body.maxnum,
+        max_disp_len=body.max_disp_len,
+        max_clause_freq=body.max_clause_freq,
+        max_diff_tokens=body.max_diff_tokens,
+        seed=body.seed,
+    )
     q.add_spans(index, result["documents"], _cnf_needles(cnf))
     result["message"] = _message(result)
     return result
@@ -203,7 +230,9 @@ def _find_cnf(index, body, ids, cnf):
 def _required(body: InfiniGramRequest, *fields: str) -> None:
     for field in fields:
         if getattr(body, field) is None:
-            raise BadRequestError(f"{field}: missing; {body.query_type} needs {', '.join(fields)}", field=field)
+            raise BadRequestError(
+                f"{field}: missing; {body.query_type} needs {', '.join(fields)}", field=field
+            )
 
 
 def _document(index, body, doc, ids, cnf):
@@ -216,14 +245,17 @@ def _get_doc_by_ix(index, body, ids, cnf):
     _required(body, "doc_ix")
     total = index.engine.num_documents
     if body.doc_ix >= total:
-        raise UnknownDocumentError(f"doc_ix: no document {body.doc_ix}; the index has documents 0 to {total - 1}",
-                                   field="doc_ix")
+        raise UnknownDocumentError(
+            f"doc_ix: no document {body.doc_ix}; the index has documents 0 to {total - 1}", field="doc_ix"
+        )
     return _document(index, body, index.engine.get_doc_by_ix(body.doc_ix, body.max_disp_len), ids, cnf)
 
 
 def _get_doc_by_rank(index, body, ids, cnf):
     _required(body, "s", "rank")
-    return _document(index, body, index.engine.get_doc_by_rank(body.s, body.rank, body.max_disp_len), ids, cnf)
+    return _document(
+        index, body, index.engine.get_doc_by_rank(body.s, body.rank, body.max_disp_len), ids, cnf
+    )
 
 
 def _get_doc_by_ptr(index, body, ids, cnf):

@@ -34,8 +34,7 @@ from ..schemas import (
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503, 504)}
 
-router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"],
-                   responses=ERRORS)
+router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"], responses=ERRORS)
 
 
 def json_response(body: bytes) -> Response:
@@ -69,8 +68,11 @@ async def prob(body: ProbRequest, name: str, service: Service = Depends(api_serv
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
     if len(body.tokens) != len(body.contexts):
-        raise BadRequestError(f"tokens: {len(body.tokens)} tokens for {len(body.contexts)} contexts; "
-                              "give one next token per context", field="tokens")
+        raise BadRequestError(
+            f"tokens: {len(body.tokens)} tokens for {len(body.contexts)} contexts; "
+            "give one next token per context",
+            field="tokens",
+        )
 
     def work() -> bytes:
         contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
@@ -89,7 +91,9 @@ def _one_token(index: ServedIndex, token, limits: Limits, field: str) -> int:
     if isinstance(token, str):
         ids = q.tokenize(index, token, limits, field)
         if len(ids) != 1:
-            raise InvalidQueryError(f"{field}: {token!r} is {len(ids)} tokens {ids}; the next token must be one")
+            raise InvalidQueryError(
+                f"{field}: {token!r} is {len(ids)} tokens {ids}; the next token must be one"
+            )
         return ids[0]
     q.check_vocabulary(index, [token], field)
     return token
