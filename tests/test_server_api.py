@@ -306,6 +306,25 @@ def test_score_is_the_infgram_prob_of_every_token(client, engines, name, text):
     assert "".join(result["pieces"]) == text
 
 
+def test_score_batches_texts_and_falls_back_without_engine_score(client, engines):
+    """A batch of texts (the empty one too) in one request; and the server's fallback for an
+    engine without `score` (one infgram_prob_batch over the prefixes) answers the same."""
+    from types import SimpleNamespace
+
+    from anygram_server.queries import score_many
+
+    engine = engines["text"]
+    texts = ["the cat", "", "über a mat", "zzz"]
+    results = client.post("/v1/indexes/text/score", json={"texts": texts}).json()["results"]
+    assert [r["token_ids"] for r in results] == [engine.tokenize(t) for t in texts]
+    assert results[1] == {"token_ids": [], "tokens": [], "pieces": [], "prob": [], "suffix_len": [],
+                          "prompt_cnt": [], "cont_cnt": []}
+    only_batch_prob = SimpleNamespace(infgram_prob_batch=engine.infgram_prob_batch)
+    fallback = score_many(SimpleNamespace(engine=only_batch_prob), [r["token_ids"] for r in results])
+    for got, want in zip(results, fallback, strict=True):
+        assert {k: got[k] for k in want} == want
+
+
 def test_v1_search_and_documents(client, engines):
     engine = engines["text"]
     search = client.post("/v1/indexes/text/search", json={"query": "a mat", "maxnum": 3, "seed": 2}).json()

@@ -182,20 +182,32 @@ def add_spans(index: ServedIndex, documents: List[Dict[str, Any]], needles) -> N
         doc["spans"] = highlight(index, doc["token_ids"], needles)
 
 
-def score(index: ServedIndex, ids: List[int]) -> Dict[str, List[Any]]:
-    """For every position i: the ∞-gram probability of token i given tokens[:i], the suffix
-    length used and the counts. Uses ``engine.score`` (one left-to-right pass) where the
-    engine has it, else one ``infgram_prob_batch`` call over every prefix."""
+SCORE_FIELDS = ("prob", "suffix_len", "prompt_cnt", "cont_cnt")
+
+
+def score_many(index: ServedIndex, texts: List[List[int]]) -> List[Dict[str, List[Any]]]:
+    """For every position i of each text: the ∞-gram probability of token i given tokens[:i],
+    the suffix length used and the counts. One native call when the engine has
+    ``score_batch`` (a left-to-right pass per text, texts on all cores), else one
+    ``infgram_prob_batch`` call per text over all its prefixes (same answers, more work)."""
     engine = index.engine
-    if not ids:
-        return {"prob": [], "suffix_len": [], "prompt_cnt": [], "cont_cnt": []}
-    if hasattr(engine, "score"):
-        result = engine.score(ids)
+    if hasattr(engine, "score_batch"):
+        results = engine.score_batch(texts)
+    elif hasattr(engine, "score"):
+        results = [engine.score(ids) for ids in texts]
     else:
-        result = engine.infgram_prob_batch([ids[:i] for i in range(len(ids))], ids)
-    out = {}
-    for key in ("prob", "suffix_len", "prompt_cnt", "cont_cnt"):
-        if key in result:
-            values = result[key]
-            out[key] = values.tolist() if hasattr(values, "tolist") else list(values)
+        results = [
+            engine.infgram_prob_batch([ids[:i] for i in range(len(ids))], ids) if ids else {}
+            for ids in texts
+        ]
+    out = []
+    for ids, result in zip(texts, results):
+        if not ids:
+            out.append({key: [] for key in SCORE_FIELDS})
+            continue
+        out.append({key: _as_list(result[key]) for key in SCORE_FIELDS})
     return out
+
+
+def _as_list(values: Any) -> List[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)

