@@ -172,6 +172,25 @@ def test_infinigram_api_answers_as_the_python_api(client, engines, corpora):
         assert search["message"].startswith(f"{expected['cnt']} occurrences" if expected["cnt"] else "0 occ")
 
 
+def test_infinigram_api_fields_are_infinigram_engine_answers(client, corpora):
+    """Every field infini-gram's own engine answers is in the HTTP answer with its value
+    (same index files), so infini-gram's clients read what they expect."""
+    engine_module = pytest.importorskip("infini_gram.engine")
+    peer = engine_module.InfiniGramEngine(
+        index_dir=corpora["ids"], eos_token_id=IDS_EOS, vocab_size=IDS_VOCAB, token_dtype="u16"
+    )
+    for ids in queries_of(corpora["id_docs"], random.Random(21), 20):
+        base = {"index": "ids", "query_ids": ids}
+        context, token = ids[:-1], ids[-1]
+        for query_type, theirs in (
+            ("count", peer.count(ids)),
+            ("find", peer.find(ids)),
+            ("prob", peer.prob(context, token)),
+            ("infgram_prob", peer.infgram_prob(context, token)),
+        ):
+            assert_contains(post(client, {**base, "query_type": query_type}), theirs)
+
+
 def test_cnf_queries_as_the_python_api(client, engines, corpora):
     engine = engines["ids"]
     rng = random.Random(3)
@@ -317,8 +336,15 @@ def test_score_batches_texts_and_falls_back_without_engine_score(client, engines
     texts = ["the cat", "", "über a mat", "zzz"]
     results = client.post("/v1/indexes/text/score", json={"texts": texts}).json()["results"]
     assert [r["token_ids"] for r in results] == [engine.tokenize(t) for t in texts]
-    assert results[1] == {"token_ids": [], "tokens": [], "pieces": [], "prob": [], "suffix_len": [],
-                          "prompt_cnt": [], "cont_cnt": []}
+    assert results[1] == {
+        "token_ids": [],
+        "tokens": [],
+        "pieces": [],
+        "prob": [],
+        "suffix_len": [],
+        "prompt_cnt": [],
+        "cont_cnt": [],
+    }
     only_batch_prob = SimpleNamespace(infgram_prob_batch=engine.infgram_prob_batch)
     fallback = score_many(SimpleNamespace(engine=only_batch_prob), [r["token_ids"] for r in results])
     for got, want in zip(results, fallback, strict=True):
