@@ -4,10 +4,12 @@
 1. Opens the index in-process and draws n-gram queries from its documents; times the
    direct Python call `engine.count` on them (the floor HTTP adds to).
 2. Starts `anygram serve` (a subprocess, loopback only, access log off).
-3. For each workload (infini-gram `count` at `POST /`, and a mix of count, infgram_prob,
-   infgram_ntd, search_docs and CNF count) and each number of concurrent clients (1, 8,
-   64), sends requests for a fixed duration over keep-alive HTTP/1.1 connections and
-   checks every answer against the engine's: throughput, p50/p99 latency, failures.
+3. For each workload and each number of concurrent clients (1, 8, 64), sends requests for
+   a fixed duration over keep-alive HTTP/1.1 connections and checks every answer against
+   the engine's: throughput, p50/p99 latency, failures. Workloads: `count` (infini-gram's
+   `POST /`), `mix` (count, infgram_prob, infgram_ntd, search_docs, CNF count), `ntd`
+   (∞-gram next-token distributions of frequent contexts: native work that runs in
+   parallel in the engine threads) and `batch64` (/v1 count, 64 n-grams a request).
 4. HTTP overhead = p50 of an HTTP count at 1 client - p50 of `engine.count`, same run.
 
 The client is a minimal asyncio HTTP/1.1 client (one connection per simulated client), so
@@ -89,10 +91,10 @@ def direct_count_latency(engine, queries: List[List[int]], rounds: int = 5) -> D
     return {"p50_us": percentile(times, 0.5) / 1e3, "p99_us": percentile(times, 0.99) / 1e3}
 
 
-def http_request(body: dict) -> bytes:
+def http_request(body: dict, path: str = "/") -> bytes:
     payload = json.dumps(body).encode()
     return (
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
     )
 
@@ -107,6 +109,33 @@ def count_requests(name: str, engine, queries) -> List[Request]:
                 lambda a, e=expected: a.get("count") == e,
             )
         )
+    return out
+
+
+def batch_requests(name: str, engine, queries, size: int = 64) -> List[Request]:
+    """/v1 count with `size` n-grams a request (one native call on all cores)."""
+    out = []
+    for start in range(0, len(queries) - size + 1, size):
+        batch = queries[start : start + size]
+        expected = [engine.count(q) for q in batch]
+        out.append(
+            (
+                http_request({"queries": batch}, f"/v1/indexes/{name}/count"),
+                lambda a, e=expected: a.get("counts") == e,
+            )
+        )
+    return out
+
+
+def ntd_requests(name: str, engine, queries) -> List[Request]:
+    """∞-gram next-token distributions after 1- and 2-token contexts: frequent contexts,
+    so each is a sampled count of up to 1000 continuations (tens to hundreds of µs native)."""
+    out = []
+    for q in queries:
+        context = q[-2:] if len(q) % 2 else q[-1:]
+        expected = engine.ntd(context)["prompt_cnt"]
+        body = {"index": name, "query_type": "infgram_ntd", "query_ids": context}
+        out.append((http_request(body), lambda a, e=expected: a.get("prompt_cnt") == e))
     return out
 
 
@@ -274,6 +303,8 @@ def main() -> None:
     workloads = {
         "count": count_requests("bench", engine, queries),
         "mix": mixed_requests("bench", engine, queries),
+        "ntd": ntd_requests("bench", engine, queries),
+        "batch64": batch_requests("bench", engine, queries),
     }
 
     runs = []
@@ -284,7 +315,14 @@ def main() -> None:
                 asyncio.run(load(port, requests, 1, 0.5))  # warm-up
                 for clients in [int(c) for c in args.clients.split(",")]:
                     r = asyncio.run(load(port, requests, clients, args.duration))
-                    r.update({"workload": name, "workers": workers})
+                    per_request = 64 if name == "batch64" else 1
+                    r.update(
+                        {
+                            "workload": name,
+                            "workers": workers,
+                            "queries_per_s": r["throughput_rps"] * per_request,
+                        }
+                    )
                     runs.append(r)
                     print(
                         f"workers {workers}  {name:5}  clients {clients:3}: "
@@ -334,13 +372,13 @@ def main() -> None:
             f"**{overhead_ms * 1e3:.0f} µs**. Failed requests: **{failed}**.\n\n"
         )
         f.write(
-            "| workers | workload | clients | req/s | p50 ms | p99 ms | failed |\n"
-            "|---|---|---|---|---|---|---|\n"
+            "| workers | workload | clients | req/s | queries/s | p50 ms | p99 ms | failed |\n"
+            "|---|---|---|---|---|---|---|---|\n"
         )
         for r in runs:
             f.write(
                 f"| {r['workers']} | {r['workload']} | {r['clients']} | {r['throughput_rps']:.0f} | "
-                f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['failed']} |\n"
+                f"{r['queries_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['failed']} |\n"
             )
         f.write(
             f"\nCommand: `python bench/bench_server.py {' '.join(sys.argv[1:])}`. Client and server share "
