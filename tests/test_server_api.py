@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -724,6 +725,24 @@ def test_several_worker_processes(corpora, engines):
             ]
             == 3
         )
+
+
+def test_an_index_without_manifest_takes_its_tokenizer_from_the_command_line(corpora, engines, tmp_path):
+    """An index built by infini-gram has no anygram.json: `--tokenizer NAME=FILE` gives it one."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(corpora["bpe"], bare)
+    for extra in ("anygram.json", "tokenizer.json"):
+        (bare / extra).unlink()
+    tokenizer = str(tmp_path / "bpe.json")
+    shutil.copy(os.path.join(corpora["bpe"], "tokenizer.json"), tokenizer)
+    with Server({"bare": str(bare)}, ["--tokenizer", f"bare={tokenizer}"]) as s, s.client() as c:
+        document = corpora["texts"][3]  # a whole document tokenizes as it was indexed
+        answer = c.post("/", json={"index": "bare", "query_type": "count", "query": document}).json()
+        assert answer["count"] == engines["bpe"].count(document) > 0
+        assert answer["token_ids"] == engines["bpe"].tokenize(document)
+        assert c.get("/v1/indexes/bare").json()["manifest"] is None
 
 
 def test_serve_reports_a_bad_index_path(tmp_path):

@@ -7,7 +7,6 @@ calls (``--workers N``), reading the settings from the environment.
 
 from __future__ import annotations
 
-import os
 from contextlib import asynccontextmanager
 from typing import Optional
 
@@ -22,9 +21,9 @@ from .errors import BodyTooLargeError, error_response, register_exception_handle
 from .metrics import MetricsMiddleware
 from .registry import IndexRegistry
 from .routers import documents, health, indexes, infinigram, queries
+from .routers.infinigram import STATIC
 from .runner import EngineRunner
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 DESCRIPTION = """\
 Exact n-gram and ∞-gram statistics over anygram (and infini-gram) indexes.

@@ -58,6 +58,10 @@ async def home(request: Request, service: Service = Depends(get_service)) -> Res
 
 @router.post("/", summary="infini-gram's API: one query of any type", responses=ERRORS)
 async def query(body: InfiniGramRequest, service: Service = Depends(api_service)) -> Response:
+    """infini-gram's request and answer formats: `query_type` is one of count, prob, ntd,
+    infgram_prob, infgram_ntd, search_docs, find, count_cnf, find_cnf, search_docs_cnf,
+    get_doc_by_ix, get_doc_by_rank, get_doc_by_ptr. The answer is the Python API's result
+    plus `latency` (ms), `token_ids` and `tokens`; errors carry an `error` key."""
     name = body.index if body.index is not None else body.corpus
     if name is None:
         raise BadRequestError("index: missing; name the index to query", field="index")
