@@ -11,16 +11,20 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml Cargo.toml $(shell find rust python -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
+$(STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(shell find rust python server -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e "./server[test]"
 	touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## install anygram (editable) and its test dependencies into .venv
+install: $(STAMP) ## install anygram and anygram-server (editable) and their test dependencies into .venv
+
+DEMO_PORT ?= 8000
 
 .PHONY: demo
-demo: $(STAMP) ## build an index of Python's standard library and run example queries
+demo: $(STAMP) ## build an index of Python's standard library, run example queries, then serve it (web page + API)
 	$(VENV)/bin/anygram demo --output demo-index
+	$(VENV)/bin/anygram serve --index demo=demo-index --port $(DEMO_PORT)
 
 .PHONY: test
 test: $(STAMP) ## cargo test (core) + pytest (Python API, CLI, differential tests vs infini-gram)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -150,6 +151,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from anygram_server.cli import run
+
+    return run(args)
+
+
+def cmd_serve_missing(args) -> int:
+    print("anygram serve: error: the HTTP service is the separate package anygram-server; install it with "
+          "`pip install ./server` from a checkout of anygram (`make install` does)", file=sys.stderr)
+    return 2
+
+
+def _add_serve(sub) -> None:
+    s = sub.add_parser("serve", help="HTTP query service (infini-gram's API + /v1) and web page")
+    # The flags belong to the server package; it is optional, so look for it without importing it.
+    if importlib.util.find_spec("anygram_server") is None:
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(func=cmd_serve_missing)
+        return
+    from anygram_server.cli import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=cmd_serve)
+
+
 def _add_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", "-i", required=True, help="index directory")
     p.add_argument("--tokenizer", help="tokenizer.json (only for indexes without a manifest, or to check)")
@@ -230,11 +256,17 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default="demo-index")
     d.add_argument("--rebuild", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    _add_serve(sub)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    # Only `serve` without its package takes arguments it does not know (to say what to install).
+    if unknown and args.func is not cmd_serve_missing:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except AnygramError as e:

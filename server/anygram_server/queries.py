@@ -1,0 +1,213 @@
+"""Query preparation and answer shaping shared by both APIs. Everything here runs in an
+engine thread (see :mod:`runner`), never on the event loop.
+
+Queries are tokenized exactly as the Python API tokenizes them (``engine.tokenize``), so
+the service answers what ``anygram.Engine`` answers for the same query.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from anygram.errors import InvalidArgumentError, InvalidQueryError
+
+from .config import Limits
+from .errors import LimitExceededError
+from .registry import ServedIndex
+
+Query = Union[str, Sequence[int]]
+Cnf = List[List[List[int]]]
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON (as Starlette's JSONResponse writes it); numpy values as lists."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain).encode(
+        "utf-8"
+    )
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def check_at_most(field: str, value: int, limit: int, unit: str = "") -> None:
+    """A :class:`LimitExceededError` (400) when ``value`` is over ``limit``."""
+    if value > limit:
+        raise LimitExceededError(field, limit, value, unit)
+
+
+def bounded(field: str, value: Optional[int], default: int, limit: int) -> int:
+    """A parameter as given (checked against its limit), or its default lowered to the limit."""
+    if value is None:
+        return min(default, limit)
+    check_at_most(field, value, limit)
+    return value
+
+
+def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[int]:
+    check_at_most(field, len(text), limits.max_query_chars, "characters")
+    if index.tokenizer is None:
+        raise InvalidArgumentError(f"{field}: index {index.name!r} has no tokenizer; pass token ids")
+    try:
+        ids = index.tokenizer.encode(text)
+    except (UnicodeError, TypeError):
+        # JSON can carry lone surrogates (\ud800), which are not text; tokenizers fail on them.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidQueryError(
+                f"{field}: not valid Unicode text ({e.reason} at character {e.start})"
+            ) from None
+        raise
+    check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
+    return ids
+
+
+def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str) -> List[int]:
+    """The ids of a query given as text or as ids, checked against the vocabulary and limits."""
+    if isinstance(query, str):
+        return tokenize(index, query, limits, field)
+    ids = list(query)
+    check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
+    check_vocabulary(index, ids, field)
+    return ids
+
+
+def check_vocabulary(index: ServedIndex, ids: Sequence[int], field: str) -> None:
+    for position, token in enumerate(ids):
+        if not 0 <= token < index.vocab_size:
+            raise InvalidQueryError(
+                f"{field}[{position}]: token id {token} is outside the vocabulary [0, {index.vocab_size})"
+            )
+
+
+def is_cnf_text(query: str) -> bool:
+    return " AND " in query or " OR " in query
+
+
+def cnf_ids(index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str) -> Cnf:
+    """A CNF query as clauses of n-grams. Text: `` AND `` between clauses, `` OR `` between
+    the n-grams of a clause (OR binds tighter, as in infini-gram)."""
+    if isinstance(query, str):
+        check_at_most(field, len(query), limits.max_query_chars, "characters")
+        clauses: List[List[Any]] = [clause.split(" OR ") for clause in query.split(" AND ")]
+    else:
+        clauses = [list(clause) for clause in query]
+    check_at_most(field, len(clauses), limits.max_cnf_clauses, "clauses (AND)")
+    out: Cnf = []
+    total = 0
+    for c, clause in enumerate(clauses):
+        check_at_most(f"{field}[{c}]", len(clause), limits.max_cnf_terms, "terms (OR) in one clause")
+        terms = []
+        for t, term in enumerate(clause):
+            where = f"{field}[{c}][{t}]"
+            ids = tokenize(index, term, limits, where) if isinstance(term, str) else list(term)
+            if not ids:
+                raise InvalidQueryError(f"{where}: a term of a CNF query cannot be empty")
+            if not isinstance(term, str):
+                check_vocabulary(index, ids, where)
+            total += len(ids)
+            terms.append(ids)
+        out.append(terms)
+    if not out:
+        raise InvalidQueryError(f"{field}: a CNF query needs at least one clause")
+    check_at_most(field, total, limits.max_query_tokens, "tokens in all terms")
+    return out
+
+
+def display_pieces(index: ServedIndex, ids: Sequence[int]) -> List[str]:
+    """The text each token adds, for display: joined they give the decoded text.
+
+    A character split over several tokens (a UTF-8 sequence in byte-level vocabularies)
+    is given to the token that completes it; the others get "". Each piece is the
+    difference of decoding a short window with and without the token, which also keeps
+    the spaces that SentencePiece-style decoders drop at the start of a text."""
+    if index.tokenizer is None:
+        return [str(i) for i in ids]
+    decode = index.tokenizer.decode
+    pieces = []
+    for i in range(len(ids)):
+        start = max(0, i - 4)
+        before = decode(ids[start:i]).rstrip("\ufffd")
+        after = decode(ids[start : i + 1])
+        if after.endswith("\ufffd"):
+            pieces.append("")  # an incomplete character: wait for the token that completes it
+            continue
+        pieces.append(after[len(before) :] if after.startswith(before) else after)
+    return pieces
+
+
+def highlight(
+    index: ServedIndex, ids: Sequence[int], needles: Sequence[Tuple[Sequence[int], str]]
+) -> List[List[Optional[str]]]:
+    """infini-gram's ``spans``: the text as ``[text, label]`` pairs, ``label`` the clause
+    number (as a string) of the needle matched there, or null. Every occurrence of each
+    needle is marked, left to right, earlier needles first."""
+    # owner[i]: (label, occurrence number) of the match covering token i, so that adjacent
+    # matches stay separate spans.
+    owner: List[Optional[Tuple[str, int]]] = [None] * len(ids)
+    occurrences = 0
+    for needle, label in needles:
+        n = len(needle)
+        if n == 0:
+            continue
+        first = needle[0]
+        i = 0
+        while i + n <= len(ids):
+            if (
+                ids[i] == first
+                and list(ids[i : i + n]) == list(needle)
+                and all(owner[j] is None for j in range(i, i + n))
+            ):
+                owner[i : i + n] = [(label, occurrences)] * n
+                occurrences += 1
+                i += n
+            else:
+                i += 1
+    spans: List[List[Optional[str]]] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or owner[i] != owner[start]:
+            run = owner[start]
+            spans.append([index.decode(list(ids[start:i])), None if run is None else run[0]])
+            start = i
+    return spans
+
+
+def add_spans(index: ServedIndex, documents: List[Dict[str, Any]], needles) -> None:
+    for doc in documents:
+        doc["spans"] = highlight(index, doc["token_ids"], needles)
+
+
+SCORE_FIELDS = ("prob", "suffix_len", "prompt_cnt", "cont_cnt")
+
+
+def score_many(index: ServedIndex, texts: List[List[int]]) -> List[Dict[str, List[Any]]]:
+    """For every position i of each text: the ∞-gram probability of token i given tokens[:i],
+    the suffix length used and the counts. One native call when the engine has
+    ``score_batch`` (a left-to-right pass per text, texts on all cores), else one
+    ``infgram_prob_batch`` call per text over all its prefixes (same answers, more work)."""
+    engine = index.engine
+    if hasattr(engine, "score_batch"):
+        results = engine.score_batch(texts)
+    elif hasattr(engine, "score"):
+        results = [engine.score(ids) for ids in texts]
+    else:
+        results = [
+            engine.infgram_prob_batch([ids[:i] for i in range(len(ids))], ids) if ids else {}
+            for ids in texts
+        ]
+    out = []
+    for ids, result in zip(texts, results):
+        if not ids:
+            out.append({key: [] for key in SCORE_FIELDS})
+            continue
+        out.append({key: _as_list(result[key]) for key in SCORE_FIELDS})
+    return out
+
+
+def _as_list(values: Any) -> List[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)

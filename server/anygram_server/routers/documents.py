@@ -1,0 +1,64 @@
+"""``/v1/indexes/{name}/docs``: documents by their global index (as `engine.get_doc_by_ix`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from .. import queries as q
+from ..dependencies import Service, api_service
+from ..errors import UnknownDocumentError
+from ..registry import ServedIndex
+from ..schemas import DocsRequest, DocsResponse, Document
+from .queries import ERRORS, json_response
+
+router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERRORS)
+
+
+def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
+    total = index.engine.num_documents
+    for i, doc_ix in enumerate(doc_ixs):
+        if not 0 <= doc_ix < total:
+            where = field if len(doc_ixs) == 1 and field == "doc_ix" else f"{field}[{i}]"
+            raise UnknownDocumentError(
+                f"{where}: no document {doc_ix}; the index has documents 0 to {total - 1}",
+                field=where,
+                num_documents=total,
+            )
+
+
+@router.get("/{doc_ix}", response_model=Document, summary="One document")
+async def get_document(
+    name: str,
+    doc_ix: int,
+    max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
+    service: Service = Depends(api_service),
+) -> Response:
+    """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
+    _check_doc_ixs(index, [doc_ix], "doc_ix")
+
+    def work() -> bytes:
+        return q.encode_json(index.engine.get_doc_by_ix(doc_ix, max_disp_len))
+
+    return json_response(await runner.run("doc", work))
+
+
+@router.post("", response_model=DocsResponse, summary="Many documents")
+async def get_documents(body: DocsRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """Documents by index, read on all cores (as `engine.get_docs_by_ixs`)."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    q.check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
+    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
+    _check_doc_ixs(index, body.doc_ixs, "doc_ixs")
+
+    def work() -> bytes:
+        start = time.perf_counter()
+        documents = index.engine.get_docs_by_ixs(body.doc_ixs, max_disp_len)
+        return q.encode_json({"documents": documents, "latency": (time.perf_counter() - start) * 1e3})
+
+    return json_response(await runner.run("docs", work))

@@ -1,0 +1,167 @@
+"""``/v1/indexes/{name}/count|prob|ntd|score|search``: n-gram queries on one index.
+
+Batch bodies: each endpoint takes many queries and answers them with one native call
+(``count_batch``, ``prob_batch``, ``ntd_batch``) that runs on all cores. Each result is
+what the Python API answers for the same query (``engine.count``, ``engine.prob``, ...).
+"""
+
+from __future__ import annotations
+
+import time
+
+from anygram.errors import InvalidQueryError
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from .. import queries as q
+from ..config import Limits
+from ..errors import BadRequestError
+from ..dependencies import Service, api_service
+from ..registry import ServedIndex
+from ..schemas import (
+    CountRequest,
+    CountResponse,
+    ErrorBody,
+    NtdRequest,
+    NtdResponse,
+    ProbRequest,
+    ProbResponse,
+    ScoreRequest,
+    ScoreResponse,
+    SearchRequest,
+    SearchResponse,
+)
+
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503, 504)}
+
+router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"], responses=ERRORS)
+
+
+def json_response(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
+
+
+def check_batch(field: str, size: int, limits: Limits) -> None:
+    q.check_at_most(field, size, limits.max_batch_size, "queries in one batch")
+
+
+@router.post("/count", response_model=CountResponse, summary="Count n-grams")
+async def count(body: CountRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """Occurrences of each n-gram (as `engine.count`)."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    check_batch("queries", len(body.queries), limits)
+
+    def work() -> bytes:
+        ids = [q.token_ids(index, query, limits, f"queries[{i}]") for i, query in enumerate(body.queries)]
+        start = time.perf_counter()
+        counts = index.engine.count_batch(ids)
+        latency = (time.perf_counter() - start) * 1e3
+        return q.encode_json({"counts": counts.tolist(), "latency": latency})
+
+    return json_response(await runner.run("count", work))
+
+
+@router.post("/prob", response_model=ProbResponse, summary="Next-token probabilities")
+async def prob(body: ProbRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """P(token | context) for each pair (as `engine.prob(context, token, n)`): the n-gram
+    estimate with `n`, the ∞-gram without."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    check_batch("contexts", len(body.contexts), limits)
+    if len(body.tokens) != len(body.contexts):
+        raise BadRequestError(
+            f"tokens: {len(body.tokens)} tokens for {len(body.contexts)} contexts; "
+            "give one next token per context",
+            field="tokens",
+        )
+
+    def work() -> bytes:
+        contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
+        tokens = [_one_token(index, t, limits, f"tokens[{i}]") for i, t in enumerate(body.tokens)]
+        start = time.perf_counter()
+        arrays = index.engine.prob_batch(contexts, tokens, n=body.n)
+        latency = (time.perf_counter() - start) * 1e3
+        columns = {key: arrays[key].tolist() for key in ("prompt_cnt", "cont_cnt", "prob", "suffix_len")}
+        results = [{key: columns[key][i] for key in columns} for i in range(len(contexts))]
+        return q.encode_json({"results": results, "latency": latency})
+
+    return json_response(await runner.run("prob", work))
+
+
+def _one_token(index: ServedIndex, token, limits: Limits, field: str) -> int:
+    if isinstance(token, str):
+        ids = q.tokenize(index, token, limits, field)
+        if len(ids) != 1:
+            raise InvalidQueryError(
+                f"{field}: {token!r} is {len(ids)} tokens {ids}; the next token must be one"
+            )
+        return ids[0]
+    q.check_vocabulary(index, [token], field)
+    return token
+
+
+@router.post("/ntd", response_model=NtdResponse, summary="Next-token distributions")
+async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """The distribution of the token after each context (as `engine.ntd(context, n,
+    max_support)`), each entry with its `token` text added."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    check_batch("contexts", len(body.contexts), limits)
+    max_support = q.bounded("max_support", body.max_support, 1000, limits.max_support)
+
+    def work() -> bytes:
+        contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
+        start = time.perf_counter()
+        results = index.engine.ntd_batch(contexts, n=body.n, max_support=max_support)
+        latency = (time.perf_counter() - start) * 1e3
+        for result in results:
+            add_token_texts(index, result)
+        return q.encode_json({"results": results, "latency": latency})
+
+    return json_response(await runner.run("ntd", work))
+
+
+def add_token_texts(index: ServedIndex, ntd_result) -> None:
+    for token_id, entry in ntd_result["result_by_token_id"].items():
+        entry["token"] = index.decode([token_id])
+
+
+@router.post("/score", response_model=ScoreResponse, summary="∞-gram score of every token of a text")
+async def score(body: ScoreRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """For every position i of each text: the ∞-gram probability of token i given the
+    tokens before it, the length of the longest suffix of those that occurs in the corpus
+    (`suffix_len`) and its counts. The web page colors tokens by `suffix_len`."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    check_batch("texts", len(body.texts), limits)
+
+    def work() -> bytes:
+        texts = [q.token_ids(index, text, limits, f"texts[{i}]") for i, text in enumerate(body.texts)]
+        start = time.perf_counter()
+        scores = q.score_many(index, texts)
+        latency = (time.perf_counter() - start) * 1e3
+        results = [
+            {"token_ids": ids, "tokens": index.tokens(ids), "pieces": q.display_pieces(index, ids), **score}
+            for ids, score in zip(texts, scores)
+        ]
+        return q.encode_json({"results": results, "latency": latency})
+
+    return json_response(await runner.run("score", work))
+
+
+@router.post("/search", response_model=SearchResponse, summary="Documents holding an n-gram")
+async def search(body: SearchRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """Documents where the n-gram occurs (as `engine.search_docs(query, maxnum,
+    max_disp_len, seed)`): every occurrence up to `maxnum`, distinct ones drawn at random
+    beyond. Each document adds `spans`, its text with every match marked."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+
+    def work() -> bytes:
+        ids = q.token_ids(index, body.query, limits, "query")
+        start = time.perf_counter()
+        result = index.engine.search_docs(ids, maxnum=maxnum, max_disp_len=max_disp_len, seed=body.seed)
+        latency = (time.perf_counter() - start) * 1e3
+        q.add_spans(index, result["documents"], [(ids, "0")])
+        result.update({"token_ids": ids, "tokens": index.tokens(ids), "latency": latency})
+        return q.encode_json(result)
+
+    return json_response(await runner.run("search", work))

@@ -1,0 +1,224 @@
+"""Request and response bodies, with the examples shown at ``/docs``.
+
+A query is text (tokenized with the index's tokenizer, no BOS/EOS) or a list of token
+ids. Integers are strict: ``"5"`` or ``5.0`` is not a token id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+Query = Union[StrictStr, List[StrictInt]]
+Token = Union[StrictInt, StrictStr]
+
+QUERY_TYPES = (
+    "count",
+    "prob",
+    "ntd",
+    "infgram_prob",
+    "infgram_ntd",
+    "search_docs",
+    "find",
+    "count_cnf",
+    "find_cnf",
+    "search_docs_cnf",
+    "get_doc_by_ix",
+    "get_doc_by_rank",
+    "get_doc_by_ptr",
+)
+
+
+class CountRequest(BaseModel):
+    queries: List[Query] = Field(description="n-grams to count; the empty n-gram counts every token")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"queries": ["def __init__(self", "import os"]}, {"queries": [[100, 101, 102]]}]
+        }
+    )
+
+
+class CountResponse(BaseModel):
+    counts: List[int]
+    latency: float = Field(description="milliseconds spent in the engine")
+
+
+class ProbRequest(BaseModel):
+    contexts: List[Query]
+    tokens: List[Token] = Field(description="the next token of each context: an id or one-token text")
+    n: Optional[int] = Field(
+        None, ge=1, description="n-gram order; null: the ∞-gram (longest occurring suffix)"
+    )
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"contexts": ["import o"], "tokens": ["s"]},
+                {"contexts": ["import o", "return Non"], "tokens": [115, "e"], "n": 3},
+            ]
+        }
+    )
+
+
+class ProbResult(BaseModel):
+    prompt_cnt: int
+    cont_cnt: int
+    prob: float = Field(description="cont_cnt / prompt_cnt, or -1.0 when the context never occurs")
+    suffix_len: int
+
+
+class ProbResponse(BaseModel):
+    results: List[ProbResult]
+    latency: float
+
+
+class NtdRequest(BaseModel):
+    contexts: List[Query]
+    n: Optional[int] = Field(None, ge=1, description="n-gram order; null: the ∞-gram")
+    max_support: Optional[int] = Field(
+        None, ge=1, description="occurrences counted exactly, sampled beyond (approx); default 1000"
+    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"contexts": ["raise ValueError("]}]})
+
+
+class NtdResult(BaseModel):
+    prompt_cnt: int
+    result_by_token_id: Dict[str, Dict[str, Any]] = Field(description="token id -> {cont_cnt, prob, token}")
+    approx: bool
+    suffix_len: int
+
+
+class NtdResponse(BaseModel):
+    results: List[NtdResult]
+    latency: float
+
+
+class ScoreRequest(BaseModel):
+    texts: List[Query]
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["for i in range(10):"]}]})
+
+
+class ScoreResult(BaseModel):
+    token_ids: List[int]
+    tokens: Optional[List[str]] = Field(description="vocabulary entries; null without a tokenizer")
+    pieces: List[str] = Field(description="the text each token adds (joined: the decoded text)")
+    prob: List[float] = Field(description="∞-gram P(token i | tokens[:i]); -1.0 where undefined")
+    suffix_len: List[int] = Field(description="length of the longest suffix of tokens[:i] that occurs")
+    prompt_cnt: List[int] = Field(description="occurrences of that suffix")
+    cont_cnt: List[int] = Field(description="occurrences of that suffix followed by token i")
+
+
+class ScoreResponse(BaseModel):
+    results: List[ScoreResult]
+    latency: float
+
+
+class SearchRequest(BaseModel):
+    query: Query
+    maxnum: Optional[int] = Field(
+        None, ge=1, description="documents to return (distinct occurrences, at random beyond); default 5"
+    )
+    max_disp_len: Optional[int] = Field(None, ge=1, description="tokens shown around each match; default 200")
+    seed: Optional[int] = Field(None, ge=0, description="makes the random draw repeatable")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"query": "raise ValueError(", "maxnum": 3}]})
+
+
+class Document(BaseModel):
+    doc_ix: int
+    doc_len: int
+    disp_len: int
+    needle_offset: Optional[int] = None
+    offset: Optional[int] = None
+    metadata: str
+    token_ids: List[int]
+    text: Optional[str] = None
+    spans: Optional[List[List[Optional[str]]]] = Field(
+        None, description="[text, label] pairs: label is the matched clause number or null"
+    )
+
+
+class SearchResponse(BaseModel):
+    cnt: int
+    approx: bool
+    idxs: List[int]
+    documents: List[Document]
+    token_ids: List[int]
+    tokens: Optional[List[str]]
+    latency: float
+
+
+class DocsRequest(BaseModel):
+    doc_ixs: List[StrictInt]
+    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"doc_ixs": [0, 1, 2], "max_disp_len": 100}]})
+
+
+class DocsResponse(BaseModel):
+    documents: List[Document]
+    latency: float
+
+
+class IndexInfo(BaseModel):
+    name: str
+    num_tokens: int
+    num_documents: int
+    num_shards: int
+    token_width: int
+    vocab_size: int
+    eos_token_id: int
+    tokenizer: Optional[str]
+    accepts_text: bool
+    manifest: Optional[Dict[str, Any]]
+
+
+class IndexList(BaseModel):
+    indexes: List[IndexInfo]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what was wrong, in a sentence")
+    code: str = Field(description="stable machine-readable kind (see anygram_server.errors)")
+    field: Optional[str] = None
+    limit: Optional[float] = None
+    got: Optional[Any] = None
+
+
+class InfiniGramRequest(BaseModel):
+    """infini-gram's API request. Fields a query type does not use are ignored, as are
+    unknown ones (infini-gram's clients send ``source``, ``timestamp``...)."""
+
+    index: Optional[str] = Field(None, description="the index name (infini-gram's older name: corpus)")
+    corpus: Optional[str] = Field(None, description="the older name of `index`")
+    query_type: Literal[QUERY_TYPES]  # type: ignore[valid-type]
+    query: Optional[StrictStr] = Field(None, description="text; ` AND ` / ` OR ` make it a CNF query")
+    query_ids: Optional[Union[List[StrictInt], List[List[List[StrictInt]]]]] = Field(
+        None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)"
+    )
+    # Defaults (infini-gram's) are lowered to the service's limits where those are lower.
+    max_support: Optional[int] = Field(None, ge=1, description="default 1000")
+    max_clause_freq: Optional[int] = Field(None, ge=1, description="default 50000")
+    max_diff_tokens: Optional[int] = Field(None, ge=1, description="default 100")
+    maxnum: Optional[int] = Field(None, ge=1, description="default 1")
+    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
+    seed: Optional[int] = Field(None, ge=0, description="anygram's addition: a repeatable search_docs draw")
+    s: Optional[int] = Field(None, ge=0, description="shard (get_doc_by_rank, get_doc_by_ptr)")
+    rank: Optional[int] = Field(None, ge=0)
+    ptr: Optional[int] = Field(None, ge=0)
+    doc_ix: Optional[int] = Field(None, ge=0)
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"index": "demo", "query_type": "count", "query": "def __init__(self"},
+                {"index": "demo", "query_type": "infgram_prob", "query": "import os"},
+                {
+                    "index": "demo",
+                    "query_type": "search_docs",
+                    "query": "import os AND import sys",
+                    "maxnum": 2,
+                },
+                {"index": "demo", "query_type": "ntd", "query_ids": [105, 109, 112, 111, 114, 116, 32]},
+            ]
+        },
+    )
