@@ -8,8 +8,9 @@ import pytest
 
 import anygram
 from conftest import build_from_tokens
+from peer import PeerEngine
 
-infini_gram_engine = pytest.importorskip("infini_gram.engine")
+pytest.importorskip("infini_gram.engine")
 
 PEER_DOC_FIELDS = ("doc_ix", "doc_len", "disp_len", "needle_offset", "metadata", "token_ids")
 
@@ -22,7 +23,7 @@ def pair(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"cnf{shards}")
     path = build_from_tokens(str(root), docs, 2, 1000, 0, shards=shards)
     ours = anygram.Engine.open(path)
-    theirs = infini_gram_engine.InfiniGramEngine(index_dir=path, eos_token_id=0, vocab_size=1000, token_dtype="u16")
+    theirs = PeerEngine(index_dir=path, eos_token_id=0, vocab_size=1000, token_dtype="u16")
     return ours, theirs, docs, rng
 
 

@@ -14,15 +14,15 @@ import pytest
 
 import anygram
 from conftest import SEPARATOR, Oracle, build_from_tokens
+from peer import PeerEngine
 
-infini_gram_engine = pytest.importorskip("infini_gram.engine")
+pytest.importorskip("infini_gram.engine")
 DTYPE_NAME = {1: "u8", 2: "u16", 4: "u32"}
 
 
 def peer(path: str, eos: int, vocab_size: int, width: int):
-    return infini_gram_engine.InfiniGramEngine(
-        index_dir=path, eos_token_id=eos, vocab_size=vocab_size, token_dtype=DTYPE_NAME[width]
-    )
+    """infini-gram's engine on ``path``, in a child process (see peer.py)."""
+    return PeerEngine(index_dir=path, eos_token_id=eos, vocab_size=vocab_size, token_dtype=DTYPE_NAME[width])
 
 
 def check_known_deviation(ours, theirs, eos, truth=None):
