@@ -18,7 +18,7 @@ use crate::mmap::MappedFile;
 pub type RankRange = (u64, u64);
 
 /// The stored value "after" the last token of a shard: sorts before every token.
-const END_OF_SHARD: u64 = u64::MAX;
+pub const END_OF_SHARD: u64 = u64::MAX;
 
 /// The mapped files of one shard and what was derived from their sizes.
 pub struct Shard {
@@ -431,6 +431,13 @@ impl Shard {
             *counts.entry(token).or_insert(0) += count;
         }
         Ok(())
+    }
+
+    /// The stored value `skip_bytes` after the suffix at `rank` (the token after a
+    /// match of that many bytes): a token, the separator, or [`END_OF_SHARD`].
+    #[inline]
+    pub fn stored_after(&self, rank: u64, skip_bytes: usize) -> Result<u64> {
+        Ok(self.stored_at(self.ptr_at(rank)? + skip_bytes as u64))
     }
 
     /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].
