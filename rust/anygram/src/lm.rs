@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::{Engine, FindResult};
+use crate::engine::{Engine, FindResult, NtdResult};
 use crate::error::Result;
 use crate::shard::{RankRange, END_OF_SHARD};
 
@@ -33,6 +33,11 @@ pub struct ScoreOptions {
     /// ∞-gram next-token distribution at every position, counting at most
     /// this many occurrences exactly (sampled beyond, as `infgram_ntd`).
     pub top_max_support: Option<u64>,
+    /// The text is a whole document: its first tokens' contexts start with the
+    /// document separator, so they match only at document starts (backing off
+    /// as usual when no document starts that way). A context that reaches the
+    /// start counts it as one token of [`Scores::suffix_len`].
+    pub doc_start: bool,
 }
 
 /// Per-position ∞-gram results of a text, one entry per token.
@@ -106,21 +111,26 @@ impl Engine {
     ///
     /// Every id must be below the vocabulary size (an error names the position).
     pub fn score(&self, tokens: &[u32], options: &ScoreOptions) -> Result<Scores> {
-        let bytes = self.encode(tokens)?;
+        let w = self.token_width().bytes();
+        let mut bytes = Vec::with_capacity((tokens.len() + 1) * w);
+        let first = if options.doc_start {
+            self.token_width()
+                .encode_into(&[self.token_width().separator()], &mut bytes);
+            1
+        } else {
+            0
+        };
+        bytes.extend_from_slice(&self.encode(tokens)?);
+        let positions = first + tokens.len();
         if tokens.len() <= CHUNK_TOKENS {
-            return self.score_chunk(tokens, &bytes, 0, options);
+            return self.score_chunk(&bytes, first, options);
         }
-        let starts: Vec<usize> = (0..tokens.len()).step_by(CHUNK_TOKENS).collect();
+        let starts: Vec<usize> = (first..positions).step_by(CHUNK_TOKENS).collect();
         let parts = starts
             .par_iter()
             .map(|&start| {
-                let end = (start + CHUNK_TOKENS).min(tokens.len());
-                self.score_chunk(
-                    &tokens[..end],
-                    &bytes[..end * self.token_width().bytes()],
-                    start,
-                    options,
-                )
+                let end = (start + CHUNK_TOKENS).min(positions);
+                self.score_chunk(&bytes[..end * w], start, options)
             })
             .collect::<Result<Vec<_>>>()?;
         let mut out = Scores::with_capacity(tokens.len(), options);
@@ -128,6 +138,23 @@ impl Engine {
             out.append(part);
         }
         Ok(out)
+    }
+
+    /// The ∞-gram next-token distribution after `context` (as
+    /// [`Engine::infgram_ntd`]) and whether it has exactly one token (decided
+    /// on the exact distribution even when the counts are sampled).
+    pub fn infgram_ntd_sparse(
+        &self,
+        context: &[u32],
+        max_support: u64,
+    ) -> Result<(NtdResult, bool)> {
+        let ntd = self.infgram_ntd(context, max_support)?;
+        let w = self.token_width().bytes();
+        let suffix = self.encode(&context[context.len() - ntd.suffix_len..])?;
+        let found = self.find_bytes(&suffix, &self.full_ranges())?;
+        debug_assert_eq!(suffix.len(), ntd.suffix_len * w);
+        let sparse = self.single_next_token(&suffix, &found)?;
+        Ok((ntd, sparse))
     }
 
     /// [`Engine::score`] of many texts, on all cores.
@@ -138,15 +165,10 @@ impl Engine {
             .collect()
     }
 
-    /// Scores positions `from..tokens.len()` of `tokens` (`bytes` is its encoding).
-    fn score_chunk(
-        &self,
-        tokens: &[u32],
-        bytes: &[u8],
-        from: usize,
-        options: &ScoreOptions,
-    ) -> Result<Scores> {
+    /// Scores token positions `from..` of the encoded tokens `bytes`.
+    fn score_chunk(&self, bytes: &[u8], from: usize, options: &ScoreOptions) -> Result<Scores> {
         let w = self.token_width().bytes();
+        let positions = bytes.len() / w;
         let full = self.full_ranges();
         let everything = FindResult {
             count: self.num_tokens(),
@@ -159,8 +181,8 @@ impl Engine {
             self.longest_occurring_suffix(&bytes[..from * w])?
         };
         let mut start = from - suffix_len;
-        let mut out = Scores::with_capacity(tokens.len() - from, options);
-        for i in from..tokens.len() {
+        let mut out = Scores::with_capacity(positions - from, options);
+        for i in from..positions {
             let suffix_len = i - start;
             let context_bytes = &bytes[start * w..i * w];
             if context.count == 0 {

@@ -100,7 +100,7 @@ proptest! {
         }
         let sep = width.separator();
         let all = streams(&docs, sep, shards);
-        let options = ScoreOptions { sparse: true, top_max_support: Some(u64::MAX / 4) };
+        let options = ScoreOptions { sparse: true, top_max_support: Some(u64::MAX / 4), doc_start: false };
         let scores = engine.score(&text, &options).unwrap();
         prop_assert_eq!(scores.len(), text.len());
         for i in 0..text.len() {
@@ -127,6 +127,23 @@ proptest! {
                 (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
                 (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize)
             );
+        }
+        // As a whole document: contexts may reach back to the separator before it.
+        let doc = engine.score(&text, &ScoreOptions { doc_start: true, ..options }).unwrap();
+        prop_assert_eq!(doc.len(), text.len());
+        let mut with_start = vec![sep];
+        with_start.extend_from_slice(&text);
+        for i in 0..text.len() {
+            let context = &with_start[..i + 1];
+            let n = (0..=i + 1).rev().find(|&n| brute(&all, &context[i + 1 - n..], sep, eos).0 > 0).unwrap_or(0);
+            let suffix = &context[i + 1 - n..];
+            let (prompt, next) = brute(&all, suffix, sep, eos);
+            let mut extended = suffix.to_vec();
+            extended.push(text[i]);
+            let (cont, _) = brute(&all, &extended, sep, eos);
+            prop_assert_eq!(doc.suffix_len[i] as usize, n, "doc suffix at {}", i);
+            prop_assert_eq!((doc.prompt_count[i], doc.cont_count[i]), (prompt, cont), "doc counts at {}", i);
+            prop_assert_eq!(doc.sparse[i], next.len() == 1, "doc sparse at {}", i);
         }
         // Batch form: the same answers.
         let batch = engine.score_batch(&[text.clone(), Vec::new()], &options).unwrap();
