@@ -115,7 +115,7 @@ def fit_lambda(lm_logprobs: Any, infgram_probs: Any, iterations: int = 60) -> fl
 
     def slope(lam: float) -> float:
         mixed = lam * p_inf + (1 - lam) * p_lm
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             terms = np.where(mixed > 0, (p_inf - p_lm) / mixed, np.where(p_inf > p_lm, np.inf, -np.inf))
         return float(np.sum(terms))
 
