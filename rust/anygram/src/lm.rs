@@ -24,6 +24,10 @@ use crate::shard::{RankRange, END_OF_SHARD};
 /// Tokens per chunk when one text is scored on several cores.
 const CHUNK_TOKENS: usize = 4096;
 
+/// Context ranges up to this many ranks are extended comparing only the next
+/// token; larger ones search with the sampled keys (fewer cold pages).
+const SHORT_RANGE: u64 = 4096;
+
 /// What [`Engine::score`] computes beyond the probability and counts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScoreOptions {
@@ -191,8 +195,14 @@ impl Engine {
                 out.prompt_count.push(0);
                 out.cont_count.push(0);
             } else {
-                // The continuation's occurrences lie inside the context's range.
-                let cont = self.find_bytes(&bytes[start * w..(i + 1) * w], &context.ranges)?;
+                // The continuation's occurrences lie inside the context's range,
+                // where only the next token's bytes differ.
+                let cont = if context.count <= SHORT_RANGE {
+                    self.extend(&context, suffix_len * w, &bytes[i * w..(i + 1) * w])?
+                } else {
+                    // Large ranges profit more from the sampled keys in RAM.
+                    self.find_bytes(&bytes[start * w..(i + 1) * w], &context.ranges)?
+                };
                 out.prob.push(cont.count as f64 / context.count as f64);
                 out.prompt_count.push(context.count);
                 out.cont_count.push(cont.count);
@@ -220,6 +230,25 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// Where the context found at `context` (`skip_bytes` long) occurs followed
+    /// by the token `next` (its bytes).
+    fn extend(&self, context: &FindResult, skip_bytes: usize, next: &[u8]) -> Result<FindResult> {
+        let ranges = self
+            .shards()
+            .iter()
+            .zip(&context.ranges)
+            .map(|(shard, &range)| {
+                if range.0 == range.1 {
+                    Ok(range)
+                } else {
+                    shard.find_next(range, skip_bytes, next)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let count = ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        Ok(FindResult { count, ranges })
     }
 
     /// The longest suffix of the encoded tokens `bytes` that occurs, in tokens,
