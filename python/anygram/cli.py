@@ -273,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--bos-token-id", type=int, help="token the model sees before a document "
                     "(default: the index's eos)")
     ev.add_argument("--window", type=int, default=512, help="--model: context window")
-    ev.add_argument("--stride", type=int, default=256, help="--model: sliding-window stride")
+    ev.add_argument("--stride", type=int, default=255,
+                    help="--model: tokens between window starts (the default reproduces ../shared/data/lm_eval)")
     ev.add_argument("--save-lm-logprobs", help="--model: save the computed log-probs here (.npy)")
     ev.add_argument("--split", choices=["alternate", "halves"], default="alternate",
                     help="validation/test documents: even/odd (default) or first/second half")

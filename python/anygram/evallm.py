@@ -66,11 +66,15 @@ def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndar
 
 
 def model_logprobs(model_path: str, docs: Sequence[np.ndarray], bos_token_id: int, window: int = 512,
-                   stride: int = 256, device: Optional[str] = None) -> np.ndarray:
+                   stride: int = 255, device: Optional[str] = None) -> np.ndarray:
     """Log-prob of every token under a ``transformers`` causal LM, each document
-    scored after ``bos_token_id`` with a sliding window (each window scores the
-    tokens the previous one did not, with up to ``window - stride`` tokens of
-    context carried over)."""
+    scored after ``bos_token_id`` with a sliding window: windows of ``window``
+    tokens start every ``stride`` tokens of ``[bos] + doc``, and each scores the
+    tokens the previous ones did not (so every token but the first window's sees
+    at least ``window - stride`` tokens of context). The defaults reproduce the
+    log-probs of ../shared/data/lm_eval."""
+    if not 0 < stride < window:
+        raise InvalidArgumentError(f"need 0 < stride < window, got stride {stride}, window {window}")
     try:
         import torch
         from transformers import AutoModelForCausalLM

@@ -158,11 +158,15 @@ proptest! {
 fn long_texts_join_across_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let width = TokenWidth::U16;
-    // A repetitive corpus so that contexts at chunk borders are long.
-    let doc: Vec<u32> = (0..3000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    // A repetitive corpus so that contexts at chunk borders are long, and large
+    // enough that short contexts occur more than 4096 times (searched with the
+    // sampled keys rather than extended token by token).
+    let doc: Vec<u32> = (0..40_000u32).map(|i| (i * 7 + i / 13) % 11).collect();
     let docs = vec![doc.clone(), doc[500..].to_vec(), vec![1, 2, 3]];
     write_index(dir.path(), &docs, width, 2);
     let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+    engine.build_samples();
+    assert!(engine.count(&[3]).unwrap() > 4096);
     let mut text: Vec<u32> = doc.iter().cycle().take(9000).copied().collect();
     text[4095] = 12; // an unseen token right at a chunk border
     text[4096] = 10;
