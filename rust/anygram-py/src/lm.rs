@@ -141,7 +141,7 @@ pub fn ntd_dense<'py>(
             "a dense [{}, {vocab}] float32 array would take {:.1} GiB (the limit is {} GiB): pass fewer contexts at once, or a smaller vocab_size",
             contexts.len(),
             elements as f64 * 4.0 / (1u64 << 30) as f64,
-            MAX_DENSE_ELEMENTS * 4 >> 30
+            (MAX_DENSE_ELEMENTS * 4) >> 30
         )));
     }
     let (probs, rows) = py
