@@ -152,3 +152,22 @@ def test_score_with_the_index_tokenizer(shared_data, tmp_path):
     for key in by_text:
         np.testing.assert_array_equal(by_text[key], by_ids[key])
     assert by_text["suffix_len"].tolist()[:3] == [0, 1, 2]
+
+
+def test_score_agrees_with_infini_gram(tmp_path):
+    """The same index files opened by infini-gram: its infgram_prob at every position."""
+    infini_gram_engine = pytest.importorskip("infini_gram.engine")
+    rng = np.random.default_rng(7)
+    vocab, eos = 50, 49
+    docs = [list(rng.integers(0, 8, rng.integers(0, 60))) for _ in range(40)]
+    path = build_from_tokens(str(tmp_path), docs, 2, vocab, eos, shards=2)
+    engine = anygram.Engine.open(path)
+    peer = infini_gram_engine.InfiniGramEngine(index_dir=path, eos_token_id=eos, vocab_size=vocab,
+                                               token_dtype="u16")
+    texts = [list(rng.integers(0, 9, 80)) for _ in range(3)] + [docs[0] + docs[1]]
+    for text, scores in zip(texts, engine.score_batch(texts)):
+        for i, token in enumerate(text):
+            theirs = peer.infgram_prob(prompt_ids=[int(t) for t in text[:i]], cont_id=int(token))
+            ours = {"prob": float(scores["prob"][i]), "prompt_cnt": int(scores["prompt_cnt"][i]),
+                    "cont_cnt": int(scores["cont_cnt"][i]), "suffix_len": int(scores["suffix_len"][i])}
+            assert ours == {k: theirs[k] for k in ours}, (i, theirs)
