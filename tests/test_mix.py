@@ -116,6 +116,15 @@ def test_fitted_table_beats_a_single_lambda_on_its_own_data():
     mixed_table = mix_token_logprobs(lm, p_inf, table, suffix_len=suffix_len, sparse=sparse)
     assert mixed_table.mean() > mix_token_logprobs(lm, p_inf, single).mean()
     assert table(np.array([30]), np.array([False]))[0] > table(np.array([1]), np.array([False]))[0]
+    # Shrinkage: without a prior a cell's λ is its own optimum; a strong prior pulls it to the single λ.
+    cell = (bucket_of(suffix_len) == 10) & ~sparse
+    own = fit_lambda(lm[cell], p_inf[cell])
+    raw = LambdaTable.fit(lm, p_inf, suffix_len, sparse, prior_tokens=0)
+    assert raw.values[10, 0] == pytest.approx(own)
+    shrunk = table.values[10, 0]
+    assert min(own, single) <= shrunk <= max(own, single)
+    strong = LambdaTable.fit(lm, p_inf, suffix_len, sparse, prior_tokens=1e12)
+    np.testing.assert_allclose(strong.values, single, atol=1e-6)
 
 
 def test_import_anygram_imports_neither_torch_nor_transformers():
