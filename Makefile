@@ -31,6 +31,17 @@ test: $(STAMP) ## cargo test (core) + pytest (Python API, CLI, differential test
 	cargo test --release -p anygram
 	$(PY) -m pytest -q
 
+.PHONY: test-all
+test-all: $(STAMP) ## make test, plus the optional torch/transformers tests (installs torch from PyPI: several GB)
+	$(PY) -m pip install -q -e ".[test,lm]"
+	cargo test --release -p anygram
+	$(PY) -m pytest -q
+
+.PHONY: bench-score
+bench-score: $(STAMP) ## score throughput vs infini-gram's infgram_prob loop (reads ../shared/data)
+	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40"
+	$(PY) bench/bench_score.py
+
 .PHONY: bench
 bench: $(STAMP) ## query and build benchmarks side by side with infini-gram (reads ../shared/data)
 	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40" "tokengrams==0.3.3"

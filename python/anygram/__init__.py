@@ -11,6 +11,7 @@ from . import errors
 from ._anygram import __version__
 from .builder import BuildReport, build_index
 from .engine import Engine
+from .mix import LambdaTable, mix, mix_token_logprobs
 from .errors import (
     AnygramError,
     BuildError,
@@ -24,6 +25,9 @@ from .tokenizer import Tokenizer
 
 __all__ = [
     "Engine",
+    "mix",
+    "mix_token_logprobs",
+    "LambdaTable",
     "build_index",
     "BuildReport",
     "Tokenizer",

@@ -84,3 +84,16 @@ class CorpusTokenizer:
 
 def build_suffix_array(tokenized: str, table: str, token_width: int, threads: int = 0) -> None: ...
 def checksum_files(paths: Sequence[str]) -> List[str]: ...
+
+# The ∞-gram LM (rust/anygram-py/src/lm.rs); anygram.Engine exposes them as methods.
+def score(
+    engine: Engine, tokens: Query, sparse: bool = True, top: bool = False, max_support: int = 1000,
+    doc_start: bool = False,
+) -> Dict[str, npt.NDArray[Any]]: ...
+def score_batch(
+    engine: Engine, texts: Sequence[Query], sparse: bool = True, top: bool = False, max_support: int = 1000,
+    doc_start: bool = False,
+) -> List[Dict[str, npt.NDArray[Any]]]: ...
+def ntd_dense(
+    engine: Engine, contexts: Sequence[Query], max_support: int = 1000, vocab_size: Optional[int] = None
+) -> Dict[str, npt.NDArray[Any]]: ...

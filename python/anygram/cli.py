@@ -176,6 +176,42 @@ def _add_serve(sub) -> None:
     s.set_defaults(func=cmd_serve)
 
 
+def cmd_eval_lm(args) -> int:
+    import numpy as np
+
+    from . import evallm
+
+    engine = _open(args)
+    if args.jsonl is not None:
+        if args.tokens is not None:
+            raise InvalidQueryError("give documents as --jsonl or as --tokens/--offsets, not both")
+        docs = evallm.load_jsonl(args.jsonl, engine, args.text_field)
+    elif args.tokens is not None and args.offsets is not None:
+        docs = evallm.load_documents(args.tokens, args.offsets)
+    else:
+        raise InvalidQueryError("give the documents: --tokens and --offsets (.npy), or --jsonl")
+    if args.limit_docs is not None:
+        docs = docs[: args.limit_docs]
+    if args.lm_logprobs is not None:
+        lm = np.load(args.lm_logprobs)
+        if args.limit_docs is not None:
+            lm = lm[: sum(len(d) for d in docs)]
+    elif args.model is not None:
+        bos = args.bos_token_id if args.bos_token_id is not None else engine.eos_token_id
+        lm = evallm.model_logprobs(args.model, docs, bos, window=args.window, stride=args.stride)
+        if args.save_lm_logprobs:
+            np.save(args.save_lm_logprobs, lm.astype(np.float32))
+    else:
+        raise InvalidQueryError("give the model's per-token log-probs (--lm-logprobs .npy) or --model")
+    report = evallm.evaluate(engine, docs, np.asarray(lm), split=args.split, context=args.context,
+                             max_support=args.max_support)
+    print(evallm.format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
 def _add_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", "-i", required=True, help="index directory")
     p.add_argument("--tokenizer", help="tokenizer.json (only for indexes without a manifest, or to check)")
@@ -251,6 +287,29 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="checksums and structure of every shard")
     _add_index(v)
     v.set_defaults(func=cmd_verify)
+
+    ev = sub.add_parser("eval-lm", help="perplexity of a neural LM alone and mixed with the ∞-gram LM")
+    _add_index(ev)
+    ev.add_argument("--tokens", help=".npy of the documents' token ids, concatenated")
+    ev.add_argument("--offsets", help=".npy of document boundaries (documents + 1 entries)")
+    ev.add_argument("--jsonl", help="documents as JSONL text instead (tokenized with the index's tokenizer)")
+    ev.add_argument("--text-field", default="text")
+    ev.add_argument("--lm-logprobs", help=".npy of the model's log-prob of every token")
+    ev.add_argument("--model", help="transformers model name or path (needs torch) instead of --lm-logprobs")
+    ev.add_argument("--bos-token-id", type=int, help="token the model sees before a document "
+                    "(default: the index's eos)")
+    ev.add_argument("--window", type=int, default=512, help="--model: context window")
+    ev.add_argument("--stride", type=int, default=255,
+                    help="--model: tokens between window starts (the default reproduces ../shared/data/lm_eval)")
+    ev.add_argument("--save-lm-logprobs", help="--model: save the computed log-probs here (.npy)")
+    ev.add_argument("--split", choices=["alternate", "halves"], default="alternate",
+                    help="validation/test documents: even/odd (default) or first/second half")
+    ev.add_argument("--context", choices=["doc-start", "empty"], default="doc-start",
+                    help="the ∞-gram context of a document's first tokens (default: the document start)")
+    ev.add_argument("--max-support", type=int, default=1000, help="exact ntd counting limit (accuracy)")
+    ev.add_argument("--limit-docs", type=int, help="use only the first N documents")
+    ev.add_argument("--json", help="write the full report here")
+    ev.set_defaults(func=cmd_eval_lm)
 
     d = sub.add_parser("demo", help="build a demo index of Python's standard library and query it")
     d.add_argument("--output", default="demo-index")

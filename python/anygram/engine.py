@@ -177,6 +177,36 @@ class Engine(_anygram.Engine):
         pairs = [(int(s), int(p)) for s, p in shard_ptrs]
         return [self._add_text(d) for d in super().get_docs_by_ptrs(pairs, max_disp_len)]
 
+    def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
+              doc_start: bool = False) -> Dict[str, Any]:
+        """The ∞-gram probability of every token of a text (ids or a string) given the
+        tokens before it, in one left-to-right pass: numpy arrays ``prob`` (float64,
+        exactly ``infgram_prob(tokens[:i], tokens[i])["prob"]``), ``suffix_len``,
+        ``prompt_cnt``, ``cont_cnt`` and ``sparse`` (the ∞-gram distribution at
+        position i has exactly one token). With ``top=True`` also the mode of that
+        distribution, ``top_token`` (−1 where it is empty), ``top_prob`` and
+        ``top_approx`` (sampled beyond ``max_support`` occurrences, as ``infgram_ntd``).
+
+        With ``doc_start=True`` the text is taken as a whole document: contexts start
+        with the document separator, so the first tokens are predicted from the
+        documents that start the same way (a context that reaches the start counts
+        it as one token of ``suffix_len``), backing off as usual. Without it the first
+        token's context is empty (every token position of the index)."""
+        return _anygram.score(self, tokens, sparse, top, max_support, doc_start)
+
+    def score_batch(self, texts, sparse: bool = True, top: bool = False,
+                    max_support: int = 1000, doc_start: bool = False) -> List[Dict[str, Any]]:
+        """:meth:`score` of many texts on all cores: a list of dicts."""
+        return _anygram.score_batch(self, texts, sparse, top, max_support, doc_start)
+
+    def ntd_dense(self, contexts, max_support: int = 1000, vocab_size: Optional[int] = None) -> Dict[str, Any]:
+        """The ∞-gram next-token distribution after each context as a dense float32
+        ``probs`` array of shape ``[len(contexts), vocab_size]`` (default: the index's
+        vocabulary; give the model's when it is larger), with ``suffix_len``,
+        ``prompt_cnt``, ``sparse`` and ``approx`` per row: ready for :func:`anygram.mix`.
+        Document ends count as ``eos_token_id``."""
+        return _anygram.ntd_dense(self, contexts, max_support, vocab_size)
+
     def _add_text(self, doc: Dict[str, Any]) -> Dict[str, Any]:
         if self.tokenizer is not None:
             doc["text"] = self.tokenizer.decode(doc["token_ids"])

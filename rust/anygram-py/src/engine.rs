@@ -18,7 +18,7 @@ const DEFAULT_MAX_SUPPORT: u64 = 1000;
 
 #[pyclass(subclass, frozen, module = "anygram._anygram", name = "Engine")]
 pub struct PyEngine {
-    inner: Arc<Engine>,
+    pub(crate) inner: Arc<Engine>,
     /// `str -> list[int]`, set by the Python layer when the index has a tokenizer.
     encoder: Option<Py<PyAny>>,
 }
@@ -26,7 +26,7 @@ pub struct PyEngine {
 impl PyEngine {
     /// Token ids from a `str` (through the tokenizer), a sequence of ints or a
     /// 1-D numpy integer array.
-    fn ids(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    pub(crate) fn ids(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         if query.is_instance_of::<PyString>() {
             let Some(encoder) = &self.encoder else {
                 return Err(invalid_query(
@@ -105,7 +105,11 @@ impl PyEngine {
         })
     }
 
-    fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+    pub(crate) fn many(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Vec<u32>>> {
         let mut out = Vec::new();
         for (i, query) in queries.try_iter()?.enumerate() {
             out.push(

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod engine;
 mod errors;
+mod lm;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokenize::PyCorpusTokenizer>()?;
     m.add_function(wrap_pyfunction!(build_suffix_array, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
+    m.add_function(wrap_pyfunction!(lm::score, m)?)?;
+    m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -227,11 +227,11 @@ impl Engine {
         Ok(bytes)
     }
 
-    fn full_ranges(&self) -> Vec<RankRange> {
+    pub(crate) fn full_ranges(&self) -> Vec<RankRange> {
         self.shards.iter().map(|s| (0, s.num_tokens())).collect()
     }
 
-    fn find_bytes(&self, query: &[u8], within: &[RankRange]) -> Result<FindResult> {
+    pub(crate) fn find_bytes(&self, query: &[u8], within: &[RankRange]) -> Result<FindResult> {
         let ranges = self
             .shards
             .iter()
@@ -308,7 +308,7 @@ impl Engine {
         self.ntd_from(query.len(), &prompt, max_support, context.len())
     }
 
-    fn ntd_from(
+    pub(crate) fn ntd_from(
         &self,
         query_bytes: usize,
         prompt: &FindResult,

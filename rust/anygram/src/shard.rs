@@ -18,7 +18,7 @@ use crate::mmap::MappedFile;
 pub type RankRange = (u64, u64);
 
 /// The stored value "after" the last token of a shard: sorts before every token.
-const END_OF_SHARD: u64 = u64::MAX;
+pub const END_OF_SHARD: u64 = u64::MAX;
 
 /// The mapped files of one shard and what was derived from their sizes.
 pub struct Shard {
@@ -316,10 +316,16 @@ impl Shard {
         };
         let low_key = key_of(query, 0x00);
         let high_key = key_of(query, 0xFF);
+        // Only the samples inside `within` can narrow it further: a narrow range
+        // (a context being extended) skips the search over all keys. A bound at
+        // the edge of this slice falls outside `within` and is clipped below.
+        let from = (within.0 / samples.rate) as usize;
+        let to = (within.1.div_ceil(samples.rate) as usize).min(samples.keys.len());
+        let keys = &samples.keys[from.min(to)..to];
         // Samples below `first` are < query: the matches start after the last of them.
-        let first = samples.keys.partition_point(|&k| k < low_key) as u64;
+        let first = (from.min(to) + keys.partition_point(|&k| k < low_key)) as u64;
         // Sample `past` and later are > every suffix starting with query.
-        let past = samples.keys.partition_point(|&k| k <= high_key) as u64;
+        let past = (from.min(to) + keys.partition_point(|&k| k <= high_key)) as u64;
         let lo = if first == 0 {
             0
         } else {
@@ -356,6 +362,23 @@ impl Shard {
             }
         }
         Ok((lo, lo))
+    }
+
+    /// The ranks of `range` whose suffixes continue with `next` after their first
+    /// `skip_bytes` bytes, when every suffix in `range` shares those bytes (the
+    /// range of a context being extended by one token): only the new bytes are
+    /// compared, so the cost does not grow with the context's length.
+    pub fn find_next(&self, range: RankRange, skip_bytes: usize, next: &[u8]) -> Result<RankRange> {
+        let text = self.tokenized.bytes();
+        let cmp = |rank: u64| -> Result<Ordering> {
+            let start = self.ptr_at(rank)? as usize + skip_bytes;
+            let start = start.min(text.len());
+            let end = text.len().min(start + next.len());
+            Ok(text[start..end].cmp(next))
+        };
+        let first = self.partition_point(range.0, range.1, |r| Ok(cmp(r)? == Ordering::Less))?;
+        let end = self.partition_point(first, range.1, |r| Ok(cmp(r)? != Ordering::Greater))?;
+        Ok((first, end))
     }
 
     /// Whether any suffix in `within` starts with `query`: the shared part of
@@ -431,6 +454,13 @@ impl Shard {
             *counts.entry(token).or_insert(0) += count;
         }
         Ok(())
+    }
+
+    /// The stored value `skip_bytes` after the suffix at `rank` (the token after a
+    /// match of that many bytes): a token, the separator, or [`END_OF_SHARD`].
+    #[inline]
+    pub fn stored_after(&self, rank: u64, skip_bytes: usize) -> Result<u64> {
+        Ok(self.stored_at(self.ptr_at(rank)? + skip_bytes as u64))
     }
 
     /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].

@@ -1,0 +1,398 @@
+//! The ∞-gram language model over a whole text: [`Engine::score`] gives, for
+//! every position `i`, exactly what `infgram_prob(tokens[..i], tokens[i])`
+//! answers, in one left-to-right pass.
+//!
+//! The pass keeps the longest context `tokens[s..i]` that occurs in the corpus
+//! and its suffix-array range in every shard. Scoring token `i` narrows that
+//! range with `tokens[i]` (the continuation count); if the extended context
+//! still occurs it is the next context, otherwise `s` moves right, one token at
+//! a time, searching `tokens[s..=i]` afresh until it occurs (or is empty). The
+//! longest occurring suffix never starts further left than the previous one
+//! (if `tokens[s..=i]` occurs, so does `tokens[s..i]`), so `s` never moves
+//! left and a text of `L` tokens costs at most `2L` searches.
+//!
+//! A long text is cut into chunks scored on all cores: a chunk's first context
+//! is found directly (the longest occurring suffix of everything before it),
+//! which is the state the pass would have reached there.
+
+use rayon::prelude::*;
+
+use crate::engine::{Engine, FindResult, NtdResult};
+use crate::error::Result;
+use crate::shard::{RankRange, END_OF_SHARD};
+
+/// Tokens per chunk when one text is scored on several cores.
+const CHUNK_TOKENS: usize = 4096;
+
+/// Context ranges up to this many ranks are extended comparing only the next
+/// token; larger ones search with the sampled keys (fewer cold pages).
+const SHORT_RANGE: u64 = 4096;
+
+/// What [`Engine::score`] computes beyond the probability and counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScoreOptions {
+    /// Compute [`Scores::sparse`] (a few extra reads per position).
+    pub sparse: bool,
+    /// Compute [`Scores::top_token`] and [`Scores::top_prob`], the mode of the
+    /// ∞-gram next-token distribution at every position, counting at most
+    /// this many occurrences exactly (sampled beyond, as `infgram_ntd`).
+    pub top_max_support: Option<u64>,
+    /// The text is a whole document: its first tokens' contexts start with the
+    /// document separator, so they match only at document starts (backing off
+    /// as usual when no document starts that way). A context that reaches the
+    /// start counts it as one token of [`Scores::suffix_len`].
+    pub doc_start: bool,
+}
+
+/// Per-position ∞-gram results of a text, one entry per token.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scores {
+    /// `cont_count / prompt_count`, or −1.0 where even the empty context never
+    /// occurs (an empty index).
+    pub prob: Vec<f64>,
+    /// Length of the longest suffix of `tokens[..i]` that occurs in the corpus.
+    pub suffix_len: Vec<u32>,
+    /// Occurrences of that suffix (every token position for the empty suffix).
+    pub prompt_count: Vec<u64>,
+    /// Occurrences of that suffix followed by `tokens[i]`.
+    pub cont_count: Vec<u64>,
+    /// Whether the ∞-gram next-token distribution at position `i` has exactly
+    /// one token (document ends counted as `eos_token_id`, as `ntd` reports
+    /// them); empty unless [`ScoreOptions::sparse`].
+    pub sparse: Vec<bool>,
+    /// The most frequent next token after the suffix (smallest id on ties; the
+    /// eos id for document ends); `u32::MAX` where the distribution is empty.
+    /// Empty unless [`ScoreOptions::top_max_support`].
+    pub top_token: Vec<u32>,
+    /// Its probability in the ∞-gram distribution (0 where it is empty).
+    pub top_prob: Vec<f64>,
+    /// Whether that distribution was sampled (more than `max_support` occurrences).
+    pub top_approx: Vec<bool>,
+}
+
+impl Scores {
+    fn with_capacity(n: usize, options: &ScoreOptions) -> Scores {
+        let extra = |on: bool| if on { n } else { 0 };
+        let top = options.top_max_support.is_some();
+        Scores {
+            prob: Vec::with_capacity(n),
+            suffix_len: Vec::with_capacity(n),
+            prompt_count: Vec::with_capacity(n),
+            cont_count: Vec::with_capacity(n),
+            sparse: Vec::with_capacity(extra(options.sparse)),
+            top_token: Vec::with_capacity(extra(top)),
+            top_prob: Vec::with_capacity(extra(top)),
+            top_approx: Vec::with_capacity(extra(top)),
+        }
+    }
+
+    /// Number of positions.
+    pub fn len(&self) -> usize {
+        self.prob.len()
+    }
+
+    /// Whether there are no positions.
+    pub fn is_empty(&self) -> bool {
+        self.prob.is_empty()
+    }
+
+    fn append(&mut self, mut other: Scores) {
+        self.prob.append(&mut other.prob);
+        self.suffix_len.append(&mut other.suffix_len);
+        self.prompt_count.append(&mut other.prompt_count);
+        self.cont_count.append(&mut other.cont_count);
+        self.sparse.append(&mut other.sparse);
+        self.top_token.append(&mut other.top_token);
+        self.top_prob.append(&mut other.top_prob);
+        self.top_approx.append(&mut other.top_approx);
+    }
+}
+
+impl Engine {
+    /// The ∞-gram probability of every token of `tokens` given the tokens before
+    /// it: entry `i` equals `infgram_prob(&tokens[..i], tokens[i])` (probability,
+    /// both counts, suffix length). Long texts run on all cores.
+    ///
+    /// Every id must be below the vocabulary size (an error names the position).
+    pub fn score(&self, tokens: &[u32], options: &ScoreOptions) -> Result<Scores> {
+        let w = self.token_width().bytes();
+        let mut bytes = Vec::with_capacity((tokens.len() + 1) * w);
+        let first = if options.doc_start {
+            self.token_width()
+                .encode_into(&[self.token_width().separator()], &mut bytes);
+            1
+        } else {
+            0
+        };
+        bytes.extend_from_slice(&self.encode(tokens)?);
+        let positions = first + tokens.len();
+        if tokens.len() <= CHUNK_TOKENS {
+            return self.score_chunk(&bytes, first, options);
+        }
+        let starts: Vec<usize> = (first..positions).step_by(CHUNK_TOKENS).collect();
+        let parts = starts
+            .par_iter()
+            .map(|&start| {
+                let end = (start + CHUNK_TOKENS).min(positions);
+                self.score_chunk(&bytes[..end * w], start, options)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Scores::with_capacity(tokens.len(), options);
+        for part in parts {
+            out.append(part);
+        }
+        Ok(out)
+    }
+
+    /// The ∞-gram next-token distribution after `context` (as
+    /// [`Engine::infgram_ntd`]) and whether it has exactly one token (decided
+    /// on the exact distribution even when the counts are sampled).
+    pub fn infgram_ntd_sparse(
+        &self,
+        context: &[u32],
+        max_support: u64,
+    ) -> Result<(NtdResult, bool)> {
+        let ntd = self.infgram_ntd(context, max_support)?;
+        let w = self.token_width().bytes();
+        let suffix = self.encode(&context[context.len() - ntd.suffix_len..])?;
+        let found = self.find_bytes(&suffix, &self.full_ranges())?;
+        debug_assert_eq!(suffix.len(), ntd.suffix_len * w);
+        let sparse = self.single_next_token(&suffix, &found)?;
+        Ok((ntd, sparse))
+    }
+
+    /// [`Engine::score`] of many texts, on all cores.
+    pub fn score_batch(&self, texts: &[Vec<u32>], options: &ScoreOptions) -> Result<Vec<Scores>> {
+        texts
+            .par_iter()
+            .map(|text| self.score(text, options))
+            .collect()
+    }
+
+    /// Scores token positions `from..` of the encoded tokens `bytes`.
+    fn score_chunk(&self, bytes: &[u8], from: usize, options: &ScoreOptions) -> Result<Scores> {
+        let w = self.token_width().bytes();
+        let positions = bytes.len() / w;
+        let full = self.full_ranges();
+        let everything = FindResult {
+            count: self.num_tokens(),
+            ranges: full.clone(),
+        };
+        // The context of position `from`: its longest occurring suffix.
+        let (suffix_len, mut context) = if from == 0 {
+            (0, everything.clone())
+        } else {
+            self.longest_occurring_suffix(&bytes[..from * w])?
+        };
+        let mut start = from - suffix_len;
+        let mut out = Scores::with_capacity(positions - from, options);
+        for i in from..positions {
+            let suffix_len = i - start;
+            let context_bytes = &bytes[start * w..i * w];
+            if context.count == 0 {
+                // Only an empty index: not even the empty context occurs.
+                out.prob.push(-1.0);
+                out.prompt_count.push(0);
+                out.cont_count.push(0);
+            } else {
+                // The continuation's occurrences lie inside the context's range,
+                // where only the next token's bytes differ.
+                let cont = if context.count <= SHORT_RANGE {
+                    self.extend(&context, suffix_len * w, &bytes[i * w..(i + 1) * w])?
+                } else {
+                    // Large ranges profit more from the sampled keys in RAM.
+                    self.find_bytes(&bytes[start * w..(i + 1) * w], &context.ranges)?
+                };
+                out.prob.push(cont.count as f64 / context.count as f64);
+                out.prompt_count.push(context.count);
+                out.cont_count.push(cont.count);
+                if cont.count > 0 {
+                    self.push_extras(&mut out, context_bytes, &context, suffix_len, options)?;
+                    out.suffix_len.push(suffix_len as u32);
+                    context = cont;
+                    continue;
+                }
+            }
+            self.push_extras(&mut out, context_bytes, &context, suffix_len, options)?;
+            out.suffix_len.push(suffix_len as u32);
+            // The extended context never occurs: drop tokens from its left until it does.
+            loop {
+                start += 1;
+                if start > i {
+                    context = everything.clone();
+                    break;
+                }
+                let found = self.find_bytes(&bytes[start * w..(i + 1) * w], &full)?;
+                if found.count > 0 {
+                    context = found;
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the context found at `context` (`skip_bytes` long) occurs followed
+    /// by the token `next` (its bytes).
+    fn extend(&self, context: &FindResult, skip_bytes: usize, next: &[u8]) -> Result<FindResult> {
+        let ranges = self
+            .shards()
+            .iter()
+            .zip(&context.ranges)
+            .map(|(shard, &range)| {
+                if range.0 == range.1 {
+                    Ok(range)
+                } else {
+                    shard.find_next(range, skip_bytes, next)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let count = ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        Ok(FindResult { count, ranges })
+    }
+
+    /// The longest suffix of the encoded tokens `bytes` that occurs, in tokens,
+    /// and where: counts shrink as the suffix grows, so doubling then bisection
+    /// finds it in O(log length) searches.
+    fn longest_occurring_suffix(&self, bytes: &[u8]) -> Result<(usize, FindResult)> {
+        let w = self.token_width().bytes();
+        let len = bytes.len() / w;
+        let full = self.full_ranges();
+        let find = |n: usize| self.find_bytes(&bytes[(len - n) * w..], &full);
+        let mut best = (
+            0,
+            FindResult {
+                count: self.num_tokens(),
+                ranges: full.clone(),
+            },
+        );
+        let mut hi = 1;
+        loop {
+            if hi > len {
+                hi = len + 1;
+                break;
+            }
+            let found = find(hi)?;
+            if found.count == 0 {
+                break;
+            }
+            best = (hi, found);
+            hi *= 2;
+        }
+        let mut lo = best.0;
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            let found = find(mid)?;
+            if found.count > 0 {
+                lo = mid;
+                best = (mid, found);
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(best)
+    }
+
+    fn push_extras(
+        &self,
+        out: &mut Scores,
+        context_bytes: &[u8],
+        context: &FindResult,
+        suffix_len: usize,
+        options: &ScoreOptions,
+    ) -> Result<()> {
+        if options.sparse {
+            out.sparse
+                .push(self.single_next_token(context_bytes, context)?);
+        }
+        if let Some(max_support) = options.top_max_support {
+            let ntd = self.ntd_from(context_bytes.len(), context, max_support, suffix_len)?;
+            // First maximum by id order: the smallest id wins ties.
+            let top =
+                ntd.counts
+                    .iter()
+                    .fold(None, |best: Option<(u32, u64)>, &(t, c)| match best {
+                        Some((_, bc)) if bc >= c => best,
+                        _ => Some((t, c)),
+                    });
+            match top {
+                Some((token, count)) => {
+                    out.top_token.push(token);
+                    out.top_prob.push(count as f64 / ntd.prompt_count as f64);
+                }
+                None => {
+                    out.top_token.push(u32::MAX);
+                    out.top_prob.push(0.0);
+                }
+            }
+            out.top_approx.push(ntd.approx);
+        }
+        Ok(())
+    }
+
+    /// Whether every occurrence of the context (bytes `context_bytes`, found at
+    /// `context`) is followed by the same token, as `ntd` reports tokens: the
+    /// separator and the end of a shard both count as `eos_token_id`.
+    ///
+    /// Suffixes in a range are sorted by what follows the context, so the first
+    /// and last ranks' next values bound all the others: equal values mean one
+    /// token. They can differ and still both be eos (the end of the shard sorts
+    /// first, the separator last, a real eos token in between); then the range
+    /// is one token only if it holds nothing but those, which two narrowing
+    /// searches count.
+    pub fn single_next_token(&self, context_bytes: &[u8], context: &FindResult) -> Result<bool> {
+        let width = self.token_width();
+        let separator = width.separator() as u64;
+        let eos = self.eos_token_id();
+        let as_token = |value: u64| {
+            if value == END_OF_SHARD || value == separator {
+                eos
+            } else {
+                value as u32
+            }
+        };
+        let mut only: Option<u32> = None;
+        for (shard, &(lo, hi)) in self.shards().iter().zip(&context.ranges) {
+            if lo == hi {
+                continue;
+            }
+            let skip = context_bytes.len();
+            let first = shard.stored_after(lo, skip)?;
+            let last = shard.stored_after(hi - 1, skip)?;
+            let token = as_token(first);
+            if as_token(last) != token || only.is_some_and(|t| t != token) {
+                return Ok(false);
+            }
+            only = Some(token);
+            if first != last
+                && !self.all_eos(shard, context_bytes, (lo, hi), first == END_OF_SHARD)?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(only.is_some())
+    }
+
+    /// Whether every rank of `range` continues with a value reported as eos.
+    fn all_eos(
+        &self,
+        shard: &crate::shard::Shard,
+        context_bytes: &[u8],
+        (lo, hi): RankRange,
+        starts_at_shard_end: bool,
+    ) -> Result<bool> {
+        let width = self.token_width();
+        let count_followed_by = |value: u32| -> Result<u64> {
+            let mut query = context_bytes.to_vec();
+            width.encode_into(&[value], &mut query);
+            let (a, b) = shard.find(&query, (lo, hi))?;
+            Ok(b - a)
+        };
+        let mut eos_like = starts_at_shard_end as u64 + count_followed_by(width.separator())?;
+        let eos = self.eos_token_id();
+        if eos != width.separator() {
+            eos_like += count_followed_by(eos)?;
+        }
+        Ok(eos_like == hi - lo)
+    }
+}

@@ -1,0 +1,198 @@
+//! `Engine::score` against brute force and against `infgram_prob` at every
+//! position, on random small corpora of every token width and several shards.
+
+use std::path::Path;
+
+use anygram::build::build_suffix_array;
+use anygram::{Engine, OpenOptions, ScoreOptions, TokenWidth};
+use proptest::prelude::*;
+
+/// Writes `docs` split into `shards` shards of `dir` in infini-gram's layout.
+fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth, shards: usize) {
+    let per_shard = docs.len().div_ceil(shards);
+    for (s, part) in docs.chunks(per_shard).enumerate() {
+        let mut tokenized = Vec::new();
+        let mut offsets = Vec::new();
+        for doc in part {
+            offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
+            width.encode_into(&[width.separator()], &mut tokenized);
+            width.encode_into(doc, &mut tokenized);
+        }
+        std::fs::write(dir.join(format!("tokenized.{s}")), &tokenized).unwrap();
+        std::fs::write(dir.join(format!("offset.{s}")), &offsets).unwrap();
+        build_suffix_array(
+            &dir.join(format!("tokenized.{s}")),
+            &dir.join(format!("table.{s}")),
+            width,
+            1,
+        )
+        .unwrap();
+    }
+}
+
+/// Every shard's stream, separators included, each ending with the end of its shard.
+fn streams(docs: &[Vec<u32>], sep: u32, shards: usize) -> Vec<Vec<u32>> {
+    let per_shard = docs.len().div_ceil(shards);
+    docs.chunks(per_shard)
+        .map(|part| {
+            part.iter()
+                .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `(count, next-token counts)` of `query` (separators and shard ends as `eos`).
+fn brute(streams: &[Vec<u32>], query: &[u32], sep: u32, eos: u32) -> (u64, Vec<(u32, u64)>) {
+    let mut next = std::collections::BTreeMap::new();
+    for stream in streams {
+        for start in 0..stream.len() {
+            if stream[start..].starts_with(query) {
+                let t = stream.get(start + query.len()).copied().unwrap_or(sep);
+                *next.entry(if t == sep { eos } else { t }).or_insert(0u64) += 1;
+            }
+        }
+    }
+    (next.values().sum(), next.into_iter().collect())
+}
+
+fn corpus() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<u32>, u32)> {
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+    .prop_flat_map(|width| {
+        let max_id = width.separator() - 1;
+        // Few symbols make long matches likely; the largest id and eos (2) occur too.
+        let token = prop_oneof![5 => 0u32..4, 1 => Just(max_id)];
+        (
+            Just(width),
+            prop::collection::vec(prop::collection::vec(token.clone(), 0..14), 1..7),
+            1usize..4,
+            prop::collection::vec(token, 0..40),
+            prop_oneof![Just(2u32), Just(width.separator())],
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn score_is_infgram_prob_at_every_position(
+        (width, docs, shards, text, eos) in corpus(),
+        sample_keys in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = shards.min(docs.len());
+        write_index(dir.path(), &docs, width, shards);
+        let engine = Engine::open(dir.path(), &OpenOptions {
+            token_width: Some(width.bytes()),
+            vocab_size: None,
+            eos_token_id: Some(eos as u64),
+            sample_keys: false,
+        }).unwrap();
+        if sample_keys {
+            for shard in engine.shards() {
+                shard.build_samples_every(2);
+            }
+        }
+        let sep = width.separator();
+        let all = streams(&docs, sep, shards);
+        let options = ScoreOptions { sparse: true, top_max_support: Some(u64::MAX / 4), doc_start: false };
+        let scores = engine.score(&text, &options).unwrap();
+        prop_assert_eq!(scores.len(), text.len());
+        for i in 0..text.len() {
+            let context = &text[..i];
+            // Brute force: the longest suffix of the context that occurs.
+            let n = (0..=i).rev().find(|&n| brute(&all, &context[i - n..], sep, eos).0 > 0).unwrap_or(0);
+            let suffix = &context[i - n..];
+            let (prompt, next) = brute(&all, suffix, sep, eos);
+            let mut extended = suffix.to_vec();
+            extended.push(text[i]);
+            let (cont, _) = brute(&all, &extended, sep, eos);
+            prop_assert_eq!(scores.suffix_len[i] as usize, n, "suffix at {}", i);
+            prop_assert_eq!(scores.prompt_count[i], prompt, "prompt at {}", i);
+            prop_assert_eq!(scores.cont_count[i], cont, "cont at {}", i);
+            prop_assert_eq!(scores.prob[i], cont as f64 / prompt as f64);
+            prop_assert_eq!(scores.sparse[i], next.len() == 1, "sparse at {}: {:?}", i, next);
+            let top = next.iter().fold((u32::MAX, 0u64), |b, &(t, c)| if c > b.1 { (t, c) } else { b });
+            prop_assert_eq!(scores.top_token[i], top.0, "top at {}", i);
+            prop_assert_eq!(scores.top_prob[i], top.1 as f64 / prompt as f64);
+            prop_assert!(!scores.top_approx[i]);
+
+            let p = engine.infgram_prob(context, text[i]).unwrap();
+            prop_assert_eq!(
+                (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
+                (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize)
+            );
+        }
+        // As a whole document: contexts may reach back to the separator before it.
+        let doc = engine.score(&text, &ScoreOptions { doc_start: true, ..options }).unwrap();
+        prop_assert_eq!(doc.len(), text.len());
+        let mut with_start = vec![sep];
+        with_start.extend_from_slice(&text);
+        for i in 0..text.len() {
+            let context = &with_start[..i + 1];
+            let n = (0..=i + 1).rev().find(|&n| brute(&all, &context[i + 1 - n..], sep, eos).0 > 0).unwrap_or(0);
+            let suffix = &context[i + 1 - n..];
+            let (prompt, next) = brute(&all, suffix, sep, eos);
+            let mut extended = suffix.to_vec();
+            extended.push(text[i]);
+            let (cont, _) = brute(&all, &extended, sep, eos);
+            prop_assert_eq!(doc.suffix_len[i] as usize, n, "doc suffix at {}", i);
+            prop_assert_eq!((doc.prompt_count[i], doc.cont_count[i]), (prompt, cont), "doc counts at {}", i);
+            prop_assert_eq!(doc.sparse[i], next.len() == 1, "doc sparse at {}", i);
+        }
+        // Batch form: the same answers.
+        let batch = engine.score_batch(&[text.clone(), Vec::new()], &options).unwrap();
+        prop_assert_eq!(&batch[0], &scores);
+        prop_assert!(batch[1].is_empty());
+    }
+}
+
+/// A text longer than a chunk is scored in parallel pieces that must join up
+/// exactly: compare with `infgram_prob` at every position.
+#[test]
+fn long_texts_join_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let width = TokenWidth::U16;
+    // A repetitive corpus so that contexts at chunk borders are long, and large
+    // enough that short contexts occur more than 4096 times (searched with the
+    // sampled keys rather than extended token by token).
+    let doc: Vec<u32> = (0..40_000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    let docs = vec![doc.clone(), doc[500..].to_vec(), vec![1, 2, 3]];
+    write_index(dir.path(), &docs, width, 2);
+    let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+    engine.build_samples();
+    assert!(engine.count(&[3]).unwrap() > 4096);
+    let mut text: Vec<u32> = doc.iter().cycle().take(9000).copied().collect();
+    text[4095] = 12; // an unseen token right at a chunk border
+    text[4096] = 10;
+    let scores = engine.score(&text, &ScoreOptions::default()).unwrap();
+    for (i, &token) in text.iter().enumerate() {
+        let p = engine.infgram_prob(&text[..i], token).unwrap();
+        assert_eq!(p.prob, scores.prob[i], "position {i}");
+        assert_eq!(p.suffix_len, scores.suffix_len[i] as usize, "position {i}");
+        assert_eq!(p.prompt_count, scores.prompt_count[i], "position {i}");
+    }
+}
+
+#[test]
+fn out_of_vocabulary_tokens_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U8, 1);
+    let engine = Engine::open(
+        dir.path(),
+        &OpenOptions {
+            vocab_size: Some(10),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let err = engine
+        .score(&[1, 2, 10], &ScoreOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("position 2"), "{err}");
+}

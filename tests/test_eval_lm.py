@@ -1,0 +1,123 @@
+"""`anygram eval-lm` against direct computations on a small corpus; the model
+log-probs it computes with `transformers` (sliding window) when torch is installed,
+against the shared data's precomputed ones."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import anygram
+from anygram import cli, evallm
+from anygram.mix import fit_lambda
+from conftest import Oracle, build_from_tokens
+
+
+def test_eval_lm_reports_what_a_direct_computation_gives(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    vocab, eos = 12, 11
+    corpus = [list(rng.integers(0, 6, rng.integers(5, 40))) for _ in range(30)]
+    heldout = [list(rng.integers(0, 6, rng.integers(3, 30))) for _ in range(9)]
+    heldout[0] = corpus[0][:10]  # a document start the index holds
+    index = build_from_tokens(str(tmp_path), corpus, 2, vocab, eos)
+    tokens = np.concatenate([np.asarray(d, dtype=np.uint16) for d in heldout])
+    offsets = np.cumsum([0] + [len(d) for d in heldout])
+    lm = np.log(rng.uniform(0.02, 0.5, len(tokens))).astype(np.float32)
+    for name, arr in [("t.npy", tokens), ("o.npy", offsets), ("lm.npy", lm)]:
+        np.save(tmp_path / name, arr)
+    out = tmp_path / "report.json"
+    code = cli.main(["eval-lm", "--index", index, "--tokens", str(tmp_path / "t.npy"), "--offsets",
+                     str(tmp_path / "o.npy"), "--lm-logprobs", str(tmp_path / "lm.npy"), "--context", "empty",
+                     "--json", str(out)])
+    assert code == 0
+    assert "mixture, one λ" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+
+    engine = anygram.Engine.open(index)
+    oracle = Oracle(corpus, eos)
+    test_docs = list(range(1, 9, 2))
+    valid_docs = list(range(0, 9, 2))
+    starts = offsets[:-1]
+
+    def per_position(docs):
+        rows = []
+        for d in docs:
+            for i, t in enumerate(heldout[d]):
+                ctx = heldout[d][:i]
+                n = oracle.suffix_len(ctx)
+                ntd = oracle.ntd(ctx[len(ctx) - n:])
+                best = max(ntd.values())
+                top = min(k for k, c in ntd.items() if c == best)
+                p = engine.infgram_prob(ctx, t)["prob"]
+                rows.append((float(lm[starts[d] + i]), p, top == t))
+        return np.array(rows)
+
+    valid, test = per_position(valid_docs), per_position(test_docs)
+    t = report["test"]
+    assert t["tokens"] == len(test)
+    assert t["model_ppl"] == pytest.approx(np.exp(-test[:, 0].mean()))
+    assert t["infgram_accuracy"] == pytest.approx(test[:, 2].mean())
+    lam = fit_lambda(valid[:, 0], valid[:, 1])
+    assert report["lambda_single"] == pytest.approx(lam)
+    mixed = np.log(lam * test[:, 1] + (1 - lam) * np.exp(test[:, 0]))
+    assert t["mix_single_ppl"] == pytest.approx(np.exp(-mixed.mean()))
+    assert sum(b["tokens"] for b in report["test_by_bucket"].values()) == len(test)
+
+    # Document-start context: the first held-out document is a corpus document's start.
+    r = evallm.evaluate(engine, [np.asarray(d) for d in heldout], lm.astype(np.float64), context="doc-start")
+    assert r["validation"]["mean_suffix_len"] > report["validation"]["mean_suffix_len"]
+
+
+def test_eval_lm_errors(tmp_path):
+    index = build_from_tokens(str(tmp_path), [[1, 2, 3]], 2, 10, 9)
+    np.save(tmp_path / "t.npy", np.array([1, 2, 3]))
+    np.save(tmp_path / "bad_offsets.npy", np.array([0, 5]))
+    np.save(tmp_path / "lm.npy", np.zeros(2))
+    base = ["eval-lm", "--index", index, "--tokens", str(tmp_path / "t.npy")]
+    assert cli.main(base + ["--offsets", str(tmp_path / "bad_offsets.npy"), "--lm-logprobs",
+                            str(tmp_path / "lm.npy")]) == 2
+    np.save(tmp_path / "o.npy", np.array([0, 3]))
+    assert cli.main(base + ["--offsets", str(tmp_path / "o.npy"), "--lm-logprobs", str(tmp_path / "lm.npy")]) == 2
+    assert cli.main(base + ["--offsets", str(tmp_path / "o.npy")]) == 2
+
+
+def test_model_logprobs_sliding_window(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=20, n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                     bos_token_id=None, eos_token_id=None)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "m")
+    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "m").eval()
+    doc = np.random.default_rng(0).integers(0, 19, 40)
+    seq = torch.tensor(np.concatenate([[19], doc]))[None]
+    with torch.no_grad():
+        full = torch.log_softmax(model(seq).logits[0, :-1], -1).gather(1, seq[0, 1:, None])[:, 0].numpy()
+    # A window longer than the document: every token with its whole context.
+    got = evallm.model_logprobs(str(tmp_path / "m"), [doc, doc[:5]], 19, window=64, stride=32, device="cpu")
+    np.testing.assert_allclose(got, np.concatenate([full, full[:5]]), atol=1e-5)
+    # A window of 16, stride 8: token j is scored in the window that first reaches it.
+    got = evallm.model_logprobs(str(tmp_path / "m"), [doc], 19, window=16, stride=8, device="cpu")
+    expected = []
+    for j in range(len(doc)):
+        p = j + 1  # position in seq
+        begin = max(0, ((p - 16) // 8 + 1) * 8) if p >= 16 else 0
+        with torch.no_grad():
+            logits = model(seq[:, begin:p]).logits[0, -1]
+        expected.append(float(torch.log_softmax(logits, -1)[seq[0, p]]))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_model_logprobs_match_the_shared_data(shared_data):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tokens = np.load(os.path.join(shared_data, "lm_eval", "heldout_tokens.npy")).astype(np.int64)
+    offsets = np.load(os.path.join(shared_data, "lm_eval", "heldout_offsets.npy"))
+    given = np.load(os.path.join(shared_data, "lm_eval", "heldout_lm_logprobs.npy"))
+    doc = tokens[offsets[0]:offsets[1]]
+    got = evallm.model_logprobs(os.path.join(shared_data, "lm"), [doc], 50256, device="cpu")
+    diff = np.abs(got - given[:len(doc)])
+    assert diff.mean() < 1e-3 and diff.max() < 0.05, (diff.mean(), diff.max())
