@@ -37,6 +37,7 @@ pub mod error;
 pub mod format;
 pub mod manifest;
 pub mod mmap;
+pub mod scan;
 pub mod shard;
 pub mod tokenize;
 pub mod verify;
