@@ -20,6 +20,7 @@ from .errors import (
     InvalidQueryError,
     TokenizerMismatchError,
 )
+from .scan import ContaminationReport, DedupReport, contamination, dedup
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -27,6 +28,10 @@ __all__ = [
     "build_index",
     "BuildReport",
     "Tokenizer",
+    "contamination",
+    "dedup",
+    "ContaminationReport",
+    "DedupReport",
     "errors",
     "AnygramError",
     "BuildError",

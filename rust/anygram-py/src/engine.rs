@@ -105,7 +105,12 @@ impl PyEngine {
         })
     }
 
-    fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+    /// The core engine (for bindings in other files).
+    pub(crate) fn core(&self) -> &Arc<Engine> {
+        &self.inner
+    }
+
+    pub(crate) fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
         let mut out = Vec::new();
         for (i, query) in queries.try_iter()?.enumerate() {
             out.push(

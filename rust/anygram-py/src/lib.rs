@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod engine;
 mod errors;
+mod scan;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokenize::PyCorpusTokenizer>()?;
     m.add_function(wrap_pyfunction!(build_suffix_array, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
+    scan::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
