@@ -178,7 +178,7 @@ def cmd_dedup(args) -> int:
     engine = _open(args)
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,
-                             split=args.split, restart=args.restart, progress=not args.quiet and sys.stderr.isatty())
+                             split=args.split, token_ids=args.token_ids, restart=args.restart, progress=not args.quiet and sys.stderr.isatty())
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
@@ -305,6 +305,8 @@ def parser() -> argparse.ArgumentParser:
     dd.add_argument("--write", help="write the cleaned corpus here (JSONL; .zst or .gz compress)")
     dd.add_argument("--split", action="store_true",
                     help="with --write: each kept piece of a document on its own line (no new spans at the cuts)")
+    dd.add_argument("--token-ids", action="store_true",
+                    help="with --write: write token ids, not decoded text (lossless where cuts split characters)")
     dd.add_argument("--summary", help="write the summary as JSON here")
     dd.add_argument("--restart", action="store_true", help="ignore a previous run's progress at --ranges")
     dd.add_argument("--quiet", "-q", action="store_true")

@@ -366,7 +366,7 @@ def _dedup_summary(engine, min_len: int, against, docs_affected: int, tokens_rem
 
 
 def dedup(engine, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None, write: Optional[str] = None,
-          split: bool = False) -> DedupReport:
+          split: bool = False, token_ids: bool = False) -> DedupReport:
     """Exact-substring dedup of the index of ``engine`` (self), or against the index
     of another engine (``against``, cross): see the module docs for what is removed.
     ``write``: also write the corpus without those ranges (JSONL, ``.zst`` or ``.gz``
@@ -379,7 +379,7 @@ def dedup(engine, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None, write: Opt
             removed += rec["removed_tokens"]
             emptied += rec["removed_tokens"] == rec["doc_len"]
     if write is not None:
-        write_clean(engine, iter(sorted(ranges.items())), write, split=split)
+        write_clean(engine, iter(sorted(ranges.items())), write, split=split, token_ids=token_ids)
     return DedupReport(ranges, _dedup_summary(engine, min_len, against, len(ranges), removed, emptied))
 
 
@@ -394,7 +394,8 @@ def _kept_pieces(tokens: List[int], removed: List[List[int]]) -> List[List[int]]
     return pieces
 
 
-def _output_record(engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[str, Any]) -> Dict[str, Any]:
+def _output_record(engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[str, Any],
+                   token_ids: bool) -> Dict[str, Any]:
     meta = _jsonable_metadata(doc["metadata"].strip()) if doc["metadata"] else None
     # anygram stores the other fields of a JSONL input under "metadata"; keep them as fields.
     if isinstance(meta, dict) and isinstance(meta.get("metadata"), dict):
@@ -404,7 +405,7 @@ def _output_record(engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[s
     else:
         record = {}
     record.update(extra)
-    if engine.tokenizer is not None:
+    if engine.tokenizer is not None and not token_ids:
         record["text"] = engine.decode(tokens)
     else:
         record["token_ids"] = tokens
@@ -443,13 +444,15 @@ class _FrameWriter:
 
 
 def write_clean(engine, ranges: Iterator[Tuple[int, List[List[int]]]], path: str, split: bool = False,
-                start_doc: int = 0, truncate_to: Optional[int] = None,
+                token_ids: bool = False, start_doc: int = 0, truncate_to: Optional[int] = None,
                 checkpoint: Optional[Callable[[int, int], None]] = None,
                 progress: Optional[Callable[[int], None]] = None) -> Dict[str, int]:
     """Writes every document of the index from ``start_doc`` on, without its removed
     ranges (``ranges``: ``(doc_ix, removed)`` in increasing ``doc_ix``), as JSONL:
     the document's metadata fields plus ``text`` (decoded, when the index has a
-    tokenizer) or ``token_ids``. By default one line per document with its kept
+    tokenizer and ``token_ids`` is false) or ``token_ids``. Decoding a piece cut
+    inside a multi-byte character or a byte-level BPE sequence cannot be exact
+    (the tokenizer shows a replacement character): ``token_ids=True`` is lossless. By default one line per document with its kept
     pieces joined (as Lee et al.; joining can create new n-grams at the cuts);
     ``split=True`` writes each kept piece as its own line (with ``doc_ix`` and
     ``piece``), so that no repeated window can form. Documents left empty are not
@@ -475,11 +478,11 @@ def write_clean(engine, ranges: Iterator[Tuple[int, List[List[int]]]], path: str
                 if split:
                     for j, piece in enumerate(pieces):
                         lines.append(json.dumps(_output_record(engine, doc, piece,
-                                                               {"doc_ix": doc["doc_ix"], "piece": j}),
+                                                               {"doc_ix": doc["doc_ix"], "piece": j}, token_ids),
                                                 ensure_ascii=False) + "\n")
                 else:
                     joined = [t for p in pieces for t in p]
-                    lines.append(json.dumps(_output_record(engine, doc, joined, {}), ensure_ascii=False) + "\n")
+                    lines.append(json.dumps(_output_record(engine, doc, joined, {}, token_ids), ensure_ascii=False) + "\n")
                 counts["documents_written"] += 1
             size = out.write(lines)
             if checkpoint is not None:
@@ -542,8 +545,8 @@ def read_jsonl(path: str) -> Iterator[Any]:
     """Examples of an eval file (JSONL, plain or .gz/.zst), one JSON value a line."""
     from .corpus import _open_binary
 
-    with _open_binary(path) as raw:
-        for linenum, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
+    with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as text:
+        for linenum, line in enumerate(text, 1):
             if not line.strip():
                 continue
             try:
@@ -614,7 +617,7 @@ def run_contamination(engine, eval_path: str, out: Optional[str] = None, min_len
 
 
 def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None,
-              write: Optional[str] = None, split: bool = False, restart: bool = False,
+              write: Optional[str] = None, split: bool = False, token_ids: bool = False, restart: bool = False,
               progress: bool = False) -> Dict[str, Any]:
     """The ``anygram dedup`` scan: writes one JSON line per affected document to
     ``ranges_path`` unit by unit (a shard for self dedup, a chunk of documents for
@@ -661,15 +664,16 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
             bar.close()
     summary = _dedup_summary(engine, min_len, against, totals["affected"], totals["removed"], totals["emptied"])
     if write is not None:
-        wstate = state.get("write") if state.get("write", {}).get("path") == os.path.abspath(write) and \
-            state.get("write", {}).get("split") == split and os.path.exists(write) else None
+        previous = state.get("write", {})
+        wstate = previous if previous.get("path") == os.path.abspath(write) and previous.get("split") == split \
+            and previous.get("token_ids") == token_ids and os.path.exists(write) else None
         start_doc = wstate["docs_done"] if wstate else 0
         bar = _tqdm(engine.num_documents, "write", " docs", progress)
         bar.update(start_doc)
 
         def save(docs_done: int, file_size: int) -> None:
-            checkpoint.save(write={"path": os.path.abspath(write), "split": split, "docs_done": docs_done,
-                                   "size": file_size})
+            checkpoint.save(write={"path": os.path.abspath(write), "split": split, "token_ids": token_ids,
+                                   "docs_done": docs_done, "size": file_size})
 
         def records() -> Iterator[Tuple[int, List[List[int]]]]:
             with open(ranges_path) as f:
@@ -679,7 +683,7 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
                         yield rec["doc_ix"], rec["removed"]
 
         try:
-            write_clean(engine, records(), write, split=split, start_doc=start_doc,
+            write_clean(engine, records(), write, split=split, token_ids=token_ids, start_doc=start_doc,
                         truncate_to=wstate["size"] if wstate else None, checkpoint=save, progress=bar.update)
         finally:
             bar.close()

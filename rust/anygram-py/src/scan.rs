@@ -5,6 +5,7 @@
 //! turn Ctrl-C into a cancelled scan.
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use anygram::scan::{Contamination, DocRanges, ScanControl};
@@ -17,8 +18,9 @@ use crate::errors::{to_py, to_py_at};
 
 const POLL: Duration = Duration::from_millis(200);
 
-/// Runs `work` detached on a scoped thread; meanwhile calls `progress(done)`
-/// with the GIL every [`POLL`] and checks for signals (which cancel the scan).
+/// Runs `work` detached on a scoped thread and returns as soon as it ends;
+/// meanwhile calls `progress(done)` with the GIL every [`POLL`] and checks for
+/// signals (which cancel the scan).
 fn run_with_progress<T: Send, E: Send>(
     py: Python<'_>,
     progress: Option<&Py<PyAny>>,
@@ -28,9 +30,18 @@ fn run_with_progress<T: Send, E: Send>(
     let mut interrupted: Option<PyErr> = None;
     let result = py.detach(|| {
         std::thread::scope(|scope| {
-            let handle = scope.spawn(|| work(&control));
-            while !handle.is_finished() {
-                std::thread::sleep(POLL);
+            let (sender, receiver) = mpsc::channel();
+            let control = &control;
+            scope.spawn(move || {
+                // The receiver outlives the thread; a failed send cannot happen.
+                let _ = sender.send(work(control));
+            });
+            loop {
+                match receiver.recv_timeout(POLL) {
+                    Ok(result) => return result,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => panic!("scan thread panicked"),
+                }
                 if interrupted.is_some() {
                     continue;
                 }
@@ -46,7 +57,6 @@ fn run_with_progress<T: Send, E: Send>(
                     interrupted = Some(e);
                 }
             }
-            handle.join().expect("scan thread panicked")
         })
     });
     if let Some(e) = interrupted {
