@@ -84,3 +84,21 @@ class CorpusTokenizer:
 
 def build_suffix_array(tokenized: str, table: str, token_width: int, threads: int = 0) -> None: ...
 def checksum_files(paths: Sequence[str]) -> List[str]: ...
+
+# Scans (rust/anygram-py/src/scan.rs); anygram.scan is the API over them.
+def contamination_batch(
+    engine: Engine, texts: Any, min_len: int, k: int = 5, progress: Optional[Callable[[int], None]] = None
+) -> List[Dict[str, Any]]: ...
+def dedup_self_work(engine: Engine, shard: int) -> int: ...
+def dedup_self_shard(
+    engine: Engine, shard: int, min_len: int, progress: Optional[Callable[[int], None]] = None
+) -> Dict[str, npt.NDArray[np.uint64]]: ...
+def dedup_against(
+    engine: Engine,
+    other: Engine,
+    shard: int,
+    doc_start: int,
+    doc_end: int,
+    min_len: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Dict[str, npt.NDArray[np.uint64]]: ...
