@@ -67,8 +67,10 @@ def read_jsonl(path: str):
     if path.endswith(".zst"):
         import zstandard
 
-        with open(path, "rb") as raw, io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw),
-                                                       encoding="utf-8") as f:
+        with (
+            open(path, "rb") as raw,
+            io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8") as f,
+        ):
             yield from f
     else:
         with open(path, encoding="utf-8") as f:
@@ -78,8 +80,11 @@ def read_jsonl(path: str):
 def build(corpus: str, out: str, workdir: str, skip: bool, log: str) -> dict:
     if skip and os.path.exists(os.path.join(out, "anygram.json")):
         return {"reused": True}
-    r = timed(anygram_cmd("build", corpus, "--output", out, "--tokenizer", TOKENIZER, "--overwrite", "--quiet"),
-              log, workdir)
+    r = timed(
+        anygram_cmd("build", corpus, "--output", out, "--tokenizer", TOKENIZER, "--overwrite", "--quiet"),
+        log,
+        workdir,
+    )
     r.pop("stdout")
     return r
 
@@ -102,7 +107,13 @@ def write_eval_sets(args, engine, workdir: str) -> dict:
                 f.write(json.dumps({"id": j, "text": text}) + "\n")
                 tokens += len(engine.tokenize(text))
                 n += 1
-        sets["heldout-text"] = {"path": path, "tokens": tokens, "examples": n, "field": "text", "against": "train"}
+        sets["heldout-text"] = {
+            "path": path,
+            "tokens": tokens,
+            "examples": n,
+            "field": "text",
+            "against": "train",
+        }
     ids = np.load(os.path.join(SHARED, "lm_eval", "heldout_tokens.npy"))
     offsets = np.load(os.path.join(SHARED, "lm_eval", "heldout_offsets.npy"))
     path = os.path.join(workdir, "eval-heldout-ids.jsonl")
@@ -111,15 +122,23 @@ def write_eval_sets(args, engine, workdir: str) -> dict:
         for j in range(len(offsets) - 1):
             if tokens >= args.eval_tokens:
                 break
-            doc = ids[offsets[j]:offsets[j + 1]].tolist()
+            doc = ids[offsets[j] : offsets[j + 1]].tolist()
             f.write(json.dumps({"id": j, "token_ids": doc}) + "\n")
             tokens += len(doc)
             n += 1
-    sets["heldout-ids"] = {"path": path, "tokens": tokens, "examples": n, "field": "token_ids",
-                           "against": "train" if args.name == "docs" else "full"}
+    sets["heldout-ids"] = {
+        "path": path,
+        "tokens": tokens,
+        "examples": n,
+        "field": "token_ids",
+        "against": "train" if args.name == "docs" else "full",
+    }
     path = os.path.join(workdir, "eval-from-corpus.jsonl")
-    long_docs = [d for d in range(engine.num_documents)
-                 if engine.get_doc_by_ix(d, 1)["doc_len"] >= 1000] if engine.num_documents < 100_000 else None
+    long_docs = (
+        [d for d in range(engine.num_documents) if engine.get_doc_by_ix(d, 1)["doc_len"] >= 1000]
+        if engine.num_documents < 100_000
+        else None
+    )
     tokens, n = 0, 0
     with open(path, "w") as f:
         while tokens < args.eval_tokens:
@@ -128,10 +147,16 @@ def write_eval_sets(args, engine, workdir: str) -> dict:
             if len(doc) < 1000:
                 continue
             start = rng.randrange(len(doc) - 1000 + 1)
-            f.write(json.dumps({"id": f"{d}:{start}", "token_ids": list(doc[start:start + 1000])}) + "\n")
+            f.write(json.dumps({"id": f"{d}:{start}", "token_ids": list(doc[start : start + 1000])}) + "\n")
             tokens += 1000
             n += 1
-    sets["from-corpus"] = {"path": path, "tokens": tokens, "examples": n, "field": "token_ids", "against": "full"}
+    sets["from-corpus"] = {
+        "path": path,
+        "tokens": tokens,
+        "examples": n,
+        "field": "token_ids",
+        "against": "full",
+    }
     return sets
 
 
@@ -146,7 +171,7 @@ def hash_baseline(index: str, min_len: int) -> dict:
     base = np.uint64(1_000_003)
     with np.errstate(over="ignore"):
         for j in range(min_len):
-            part = tokens[j:j + m]
+            part = tokens[j : j + m]
             h = h * base + part.astype(np.uint64) + np.uint64(1)
             has_sep |= part == sep
     valid = np.flatnonzero(~has_sep)
@@ -160,8 +185,11 @@ def hash_baseline(index: str, min_len: int) -> dict:
     np.add.at(delta, starts, 1)
     np.add.at(delta, starts + min_len, -1)
     removed = int(np.count_nonzero(np.cumsum(delta[:-1]) > 0))
-    return {"seconds": round(time.perf_counter() - t0, 3), "tokens_removed": removed,
-            "windows_repeated": int(len(starts))}
+    return {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "tokens_removed": removed,
+        "windows_repeated": int(len(starts)),
+    }
 
 
 def main() -> int:
@@ -182,9 +210,13 @@ def main() -> int:
     import anygram
 
     full = os.path.join(args.workdir, f"{args.name}-index")
-    result = {"corpus": args.corpus, "name": args.name, "machine": {"cpus": os.cpu_count(),
-              "platform": platform.platform()}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "note": "shared 2-core machine, other jobs running: noisy"}
+    result = {
+        "corpus": args.corpus,
+        "name": args.name,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "note": "shared 2-core machine, other jobs running: noisy",
+    }
     result["build"] = {"full": build(args.corpus, full, args.workdir, args.skip_build, f"{args.name}-build")}
     engine = anygram.Engine.open(full)
     indexes = {"full": full}
@@ -196,8 +228,9 @@ def main() -> int:
                     if i % 20 != 19:
                         f.write(line)
         indexes["train"] = os.path.join(args.workdir, "train-index")
-        result["build"]["train"] = build(train_jsonl, indexes["train"], args.workdir, args.skip_build,
-                                         "train-build")
+        result["build"]["train"] = build(
+            train_jsonl, indexes["train"], args.workdir, args.skip_build, "train-build"
+        )
     result["index"] = {"num_tokens": engine.num_tokens, "num_documents": engine.num_documents}
 
     sets = write_eval_sets(args, engine, args.workdir)
@@ -205,17 +238,37 @@ def main() -> int:
     for name, s in sets.items():
         out = os.path.join(args.workdir, f"contamination-{args.name}-{name}.jsonl")
         summary = out + ".summary.json"
-        cmd = anygram_cmd("contamination", "--index", indexes[s["against"]], "--eval", s["path"], "--field",
-                          s["field"], "--min-len", str(args.contamination_min_len), "--out", out, "--summary",
-                          summary, "--restart", "--quiet")
+        cmd = anygram_cmd(
+            "contamination",
+            "--index",
+            indexes[s["against"]],
+            "--eval",
+            s["path"],
+            "--field",
+            s["field"],
+            "--min-len",
+            str(args.contamination_min_len),
+            "--out",
+            out,
+            "--summary",
+            summary,
+            "--restart",
+            "--quiet",
+        )
         r = timed(cmd, f"contamination-{args.name}-{name}", args.workdir)
         with open(summary) as f:
             sm = json.load(f)
         result["contamination"][name] = {
-            "against": s["against"], "examples": s["examples"], "eval_tokens": s["tokens"],
-            "seconds": r["seconds"], "eval_tokens_per_s": round(s["tokens"] / r["seconds"]),
-            "peak_rss_bytes": r["peak_rss_bytes"], "token_coverage": round(sm["token_coverage"], 4),
-            "num_contaminated": sm["num_contaminated"], "histogram": sm["histogram"]["counts"]}
+            "against": s["against"],
+            "examples": s["examples"],
+            "eval_tokens": s["tokens"],
+            "seconds": r["seconds"],
+            "eval_tokens_per_s": round(s["tokens"] / r["seconds"]),
+            "peak_rss_bytes": r["peak_rss_bytes"],
+            "token_coverage": round(sm["token_coverage"], 4),
+            "num_contaminated": sm["num_contaminated"],
+            "histogram": sm["histogram"]["counts"],
+        }
         print(name, result["contamination"][name], flush=True)
 
     ranges = os.path.join(args.workdir, f"dedup-{args.name}.ranges.jsonl")
@@ -223,17 +276,24 @@ def main() -> int:
     r = timed(anygram_cmd(*base, "--restart"), f"dedup-{args.name}", args.workdir)
     summary = json.loads(r["stdout"])
     corpus_tokens = summary["num_tokens"]
-    result["dedup"] = {"min_len": args.dedup_min_len, "seconds": r["seconds"],
-                       "corpus_tokens_per_s": round(corpus_tokens / r["seconds"]),
-                       "peak_rss_bytes": r["peak_rss_bytes"], "summary": summary}
+    result["dedup"] = {
+        "min_len": args.dedup_min_len,
+        "seconds": r["seconds"],
+        "corpus_tokens_per_s": round(corpus_tokens / r["seconds"]),
+        "peak_rss_bytes": r["peak_rss_bytes"],
+        "summary": summary,
+    }
     print("dedup", result["dedup"], flush=True)
     if not args.no_write:
         clean = os.path.join(args.workdir, f"dedup-{args.name}.clean.jsonl.zst")
         if os.path.exists(clean):
             os.remove(clean)
         r = timed(anygram_cmd(*base, "--write", clean), f"dedup-write-{args.name}", args.workdir)
-        result["dedup"]["write"] = {"seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"],
-                                    "bytes": os.path.getsize(clean)}
+        result["dedup"]["write"] = {
+            "seconds": r["seconds"],
+            "peak_rss_bytes": r["peak_rss_bytes"],
+            "bytes": os.path.getsize(clean),
+        }
         print("write", result["dedup"]["write"], flush=True)
     if not args.no_baseline:
         b = hash_baseline(full, args.dedup_min_len)
@@ -245,28 +305,43 @@ def main() -> int:
     stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d', time.gmtime())}-{args.name}-scan")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
-    lines = [f"# Scans on the {args.name} corpus ({engine.num_tokens:,} tokens, {engine.num_documents:,} documents)",
-             "", f"{result['date']}, {result['note']}.", "",
-             "| contamination eval set | against | examples | eval tokens | seconds | eval tokens/s | peak RSS | "
-             "token coverage |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Scans on the {args.name} corpus "
+        f"({engine.num_tokens:,} tokens, {engine.num_documents:,} documents)",
+        "",
+        f"{result['date']}, {result['note']}.",
+        "",
+        "| contamination eval set | against | examples | eval tokens | seconds | eval tokens/s | peak RSS | "
+        "token coverage |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, c in result["contamination"].items():
-        lines.append(f"| {name} | {c['against']} | {c['examples']:,} | {c['eval_tokens']:,} | {c['seconds']:.2f} | "
-                     f"{c['eval_tokens_per_s']:,} | {c['peak_rss_bytes'] / 2**20:.0f} MiB | "
-                     f"{100 * c['token_coverage']:.1f}% |")
+        lines.append(
+            f"| {name} | {c['against']} | {c['examples']:,} | {c['eval_tokens']:,} | {c['seconds']:.2f} | "
+            f"{c['eval_tokens_per_s']:,} | {c['peak_rss_bytes'] / 2**20:.0f} MiB | "
+            f"{100 * c['token_coverage']:.1f}% |"
+        )
     d = result["dedup"]
-    lines += ["", f"Dedup (self, --min-len {d['min_len']}): {d['seconds']:.2f} s, "
-              f"{d['corpus_tokens_per_s']:,} corpus tokens/s, peak RSS {d['peak_rss_bytes'] / 2**20:.0f} MiB; "
-              f"{d['summary']['tokens_removed']:,} tokens removed "
-              f"({100 * d['summary']['fraction_tokens_removed']:.2f}%) from "
-              f"{d['summary']['documents_affected']:,} documents."]
+    lines += [
+        "",
+        f"Dedup (self, --min-len {d['min_len']}): {d['seconds']:.2f} s, "
+        f"{d['corpus_tokens_per_s']:,} corpus tokens/s, peak RSS {d['peak_rss_bytes'] / 2**20:.0f} MiB; "
+        f"{d['summary']['tokens_removed']:,} tokens removed "
+        f"({100 * d['summary']['fraction_tokens_removed']:.2f}%) from "
+        f"{d['summary']['documents_affected']:,} documents.",
+    ]
     if "write" in d:
-        lines.append(f"Writing the cleaned corpus (.jsonl.zst, decoded text): {d['write']['seconds']:.2f} s, "
-                     f"peak RSS {d['write']['peak_rss_bytes'] / 2**20:.0f} MiB.")
+        lines.append(
+            f"Writing the cleaned corpus (.jsonl.zst, decoded text): {d['write']['seconds']:.2f} s, "
+            f"peak RSS {d['write']['peak_rss_bytes'] / 2**20:.0f} MiB."
+        )
     if "hash_baseline" in d:
         b = d["hash_baseline"]
-        lines.append(f"numpy hash of every window (baseline, one core): {b['seconds']:.2f} s "
-                     f"({b['ratio_baseline_over_anygram']}x anygram's time); removes {b['tokens_removed']:,} "
-                     f"tokens: {'agrees' if b['agrees'] else 'DISAGREES'} with anygram.")
+        lines.append(
+            f"numpy hash of every window (baseline, one core): {b['seconds']:.2f} s "
+            f"({b['ratio_baseline_over_anygram']}x anygram's time); removes {b['tokens_removed']:,} "
+            f"tokens: {'agrees' if b['agrees'] else 'DISAGREES'} with anygram."
+        )
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import string
 from typing import Dict, List, Sequence
@@ -21,21 +20,24 @@ from anygram.cli import main
 from anygram.errors import InvalidArgumentError, InvalidQueryError
 from conftest import SEPARATOR, build_from_tokens
 
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 # ------------------------------------------------------------------ oracles
 
+
 def occurs(docs: Sequence[Sequence[int]], needle: Sequence[int]) -> bool:
     n = len(needle)
-    return any(list(d[i:i + n]) == list(needle) for d in docs for i in range(len(d) - n + 1))
+    return any(list(d[i : i + n]) == list(needle) for d in docs for i in range(len(d) - n + 1))
 
 
 def brute_ms(docs, query) -> List[int]:
     out = []
     for i in range(len(query)):
         length = 0
-        while i + length < len(query) and occurs(docs, query[i:i + length + 1]):
+        while i + length < len(query) and occurs(docs, query[i : i + length + 1]):
             length += 1
         out.append(length)
     return out
@@ -74,9 +76,11 @@ def brute_dedup_self(docs, min_len) -> Dict[int, List[List[int]]]:
     for d, doc in enumerate(docs):
         marked = []
         for a in range(len(doc)):
-            window = doc[a:a + min_len]
-            marked.append(a + min_len <= len(doc) and (
-                occurs(docs[:d], window) or any(doc[b:b + min_len] == window for b in range(a))))
+            window = doc[a : a + min_len]
+            marked.append(
+                a + min_len <= len(doc)
+                and (occurs(docs[:d], window) or any(doc[b : b + min_len] == window for b in range(a)))
+            )
         ranges = union_ranges(marked, min_len)
         if ranges:
             out[d] = ranges
@@ -86,7 +90,7 @@ def brute_dedup_self(docs, min_len) -> Dict[int, List[List[int]]]:
 def brute_dedup_against(docs, other, min_len) -> Dict[int, List[List[int]]]:
     out = {}
     for d, doc in enumerate(docs):
-        marked = [a + min_len <= len(doc) and occurs(other, doc[a:a + min_len]) for a in range(len(doc))]
+        marked = [a + min_len <= len(doc) and occurs(other, doc[a : a + min_len]) for a in range(len(doc))]
         ranges = union_ranges(marked, min_len)
         if ranges:
             out[d] = ranges
@@ -97,7 +101,7 @@ def repeated_windows(docs, n) -> List[tuple]:
     seen, repeats = set(), []
     for doc in docs:
         for a in range(len(doc) - n + 1):
-            w = tuple(doc[a:a + n])
+            w = tuple(doc[a : a + n])
             if w in seen:
                 repeats.append(w)
             seen.add(w)
@@ -106,27 +110,41 @@ def repeated_windows(docs, n) -> List[tuple]:
 
 # --------------------------------------------------------------- strategies
 
+
 def corpus_strategy():
     """Width, documents over a tiny vocabulary (repeats everywhere, also across document
     boundaries), shard count."""
-    return st.sampled_from([1, 2, 4]).flatmap(lambda width: st.tuples(
-        st.just(width),
-        st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=7),
-        st.integers(1, 2)))
+    return st.sampled_from([1, 2, 4]).flatmap(
+        lambda width: st.tuples(
+            st.just(width),
+            st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=7),
+            st.integers(1, 2),
+        )
+    )
 
 
 def _build(tmp_path, docs, width, shards=1, name="index"):
     # Width 1 indexes carry the UTF-8 byte tokenizer, whose vocabulary is every byte value.
-    path = build_from_tokens(str(tmp_path / name), docs, width, vocab_size=255 if width == 1 else 5, eos_token_id=4,
-                             shards=min(shards, len(docs)))
+    path = build_from_tokens(
+        str(tmp_path / name),
+        docs,
+        width,
+        vocab_size=255 if width == 1 else 5,
+        eos_token_id=4,
+        shards=min(shards, len(docs)),
+    )
     return anygram.Engine.open(path)
 
 
 # -------------------------------------------------------- oracle properties
 
+
 @SETTINGS
-@given(corpus=corpus_strategy(), queries=st.lists(st.lists(st.integers(0, 3), max_size=16), min_size=1, max_size=4),
-       min_len=st.integers(1, 4))
+@given(
+    corpus=corpus_strategy(),
+    queries=st.lists(st.lists(st.integers(0, 3), max_size=16), min_size=1, max_size=4),
+    min_len=st.integers(1, 4),
+)
 def test_contamination_agrees_with_brute_force(tmp_path_factory, corpus, queries, min_len):
     width, docs, shards = corpus
     engine = _build(tmp_path_factory.mktemp("c"), docs, width, shards)
@@ -145,12 +163,12 @@ def test_contamination_agrees_with_brute_force(tmp_path_factory, corpus, queries
         assert r["longest_match"]["length"] == longest
         if longest:
             span = r["longest_match"]["token_ids"]
-            assert span == query[ms.index(longest):ms.index(longest) + longest]
-            count = sum(1 for d in docs for i in range(len(d) - longest + 1) if d[i:i + longest] == span)
+            assert span == query[ms.index(longest) : ms.index(longest) + longest]
+            count = sum(1 for d in docs for i in range(len(d) - longest + 1) if d[i : i + longest] == span)
             assert r["longest_match"]["count"] == count
             assert len(r["occurrences"]) == min(2, count)
             for o in r["occurrences"]:
-                assert docs[o["doc_ix"]][o["offset"]:o["offset"] + longest] == span
+                assert docs[o["doc_ix"]][o["offset"] : o["offset"] + longest] == span
 
 
 @SETTINGS
@@ -164,8 +182,11 @@ def test_dedup_self_agrees_with_brute_force(tmp_path_factory, corpus, min_len):
 
 
 @SETTINGS
-@given(corpus=corpus_strategy(), other=st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=5),
-       min_len=st.integers(1, 5))
+@given(
+    corpus=corpus_strategy(),
+    other=st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=5),
+    min_len=st.integers(1, 5),
+)
 def test_dedup_against_agrees_with_brute_force(tmp_path_factory, corpus, other, min_len):
     width, docs, shards = corpus
     tmp = tmp_path_factory.mktemp("x")
@@ -176,6 +197,7 @@ def test_dedup_against_agrees_with_brute_force(tmp_path_factory, corpus, other, 
 
 
 # ------------------------------------------------------ rebuilding cleaned corpora
+
 
 def _text(path) -> str:
     with open(path) as f:
@@ -223,8 +245,11 @@ def test_dedup_self_cleaned_corpus_has_no_repeats(tmp_path_factory, corpus, min_
 
 
 @SETTINGS
-@given(corpus=corpus_strategy(), other=st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=5),
-       min_len=st.integers(2, 5))
+@given(
+    corpus=corpus_strategy(),
+    other=st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=5),
+    min_len=st.integers(2, 5),
+)
 def test_dedup_against_cleaned_corpus_shares_nothing(tmp_path_factory, corpus, other, min_len):
     width, docs, shards = corpus
     tmp = tmp_path_factory.mktemp("wx")
@@ -234,10 +259,11 @@ def test_dedup_against_cleaned_corpus_shares_nothing(tmp_path_factory, corpus, o
     anygram.dedup(engine, min_len=min_len, against=against, write=out, split=True, token_ids=True)
     for r in _read_jsonl(out):
         piece = r["token_ids"]
-        assert not any(occurs(other, piece[a:a + min_len]) for a in range(len(piece) - min_len + 1))
+        assert not any(occurs(other, piece[a : a + min_len]) for a in range(len(piece) - min_len + 1))
 
 
 # ------------------------------------------------------ planted contamination
+
 
 def _random_text(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.ascii_lowercase + "     ") for _ in range(n))
@@ -265,9 +291,11 @@ def planted(tmp_path_factory):
     anygram.build_index(str(corpus), index, progress=False)
     # Edit one character at position 30 of each edited example.
     edited = [s[:30] + "X" + s[31:] for s in edited_src]
-    examples = ([{"id": f"v{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(verbatim)]
-                + [{"id": f"e{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(edited)]
-                + [{"id": f"c{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(clean)])
+    examples = (
+        [{"id": f"v{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(verbatim)]
+        + [{"id": f"e{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(edited)]
+        + [{"id": f"c{i}", "question": s[:70], "answer": s[70:]} for i, s in enumerate(clean)]
+    )
     eval_path = tmp / "eval.jsonl"
     eval_path.write_text("".join(json.dumps(e) + "\n" for e in examples))
     return {"index": index, "eval": str(eval_path), "examples": examples, "tmp": tmp}
@@ -275,8 +303,9 @@ def planted(tmp_path_factory):
 
 def test_planted_examples_are_found(planted):
     engine = anygram.Engine.open(planted["index"])
-    report = anygram.contamination(engine, planted["examples"], min_len=20, threshold=0.8,
-                                   fields=["question", "answer"], k=3)
+    report = anygram.contamination(
+        engine, planted["examples"], min_len=20, threshold=0.8, fields=["question", "answer"], k=3
+    )
     by_id = {r["id"]: r for r in report.examples}
     for i in range(4):
         r = by_id[f"v{i}"]
@@ -318,11 +347,29 @@ def test_contamination_errors(planted):
 
 # ------------------------------------------------------------------------ CLI
 
+
 def test_contamination_cli_and_resume(planted, capsys):
     tmp = planted["tmp"]
     out, summary, report = str(tmp / "out.jsonl"), str(tmp / "summary.json"), str(tmp / "report.html")
-    args = ["contamination", "--index", planted["index"], "--eval", planted["eval"], "--field", "question",
-            "--field", "answer", "--min-len", "20", "--threshold", "0.8", "--out", out, "--batch-size", "5"]
+    args = [
+        "contamination",
+        "--index",
+        planted["index"],
+        "--eval",
+        planted["eval"],
+        "--field",
+        "question",
+        "--field",
+        "answer",
+        "--min-len",
+        "20",
+        "--threshold",
+        "0.8",
+        "--out",
+        out,
+        "--batch-size",
+        "5",
+    ]
     assert main(args + ["--summary", summary, "--html", report, "-q"]) == 0
     table = capsys.readouterr().out
     assert "contaminated          8 (66.67%" in table
@@ -357,8 +404,17 @@ def test_dedup_cli_self_cross_and_resume(tmp_path, capsys):
     rng = random.Random(3)
     shared = [_random_text(rng, 80) for _ in range(3)]
     # A letter unique to each document on both sides of its shared span stops matches there.
-    docs = [{"text": _random_text(rng, 100) + chr(65 + i) + shared[i % 3] + chr(65 + i) + _random_text(rng, 50),
-             "n": i} for i in range(12)]
+    docs = [
+        {
+            "text": _random_text(rng, 100)
+            + chr(65 + i)
+            + shared[i % 3]
+            + chr(65 + i)
+            + _random_text(rng, 50),
+            "n": i,
+        }
+        for i in range(12)
+    ]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     (tmp_path / "b.jsonl").write_text(json.dumps({"text": "zz" + shared[0] + "zz"}) + "\n")
     a, b = str(tmp_path / "a"), str(tmp_path / "b")

@@ -178,7 +178,8 @@ def cmd_dedup(args) -> int:
     engine = _open(args)
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,
-                             split=args.split, token_ids=args.token_ids, restart=args.restart, progress=not args.quiet and sys.stderr.isatty())
+                             split=args.split, token_ids=args.token_ids, restart=args.restart,
+                             progress=not args.quiet and sys.stderr.isatty())
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
@@ -266,10 +267,11 @@ def parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser(
         "contamination", help="how much of each example of an eval set occurs verbatim in the corpus",
-        description="For each example (a line of --eval), the longest verbatim match with the corpus starting at "
-        "each token; its coverage is the fraction of tokens inside matches of at least --min-len tokens. Writes "
-        "one JSON line per example to --out, resuming an interrupted run with the same arguments. Memory: one "
-        "batch of examples (4 bytes per token of statistics); the index is read through the page cache.")
+        description="For each example (a line of --eval), the longest verbatim match with the corpus "
+        "starting at each token; its coverage is the fraction of tokens inside matches of at least "
+        "--min-len tokens. Writes one JSON line per example to --out, resuming an interrupted run with "
+        "the same arguments. Memory: one batch of examples (4 bytes per token of statistics); the index "
+        "is read through the page cache.")
     _add_index(co)
     co.add_argument("--eval", required=True, help="eval set: JSONL (plain, .gz, .zst), one example a line")
     co.add_argument("--field", action="append",
@@ -278,8 +280,9 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("--min-len", type=int, default=DEFAULT_CONTAMINATION_MIN_LEN,
                     help="shortest match that counts, in tokens (default %(default)s)")
     co.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help="an example is contaminated when its coverage is at least this (default %(default)s)")
-    co.add_argument("-k", type=int, default=5, help="occurrences of the longest match to list (default %(default)s)")
+                    help="contaminated when its coverage is at least this (default %(default)s)")
+    co.add_argument("-k", type=int, default=5,
+                    help="occurrences of the longest match to list (default %(default)s)")
     co.add_argument("--out", help="per-example results (JSONL)")
     co.add_argument("--summary", help="write the summary as JSON here")
     co.add_argument("--html", help="write an HTML report here")
@@ -291,12 +294,12 @@ def parser() -> argparse.ArgumentParser:
 
     dd = sub.add_parser(
         "dedup", help="exact-substring dedup: repeated spans (self) or spans of another index (--against)",
-        description="Every window of --min-len tokens inside a document that repeats an earlier position of the "
-        "corpus (self: the first occurrence in corpus order is kept) or occurs in --against (cross). Writes the "
-        "removed token ranges per affected document to --ranges (JSONL) and, with --write, the corpus without "
-        "them. Resumes an interrupted run with the same arguments. Memory: self, one bit per token of the "
-        "largest shard plus 16 bytes per removed range of one shard; cross, one document per thread; the "
-        "indexes are read through the page cache.")
+        description="Every window of --min-len tokens inside a document that repeats an earlier "
+        "position of the corpus (self: the first occurrence in corpus order is kept) or occurs in "
+        "--against (cross). Writes the removed token ranges per affected document to --ranges (JSONL) "
+        "and, with --write, the corpus without them. Resumes an interrupted run with the same arguments. "
+        "Memory: self, one bit per token of the largest shard plus 16 bytes per removed range of one "
+        "shard; cross, one document per thread; the indexes are read through the page cache.")
     _add_index(dd)
     dd.add_argument("--min-len", type=int, default=DEFAULT_DEDUP_MIN_LEN,
                     help="shortest span removed, in tokens (default %(default)s)")
@@ -304,9 +307,9 @@ def parser() -> argparse.ArgumentParser:
     dd.add_argument("--ranges", required=True, help="removed ranges per affected document (JSONL)")
     dd.add_argument("--write", help="write the cleaned corpus here (JSONL; .zst or .gz compress)")
     dd.add_argument("--split", action="store_true",
-                    help="with --write: each kept piece of a document on its own line (no new spans at the cuts)")
+                    help="with --write: each kept piece of a document on its own line (no new spans at cuts)")
     dd.add_argument("--token-ids", action="store_true",
-                    help="with --write: write token ids, not decoded text (lossless where cuts split characters)")
+                    help="with --write: token ids, not decoded text (lossless where cuts split characters)")
     dd.add_argument("--summary", help="write the summary as JSON here")
     dd.add_argument("--restart", action="store_true", help="ignore a previous run's progress at --ranges")
     dd.add_argument("--quiet", "-q", action="store_true")

@@ -52,6 +52,7 @@ WRITE_BATCH_DOCS = 2048
 
 # ---------------------------------------------------------------- contamination
 
+
 def _example_texts(example: Any, fields: Optional[Sequence[str]], position: int) -> List[Tuple[str, Any]]:
     """The ``(field, value)`` pairs of one example to scan."""
     if isinstance(example, dict):
@@ -59,27 +60,33 @@ def _example_texts(example: Any, fields: Optional[Sequence[str]], position: int)
         if names is None:
             raise InvalidArgumentError(
                 f"example {position} has no 'text' field (fields: {', '.join(map(str, example)) or 'none'}); "
-                "choose fields with fields=[...] / --field")
+                "choose fields with fields=[...] / --field"
+            )
         out = []
         for name in names:
             if name not in example:
-                raise InvalidArgumentError(f"example {position} has no field {name!r} "
-                                           f"(fields: {', '.join(map(str, example))})")
+                raise InvalidArgumentError(
+                    f"example {position} has no field {name!r} (fields: {', '.join(map(str, example))})"
+                )
             value = example[name]
             if value is None:
                 value = ""
             if not isinstance(value, (str, list)):
-                raise InvalidArgumentError(f"example {position}, field {name!r}: expected a string or a list of "
-                                           f"token ids, got {type(value).__name__}")
+                raise InvalidArgumentError(
+                    f"example {position}, field {name!r}: expected a string or a list of "
+                    f"token ids, got {type(value).__name__}"
+                )
             out.append((name, value))
         return out
     if fields:
-        raise InvalidArgumentError(f"example {position} is a {type(example).__name__}, not an object: "
-                                   "fields cannot be chosen")
+        raise InvalidArgumentError(
+            f"example {position} is a {type(example).__name__}, not an object: fields cannot be chosen"
+        )
     if isinstance(example, (str, list, np.ndarray)):
         return [("text", example)]
-    raise InvalidArgumentError(f"example {position} must be a string, a list of token ids or an object, "
-                               f"not {type(example).__name__}")
+    raise InvalidArgumentError(
+        f"example {position} must be a string, a list of token ids or an object, not {type(example).__name__}"
+    )
 
 
 def _ids_of(engine, value: Any, where: str) -> List[int]:
@@ -99,8 +106,15 @@ def _jsonable_metadata(line: str) -> Any:
         return line
 
 
-def _example_result(engine, position: int, example: Any, pairs: List[Tuple[str, List[int]]],
-                    results: List[Dict[str, Any]], threshold: float, id_field: Optional[str]) -> Dict[str, Any]:
+def _example_result(
+    engine,
+    position: int,
+    example: Any,
+    pairs: List[Tuple[str, List[int]]],
+    results: List[Dict[str, Any]],
+    threshold: float,
+    id_field: Optional[str],
+) -> Dict[str, Any]:
     num_tokens = sum(len(ids) for _, ids in pairs)
     covered = sum(int(r["num_covered"]) for r in results)
     best = -1
@@ -111,36 +125,64 @@ def _example_result(engine, position: int, example: Any, pairs: List[Tuple[str, 
     if isinstance(example, dict) and id_field and id_field in example:
         out["id"] = example[id_field]
     coverage = covered / num_tokens if num_tokens else 0.0
-    out.update(num_tokens=num_tokens, covered_tokens=covered, coverage=coverage,
-               contaminated=bool(num_tokens) and coverage >= threshold)
+    out.update(
+        num_tokens=num_tokens,
+        covered_tokens=covered,
+        coverage=coverage,
+        contaminated=bool(num_tokens) and coverage >= threshold,
+    )
     longest: Dict[str, Any] = {"length": 0}
     occurrences: List[Dict[str, Any]] = []
     if best >= 0 and results[best]["longest_len"] > 0:
         r = results[best]
         name, ids = pairs[best]
         start, length = int(r["longest_start"]), int(r["longest_len"])
-        span = ids[start:start + length]
-        longest = {"field": name, "start": start, "length": length, "count": int(r["longest_count"]),
-                   "token_ids": span}
+        span = ids[start : start + length]
+        longest = {
+            "field": name,
+            "start": start,
+            "length": length,
+            "count": int(r["longest_count"]),
+            "token_ids": span,
+        }
         if engine.tokenizer is not None:
             longest["text"] = engine.decode(span)
         for o in r["occurrences"]:
-            occurrences.append({"doc_ix": o["doc_ix"], "offset": o["offset"], "doc_len": o["doc_len"],
-                                "shard": o["shard"], "metadata": _jsonable_metadata(o["metadata"])})
+            occurrences.append(
+                {
+                    "doc_ix": o["doc_ix"],
+                    "offset": o["offset"],
+                    "doc_len": o["doc_len"],
+                    "shard": o["shard"],
+                    "metadata": _jsonable_metadata(o["metadata"]),
+                }
+            )
     out["longest_match"] = longest
     out["occurrences"] = occurrences
     out["fields"] = {
-        name: {"num_tokens": len(ids), "covered_tokens": int(r["num_covered"]),
-               "covered": [list(c) for c in r["covered"]], "longest": int(r["longest_len"])}
+        name: {
+            "num_tokens": len(ids),
+            "covered_tokens": int(r["num_covered"]),
+            "covered": [list(c) for c in r["covered"]],
+            "longest": int(r["longest_len"]),
+        }
         for (name, ids), r in zip(pairs, results)
     }
     return out
 
 
-def iter_contamination(engine, examples: Iterable[Any], min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
-                       threshold: float = DEFAULT_THRESHOLD, fields: Optional[Sequence[str]] = None, k: int = 5,
-                       batch_size: int = 512, id_field: Optional[str] = "id", skip: int = 0,
-                       on_batch: Optional[Callable[[int], None]] = None) -> Iterator[Dict[str, Any]]:
+def iter_contamination(
+    engine,
+    examples: Iterable[Any],
+    min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
+    threshold: float = DEFAULT_THRESHOLD,
+    fields: Optional[Sequence[str]] = None,
+    k: int = 5,
+    batch_size: int = 512,
+    id_field: Optional[str] = "id",
+    skip: int = 0,
+    on_batch: Optional[Callable[[int], None]] = None,
+) -> Iterator[Dict[str, Any]]:
     """Per-example results of :func:`contamination`, in order, a batch at a time.
     ``skip`` leaves out the first examples (resuming); ``on_batch(n)`` is called
     after each batch of ``n`` examples."""
@@ -152,8 +194,9 @@ def iter_contamination(engine, examples: Iterable[Any], min_len: int = DEFAULT_C
         results = _anygram.contamination_batch(engine, texts, min_len, k) if texts else []
         at = 0
         for position, example, pairs in batch:
-            yield _example_result(engine, position, example, pairs, results[at:at + len(pairs)], threshold,
-                                  id_field)
+            yield _example_result(
+                engine, position, example, pairs, results[at : at + len(pairs)], threshold, id_field
+            )
             at += len(pairs)
         if on_batch is not None:
             on_batch(len(batch))
@@ -162,8 +205,10 @@ def iter_contamination(engine, examples: Iterable[Any], min_len: int = DEFAULT_C
     for position, example in enumerate(examples):
         if position < skip:
             continue
-        pairs = [(name, _ids_of(engine, value, f"example {position}, field {name!r}"))
-                 for name, value in _example_texts(example, fields, position)]
+        pairs = [
+            (name, _ids_of(engine, value, f"example {position}, field {name!r}"))
+            for name, value in _example_texts(example, fields, position)
+        ]
         batch.append((position, example, pairs))
         if len(batch) >= batch_size:
             yield from flush()
@@ -175,7 +220,9 @@ def _check_scan_args(min_len: int, threshold: float, k: int) -> None:
     if not isinstance(min_len, int) or min_len < 1:
         raise InvalidArgumentError(f"min_len must be a positive number of tokens, got {min_len!r}")
     if not (0.0 <= threshold <= 1.0):
-        raise InvalidArgumentError(f"threshold is a fraction of an example's tokens in [0, 1], got {threshold!r}")
+        raise InvalidArgumentError(
+            f"threshold is a fraction of an example's tokens in [0, 1], got {threshold!r}"
+        )
     if not isinstance(k, int) or k < 0:
         raise InvalidArgumentError(f"k (occurrences shown) must be a non-negative integer, got {k!r}")
 
@@ -208,7 +255,7 @@ class ContaminationSummary:
         self.worst.append((r["coverage"], -r["index"], brief))
         if len(self.worst) > 4 * self.top:
             self.worst.sort(key=lambda t: (t[0], t[1]), reverse=True)
-            del self.worst[self.top:]
+            del self.worst[self.top :]
 
     def result(self) -> Dict[str, Any]:
         longest = np.asarray(self.longest or [0])
@@ -223,10 +270,15 @@ class ContaminationSummary:
             "num_tokens": self.num_tokens,
             "covered_tokens": self.covered_tokens,
             "token_coverage": self.covered_tokens / self.num_tokens if self.num_tokens else 0.0,
-            "histogram": {"edges": [i / HISTOGRAM_BINS for i in range(HISTOGRAM_BINS + 1)],
-                          "counts": list(self.histogram)},
-            "longest_match": {"max": int(longest.max()), "median": float(np.median(longest)),
-                              "p90": float(np.percentile(longest, 90))},
+            "histogram": {
+                "edges": [i / HISTOGRAM_BINS for i in range(HISTOGRAM_BINS + 1)],
+                "counts": list(self.histogram),
+            },
+            "longest_match": {
+                "max": int(longest.max()),
+                "median": float(np.median(longest)),
+                "p90": float(np.percentile(longest, 90)),
+            },
             "top": [b for _, _, b in worst],
         }
 
@@ -240,9 +292,16 @@ class ContaminationReport:
     summary: Dict[str, Any]
 
 
-def contamination(engine, examples: Iterable[Any], min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
-                  threshold: float = DEFAULT_THRESHOLD, fields: Optional[Sequence[str]] = None, k: int = 5,
-                  batch_size: int = 512, id_field: Optional[str] = "id") -> ContaminationReport:
+def contamination(
+    engine,
+    examples: Iterable[Any],
+    min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
+    threshold: float = DEFAULT_THRESHOLD,
+    fields: Optional[Sequence[str]] = None,
+    k: int = 5,
+    batch_size: int = 512,
+    id_field: Optional[str] = "id",
+) -> ContaminationReport:
     """How much of each example occurs verbatim in the index of ``engine``.
 
     ``examples``: strings, token-id lists, or dicts whose ``fields`` (default
@@ -257,14 +316,23 @@ def contamination(engine, examples: Iterable[Any], min_len: int = DEFAULT_CONTAM
     """
     summary = ContaminationSummary(min_len, threshold)
     out = []
-    for r in iter_contamination(engine, examples, min_len=min_len, threshold=threshold, fields=fields, k=k,
-                                batch_size=batch_size, id_field=id_field):
+    for r in iter_contamination(
+        engine,
+        examples,
+        min_len=min_len,
+        threshold=threshold,
+        fields=fields,
+        k=k,
+        batch_size=batch_size,
+        id_field=id_field,
+    ):
         summary.add(r)
         out.append(r)
     return ContaminationReport(out, summary.result())
 
 
 # ------------------------------------------------------------------------ dedup
+
 
 @dataclass
 class DedupUnit:
@@ -297,17 +365,25 @@ def _check_against(engine, against) -> None:
     if against is None:
         return
     if against.token_width != engine.token_width and against.vocab_size != engine.vocab_size:
-        raise InvalidArgumentError("the two indexes differ in token width and vocabulary: they cannot share a "
-                                   "tokenizer")
+        raise InvalidArgumentError(
+            "the two indexes differ in token width and vocabulary: they cannot share a tokenizer"
+        )
     mine = (engine.manifest or {}).get("tokenizer") or {}
     theirs = (against.manifest or {}).get("tokenizer") or {}
     if mine.get("sha256") and theirs.get("sha256") and mine["sha256"] != theirs["sha256"]:
-        raise TokenizerMismatchError(f"index {engine.path} uses tokenizer {mine.get('name')} but {against.path} "
-                                     f"uses {theirs.get('name')}: token ids would not mean the same text")
+        raise TokenizerMismatchError(
+            f"index {engine.path} uses tokenizer {mine.get('name')} but {against.path} "
+            f"uses {theirs.get('name')}: token ids would not mean the same text"
+        )
 
 
-def iter_dedup_units(engine, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None, skip: int = 0,
-                     progress: Optional[Callable[[int], None]] = None) -> Iterator[Tuple[DedupUnit, Dict[str, Any]]]:
+def iter_dedup_units(
+    engine,
+    min_len: int = DEFAULT_DEDUP_MIN_LEN,
+    against=None,
+    skip: int = 0,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Iterator[Tuple[DedupUnit, Dict[str, Any]]]:
     """Runs the dedup scan unit by unit (see :class:`DedupUnit`), yielding each unit
     and its removed ranges as flat arrays (``doc_ix``, ``doc_len``, ``num_ranges``,
     ``starts``, ``ends``). ``progress(units_done_in_this_unit)`` is called while a
@@ -321,8 +397,9 @@ def iter_dedup_units(engine, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None,
         if against is None:
             arrays = _anygram.dedup_self_shard(engine, unit.shard, min_len, progress)
         else:
-            arrays = _anygram.dedup_against(engine, against, unit.shard, unit.doc_start, unit.doc_end, min_len,
-                                            progress)
+            arrays = _anygram.dedup_against(
+                engine, against, unit.shard, unit.doc_start, unit.doc_end, min_len, progress
+            )
         yield unit, arrays
 
 
@@ -331,12 +408,17 @@ def ranges_records(arrays: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
     of a unit's flat arrays."""
     starts, ends = arrays["starts"].tolist(), arrays["ends"].tolist()
     at = 0
-    for doc_ix, doc_len, n in zip(arrays["doc_ix"].tolist(), arrays["doc_len"].tolist(),
-                                  arrays["num_ranges"].tolist()):
+    for doc_ix, doc_len, n in zip(
+        arrays["doc_ix"].tolist(), arrays["doc_len"].tolist(), arrays["num_ranges"].tolist()
+    ):
         removed = [[starts[i], ends[i]] for i in range(at, at + n)]
         at += n
-        yield {"doc_ix": doc_ix, "doc_len": doc_len, "removed": removed,
-               "removed_tokens": sum(e - s for s, e in removed)}
+        yield {
+            "doc_ix": doc_ix,
+            "doc_len": doc_len,
+            "removed": removed,
+            "removed_tokens": sum(e - s for s, e in removed),
+        }
 
 
 @dataclass
@@ -348,8 +430,9 @@ class DedupReport:
     summary: Dict[str, Any]
 
 
-def _dedup_summary(engine, min_len: int, against, docs_affected: int, tokens_removed: int,
-                   docs_emptied: int) -> Dict[str, Any]:
+def _dedup_summary(
+    engine, min_len: int, against, docs_affected: int, tokens_removed: int, docs_emptied: int
+) -> Dict[str, Any]:
     num_docs = engine.num_documents
     num_text_tokens = engine.num_tokens - num_docs
     return {
@@ -365,8 +448,14 @@ def _dedup_summary(engine, min_len: int, against, docs_affected: int, tokens_rem
     }
 
 
-def dedup(engine, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None, write: Optional[str] = None,
-          split: bool = False, token_ids: bool = False) -> DedupReport:
+def dedup(
+    engine,
+    min_len: int = DEFAULT_DEDUP_MIN_LEN,
+    against=None,
+    write: Optional[str] = None,
+    split: bool = False,
+    token_ids: bool = False,
+) -> DedupReport:
     """Exact-substring dedup of the index of ``engine`` (self), or against the index
     of another engine (``against``, cross): see the module docs for what is removed.
     ``write``: also write the corpus without those ranges (JSONL, ``.zst`` or ``.gz``
@@ -394,8 +483,9 @@ def _kept_pieces(tokens: List[int], removed: List[List[int]]) -> List[List[int]]
     return pieces
 
 
-def _output_record(engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[str, Any],
-                   token_ids: bool) -> Dict[str, Any]:
+def _output_record(
+    engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[str, Any], token_ids: bool
+) -> Dict[str, Any]:
     meta = _jsonable_metadata(doc["metadata"].strip()) if doc["metadata"] else None
     # anygram stores the other fields of a JSONL input under "metadata"; keep them as fields.
     if isinstance(meta, dict) and isinstance(meta.get("metadata"), dict):
@@ -443,17 +533,25 @@ class _FrameWriter:
         self.file.close()
 
 
-def write_clean(engine, ranges: Iterator[Tuple[int, List[List[int]]]], path: str, split: bool = False,
-                token_ids: bool = False, start_doc: int = 0, truncate_to: Optional[int] = None,
-                checkpoint: Optional[Callable[[int, int], None]] = None,
-                progress: Optional[Callable[[int], None]] = None) -> Dict[str, int]:
+def write_clean(
+    engine,
+    ranges: Iterator[Tuple[int, List[List[int]]]],
+    path: str,
+    split: bool = False,
+    token_ids: bool = False,
+    start_doc: int = 0,
+    truncate_to: Optional[int] = None,
+    checkpoint: Optional[Callable[[int, int], None]] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Dict[str, int]:
     """Writes every document of the index from ``start_doc`` on, without its removed
     ranges (``ranges``: ``(doc_ix, removed)`` in increasing ``doc_ix``), as JSONL:
     the document's metadata fields plus ``text`` (decoded, when the index has a
     tokenizer and ``token_ids`` is false) or ``token_ids``. Decoding a piece cut
     inside a multi-byte character or a byte-level BPE sequence cannot be exact
-    (the tokenizer shows a replacement character): ``token_ids=True`` is lossless. By default one line per document with its kept
-    pieces joined (as Lee et al.; joining can create new n-grams at the cuts);
+    (the tokenizer shows a replacement character): ``token_ids=True`` is lossless.
+    By default one line per document with its kept pieces joined (as Lee et al.;
+    joining can create new n-grams at the cuts);
     ``split=True`` writes each kept piece as its own line (with ``doc_ix`` and
     ``piece``), so that no repeated window can form. Documents left empty are not
     written. ``checkpoint(docs_done, file_size)`` is called after each batch."""
@@ -477,12 +575,21 @@ def write_clean(engine, ranges: Iterator[Tuple[int, List[List[int]]]], path: str
                     continue
                 if split:
                     for j, piece in enumerate(pieces):
-                        lines.append(json.dumps(_output_record(engine, doc, piece,
-                                                               {"doc_ix": doc["doc_ix"], "piece": j}, token_ids),
-                                                ensure_ascii=False) + "\n")
+                        lines.append(
+                            json.dumps(
+                                _output_record(
+                                    engine, doc, piece, {"doc_ix": doc["doc_ix"], "piece": j}, token_ids
+                                ),
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                        )
                 else:
                     joined = [t for p in pieces for t in p]
-                    lines.append(json.dumps(_output_record(engine, doc, joined, {}, token_ids), ensure_ascii=False) + "\n")
+                    lines.append(
+                        json.dumps(_output_record(engine, doc, joined, {}, token_ids), ensure_ascii=False)
+                        + "\n"
+                    )
                 counts["documents_written"] += 1
             size = out.write(lines)
             if checkpoint is not None:
@@ -495,6 +602,7 @@ def write_clean(engine, ranges: Iterator[Tuple[int, List[List[int]]]], path: str
 
 
 # ----------------------------------------------------------- resumable CLI runs
+
 
 class _Checkpoint:
     """``PATH.progress.json`` beside an output: the arguments of the run that wrote
@@ -509,11 +617,15 @@ class _Checkpoint:
         with open(self.path) as f:
             saved = json.load(f)
         if saved.get("signature") != signature:
-            changed = sorted(k for k in set(signature) | set(saved.get("signature", {}))
-                             if signature.get(k) != saved.get("signature", {}).get(k))
+            changed = sorted(
+                k
+                for k in set(signature) | set(saved.get("signature", {}))
+                if signature.get(k) != saved.get("signature", {}).get(k)
+            )
             raise InvalidArgumentError(
                 f"{output} was written by a run with other arguments ({', '.join(changed)} differ); "
-                "pass --restart to start over, or give another output path")
+                "pass --restart to start over, or give another output path"
+            )
         self.state = saved.get("state", {})
 
     def save(self, **state: Any) -> None:
@@ -525,8 +637,11 @@ class _Checkpoint:
 
 
 def _index_signature(engine) -> Dict[str, Any]:
-    return {"index": os.path.abspath(engine.path), "num_tokens": engine.num_tokens,
-            "num_documents": engine.num_documents}
+    return {
+        "index": os.path.abspath(engine.path),
+        "num_tokens": engine.num_tokens,
+        "num_documents": engine.num_documents,
+    }
 
 
 def _file_signature(path: str) -> Dict[str, Any]:
@@ -537,8 +652,15 @@ def _file_signature(path: str) -> Dict[str, Any]:
 def _tqdm(total: Optional[int], desc: str, unit: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
 def read_jsonl(path: str) -> Iterator[Any]:
@@ -567,11 +689,20 @@ def _complete_lines(path: str) -> Tuple[int, int]:
     return count, size
 
 
-def run_contamination(engine, eval_path: str, out: Optional[str] = None, min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
-                      threshold: float = DEFAULT_THRESHOLD, fields: Optional[Sequence[str]] = None, k: int = 5,
-                      id_field: Optional[str] = "id", batch_size: int = 512, restart: bool = False,
-                      progress: bool = False, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
-                      ) -> Dict[str, Any]:
+def run_contamination(
+    engine,
+    eval_path: str,
+    out: Optional[str] = None,
+    min_len: int = DEFAULT_CONTAMINATION_MIN_LEN,
+    threshold: float = DEFAULT_THRESHOLD,
+    fields: Optional[Sequence[str]] = None,
+    k: int = 5,
+    id_field: Optional[str] = "id",
+    batch_size: int = 512,
+    restart: bool = False,
+    progress: bool = False,
+    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> Dict[str, Any]:
     """The ``anygram contamination`` scan: streams one JSON line per example to
     ``out`` (resuming after the last complete line when a previous run with the
     same arguments stopped) and returns the summary of all examples."""
@@ -580,9 +711,16 @@ def run_contamination(engine, eval_path: str, out: Optional[str] = None, min_len
     skip = 0
     sink = None
     if out is not None:
-        signature = {"kind": "contamination", **_index_signature(engine), "eval": _file_signature(eval_path),
-                     "min_len": min_len, "threshold": threshold, "fields": list(fields or []), "k": k,
-                     "id_field": id_field}
+        signature = {
+            "kind": "contamination",
+            **_index_signature(engine),
+            "eval": _file_signature(eval_path),
+            "min_len": min_len,
+            "threshold": threshold,
+            "fields": list(fields or []),
+            "k": k,
+            "id_field": id_field,
+        }
         checkpoint = _Checkpoint(out, signature, restart)
         if checkpoint.state and os.path.exists(out):
             skip, size = _complete_lines(out)
@@ -598,9 +736,18 @@ def run_contamination(engine, eval_path: str, out: Optional[str] = None, min_len
     bar = _tqdm(None, "contamination", " examples", progress)
     bar.update(skip)
     try:
-        for r in iter_contamination(engine, read_jsonl(eval_path), min_len=min_len, threshold=threshold,
-                                    fields=fields, k=k, batch_size=batch_size, id_field=id_field, skip=skip,
-                                    on_batch=bar.update):
+        for r in iter_contamination(
+            engine,
+            read_jsonl(eval_path),
+            min_len=min_len,
+            threshold=threshold,
+            fields=fields,
+            k=k,
+            batch_size=batch_size,
+            id_field=id_field,
+            skip=skip,
+            on_batch=bar.update,
+        ):
             summary.add(r)
             if sink is not None:
                 sink.write((json.dumps(r, ensure_ascii=False) + "\n").encode())
@@ -616,9 +763,17 @@ def run_contamination(engine, eval_path: str, out: Optional[str] = None, min_len
     return summary.result()
 
 
-def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, against=None,
-              write: Optional[str] = None, split: bool = False, token_ids: bool = False, restart: bool = False,
-              progress: bool = False) -> Dict[str, Any]:
+def run_dedup(
+    engine,
+    ranges_path: str,
+    min_len: int = DEFAULT_DEDUP_MIN_LEN,
+    against=None,
+    write: Optional[str] = None,
+    split: bool = False,
+    token_ids: bool = False,
+    restart: bool = False,
+    progress: bool = False,
+) -> Dict[str, Any]:
     """The ``anygram dedup`` scan: writes one JSON line per affected document to
     ``ranges_path`` unit by unit (a shard for self dedup, a chunk of documents for
     cross dedup), then, with ``write``, the cleaned corpus in batches of documents.
@@ -627,20 +782,28 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
     if not isinstance(min_len, int) or min_len < 1:
         raise InvalidArgumentError(f"min_len must be a positive number of tokens, got {min_len!r}")
     _check_against(engine, against)
-    signature = {"kind": "dedup", **_index_signature(engine), "min_len": min_len,
-                 "against": None if against is None else _index_signature(against)}
+    signature = {
+        "kind": "dedup",
+        **_index_signature(engine),
+        "min_len": min_len,
+        "against": None if against is None else _index_signature(against),
+    }
     checkpoint = _Checkpoint(ranges_path, signature, restart)
     state = checkpoint.state
     units = _dedup_units(engine, against)
     done_units = state.get("units_done", 0) if os.path.exists(ranges_path) else 0
     size = state.get("ranges_size", 0) if done_units else 0
-    totals = state.get("totals", {"affected": 0, "removed": 0, "emptied": 0}) if done_units else \
-        {"affected": 0, "removed": 0, "emptied": 0}
+    totals = (
+        state.get("totals", {"affected": 0, "removed": 0, "emptied": 0})
+        if done_units
+        else {"affected": 0, "removed": 0, "emptied": 0}
+    )
     with open(ranges_path, "r+b" if done_units else "wb") as sink:
         sink.truncate(size)
         sink.seek(size)
-        bar = _tqdm(sum(u.work for u in units), "dedup" if against is None else "dedup --against", " tok",
-                    progress)
+        bar = _tqdm(
+            sum(u.work for u in units), "dedup" if against is None else "dedup --against", " tok", progress
+        )
         bar.update(sum(u.work for u in units[:done_units]))
         base = [bar.n]
 
@@ -648,8 +811,9 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
             bar.update(base[0] + done - bar.n)
 
         try:
-            for j, (unit, arrays) in enumerate(iter_dedup_units(engine, min_len, against, skip=done_units,
-                                                                progress=tick), start=done_units):
+            for j, (unit, arrays) in enumerate(
+                iter_dedup_units(engine, min_len, against, skip=done_units, progress=tick), start=done_units
+            ):
                 for rec in ranges_records(arrays):
                     sink.write((json.dumps(rec) + "\n").encode())
                     totals["affected"] += 1
@@ -662,18 +826,33 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
                 checkpoint.save(units_done=j + 1, ranges_size=sink.tell(), totals=totals)
         finally:
             bar.close()
-    summary = _dedup_summary(engine, min_len, against, totals["affected"], totals["removed"], totals["emptied"])
+    summary = _dedup_summary(
+        engine, min_len, against, totals["affected"], totals["removed"], totals["emptied"]
+    )
     if write is not None:
         previous = state.get("write", {})
-        wstate = previous if previous.get("path") == os.path.abspath(write) and previous.get("split") == split \
-            and previous.get("token_ids") == token_ids and os.path.exists(write) else None
+        wstate = (
+            previous
+            if previous.get("path") == os.path.abspath(write)
+            and previous.get("split") == split
+            and previous.get("token_ids") == token_ids
+            and os.path.exists(write)
+            else None
+        )
         start_doc = wstate["docs_done"] if wstate else 0
         bar = _tqdm(engine.num_documents, "write", " docs", progress)
         bar.update(start_doc)
 
         def save(docs_done: int, file_size: int) -> None:
-            checkpoint.save(write={"path": os.path.abspath(write), "split": split, "token_ids": token_ids,
-                                   "docs_done": docs_done, "size": file_size})
+            checkpoint.save(
+                write={
+                    "path": os.path.abspath(write),
+                    "split": split,
+                    "token_ids": token_ids,
+                    "docs_done": docs_done,
+                    "size": file_size,
+                }
+            )
 
         def records() -> Iterator[Tuple[int, List[List[int]]]]:
             with open(ranges_path) as f:
@@ -683,8 +862,17 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
                         yield rec["doc_ix"], rec["removed"]
 
         try:
-            write_clean(engine, records(), write, split=split, token_ids=token_ids, start_doc=start_doc,
-                        truncate_to=wstate["size"] if wstate else None, checkpoint=save, progress=bar.update)
+            write_clean(
+                engine,
+                records(),
+                write,
+                split=split,
+                token_ids=token_ids,
+                start_doc=start_doc,
+                truncate_to=wstate["size"] if wstate else None,
+                checkpoint=save,
+                progress=bar.update,
+            )
         finally:
             bar.close()
         summary["written"] = os.path.abspath(write)
@@ -692,6 +880,7 @@ def run_dedup(engine, ranges_path: str, min_len: int = DEFAULT_DEDUP_MIN_LEN, ag
 
 
 # ----------------------------------------------------------------------- report
+
 
 def contamination_table(summary: Dict[str, Any], width: int = 40) -> str:
     """A readable table of a contamination summary."""
@@ -721,12 +910,15 @@ def contamination_table(summary: Dict[str, Any], width: int = 40) -> str:
             name = f" id={b['id']}" if "id" in b else ""
             text = (b.get("longest_text") or "").replace("\n", " ")
             text = text[:60] + ("…" if len(text) > 60 else "")
-            lines.append(f"  #{b['index']}{name}  coverage {b['coverage']:.2f}  longest {b['longest']}  {text!r}")
+            lines.append(
+                f"  #{b['index']}{name}  coverage {b['coverage']:.2f}  longest {b['longest']}  {text!r}"
+            )
     return "\n".join(lines)
 
 
-def contamination_html(summary: Dict[str, Any], engine, eval_path: Optional[str] = None,
-                       fields: Optional[Sequence[str]] = None) -> str:
+def contamination_html(
+    summary: Dict[str, Any], engine, eval_path: Optional[str] = None, fields: Optional[Sequence[str]] = None
+) -> str:
     """A self-contained HTML report: the figures, an SVG histogram of coverage and
     the most covered examples with their matched tokens highlighted."""
     counts = summary["histogram"]["counts"]
@@ -734,13 +926,17 @@ def contamination_html(summary: Dict[str, Any], engine, eval_path: Optional[str]
     bars = []
     for i, c in enumerate(counts):
         h = 160 * c / peak
-        bars.append(f'<rect x="{40 + i * 50}" y="{180 - h:.1f}" width="40" height="{h:.1f}" fill="#c0392b">'
-                    f"<title>{c}</title></rect>"
-                    f'<text x="{60 + i * 50}" y="{175 - h:.1f}" font-size="11" text-anchor="middle">{c}</text>'
-                    f'<text x="{60 + i * 50}" y="196" font-size="11" text-anchor="middle">{i / 10:.1f}</text>')
-    svg = (f'<svg width="560" height="215" role="img" aria-label="histogram of coverage">{"".join(bars)}'
-           f'<text x="290" y="212" font-size="12" text-anchor="middle">coverage (fraction of tokens in matches '
-           f'of ≥ {summary["min_len"]} tokens)</text></svg>')
+        bars.append(
+            f'<rect x="{40 + i * 50}" y="{180 - h:.1f}" width="40" height="{h:.1f}" fill="#c0392b">'
+            f"<title>{c}</title></rect>"
+            f'<text x="{60 + i * 50}" y="{175 - h:.1f}" font-size="11" text-anchor="middle">{c}</text>'
+            f'<text x="{60 + i * 50}" y="196" font-size="11" text-anchor="middle">{i / 10:.1f}</text>'
+        )
+    svg = (
+        f'<svg width="560" height="215" role="img" aria-label="histogram of coverage">{"".join(bars)}'
+        f'<text x="290" y="212" font-size="12" text-anchor="middle">coverage (fraction of tokens in matches '
+        f"of ≥ {summary['min_len']} tokens)</text></svg>"
+    )
     rows = []
     wanted = {b["index"]: b for b in summary["top"]}
     examples: Dict[int, Any] = {}
@@ -767,19 +963,24 @@ def contamination_html(summary: Dict[str, Any], engine, eval_path: Optional[str]
                 parts.append(f"<div><b>{html.escape(name)}</b>: {''.join(marked)}</div>")
             cell = "".join(parts)
         name = html.escape(str(b.get("id", "")))
-        rows.append(f"<tr><td>{b['index']}</td><td>{name}</td><td>{b['coverage']:.3f}</td><td>{b['longest']}</td>"
-                    f"<td class=t>{cell}</td></tr>")
-    figures = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in summary.items() if k not in ("histogram", "top"))
+        rows.append(
+            f"<tr><td>{b['index']}</td><td>{name}</td><td>{b['coverage']:.3f}</td><td>{b['longest']}</td>"
+            f"<td class=t>{cell}</td></tr>"
+        )
+    figures = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+        if k not in ("histogram", "top")
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>anygram contamination report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
 mark{{background:#f5b7b1}}.t{{white-space:pre-wrap;font-family:monospace;font-size:90%}}</style></head><body>
 <h1>Contamination report</h1><p>index <code>{html.escape(os.path.abspath(engine.path))}</code>
-{'' if eval_path is None else f'— eval set <code>{html.escape(eval_path)}</code>'}</p>
+{"" if eval_path is None else f"— eval set <code>{html.escape(eval_path)}</code>"}</p>
 <table>{figures}</table><h2>Coverage</h2>{svg}
-<h2>Most covered examples</h2><p>Highlighted: tokens inside verbatim matches of at least {summary['min_len']}
-tokens.</p><table><tr><th>#</th><th>id</th><th>coverage</th><th>longest</th><th>text</th></tr>{''.join(rows)}</table>
+<h2>Most covered examples</h2><p>Highlighted: tokens inside verbatim matches of at least {summary["min_len"]}
+tokens.</p><table><tr><th>#</th><th>id</th><th>coverage</th><th>longest</th><th>text</th></tr>{"".join(rows)}</table>
 </body></html>
 """
 
