@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import string
 from typing import Dict, List, Sequence
@@ -485,3 +486,39 @@ def test_separator_never_matches(tmp_path, width):
     assert r["longest_match"]["length"] == 2
     assert SEPARATOR[width] > 4
     assert anygram.dedup(engine, min_len=2).ranges == {2: [[1, 3]]}
+
+
+def test_gpt2_corpus_end_to_end(shared_data, tmp_path, capsys):
+    """Real text and GPT-2 tokens: paragraphs of indexed documents are found in them;
+    dedup writes decoded text without the removed spans."""
+    lines = []
+    with zstandard.open(os.path.join(shared_data, "docs.jsonl.zst"), "rt") as f:
+        for line in f:
+            lines.append(json.loads(line))
+            if len(lines) == 60:
+                break
+    corpus = tmp_path / "docs.jsonl"
+    # Documents 0..4 twice: their second copies are removed by dedup.
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in lines + lines[:5]))
+    index = str(tmp_path / "index")
+    anygram.build_index(str(corpus), index, tokenizer=os.path.join(shared_data, "gpt2-tokenizer.json"),
+                        progress=False)
+    engine = anygram.Engine.open(index)
+    paragraphs = [max(d["text"].split("\n\n"), key=len) for d in lines[10:20]]
+    examples = [{"id": i, "text": p} for i, p in enumerate(paragraphs)]
+    examples.append({"id": "new", "text": "Colorless green ideas sleep furiously beside the quantum teapot."})
+    report = anygram.contamination(engine, examples, min_len=8, threshold=0.9)
+    for r, d in zip(report.examples[:10], lines[10:20]):
+        assert r["contaminated"], r
+        assert r["longest_match"]["text"] in d["text"]
+        assert {o["metadata"]["metadata"]["path"] for o in r["occurrences"]} == {d["path"]}
+    assert report.examples[-1]["covered_tokens"] == 0
+    clean = str(tmp_path / "clean.jsonl")
+    ranges = str(tmp_path / "ranges.jsonl")
+    assert main(["dedup", "--index", index, "--min-len", "50", "--ranges", ranges, "--write", clean, "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents_emptied"] == 5
+    written = _read_jsonl(clean)
+    # The repeated copies are gone whole; the first copies are intact, metadata kept.
+    assert [w["path"] for w in written[:60]] == [d["path"] for d in lines]
+    assert len(written) == 60 and written[3]["text"] == lines[3]["text"]
