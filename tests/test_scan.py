@@ -501,8 +501,9 @@ def test_gpt2_corpus_end_to_end(shared_data, tmp_path, capsys):
     # Documents 0..4 twice: their second copies are removed by dedup.
     corpus.write_text("".join(json.dumps(d) + "\n" for d in lines + lines[:5]))
     index = str(tmp_path / "index")
-    anygram.build_index(str(corpus), index, tokenizer=os.path.join(shared_data, "gpt2-tokenizer.json"),
-                        progress=False)
+    anygram.build_index(
+        str(corpus), index, tokenizer=os.path.join(shared_data, "gpt2-tokenizer.json"), progress=False
+    )
     engine = anygram.Engine.open(index)
     paragraphs = [max(d["text"].split("\n\n"), key=len) for d in lines[10:20]]
     examples = [{"id": i, "text": p} for i, p in enumerate(paragraphs)]
@@ -515,7 +516,9 @@ def test_gpt2_corpus_end_to_end(shared_data, tmp_path, capsys):
     assert report.examples[-1]["covered_tokens"] == 0
     clean = str(tmp_path / "clean.jsonl")
     ranges = str(tmp_path / "ranges.jsonl")
-    assert main(["dedup", "--index", index, "--min-len", "50", "--ranges", ranges, "--write", clean, "-q"]) == 0
+    assert (
+        main(["dedup", "--index", index, "--min-len", "50", "--ranges", ranges, "--write", clean, "-q"]) == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["documents_emptied"] == 5
     written = _read_jsonl(clean)

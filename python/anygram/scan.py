@@ -483,9 +483,8 @@ def _kept_pieces(tokens: List[int], removed: List[List[int]]) -> List[List[int]]
     return pieces
 
 
-def _output_record(
-    engine, doc: Dict[str, Any], tokens: List[int], extra: Dict[str, Any], token_ids: bool
-) -> Dict[str, Any]:
+def _output_record(doc: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """A written document's fields: its metadata, then ``extra`` (text or ids follow)."""
     meta = _jsonable_metadata(doc["metadata"].strip()) if doc["metadata"] else None
     # anygram stores the other fields of a JSONL input under "metadata"; keep them as fields.
     if isinstance(meta, dict) and isinstance(meta.get("metadata"), dict):
@@ -495,10 +494,6 @@ def _output_record(
     else:
         record = {}
     record.update(extra)
-    if engine.tokenizer is not None and not token_ids:
-        record["text"] = engine.decode(tokens)
-    else:
-        record["token_ids"] = tokens
     return record
 
 
@@ -561,7 +556,8 @@ def write_clean(
     try:
         for batch_start in range(start_doc, engine.num_documents, WRITE_BATCH_DOCS):
             ixs = list(range(batch_start, min(engine.num_documents, batch_start + WRITE_BATCH_DOCS)))
-            lines = []
+            # (document, extra fields, kept tokens) of every output line of the batch.
+            entries: List[Tuple[Dict[str, Any], Dict[str, Any], List[int]]] = []
             for doc in _anygram.Engine.get_docs_by_ixs(engine, ixs, 1 << 40):
                 removed: List[List[int]] = []
                 while pending is not None and pending[0] < doc["doc_ix"]:
@@ -574,23 +570,23 @@ def write_clean(
                     counts["documents_dropped"] += 1
                     continue
                 if split:
-                    for j, piece in enumerate(pieces):
-                        lines.append(
-                            json.dumps(
-                                _output_record(
-                                    engine, doc, piece, {"doc_ix": doc["doc_ix"], "piece": j}, token_ids
-                                ),
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                        )
-                else:
-                    joined = [t for p in pieces for t in p]
-                    lines.append(
-                        json.dumps(_output_record(engine, doc, joined, {}, token_ids), ensure_ascii=False)
-                        + "\n"
+                    entries.extend(
+                        (doc, {"doc_ix": doc["doc_ix"], "piece": j}, p) for j, p in enumerate(pieces)
                     )
+                else:
+                    entries.append((doc, {}, [t for p in pieces for t in p]))
                 counts["documents_written"] += 1
+            as_text = engine.tokenizer is not None and not token_ids
+            # One parallel decode for the whole batch.
+            texts = engine.tokenizer.decode_batch([e[2] for e in entries]) if as_text else None
+            lines = []
+            for j, (doc, extra, tokens) in enumerate(entries):
+                record = _output_record(doc, extra)
+                if texts is not None:
+                    record["text"] = texts[j]
+                else:
+                    record["token_ids"] = tokens
+                lines.append(json.dumps(record, ensure_ascii=False) + "\n")
             size = out.write(lines)
             if checkpoint is not None:
                 checkpoint(ixs[-1] + 1, size)
