@@ -14,9 +14,9 @@ that repeats an earlier position of the corpus (self; the first occurrence in
 corpus order — shard by shard, documents in index order, then position — is kept)
 or that occurs in another index (cross, ``against``), as removed ranges of token
 offsets per document. Self dedup reads the suffix array once with the longest
-common prefix of neighbours thresholded at ``min_len``. Memory: one bit per token
-of the largest shard, plus the removed ranges of one shard (16 bytes each); cross
-dedup holds one document per thread.
+common prefix of neighbours thresholded at ``min_len`` (several shards: merged by
+their first ``min_len`` tokens). Memory: one bit per token of the index, plus the
+removed ranges (16 bytes each); cross dedup holds one document per thread.
 
 The command-line forms (``anygram contamination``, ``anygram dedup``) stream their
 output and resume an interrupted run: see :func:`run_contamination` and
@@ -336,8 +336,8 @@ def contamination(
 
 @dataclass
 class DedupUnit:
-    """One resumable piece of a dedup scan: a whole shard (self) or a range of
-    documents of a shard (cross)."""
+    """One resumable piece of a dedup scan: the whole index (self, ``shard`` -1) or
+    a range of documents of a shard (cross)."""
 
     shard: int
     doc_start: int
@@ -346,12 +346,12 @@ class DedupUnit:
 
 
 def _dedup_units(engine, against) -> List[DedupUnit]:
+    if against is None:
+        # Self dedup is one pass over the whole index (shard -1: all of them).
+        return [DedupUnit(-1, 0, engine.num_documents, _anygram.dedup_self_work(engine))]
     units = []
     for info in engine.shard_info():
         s, docs = info["shard"], info["num_documents"]
-        if against is None:
-            units.append(DedupUnit(s, 0, docs, _anygram.dedup_self_work(engine, s)))
-            continue
         # Chunks of about CROSS_CHUNK_TOKENS tokens, by the average document length.
         per_doc = max(1, info["num_tokens"] // max(docs, 1))
         step = max(1, CROSS_CHUNK_TOKENS // per_doc)
@@ -395,7 +395,7 @@ def iter_dedup_units(
         if j < skip:
             continue
         if against is None:
-            arrays = _anygram.dedup_self_shard(engine, unit.shard, min_len, progress)
+            arrays = _anygram.dedup_self(engine, min_len, progress)
         else:
             arrays = _anygram.dedup_against(
                 engine, against, unit.shard, unit.doc_start, unit.doc_end, min_len, progress
@@ -771,8 +771,8 @@ def run_dedup(
     progress: bool = False,
 ) -> Dict[str, Any]:
     """The ``anygram dedup`` scan: writes one JSON line per affected document to
-    ``ranges_path`` unit by unit (a shard for self dedup, a chunk of documents for
-    cross dedup), then, with ``write``, the cleaned corpus in batches of documents.
+    ``ranges_path`` unit by unit (the whole index for self dedup, a chunk of
+    documents for cross dedup), then, with ``write``, the cleaned corpus in batches of documents.
     Each step records its progress in ``ranges_path.progress.json``; rerunning with
     the same arguments continues where it stopped. Returns the summary."""
     if not isinstance(min_len, int) or min_len < 1:

@@ -110,7 +110,11 @@ impl PyEngine {
         &self.inner
     }
 
-    pub(crate) fn many(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+    pub(crate) fn many(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Vec<u32>>> {
         let mut out = Vec::new();
         for (i, query) in queries.try_iter()?.enumerate() {
             out.push(

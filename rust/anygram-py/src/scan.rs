@@ -1,5 +1,5 @@
 //! Bindings of the batch scans (`anygram.scan` uses them): contamination of many
-//! texts and dedup of one shard or one range of documents. Each runs in the core
+//! texts, self dedup of an index and cross dedup of a range of documents. Each runs in the core
 //! on all cores with the GIL released, on a worker thread; the calling thread
 //! wakes a few times a second to report progress to a Python callback and to
 //! turn Ctrl-C into a cancelled scan.
@@ -144,26 +144,25 @@ fn ranges_dict<'py>(py: Python<'py>, docs: Vec<DocRanges>) -> PyResult<Bound<'py
     Ok(out)
 }
 
-/// Units of progress `dedup_self_shard` reports for `shard`.
+/// Units of progress `dedup_self` reports (token positions of the index).
 #[pyfunction]
-pub fn dedup_self_work(engine: &Bound<'_, PyEngine>, shard: usize) -> PyResult<u64> {
-    engine.get().core().dedup_self_work(shard).map_err(to_py)
+pub fn dedup_self_work(engine: &Bound<'_, PyEngine>) -> u64 {
+    engine.get().core().dedup_self_work()
 }
 
-/// Self dedup of one shard: every window of `min_len` tokens that repeats an
-/// earlier position of the corpus, as removed ranges per document.
+/// Self dedup of the whole index: every window of `min_len` tokens that
+/// repeats an earlier position of the corpus, as removed ranges per document.
 #[pyfunction]
-#[pyo3(signature = (engine, shard, min_len, progress = None))]
-pub fn dedup_self_shard<'py>(
+#[pyo3(signature = (engine, min_len, progress = None))]
+pub fn dedup_self<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
-    shard: usize,
     min_len: u64,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let core = engine.get().core().clone();
     let docs = run_with_progress(py, progress.as_ref(), move |control| {
-        core.dedup_self_shard(shard, min_len, control)
+        core.dedup_self(min_len, control)
     })?
     .map_err(to_py)?;
     ranges_dict(py, docs)
@@ -197,7 +196,7 @@ pub fn dedup_against<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contamination_batch, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_self_work, m)?)?;
-    m.add_function(wrap_pyfunction!(dedup_self_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_against, m)?)?;
     Ok(())
 }

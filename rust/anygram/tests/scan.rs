@@ -127,10 +127,14 @@ fn brute_dedup_against(
 
 fn engine_dedup_self(engine: &Engine, min_len: u64) -> Vec<(u64, Vec<(u64, u64)>)> {
     let control = ScanControl::default();
-    (0..engine.shards().len())
-        .flat_map(|s| engine.dedup_self_shard(s, min_len, &control).unwrap())
+    let got: Vec<_> = engine
+        .dedup_self(min_len, &control)
+        .unwrap()
+        .into_iter()
         .map(|d| (d.doc_ix, d.ranges))
-        .collect()
+        .collect();
+    assert_eq!(control.done(), engine.dedup_self_work());
+    got
 }
 
 fn engine_dedup_against(
@@ -263,7 +267,7 @@ fn cancelled_scans_stop_with_an_error() {
         .cancel
         .store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(
-        engine.dedup_self_shard(0, 2, &control),
+        engine.dedup_self(2, &control),
         Err(anygram::Error::Cancelled)
     ));
     assert!(engine
@@ -273,4 +277,50 @@ fn cancelled_scans_stop_with_an_error() {
         engine.contamination(&[1], 0, 1),
         Err(anygram::Error::InvalidArgument(_))
     ));
+}
+
+/// The definition with a hash map of windows, for corpora too large for the
+/// quadratic oracle.
+fn hashed_dedup_self(shards: &[Vec<Vec<u32>>], min_len: usize) -> Vec<(u64, Vec<(u64, u64)>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (d, doc) in all_docs(shards).iter().enumerate() {
+        let marked: Vec<bool> = (0..doc.len())
+            .map(|a| a + min_len <= doc.len() && !seen.insert(&doc[a..a + min_len]))
+            .collect();
+        let ranges = ranges_of(&marked, min_len);
+        if !ranges.is_empty() {
+            out.push((d as u64, ranges));
+        }
+    }
+    out
+}
+
+#[test]
+fn self_dedup_merges_large_shards_in_parallel_parts() {
+    // Shards larger than one part of the merge, over 3 token values: windows of
+    // 10 tokens repeat within and across shards, and around part cuts.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let shards: Vec<Vec<Vec<u32>>> = [300_000usize, 40_000, 280_000]
+        .iter()
+        .map(|&size| {
+            let mut docs = Vec::new();
+            let mut total = 0;
+            while total < size {
+                let len = rng.gen_range(0..3000);
+                docs.push((0..len).map(|_| rng.gen_range(0..3)).collect::<Vec<u32>>());
+                total += len + 1;
+            }
+            docs
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = write_index(dir.path(), &shards, TokenWidth::U16);
+    for min_len in [10u64, 16] {
+        assert_eq!(
+            engine_dedup_self(&engine, min_len),
+            hashed_dedup_self(&shards, min_len as usize)
+        );
+    }
 }

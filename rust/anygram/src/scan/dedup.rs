@@ -23,13 +23,17 @@
 //! array thresholded at `min_len`, computed on the fly: no `4n`-byte LCP or
 //! inverse suffix array is held), and in every run keeps the smallest position
 //! and marks the others in a bitmap of one bit per token. Runs are cut into
-//! chunks of ranks processed on all cores. Windows of shard `s > 0` that also
-//! occur in an earlier shard are found with matching statistics against shards
-//! `0..s`; cross-corpus windows with matching statistics against the other index.
+//! chunks of ranks processed on all cores. With several shards the suffix arrays
+//! are merged by their first `min_len` tokens (a heap over the shards, in parallel
+//! parts of the key space), so equal windows of every shard are neighbours too.
+//! Cross-corpus windows are found with matching statistics against the other
+//! index.
 //!
-//! **Memory.** Self: one bit per token of the shard being scanned (a 410M-token
-//! shard: 51 MB) plus the removed ranges; the index is read through the page
-//! cache. Cross: one document's tokens and matching statistics per thread.
+//! **Memory.** Self: one bit per token of the index (410M tokens: 51 MB) plus
+//! the removed ranges (16 bytes each); with several shards also the members of
+//! the run being merged (16 bytes per copy of a window) per thread. The index is
+//! read through the page cache. Cross: one document's tokens and matching
+//! statistics per thread.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,29 +104,31 @@ impl Engine {
             .sum()
     }
 
-    /// Units of progress [`Engine::dedup_self_shard`] reports for `shard`:
-    /// its ranks, plus its tokens again when earlier shards are scanned too.
-    pub fn dedup_self_work(&self, shard: usize) -> Result<u64> {
-        let n = self.shard_arg(shard)?.num_tokens();
-        Ok(if shard == 0 { n } else { 2 * n })
+    /// Units of progress [`Engine::dedup_self`] reports: one per token
+    /// position of the index.
+    pub fn dedup_self_work(&self) -> u64 {
+        self.num_tokens()
     }
 
-    /// Self dedup of shard `shard` (see the module docs): the removed ranges of
-    /// every document of the shard that loses at least one token.
-    pub fn dedup_self_shard(
-        &self,
-        shard: usize,
-        min_len: u64,
-        control: &ScanControl,
-    ) -> Result<Vec<DocRanges>> {
+    /// Self dedup of the whole index (see the module docs): the removed ranges
+    /// of every document that loses at least one token, in document order.
+    pub fn dedup_self(&self, min_len: u64, control: &ScanControl) -> Result<Vec<DocRanges>> {
         check_min_len(min_len)?;
-        let s = self.shard_arg(shard)?;
-        let marks = Bitmap::new(s.num_tokens());
-        self.mark_repeats_in_shard(s, min_len, &marks, control)?;
-        if shard > 0 {
-            self.mark_earlier_shard_windows(shard, min_len, &marks, control)?;
+        let marks: Vec<Bitmap> = self
+            .shards()
+            .iter()
+            .map(|s| Bitmap::new(s.num_tokens()))
+            .collect();
+        if let [shard] = self.shards() {
+            self.mark_repeats_in_shard(shard, min_len, &marks[0], control)?;
+        } else {
+            self.mark_repeats_across_shards(min_len, &marks, control)?;
         }
-        self.ranges_from_marks(shard, min_len, &marks)
+        let mut out = Vec::new();
+        for (shard, marks) in marks.iter().enumerate() {
+            out.extend(self.ranges_from_marks(shard, min_len, marks)?);
+        }
+        Ok(out)
     }
 
     /// Marks every window start of `s` whose window occurs at a smaller
@@ -206,32 +212,90 @@ impl Engine {
             })
     }
 
-    /// Marks every window start of shard `shard` whose window occurs in an
-    /// earlier shard.
-    fn mark_earlier_shard_windows(
+    /// Several shards: the suffix arrays merged by their first `min_len` tokens
+    /// (a heap over the shards), so that equal windows of all shards are
+    /// neighbours; in each run the smallest (shard, position) is kept. The key
+    /// space is cut into parts at windows sampled from the largest shard, each
+    /// part's bounds found in every shard by binary search, and the parts merged
+    /// on all cores.
+    fn mark_repeats_across_shards(
         &self,
-        shard: usize,
         min_len: u64,
-        marks: &Bitmap,
+        marks: &[Bitmap],
         control: &ScanControl,
     ) -> Result<()> {
-        let s = &self.shards()[shard];
-        let earlier = &self.shards()[..shard];
-        let w = self.token_width().bytes() as u64;
-        (0..s.num_documents())
+        let shards = self.shards();
+        let width = self.token_width();
+        let w = width.bytes() as u64;
+        let span = (min_len * w) as usize;
+        // The first `min_len` tokens at `ptr` (fewer at the end of the shard).
+        let key = |s: usize, ptr: u64| -> &[u8] {
+            let text = shards[s].tokenized();
+            let p = ptr as usize;
+            &text[p..text.len().min(p + span)]
+        };
+        let largest = (0..shards.len())
+            .max_by_key(|&s| shards[s].num_tokens())
+            .unwrap_or(0);
+        let mut bounds: Vec<Vec<u64>> = vec![vec![0; shards.len()]];
+        let mut rank = DEDUP_CHUNK_RANKS;
+        while rank < shards[largest].num_tokens() {
+            let pivot = key(largest, shards[largest].ptr_at(rank)?).to_vec();
+            let cut = shards
+                .iter()
+                .map(|s| Ok(s.find(&pivot, (0, s.num_tokens()))?.0))
+                .collect::<Result<Vec<u64>>>()?;
+            if bounds.last() != Some(&cut) {
+                bounds.push(cut);
+            }
+            rank += DEDUP_CHUNK_RANKS;
+        }
+        bounds.push(shards.iter().map(|s| s.num_tokens()).collect());
+        let inside_document = |bytes: &[u8]| -> bool {
+            bytes.len() == span
+                && bytes
+                    .chunks_exact(w as usize)
+                    .all(|t| width.read_token(t) != width.separator())
+        };
+        bounds
+            .windows(2)
+            .collect::<Vec<_>>()
             .into_par_iter()
-            .try_for_each(|local| -> Result<()> {
+            .try_for_each(|part| -> Result<()> {
                 control.check()?;
-                let start = s.document_start(local) + w;
-                let end = s.document_start(local + 1);
-                let tokens = s.tokens_between(start, end.max(start));
-                let ms = matching_statistics_in(earlier, self.token_width(), &tokens)?;
-                for (i, &m) in ms.iter().enumerate() {
-                    if m as u64 >= min_len {
-                        marks.set(start / w + i as u64);
+                let (lo, hi) = (&part[0], &part[1]);
+                let mut heap = std::collections::BinaryHeap::new();
+                for s in 0..shards.len() {
+                    if lo[s] < hi[s] {
+                        let ptr = shards[s].ptr_at(lo[s])?;
+                        heap.push(std::cmp::Reverse((key(s, ptr), s, lo[s], ptr)));
                     }
                 }
-                control.add(tokens.len() as u64 + 1);
+                // The run of equal windows being collected: (shard, ptr) of each.
+                let mut run: Vec<(usize, u64)> = Vec::new();
+                let mut run_key: &[u8] = &[];
+                let flush = |run: &mut Vec<(usize, u64)>, run_key: &[u8]| {
+                    if run.len() >= 2 && inside_document(run_key) {
+                        let keep = *run.iter().min().expect("a run has members");
+                        for &(s, ptr) in run.iter().filter(|&&m| m != keep) {
+                            marks[s].set(ptr / w);
+                        }
+                    }
+                    run.clear();
+                };
+                while let Some(std::cmp::Reverse((k, s, r, ptr))) = heap.pop() {
+                    if k != run_key || run.is_empty() {
+                        flush(&mut run, run_key);
+                        run_key = k;
+                    }
+                    run.push((s, ptr));
+                    if r + 1 < hi[s] {
+                        let next = shards[s].ptr_at(r + 1)?;
+                        heap.push(std::cmp::Reverse((key(s, next), s, r + 1, next)));
+                    }
+                }
+                flush(&mut run, run_key);
+                control.add((0..shards.len()).map(|s| hi[s] - lo[s]).sum());
                 Ok(())
             })
     }
