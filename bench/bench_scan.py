@@ -42,21 +42,49 @@ SHARED = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data"))
 TOKENIZER = os.path.join(SHARED, "gpt2-tokenizer.json")
 
 
+def _anon_rss(pid: int) -> int:
+    """Anonymous resident memory (heap, not mapped index files) of a process and its
+    children, in bytes (0 once gone)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    total += int(line.split()[1]) * 1024
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return total
+    return total + sum(_anon_rss(c) for c in children)
+
+
 def timed(cmd, log_name: str, workdir: str) -> dict:
-    """Runs `cmd` under /usr/bin/time -v: wall seconds, peak RSS, stdout."""
+    """Runs `cmd` under /usr/bin/time -v: wall seconds, peak RSS (which counts the
+    pages of the memory-mapped index the scan touched), peak anonymous RSS (its own
+    memory, sampled every 50 ms), stdout."""
     t0 = time.perf_counter()
     prefix = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
-    proc = subprocess.run(prefix + cmd, capture_output=True, text=True)
+    proc = subprocess.Popen(prefix + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_anon = 0
+    while proc.poll() is None:
+        peak_anon = max(peak_anon, _anon_rss(proc.pid))
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - t0
     with open(os.path.join(workdir, log_name + ".log"), "w") as f:
-        f.write(" ".join(cmd) + "\n" + proc.stdout + "\n" + proc.stderr)
+        f.write(" ".join(cmd) + "\n" + stdout + "\n" + stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stdout}\n{stderr[-3000:]}")
     peak = None
-    for line in proc.stderr.splitlines():
+    for line in stderr.splitlines():
         if "Maximum resident set size" in line:
             peak = int(line.split(":")[1]) * 1024
-    return {"seconds": round(seconds, 3), "peak_rss_bytes": peak, "stdout": proc.stdout}
+    return {
+        "seconds": round(seconds, 3),
+        "peak_rss_bytes": peak,
+        "peak_anon_rss_bytes": peak_anon,
+        "stdout": stdout,
+    }
 
 
 def anygram_cmd(*args: str):
@@ -204,6 +232,11 @@ def main() -> int:
     p.add_argument("--dedup-min-len", type=int, default=50)
     p.add_argument("--no-baseline", action="store_true", help="skip the numpy hash baseline (large corpora)")
     p.add_argument("--no-write", action="store_true", help="skip writing the cleaned corpus")
+    p.add_argument(
+        "--skip-contamination",
+        action="store_true",
+        help="keep today's contamination results of this corpus, rerun dedup only",
+    )
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
@@ -233,8 +266,14 @@ def main() -> int:
         )
     result["index"] = {"num_tokens": engine.num_tokens, "num_documents": engine.num_documents}
 
-    sets = write_eval_sets(args, engine, args.workdir)
+    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d', time.gmtime())}-{args.name}-scan")
     result["contamination"] = {}
+    sets = {}
+    if args.skip_contamination and os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            result["contamination"] = json.load(f)["contamination"]
+    elif not args.skip_contamination:
+        sets = write_eval_sets(args, engine, args.workdir)
     for name, s in sets.items():
         out = os.path.join(args.workdir, f"contamination-{args.name}-{name}.jsonl")
         summary = out + ".summary.json"
@@ -265,6 +304,7 @@ def main() -> int:
             "seconds": r["seconds"],
             "eval_tokens_per_s": round(s["tokens"] / r["seconds"]),
             "peak_rss_bytes": r["peak_rss_bytes"],
+            "peak_anon_rss_bytes": r["peak_anon_rss_bytes"],
             "token_coverage": round(sm["token_coverage"], 4),
             "num_contaminated": sm["num_contaminated"],
             "histogram": sm["histogram"]["counts"],
@@ -281,6 +321,7 @@ def main() -> int:
         "seconds": r["seconds"],
         "corpus_tokens_per_s": round(corpus_tokens / r["seconds"]),
         "peak_rss_bytes": r["peak_rss_bytes"],
+        "peak_anon_rss_bytes": r["peak_anon_rss_bytes"],
         "summary": summary,
     }
     print("dedup", result["dedup"], flush=True)
@@ -292,6 +333,7 @@ def main() -> int:
         result["dedup"]["write"] = {
             "seconds": r["seconds"],
             "peak_rss_bytes": r["peak_rss_bytes"],
+            "peak_anon_rss_bytes": r["peak_anon_rss_bytes"],
             "bytes": os.path.getsize(clean),
         }
         print("write", result["dedup"]["write"], flush=True)
@@ -302,7 +344,6 @@ def main() -> int:
         result["dedup"]["hash_baseline"] = b
         print("baseline", b, flush=True)
 
-    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d', time.gmtime())}-{args.name}-scan")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     lines = [
@@ -311,21 +352,25 @@ def main() -> int:
         "",
         f"{result['date']}, {result['note']}.",
         "",
+        "Peak RSS counts the pages of the memory-mapped index that a scan touched (page cache, shared);"
+        " anonymous RSS is the scan's own memory.",
+        "",
         "| contamination eval set | against | examples | eval tokens | seconds | eval tokens/s | peak RSS | "
-        "token coverage |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "peak anon RSS | token coverage |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in result["contamination"].items():
         lines.append(
             f"| {name} | {c['against']} | {c['examples']:,} | {c['eval_tokens']:,} | {c['seconds']:.2f} | "
             f"{c['eval_tokens_per_s']:,} | {c['peak_rss_bytes'] / 2**20:.0f} MiB | "
-            f"{100 * c['token_coverage']:.1f}% |"
+            f"{c.get('peak_anon_rss_bytes', 0) / 2**20:.0f} MiB | {100 * c['token_coverage']:.1f}% |"
         )
     d = result["dedup"]
     lines += [
         "",
         f"Dedup (self, --min-len {d['min_len']}): {d['seconds']:.2f} s, "
-        f"{d['corpus_tokens_per_s']:,} corpus tokens/s, peak RSS {d['peak_rss_bytes'] / 2**20:.0f} MiB; "
+        f"{d['corpus_tokens_per_s']:,} corpus tokens/s, peak RSS {d['peak_rss_bytes'] / 2**20:.0f} MiB "
+        f"(anonymous {d['peak_anon_rss_bytes'] / 2**20:.0f} MiB); "
         f"{d['summary']['tokens_removed']:,} tokens removed "
         f"({100 * d['summary']['fraction_tokens_removed']:.2f}%) from "
         f"{d['summary']['documents_affected']:,} documents.",
@@ -333,7 +378,8 @@ def main() -> int:
     if "write" in d:
         lines.append(
             f"Writing the cleaned corpus (.jsonl.zst, decoded text): {d['write']['seconds']:.2f} s, "
-            f"peak RSS {d['write']['peak_rss_bytes'] / 2**20:.0f} MiB."
+            f"peak RSS {d['write']['peak_rss_bytes'] / 2**20:.0f} MiB "
+            f"(anonymous {d['write']['peak_anon_rss_bytes'] / 2**20:.0f} MiB)."
         )
     if "hash_baseline" in d:
         b = d["hash_baseline"]
