@@ -340,6 +340,8 @@ def test_contamination_errors(planted):
         anygram.contamination(engine, ["abc"], min_len=0)
     with pytest.raises(InvalidArgumentError, match="threshold"):
         anygram.contamination(engine, ["abc"], threshold=2.0)
+    with pytest.raises(InvalidArgumentError, match="integers only"):
+        anygram.contamination(engine, [{"text": [1, "two"]}])
     with pytest.raises(InvalidQueryError, match="outside the vocabulary"):
         anygram.contamination(engine, [[1, 2, 300]])
     with pytest.raises(InvalidArgumentError, match="min_len"):
@@ -449,14 +451,18 @@ def test_dedup_cli_self_cross_and_resume(tmp_path, capsys):
     assert "min_len" in capsys.readouterr().err
 
 
-def test_dedup_resumes_after_interrupted_write(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_docs,batch_tokens,done_after_two", [(4, 1 << 21, 8), (4, 10, 2), (30, 20, 4)])
+def test_dedup_resumes_after_interrupted_write(
+    tmp_path, monkeypatch, batch_docs, batch_tokens, done_after_two
+):
     docs = [[1, 2, 3, 4, 1, 2, 3, 4]] * 5 + [[i % 4, 3] for i in range(20)]
     engine = _build(tmp_path, docs, 2, 2)
     ranges, clean = str(tmp_path / "r.jsonl"), str(tmp_path / "c.jsonl.zst")
     full = scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True)
     expected = _read_jsonl(clean)
-    monkeypatch.setattr(scan, "WRITE_BATCH_DOCS", 4)
-    # Stop the write after two batches: the checkpoint records 8 documents written.
+    monkeypatch.setattr(scan, "WRITE_BATCH_DOCS", batch_docs)
+    monkeypatch.setattr(scan, "WRITE_BATCH_TOKENS", batch_tokens)
+    # Stop the write after two batches: the checkpoint records their documents.
     calls = {"n": 0}
     original = scan._FrameWriter.write
 
@@ -470,7 +476,7 @@ def test_dedup_resumes_after_interrupted_write(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True, restart=True)
     state = json.loads(_text(ranges + ".progress.json"))["state"]
-    assert state["write"]["docs_done"] == 8
+    assert state["write"]["docs_done"] == done_after_two
     monkeypatch.setattr(scan._FrameWriter, "write", original)
     again = scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True)
     assert _read_jsonl(clean) == expected

@@ -47,7 +47,9 @@ HISTOGRAM_BINS = 10
 # of progress checkpoints.
 CROSS_CHUNK_TOKENS = 1 << 24
 # Documents fetched per batch when writing the cleaned corpus.
-WRITE_BATCH_DOCS = 2048
+WRITE_BATCH_DOCS = 1024
+# ... and at most about this many tokens (a document longer than that is a batch of its own).
+WRITE_BATCH_TOKENS = 1 << 21
 
 
 # ---------------------------------------------------------------- contamination
@@ -94,7 +96,10 @@ def _ids_of(engine, value: Any, where: str) -> List[int]:
         if engine.tokenizer is None:
             raise InvalidArgumentError(f"{where}: index {engine.path} has no tokenizer; give token ids")
         return engine.tokenize(value)
-    return [int(t) for t in value]
+    try:
+        return [int(t) for t in value]
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{where}: a list of token ids must hold integers only") from None
 
 
 def _jsonable_metadata(line: str) -> Any:
@@ -528,6 +533,24 @@ class _FrameWriter:
         self.file.close()
 
 
+def _write_batches(engine, start_doc: int) -> Iterator[List[int]]:
+    """Consecutive documents from ``start_doc`` on, in batches of at most
+    ``WRITE_BATCH_DOCS`` documents and about ``WRITE_BATCH_TOKENS`` tokens: what the
+    writer holds in memory at once (as Python lists, ~40 bytes a token)."""
+    doc = start_doc
+    while doc < engine.num_documents:
+        ixs = list(range(doc, min(engine.num_documents, doc + WRITE_BATCH_DOCS)))
+        lengths = [d["doc_len"] for d in _anygram.Engine.get_docs_by_ixs(engine, ixs, 1)]
+        batch, tokens = [], 0
+        for ix, length in zip(ixs, lengths):
+            if batch and tokens + length > WRITE_BATCH_TOKENS:
+                break
+            batch.append(ix)
+            tokens += length
+        yield batch
+        doc = batch[-1] + 1
+
+
 def write_clean(
     engine,
     ranges: Iterator[Tuple[int, List[List[int]]]],
@@ -554,8 +577,7 @@ def write_clean(
     counts = {"documents_written": 0, "documents_dropped": 0}
     pending = next(ranges, None)
     try:
-        for batch_start in range(start_doc, engine.num_documents, WRITE_BATCH_DOCS):
-            ixs = list(range(batch_start, min(engine.num_documents, batch_start + WRITE_BATCH_DOCS)))
+        for ixs in _write_batches(engine, start_doc):
             # (document, extra fields, kept tokens) of every output line of the batch.
             entries: List[Tuple[Dict[str, Any], Dict[str, Any], List[int]]] = []
             for doc in _anygram.Engine.get_docs_by_ixs(engine, ixs, 1 << 40):
