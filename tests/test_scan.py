@@ -258,9 +258,13 @@ def test_dedup_against_cleaned_corpus_shares_nothing(tmp_path_factory, corpus, o
     against = _build(tmp, other, width, 1, name="other")
     out = str(tmp / "clean.jsonl")
     anygram.dedup(engine, min_len=min_len, against=against, write=out, split=True, token_ids=True)
-    for r in _read_jsonl(out):
-        piece = r["token_ids"]
+    pieces = [r["token_ids"] for r in _read_jsonl(out)]
+    for piece in pieces:
         assert not any(occurs(other, piece[a : a + min_len]) for a in range(len(piece) - min_len + 1))
+    # An index rebuilt from the cleaned pieces shares no window with the other one.
+    if pieces:
+        rebuilt = _build(tmp, pieces, width, 1, name="rebuilt")
+        assert anygram.dedup(rebuilt, min_len=min_len, against=against).ranges == {}
 
 
 # ------------------------------------------------------ planted contamination
