@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import anygram
 from anygram import scan
 from anygram.cli import main
-from anygram.errors import InvalidArgumentError, InvalidQueryError
+from anygram.errors import InvalidArgumentError, InvalidQueryError, TokenizerMismatchError
 from conftest import SEPARATOR, build_from_tokens
 
 SETTINGS = settings(
@@ -193,6 +193,23 @@ def test_dedup_against_agrees_with_brute_force(tmp_path_factory, corpus, other, 
     tmp = tmp_path_factory.mktemp("x")
     engine = _build(tmp, docs, width, shards)
     against = _build(tmp, other, width, 1, name="other")
+    report = anygram.dedup(engine, min_len=min_len, against=against)
+    assert report.ranges == brute_dedup_against(docs, other, min_len)
+
+
+@SETTINGS
+@given(
+    corpus=corpus_strategy(),
+    other=st.lists(st.lists(st.integers(0, 3), max_size=14), min_size=1, max_size=5),
+    min_len=st.integers(1, 5),
+)
+def test_dedup_against_another_width_agrees_with_brute_force(tmp_path_factory, corpus, other, min_len):
+    # Different token widths: matching statistics per chunk of documents, not the merge.
+    width, docs, shards = corpus
+    tmp = tmp_path_factory.mktemp("xw")
+    engine = _build(tmp, docs, width, shards)
+    against = _build(tmp, other, 4 if width != 4 else 2, 1, name="other")
+    assert [u.shard for u in scan._dedup_units(engine, against)][0] >= 0
     report = anygram.dedup(engine, min_len=min_len, against=against)
     assert report.ranges == brute_dedup_against(docs, other, min_len)
 
@@ -453,6 +470,17 @@ def test_dedup_cli_self_cross_and_resume(tmp_path, capsys):
     # Errors name the problem.
     assert main(["dedup", "--index", a, "--min-len", "0", "--ranges", str(tmp_path / "r0.jsonl"), "-q"]) == 2
     assert "min_len" in capsys.readouterr().err
+    # An index of another tokenizer (a tiny word-level one) cannot be the other side.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.save(str(tmp_path / "words.json"))
+    (tmp_path / "w.jsonl").write_text(json.dumps({"text": "a b a b"}) + "\n")
+    worded = str(tmp_path / "w")
+    anygram.build_index(str(tmp_path / "w.jsonl"), worded, tokenizer=str(tmp_path / "words.json"), progress=False)
+    with pytest.raises(TokenizerMismatchError, match="token ids would not mean the same text"):
+        anygram.dedup(anygram.Engine.open(a), min_len=3, against=anygram.Engine.open(worded))
 
 
 @pytest.mark.parametrize("batch_docs,batch_tokens,done_after_two", [(4, 1 << 21, 8), (4, 10, 2), (30, 20, 4)])

@@ -299,7 +299,7 @@ def parser() -> argparse.ArgumentParser:
         "--against (cross). Writes the removed token ranges per affected document to --ranges (JSONL) "
         "and, with --write, the corpus without them. Resumes an interrupted run with the same arguments. "
         "Memory: self, one bit per token of the index plus 16 bytes per removed range (and, with several "
-        "shards, 16 bytes per copy of the window being merged); cross, one document per thread; the "
+        "shards or with --against, 16 bytes per copy of the window being merged); the "
         "indexes are read through the page cache.")
     _add_index(dd)
     dd.add_argument("--min-len", type=int, default=DEFAULT_DEDUP_MIN_LEN,

@@ -16,7 +16,10 @@ or that occurs in another index (cross, ``against``), as removed ranges of token
 offsets per document. Self dedup reads the suffix array once with the longest
 common prefix of neighbours thresholded at ``min_len`` (several shards: merged by
 their first ``min_len`` tokens). Memory: one bit per token of the index, plus the
-removed ranges (16 bytes each); cross dedup holds one document per thread.
+removed ranges (16 bytes each). Cross dedup merges the suffix arrays of both indexes
+by their first ``min_len`` tokens in one pass (the same memory, for this index's
+tokens); between indexes of different token widths it falls back to matching
+statistics of each document against the other index (one document per thread).
 
 The command-line forms (``anygram contamination``, ``anygram dedup``) stream their
 output and resume an interrupted run: see :func:`run_contamination` and
@@ -341,8 +344,9 @@ def contamination(
 
 @dataclass
 class DedupUnit:
-    """One resumable piece of a dedup scan: the whole index (self, ``shard`` -1) or
-    a range of documents of a shard (cross)."""
+    """One resumable piece of a dedup scan: the whole index (self, ``shard`` -1;
+    cross in one merged pass, ``shard`` -2) or a range of documents of a shard
+    (cross between indexes of different token widths)."""
 
     shard: int
     doc_start: int
@@ -354,6 +358,10 @@ def _dedup_units(engine, against) -> List[DedupUnit]:
     if against is None:
         # Self dedup is one pass over the whole index (shard -1: all of them).
         return [DedupUnit(-1, 0, engine.num_documents, _anygram.dedup_self_work(engine))]
+    if against.token_width == engine.token_width:
+        # One merged pass over both suffix arrays (shard -2: all of them).
+        return [DedupUnit(-2, 0, engine.num_documents, _anygram.dedup_against_work(engine, against))]
+    # Token widths differ: matching statistics of every document against the other index.
     units = []
     for info in engine.shard_info():
         s, docs = info["shard"], info["num_documents"]
@@ -367,18 +375,17 @@ def _dedup_units(engine, against) -> List[DedupUnit]:
 
 
 def _check_against(engine, against) -> None:
-    if against is None:
+    """Token ids must mean the same in both indexes: when both have a manifest,
+    their tokenizers (by content hash; none = UTF-8 bytes or pre-tokenized ids)
+    must agree."""
+    if against is None or engine.manifest is None or against.manifest is None:
         return
-    if against.token_width != engine.token_width and against.vocab_size != engine.vocab_size:
-        raise InvalidArgumentError(
-            "the two indexes differ in token width and vocabulary: they cannot share a tokenizer"
-        )
-    mine = (engine.manifest or {}).get("tokenizer") or {}
-    theirs = (against.manifest or {}).get("tokenizer") or {}
-    if mine.get("sha256") and theirs.get("sha256") and mine["sha256"] != theirs["sha256"]:
+    mine = engine.manifest.get("tokenizer") or {}
+    theirs = against.manifest.get("tokenizer") or {}
+    if mine.get("sha256") != theirs.get("sha256"):
         raise TokenizerMismatchError(
-            f"index {engine.path} uses tokenizer {mine.get('name')} but {against.path} "
-            f"uses {theirs.get('name')}: token ids would not mean the same text"
+            f"index {engine.path} uses tokenizer {mine.get('name', 'none')} but {against.path} "
+            f"uses {theirs.get('name', 'none')}: token ids would not mean the same text"
         )
 
 
@@ -401,6 +408,8 @@ def iter_dedup_units(
             continue
         if against is None:
             arrays = _anygram.dedup_self(engine, min_len, progress)
+        elif unit.shard == -2:
+            arrays = _anygram.dedup_against_all(engine, against, min_len, progress)
         else:
             arrays = _anygram.dedup_against(
                 engine, against, unit.shard, unit.doc_start, unit.doc_end, min_len, progress

@@ -168,6 +168,32 @@ pub fn dedup_self<'py>(
     ranges_dict(py, docs)
 }
 
+/// Units of progress `dedup_against_all` reports (token positions of both indexes).
+#[pyfunction]
+pub fn dedup_against_work(engine: &Bound<'_, PyEngine>, other: &Bound<'_, PyEngine>) -> u64 {
+    engine.get().core().dedup_against_work(other.get().core())
+}
+
+/// Cross dedup of the whole index against `other` (same token width) in one
+/// merged pass over both suffix arrays.
+#[pyfunction]
+#[pyo3(signature = (engine, other, min_len, progress = None))]
+pub fn dedup_against_all<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    other: &Bound<'py, PyEngine>,
+    min_len: u64,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let core = engine.get().core().clone();
+    let other = other.get().core().clone();
+    let docs = run_with_progress(py, progress.as_ref(), move |control| {
+        core.dedup_against_all(&other, min_len, control)
+    })?
+    .map_err(to_py)?;
+    ranges_dict(py, docs)
+}
+
 /// Cross dedup of documents `[doc_start, doc_end)` (local to `shard`) against
 /// `other`: every window of `min_len` tokens that occurs in `other`.
 #[pyfunction]
@@ -198,5 +224,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup_self_work, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_self, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_against, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_against_work, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_against_all, m)?)?;
     Ok(())
 }

@@ -243,7 +243,16 @@ proptest! {
         let engine = write_index(dir.path(), &shards, width);
         let other_engine = write_index(other_dir.path(), &other, width);
         let expected = brute_dedup_against(&shards, &all_docs(&other), min_len as usize);
-        prop_assert_eq!(engine_dedup_against(&engine, &other_engine, min_len), expected);
+        prop_assert_eq!(engine_dedup_against(&engine, &other_engine, min_len), expected.clone());
+        let control = ScanControl::default();
+        let merged: Vec<_> = engine
+            .dedup_against_all(&other_engine, min_len, &control)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.doc_ix, d.ranges))
+            .collect();
+        prop_assert_eq!(merged, expected);
+        prop_assert_eq!(control.done(), engine.dedup_against_work(&other_engine));
     }
 }
 
@@ -323,4 +332,18 @@ fn self_dedup_merges_large_shards_in_parallel_parts() {
             hashed_dedup_self(&shards, min_len as usize)
         );
     }
+    // Cross: the first two shards against an index of the third, merged in parts.
+    let other_dir = tempfile::tempdir().unwrap();
+    let mine_dir = tempfile::tempdir().unwrap();
+    let other = write_index(other_dir.path(), &shards[2..], TokenWidth::U16);
+    let mine = write_index(mine_dir.path(), &shards[..2], TokenWidth::U16);
+    let control = ScanControl::default();
+    let merged: Vec<_> = mine
+        .dedup_against_all(&other, 12, &control)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.doc_ix, d.ranges))
+        .collect();
+    assert_eq!(merged, engine_dedup_against(&mine, &other, 12));
+    assert!(!merged.is_empty());
 }

@@ -26,8 +26,10 @@
 //! chunks of ranks processed on all cores. With several shards the suffix arrays
 //! are merged by their first `min_len` tokens (a heap over the shards, in parallel
 //! parts of the key space), so equal windows of every shard are neighbours too.
-//! Cross-corpus windows are found with matching statistics against the other
-//! index.
+//! Cross dedup merges the suffix arrays of both indexes the same way
+//! ([`Engine::dedup_against_all`]); between indexes of different token widths,
+//! matching statistics of each document against the other index
+//! ([`Engine::dedup_against`]).
 //!
 //! **Memory.** Self: one bit per token of the index (410M tokens: 51 MB) plus
 //! the removed ranges (16 bytes each); with several shards also the members of
@@ -35,6 +37,8 @@
 //! read through the page cache. Cross: one document's tokens and matching
 //! statistics per thread.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,6 +46,7 @@ use rayon::prelude::*;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::format::TokenWidth;
 use crate::scan::matching::{covered_ranges, matching_statistics_in};
 use crate::scan::ScanControl;
 use crate::shard::Shard;
@@ -212,92 +217,23 @@ impl Engine {
             })
     }
 
-    /// Several shards: the suffix arrays merged by their first `min_len` tokens
-    /// (a heap over the shards), so that equal windows of all shards are
-    /// neighbours; in each run the smallest (shard, position) is kept. The key
-    /// space is cut into parts at windows sampled from the largest shard, each
-    /// part's bounds found in every shard by binary search, and the parts merged
-    /// on all cores.
+    /// Several shards: equal windows of every shard are neighbours in the merged
+    /// suffix arrays (see [`window_runs`]); in each run the smallest (shard,
+    /// position) is kept.
     fn mark_repeats_across_shards(
         &self,
         min_len: u64,
         marks: &[Bitmap],
         control: &ScanControl,
     ) -> Result<()> {
-        let shards = self.shards();
-        let width = self.token_width();
-        let w = width.bytes() as u64;
-        let span = (min_len * w) as usize;
-        // The first `min_len` tokens at `ptr` (fewer at the end of the shard).
-        let key = |s: usize, ptr: u64| -> &[u8] {
-            let text = shards[s].tokenized();
-            let p = ptr as usize;
-            &text[p..text.len().min(p + span)]
-        };
-        let largest = (0..shards.len())
-            .max_by_key(|&s| shards[s].num_tokens())
-            .unwrap_or(0);
-        let mut bounds: Vec<Vec<u64>> = vec![vec![0; shards.len()]];
-        let mut rank = DEDUP_CHUNK_RANKS;
-        while rank < shards[largest].num_tokens() {
-            let pivot = key(largest, shards[largest].ptr_at(rank)?).to_vec();
-            let cut = shards
-                .iter()
-                .map(|s| Ok(s.find(&pivot, (0, s.num_tokens()))?.0))
-                .collect::<Result<Vec<u64>>>()?;
-            if bounds.last() != Some(&cut) {
-                bounds.push(cut);
+        let shards: Vec<&Shard> = self.shards().iter().map(|s| s.as_ref()).collect();
+        let w = self.token_width().bytes() as u64;
+        window_runs(&shards, self.token_width(), min_len, control, |run| {
+            let keep = *run.iter().min().expect("a run has members");
+            for &(s, ptr) in run.iter().filter(|&&m| m != keep) {
+                marks[s].set(ptr / w);
             }
-            rank += DEDUP_CHUNK_RANKS;
-        }
-        bounds.push(shards.iter().map(|s| s.num_tokens()).collect());
-        let inside_document = |bytes: &[u8]| -> bool {
-            bytes.len() == span
-                && bytes
-                    .chunks_exact(w as usize)
-                    .all(|t| width.read_token(t) != width.separator())
-        };
-        bounds
-            .windows(2)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .try_for_each(|part| -> Result<()> {
-                control.check()?;
-                let (lo, hi) = (&part[0], &part[1]);
-                let mut heap = std::collections::BinaryHeap::new();
-                for s in 0..shards.len() {
-                    if lo[s] < hi[s] {
-                        let ptr = shards[s].ptr_at(lo[s])?;
-                        heap.push(std::cmp::Reverse((key(s, ptr), s, lo[s], ptr)));
-                    }
-                }
-                // The run of equal windows being collected: (shard, ptr) of each.
-                let mut run: Vec<(usize, u64)> = Vec::new();
-                let mut run_key: &[u8] = &[];
-                let flush = |run: &mut Vec<(usize, u64)>, run_key: &[u8]| {
-                    if run.len() >= 2 && inside_document(run_key) {
-                        let keep = *run.iter().min().expect("a run has members");
-                        for &(s, ptr) in run.iter().filter(|&&m| m != keep) {
-                            marks[s].set(ptr / w);
-                        }
-                    }
-                    run.clear();
-                };
-                while let Some(std::cmp::Reverse((k, s, r, ptr))) = heap.pop() {
-                    if k != run_key || run.is_empty() {
-                        flush(&mut run, run_key);
-                        run_key = k;
-                    }
-                    run.push((s, ptr));
-                    if r + 1 < hi[s] {
-                        let next = shards[s].ptr_at(r + 1)?;
-                        heap.push(std::cmp::Reverse((key(s, next), s, r + 1, next)));
-                    }
-                }
-                flush(&mut run, run_key);
-                control.add((0..shards.len()).map(|s| hi[s] - lo[s]).sum());
-                Ok(())
-            })
+        })
     }
 
     /// The union of the marked windows, per document.
@@ -345,6 +281,58 @@ impl Engine {
         Ok(per_doc.into_iter().flatten().collect())
     }
 
+    /// Units of progress [`Engine::dedup_against_all`] reports: the token
+    /// positions of both indexes.
+    pub fn dedup_against_work(&self, other: &Engine) -> u64 {
+        self.num_tokens() + other.num_tokens()
+    }
+
+    /// Cross dedup of the whole index against `other` (same token width): the
+    /// suffix arrays of both merged by their first `min_len` tokens, every run
+    /// of equal windows that holds a window of `other` marking the windows of
+    /// this index in it. One linear pass over both indexes, where
+    /// [`Engine::dedup_against`] searches `other` for every token.
+    pub fn dedup_against_all(
+        &self,
+        other: &Engine,
+        min_len: u64,
+        control: &ScanControl,
+    ) -> Result<Vec<DocRanges>> {
+        check_min_len(min_len)?;
+        if other.token_width() != self.token_width() {
+            return Err(Error::InvalidArgument(format!(
+                "the merged cross dedup needs the same token width in both indexes ({} and {} bytes); use dedup_against",
+                self.token_width().bytes(),
+                other.token_width().bytes()
+            )));
+        }
+        let mine = self.shards().len();
+        let streams: Vec<&Shard> = self
+            .shards()
+            .iter()
+            .chain(other.shards())
+            .map(|s| s.as_ref())
+            .collect();
+        let marks: Vec<Bitmap> = self
+            .shards()
+            .iter()
+            .map(|s| Bitmap::new(s.num_tokens()))
+            .collect();
+        let w = self.token_width().bytes() as u64;
+        window_runs(&streams, self.token_width(), min_len, control, |run| {
+            if run.iter().any(|&(s, _)| s >= mine) {
+                for &(s, ptr) in run.iter().filter(|&&(s, _)| s < mine) {
+                    marks[s].set(ptr / w);
+                }
+            }
+        })?;
+        let mut out = Vec::new();
+        for (shard, marks) in marks.iter().enumerate() {
+            out.extend(self.ranges_from_marks(shard, min_len, marks)?);
+        }
+        Ok(out)
+    }
+
     /// Cross dedup of documents `docs` (local indexes) of shard `shard` against
     /// `other`: the removed ranges of every one of them that loses a token.
     /// Tokens the other index cannot hold (its separator value or above) only
@@ -386,4 +374,91 @@ impl Engine {
             .collect::<Result<_>>()?;
         Ok(per_doc.into_iter().flatten().collect())
     }
+}
+
+/// Calls `on_run` with the `(stream, ptr)` of every member of every run of at
+/// least two equal windows of `min_len` tokens inside documents, over the
+/// suffix arrays of `streams` merged by their first `min_len` tokens.
+///
+/// Each suffix array is sorted, and so by its first `min_len` tokens (the end
+/// of a shard sorts first), so a heap over the streams yields all their windows
+/// in order and equal windows come together. The key space is cut into parts at
+/// windows sampled every [`DEDUP_CHUNK_RANKS`] ranks of the largest stream (each
+/// part's bounds found in every stream by binary search; a run never straddles
+/// a cut, since all its members compare alike with the pivot), and the parts
+/// are merged on all cores. Memory: the members of the current run per thread.
+fn window_runs(
+    streams: &[&Shard],
+    width: TokenWidth,
+    min_len: u64,
+    control: &ScanControl,
+    on_run: impl Fn(&[(usize, u64)]) + Sync,
+) -> Result<()> {
+    let w = width.bytes() as u64;
+    let span = (min_len * w) as usize;
+    let key = |s: usize, ptr: u64| -> &[u8] {
+        let text = streams[s].tokenized();
+        let p = ptr as usize;
+        &text[p..text.len().min(p + span)]
+    };
+    let largest = (0..streams.len())
+        .max_by_key(|&s| streams[s].num_tokens())
+        .unwrap_or(0);
+    let mut bounds: Vec<Vec<u64>> = vec![vec![0; streams.len()]];
+    let mut rank = DEDUP_CHUNK_RANKS;
+    while rank < streams[largest].num_tokens() {
+        let pivot = key(largest, streams[largest].ptr_at(rank)?).to_vec();
+        let cut = streams
+            .iter()
+            .map(|s| Ok(s.find(&pivot, (0, s.num_tokens()))?.0))
+            .collect::<Result<Vec<u64>>>()?;
+        if bounds.last() != Some(&cut) {
+            bounds.push(cut);
+        }
+        rank += DEDUP_CHUNK_RANKS;
+    }
+    bounds.push(streams.iter().map(|s| s.num_tokens()).collect());
+    let inside_document = |bytes: &[u8]| -> bool {
+        bytes.len() == span
+            && bytes
+                .chunks_exact(w as usize)
+                .all(|t| width.read_token(t) != width.separator())
+    };
+    bounds
+        .windows(2)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .try_for_each(|part| -> Result<()> {
+            control.check()?;
+            let (lo, hi) = (&part[0], &part[1]);
+            let mut heap = BinaryHeap::new();
+            for s in 0..streams.len() {
+                if lo[s] < hi[s] {
+                    let ptr = streams[s].ptr_at(lo[s])?;
+                    heap.push(Reverse((key(s, ptr), s, lo[s], ptr)));
+                }
+            }
+            let mut run: Vec<(usize, u64)> = Vec::new();
+            let mut run_key: &[u8] = &[];
+            let flush = |run: &mut Vec<(usize, u64)>, run_key: &[u8]| {
+                if run.len() >= 2 && inside_document(run_key) {
+                    on_run(run);
+                }
+                run.clear();
+            };
+            while let Some(Reverse((k, s, r, ptr))) = heap.pop() {
+                if k != run_key || run.is_empty() {
+                    flush(&mut run, run_key);
+                    run_key = k;
+                }
+                run.push((s, ptr));
+                if r + 1 < hi[s] {
+                    let next = streams[s].ptr_at(r + 1)?;
+                    heap.push(Reverse((key(s, next), s, r + 1, next)));
+                }
+            }
+            flush(&mut run, run_key);
+            control.add((0..streams.len()).map(|s| hi[s] - lo[s]).sum());
+            Ok(())
+        })
 }
