@@ -12,7 +12,8 @@
    * `from-corpus`: windows of 1,000 tokens cut from random documents of the corpus
      itself, so every token is covered (the slow case: every match is long).
 3. Dedup: `anygram dedup --min-len N` of the whole index (the scan), then the same
-   command with --write (the resumed run only writes the cleaned corpus).
+   command with --write (the resumed run only writes the cleaned corpus); with
+   --cross OTHER, `anygram dedup --against OTHER` too.
 4. Baseline and cross-check: numpy hashes of every N-token window, first occurrence by
    `np.unique`: the tokens it would remove must equal dedup's (a different method on
    the same definition), and its time is the "hash every window" baseline.
@@ -232,6 +233,7 @@ def main() -> int:
     p.add_argument("--dedup-min-len", type=int, default=50)
     p.add_argument("--no-baseline", action="store_true", help="skip the numpy hash baseline (large corpora)")
     p.add_argument("--no-write", action="store_true", help="skip writing the cleaned corpus")
+    p.add_argument("--cross", help="also time cross dedup of the index against this other index")
     p.add_argument(
         "--skip-contamination",
         action="store_true",
@@ -264,6 +266,21 @@ def main() -> int:
         result["build"]["train"] = build(
             train_jsonl, indexes["train"], args.workdir, args.skip_build, "train-build"
         )
+        # The held-out documents' own index: cross dedup of the training part against it
+        # removes every span of the eval documents from the training data.
+        heldout_jsonl = os.path.join(args.workdir, "heldout.jsonl")
+        if not os.path.exists(heldout_jsonl):
+            with open(heldout_jsonl, "w") as f:
+                for i, line in enumerate(read_jsonl(args.corpus)):
+                    if i % 20 == 19:
+                        f.write(line)
+        indexes["heldout"] = os.path.join(args.workdir, "heldout-index")
+        result["build"]["heldout"] = build(
+            heldout_jsonl, indexes["heldout"], args.workdir, args.skip_build, "heldout-build"
+        )
+        if not args.cross:
+            args.cross = indexes["heldout"]
+            indexes["cross_from"] = indexes["train"]
     result["index"] = {"num_tokens": engine.num_tokens, "num_documents": engine.num_documents}
 
     stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d', time.gmtime())}-{args.name}-scan")
@@ -337,6 +354,41 @@ def main() -> int:
             "bytes": os.path.getsize(clean),
         }
         print("write", result["dedup"]["write"], flush=True)
+    if args.cross:
+        # Cross dedup: this index against another one (e.g. a pretraining corpus
+        # against an eval set's index), in one merged pass over both suffix arrays.
+        other = anygram.Engine.open(args.cross)
+        cross_ranges = os.path.join(args.workdir, f"dedup-{args.name}-cross.ranges.jsonl")
+        r = timed(
+            anygram_cmd(
+                "dedup",
+                "--index",
+                indexes.get("cross_from", full),
+                "--against",
+                args.cross,
+                "--min-len",
+                str(args.dedup_min_len),
+                "--ranges",
+                cross_ranges,
+                "--quiet",
+                "--restart",
+            ),
+            f"dedup-cross-{args.name}",
+            args.workdir,
+        )
+        cs = json.loads(r["stdout"])
+        both = cs["num_tokens"] + other.num_tokens - other.num_documents
+        result["dedup"]["cross"] = {
+            "index": indexes.get("cross_from", full),
+            "against": args.cross,
+            "against_tokens": other.num_tokens - other.num_documents,
+            "seconds": r["seconds"],
+            "tokens_per_s_both_indexes": round(both / r["seconds"]),
+            "peak_rss_bytes": r["peak_rss_bytes"],
+            "peak_anon_rss_bytes": r["peak_anon_rss_bytes"],
+            "summary": cs,
+        }
+        print("cross", result["dedup"]["cross"], flush=True)
     if not args.no_baseline:
         b = hash_baseline(full, args.dedup_min_len)
         b["agrees"] = b["tokens_removed"] == summary["tokens_removed"]
@@ -380,6 +432,16 @@ def main() -> int:
             f"Writing the cleaned corpus (.jsonl.zst, decoded text): {d['write']['seconds']:.2f} s, "
             f"peak RSS {d['write']['peak_rss_bytes'] / 2**20:.0f} MiB "
             f"(anonymous {d['write']['peak_anon_rss_bytes'] / 2**20:.0f} MiB)."
+        )
+    if "cross" in d:
+        c = d["cross"]
+        lines.append(
+            f"Cross dedup of {os.path.basename(c['index'])} ({c['summary']['num_tokens']:,} tokens) against "
+            f"{os.path.basename(c['against'])} ({c['against_tokens']:,} tokens): "
+            f"{c['seconds']:.2f} s, {c['tokens_per_s_both_indexes']:,} tokens of both indexes/s, peak RSS "
+            f"{c['peak_rss_bytes'] / 2**20:.0f} MiB (anonymous {c['peak_anon_rss_bytes'] / 2**20:.0f} MiB); "
+            f"{c['summary']['tokens_removed']:,} tokens removed from {c['summary']['documents_affected']:,} "
+            "documents."
         )
     if "hash_baseline" in d:
         b = d["hash_baseline"]

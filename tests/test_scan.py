@@ -478,7 +478,9 @@ def test_dedup_cli_self_cross_and_resume(tmp_path, capsys):
     words.save(str(tmp_path / "words.json"))
     (tmp_path / "w.jsonl").write_text(json.dumps({"text": "a b a b"}) + "\n")
     worded = str(tmp_path / "w")
-    anygram.build_index(str(tmp_path / "w.jsonl"), worded, tokenizer=str(tmp_path / "words.json"), progress=False)
+    anygram.build_index(
+        str(tmp_path / "w.jsonl"), worded, tokenizer=str(tmp_path / "words.json"), progress=False
+    )
     with pytest.raises(TokenizerMismatchError, match="token ids would not mean the same text"):
         anygram.dedup(anygram.Engine.open(a), min_len=3, against=anygram.Engine.open(worded))
 
