@@ -193,8 +193,9 @@ def test_dedup_against_agrees_with_brute_force(tmp_path_factory, corpus, other, 
     tmp = tmp_path_factory.mktemp("x")
     engine = _build(tmp, docs, width, shards)
     against = _build(tmp, other, width, 1, name="other")
-    report = anygram.dedup(engine, min_len=min_len, against=against)
-    assert report.ranges == brute_dedup_against(docs, other, min_len)
+    expected = brute_dedup_against(docs, other, min_len)
+    for method in ("merge", "matching"):
+        assert anygram.dedup(engine, min_len=min_len, against=against, method=method).ranges == expected
 
 
 @SETTINGS
@@ -210,6 +211,8 @@ def test_dedup_against_another_width_agrees_with_brute_force(tmp_path_factory, c
     engine = _build(tmp, docs, width, shards)
     against = _build(tmp, other, 4 if width != 4 else 2, 1, name="other")
     assert [u.shard for u in scan._dedup_units(engine, against)][0] >= 0
+    with pytest.raises(InvalidArgumentError, match="equal token widths"):
+        anygram.dedup(engine, min_len=min_len, against=against, method="merge")
     report = anygram.dedup(engine, min_len=min_len, against=against)
     assert report.ranges == brute_dedup_against(docs, other, min_len)
 

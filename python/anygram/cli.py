@@ -179,7 +179,7 @@ def cmd_dedup(args) -> int:
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,
                              split=args.split, token_ids=args.token_ids, restart=args.restart,
-                             progress=not args.quiet and sys.stderr.isatty())
+                             method=args.method, progress=not args.quiet and sys.stderr.isatty())
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
@@ -305,6 +305,10 @@ def parser() -> argparse.ArgumentParser:
     dd.add_argument("--min-len", type=int, default=DEFAULT_DEDUP_MIN_LEN,
                     help="shortest span removed, in tokens (default %(default)s)")
     dd.add_argument("--against", help="another index (same tokenizer): remove spans that occur in it")
+    dd.add_argument("--method", choices=["auto", "merge", "matching"], default="auto",
+                    help="cross dedup: merge both suffix arrays (cost ~ both indexes) or matching statistics "
+                    "of each document against --against (~30x dearer per token of this index); auto picks "
+                    "the cheaper")
     dd.add_argument("--ranges", required=True, help="removed ranges per affected document (JSONL)")
     dd.add_argument("--write", help="write the cleaned corpus here (JSONL; .zst or .gz compress)")
     dd.add_argument("--split", action="store_true",
