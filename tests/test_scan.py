@@ -421,6 +421,8 @@ def test_contamination_cli_errors(planted, capsys):
     base = ["contamination", "--index", planted["index"], "--eval", planted["eval"], "-q"]
     assert main(base + ["--field", "nope"]) == 2
     assert "no field 'nope'" in capsys.readouterr().err
+    assert main(["contamination", "--index", planted["index"], "--eval", "/nonexistent.jsonl", "-q"]) == 2
+    assert "no such eval file" in capsys.readouterr().err
     bad = planted["tmp"] / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{not json\n')
     assert main(["contamination", "--index", planted["index"], "--eval", str(bad), "-q"]) == 2

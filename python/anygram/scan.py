@@ -759,6 +759,8 @@ def run_contamination(
     """The ``anygram contamination`` scan: streams one JSON line per example to
     ``out`` (resuming after the last complete line when a previous run with the
     same arguments stopped) and returns the summary of all examples."""
+    if not os.path.isfile(eval_path):
+        raise InvalidArgumentError(f"{eval_path}: no such eval file")
     _check_scan_args(min_len, threshold, k)
     summary = ContaminationSummary(min_len, threshold)
     skip = 0
