@@ -47,6 +47,10 @@ bench: $(STAMP) ## query and build benchmarks side by side with infini-gram (rea
 	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40" "tokengrams==0.3.3"
 	$(PY) bench/bench_queries.py
 
+.PHONY: bench-scan
+bench-scan: $(STAMP) ## contamination and dedup throughput and memory (reads ../shared/data)
+	$(PY) bench/bench_scan.py
+
 .PHONY: lint
 lint: ## rustfmt + clippy
 	cargo fmt --all -- --check

@@ -21,6 +21,7 @@ from .errors import (
     InvalidQueryError,
     TokenizerMismatchError,
 )
+from .scan import ContaminationReport, DedupReport, contamination, dedup
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -31,6 +32,10 @@ __all__ = [
     "build_index",
     "BuildReport",
     "Tokenizer",
+    "contamination",
+    "dedup",
+    "ContaminationReport",
+    "DedupReport",
     "errors",
     "AnygramError",
     "BuildError",

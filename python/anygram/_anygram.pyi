@@ -97,3 +97,25 @@ def score_batch(
 def ntd_dense(
     engine: Engine, contexts: Sequence[Query], max_support: int = 1000, vocab_size: Optional[int] = None
 ) -> Dict[str, npt.NDArray[Any]]: ...
+
+# Scans (rust/anygram-py/src/scan.rs); anygram.scan is the API over them.
+def contamination_batch(
+    engine: Engine, texts: Any, min_len: int, k: int = 5, progress: Optional[Callable[[int], None]] = None
+) -> List[Dict[str, Any]]: ...
+def dedup_self_work(engine: Engine) -> int: ...
+def dedup_self(
+    engine: Engine, min_len: int, progress: Optional[Callable[[int], None]] = None
+) -> Dict[str, npt.NDArray[np.uint64]]: ...
+def dedup_against(
+    engine: Engine,
+    other: Engine,
+    shard: int,
+    doc_start: int,
+    doc_end: int,
+    min_len: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Dict[str, npt.NDArray[np.uint64]]: ...
+def dedup_against_work(engine: Engine, other: Engine) -> int: ...
+def dedup_against_all(
+    engine: Engine, other: Engine, min_len: int, progress: Optional[Callable[[int], None]] = None
+) -> Dict[str, npt.NDArray[np.uint64]]: ...

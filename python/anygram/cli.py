@@ -209,6 +209,42 @@ def cmd_eval_lm(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+
+
+def cmd_contamination(args) -> int:
+    from . import scan
+
+    engine = _open(args)
+    summary = scan.run_contamination(
+        engine, args.eval, out=args.out, min_len=args.min_len, threshold=args.threshold, fields=args.field,
+        k=args.k, id_field=args.id_field, batch_size=args.batch_size, restart=args.restart,
+        progress=not args.quiet and sys.stderr.isatty())
+    if args.summary:
+        with open(args.summary, "w") as f:
+            json.dump(summary, f, indent=2, ensure_ascii=False)
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(scan.contamination_html(summary, engine, args.eval, args.field))
+    if args.json:
+        _print(summary)
+    else:
+        print(scan.contamination_table(summary))
+    return 0
+
+
+def cmd_dedup(args) -> int:
+    from . import scan
+    from .engine import Engine
+
+    engine = _open(args)
+    against = Engine.open(args.against) if args.against else None
+    summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,
+                             split=args.split, token_ids=args.token_ids, restart=args.restart,
+                             method=args.method, progress=not args.quiet and sys.stderr.isatty())
+    if args.summary:
+        with open(args.summary, "w") as f:
+            json.dump(summary, f, indent=2)
+    _print(summary)
     return 0
 
 
@@ -310,6 +346,64 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit-docs", type=int, help="use only the first N documents")
     ev.add_argument("--json", help="write the full report here")
     ev.set_defaults(func=cmd_eval_lm)
+
+
+    from .scan import DEFAULT_CONTAMINATION_MIN_LEN, DEFAULT_DEDUP_MIN_LEN, DEFAULT_THRESHOLD
+
+    co = sub.add_parser(
+        "contamination", help="how much of each example of an eval set occurs verbatim in the corpus",
+        description="For each example (a line of --eval), the longest verbatim match with the corpus "
+        "starting at each token; its coverage is the fraction of tokens inside matches of at least "
+        "--min-len tokens. Writes one JSON line per example to --out, resuming an interrupted run with "
+        "the same arguments. Memory: one batch of examples (4 bytes per token of statistics); the index "
+        "is read through the page cache.")
+    _add_index(co)
+    co.add_argument("--eval", required=True, help="eval set: JSONL (plain, .gz, .zst), one example a line")
+    co.add_argument("--field", action="append",
+                    help="field to score (repeat for several; each is scanned on its own); default: text")
+    co.add_argument("--id-field", default="id", help="field copied to the output as the example's id")
+    co.add_argument("--min-len", type=int, default=DEFAULT_CONTAMINATION_MIN_LEN,
+                    help="shortest match that counts, in tokens (default %(default)s)")
+    co.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help="contaminated when its coverage is at least this (default %(default)s)")
+    co.add_argument("-k", type=int, default=5,
+                    help="occurrences of the longest match to list (default %(default)s)")
+    co.add_argument("--out", help="per-example results (JSONL)")
+    co.add_argument("--summary", help="write the summary as JSON here")
+    co.add_argument("--html", help="write an HTML report here")
+    co.add_argument("--batch-size", type=int, default=512, help="examples per parallel batch")
+    co.add_argument("--restart", action="store_true", help="ignore a previous run's progress at --out")
+    co.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    co.add_argument("--quiet", "-q", action="store_true")
+    co.set_defaults(func=cmd_contamination)
+
+    dd = sub.add_parser(
+        "dedup", help="exact-substring dedup: repeated spans (self) or spans of another index (--against)",
+        description="Every window of --min-len tokens inside a document that repeats an earlier "
+        "position of the corpus (self: the first occurrence in corpus order is kept) or occurs in "
+        "--against (cross). Writes the removed token ranges per affected document to --ranges (JSONL) "
+        "and, with --write, the corpus without them. Resumes an interrupted run with the same arguments. "
+        "Memory: self, one bit per token of the index plus 16 bytes per removed range (and, with several "
+        "shards or with --against, 16 bytes per copy of the window being merged); the "
+        "indexes are read through the page cache.")
+    _add_index(dd)
+    dd.add_argument("--min-len", type=int, default=DEFAULT_DEDUP_MIN_LEN,
+                    help="shortest span removed, in tokens (default %(default)s)")
+    dd.add_argument("--against", help="another index (same tokenizer): remove spans that occur in it")
+    dd.add_argument("--method", choices=["auto", "merge", "matching"], default="auto",
+                    help="cross dedup: merge both suffix arrays (cost ~ both indexes) or matching statistics "
+                    "of each document against --against (~30x dearer per token of this index); auto picks "
+                    "the cheaper")
+    dd.add_argument("--ranges", required=True, help="removed ranges per affected document (JSONL)")
+    dd.add_argument("--write", help="write the cleaned corpus here (JSONL; .zst or .gz compress)")
+    dd.add_argument("--split", action="store_true",
+                    help="with --write: each kept piece of a document on its own line (no new spans at cuts)")
+    dd.add_argument("--token-ids", action="store_true",
+                    help="with --write: token ids, not decoded text (lossless where cuts split characters)")
+    dd.add_argument("--summary", help="write the summary as JSON here")
+    dd.add_argument("--restart", action="store_true", help="ignore a previous run's progress at --ranges")
+    dd.add_argument("--quiet", "-q", action="store_true")
+    dd.set_defaults(func=cmd_dedup)
 
     d = sub.add_parser("demo", help="build a demo index of Python's standard library and query it")
     d.add_argument("--output", default="demo-index")

@@ -98,6 +98,12 @@ class Tokenizer:
             return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
         return self._hf.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def decode_batch(self, batch: Sequence[Sequence[int]]) -> List[str]:
+        """Texts of many token-id lists (in parallel for HuggingFace tokenizers)."""
+        if self._hf is None:
+            return [self.decode(ids) for ids in batch]
+        return self._hf.decode_batch([list(map(int, ids)) for ids in batch], skip_special_tokens=False)
+
     def tokens(self, ids: Sequence[int]) -> List[str]:
         """The surface string of each token (for display)."""
         if self._hf is None:

@@ -105,6 +105,11 @@ impl PyEngine {
         })
     }
 
+    /// The core engine (for bindings in other files).
+    pub(crate) fn core(&self) -> &Arc<Engine> {
+        &self.inner
+    }
+
     pub(crate) fn many(
         &self,
         py: Python<'_>,

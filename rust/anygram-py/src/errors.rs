@@ -40,6 +40,7 @@ fn to_py_prefixed(err: Error, prefix: &str) -> PyErr {
             Error::TokenOutOfRange { .. } | Error::InvalidQuery(_) => "InvalidQueryError",
             Error::InvalidArgument(_) => "InvalidArgumentError",
             Error::Build { .. } => "BuildError",
+            Error::Cancelled => return pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
         };
         exception(py, class, message)
     })

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod engine;
 mod errors;
 mod lm;
+mod scan;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
+    scan::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -77,6 +77,10 @@ pub enum Error {
         /// What libsais reported.
         detail: String,
     },
+
+    /// A scan was cancelled through its [`crate::scan::ScanControl`] (e.g. Ctrl-C).
+    #[error("scan cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -1,0 +1,230 @@
+//! Bindings of the batch scans (`anygram.scan` uses them): contamination of many
+//! texts, self dedup of an index and cross dedup of a range of documents. Each runs in the core
+//! on all cores with the GIL released, on a worker thread; the calling thread
+//! wakes a few times a second to report progress to a Python callback and to
+//! turn Ctrl-C into a cancelled scan.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use anygram::scan::{Contamination, DocRanges, ScanControl};
+use numpy::IntoPyArray;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::engine::PyEngine;
+use crate::errors::{to_py, to_py_at};
+
+const POLL: Duration = Duration::from_millis(200);
+
+/// Runs `work` detached on a scoped thread and returns as soon as it ends;
+/// meanwhile calls `progress(done)` with the GIL every [`POLL`] and checks for
+/// signals (which cancel the scan).
+fn run_with_progress<T: Send, E: Send>(
+    py: Python<'_>,
+    progress: Option<&Py<PyAny>>,
+    work: impl FnOnce(&ScanControl) -> Result<T, E> + Send,
+) -> PyResult<Result<T, E>> {
+    let control = ScanControl::default();
+    let mut interrupted: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (sender, receiver) = mpsc::channel();
+            let control = &control;
+            scope.spawn(move || {
+                // The receiver outlives the thread; a failed send cannot happen.
+                let _ = sender.send(work(control));
+            });
+            loop {
+                match receiver.recv_timeout(POLL) {
+                    Ok(result) => return result,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => panic!("scan thread panicked"),
+                }
+                if interrupted.is_some() {
+                    continue;
+                }
+                let checked = Python::attach(|py| -> PyResult<()> {
+                    py.check_signals()?;
+                    if let Some(callback) = progress {
+                        callback.call1(py, (control.done(),))?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = checked {
+                    control.cancel.store(true, Ordering::Relaxed);
+                    interrupted = Some(e);
+                }
+            }
+        })
+    });
+    if let Some(e) = interrupted {
+        return Err(e);
+    }
+    if let Some(callback) = progress {
+        callback.call1(py, (control.done(),))?;
+    }
+    Ok(result)
+}
+
+fn contamination_dict<'py>(py: Python<'py>, c: Contamination) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("matching", c.matching.into_pyarray(py))?;
+    d.set_item("covered", c.covered)?;
+    d.set_item("num_covered", c.num_covered)?;
+    d.set_item("longest_start", c.longest_start)?;
+    d.set_item("longest_len", c.longest_len)?;
+    d.set_item("longest_count", c.longest_count)?;
+    let occurrences = PyList::empty(py);
+    for o in c.occurrences {
+        let od = PyDict::new(py);
+        od.set_item("doc_ix", o.doc_ix)?;
+        od.set_item("offset", o.offset)?;
+        od.set_item("doc_len", o.doc_len)?;
+        od.set_item("shard", o.shard)?;
+        od.set_item("ptr", o.ptr)?;
+        od.set_item("metadata", o.metadata)?;
+        occurrences.append(od)?;
+    }
+    d.set_item("occurrences", occurrences)?;
+    Ok(d)
+}
+
+/// Contamination of many texts (each a list of ids, a 1-D integer array or a
+/// string): per text its matching statistics (numpy u32), covered ranges,
+/// longest match and up to `k` occurrences of it. `progress(done)` gets the
+/// number of finished texts.
+#[pyfunction]
+#[pyo3(signature = (engine, texts, min_len, k = 5, progress = None))]
+pub fn contamination_batch<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    texts: &Bound<'py, PyAny>,
+    min_len: u64,
+    k: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let this = engine.get();
+    let texts = this.many(py, texts)?;
+    let core = this.core().clone();
+    let results = run_with_progress(py, progress.as_ref(), move |control| {
+        core.contamination_batch(&texts, min_len, k, control)
+    })?
+    .map_err(to_py_at)?;
+    let out = PyList::empty(py);
+    for c in results {
+        out.append(contamination_dict(py, c)?)?;
+    }
+    Ok(out)
+}
+
+/// Flat numpy arrays of removed ranges: `doc_ix`, `doc_len`, `num_ranges` per
+/// document, and `starts`, `ends` of all ranges in document order.
+fn ranges_dict<'py>(py: Python<'py>, docs: Vec<DocRanges>) -> PyResult<Bound<'py, PyDict>> {
+    let mut doc_ix = Vec::with_capacity(docs.len());
+    let mut doc_len = Vec::with_capacity(docs.len());
+    let mut num_ranges = Vec::with_capacity(docs.len());
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    for d in docs {
+        doc_ix.push(d.doc_ix);
+        doc_len.push(d.doc_len);
+        num_ranges.push(d.ranges.len() as u64);
+        for (s, e) in d.ranges {
+            starts.push(s);
+            ends.push(e);
+        }
+    }
+    let out = PyDict::new(py);
+    out.set_item("doc_ix", doc_ix.into_pyarray(py))?;
+    out.set_item("doc_len", doc_len.into_pyarray(py))?;
+    out.set_item("num_ranges", num_ranges.into_pyarray(py))?;
+    out.set_item("starts", starts.into_pyarray(py))?;
+    out.set_item("ends", ends.into_pyarray(py))?;
+    Ok(out)
+}
+
+/// Units of progress `dedup_self` reports (token positions of the index).
+#[pyfunction]
+pub fn dedup_self_work(engine: &Bound<'_, PyEngine>) -> u64 {
+    engine.get().core().dedup_self_work()
+}
+
+/// Self dedup of the whole index: every window of `min_len` tokens that
+/// repeats an earlier position of the corpus, as removed ranges per document.
+#[pyfunction]
+#[pyo3(signature = (engine, min_len, progress = None))]
+pub fn dedup_self<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    min_len: u64,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let core = engine.get().core().clone();
+    let docs = run_with_progress(py, progress.as_ref(), move |control| {
+        core.dedup_self(min_len, control)
+    })?
+    .map_err(to_py)?;
+    ranges_dict(py, docs)
+}
+
+/// Units of progress `dedup_against_all` reports (token positions of both indexes).
+#[pyfunction]
+pub fn dedup_against_work(engine: &Bound<'_, PyEngine>, other: &Bound<'_, PyEngine>) -> u64 {
+    engine.get().core().dedup_against_work(other.get().core())
+}
+
+/// Cross dedup of the whole index against `other` (same token width) in one
+/// merged pass over both suffix arrays.
+#[pyfunction]
+#[pyo3(signature = (engine, other, min_len, progress = None))]
+pub fn dedup_against_all<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    other: &Bound<'py, PyEngine>,
+    min_len: u64,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let core = engine.get().core().clone();
+    let other = other.get().core().clone();
+    let docs = run_with_progress(py, progress.as_ref(), move |control| {
+        core.dedup_against_all(&other, min_len, control)
+    })?
+    .map_err(to_py)?;
+    ranges_dict(py, docs)
+}
+
+/// Cross dedup of documents `[doc_start, doc_end)` (local to `shard`) against
+/// `other`: every window of `min_len` tokens that occurs in `other`.
+#[pyfunction]
+#[pyo3(signature = (engine, other, shard, doc_start, doc_end, min_len, progress = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn dedup_against<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    other: &Bound<'py, PyEngine>,
+    shard: usize,
+    doc_start: u64,
+    doc_end: u64,
+    min_len: u64,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let core = engine.get().core().clone();
+    let other = other.get().core().clone();
+    let docs = run_with_progress(py, progress.as_ref(), move |control| {
+        core.dedup_against(&other, shard, doc_start..doc_end, min_len, control)
+    })?
+    .map_err(to_py)?;
+    ranges_dict(py, docs)
+}
+
+/// Registers the scan functions on the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(contamination_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self_work, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_against, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_against_work, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_against_all, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! Exact-substring deduplication (as Lee et al. 2022, "Deduplicating Training
+//! Data Makes Language Models Better"), self and cross-corpus.
+//!
+//! **What is removed.** A *window* is `min_len` consecutive tokens inside one
+//! document (never touching a separator). Corpus order is shard by shard, then
+//! by position in the shard's token stream (documents in index order). Then:
+//!
+//! * **self**: a window is removed when the same tokens occur at an *earlier*
+//!   position of the corpus (the earlier copy may overlap it). Every repeated
+//!   span of at least `min_len` tokens is made of such windows, so all its copies
+//!   but the first go; the first is kept whole unless it overlaps a copy of
+//!   itself (in `a a a a` with `min_len` 2, windows 1 and 2 repeat window 0 and
+//!   only the first `a` stays).
+//! * **cross** (`against` another index): a window is removed when its tokens
+//!   occur anywhere in the other index.
+//!
+//! The removed ranges of a document are the union of its removed windows.
+//!
+//! **How.** Self: windows with the same tokens are neighbours in the suffix
+//! array, exactly the runs of ranks whose longest common prefix with the
+//! previous suffix is at least `min_len` tokens. One pass over the suffix array
+//! compares each suffix's first `min_len` tokens with its predecessor's (the LCP
+//! array thresholded at `min_len`, computed on the fly: no `4n`-byte LCP or
+//! inverse suffix array is held), and in every run keeps the smallest position
+//! and marks the others in a bitmap of one bit per token. Runs are cut into
+//! chunks of ranks processed on all cores. With several shards the suffix arrays
+//! are merged by their first `min_len` tokens (a heap over the shards, in parallel
+//! parts of the key space), so equal windows of every shard are neighbours too.
+//! Cross dedup merges the suffix arrays of both indexes the same way
+//! ([`Engine::dedup_against_all`]); between indexes of different token widths,
+//! matching statistics of each document against the other index
+//! ([`Engine::dedup_against`]).
+//!
+//! **Memory.** Self: one bit per token of the index (410M tokens: 51 MB) plus
+//! the removed ranges (16 bytes each); with several shards also the members of
+//! the run being merged (16 bytes per copy of a window) per thread. The index is
+//! read through the page cache. Cross: one document's tokens and matching
+//! statistics per thread.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::TokenWidth;
+use crate::scan::matching::{covered_ranges, matching_statistics_in};
+use crate::scan::ScanControl;
+use crate::shard::Shard;
+
+/// Suffix-array ranks per parallel work item of the self-dedup pass.
+pub const DEDUP_CHUNK_RANKS: u64 = 1 << 18;
+
+/// The removed ranges of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocRanges {
+    /// Global document index.
+    pub doc_ix: u64,
+    /// Tokens in the document.
+    pub doc_len: u64,
+    /// Maximal removed ranges `[start, end)` of token offsets in the document,
+    /// in order, disjoint and not touching.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// One bit per token position, set from many threads.
+struct Bitmap(Vec<AtomicU64>);
+
+impl Bitmap {
+    fn new(bits: u64) -> Bitmap {
+        Bitmap((0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+    #[inline]
+    fn set(&self, bit: u64) {
+        self.0[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+    }
+    #[inline]
+    fn word(&self, index: u64) -> u64 {
+        self.0[index as usize].load(Ordering::Relaxed)
+    }
+}
+
+fn check_min_len(min_len: u64) -> Result<()> {
+    if min_len == 0 {
+        return Err(Error::InvalidArgument(
+            "min_len must be at least 1 token".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    fn shard_arg(&self, shard: usize) -> Result<&Shard> {
+        self.shards().get(shard).map(|s| s.as_ref()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
+        })
+    }
+
+    fn first_doc_of(&self, shard: usize) -> u64 {
+        self.shards()[..shard]
+            .iter()
+            .map(|s| s.num_documents())
+            .sum()
+    }
+
+    /// Units of progress [`Engine::dedup_self`] reports: one per token
+    /// position of the index.
+    pub fn dedup_self_work(&self) -> u64 {
+        self.num_tokens()
+    }
+
+    /// Self dedup of the whole index (see the module docs): the removed ranges
+    /// of every document that loses at least one token, in document order.
+    pub fn dedup_self(&self, min_len: u64, control: &ScanControl) -> Result<Vec<DocRanges>> {
+        check_min_len(min_len)?;
+        let marks: Vec<Bitmap> = self
+            .shards()
+            .iter()
+            .map(|s| Bitmap::new(s.num_tokens()))
+            .collect();
+        if let [shard] = self.shards() {
+            self.mark_repeats_in_shard(shard, min_len, &marks[0], control)?;
+        } else {
+            self.mark_repeats_across_shards(min_len, &marks, control)?;
+        }
+        let mut out = Vec::new();
+        for (shard, marks) in marks.iter().enumerate() {
+            out.extend(self.ranges_from_marks(shard, min_len, marks)?);
+        }
+        Ok(out)
+    }
+
+    /// Marks every window start of `s` whose window occurs at a smaller
+    /// position of `s`: one pass over the suffix array in parallel chunks.
+    fn mark_repeats_in_shard(
+        &self,
+        s: &Shard,
+        min_len: u64,
+        marks: &Bitmap,
+        control: &ScanControl,
+    ) -> Result<()> {
+        let n = s.num_tokens();
+        let width = self.token_width();
+        let w = width.bytes() as u64;
+        let text = s.tokenized();
+        let span = (min_len * w) as usize;
+        let window = |ptr: u64| -> Option<&[u8]> {
+            let p = ptr as usize;
+            text.get(p..p.checked_add(span)?)
+        };
+        // The thresholded LCP: do the suffixes at `a` and `b` share their first
+        // `min_len` tokens?
+        let same = |a: u64, b: u64| -> bool {
+            match (window(a), window(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            }
+        };
+        let inside_document = |ptr: u64| -> bool {
+            window(ptr).is_some_and(|bytes| {
+                bytes
+                    .chunks_exact(w as usize)
+                    .all(|t| width.read_token(t) != width.separator())
+            })
+        };
+        (0..n.div_ceil(DEDUP_CHUNK_RANKS))
+            .into_par_iter()
+            .try_for_each(|chunk| -> Result<()> {
+                control.check()?;
+                let lo = chunk * DEDUP_CHUNK_RANKS;
+                let hi = n.min(lo + DEDUP_CHUNK_RANKS);
+                // A run that began in the previous chunk belongs to it.
+                let mut rank = lo;
+                if rank > 0 {
+                    let mut prev = s.ptr_at(rank - 1)?;
+                    while rank < n {
+                        let ptr = s.ptr_at(rank)?;
+                        if !same(prev, ptr) {
+                            break;
+                        }
+                        prev = ptr;
+                        rank += 1;
+                    }
+                }
+                while rank < hi {
+                    let first = s.ptr_at(rank)?;
+                    let (mut end, mut last, mut keep) = (rank + 1, first, first);
+                    while end < n {
+                        let ptr = s.ptr_at(end)?;
+                        if !same(last, ptr) {
+                            break;
+                        }
+                        keep = keep.min(ptr);
+                        last = ptr;
+                        end += 1;
+                    }
+                    if end - rank >= 2 && inside_document(first) {
+                        // Second pass over the run instead of holding it: O(1) memory
+                        // even for a window repeated millions of times.
+                        for r in rank..end {
+                            let ptr = s.ptr_at(r)?;
+                            if ptr != keep {
+                                marks.set(ptr / w);
+                            }
+                        }
+                    }
+                    rank = end;
+                }
+                control.add(hi - lo);
+                Ok(())
+            })
+    }
+
+    /// Several shards: equal windows of every shard are neighbours in the merged
+    /// suffix arrays (see [`window_runs`]); in each run the smallest (shard,
+    /// position) is kept.
+    fn mark_repeats_across_shards(
+        &self,
+        min_len: u64,
+        marks: &[Bitmap],
+        control: &ScanControl,
+    ) -> Result<()> {
+        let shards: Vec<&Shard> = self.shards().iter().map(|s| s.as_ref()).collect();
+        let w = self.token_width().bytes() as u64;
+        window_runs(&shards, self.token_width(), min_len, control, |run| {
+            let keep = *run.iter().min().expect("a run has members");
+            for &(s, ptr) in run.iter().filter(|&&m| m != keep) {
+                marks[s].set(ptr / w);
+            }
+        })
+    }
+
+    /// The union of the marked windows, per document.
+    fn ranges_from_marks(
+        &self,
+        shard: usize,
+        min_len: u64,
+        marks: &Bitmap,
+    ) -> Result<Vec<DocRanges>> {
+        let s = &self.shards()[shard];
+        let w = self.token_width().bytes() as u64;
+        let first_doc = self.first_doc_of(shard);
+        let per_doc: Vec<Option<DocRanges>> = (0..s.num_documents())
+            .into_par_iter()
+            .map(|local| {
+                let first_token = s.document_start(local) / w + 1;
+                let end_token = (s.document_start(local + 1) / w).max(first_token);
+                let mut ranges: Vec<(u64, u64)> = Vec::new();
+                let mut t = first_token;
+                while t < end_token {
+                    let word = marks.word(t / 64) >> (t % 64);
+                    if word == 0 {
+                        t = (t / 64 + 1) * 64; // no mark in the rest of this word
+                        continue;
+                    }
+                    t += word.trailing_zeros() as u64;
+                    if t >= end_token {
+                        break;
+                    }
+                    let (start, end) =
+                        (t - first_token, (t + min_len).min(end_token) - first_token);
+                    match ranges.last_mut() {
+                        Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                        _ => ranges.push((start, end)),
+                    }
+                    t += 1;
+                }
+                (!ranges.is_empty()).then(|| DocRanges {
+                    doc_ix: first_doc + local,
+                    doc_len: end_token - first_token,
+                    ranges,
+                })
+            })
+            .collect();
+        Ok(per_doc.into_iter().flatten().collect())
+    }
+
+    /// Units of progress [`Engine::dedup_against_all`] reports: the token
+    /// positions of both indexes.
+    pub fn dedup_against_work(&self, other: &Engine) -> u64 {
+        self.num_tokens() + other.num_tokens()
+    }
+
+    /// Cross dedup of the whole index against `other` (same token width): the
+    /// suffix arrays of both merged by their first `min_len` tokens, every run
+    /// of equal windows that holds a window of `other` marking the windows of
+    /// this index in it. One linear pass over both indexes, where
+    /// [`Engine::dedup_against`] searches `other` for every token.
+    pub fn dedup_against_all(
+        &self,
+        other: &Engine,
+        min_len: u64,
+        control: &ScanControl,
+    ) -> Result<Vec<DocRanges>> {
+        check_min_len(min_len)?;
+        if other.token_width() != self.token_width() {
+            return Err(Error::InvalidArgument(format!(
+                "the merged cross dedup needs the same token width in both indexes ({} and {} bytes); use dedup_against",
+                self.token_width().bytes(),
+                other.token_width().bytes()
+            )));
+        }
+        let mine = self.shards().len();
+        let streams: Vec<&Shard> = self
+            .shards()
+            .iter()
+            .chain(other.shards())
+            .map(|s| s.as_ref())
+            .collect();
+        let marks: Vec<Bitmap> = self
+            .shards()
+            .iter()
+            .map(|s| Bitmap::new(s.num_tokens()))
+            .collect();
+        let w = self.token_width().bytes() as u64;
+        window_runs(&streams, self.token_width(), min_len, control, |run| {
+            if run.iter().any(|&(s, _)| s >= mine) {
+                for &(s, ptr) in run.iter().filter(|&&(s, _)| s < mine) {
+                    marks[s].set(ptr / w);
+                }
+            }
+        })?;
+        let mut out = Vec::new();
+        for (shard, marks) in marks.iter().enumerate() {
+            out.extend(self.ranges_from_marks(shard, min_len, marks)?);
+        }
+        Ok(out)
+    }
+
+    /// Cross dedup of documents `docs` (local indexes) of shard `shard` against
+    /// `other`: the removed ranges of every one of them that loses a token.
+    /// Tokens the other index cannot hold (its separator value or above) only
+    /// end matches. `control` counts tokens (separators included).
+    pub fn dedup_against(
+        &self,
+        other: &Engine,
+        shard: usize,
+        docs: Range<u64>,
+        min_len: u64,
+        control: &ScanControl,
+    ) -> Result<Vec<DocRanges>> {
+        check_min_len(min_len)?;
+        let s = self.shard_arg(shard)?;
+        if docs.end > s.num_documents() || docs.start > docs.end {
+            return Err(Error::InvalidArgument(format!(
+                "documents {docs:?} are out of range [0, {}) of shard {shard}",
+                s.num_documents()
+            )));
+        }
+        let w = self.token_width().bytes() as u64;
+        let first_doc = self.first_doc_of(shard);
+        let per_doc: Vec<Option<DocRanges>> = docs
+            .into_par_iter()
+            .map(|local| -> Result<Option<DocRanges>> {
+                control.check()?;
+                let start = s.document_start(local) + w;
+                let end = s.document_start(local + 1).max(start);
+                let tokens = s.tokens_between(start, end);
+                let ms = matching_statistics_in(other.shards(), other.token_width(), &tokens)?;
+                control.add(tokens.len() as u64 + 1);
+                let ranges = covered_ranges(&ms, min_len);
+                Ok((!ranges.is_empty()).then(|| DocRanges {
+                    doc_ix: first_doc + local,
+                    doc_len: tokens.len() as u64,
+                    ranges,
+                }))
+            })
+            .collect::<Result<_>>()?;
+        Ok(per_doc.into_iter().flatten().collect())
+    }
+}
+
+/// Calls `on_run` with the `(stream, ptr)` of every member of every run of at
+/// least two equal windows of `min_len` tokens inside documents, over the
+/// suffix arrays of `streams` merged by their first `min_len` tokens.
+///
+/// Each suffix array is sorted, and so by its first `min_len` tokens (the end
+/// of a shard sorts first), so a heap over the streams yields all their windows
+/// in order and equal windows come together. The key space is cut into parts at
+/// windows sampled every [`DEDUP_CHUNK_RANKS`] ranks of the largest stream (each
+/// part's bounds found in every stream by binary search; a run never straddles
+/// a cut, since all its members compare alike with the pivot), and the parts
+/// are merged on all cores. Memory: the members of the current run per thread.
+fn window_runs(
+    streams: &[&Shard],
+    width: TokenWidth,
+    min_len: u64,
+    control: &ScanControl,
+    on_run: impl Fn(&[(usize, u64)]) + Sync,
+) -> Result<()> {
+    let w = width.bytes() as u64;
+    let span = (min_len * w) as usize;
+    let key = |s: usize, ptr: u64| -> &[u8] {
+        let text = streams[s].tokenized();
+        let p = ptr as usize;
+        &text[p..text.len().min(p + span)]
+    };
+    let largest = (0..streams.len())
+        .max_by_key(|&s| streams[s].num_tokens())
+        .unwrap_or(0);
+    let mut bounds: Vec<Vec<u64>> = vec![vec![0; streams.len()]];
+    let mut rank = DEDUP_CHUNK_RANKS;
+    while rank < streams[largest].num_tokens() {
+        let pivot = key(largest, streams[largest].ptr_at(rank)?).to_vec();
+        let cut = streams
+            .iter()
+            .map(|s| Ok(s.find(&pivot, (0, s.num_tokens()))?.0))
+            .collect::<Result<Vec<u64>>>()?;
+        if bounds.last() != Some(&cut) {
+            bounds.push(cut);
+        }
+        rank += DEDUP_CHUNK_RANKS;
+    }
+    bounds.push(streams.iter().map(|s| s.num_tokens()).collect());
+    let inside_document = |bytes: &[u8]| -> bool {
+        bytes.len() == span
+            && bytes
+                .chunks_exact(w as usize)
+                .all(|t| width.read_token(t) != width.separator())
+    };
+    bounds
+        .windows(2)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .try_for_each(|part| -> Result<()> {
+            control.check()?;
+            let (lo, hi) = (&part[0], &part[1]);
+            let mut heap = BinaryHeap::new();
+            for s in 0..streams.len() {
+                if lo[s] < hi[s] {
+                    let ptr = streams[s].ptr_at(lo[s])?;
+                    heap.push(Reverse((key(s, ptr), s, lo[s], ptr)));
+                }
+            }
+            let mut run: Vec<(usize, u64)> = Vec::new();
+            let mut run_key: &[u8] = &[];
+            let flush = |run: &mut Vec<(usize, u64)>, run_key: &[u8]| {
+                if run.len() >= 2 && inside_document(run_key) {
+                    on_run(run);
+                }
+                run.clear();
+            };
+            while let Some(Reverse((k, s, r, ptr))) = heap.pop() {
+                if k != run_key || run.is_empty() {
+                    flush(&mut run, run_key);
+                    run_key = k;
+                }
+                run.push((s, ptr));
+                if r + 1 < hi[s] {
+                    let next = streams[s].ptr_at(r + 1)?;
+                    heap.push(Reverse((key(s, next), s, r + 1, next)));
+                }
+            }
+            flush(&mut run, run_key);
+            control.add((0..streams.len()).map(|s| hi[s] - lo[s]).sum());
+            Ok(())
+        })
+}
