@@ -70,8 +70,7 @@ impl PartPlan {
         // Parts much smaller than this make the merge wide and slow for nothing.
         let min_part = 1 << 16;
         if window < overlap + min_part {
-            let per_token = width.bytes() as u64 + 4;
-            let need = (overlap + min_part) * per_token + super::memory::SORT_WORKSPACE;
+            let need = super::memory::in_memory_sort_bytes(overlap + min_part, width);
             return Err(Error::InvalidArgument(format!(
                 "the memory budget leaves {} MiB for sorting, too little for an external \
                  suffix sort (it needs at least {} MiB beyond what the process already uses): raise --mem",

@@ -1,17 +1,18 @@
 //! The memory model of suffix-array construction, and the resident-set guard
 //! that keeps mapped text pages inside the budget.
 //!
-//! Costs per token of a text sorted in memory (measured with `/usr/bin/time -v`
-//! on random texts, see `bench/bench_build.py --calibrate`):
+//! Costs per token of a text sorted in memory, measured with
+//! `bench/bench_build.py --calibrate` (30M random tokens per width, peak resident
+//! set minus the resident set before the sort):
 //!
-//! | width | tokens | suffix array | peak |
-//! | --- | --- | --- | --- |
-//! | u8  | 1 | 4 (8 past 2^31 tokens) | 5 (9) |
-//! | u16 | 2 | 4 (8) | 6 (10) |
-//! | u32 | 4 | 4 (8) | 8 (16: the 64-bit sorter takes 8-byte symbols) |
+//! | width | tokens | suffix array | measured | model |
+//! | --- | --- | --- | --- | --- |
+//! | u8  | 1 | 4 | 5.02 | 5 |
+//! | u16 | 2 | 4 | 6.02 | 6 |
+//! | u32 | 4 | 4 | 9.24 | 10 (libsais_int's own buffers for a large alphabet) |
 //!
-//! plus libsais's own workspace (bucket tables per thread, under 64 MiB for
-//! the alphabets used here) which [`SORT_WORKSPACE`] covers.
+//! Past 2^31 tokens the array takes 8 bytes a token (u32: 8-byte symbols too).
+//! [`SORT_WORKSPACE`] covers the fixed part (per-thread bucket tables, buffers).
 
 use memmap2::{Mmap, UncheckedAdvice};
 
@@ -19,29 +20,30 @@ use crate::format::TokenWidth;
 
 /// What libsais allocates beyond the text and the array (per-thread bucket
 /// tables; the 16-bit and integer sorters have the largest).
-pub const SORT_WORKSPACE: u64 = 64 << 20;
+pub const SORT_WORKSPACE: u64 = 32 << 20;
 
 /// Texts of this many tokens or more need the 64-bit sorters.
 pub const LARGE_TEXT: u64 = i32::MAX as u64;
 
+/// Bytes a token of a text sorted in memory takes (see the table above).
+pub fn bytes_per_token(width: TokenWidth, large: bool) -> u64 {
+    match (width, large) {
+        (TokenWidth::U32, false) => 10,
+        (TokenWidth::U32, true) => 20,
+        (w, false) => w.bytes() as u64 + 4,
+        (w, true) => w.bytes() as u64 + 8,
+    }
+}
+
 /// Peak bytes of sorting `tokens` tokens of `width` in memory, workspace included.
 pub fn in_memory_sort_bytes(tokens: u64, width: TokenWidth) -> u64 {
-    let per_token = if tokens < LARGE_TEXT {
-        width.bytes() as u64 + 4
-    } else {
-        match width {
-            TokenWidth::U32 => 16,
-            w => w.bytes() as u64 + 8,
-        }
-    };
-    tokens * per_token + SORT_WORKSPACE
+    tokens * bytes_per_token(width, tokens >= LARGE_TEXT) + SORT_WORKSPACE
 }
 
 /// The largest text (in tokens, below the 64-bit threshold) whose in-memory
 /// sort fits in `bytes`.
 pub fn max_in_memory_tokens(bytes: u64, width: TokenWidth) -> u64 {
-    let per_token = width.bytes() as u64 + 4;
-    (bytes.saturating_sub(SORT_WORKSPACE) / per_token).min(LARGE_TEXT - 1)
+    (bytes.saturating_sub(SORT_WORKSPACE) / bytes_per_token(width, false)).min(LARGE_TEXT - 1)
 }
 
 /// The resident set size of this process in bytes (Linux; `None` elsewhere).
@@ -97,7 +99,7 @@ mod tests {
             let budget = 1u64 << 30;
             let n = max_in_memory_tokens(budget, width);
             assert!(in_memory_sort_bytes(n, width) <= budget);
-            assert!(in_memory_sort_bytes(n + 1, width) > budget - width.bytes() as u64 - 4);
+            assert!(in_memory_sort_bytes(n + 1, width) > budget - bytes_per_token(width, false));
         }
         assert_eq!(max_in_memory_tokens(1 << 20, TokenWidth::U16), 0);
     }
