@@ -256,10 +256,11 @@ def test_auto_shards_fit_the_budget(tmp_path):
     _write_text_corpus(corpus, 6000, seed=1)
     single = anygram.build_index(str(corpus), str(tmp_path / "one"), progress=False)
     held = anygram._anygram.resident_bytes()
-    # Room to sort about 4M one-byte tokens in memory: the ~12M-token corpus needs 3-5 shards.
-    mem = held + (64 << 20) + (4 << 20) * 5 + max(48 << 20, 0)
+    # Room to sort about 2.5M one-byte tokens in memory beside the 48 MiB reserve: the
+    # 7M-token corpus needs several shards (how many moves with the resident set).
+    mem = held + (48 << 20) + anygram._anygram.in_memory_sort_bytes(2_500_000, 1)
     report = anygram.build_index(str(corpus), str(tmp_path / "auto"), shards="auto", mem=mem, progress=False)
-    assert 3 <= report.num_shards <= 6, report.num_shards
+    assert 2 <= report.num_shards <= 8, report.num_shards
     assert not any(r["external"] for r in report.suffix_arrays)
     one, auto = anygram.Engine.open(single.output), anygram.Engine.open(report.output)
     for query in ["alpha beta", "repeated repeated", "mu", "gamma delta epsilon", "zeta zeta zeta"]:

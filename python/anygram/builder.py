@@ -314,7 +314,8 @@ def build_index(
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
         held = _anygram.resident_bytes() or 0
-        floor = held + max(_RESERVE_MIN, mem_bytes // 16) + (48 << 20)
+        # The smallest useful external sort: libsais's workspace and a window of 2^17 tokens.
+        floor = held + max(_RESERVE_MIN, mem_bytes // 16) + _anygram.in_memory_sort_bytes(1 << 17, 4)
         if mem_bytes < floor:
             raise InvalidArgumentError(
                 f"a memory budget of {mem_bytes >> 20} MiB is too small: the process already holds {held >> 20} MiB "
@@ -380,6 +381,7 @@ def build_index(
             step = f"suffix_array.{s}"
             done = work.done(step)
             if done is None:
+                _release_free_memory()
                 done = _suffix_array_step(work, s, meta["num_tokens"], len(shard_meta), width, workers, mem_bytes,
                                           _part_tokens, _overlap_tokens, progress)
                 work.finish(step, done)
@@ -494,8 +496,8 @@ def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Opti
             raise InvalidArgumentError(
                 f"--shards auto: a budget of {budget >> 20} MiB leaves {max(available, 0) >> 20} MiB for sorting "
                 f"(the process holds {held >> 20} MiB): raise --mem")
-        # Cuts fall at document starts, so aim a little under the limit.
-        shards = max(1, math.ceil(num_tokens / (per_shard * 0.95)))
+        # Cuts fall at document starts and the resident set moves a little: aim under the limit.
+        shards = max(1, math.ceil(num_tokens / (per_shard * 0.9)))
         return min(shards, num_docs)
     if shards > num_docs:
         raise InvalidArgumentError(f"{shards} shards for {num_docs} documents: use at most {num_docs}")
@@ -703,14 +705,20 @@ def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
         return
     tmp = dst + ".partial"
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        fin.seek(begin)
-        remaining = end - begin
+        remaining, position = end - begin, begin
         while remaining:
-            block = fin.read(min(remaining, 16 << 20))
-            if not block:
+            # Kernel-side copy where there is one; small blocks otherwise (no big buffers to linger).
+            if hasattr(os, "copy_file_range"):
+                copied = os.copy_file_range(fin.fileno(), fout.fileno(), min(remaining, 1 << 30), position)
+            else:
+                fin.seek(position)
+                block = fin.read(min(remaining, 1 << 20))
+                fout.write(block)
+                copied = len(block)
+            if not copied:
                 raise BuildError(f"{src} ended early while writing {dst}")
-            fout.write(block)
-            remaining -= len(block)
+            remaining -= copied
+            position += copied
         fout.flush()
         os.fsync(fout.fileno())
     os.replace(tmp, dst)
