@@ -1,7 +1,7 @@
 //! Bindings of the build steps: suffix arrays within a memory budget, checksums.
 
-use std::sync::Mutex;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -101,7 +101,9 @@ pub fn resident_bytes() -> Option<u64> {
 #[pyfunction]
 pub fn in_memory_sort_bytes(num_tokens: u64, token_width: usize) -> PyResult<u64> {
     let width = TokenWidth::from_bytes(token_width).map_err(errors::to_py)?;
-    Ok(anygram::build::memory::in_memory_sort_bytes(num_tokens, width))
+    Ok(anygram::build::memory::in_memory_sort_bytes(
+        num_tokens, width,
+    ))
 }
 
 /// The largest number of tokens whose in-memory sort fits in `bytes`.

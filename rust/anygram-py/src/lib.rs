@@ -10,7 +10,6 @@ mod tokenize;
 
 use std::path::PathBuf;
 
-
 /// XXH3-64 checksums (16 hex digits) of files, computed in parallel.
 #[pyfunction]
 fn checksum_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> {
