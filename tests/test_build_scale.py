@@ -134,9 +134,9 @@ def test_memory_budget_holds_for_a_real_process(tmp_path):
     """A corpus whose suffix array does not fit the budget builds externally with the peak
     resident set of the whole process (measured by the kernel) under the budget."""
     corpus = tmp_path / "c.jsonl"
-    _write_text_corpus(corpus, 9000)  # ~10 MB of text: 10M one-byte tokens, 84 MB to sort in memory
+    _write_text_corpus(corpus, 6000)  # ~7 MB of text: 7M one-byte tokens, 67 MB to sort in memory
     reference = anygram.build_index(str(corpus), str(tmp_path / "ref"), progress=False)
-    budget = 140 << 20
+    budget = 125 << 20
     code = ("import sys, anygram, json; r = anygram.build_index(sys.argv[1], sys.argv[2], mem=int(sys.argv[3]), "
             "progress=False); print(json.dumps(r.suffix_arrays))")
     timed = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
@@ -251,18 +251,43 @@ def test_other_arguments_do_not_reuse_an_unfinished_build(tmp_path, capfd):
     assert not [p for p in tmp_path.iterdir() if ".build-" in p.name]
 
 
-def test_auto_shards_fit_the_budget(tmp_path):
+def test_auto_shards_are_the_fewest_that_sort_in_memory():
+    from anygram.builder import _choose_shards
+
+    mib = 1 << 20
+    held = 100 * mib
+    for width in (1, 2, 4):
+        for mem in (512 * mib, 1024 * mib, 4096 * mib):
+            available = mem - held - max(48 * mib, mem // 16)
+            per_shard = anygram._anygram.max_in_memory_tokens(available, width)
+            for num_tokens in (1000, per_shard // 2, per_shard, 3 * per_shard + 17, 10 * per_shard):
+                shards = _choose_shards("auto", num_tokens, 10**9, width, mem, held=held)
+                # Each shard (cut at document starts: 10% slack) sorts in memory...
+                assert anygram._anygram.in_memory_sort_bytes(num_tokens // shards, width) <= available * 0.91
+                # ...and with one shard fewer they would not, within the slack.
+                if shards > 1:
+                    assert num_tokens / (shards - 1) > per_shard * 0.9 - 1
+    assert _choose_shards("auto", 10**9, 3, 2, 1024 * mib, held=held) == 3  # never more shards than documents
+    with pytest.raises(InvalidArgumentError, match="raise --mem"):
+        _choose_shards("auto", 10**9, 10**6, 2, 150 * mib, held=held)
+
+
+def test_auto_shards_end_to_end(tmp_path):
     corpus = tmp_path / "c.jsonl"
     _write_text_corpus(corpus, 6000, seed=1)
     single = anygram.build_index(str(corpus), str(tmp_path / "one"), progress=False)
-    held = anygram._anygram.resident_bytes()
-    # Room to sort about 2.5M one-byte tokens in memory beside the 48 MiB reserve: the
-    # 7M-token corpus needs several shards (how many moves with the resident set).
-    mem = held + (48 << 20) + anygram._anygram.in_memory_sort_bytes(2_500_000, 1)
-    report = anygram.build_index(str(corpus), str(tmp_path / "auto"), shards="auto", mem=mem, progress=False)
-    assert 2 <= report.num_shards <= 8, report.num_shards
-    assert not any(r["external"] for r in report.suffix_arrays)
-    one, auto = anygram.Engine.open(single.output), anygram.Engine.open(report.output)
+    # In a fresh process: room to sort a few million one-byte tokens in memory, so the
+    # 7M-token corpus needs several shards.
+    code = ("import sys, json, anygram; from anygram import _anygram\n"
+            "mem = _anygram.resident_bytes() + (48 << 20) + _anygram.in_memory_sort_bytes(2_500_000, 1) + (16 << 20)\n"
+            "r = anygram.build_index(sys.argv[1], sys.argv[2], shards='auto', mem=mem, progress=False)\n"
+            "print(json.dumps(r.num_shards))")
+    proc = subprocess.run([sys.executable, "-c", code, str(corpus), str(tmp_path / "auto")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 2 <= json.loads(proc.stdout) <= 8
+    one, auto = anygram.Engine.open(single.output), anygram.Engine.open(str(tmp_path / "auto"))
+    assert auto.num_documents == 6000 and len(auto.info()["shards"]) >= 2
     for query in ["alpha beta", "repeated repeated", "mu", "gamma delta epsilon", "zeta zeta zeta"]:
         assert one.count(query) == auto.count(query)
     with pytest.raises(InvalidArgumentError, match="shards"):
@@ -274,7 +299,8 @@ def test_compressed_input_streams(tmp_path):
 
     import zstandard
 
-    lines = [json.dumps({"text": f"document {i} " + "x" * 2000}) + "\n" for i in range(3000)]
+    rng = random.Random(4)
+    lines = [json.dumps({"text": f"document {i} " + "%x" % rng.getrandbits(4000)}) + "\n" for i in range(3000)]
     raw = "".join(lines).encode()
     (tmp_path / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=1).compress(raw))
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(raw, compresslevel=1))

@@ -431,8 +431,14 @@ def build_index(
         _publish(idx, output, overwrite)
         work.remove()
     except AnygramError:
-        # Bad input or arguments: running again would fail the same way.
-        work.remove()
+        if work.done("tokenize") is None:
+            # Bad input: running again would fail the same way.
+            work.remove()
+        else:
+            # E.g. a budget too small for the suffix sort: a rerun (same inputs, another
+            # --mem) resumes after the tokenization.
+            _say(f"the finished steps are kept in {work.path}; fix the cause and run the build again to resume")
+            work.release()
         raise
     except BaseException:
         # Killed, interrupted, out of disk...: what is finished stays for a resumed build.
@@ -486,10 +492,13 @@ def _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode
     return result
 
 
-def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Optional[int]) -> int:
+def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Optional[int],
+                   held: Optional[int] = None) -> int:
+    """The number of shards: ``shards``, or for "auto" the fewest whose suffix arrays sort in
+    memory within the budget when the process holds ``held`` bytes (default: now)."""
     if shards == "auto":
         budget = mem if mem is not None else _physical_memory() * 3 // 4
-        held = _anygram.resident_bytes() or 0
+        held = (_anygram.resident_bytes() or 0) if held is None else held
         available = budget - held - max(_RESERVE_MIN, budget // 16)
         per_shard = _anygram.max_in_memory_tokens(max(available, 0), width)
         if per_shard < 1 << 16:
