@@ -51,6 +51,11 @@ bench: $(STAMP) ## query and build benchmarks side by side with infini-gram (rea
 bench-scan: $(STAMP) ## contamination and dedup throughput and memory (reads ../shared/data)
 	$(PY) bench/bench_scan.py
 
+.PHONY: bench-build
+bench-build: $(STAMP) ## end-to-end build time and peak memory beside infini-gram and tokengrams (CORPUS=..., MEM="4G 1G")
+	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40" "tokengrams==0.3.3"
+	$(PY) bench/bench_build.py $(if $(CORPUS),--corpus $(CORPUS)) --mem $(or $(MEM),4G)
+
 .PHONY: lint
 lint: ## rustfmt + clippy
 	cargo fmt --all -- --check

@@ -1,18 +1,42 @@
-"""``anygram.build_index``: corpus files → an index directory.
+"""``anygram.build_index``: corpus files → an index directory, within a memory budget,
+resumable after a crash.
 
-Steps: read and tokenize documents (batches, tokenized in parallel by the
-``tokenizers`` library) → write the token stream, document offsets and metadata
-→ split into shards at document boundaries → sort each shard's suffix array
-(libsais on all cores, in Rust) → checksums and manifest.
+Steps (each one finished is recorded in a journal, so a build that is killed resumes
+from the last finished step):
 
-Everything is written into a temporary directory beside the output and renamed
-into place last, so a build that dies leaves nothing that opens as an index.
+1. ``tokenize``: read documents (streaming; see :mod:`anygram.corpus`), tokenize them in
+   batches on all cores (the Rust ``CorpusTokenizer``), append them to one token stream
+   and one metadata stream.
+2. ``split``: cut the streams into shards at document boundaries; write each shard's
+   ``tokenized``, ``offset``, ``metadata`` and ``metaoff`` files.
+3. ``suffix_array.S`` for every shard S: the suffix array, in memory when it fits the
+   memory budget, otherwise in parts merged on disk (``rust/anygram/src/build/``);
+   finished parts of a shard survive a crash too.
+4. checksums and the manifest, then publish: one rename puts the index in place.
+
+All of it happens in a work directory beside the output, ``.NAME.build-HASH``, where HASH
+is a digest of everything that determines the index (input files with their sizes and
+modification times, tokenizer, token parameters, shards, ...). Running the same build
+again after a crash finds the directory and resumes; a build with other arguments uses
+another directory and discards unfinished ones of the same output that nobody is running
+(saying so). Nothing opens as an index at the output path until the final rename.
+
+Memory (``mem``): a hard budget on the process's resident set during the suffix-array
+steps, which are the ones that grow with the corpus. What the process already holds
+counts against it; see ARCHITECTURE.md for the model.
 """
 
 from __future__ import annotations
 
+import array
+import fcntl
+import glob
+import hashlib
 import json
+import math
 import os
+import re
+import resource
 import shutil
 import sys
 import time
@@ -22,14 +46,34 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from . import _anygram
-from .corpus import Document, SkipLog, read_documents
-from .errors import BuildError, InvalidArgumentError
+from .corpus import Document, SkipLog, input_paths, read_documents
+from .errors import AnygramError, BuildError, InvalidArgumentError
 from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
 from .tokenizer import Tokenizer
 
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _BATCH_DOCS = 2048
 _BATCH_CHARS = 1 << 20  # bounds the memory of a batch of encodings
+_JOURNAL = "journal.json"
+_JOURNAL_VERSION = 1
+# Kept free of the budget for the merge's buffers and mapped pages (as the Rust side).
+_RESERVE_MIN = 48 << 20
+_PAUSE_ENV = "ANYGRAM_BUILD_PAUSE_AT"  # test hook: stop at a named checkpoint and wait
+
+
+def parse_size(value: Union[None, int, str]) -> Optional[int]:
+    """Bytes from ``4G``, ``512M``, ``1.5GiB``, ``800000`` (binary units: K = 1024); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise InvalidArgumentError(f"a memory size must be positive, got {value}")
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise InvalidArgumentError(f"cannot read {value!r} as a memory size: write e.g. 4G, 512M or 800000")
+    scale = 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * scale)
 
 
 @dataclass
@@ -44,6 +88,11 @@ class BuildReport:
     skipped_examples: List[str]
     seconds: Dict[str, float] = field(default_factory=dict)
     bytes_on_disk: int = 0
+    peak_rss: int = 0
+    mem: Optional[int] = None
+    suffix_arrays: List[Dict[str, Any]] = field(default_factory=list)
+    resumed_steps: List[str] = field(default_factory=list)
+    tokenizer_path: Optional[str] = None
 
     def summary(self) -> str:
         lines = [
@@ -53,7 +102,15 @@ class BuildReport:
             f"on disk    {self.bytes_on_disk / 1e6:,.1f} MB "
             f"({self.bytes_on_disk / max(self.num_tokens, 1):.2f} bytes/token)",
             "time       " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()),
+            f"memory     peak RSS {self.peak_rss / 2**20:,.0f} MiB"
+            + (f" (budget {self.mem / 2**20:,.0f} MiB)" if self.mem else ""),
         ]
+        external = [s for s in self.suffix_arrays if s.get("external")]
+        if external:
+            lines.append(f"suffix arrays {len(external)} of {len(self.suffix_arrays)} built in parts: "
+                         + ", ".join(f"{s['num_parts']} parts" for s in external))
+        if self.resumed_steps:
+            lines.append(f"resumed    after {', '.join(self.resumed_steps)}")
         if self.skipped:
             lines.append(f"skipped    {sum(self.skipped.values()):,} document(s): "
                          + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())))
@@ -68,27 +125,134 @@ def _progress(total: Optional[int], desc: str, unit: str, enabled: bool):
                 file=sys.stderr, dynamic_ncols=True)
 
 
+def _say(message: str) -> None:
+    print(f"anygram build: {message}", file=sys.stderr, flush=True)
+
+
+def _checkpoint(name: str) -> None:
+    """Test hook: with ANYGRAM_BUILD_PAUSE_AT=name the build stops here and waits to be killed."""
+    if os.environ.get(_PAUSE_ENV) == name:
+        print(f"anygram build: paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+def _peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _WorkDir:
+    """The build's working directory: ``index/`` (the future index), ``journal.json`` (the
+    finished steps and what they produced), ``parts.S/`` (external sort parts) and a lock
+    held while a build runs in it."""
+
+    def __init__(self, output: str, key: Dict[str, Any], resume: bool):
+        parent, name = os.path.dirname(output), os.path.basename(output)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.path = os.path.join(parent, f".{name}.build-{digest}")
+        self.index = os.path.join(self.path, "index")
+        self.key = key
+        self.resumed: List[str] = []
+        for other in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.build-*"))):
+            if other != self.path and _try_remove_unlocked(other):
+                _say(f"discarded an unfinished build of {output} made with different arguments ({other})")
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = open(os.path.join(self.path, "lock"), "a+")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise BuildError(
+                f"another build of {output} with the same arguments is running in {self.path}") from None
+        self.journal: Dict[str, Any] = {"version": _JOURNAL_VERSION, "key": key, "steps": {}}
+        journal_path = os.path.join(self.path, _JOURNAL)
+        if os.path.exists(journal_path):
+            try:
+                with open(journal_path, encoding="utf-8") as f:
+                    found = json.load(f)
+            except (OSError, ValueError):
+                found = None
+            if resume and found and found.get("version") == _JOURNAL_VERSION and found.get("key") == key:
+                self.journal = found
+                self.resumed = list(found["steps"])
+                if self.resumed:
+                    _say(f"resuming the build of {output} after: {', '.join(self.resumed)} ({self.path})")
+            else:
+                _say(f"starting the build of {output} afresh ({'--no-resume' if not resume else 'unusable journal'})")
+                self._clear()
+        elif not resume:
+            self._clear()
+        os.makedirs(self.index, exist_ok=True)
+
+    def _clear(self) -> None:
+        for name in os.listdir(self.path):
+            if name != "lock":
+                p = os.path.join(self.path, name)
+                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+
+    def done(self, step: str) -> Optional[Dict[str, Any]]:
+        return self.journal["steps"].get(step)
+
+    def finish(self, step: str, result: Dict[str, Any]) -> None:
+        """Records a finished step: the journal is replaced atomically (temp, fsync, rename)."""
+        self.journal["steps"][step] = result
+        tmp = os.path.join(self.path, _JOURNAL + ".partial")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.journal, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(self.path, _JOURNAL))
+        _fsync_path(self.path)
+        _checkpoint(step)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
+
+    def release(self) -> None:
+        self._lock.close()
+
+
+def _try_remove_unlocked(path: str) -> bool:
+    """Removes another build's work directory unless a running build holds its lock."""
+    lock_path = os.path.join(path, "lock")
+    try:
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True)
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
+
 class _StreamWriter:
-    """Appends documents to the one-shard stream files of the temporary directory."""
+    """Appends documents to the one-shard stream files (``tokenized.all``, ``metadata.all``)."""
 
     def __init__(self, directory: str, width: int, metadata: bool):
         self.width = width
         self.separator = b"\xff" * width
         self.tokens = open(os.path.join(directory, "tokenized.all"), "wb")
         self.meta = open(os.path.join(directory, "metadata.all"), "wb") if metadata else None
-        self.doc_starts: List[int] = []
-        self.meta_starts: List[int] = []
+        # 8 bytes a document (a Python list of ints would take 4-5 times that).
+        self.doc_starts = array.array("Q")
+        self.meta_starts = array.array("Q")
         self.position = 0
         self.meta_position = 0
+        self.num_tokens = 0
 
     def add(self, doc: Document, tokens: np.ndarray, root: str) -> None:
         self.doc_starts.append(self.position)
         data = self.separator + tokens.tobytes()
         self.tokens.write(data)
         self.position += len(data)
+        self.num_tokens += tokens.size + 1
         if self.meta is not None:
             path = os.path.relpath(doc.path, root) if root else doc.path
-            line = (json.dumps({"path": path, "linenum": doc.linenum, "metadata": doc.metadata}) + "\n").encode()
+            line = (json.dumps({"path": path, "linenum": doc.linenum, "metadata": doc.metadata},
+                               default=str) + "\n").encode()
             self.meta_starts.append(self.meta_position)
             self.meta.write(line)
             self.meta_position += len(line)
@@ -100,12 +264,21 @@ class _StreamWriter:
                 os.fsync(f.fileno())
                 f.close()
 
+    def save_starts(self, directory: str) -> None:
+        for name, starts in (("doc_starts.npy", self.doc_starts), ("meta_starts.npy", self.meta_starts)):
+            tmp = os.path.join(directory, name + ".partial")
+            with open(tmp, "wb") as f:
+                np.save(f, np.frombuffer(starts, dtype=np.uint64) if len(starts) else np.zeros(0, np.uint64))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(directory, name))
+
 
 def build_index(
     inputs: Union[str, List[str]],
     output: str,
     tokenizer: Optional[str] = None,
-    shards: int = 1,
+    shards: Union[int, str] = 1,
     token_width: Optional[int] = None,
     vocab_size: Optional[int] = None,
     eos_token_id: Optional[int] = None,
@@ -116,6 +289,10 @@ def build_index(
     overwrite: bool = False,
     workers: int = 0,
     progress: Optional[bool] = None,
+    mem: Union[None, int, str] = None,
+    resume: bool = True,
+    _part_tokens: Optional[int] = None,
+    _overlap_tokens: Optional[int] = None,
 ) -> BuildReport:
     """Builds an index of ``inputs`` (files or directories) in directory ``output``.
 
@@ -123,76 +300,102 @@ def build_index(
     bytes (1-byte tokens). Pre-tokenized ``.npy`` inputs need no tokenizer; give
     ``vocab_size`` (and ``eos_token_id``) for them. Documents that cannot be read are
     skipped and reported (``strict=True`` fails the build instead). ``workers=0``
-    uses every core. Returns a :class:`BuildReport`.
+    uses every core.
+
+    ``mem`` (bytes, or a string such as ``"4G"``) bounds the process's resident memory
+    while suffix arrays are built: a shard whose array does not fit is built in parts
+    merged on disk. ``shards="auto"`` picks the fewest shards that sort in memory within
+    ``mem`` (default: 3/4 of the physical memory). A killed build resumes when run again
+    with the same arguments (``resume=False`` starts afresh). Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
     if progress is None:
         progress = sys.stderr.isatty()
-    if shards < 1:
-        raise InvalidArgumentError(f"shards must be at least 1, got {shards}")
+    mem_bytes = parse_size(mem)
+    if mem_bytes is not None:
+        held = _anygram.resident_bytes() or 0
+        # The smallest useful external sort: libsais's workspace and a window of 2^17 tokens.
+        floor = held + max(_RESERVE_MIN, mem_bytes // 16) + _anygram.in_memory_sort_bytes(1 << 17, 4)
+        if mem_bytes < floor:
+            raise InvalidArgumentError(
+                f"a memory budget of {mem_bytes >> 20} MiB is too small: the process already holds {held >> 20} MiB "
+                f"and a build needs about {(floor - held) >> 20} MiB more at least; raise --mem")
+    if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
+        raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
     output = os.path.abspath(os.fspath(output))
     if os.path.exists(output) and not overwrite:
         raise InvalidArgumentError(f"{output} already exists: choose another path or pass overwrite=True")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [os.fspath(inputs)]
-    inputs = [os.fspath(i) for i in inputs]
+    inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
+    files = input_paths(inputs)
 
     tok = Tokenizer(tokenizer) if tokenizer is not None else None
     width, vocab, eos = _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id)
-
+    key = {
+        "inputs": [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in files],
+        "tokenizer": tok.sha256 if tok is not None else None,
+        "token_width": width, "vocab_size": vocab, "eos_token_id": eos,
+        "text_field": text_field, "text_mode": text_mode, "metadata": metadata, "strict": strict,
+        # Automatic shard sizes depend on the budget; fixed ones do not (nor does the index).
+        "shards": shards if shards != "auto" else ["auto", mem_bytes],
+        "part_tokens": _part_tokens, "overlap_tokens": _overlap_tokens,
+    }
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(output)}.building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    work = _WorkDir(output, key, resume)
+    idx = work.index
     try:
         seconds: Dict[str, float] = {}
-        skips = SkipLog(strict=strict)
-        t0 = time.perf_counter()
-        writer = _StreamWriter(tmp, width, metadata)
-        root = os.path.commonpath([os.path.abspath(i) for i in inputs])
+        root = os.path.commonpath(inputs)
         if os.path.isfile(root):
             root = os.path.dirname(root)
-        try:
-            encoder = _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
-        finally:
-            writer.close()
-        num_docs = len(writer.doc_starts)
-        if num_docs == 0:
-            raise BuildError(f"no readable documents in {inputs} ({skips.total} skipped)")
-        if shards > num_docs:
-            raise InvalidArgumentError(f"{shards} shards for {num_docs} documents: use at most {num_docs}")
-        seconds["tokenize"] = time.perf_counter() - t0
-        tokenizer_path = None
+
+        t0 = time.perf_counter()
+        tokenized = work.done("tokenize")
+        if tokenized is None:
+            tokenized = _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata,
+                                       root, progress)
         if tok is not None:
-            fast = encoder.native is not None and encoder.native.is_fast
-            tokenizer_path = "fast byte-level" if fast else "tokenizers library" + (
-                f" ({encoder.fallback_reason})" if encoder.fallback_reason else "")
             tok.close()
-        del encoder
         _release_free_memory()
+        seconds["tokenize"] = tokenized["seconds"]
+        num_docs = tokenized["num_documents"]
 
-        t0 = time.perf_counter()
-        shard_meta = _split_shards(tmp, writer, shards, width)
-        seconds["write"] = time.perf_counter() - t0
+        split = work.done("split")
+        if split is None:
+            t0 = time.perf_counter()
+            num_shards = _choose_shards(shards, tokenized["num_tokens"], num_docs, width, mem_bytes)
+            shard_meta = _split_shards(work, tokenized, num_shards, width, progress)
+            split = {"shards": shard_meta, "seconds": time.perf_counter() - t0}
+            work.finish("split", split)
+        for name in ("tokenized.all", "metadata.all", "doc_starts.npy", "meta_starts.npy"):
+            for d in (idx, work.path):
+                if os.path.exists(os.path.join(d, name)):
+                    os.remove(os.path.join(d, name))
+        shard_meta = split["shards"]
+        seconds["write"] = split["seconds"]
 
-        t0 = time.perf_counter()
-        with _progress(sum(s["num_tokens"] for s in shard_meta), "suffix arrays", "tok", progress) as bar:
-            for s, meta in enumerate(shard_meta):
-                _anygram.build_suffix_array(
-                    os.path.join(tmp, f"tokenized.{s}"), os.path.join(tmp, f"table.{s}"), width, workers
-                )
-                bar.update(meta["num_tokens"])
-        seconds["suffix_array"] = time.perf_counter() - t0
+        sa_reports = []
+        for s, meta in enumerate(shard_meta):
+            step = f"suffix_array.{s}"
+            done = work.done(step)
+            if done is None:
+                _release_free_memory()
+                done = _suffix_array_step(work, s, meta["num_tokens"], len(shard_meta), width, workers, mem_bytes,
+                                          _part_tokens, _overlap_tokens, progress)
+                work.finish(step, done)
+            sa_reports.append(done)
+        seconds["suffix_array"] = sum(r["seconds"] for r in sa_reports)
 
         t0 = time.perf_counter()
         tokenizer_info = None
         if tok is not None:
-            shutil.copyfile(tok.path, os.path.join(tmp, "tokenizer.json"))
+            shutil.copyfile(tok.path, os.path.join(idx, "tokenizer.json"))
             tokenizer_info = {"name": tok.name, "file": "tokenizer.json", "sha256": tok.sha256}
-        names = sorted(n for n in os.listdir(tmp) if n != MANIFEST_FILE)
-        sums = _anygram.checksum_files([os.path.join(tmp, n) for n in names])
-        files = {n: {"size": os.path.getsize(os.path.join(tmp, n)), "xxh3_64": c} for n, c in zip(names, sums)}
+        names = sorted(n for n in os.listdir(idx) if n != MANIFEST_FILE)
+        sums = _anygram.checksum_files([os.path.join(idx, n) for n in names])
+        files_meta = {n: {"size": os.path.getsize(os.path.join(idx, n)), "xxh3_64": c} for n, c in zip(names, sums)}
         seconds["checksum"] = time.perf_counter() - t0
         seconds["total"] = time.perf_counter() - started
         from . import __version__
@@ -206,7 +409,7 @@ def build_index(
             "eos_token_id": eos,
             "tokenizer": tokenizer_info,
             "shards": shard_meta,
-            "files": files,
+            "files": files_meta,
             "build": {
                 "anygram_version": __version__,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -214,28 +417,133 @@ def build_index(
                 "text_field": text_field,
                 "text_mode": text_mode,
                 "num_documents": num_docs,
-                "skipped_documents": dict(skips.counts),
-                "skipped_examples": skips.examples,
-                "tokenizer_path": tokenizer_path,
+                "skipped_documents": tokenized["skipped"],
+                "skipped_examples": tokenized["skipped_examples"],
+                "tokenizer_path": tokenized["tokenizer_path"],
+                "mem": mem_bytes,
+                "suffix_arrays": [{k: v for k, v in r.items() if k != "seconds"} for r in sa_reports],
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
             },
         }
-        write_manifest(tmp, manifest)
-        _fsync_dir(tmp)
-        _publish(tmp, output, overwrite)
+        write_manifest(idx, manifest)
+        _fsync_dir(idx)
+        _checkpoint("publish")
+        _publish(idx, output, overwrite)
+        work.remove()
+    except AnygramError:
+        if work.done("tokenize") is None:
+            # Bad input: running again would fail the same way.
+            work.remove()
+        else:
+            # E.g. a budget too small for the suffix sort: a rerun (same inputs, another
+            # --mem) resumes after the tokenization.
+            _say(f"the finished steps are kept in {work.path}; fix the cause and run the build again to resume")
+            work.release()
+        raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Killed, interrupted, out of disk...: what is finished stays for a resumed build.
+        work.release()
         raise
     return BuildReport(
         output=output,
         num_documents=num_docs,
         num_tokens=sum(s["num_tokens"] for s in shard_meta),
-        num_shards=shards,
-        skipped=dict(skips.counts),
-        skipped_examples=list(skips.examples),
+        num_shards=len(shard_meta),
+        skipped=dict(tokenized["skipped"]),
+        skipped_examples=list(tokenized["skipped_examples"]),
         seconds=seconds,
-        bytes_on_disk=sum(f["size"] for f in files.values()),
+        bytes_on_disk=sum(f["size"] for f in files_meta.values()),
+        peak_rss=_peak_rss(),
+        mem=mem_bytes,
+        suffix_arrays=sa_reports,
+        resumed_steps=work.resumed,
+        tokenizer_path=tokenized["tokenizer_path"],
     )
+
+
+def _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata, root, progress):
+    t0 = time.perf_counter()
+    skips = SkipLog(strict=strict)
+    writer = _StreamWriter(work.index, width, metadata)
+    try:
+        encoder = _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
+    finally:
+        writer.close()
+    num_docs = len(writer.doc_starts)
+    if num_docs == 0:
+        raise BuildError(f"no readable documents in {files} ({skips.total} skipped)")
+    tokenizer_path = None
+    if tok is not None:
+        fast = encoder.native is not None and encoder.native.is_fast
+        tokenizer_path = "fast byte-level" if fast else "tokenizers library" + (
+            f" ({encoder.fallback_reason})" if encoder.fallback_reason else "")
+    writer.save_starts(work.path)
+    result = {
+        "num_documents": num_docs,
+        "num_tokens": writer.num_tokens,
+        "bytes": writer.position,
+        "meta_bytes": writer.meta_position if writer.meta is not None else None,
+        "skipped": dict(skips.counts),
+        "skipped_examples": list(skips.examples),
+        "tokenizer_path": tokenizer_path,
+        "seconds": time.perf_counter() - t0,
+    }
+    work.finish("tokenize", result)
+    return result
+
+
+def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Optional[int],
+                   held: Optional[int] = None) -> int:
+    """The number of shards: ``shards``, or for "auto" the fewest whose suffix arrays sort in
+    memory within the budget when the process holds ``held`` bytes (default: now)."""
+    if shards == "auto":
+        budget = mem if mem is not None else _physical_memory() * 3 // 4
+        held = (_anygram.resident_bytes() or 0) if held is None else held
+        available = budget - held - max(_RESERVE_MIN, budget // 16)
+        per_shard = _anygram.max_in_memory_tokens(max(available, 0), width)
+        if per_shard < 1 << 16:
+            raise InvalidArgumentError(
+                f"--shards auto: a budget of {budget >> 20} MiB leaves {max(available, 0) >> 20} MiB for sorting "
+                f"(the process holds {held >> 20} MiB): raise --mem")
+        # Cuts fall at document starts and the resident set moves a little: aim under the limit.
+        shards = max(1, math.ceil(num_tokens / (per_shard * 0.9)))
+        return min(shards, num_docs)
+    if shards > num_docs:
+        raise InvalidArgumentError(f"{shards} shards for {num_docs} documents: use at most {num_docs}")
+    return shards
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _suffix_array_step(work, s, num_tokens, num_shards, width, workers, mem, part_tokens, overlap_tokens, progress):
+    t0 = time.perf_counter()
+    label = f"suffix array {s + 1}/{num_shards}"
+    with _progress(num_tokens, label, "tok", progress) as bar:
+        phase_seen = [None]
+
+        def report(phase: str, part: int, num_parts: int, done: int, total: int) -> None:
+            if phase != phase_seen[0]:
+                phase_seen[0] = phase
+                bar.reset(total=total)
+            bar.set_description(f"{label} {phase}" + (f" {part}/{num_parts}" if phase == "sort part" else ""),
+                                refresh=False)
+            bar.update(done - bar.n)
+            if phase == "sort part":
+                _checkpoint(f"suffix_array.{s}.part.{part}")
+
+        result = _anygram.build_suffix_array(
+            os.path.join(work.index, f"tokenized.{s}"), os.path.join(work.index, f"table.{s}"), width, workers,
+            mem_bytes=mem, work_dir=os.path.join(work.path, f"parts.{s}"), part_tokens=part_tokens,
+            overlap_tokens=overlap_tokens, progress=report,
+        )
+    result = dict(result)
+    result["seconds"] = time.perf_counter() - t0
+    return result
 
 
 def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
@@ -310,12 +618,14 @@ class _DocumentEncoder:
         return arrays
 
 
-def _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mode, root, progress):
+def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress):
     dtype = _DTYPES[width]
     encoder = _DocumentEncoder(tok, dtype)
     batch: List[Document] = []
     chars = 0
-    with _progress(None, "tokenize", "doc", progress) as bar:
+    total_bytes = sum(os.path.getsize(p) for p in files)
+    started = time.perf_counter()
+    with _progress(total_bytes, "tokenize", "B", progress) as bar:
 
         def flush() -> None:
             nonlocal batch, chars
@@ -328,10 +638,13 @@ def _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mod
                                    f"ids must be in [0, {vocab})")
                         continue
                 writer.add(doc, np.ascontiguousarray(tokens, dtype=dtype), root)
-            bar.update(len(batch))
+            if progress:
+                rate = writer.num_tokens / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"{len(writer.doc_starts):,} docs, {rate / 1e6:.2f}M tok/s", refresh=False)
+                bar.update(batch[-1].input_done - bar.n)
             batch, chars = [], 0
 
-        for doc in read_documents(inputs, skips, text_field=text_field, text_mode=text_mode):
+        for doc in read_documents(files, skips, text_field=text_field, text_mode=text_mode):
             batch.append(doc)
             chars += len(doc.text) if doc.text is not None else doc.tokens.size
             if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
@@ -341,11 +654,14 @@ def _tokenize_all(inputs, writer, tok, width, vocab, skips, text_field, text_mod
     return encoder
 
 
-def _split_shards(tmp: str, writer: _StreamWriter, shards: int, width: int) -> List[Dict[str, int]]:
-    """Cuts the stream into ``shards`` pieces of about equal size at document
+def _split_shards(work: _WorkDir, tokenized: Dict[str, Any], shards: int, width: int,
+                  progress: bool) -> List[Dict[str, int]]:
+    """Cuts the streams into ``shards`` pieces of about equal size at document
     boundaries and writes each shard's files; returns their counts."""
-    starts = np.asarray(writer.doc_starts, dtype=np.uint64)
-    total = writer.position
+    idx = work.index
+    starts = np.load(os.path.join(work.path, "doc_starts.npy"))
+    meta_starts = np.load(os.path.join(work.path, "meta_starts.npy"))
+    total = tokenized["bytes"]
     num_docs = len(starts)
     # First document of each shard: the one whose start is nearest above each cut.
     cuts = [0]
@@ -354,44 +670,67 @@ def _split_shards(tmp: str, writer: _StreamWriter, shards: int, width: int) -> L
         d = min(max(d, cuts[-1] + 1), num_docs - (shards - s))
         cuts.append(d)
     cuts.append(num_docs)
-    meta_starts = np.asarray(writer.meta_starts, dtype=np.uint64)
+    has_meta = tokenized["meta_bytes"] is not None
     out: List[Dict[str, int]] = []
-    for s in range(shards):
-        first, last = cuts[s], cuts[s + 1]
-        begin = int(starts[first])
-        end = int(starts[last]) if last < num_docs else total
-        _copy_range(os.path.join(tmp, "tokenized.all"), os.path.join(tmp, f"tokenized.{s}"), begin, end, shards == 1)
-        (starts[first:last] - np.uint64(begin)).tofile(os.path.join(tmp, f"offset.{s}"))
-        if writer.meta is not None:
-            mbegin = int(meta_starts[first])
-            mend = int(meta_starts[last]) if last < num_docs else writer.meta_position
-            _copy_range(os.path.join(tmp, "metadata.all"), os.path.join(tmp, f"metadata.{s}"), mbegin, mend,
+    with _progress(total if shards > 1 else None, "write shards", "B", progress and shards > 1) as bar:
+        for s in range(shards):
+            first, last = cuts[s], cuts[s + 1]
+            begin = int(starts[first])
+            end = int(starts[last]) if last < num_docs else total
+            _copy_range(os.path.join(idx, "tokenized.all"), os.path.join(idx, f"tokenized.{s}"), begin, end,
                         shards == 1)
-            (meta_starts[first:last] - np.uint64(mbegin)).tofile(os.path.join(tmp, f"metaoff.{s}"))
-        num_tokens = (end - begin) // width
-        ptr_size = 1
-        while ptr_size < 8 and (1 << (8 * ptr_size)) < end - begin:
-            ptr_size += 1
-        out.append({"num_tokens": num_tokens, "num_documents": last - first, "ptr_size": ptr_size})
-    for name in ("tokenized.all", "metadata.all"):
-        if os.path.exists(os.path.join(tmp, name)):
-            os.remove(os.path.join(tmp, name))
+            _write_array(starts[first:last] - np.uint64(begin), os.path.join(idx, f"offset.{s}"))
+            if has_meta:
+                mbegin = int(meta_starts[first])
+                mend = int(meta_starts[last]) if last < num_docs else tokenized["meta_bytes"]
+                _copy_range(os.path.join(idx, "metadata.all"), os.path.join(idx, f"metadata.{s}"), mbegin, mend,
+                            shards == 1)
+                _write_array(meta_starts[first:last] - np.uint64(mbegin), os.path.join(idx, f"metaoff.{s}"))
+            bar.update(end - begin)
+            num_tokens = (end - begin) // width
+            ptr_size = 1
+            while ptr_size < 8 and (1 << (8 * ptr_size)) < end - begin:
+                ptr_size += 1
+            out.append({"num_tokens": num_tokens, "num_documents": last - first, "ptr_size": ptr_size})
     return out
 
 
+def _write_array(values: np.ndarray, path: str) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "wb") as f:
+        values.astype(np.uint64).tofile(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
+    """Writes bytes [begin, end) of ``src`` to ``dst`` (complete or absent: temp + rename).
+    ``whole``: ``src`` is all of it and is moved instead (a resumed split finds it moved)."""
     if whole:
+        if not os.path.exists(src) and os.path.exists(dst):
+            return
         os.replace(src, dst)
         return
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        fin.seek(begin)
-        remaining = end - begin
+    tmp = dst + ".partial"
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        remaining, position = end - begin, begin
         while remaining:
-            block = fin.read(min(remaining, 16 << 20))
-            if not block:
+            # Kernel-side copy where there is one; small blocks otherwise (no big buffers to linger).
+            if hasattr(os, "copy_file_range"):
+                copied = os.copy_file_range(fin.fileno(), fout.fileno(), min(remaining, 1 << 30), position)
+            else:
+                fin.seek(position)
+                block = fin.read(min(remaining, 1 << 20))
+                fout.write(block)
+                copied = len(block)
+            if not copied:
                 raise BuildError(f"{src} ended early while writing {dst}")
-            fout.write(block)
-            remaining -= len(block)
+            remaining -= copied
+            position += copied
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(tmp, dst)
 
 
 def _release_free_memory() -> None:
@@ -408,15 +747,19 @@ def _release_free_memory() -> None:
         pass
 
 
-def _fsync_dir(path: str) -> None:
-    for name in os.listdir(path):
-        with open(os.path.join(path, name), "rb") as f:
-            os.fsync(f.fileno())
+def _fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    for name in os.listdir(path):
+        with open(os.path.join(path, name), "rb") as f:
+            os.fsync(f.fileno())
+    _fsync_path(path)
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:
@@ -430,3 +773,4 @@ def _publish(tmp: str, output: str, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, output)
+    _fsync_path(os.path.dirname(output))

@@ -40,14 +40,25 @@ def cmd_build(args) -> int:
     from .builder import build_index
 
     report = build_index(
-        args.input, args.output, tokenizer=args.tokenizer, shards=args.shards,
+        args.input, args.output, tokenizer=args.tokenizer, shards=_shards_arg(args.shards),
         token_width=args.token_width, vocab_size=args.vocab_size, eos_token_id=args.eos_token_id,
         text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
         strict=args.strict, overwrite=args.overwrite, workers=args.workers,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.quiet and sys.stderr.isatty(), mem=args.mem, resume=not args.no_resume,
     )
     print(report.summary())
     return 0
+
+
+def _shards_arg(value: str):
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"--shards must be a positive integer or 'auto', not {value!r}") from None
 
 
 def cmd_count(args) -> int:
@@ -209,6 +220,7 @@ def cmd_eval_lm(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+    return 0
 
 
 def cmd_contamination(args) -> int:
@@ -263,11 +275,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"anygram {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("build", help="build an index from JSONL, text or .npy files")
+    b = sub.add_parser("build", help="build an index from JSONL, Parquet, text or .npy files")
     b.add_argument("input", nargs="+", help="files or directories")
     b.add_argument("--output", "-o", required=True, help="index directory to create")
     b.add_argument("--tokenizer", help="HuggingFace tokenizer.json; default: UTF-8 bytes")
-    b.add_argument("--shards", type=int, default=1)
+    b.add_argument("--shards", default="1",
+                   help="number of shards, or 'auto': the fewest whose suffix arrays sort in memory within --mem")
+    b.add_argument("--mem", help="memory budget, e.g. 4G or 512M: peak resident memory while suffix arrays "
+                   "are built; a shard that does not fit is sorted in parts and merged on disk (default: no limit)")
+    b.add_argument("--no-resume", action="store_true",
+                   help="start afresh instead of resuming an interrupted build with the same arguments")
     b.add_argument("--token-width", type=int, choices=[1, 2, 4])
     b.add_argument("--vocab-size", type=int, help="for pre-tokenized input")
     b.add_argument("--eos-token-id", type=int)

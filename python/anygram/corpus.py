@@ -4,11 +4,19 @@ that cannot be read (it is counted and reported, never silently lost).
 Inputs:
 * JSONL (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``; also ``.json*``): one JSON object a line
   with a text field (``text`` by default); the other fields become the document's metadata.
+* Parquet (``.parquet``): one document a row, the text in a string column (``text`` by
+  default), the other columns as metadata; read in record batches (needs ``pyarrow``:
+  ``pip install 'anygram[parquet]'``).
 * Plain text (any other file): one document per file, or per line with ``text_mode="lines"``.
 * Pre-tokenized ``.npy``: a 2-D array (one document a row), or a 1-D array with document
   boundaries in a sibling ``NAME.offsets.npy`` (each document's start index, then the
   array's length: N+1 entries); without one, the whole array is one document.
 * Directories: every file inside, recursively, in sorted order.
+
+Everything streams: compressed files are decoded as they are read, JSONL and text lines
+one at a time, Parquet one record batch at a time; only a whole-file text document is
+held whole. Each document carries ``input_done``, the bytes of input (as stored, so
+compressed bytes for compressed files) consumed up to it, for progress bars.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class Document:
     text: Optional[str] = None
     tokens: Optional[np.ndarray] = None
     metadata: Dict[str, Any] = field(default_factory=dict)
+    input_done: int = 0
 
 
 @dataclass
@@ -76,15 +85,43 @@ def _expand(inputs: List[str]) -> List[str]:
     return paths
 
 
-def _open_binary(path: str) -> io.BufferedIOBase:
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.endswith(".zst"):
-        import zstandard
+def input_paths(inputs: Union[str, List[str]]) -> List[str]:
+    """The files ``inputs`` (files or directories) stand for, in reading order."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [os.fspath(inputs)]
+    return _expand([os.fspath(i) for i in inputs])
 
-        raw = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
-    return open(path, "rb")
+
+class _Source:
+    """An input file opened for streaming: ``stream`` yields decoded bytes, ``raw_position()``
+    says how much of the stored file has been consumed."""
+
+    def __init__(self, path: str):
+        self.raw = open(path, "rb")
+        name = path.lower()
+        if name.endswith(".gz"):
+            self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[assignment]
+        elif name.endswith(".zst"):
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(self.raw, closefd=False)
+            self.stream = io.BufferedReader(reader, 1 << 20)  # type: ignore[arg-type]
+        else:
+            self.stream = self.raw  # type: ignore[assignment]
+
+    def raw_position(self) -> int:
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def __enter__(self) -> "_Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.stream is not self.raw:
+            self.stream.close()
+        self.raw.close()
 
 
 def _kind(path: str) -> str:
@@ -96,6 +133,8 @@ def _kind(path: str) -> str:
         return "jsonl"
     if name.endswith(".npy"):
         return "npy"
+    if name.endswith(".parquet"):
+        return "parquet"
     return "text"
 
 
@@ -110,20 +149,27 @@ def read_documents(
         inputs = [os.fspath(inputs)]
     if text_mode not in ("document", "lines"):
         raise BuildError(f"text_mode must be 'document' or 'lines', not {text_mode!r}")
+    done = 0
     for path in _expand(list(inputs)):
         kind = _kind(path)
         if kind == "jsonl":
-            yield from _read_jsonl(path, skips, text_field)
+            docs = _read_jsonl(path, skips, text_field)
         elif kind == "npy":
-            yield from _read_npy(path, skips)
+            docs = _read_npy(path, skips)
+        elif kind == "parquet":
+            docs = _read_parquet(path, skips, text_field)
         else:
-            yield from _read_text(path, skips, text_mode)
+            docs = _read_text(path, skips, text_mode)
+        for doc in docs:
+            doc.input_done += done
+            yield doc
+        done += os.path.getsize(path)
 
 
 def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document]:
     try:
-        with _open_binary(path) as f:
-            for linenum, raw in enumerate(f):
+        with _Source(path) as source:
+            for linenum, raw in enumerate(source.stream):
                 if not raw.strip():
                     continue
                 try:
@@ -143,7 +189,8 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
                 if not isinstance(text, str):
                     skips.skip(f"{text_field!r} is not a string", path, linenum)
                     continue
-                yield Document(path=path, linenum=linenum, text=text, metadata=record)
+                yield Document(path=path, linenum=linenum, text=text, metadata=record,
+                               input_done=source.raw_position())
     except (OSError, EOFError) as e:
         # A truncated or corrupt compressed file: the documents read so far stand.
         skips.skip("unreadable file", path, -1, str(e))
@@ -156,24 +203,71 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
 
 def _read_text(path: str, skips: SkipLog, text_mode: str) -> Iterator[Document]:
     try:
-        with _open_binary(path) as f:
-            data = f.read()
+        with _Source(path) as source:
+            if text_mode == "document":
+                data = source.stream.read()
+                try:
+                    yield Document(path=path, linenum=0, text=data.decode("utf-8"),
+                                   input_done=source.raw_position())
+                except UnicodeDecodeError as e:
+                    skips.skip("bad UTF-8", path, 0, str(e))
+                return
+            for linenum, raw in enumerate(source.stream):
+                raw = raw[:-1] if raw.endswith(b"\n") else raw
+                if not raw.strip():
+                    continue
+                try:
+                    yield Document(path=path, linenum=linenum, text=raw.decode("utf-8"),
+                                   input_done=source.raw_position())
+                except UnicodeDecodeError as e:
+                    skips.skip("bad UTF-8", path, linenum, str(e))
     except (OSError, EOFError) as e:
         skips.skip("unreadable file", path, -1, str(e))
+
+
+def _read_parquet(path: str, skips: SkipLog, text_field: str) -> Iterator[Document]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BuildError(f"{path}: reading Parquet needs pyarrow: pip install 'anygram[parquet]' "
+                         "(or pip install pyarrow)") from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for a file that is not Parquet
+        skips.skip("unreadable file", path, -1, str(e))
         return
-    if text_mode == "document":
-        try:
-            yield Document(path=path, linenum=0, text=data.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            skips.skip("bad UTF-8", path, 0, str(e))
-        return
-    for linenum, raw in enumerate(data.split(b"\n")):
-        if not raw.strip():
-            continue
-        try:
-            yield Document(path=path, linenum=linenum, text=raw.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            skips.skip("bad UTF-8", path, linenum, str(e))
+    names = parquet.schema_arrow.names
+    if text_field not in names:
+        raise BuildError(f"{path}: no {text_field!r} column (columns: {', '.join(names)}); "
+                         "choose the text column with --text-field")
+    size = os.path.getsize(path)
+    rows = max(parquet.metadata.num_rows, 1)
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        columns = batch.to_pydict()
+        texts = columns.pop(text_field)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                skips.skip(f"{text_field!r} is not a string" if text is not None else f"{text_field!r} is null",
+                           path, row + i)
+                continue
+            metadata = {name: _jsonable(values[i]) for name, values in columns.items()}
+            yield Document(path=path, linenum=row + i, text=text, metadata=metadata,
+                           input_done=size * (row + i + 1) // rows)
+        row += len(texts)
+
+
+def _jsonable(value: Any) -> Any:
+    """Parquet values (dates, decimals, bytes, ...) as JSON: what json cannot hold becomes a string."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 def _read_npy(path: str, skips: SkipLog) -> Iterator[Document]:

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod build;
 mod engine;
 mod errors;
 mod lm;
@@ -10,23 +11,6 @@ mod scan;
 mod tokenize;
 
 use std::path::PathBuf;
-
-use anygram::TokenWidth;
-
-/// Builds the suffix array of one shard's `tokenized` file into `table`.
-#[pyfunction]
-#[pyo3(signature = (tokenized, table, token_width, threads = 0))]
-fn build_suffix_array(
-    py: Python<'_>,
-    tokenized: PathBuf,
-    table: PathBuf,
-    token_width: usize,
-    threads: usize,
-) -> PyResult<()> {
-    let width = TokenWidth::from_bytes(token_width).map_err(errors::to_py)?;
-    py.detach(|| anygram::build::build_suffix_array(&tokenized, &table, width, threads))
-        .map_err(errors::to_py)
-}
 
 /// XXH3-64 checksums (16 hex digits) of files, computed in parallel.
 #[pyfunction]
@@ -45,7 +29,10 @@ fn checksum_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> 
 fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<tokenize::PyCorpusTokenizer>()?;
-    m.add_function(wrap_pyfunction!(build_suffix_array, m)?)?;
+    m.add_function(wrap_pyfunction!(build::build_suffix_array, m)?)?;
+    m.add_function(wrap_pyfunction!(build::resident_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(build::in_memory_sort_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(build::max_in_memory_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;

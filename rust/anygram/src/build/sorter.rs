@@ -1,4 +1,4 @@
-//! Suffix-array construction for one shard, with libsais on all cores.
+//! The in-memory suffix sorters: libsais on all cores.
 //!
 //! infini-gram orders suffixes by `memcmp` of their little-endian bytes. For
 //! whole-token suffixes that is the order of the token sequences when each token
@@ -11,51 +11,22 @@
 //! | u16 | `libsais16` over the byte-swapped tokens |
 //! | u32 | `libsais_int` over the ranks of the byte-swapped tokens |
 //!
-//! Shards of 2^31 tokens or more use the 64-bit variants. A suffix that is a
+//! Texts of 2^31 tokens or more use the 64-bit variants. A suffix that is a
 //! prefix of another sorts first in both orders, so the arrays are identical.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use libsais_sys::{libsais, libsais16, libsais16x64, libsais64};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::{ptr_size_for, TokenWidth};
+use crate::format::TokenWidth;
 
-/// Builds the suffix array of the token stream in `tokenized` and writes it to
-/// `table` with pointers of `ptr_size_for(size)` bytes. `threads == 0` uses all cores.
-///
-/// Memory: the token stream, plus 4 bytes per token for the array (8 past 2^31
-/// tokens), plus a sorting copy of the tokens for u16/u32.
-pub fn build_suffix_array(
-    tokenized: &Path,
-    table: &Path,
-    width: TokenWidth,
-    threads: usize,
-) -> Result<()> {
-    let text = read_tokens(tokenized, width)?;
-    let threads = if threads == 0 {
-        rayon::current_num_threads()
-    } else {
-        threads
-    };
-    let tokenized_bytes = (text.len() * width.bytes()) as u64;
-    let ranks = text.sort(threads).map_err(|detail| Error::Build {
-        path: tokenized.to_path_buf(),
-        detail,
-    })?;
-    write_table(
-        &ranks,
-        width.bytes() as u64,
-        ptr_size_for(tokenized_bytes),
-        table,
-    )
-}
-
-/// A shard's tokens in memory, already in the form its sorter wants.
-enum SortInput {
+/// Tokens of a text in memory, already in the form its sorter wants.
+pub(crate) enum SortInput {
     Bytes(Vec<u8>),
     /// u16 tokens byte-swapped: numeric order is `memcmp` order.
     Swapped16(Vec<u16>),
@@ -72,7 +43,8 @@ impl SortInput {
         }
     }
 
-    fn sort(self, threads: usize) -> Result<SuffixArray, String> {
+    /// Sorts the suffixes; consumes the tokens (u32 ranks are computed in place).
+    pub(crate) fn sort(self, threads: usize) -> Result<SuffixArray, String> {
         match self {
             SortInput::Bytes(text) => sort_bytes(&text, threads),
             SortInput::Swapped16(tokens) => sort_u16(&tokens, threads),
@@ -81,37 +53,44 @@ impl SortInput {
     }
 }
 
-/// Reads `tokenized` straight into the sorter's form: no second copy of the
-/// token stream is ever held.
-fn read_tokens(tokenized: &Path, width: TokenWidth) -> Result<SortInput> {
-    let mut file = File::open(tokenized).map_err(|e| Error::io(tokenized, e))?;
-    let size = file.metadata().map_err(|e| Error::io(tokenized, e))?.len() as usize;
-    let w = width.bytes();
-    if !size.is_multiple_of(w) {
-        return Err(Error::corrupt(
-            tokenized,
-            format!("size {size} is not a multiple of the token width {w}"),
-        ));
-    }
-    let mut buf = vec![0u8; size];
-    file.read_exact(&mut buf)
-        .map_err(|e| Error::io(tokenized, e))?;
+/// Reads tokens `[start, start + len)` of the `width`-byte token file `file`
+/// straight into the sorter's form: the bytes land in the final buffer and are
+/// swapped in place, so no second copy of the window is ever held.
+pub(crate) fn read_window(
+    file: &File,
+    path: &Path,
+    start: u64,
+    len: usize,
+    width: TokenWidth,
+) -> Result<SortInput> {
+    let offset = start * width.bytes() as u64;
+    let read = |bytes: &mut [u8]| {
+        file.read_exact_at(bytes, offset)
+            .map_err(|e| Error::io(path, e))
+    };
     Ok(match width {
-        TokenWidth::U8 => SortInput::Bytes(buf),
+        TokenWidth::U8 => {
+            let mut text = vec![0u8; len];
+            read(&mut text)?;
+            SortInput::Bytes(text)
+        }
         TokenWidth::U16 => {
-            let mut tokens = vec![0u16; size / 2];
-            tokens
-                .par_iter_mut()
-                .zip(buf.par_chunks_exact(2))
-                .for_each(|(t, c)| *t = u16::from_be_bytes([c[0], c[1]]));
+            let mut tokens = vec![0u16; len];
+            // SAFETY: a u16 slice of `len` elements is 2·len initialized bytes; any bit pattern is a valid u16.
+            read(unsafe {
+                std::slice::from_raw_parts_mut(tokens.as_mut_ptr().cast::<u8>(), len * 2)
+            })?;
+            // The stored bytes read as a big-endian number give memcmp order.
+            tokens.par_iter_mut().for_each(|t| *t = u16::from_be(*t));
             SortInput::Swapped16(tokens)
         }
         TokenWidth::U32 => {
-            let mut tokens = vec![0u32; size / 4];
-            tokens
-                .par_iter_mut()
-                .zip(buf.par_chunks_exact(4))
-                .for_each(|(t, c)| *t = u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            let mut tokens = vec![0u32; len];
+            // SAFETY: as above, 4·len bytes; any bit pattern is a valid u32.
+            read(unsafe {
+                std::slice::from_raw_parts_mut(tokens.as_mut_ptr().cast::<u8>(), len * 4)
+            })?;
+            tokens.par_iter_mut().for_each(|t| *t = u32::from_be(*t));
             SortInput::Swapped32(tokens)
         }
     })
@@ -258,9 +237,20 @@ fn sort_u32(mut tokens: Vec<u32>, threads: usize) -> Result<SuffixArray, String>
     if n == 0 {
         return Ok(SuffixArray::Small(Vec::new()));
     }
-    let mut alphabet = tokens.clone();
+    // The distinct tokens (a vocabulary, not a copy of the text).
+    let mut alphabet: Vec<u32> = tokens
+        .par_chunks(1 << 20)
+        .fold(HashSet::new, |mut set, chunk| {
+            set.extend(chunk.iter().copied());
+            set
+        })
+        .reduce(HashSet::new, |mut a, b| {
+            a.extend(b);
+            a
+        })
+        .into_iter()
+        .collect();
     alphabet.par_sort_unstable();
-    alphabet.dedup();
     let k = alphabet.len();
     tokens.par_iter_mut().for_each(|t| {
         *t = alphabet.binary_search(t).expect("token is in the alphabet") as u32;
@@ -298,54 +288,4 @@ fn sort_u32(mut tokens: Vec<u32>, threads: usize) -> Result<SuffixArray, String>
         };
         check(code).map(|_| SuffixArray::Large(sa))
     }
-}
-
-/// Writes byte offsets (`position * width`) of `sa` as `ptr_size`-byte
-/// little-endian integers, packing chunks in parallel.
-fn write_table(sa: &SuffixArray, width: u64, ptr_size: usize, table: &Path) -> Result<()> {
-    const CHUNK: usize = 1 << 20;
-    let file = File::create(table).map_err(|e| Error::io(table, e))?;
-    let mut out = BufWriter::with_capacity(1 << 22, file);
-    let n = sa.len();
-    let mut start = 0;
-    while start < n {
-        // A batch of chunks per round keeps every core busy with a bounded buffer.
-        let end = (start + CHUNK * rayon::current_num_threads().max(1) * 2).min(n);
-        let packed: Vec<Vec<u8>> = (start..end)
-            .into_par_iter()
-            .step_by(CHUNK)
-            .map(|chunk_start| {
-                let chunk_end = (chunk_start + CHUNK).min(end);
-                let mut buf = Vec::with_capacity((chunk_end - chunk_start) * ptr_size);
-                for i in chunk_start..chunk_end {
-                    buf.extend_from_slice(&(sa.get(i) * width).to_le_bytes()[..ptr_size]);
-                }
-                buf
-            })
-            .collect();
-        for buf in packed {
-            out.write_all(&buf).map_err(|e| Error::io(table, e))?;
-        }
-        start = end;
-    }
-    out.flush().map_err(|e| Error::io(table, e))?;
-    out.into_inner()
-        .map_err(|e| Error::io(table, e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(table, e))
-}
-
-/// XXH3-64 of a file's contents as 16 hex digits, read in 8 MiB blocks.
-pub fn checksum_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let read = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
-    Ok(format!("{:016x}", hasher.digest()))
 }
