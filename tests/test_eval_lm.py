@@ -121,3 +121,34 @@ def test_model_logprobs_match_the_shared_data(shared_data):
     got = evallm.model_logprobs(os.path.join(shared_data, "lm"), [doc], 50256, device="cpu")
     diff = np.abs(got - given[:len(doc)])
     assert diff.mean() < 1e-3 and diff.max() < 0.05, (diff.mean(), diff.max())
+
+
+def test_eval_lm_reads_jsonl_like_token_arrays(tmp_path):
+    """`--jsonl` (here gzip-compressed) tokenizes with the index's tokenizer and reports
+    exactly what the same documents given as token arrays report."""
+    import gzip
+
+    rng = np.random.default_rng(1)
+    words = ["alpha", "beta", "gamma", "delta", "eps"]
+    texts = [" ".join(rng.choice(words, rng.integers(3, 12))) for _ in range(40)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:30]))
+    index = str(tmp_path / "index")
+    anygram.build_index(str(corpus), index, progress=False)
+    heldout = texts[30:]
+    jsonl = tmp_path / "heldout.jsonl.gz"
+    with gzip.open(jsonl, "wt") as f:
+        f.write("".join(json.dumps({"text": t}) + "\n" for t in heldout))
+    docs = [np.frombuffer(t.encode(), dtype=np.uint8) for t in heldout]
+    np.save(tmp_path / "t.npy", np.concatenate(docs))
+    np.save(tmp_path / "o.npy", np.cumsum([0] + [len(d) for d in docs]))
+    np.save(tmp_path / "lm.npy", np.log(rng.uniform(0.05, 0.9, sum(len(d) for d in docs))).astype(np.float32))
+    common = ["eval-lm", "--index", index, "--lm-logprobs", str(tmp_path / "lm.npy")]
+    assert cli.main(common + ["--jsonl", str(jsonl), "--json", str(tmp_path / "a.json")]) == 0
+    assert cli.main(common + ["--tokens", str(tmp_path / "t.npy"), "--offsets", str(tmp_path / "o.npy"),
+                              "--json", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    for report in (a, b):  # timings differ
+        report.pop("score_tokens_per_second")
+        report.pop("score_seconds")
+    assert a == b and a["documents"]

@@ -48,20 +48,13 @@ def load_documents(tokens_path: str, offsets_path: str) -> List[np.ndarray]:
 
 def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndarray]:
     """Documents from a JSONL file (``.zst`` / ``.gz`` too), tokenized with the index's tokenizer."""
-    import io
-
-    from .corpus import _open_binary
+    from .scan import read_jsonl
 
     docs = []
-    with io.TextIOWrapper(_open_binary(path), encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)[text_field]
-            except (ValueError, KeyError, TypeError):
-                raise InvalidArgumentError(f"{path}:{n}: not a JSON object with a {text_field!r} field") from None
-            docs.append(np.asarray(engine.tokenize(text), dtype=np.int64))
+    for n, record in enumerate(read_jsonl(path), 1):
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            raise InvalidArgumentError(f"{path}: example {n} is not a JSON object with a string {text_field!r} field")
+        docs.append(np.asarray(engine.tokenize(record[text_field]), dtype=np.int64))
     return docs
 
 

@@ -718,9 +718,9 @@ def _tqdm(total: Optional[int], desc: str, unit: str, enabled: bool):
 
 def read_jsonl(path: str) -> Iterator[Any]:
     """Examples of an eval file (JSONL, plain or .gz/.zst), one JSON value a line."""
-    from .corpus import _open_binary
+    from .corpus import _Source
 
-    with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as text:
+    with _Source(path) as source, io.TextIOWrapper(source.stream, encoding="utf-8") as text:
         for linenum, line in enumerate(text, 1):
             if not line.strip():
                 continue
