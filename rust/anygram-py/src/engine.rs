@@ -18,7 +18,7 @@ const DEFAULT_MAX_SUPPORT: u64 = 1000;
 
 #[pyclass(subclass, frozen, module = "anygram._anygram", name = "Engine")]
 pub struct PyEngine {
-    pub(crate) inner: Arc<Engine>,
+    inner: Arc<Engine>,
     /// `str -> list[int]`, set by the Python layer when the index has a tokenizer.
     encoder: Option<Py<PyAny>>,
 }

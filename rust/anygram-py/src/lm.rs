@@ -71,7 +71,7 @@ pub fn score<'py>(
     let ids = engine.ids(py, tokens)?;
     let options = options(sparse, top, max_support, doc_start)?;
     let scores = py
-        .detach(|| engine.inner.score(&ids, &options))
+        .detach(|| engine.core().score(&ids, &options))
         .map_err(to_py)?;
     scores_dict(py, scores, &options)
 }
@@ -96,7 +96,7 @@ pub fn score_batch<'py>(
             texts
                 .par_iter()
                 .enumerate()
-                .map(|(i, t)| engine.inner.score(t, &options).map_err(|e| (i, e)))
+                .map(|(i, t)| engine.core().score(t, &options).map_err(|e| (i, e)))
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(to_py_at)?;
@@ -122,8 +122,8 @@ pub fn ntd_dense<'py>(
     let engine = engine.get();
     let contexts = engine.many(py, contexts)?;
     options(false, true, max_support, false)?;
-    let vocab = vocab_size.unwrap_or(engine.inner.vocab_size());
-    let eos = engine.inner.eos_token_id() as u64;
+    let vocab = vocab_size.unwrap_or(engine.core().vocab_size());
+    let eos = engine.core().eos_token_id() as u64;
     if vocab == 0 || vocab > u32::MAX as u64 {
         return Err(invalid_query(format!(
             "vocab_size must be in [1, 2^32), not {vocab}"
@@ -151,7 +151,7 @@ pub fn ntd_dense<'py>(
                 .enumerate()
                 .map(|(i, c)| {
                     engine
-                        .inner
+                        .core()
                         .infgram_ntd_sparse(c, max_support)
                         .map_err(|e| (i, e))
                 })
