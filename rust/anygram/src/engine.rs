@@ -160,7 +160,7 @@ impl Engine {
         if options.sample_keys {
             // Sampled keys speed searches up; queries need not wait for them.
             let shards = shards.clone();
-            std::thread::spawn(move || shards.par_iter().for_each(|s| s.build_samples()));
+            crate::pool::spawn(move || shards.par_iter().for_each(|s| s.build_samples()));
         }
         Ok(Engine {
             dir: dir.to_path_buf(),
@@ -200,7 +200,7 @@ impl Engine {
     /// Builds the sampled suffix keys of every shard now (blocking). Searches are
     /// exact either way; this only makes them faster.
     pub fn build_samples(&self) {
-        self.shards.par_iter().for_each(|s| s.build_samples());
+        crate::pool::install(|| self.shards.par_iter().for_each(|s| s.build_samples()));
     }
     /// Token positions over all shards (separators included): what an empty
     /// n-gram counts.

@@ -38,6 +38,7 @@ pub mod format;
 pub mod lm;
 pub mod manifest;
 pub mod mmap;
+pub mod pool;
 pub mod scan;
 pub mod shard;
 pub mod tokenize;
