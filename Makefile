@@ -11,8 +11,11 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# Extras installed with the package: CI adds `lm` (torch) so that no test skips there.
+EXTRAS ?= test
+
 $(STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(shell find rust python server -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	$(PY) -m pip install -q -e "./server[test]"
 	touch $(STAMP)
 
@@ -26,15 +29,17 @@ demo: $(STAMP) ## build an index of Python's standard library, run example queri
 	$(VENV)/bin/anygram demo --output demo-index
 	$(VENV)/bin/anygram serve --index demo=demo-index --port $(DEMO_PORT)
 
+# The core's tests run in the `checked` profile: optimized, with overflow checks and debug_assert!.
+# ANYGRAM_FUZZ_SECS bounds the index-loading fuzz test (rust/anygram/tests/fuzz_index.rs).
 .PHONY: test
-test: $(STAMP) ## cargo test (core) + pytest (Python API, CLI, differential tests vs infini-gram)
-	cargo test --release -p anygram
+test: $(STAMP) ## cargo test (core, overflow-checked) + pytest (Python API, CLI, differential tests vs infini-gram)
+	cargo test --profile checked -p anygram
 	$(PY) -m pytest -q
 
 .PHONY: test-all
 test-all: $(STAMP) ## make test, plus the optional torch/transformers tests (installs torch from PyPI: several GB)
 	$(PY) -m pip install -q -e ".[test,lm]"
-	cargo test --release -p anygram
+	cargo test --profile checked -p anygram
 	$(PY) -m pytest -q
 
 .PHONY: bench-score
