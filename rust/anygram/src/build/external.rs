@@ -22,6 +22,8 @@
 //! comparisons read the whole repeat); memory does not.
 
 use std::cmp::Ordering;
+use std::collections::binary_heap::PeekMut;
+use std::collections::BinaryHeap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -372,59 +374,34 @@ fn key_at(text: &[u8], offset: u64) -> u64 {
     }
 }
 
-/// One part's next suffix in the merge.
-#[derive(Clone, Copy)]
-struct Head {
+/// One part's next suffix in the merge, ordered so that `BinaryHeap` (a max-heap)
+/// pops the smallest suffix first.
+struct Head<'t> {
+    text: &'t [u8],
     key: u64,
     offset: u64,
     part: usize,
 }
 
-#[inline]
-fn head_less(text: &[u8], a: &Head, b: &Head) -> bool {
-    match a.key.cmp(&b.key) {
-        Ordering::Less => true,
-        Ordering::Greater => false,
-        Ordering::Equal => text[a.offset as usize..] < text[b.offset as usize..],
+impl Ord for Head<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let by_suffix = self.key.cmp(&other.key).then_with(|| {
+            self.text[self.offset as usize..].cmp(&other.text[other.offset as usize..])
+        });
+        by_suffix.reverse()
     }
 }
-
-/// A min-heap of heads ordered by their suffixes.
-struct Heap<'t> {
-    text: &'t [u8],
-    items: Vec<Head>,
-}
-
-impl Heap<'_> {
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.items.len();
-        loop {
-            let left = 2 * i + 1;
-            if left >= n {
-                return;
-            }
-            let right = left + 1;
-            let child = if right < n && head_less(self.text, &self.items[right], &self.items[left])
-            {
-                right
-            } else {
-                left
-            };
-            if head_less(self.text, &self.items[child], &self.items[i]) {
-                self.items.swap(i, child);
-                i = child;
-            } else {
-                return;
-            }
-        }
-    }
-
-    fn heapify(&mut self) {
-        for i in (0..self.items.len() / 2).rev() {
-            self.sift_down(i);
-        }
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
+impl PartialEq for Head<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head<'_> {}
 
 /// Reads a range of one part's packed pointers in bounded blocks.
 struct PartReader {
@@ -603,9 +580,12 @@ fn merge_range(
     abort: &AtomicBool,
 ) -> Result<()> {
     let mut readers = Vec::new();
-    let mut heap = Heap {
+    let mut heap = BinaryHeap::with_capacity(files.len());
+    let head = |offset: u64, part: usize| Head {
         text: text.bytes,
-        items: Vec::new(),
+        key: key_at(text.bytes, offset),
+        offset,
+        part,
     };
     for (p, (file, path, _)) in files.iter().enumerate() {
         let mut reader = PartReader {
@@ -618,33 +598,22 @@ fn merge_range(
             pos: 0,
         };
         if let Some(offset) = reader.next_offset()? {
-            heap.items.push(Head {
-                key: key_at(text.bytes, offset),
-                offset,
-                part: p,
-            });
+            heap.push(head(offset, p));
         }
         readers.push(reader);
     }
-    heap.heapify();
     let mut position = from.iter().sum::<u64>() * ptr_size as u64;
     let mut buf = Vec::with_capacity(MERGE_WRITE_BYTES);
     let mut since_check = 0u64;
-    while let Some(top) = heap.items.first().copied() {
+    while let Some(mut top) = heap.peek_mut() {
         buf.extend_from_slice(&top.offset.to_le_bytes()[..ptr_size]);
         match readers[top.part].next_offset()? {
-            Some(offset) => {
-                heap.items[0] = Head {
-                    key: key_at(text.bytes, offset),
-                    offset,
-                    part: top.part,
-                }
-            }
+            // Replacing the top in place sifts it down once, when `top` is dropped.
+            Some(offset) => *top = head(offset, top.part),
             None => {
-                heap.items.swap_remove(0);
+                PeekMut::pop(top);
             }
         }
-        heap.sift_down(0);
         if buf.len() >= MERGE_WRITE_BYTES {
             out_file
                 .write_all_at(&buf, position)

@@ -76,20 +76,14 @@ pub(crate) fn read_window(
         }
         TokenWidth::U16 => {
             let mut tokens = vec![0u16; len];
-            // SAFETY: a u16 slice of `len` elements is 2·len initialized bytes; any bit pattern is a valid u16.
-            read(unsafe {
-                std::slice::from_raw_parts_mut(tokens.as_mut_ptr().cast::<u8>(), len * 2)
-            })?;
+            read(bytemuck::cast_slice_mut(&mut tokens))?;
             // The stored bytes read as a big-endian number give memcmp order.
             tokens.par_iter_mut().for_each(|t| *t = u16::from_be(*t));
             SortInput::Swapped16(tokens)
         }
         TokenWidth::U32 => {
             let mut tokens = vec![0u32; len];
-            // SAFETY: as above, 4·len bytes; any bit pattern is a valid u32.
-            read(unsafe {
-                std::slice::from_raw_parts_mut(tokens.as_mut_ptr().cast::<u8>(), len * 4)
-            })?;
+            read(bytemuck::cast_slice_mut(&mut tokens))?;
             tokens.par_iter_mut().for_each(|t| *t = u32::from_be(*t));
             SortInput::Swapped32(tokens)
         }
