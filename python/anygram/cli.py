@@ -202,12 +202,19 @@ def cmd_eval_lm(args) -> int:
     else:
         raise InvalidQueryError("give the documents: --tokens and --offsets (.npy), or --jsonl")
     if args.limit_docs is not None:
+        if args.limit_docs < 1:
+            raise InvalidQueryError(f"--limit-docs must be a positive number of documents, got {args.limit_docs}")
         docs = docs[: args.limit_docs]
     if args.lm_logprobs is not None:
-        lm = np.load(args.lm_logprobs)
-        if args.limit_docs is not None:
+        lm_source = f"--lm-logprobs {args.lm_logprobs}"
+        try:
+            lm = np.load(args.lm_logprobs, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InvalidQueryError(f"{lm_source}: not a readable .npy array ({e})") from None
+        if args.limit_docs is not None and lm.ndim == 1:
             lm = lm[: sum(len(d) for d in docs)]
     elif args.model is not None:
+        lm_source = f"--model {args.model}"
         bos = args.bos_token_id if args.bos_token_id is not None else engine.eos_token_id
         lm = evallm.model_logprobs(args.model, docs, bos, window=args.window, stride=args.stride)
         if args.save_lm_logprobs:
@@ -215,7 +222,7 @@ def cmd_eval_lm(args) -> int:
     else:
         raise InvalidQueryError("give the model's per-token log-probs (--lm-logprobs .npy) or --model")
     report = evallm.evaluate(engine, docs, np.asarray(lm), split=args.split, context=args.context,
-                             max_support=args.max_support)
+                             max_support=args.max_support, lm_source=lm_source)
     print(evallm.format_report(report))
     if args.json:
         with open(args.json, "w") as f:
