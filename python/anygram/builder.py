@@ -49,6 +49,7 @@ from . import _anygram
 from .corpus import Document, SkipLog, input_paths, read_documents
 from .errors import AnygramError, BuildError, InvalidArgumentError
 from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
+from .paths import check_outputs, check_replaceable_index
 from .tokenizer import Tokenizer
 
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
@@ -74,6 +75,25 @@ def parse_size(value: Union[None, int, str]) -> Optional[int]:
         raise InvalidArgumentError(f"cannot read {value!r} as a memory size: write e.g. 4G, 512M or 800000")
     scale = 1024 ** " KMGT".index(m.group(2).upper() or " ")
     return int(float(m.group(1)) * scale)
+
+
+# How build errors name the arguments: Python's parameters, or the CLI's flags.
+PYTHON_WORDS = {"output": "output", "input": "input", "overwrite": "overwrite=True"}
+CLI_WORDS = {"output": "--output", "input": "input", "overwrite": "--overwrite"}
+
+
+def check_output(output: str, inputs: List[str], overwrite: bool, words: Dict[str, str] = PYTHON_WORDS) -> None:
+    """Raises unless a build may write its index at ``output``: the path is free, or
+    ``overwrite`` is set and it holds an index (and nothing else); and it is neither an
+    input nor a directory holding one. ``words``: how the caller names the arguments."""
+    output = os.path.abspath(os.fspath(output))
+    labels = {(words["input"] if len(inputs) == 1 else f"{words['input']} {i + 1}"): p for i, p in enumerate(inputs)}
+    check_outputs({}, inputs=labels, output_dirs={words["output"]: output})
+    if os.path.lexists(output):
+        if not overwrite:
+            raise InvalidArgumentError(f"{words['output']} {output} already exists: choose another path or pass "
+                                       f"{words['overwrite']} to replace an index there")
+        check_replaceable_index(output, words["output"], words["overwrite"])
 
 
 @dataclass
@@ -154,7 +174,7 @@ class _WorkDir:
         self.key = key
         self.resumed: List[str] = []
         for other in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.build-*"))):
-            if other != self.path and _try_remove_unlocked(other):
+            if other != self.path and os.path.exists(os.path.join(other, "lock")) and _try_remove_unlocked(other):
                 _say(f"discarded an unfinished build of {output} made with different arguments ({other})")
         os.makedirs(self.path, exist_ok=True)
         self._lock = open(os.path.join(self.path, "lock"), "a+")
@@ -323,11 +343,10 @@ def build_index(
     if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
         raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
     output = os.path.abspath(os.fspath(output))
-    if os.path.exists(output) and not overwrite:
-        raise InvalidArgumentError(f"{output} already exists: choose another path or pass overwrite=True")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [os.fspath(inputs)]
     inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
+    check_output(output, inputs, overwrite)
     files = input_paths(inputs)
 
     tok = Tokenizer(tokenizer) if tokenizer is not None else None
@@ -763,11 +782,14 @@ def _fsync_dir(path: str) -> None:
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:
-    """Renames the finished build into place (replacing an old index only when asked)."""
-    if os.path.exists(output):
+    """Renames the finished build into place. An old index (checked again: it may have
+    changed during the build) is renamed aside first and removed once the new one is in
+    place, so the path always holds one whole index."""
+    if os.path.lexists(output):
         if not overwrite:
             raise InvalidArgumentError(f"{output} appeared during the build; the new index is not published")
-        old = output + f".old-{os.getpid()}"
+        check_replaceable_index(output)
+        old = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.old-{os.getpid()}")
         os.rename(output, old)
         os.rename(tmp, output)
         shutil.rmtree(old, ignore_errors=True)

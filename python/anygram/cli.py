@@ -37,8 +37,9 @@ def _print(obj) -> None:
 
 
 def cmd_build(args) -> int:
-    from .builder import build_index
+    from .builder import CLI_WORDS, build_index, check_output
 
+    check_output(args.output, [os.path.abspath(i) for i in args.input], args.overwrite, CLI_WORDS)
     report = build_index(
         args.input, args.output, tokenizer=args.tokenizer, shards=_shards_arg(args.shards),
         token_width=args.token_width, vocab_size=args.vocab_size, eos_token_id=args.eos_token_id,
@@ -191,7 +192,12 @@ def cmd_eval_lm(args) -> int:
     import numpy as np
 
     from . import evallm
+    from .paths import check_outputs
 
+    check_outputs({"--json": args.json, "--save-lm-logprobs": args.save_lm_logprobs},
+                  inputs={"--tokens": args.tokens, "--offsets": args.offsets, "--jsonl": args.jsonl,
+                          "--lm-logprobs": args.lm_logprobs},
+                  index_dirs={"--index": args.index})
     engine = _open(args)
     if args.jsonl is not None:
         if args.tokens is not None:
@@ -232,7 +238,11 @@ def cmd_eval_lm(args) -> int:
 
 def cmd_contamination(args) -> int:
     from . import scan
+    from .paths import check_outputs, progress_file
 
+    check_outputs({"--out": args.out, "--out's progress file": args.out and progress_file(args.out),
+                   "--summary": args.summary, "--html": args.html},
+                  inputs={"--eval": args.eval}, index_dirs={"--index": args.index})
     engine = _open(args)
     summary = scan.run_contamination(
         engine, args.eval, out=args.out, min_len=args.min_len, threshold=args.threshold, fields=args.field,
@@ -254,7 +264,11 @@ def cmd_contamination(args) -> int:
 def cmd_dedup(args) -> int:
     from . import scan
     from .engine import Engine
+    from .paths import check_outputs, progress_file
 
+    check_outputs({"--ranges": args.ranges, "--ranges' progress file": progress_file(args.ranges),
+                   "--write": args.write, "--summary": args.summary},
+                  index_dirs={"--index": args.index, "--against": args.against})
     engine = _open(args)
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,
