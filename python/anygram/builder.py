@@ -460,8 +460,12 @@ def build_index(
             work.release()
         raise
     except BaseException:
-        # Killed, interrupted, out of disk...: what is finished stays for a resumed build.
-        work.release()
+        if not work.journal["steps"]:
+            # Nothing finished, so nothing to resume from: leave no work directory behind.
+            work.remove()
+        else:
+            # Interrupted, out of disk...: what is finished stays for a resumed build.
+            work.release()
         raise
     return BuildReport(
         output=output,

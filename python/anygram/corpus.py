@@ -25,13 +25,14 @@ import gzip
 import io
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import BuildError
+from .errors import BuildError, InvalidArgumentError
 
 
 @dataclass
@@ -46,6 +47,25 @@ class Document:
     input_done: int = 0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_at(text: str) -> Optional[int]:
+    """The position of the first lone surrogate in ``text`` (JSON's ``"\\ud800"`` decodes to
+    one; it is not a character, so no UTF-8 or tokenizer takes it), or None."""
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
+
+
+def check_text(text: str, where: str) -> str:
+    """``text``, or an error naming ``where`` when it holds a lone surrogate."""
+    at = surrogate_at(text)
+    if at is not None:
+        raise InvalidArgumentError(f"{where}: lone surrogate U+{ord(text[at]):04X} at character {at} "
+                                   "(not valid Unicode text)")
+    return text
+
+
 @dataclass
 class SkipLog:
     """Documents that could not be read, by reason, with the first few places."""
@@ -57,7 +77,8 @@ class SkipLog:
     def skip(self, reason: str, path: str, linenum: int, detail: str = "") -> None:
         where = f"{path}:{linenum + 1}: {reason}" + (f" ({detail})" if detail else "")
         if self.strict:
-            raise BuildError(f"unreadable document at {where}; run without --strict to skip such documents")
+            raise BuildError(f"unreadable document at {where}; without --strict (strict=True in Python) "
+                             "such documents are skipped and counted")
         self.counts[reason] += 1
         if len(self.examples) < 20:
             self.examples.append(where)
@@ -188,6 +209,10 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
                 text = record.pop(text_field)
                 if not isinstance(text, str):
                     skips.skip(f"{text_field!r} is not a string", path, linenum)
+                    continue
+                at = surrogate_at(text)
+                if at is not None:
+                    skips.skip("lone surrogate", path, linenum, f"U+{ord(text[at]):04X} at character {at}")
                     continue
                 yield Document(path=path, linenum=linenum, text=text, metadata=record,
                                input_done=source.raw_position())

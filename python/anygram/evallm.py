@@ -48,13 +48,15 @@ def load_documents(tokens_path: str, offsets_path: str) -> List[np.ndarray]:
 
 def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndarray]:
     """Documents from a JSONL file (``.zst`` / ``.gz`` too), tokenized with the index's tokenizer."""
+    from .corpus import check_text
     from .scan import read_jsonl
 
     docs = []
     for n, record in enumerate(read_jsonl(path), 1):
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
             raise InvalidArgumentError(f"{path}: example {n} is not a JSON object with a string {text_field!r} field")
-        docs.append(np.asarray(engine.tokenize(record[text_field]), dtype=np.int64))
+        text = check_text(record[text_field], f"{path}: example {n}, field {text_field!r}")
+        docs.append(np.asarray(engine.tokenize(text), dtype=np.int64))
     return docs
 
 

@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from . import _anygram
+from .corpus import check_text
 from .errors import InvalidArgumentError, TokenizerMismatchError
 from .paths import check_outputs, progress_file
 
@@ -102,7 +103,7 @@ def _ids_of(engine, value: Any, where: str) -> List[int]:
     if isinstance(value, str):
         if engine.tokenizer is None:
             raise InvalidArgumentError(f"{where}: index {engine.path} has no tokenizer; give token ids")
-        return engine.tokenize(value)
+        return engine.tokenize(check_text(value, where))
     try:
         return [int(t) for t in value]
     except (TypeError, ValueError):
