@@ -72,3 +72,48 @@ def test_contamination_and_eval_lm_name_a_lone_surrogate(tmp_path):
 
     with pytest.raises(InvalidArgumentError, match="example 2, field 'text': lone surrogate"):
         evallm.load_jsonl(str(evalset), engine)
+
+
+def make_awkward_directory(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / ".git" / "objects").mkdir(parents=True)
+    (data / "a.jsonl").write_text(json.dumps({"text": "visible alpha"}) + "\n")
+    (data / "sub" / "b.txt").write_text("visible beta")
+    (data / ".git" / "objects" / "pack.txt").write_text("hidden gamma")
+    (data / ".env").write_text("hidden delta")
+    (data / "sub" / ".cache.jsonl").write_text(json.dumps({"text": "hidden epsilon"}) + "\n")
+    (tmp_path / "outside.txt").write_text("linked zeta")
+    (data / "linked.txt").symlink_to(tmp_path / "outside.txt")  # a link that works is followed
+    (data / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    (data / "self.txt").symlink_to(data / "self.txt")
+    (data / "sub" / "up").symlink_to(data)  # a directory loop
+    return data
+
+
+def test_hidden_entries_are_left_out_and_bad_links_skipped_and_counted(tmp_path):
+    data = make_awkward_directory(tmp_path)
+    with pytest.warns(UserWarning, match="dangling.txt: dangling symlink"):
+        report = anygram.build_index(str(data), str(tmp_path / "index"), progress=False)
+    engine = anygram.Engine.open(report.output)
+    assert engine.num_documents == 3
+    for word, n in [("visible", 2), ("linked", 1), ("hidden", 0)]:
+        assert engine.count(word) == n, word
+    assert report.skipped == {"dangling symlink": 1, "symlink loop": 2}
+    assert any(e.startswith(str(data / "dangling.txt")) for e in report.skipped_examples)
+    assert any(e.startswith(str(data / "sub" / "up")) for e in report.skipped_examples)
+
+    with pytest.raises(BuildError, match="dangling.txt: dangling symlink"):
+        anygram.build_index(str(data), str(tmp_path / "strict"), strict=True, progress=False)
+    proc = cli("build", data, "--output", tmp_path / "strict", "--strict", "--quiet")
+    assert proc.returncode == 2 and "dangling.txt: dangling symlink" in proc.stderr, proc.stderr
+    proc = cli("build", data, "--output", tmp_path / "lenient", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped    3 document(s)" in proc.stdout and "self.txt: symlink loop" in proc.stderr
+    assert leftovers(tmp_path) == [] and not (tmp_path / "strict").exists()
+
+
+def test_a_named_input_that_is_a_bad_link_is_an_error(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(BuildError, match="loop: symlink loop"):
+        anygram.build_index(str(tmp_path / "loop"), str(tmp_path / "index"), progress=False)

@@ -347,7 +347,9 @@ def build_index(
         inputs = [os.fspath(inputs)]
     inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
     check_output(output, inputs, overwrite)
-    files = input_paths(inputs)
+    # Directory entries skipped while listing the inputs are counted with the documents.
+    input_skips = SkipLog(strict=strict)
+    files = input_paths(inputs, input_skips)
 
     tok = Tokenizer(tokenizer) if tokenizer is not None else None
     width, vocab, eos = _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id)
@@ -373,7 +375,7 @@ def build_index(
         t0 = time.perf_counter()
         tokenized = work.done("tokenize")
         if tokenized is None:
-            tokenized = _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata,
+            tokenized = _tokenize_step(work, files, tok, width, vocab, input_skips, text_field, text_mode, metadata,
                                        root, progress)
         if tok is not None:
             tok.close()
@@ -484,9 +486,8 @@ def build_index(
     )
 
 
-def _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata, root, progress):
+def _tokenize_step(work, files, tok, width, vocab, skips, text_field, text_mode, metadata, root, progress):
     t0 = time.perf_counter()
-    skips = SkipLog(strict=strict)
     writer = _StreamWriter(work.index, width, metadata)
     try:
         encoder = _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
