@@ -193,3 +193,15 @@ def test_eval_lm_outputs_aliasing_its_inputs_are_refused(tmp_path, corpus_and_in
     assert_refused(run(*common, "--json", tmp_path / "lm.npy"), "--json", "--lm-logprobs")
     assert_refused(run(*common, "--json", index / "anygram.json"), "--json", "inside index")
     assert snapshot(tmp_path) == before
+
+
+def test_demo_rebuild_refuses_a_directory_that_is_not_an_index(tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("precious")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("precious too")
+    before = snapshot(tmp_path)
+    assert_refused(run("demo", "--output", target, "--rebuild"), target, "not an index directory", "rebuild")
+    assert_refused(run("demo", "--output", a_file), a_file, "it is a file")
+    assert snapshot(tmp_path) == before

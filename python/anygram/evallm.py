@@ -112,7 +112,7 @@ def split_documents(n: int, split: str) -> tuple:
         return idx[0::2], idx[1::2]
     if split == "halves":
         return idx[: n // 2], idx[n // 2:]
-    raise InvalidArgumentError(f"--split must be 'alternate' or 'halves', not {split!r}")
+    raise InvalidArgumentError(f"split must be 'alternate' or 'halves', not {split!r}")
 
 
 def check_logprobs(lm_logprobs: np.ndarray, lengths: Sequence[int], source: str = "lm_logprobs") -> np.ndarray:
