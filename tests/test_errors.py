@@ -201,20 +201,34 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == ["empty.jsonl"]
 
 
-def test_killed_build_leaves_nothing_that_opens(tmp_path):
+@pytest.mark.parametrize("step", ["tokenize", "split", "suffix_array.0", "publish"])
+def test_killed_build_leaves_nothing_that_opens(tmp_path, step):
+    """SIGKILL at a named step (the builder's ANYGRAM_BUILD_PAUSE_AT hook stops there and
+    waits, so the kill lands exactly there, not at a moment chosen by a timer)."""
+    import signal
+
     corpus = tmp_path / "big.jsonl"
     with open(corpus, "w") as f:
-        for i in range(20000):
+        for i in range(2000):
             f.write(json.dumps({"text": f"line {i} " * 20}) + "\n")
     out = tmp_path / "killed-index"
     code = f"import anygram; anygram.build_index({str(corpus)!r}, {str(out)!r}, progress=False)"
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    import time
-
-    time.sleep(0.5)
-    proc.kill()
-    proc.wait()
-    assert not out.exists() or anygram.Engine.open(str(out)).verify()["ok"]
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, ANYGRAM_BUILD_PAUSE_AT=step))
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if f"paused at {step}" in line:
+            break
+    else:
+        proc.wait()
+        raise AssertionError(f"the build ended without pausing at {step}: {''.join(said)}")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    proc.stderr.close()
+    assert not out.exists()
+    with pytest.raises(IndexNotFoundError):
+        anygram.Engine.open(str(out))
 
 
 def test_existing_output_is_not_overwritten(tmp_path, text_index):

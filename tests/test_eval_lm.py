@@ -152,3 +152,38 @@ def test_eval_lm_reads_jsonl_like_token_arrays(tmp_path):
         report.pop("score_tokens_per_second")
         report.pop("score_seconds")
     assert a == b and a["documents"]
+
+
+def _eval_lm_case(tmp_path, docs, lm):
+    index = build_from_tokens(str(tmp_path), [[1, 2, 3, 4], [2, 3, 5], [1, 2, 3, 6]], 2, 10, 9)
+    np.save(tmp_path / "t.npy", np.concatenate([np.asarray(d, dtype=np.uint16) for d in docs]))
+    np.save(tmp_path / "o.npy", np.cumsum([0] + [len(d) for d in docs]))
+    np.save(tmp_path / "lm.npy", np.asarray(lm))
+    return ["eval-lm", "--index", index, "--tokens", str(tmp_path / "t.npy"), "--offsets", str(tmp_path / "o.npy"),
+            "--lm-logprobs", str(tmp_path / "lm.npy")]
+
+
+def test_eval_lm_on_one_document(tmp_path, capsys):
+    """One document (it raised KeyError 'model_ppl'): λ is tuned and reported on it, and
+    the model's perplexity is the direct one."""
+    lm = np.log([0.5, 0.25, 0.125])
+    args = _eval_lm_case(tmp_path, [[1, 2, 3]], lm)
+    assert cli.main(args + ["--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "same document" in printed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["documents"]["same_documents"] and report["test"]["tokens"] == 3
+    assert report["test"]["model_ppl"] == pytest.approx(float(np.exp(-lm.mean())))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 0.5])
+def test_eval_lm_rejects_values_that_are_not_log_probs(tmp_path, capsys, bad):
+    lm = np.log([0.5, 0.25, 0.125, 0.5, 0.5])
+    lm[3] = bad
+    args = _eval_lm_case(tmp_path, [[1, 2], [3, 4, 5]], lm)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--lm-logprobs" in err and str(tmp_path / "lm.npy") in err
+    assert "at token 3 (document 1, token 1)" in err
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="lm_logprobs: log-prob"):
+        evallm.evaluate(anygram.Engine.open(args[2]), [np.array([1, 2]), np.array([3, 4, 5])], lm)

@@ -178,3 +178,33 @@ def test_logits_processor_on_a_tiny_random_gpt2(tmp_path):
     # λ = 0: the model unchanged.
     same = InfiniGramLogitsProcessor(engine, lam=0.0)(prompt, scores)
     np.testing.assert_allclose(same.numpy(), torch.log_softmax(scores, dim=-1).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("max_context", [0, 1, 2, 3, 5, 40])
+def test_logits_processor_max_context_keeps_the_last_tokens(tmp_path, max_context):
+    """``max_context`` keeps the last ``max_context`` tokens, all of them when the row is
+    shorter (it used to cut ``[1, 2, 3]`` to ``[2, 3]`` for ``max_context=5``)."""
+    # transformers without torch is enough: the processor takes anything with .tolist().
+    from anygram.hf import InfiniGramLogitsProcessor
+
+    vocab = 16
+    docs = [[1, 2, 3, 4, 5], [2, 3, 6], [9, 1, 2, 3, 7], [3, 8]]
+    engine = anygram.Engine.open(build_from_tokens(str(tmp_path), docs, 2, vocab, 0))
+    prompt = np.array([[9, 1, 2, 3], [4, 2, 3, 5]])
+    rows = prompt.tolist()
+    direct = [row[len(row) - max_context:] if max_context < len(row) else row for row in rows]
+    direct = [[] if max_context == 0 else row for row in direct]
+    processor = InfiniGramLogitsProcessor(engine, lam=1.0, max_context=max_context)
+    assert processor.contexts(prompt) == direct
+    scores = np.zeros((2, vocab))
+    expected = engine.ntd_dense(direct, vocab_size=vocab)["probs"]
+    np.testing.assert_allclose(np.exp(processor(prompt, scores)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3"])
+def test_logits_processor_rejects_a_bad_max_context(bad):
+    from anygram.errors import InvalidArgumentError
+    from anygram.hf import InfiniGramLogitsProcessor
+
+    with pytest.raises(InvalidArgumentError, match="max_context"):
+        InfiniGramLogitsProcessor(object(), max_context=bad)

@@ -49,11 +49,11 @@ from . import _anygram
 from .corpus import Document, SkipLog, input_paths, read_documents
 from .errors import AnygramError, BuildError, InvalidArgumentError
 from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
+from .paths import check_outputs, check_replaceable_index
 from .tokenizer import Tokenizer
 
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _BATCH_DOCS = 2048
-_BATCH_CHARS = 1 << 20  # bounds the memory of a batch of encodings
 _JOURNAL = "journal.json"
 _JOURNAL_VERSION = 1
 # Kept free of the budget for the merge's buffers and mapped pages (as the Rust side).
@@ -74,6 +74,25 @@ def parse_size(value: Union[None, int, str]) -> Optional[int]:
         raise InvalidArgumentError(f"cannot read {value!r} as a memory size: write e.g. 4G, 512M or 800000")
     scale = 1024 ** " KMGT".index(m.group(2).upper() or " ")
     return int(float(m.group(1)) * scale)
+
+
+# How build errors name the arguments: Python's parameters, or the CLI's flags.
+PYTHON_WORDS = {"output": "output", "input": "input", "overwrite": "overwrite=True"}
+CLI_WORDS = {"output": "--output", "input": "input", "overwrite": "--overwrite"}
+
+
+def check_output(output: str, inputs: List[str], overwrite: bool, words: Dict[str, str] = PYTHON_WORDS) -> None:
+    """Raises unless a build may write its index at ``output``: the path is free, or
+    ``overwrite`` is set and it holds an index (and nothing else); and it is neither an
+    input nor a directory holding one. ``words``: how the caller names the arguments."""
+    output = os.path.abspath(os.fspath(output))
+    labels = {(words["input"] if len(inputs) == 1 else f"{words['input']} {i + 1}"): p for i, p in enumerate(inputs)}
+    check_outputs({}, inputs=labels, output_dirs={words["output"]: output})
+    if os.path.lexists(output):
+        if not overwrite:
+            raise InvalidArgumentError(f"{words['output']} {output} already exists: choose another path or pass "
+                                       f"{words['overwrite']} to replace an index there")
+        check_replaceable_index(output, words["output"], words["overwrite"])
 
 
 @dataclass
@@ -154,7 +173,7 @@ class _WorkDir:
         self.key = key
         self.resumed: List[str] = []
         for other in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.build-*"))):
-            if other != self.path and _try_remove_unlocked(other):
+            if other != self.path and os.path.exists(os.path.join(other, "lock")) and _try_remove_unlocked(other):
                 _say(f"discarded an unfinished build of {output} made with different arguments ({other})")
         os.makedirs(self.path, exist_ok=True)
         self._lock = open(os.path.join(self.path, "lock"), "a+")
@@ -293,6 +312,7 @@ def build_index(
     resume: bool = True,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
+    _piece_chars: Optional[int] = None,
 ) -> BuildReport:
     """Builds an index of ``inputs`` (files or directories) in directory ``output``.
 
@@ -305,7 +325,10 @@ def build_index(
     ``mem`` (bytes, or a string such as ``"4G"``) bounds the process's resident memory
     while suffix arrays are built: a shard whose array does not fit is built in parts
     merged on disk. ``shards="auto"`` picks the fewest shards that sort in memory within
-    ``mem`` (default: 3/4 of the physical memory). A killed build resumes when run again
+    ``mem`` (default: 3/4 of the physical memory). Documents are tokenized in pieces
+    whose size follows ``mem`` (with ids identical to tokenizing them whole; for
+    tokenizers where no cut is known to be safe, long documents are tokenized whole,
+    with a warning). A killed build resumes when run again
     with the same arguments (``resume=False`` starts afresh). Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
@@ -323,12 +346,13 @@ def build_index(
     if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
         raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
     output = os.path.abspath(os.fspath(output))
-    if os.path.exists(output) and not overwrite:
-        raise InvalidArgumentError(f"{output} already exists: choose another path or pass overwrite=True")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [os.fspath(inputs)]
     inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
-    files = input_paths(inputs)
+    check_output(output, inputs, overwrite)
+    # Directory entries skipped while listing the inputs are counted with the documents.
+    input_skips = SkipLog(strict=strict)
+    files = input_paths(inputs, input_skips)
 
     tok = Tokenizer(tokenizer) if tokenizer is not None else None
     width, vocab, eos = _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id)
@@ -354,8 +378,8 @@ def build_index(
         t0 = time.perf_counter()
         tokenized = work.done("tokenize")
         if tokenized is None:
-            tokenized = _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata,
-                                       root, progress)
+            tokenized = _tokenize_step(work, files, tok, width, vocab, input_skips, text_field, text_mode, metadata,
+                                       root, progress, _piece_chars or piece_chars_for(mem_bytes))
         if tok is not None:
             tok.close()
         _release_free_memory()
@@ -441,8 +465,12 @@ def build_index(
             work.release()
         raise
     except BaseException:
-        # Killed, interrupted, out of disk...: what is finished stays for a resumed build.
-        work.release()
+        if not work.journal["steps"]:
+            # Nothing finished, so nothing to resume from: leave no work directory behind.
+            work.remove()
+        else:
+            # Interrupted, out of disk...: what is finished stays for a resumed build.
+            work.release()
         raise
     return BuildReport(
         output=output,
@@ -461,12 +489,13 @@ def build_index(
     )
 
 
-def _tokenize_step(work, files, tok, width, vocab, strict, text_field, text_mode, metadata, root, progress):
+def _tokenize_step(work, files, tok, width, vocab, skips, text_field, text_mode, metadata, root, progress,
+                   piece_chars):
     t0 = time.perf_counter()
-    skips = SkipLog(strict=strict)
     writer = _StreamWriter(work.index, width, metadata)
     try:
-        encoder = _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress)
+        encoder = _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress,
+                                piece_chars)
     finally:
         writer.close()
     num_docs = len(writer.doc_starts)
@@ -579,23 +608,162 @@ def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
     return width, vocab, eos
 
 
+# Long documents are tokenized in pieces of at most this many characters where a safe
+# cut exists (see cut_points); batches of documents are bounded by the same size.
+_PIECE_CHARS_MAX = 1 << 20
+_PIECE_CHARS_MIN = 1 << 14
+# What the tokenizers library holds per character while it encodes a text (its
+# offsets, alignments and token strings; measured ~190 on English text), with room.
+_LIBRARY_BYTES_PER_CHAR = 256
+_CUT_WINDOW = 1 << 16
+# A space between two ASCII letters or digits: every pre-tokenizer anygram cuts for
+# ends a piece before it and starts one at it (see cut_points).
+_SAFE_CUT = re.compile(r"(?<=[A-Za-z0-9]) (?=[A-Za-z0-9])")
+_CUTTABLE_PRE_TOKENIZERS = {"ByteLevel", "Whitespace", "WhitespaceSplit", "BertPreTokenizer", "Metaspace"}
+_CUTTABLE_MODELS = {"BPE", "WordPiece", "WordLevel", "Unigram"}
+
+
+def piece_chars_for(mem: Optional[int]) -> int:
+    """Characters tokenized at once (a long document's piece, a batch): the tokenizer
+    library's working memory for them stays within a quarter of the budget ``mem``."""
+    if mem is None:
+        return _PIECE_CHARS_MAX
+    return max(_PIECE_CHARS_MIN, min(_PIECE_CHARS_MAX, mem // (4 * _LIBRARY_BYTES_PER_CHAR)))
+
+
+def uncuttable_reason(tokenizer_path: Optional[str]) -> Optional[str]:
+    """Why a document cannot be tokenized in pieces with ids identical to the whole, or
+    None when it can: cut_points' cuts (a space between ASCII letters or digits) are
+    pre-token boundaries for the pre-tokenizers listed here, the models encode each
+    pre-token on its own, and nothing acts across pre-tokens (no normalizer, no
+    truncation or padding, no added token that holds whitespace or strips it)."""
+    if tokenizer_path is None:
+        return None  # UTF-8 bytes: any character boundary is a token boundary
+    with open(tokenizer_path, encoding="utf-8") as f:
+        config = json.load(f)
+    pre = config.get("pre_tokenizer") or {}
+    model = config.get("model") or {}
+    if config.get("normalizer") is not None:
+        return f"its normalizer ({config['normalizer'].get('type')}) may act across a cut"
+    if config.get("truncation") is not None or config.get("padding") is not None:
+        return "it truncates or pads"
+    if pre.get("type") not in _CUTTABLE_PRE_TOKENIZERS:
+        return f"its pre-tokenizer ({pre.get('type')}) is not one whose splits are known"
+    if pre.get("type") == "ByteLevel" and (pre.get("add_prefix_space") or pre.get("use_regex") is False):
+        return "its ByteLevel pre-tokenizer adds a prefix space or does not split"
+    if pre.get("type") == "Metaspace" and pre.get("split") is False:
+        return "its Metaspace pre-tokenizer does not split"
+    if model.get("type") not in _CUTTABLE_MODELS or model.get("dropout"):
+        return f"its model ({model.get('type')}{' with dropout' if model.get('dropout') else ''}) is not cut safely"
+    for token in config.get("added_tokens") or []:
+        content = token.get("content", "")
+        if token.get("lstrip") or token.get("rstrip") or token.get("single_word") or any(c.isspace() for c in content):
+            return f"its added token {content!r} holds or strips whitespace"
+    return None
+
+
+def cut_points(text: str, piece_chars: int, anywhere: bool = False) -> List[int]:
+    """Where to cut ``text`` so that no piece is longer than ``piece_chars`` characters
+    (where cuts can be found). ``anywhere``: every position is safe (UTF-8 bytes).
+    Otherwise each cut is at a space between two ASCII letters or digits ("a b"): for
+    the pre-tokenizers of :func:`uncuttable_reason` the piece before the space ends at
+    the letter (no pre-token joins a non-space to a following space) and the one after
+    starts at the space, and their splits need no text beyond one character on either
+    side, so the pieces split as the whole does. A stretch with no such space is kept
+    whole (a longer piece)."""
+    cuts: List[int] = []
+    start, n = 0, len(text)
+    while n - start > piece_chars:
+        target = start + piece_chars
+        if anywhere:
+            cuts.append(target)
+            start = target
+            continue
+        at = -1
+        hi = target
+        while hi > start and at < 0:  # the last safe space at or before target
+            lo = max(start + 1, hi - _CUT_WINDOW)
+            for m in _SAFE_CUT.finditer(text, lo, hi + 2):
+                if m.start() <= target:
+                    at = m.start()
+            hi = lo - 1
+        if at < 0:  # none before: the first one after
+            m = _SAFE_CUT.search(text, target)
+            if m is None:
+                break
+            at = m.start()
+        cuts.append(at)
+        start = at
+    return cuts
+
+
 class _DocumentEncoder:
     """Tokenizes batches of texts for the build: the Rust tokenizer on all cores
     (with its fast byte-level road when the tokenizer allows it), checked against the
-    ``tokenizers`` library on the first documents and a sample after; on any
-    difference the rest of the build uses the library alone, and says so."""
+    ``tokenizers`` library on the first pieces and a sample after; on any
+    difference the rest of the build uses the library alone, and says so.
+
+    A text longer than ``piece_chars`` is tokenized in pieces cut where the ids come
+    out identical to tokenizing it whole (:func:`cut_points`), so that the memory of
+    tokenizing follows the budget, not the longest document; for tokenizers where no
+    cut is known to be safe (:func:`uncuttable_reason`) long texts are tokenized whole,
+    with a warning."""
 
     VERIFY_FIRST = 256
     VERIFY_EVERY = 512
+    # The library is several times slower than the fast road: the first pieces are
+    # checked only up to this many characters.
+    VERIFY_FIRST_CHARS = 1 << 21
 
-    def __init__(self, tok: Optional[Tokenizer], dtype):
+    def __init__(self, tok: Optional[Tokenizer], dtype, piece_chars: int = _PIECE_CHARS_MAX):
         self.tok = tok
         self.dtype = dtype
         self.native = _anygram.CorpusTokenizer(tok.path) if tok is not None and tok.path else None
         self.seen = 0
+        self.verified_chars = 0
         self.fallback_reason: Optional[str] = None
+        self.piece_chars = piece_chars
+        self.uncuttable = uncuttable_reason(tok.path if tok is not None else None)
+        self.warned_whole = False
+
+    def piece_bounds(self, text: str) -> List[int]:
+        """Where ``text``'s pieces start and end: ``[0, cut, ..., len(text)]``."""
+        if len(text) <= self.piece_chars:
+            return [0, len(text)]
+        if self.uncuttable is not None:
+            if not self.warned_whole:
+                self.warned_whole = True
+                import warnings
+
+                warnings.warn(f"anygram: documents longer than {self.piece_chars:,} characters are tokenized whole "
+                              f"(about {_LIBRARY_BYTES_PER_CHAR} bytes of memory a character): tokenizer "
+                              f"{self.tok.name} cannot be cut safely ({self.uncuttable})")
+            return [0, len(text)]
+        return [0, *cut_points(text, self.piece_chars, anywhere=self.tok is None), len(text)]
 
     def encode(self, texts: List[str]) -> List[np.ndarray]:
+        """Token arrays of ``texts``: pieces encoded a group of at most ``piece_chars``
+        characters at a time (each piece copied out of its text only then), joined per text."""
+        owner: List[int] = []
+        group: List[str] = []
+        parts: List[List[np.ndarray]] = [[] for _ in texts]
+        chars = 0
+        for i, text in enumerate(texts):
+            bounds = self.piece_bounds(text)
+            for a, b in zip(bounds, bounds[1:]):
+                if group and chars + (b - a) > self.piece_chars:
+                    for o, arr in zip(owner, self._encode_group(group)):
+                        parts[o].append(arr)
+                    owner, group, chars = [], [], 0
+                owner.append(i)
+                group.append(text if b - a == len(text) else text[a:b])
+                chars += b - a
+        if group:
+            for o, arr in zip(owner, self._encode_group(group)):
+                parts[o].append(arr)
+        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
+
+    def _encode_group(self, texts: List[str]) -> List[np.ndarray]:
         if self.tok is None:
             return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
         if self.native is None:
@@ -604,10 +772,11 @@ class _DocumentEncoder:
         arrays = np.split(flat.astype(self.dtype, copy=False), np.cumsum(lengths)[:-1]) if texts else []
         for i, text in enumerate(texts):
             n = self.seen + i
-            if n < self.VERIFY_FIRST or n % self.VERIFY_EVERY == 0:
+            if (n < self.VERIFY_FIRST and self.verified_chars < self.VERIFY_FIRST_CHARS) or n % self.VERIFY_EVERY == 0:
+                self.verified_chars += len(text)
                 expected = self.tok.encode(text)
                 if arrays[i].tolist() != expected:
-                    self.fallback_reason = f"document {n} tokenized differently by the fast path"
+                    self.fallback_reason = f"text {n} tokenized differently by the fast path"
                     import warnings
 
                     warnings.warn(f"anygram: {self.fallback_reason}; using the tokenizers library for the rest")
@@ -618,9 +787,10 @@ class _DocumentEncoder:
         return arrays
 
 
-def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress):
+def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress,
+                  piece_chars=_PIECE_CHARS_MAX):
     dtype = _DTYPES[width]
-    encoder = _DocumentEncoder(tok, dtype)
+    encoder = _DocumentEncoder(tok, dtype, piece_chars)
     batch: List[Document] = []
     chars = 0
     total_bytes = sum(os.path.getsize(p) for p in files)
@@ -647,7 +817,7 @@ def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode
         for doc in read_documents(files, skips, text_field=text_field, text_mode=text_mode):
             batch.append(doc)
             chars += len(doc.text) if doc.text is not None else doc.tokens.size
-            if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
+            if len(batch) >= _BATCH_DOCS or chars >= piece_chars:
                 flush()
         if batch:
             flush()
@@ -763,11 +933,14 @@ def _fsync_dir(path: str) -> None:
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:
-    """Renames the finished build into place (replacing an old index only when asked)."""
-    if os.path.exists(output):
+    """Renames the finished build into place. An old index (checked again: it may have
+    changed during the build) is renamed aside first and removed once the new one is in
+    place, so the path always holds one whole index."""
+    if os.path.lexists(output):
         if not overwrite:
             raise InvalidArgumentError(f"{output} appeared during the build; the new index is not published")
-        old = output + f".old-{os.getpid()}"
+        check_replaceable_index(output)
+        old = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.old-{os.getpid()}")
         os.rename(output, old)
         os.rename(tmp, output)
         shutil.rmtree(old, ignore_errors=True)

@@ -37,8 +37,9 @@ def _print(obj) -> None:
 
 
 def cmd_build(args) -> int:
-    from .builder import build_index
+    from .builder import CLI_WORDS, build_index, check_output
 
+    check_output(args.output, [os.path.abspath(i) for i in args.input], args.overwrite, CLI_WORDS)
     report = build_index(
         args.input, args.output, tokenizer=args.tokenizer, shards=_shards_arg(args.shards),
         token_width=args.token_width, vocab_size=args.vocab_size, eos_token_id=args.eos_token_id,
@@ -191,7 +192,12 @@ def cmd_eval_lm(args) -> int:
     import numpy as np
 
     from . import evallm
+    from .paths import check_outputs
 
+    check_outputs({"--json": args.json, "--save-lm-logprobs": args.save_lm_logprobs},
+                  inputs={"--tokens": args.tokens, "--offsets": args.offsets, "--jsonl": args.jsonl,
+                          "--lm-logprobs": args.lm_logprobs},
+                  index_dirs={"--index": args.index})
     engine = _open(args)
     if args.jsonl is not None:
         if args.tokens is not None:
@@ -202,12 +208,19 @@ def cmd_eval_lm(args) -> int:
     else:
         raise InvalidQueryError("give the documents: --tokens and --offsets (.npy), or --jsonl")
     if args.limit_docs is not None:
+        if args.limit_docs < 1:
+            raise InvalidQueryError(f"--limit-docs must be a positive number of documents, got {args.limit_docs}")
         docs = docs[: args.limit_docs]
     if args.lm_logprobs is not None:
-        lm = np.load(args.lm_logprobs)
-        if args.limit_docs is not None:
+        lm_source = f"--lm-logprobs {args.lm_logprobs}"
+        try:
+            lm = np.load(args.lm_logprobs, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InvalidQueryError(f"{lm_source}: not a readable .npy array ({e})") from None
+        if args.limit_docs is not None and lm.ndim == 1:
             lm = lm[: sum(len(d) for d in docs)]
     elif args.model is not None:
+        lm_source = f"--model {args.model}"
         bos = args.bos_token_id if args.bos_token_id is not None else engine.eos_token_id
         lm = evallm.model_logprobs(args.model, docs, bos, window=args.window, stride=args.stride)
         if args.save_lm_logprobs:
@@ -215,7 +228,7 @@ def cmd_eval_lm(args) -> int:
     else:
         raise InvalidQueryError("give the model's per-token log-probs (--lm-logprobs .npy) or --model")
     report = evallm.evaluate(engine, docs, np.asarray(lm), split=args.split, context=args.context,
-                             max_support=args.max_support)
+                             max_support=args.max_support, lm_source=lm_source)
     print(evallm.format_report(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -225,7 +238,11 @@ def cmd_eval_lm(args) -> int:
 
 def cmd_contamination(args) -> int:
     from . import scan
+    from .paths import check_outputs, progress_file
 
+    check_outputs({"--out": args.out, "--out's progress file": args.out and progress_file(args.out),
+                   "--summary": args.summary, "--html": args.html},
+                  inputs={"--eval": args.eval}, index_dirs={"--index": args.index})
     engine = _open(args)
     summary = scan.run_contamination(
         engine, args.eval, out=args.out, min_len=args.min_len, threshold=args.threshold, fields=args.field,
@@ -247,7 +264,11 @@ def cmd_contamination(args) -> int:
 def cmd_dedup(args) -> int:
     from . import scan
     from .engine import Engine
+    from .paths import check_outputs, progress_file
 
+    check_outputs({"--ranges": args.ranges, "--ranges' progress file": progress_file(args.ranges),
+                   "--write": args.write, "--summary": args.summary},
+                  index_dirs={"--index": args.index, "--against": args.against})
     engine = _open(args)
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.ranges, min_len=args.min_len, against=against, write=args.write,

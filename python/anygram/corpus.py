@@ -11,7 +11,8 @@ Inputs:
 * Pre-tokenized ``.npy``: a 2-D array (one document a row), or a 1-D array with document
   boundaries in a sibling ``NAME.offsets.npy`` (each document's start index, then the
   array's length: N+1 entries); without one, the whole array is one document.
-* Directories: every file inside, recursively, in sorted order.
+* Directories: every file inside, recursively, in sorted order; hidden files and
+  directories are left out, and links that lead nowhere or loop are skipped and counted.
 
 Everything streams: compressed files are decoded as they are read, JSONL and text lines
 one at a time, Parquet one record batch at a time; only a whole-file text document is
@@ -21,17 +22,20 @@ compressed bytes for compressed files) consumed up to it, for progress bars.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
 import os
+import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import BuildError
+from .errors import BuildError, InvalidArgumentError
 
 
 @dataclass
@@ -46,6 +50,25 @@ class Document:
     input_done: int = 0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_at(text: str) -> Optional[int]:
+    """The position of the first lone surrogate in ``text`` (JSON's ``"\\ud800"`` decodes to
+    one; it is not a character, so no UTF-8 or tokenizer takes it), or None."""
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
+
+
+def check_text(text: str, where: str) -> str:
+    """``text``, or an error naming ``where`` when it holds a lone surrogate."""
+    at = surrogate_at(text)
+    if at is not None:
+        raise InvalidArgumentError(f"{where}: lone surrogate U+{ord(text[at]):04X} at character {at} "
+                                   "(not valid Unicode text)")
+    return text
+
+
 @dataclass
 class SkipLog:
     """Documents that could not be read, by reason, with the first few places."""
@@ -55,9 +78,11 @@ class SkipLog:
     strict: bool = False
 
     def skip(self, reason: str, path: str, linenum: int, detail: str = "") -> None:
-        where = f"{path}:{linenum + 1}: {reason}" + (f" ({detail})" if detail else "")
+        place = f"{path}:{linenum + 1}" if linenum >= 0 else path  # -1: the file as a whole
+        where = f"{place}: {reason}" + (f" ({detail})" if detail else "")
         if self.strict:
-            raise BuildError(f"unreadable document at {where}; run without --strict to skip such documents")
+            raise BuildError(f"unreadable document at {where}; without --strict (strict=True in Python) "
+                             "such documents are skipped and counted")
         self.counts[reason] += 1
         if len(self.examples) < 20:
             self.examples.append(where)
@@ -67,17 +92,60 @@ class SkipLog:
         return sum(self.counts.values())
 
 
-def _expand(inputs: List[str]) -> List[str]:
+def _link_problem(path: str) -> str:
+    """Why ``path``, a directory entry that cannot be opened, cannot be (a link's fault)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop"
+        if os.path.islink(path):
+            return "dangling symlink"
+        return f"unreadable entry ({e.strerror})"
+    return "unreadable entry"
+
+
+def _expand(inputs: List[str], skips: Optional[SkipLog] = None) -> List[str]:
+    """The files of ``inputs``, directories walked in sorted order. Inside directories,
+    hidden entries (``.git/``, ``.env``) are left out, symbolic links are followed, and
+    a link that leads nowhere, loops or reaches a directory already read is skipped:
+    counted in ``skips`` with a warning (an error when it is strict, or without one)."""
     paths: List[str] = []
+
+    def bad(path: str, reason: str) -> None:
+        if skips is None:
+            raise BuildError(f"{path}: {reason}")
+        skips.skip(reason, path, -1)
+        warnings.warn(f"anygram: skipped {path}: {reason}", stacklevel=3)
+
     for item in inputs:
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
+            seen = {_dir_id(item)}
+            for root, dirs, files in os.walk(item, followlinks=True):
+                kept = []
+                for name in sorted(dirs):
+                    if name.startswith("."):
+                        continue
+                    full = os.path.join(root, name)
+                    ident = _dir_id(full)
+                    if ident in seen:
+                        bad(full, "symlink loop" if _is_ancestor(full, root) else "directory already read")
+                        continue
+                    seen.add(ident)
+                    kept.append(name)
+                dirs[:] = kept
                 for name in sorted(files):
-                    if not name.startswith(".") and not name.endswith(".offsets.npy"):
-                        paths.append(os.path.join(root, name))
+                    if name.startswith(".") or name.endswith(".offsets.npy"):
+                        continue
+                    full = os.path.join(root, name)
+                    if not os.path.isfile(full):
+                        bad(full, _link_problem(full))
+                        continue
+                    paths.append(full)
         elif os.path.isfile(item):
             paths.append(item)
+        elif os.path.lexists(item):
+            raise BuildError(f"input {item}: {_link_problem(item)}")
         else:
             raise BuildError(f"input not found: {item}")
     if not paths:
@@ -85,11 +153,23 @@ def _expand(inputs: List[str]) -> List[str]:
     return paths
 
 
-def input_paths(inputs: Union[str, List[str]]) -> List[str]:
-    """The files ``inputs`` (files or directories) stand for, in reading order."""
+def _dir_id(path: str) -> Tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
+def _is_ancestor(link: str, root: str) -> bool:
+    """Whether directory ``link`` leads back to ``root`` or a directory above it (a loop)."""
+    target, here = os.path.realpath(link), os.path.realpath(root)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+
+
+def input_paths(inputs: Union[str, List[str]], skips: Optional[SkipLog] = None) -> List[str]:
+    """The files ``inputs`` (files or directories) stand for, in reading order; entries
+    of directories that cannot be read go to ``skips`` (see :func:`_expand`)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [os.fspath(inputs)]
-    return _expand([os.fspath(i) for i in inputs])
+    return _expand([os.fspath(i) for i in inputs], skips)
 
 
 class _Source:
@@ -150,7 +230,7 @@ def read_documents(
     if text_mode not in ("document", "lines"):
         raise BuildError(f"text_mode must be 'document' or 'lines', not {text_mode!r}")
     done = 0
-    for path in _expand(list(inputs)):
+    for path in _expand(list(inputs), skips):
         kind = _kind(path)
         if kind == "jsonl":
             docs = _read_jsonl(path, skips, text_field)
@@ -188,6 +268,10 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
                 text = record.pop(text_field)
                 if not isinstance(text, str):
                     skips.skip(f"{text_field!r} is not a string", path, linenum)
+                    continue
+                at = surrogate_at(text)
+                if at is not None:
+                    skips.skip("lone surrogate", path, linenum, f"U+{ord(text[at]):04X} at character {at}")
                     continue
                 yield Document(path=path, linenum=linenum, text=text, metadata=record,
                                input_done=source.raw_position())

@@ -11,6 +11,7 @@ import time
 
 from .builder import build_index
 from .engine import Engine
+from .paths import check_replaceable_index
 
 # About 8 MB of source: large enough to be interesting, small enough to build in seconds.
 _DEMO_BYTES = 8 << 20
@@ -34,6 +35,9 @@ def stdlib_sources(limit_bytes: int = _DEMO_BYTES):
 
 
 def run_demo(output: str = "demo-index", rebuild: bool = False) -> Engine:
+    if os.path.lexists(output) and (rebuild or not os.path.isdir(output)):
+        # Rebuilding replaces only an index (before a byte of the sources is read).
+        check_replaceable_index(output, "output", "rebuild")
     if rebuild or not os.path.isdir(output):
         sources = stdlib_sources()
         with tempfile.TemporaryDirectory() as tmp:

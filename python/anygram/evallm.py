@@ -48,13 +48,15 @@ def load_documents(tokens_path: str, offsets_path: str) -> List[np.ndarray]:
 
 def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndarray]:
     """Documents from a JSONL file (``.zst`` / ``.gz`` too), tokenized with the index's tokenizer."""
+    from .corpus import check_text
     from .scan import read_jsonl
 
     docs = []
     for n, record in enumerate(read_jsonl(path), 1):
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
             raise InvalidArgumentError(f"{path}: example {n} is not a JSON object with a string {text_field!r} field")
-        docs.append(np.asarray(engine.tokenize(record[text_field]), dtype=np.int64))
+        text = check_text(record[text_field], f"{path}: example {n}, field {text_field!r}")
+        docs.append(np.asarray(engine.tokenize(text), dtype=np.int64))
     return docs
 
 
@@ -101,13 +103,38 @@ def model_logprobs(model_path: str, docs: Sequence[np.ndarray], bos_token_id: in
 
 
 def split_documents(n: int, split: str) -> tuple:
-    """Validation and test document indices: ``alternate`` (even / odd) or ``halves``."""
+    """Validation and test document indices: ``alternate`` (even / odd) or ``halves``.
+    One document is both (λ is then tuned and reported on the same text)."""
     idx = np.arange(n)
+    if split in ("alternate", "halves") and n == 1:
+        return idx, idx
     if split == "alternate":
         return idx[0::2], idx[1::2]
     if split == "halves":
         return idx[: n // 2], idx[n // 2:]
-    raise InvalidArgumentError(f"--split must be 'alternate' or 'halves', not {split!r}")
+    raise InvalidArgumentError(f"split must be 'alternate' or 'halves', not {split!r}")
+
+
+def check_logprobs(lm_logprobs: np.ndarray, lengths: Sequence[int], source: str = "lm_logprobs") -> np.ndarray:
+    """The model's log-probs as float64, one per token: finite and at most 0, else an
+    error naming ``source`` (a file or an argument) and the first bad position."""
+    lm = np.asarray(lm_logprobs)
+    total = int(sum(lengths))
+    if lm.ndim != 1 or len(lm) != total:
+        raise InvalidArgumentError(f"{source}: {lm.shape[0] if lm.ndim else 0} model log-probs "
+                                   f"(shape {lm.shape}) for {total} tokens; expected one per token")
+    if not (np.issubdtype(lm.dtype, np.floating) or np.issubdtype(lm.dtype, np.integer)):
+        raise InvalidArgumentError(f"{source}: log-probs must be numbers, not {lm.dtype}")
+    lm = lm.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(lm) | (lm > 0))
+    if bad.size:
+        at = int(bad[0])
+        doc = int(np.searchsorted(np.cumsum(lengths), at, side="right"))
+        offset = at - int(sum(lengths[:doc]))
+        raise InvalidArgumentError(
+            f"{source}: log-prob {lm[at]!r} at token {at} (document {doc}, token {offset}) is not a log-probability "
+            f"(it must be finite and <= 0); {bad.size} such value(s) in all")
+    return lm
 
 
 def _ppl(lp: np.ndarray) -> float:
@@ -116,13 +143,15 @@ def _ppl(lp: np.ndarray) -> float:
 
 def evaluate(engine: Any, docs: Sequence[np.ndarray], lm_logprobs: np.ndarray, split: str = "alternate",
              context: str = "doc-start", edges: Sequence[int] = DEFAULT_BUCKETS, max_support: int = 1000,
-             min_count: int = 50) -> Dict[str, Any]:
-    """Runs the evaluation; returns a JSON-ready report."""
+             min_count: int = 50, lm_source: str = "lm_logprobs") -> Dict[str, Any]:
+    """Runs the evaluation; returns a JSON-ready report. ``lm_source`` names the
+    log-probs in error messages (the CLI passes its flag and file)."""
     lengths = [len(d) for d in docs]
-    if lm_logprobs.ndim != 1 or len(lm_logprobs) != sum(lengths):
-        raise InvalidArgumentError(f"{len(lm_logprobs)} model log-probs for {sum(lengths)} tokens")
+    if not lengths:
+        raise InvalidArgumentError("no documents to evaluate")
+    lm = check_logprobs(lm_logprobs, lengths, lm_source)
     if context not in ("doc-start", "empty"):
-        raise InvalidArgumentError(f"--context must be 'doc-start' or 'empty', not {context!r}")
+        raise InvalidArgumentError(f"context must be 'doc-start' or 'empty', not {context!r}")
     started = time.perf_counter()
     scores = engine.score_batch(list(docs), sparse=True, top=True, max_support=max_support,
                                 doc_start=context == "doc-start")
@@ -131,7 +160,6 @@ def evaluate(engine: Any, docs: Sequence[np.ndarray], lm_logprobs: np.ndarray, s
     prob, suffix_len, sparse = cat("prob"), cat("suffix_len").astype(np.int64), cat("sparse").astype(bool)
     top = cat("top_token")
     actual = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
-    lm = lm_logprobs.astype(np.float64)
     doc_of = np.repeat(np.arange(len(docs)), lengths)
     valid_docs, test_docs = split_documents(len(docs), split)
     valid, test = np.isin(doc_of, valid_docs), np.isin(doc_of, test_docs)
@@ -165,7 +193,9 @@ def evaluate(engine: Any, docs: Sequence[np.ndarray], lm_logprobs: np.ndarray, s
     buckets = bucket_of(suffix_len, edges)
     names = bucket_names(edges)
     return {
-        "documents": {"total": len(docs), "validation": len(valid_docs), "test": len(test_docs), "split": split},
+        "documents": {"total": len(docs), "validation": len(valid_docs), "test": len(test_docs), "split": split,
+                      # One document: λ is tuned on the text it is reported on.
+                      "same_documents": bool(np.array_equal(valid_docs, test_docs))},
         "context": context,
         "index": engine.path,
         "score_seconds": score_seconds,
@@ -180,10 +210,18 @@ def evaluate(engine: Any, docs: Sequence[np.ndarray], lm_logprobs: np.ndarray, s
 
 def format_report(r: Dict[str, Any]) -> str:
     t = r["test"]
+    d = r["documents"]
+    if d.get("same_documents"):
+        split_line = (f"documents: {d['total']}: λ tuned and reported on the same document (too few to split); "
+                      f"∞-gram context at a document start: {r['context']}")
+    else:
+        split_line = (f"documents: {d['validation']} validation (λ tuned), {d['test']} test "
+                      f"({d['split']} split); ∞-gram context at a document start: {r['context']}")
+    if t["tokens"] == 0:
+        return split_line + "\nno test tokens (the test documents are empty): nothing to report"
     lines = [
-        f"documents: {r['documents']['validation']} validation (λ tuned), {r['documents']['test']} test "
-        f"({r['documents']['split']} split); ∞-gram context at a document start: {r['context']}",
-        f"∞-gram scoring: {r['score_tokens_per_second']:,.0f} tokens/s",
+        split_line,
+        f"∞-gram scoring: {r['score_tokens_per_second'] or 0:,.0f} tokens/s",
         "",
         f"test tokens                     {t['tokens']:,}",
         f"model perplexity                {t['model_ppl']:.3f}",

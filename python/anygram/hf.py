@@ -36,8 +36,9 @@ class InfiniGramLogitsProcessor(LogitsProcessor):
 
     def __init__(self, engine: Any, lam: Lambda = 0.5, max_support: int = 1000,
                  ignore_tokens: Optional[Sequence[int]] = None, max_context: Optional[int] = None):
-        if max_context is not None and max_context < 0:
-            raise InvalidArgumentError("max_context must be non-negative")
+        if max_context is not None and (not isinstance(max_context, int) or isinstance(max_context, bool)
+                                        or max_context < 0):
+            raise InvalidArgumentError(f"max_context must be a non-negative integer or None, got {max_context!r}")
         self.engine = engine
         self.lam = lam
         self.max_support = max_support
@@ -49,7 +50,8 @@ class InfiniGramLogitsProcessor(LogitsProcessor):
         for row in input_ids.tolist():
             row = [t for t in row if t not in self.ignore]
             if self.max_context is not None:
-                row = row[len(row) - self.max_context:] if self.max_context else []
+                # The last max_context tokens: all of them when the row is shorter.
+                row = row[max(0, len(row) - self.max_context):]
             out.append(row)
         return out
 

@@ -40,7 +40,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from . import _anygram
+from .corpus import check_text
 from .errors import InvalidArgumentError, TokenizerMismatchError
+from .paths import check_outputs, progress_file
 
 DEFAULT_CONTAMINATION_MIN_LEN = 13
 DEFAULT_THRESHOLD = 0.5
@@ -101,7 +103,7 @@ def _ids_of(engine, value: Any, where: str) -> List[int]:
     if isinstance(value, str):
         if engine.tokenizer is None:
             raise InvalidArgumentError(f"{where}: index {engine.path} has no tokenizer; give token ids")
-        return engine.tokenize(value)
+        return engine.tokenize(check_text(value, where))
     try:
         return [int(t) for t in value]
     except (TypeError, ValueError):
@@ -500,6 +502,8 @@ def dedup(
     ``write``: also write the corpus without those ranges (JSONL, ``.zst`` or ``.gz``
     compressed by its name; see :func:`write_clean`). ``method``: how cross dedup
     runs (see :func:`cross_method`)."""
+    check_outputs({"write": write},
+                  index_dirs={"index": engine.path, "against": against.path if against is not None else None})
     ranges: Dict[int, List[List[int]]] = {}
     removed = emptied = 0
     for _, arrays in iter_dedup_units(engine, min_len, against, method=method):
@@ -608,6 +612,7 @@ def write_clean(
     ``split=True`` writes each kept piece as its own line (with ``doc_ix`` and
     ``piece``), so that no repeated window can form. Documents left empty are not
     written. ``checkpoint(docs_done, file_size)`` is called after each batch."""
+    check_outputs({"path": path}, index_dirs={"index": engine.path})
     out = _FrameWriter(path, truncate_to)
     counts = {"documents_written": 0, "documents_dropped": 0}
     pending = next(ranges, None)
@@ -662,7 +667,7 @@ class _Checkpoint:
     it and how far it got. A rerun with the same arguments continues from there."""
 
     def __init__(self, output: str, signature: Dict[str, Any], restart: bool):
-        self.path = output + ".progress.json"
+        self.path = progress_file(output)
         self.signature = signature
         self.state: Dict[str, Any] = {}
         if restart or not os.path.exists(self.path):
@@ -762,6 +767,8 @@ def run_contamination(
     if not os.path.isfile(eval_path):
         raise InvalidArgumentError(f"{eval_path}: no such eval file")
     _check_scan_args(min_len, threshold, k)
+    check_outputs({"out": out, "out's progress file": out and progress_file(out)}, inputs={"eval_path": eval_path},
+                  index_dirs={"index": engine.path})
     summary = ContaminationSummary(min_len, threshold)
     skip = 0
     sink = None
@@ -838,6 +845,9 @@ def run_dedup(
     if not isinstance(min_len, int) or min_len < 1:
         raise InvalidArgumentError(f"min_len must be a positive number of tokens, got {min_len!r}")
     _check_against(engine, against)
+    check_outputs({"ranges_path": ranges_path, "ranges_path's progress file": progress_file(ranges_path),
+                   "write": write},
+                  index_dirs={"index": engine.path, "against": against.path if against is not None else None})
     signature = {
         "kind": "dedup",
         **_index_signature(engine),
