@@ -20,12 +20,22 @@ unknown document              404     ``unknown_document``
 missing or wrong API key      401     ``unauthorized``
 every engine thread busy      503     ``overloaded``
 over the time budget          504     ``timeout``
+answer over its byte limit    400     ``limit_exceeded``
+headers too large             431     ``header_too_large``
+request not sent in time      408     ``request_timeout``
+too many connections          503     ``too_many_connections``
 index files broken            500     ``corrupt_index`` / ``index_io``
+anything else (a bug, panic)  500     ``internal``
 ============================  ======  =========================
+
+The last row is :class:`CatchAll`: whatever escapes the handlers (an unexpected Python
+error, a Rust panic, which is a ``BaseException``) is logged with its traceback and
+answered as JSON, and the connection stays usable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Dict, Optional
 
@@ -34,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import anygram.errors as anygram_errors
 from anygram.errors import (
     AnygramError,
     CorruptIndexError,
@@ -73,8 +84,8 @@ class LimitExceededError(ServiceError):
     status = 400
     code = "limit_exceeded"
 
-    def __init__(self, field: str, limit: int, got: Any, unit: str = ""):
-        what = f"{got:,} {unit}".rstrip()
+    def __init__(self, field: str, limit: int, got: Any, unit: str = "", what: Optional[str] = None):
+        what = what or f"{got:,} {unit}".rstrip()
         super().__init__(f"{field}: {what}; the limit is {limit:,}", field=field, limit=limit, got=got)
 
 
@@ -132,6 +143,9 @@ ENGINE_ERRORS = {
     IndexIOError: (500, "index_io"),
     AnygramError: (500, "engine_error"),
 }
+# A panic caught in the bindings (newer engines raise it rather than PanicException).
+if hasattr(anygram_errors, "InternalError"):
+    ENGINE_ERRORS[anygram_errors.InternalError] = (500, "internal")
 
 
 def _field_of(loc) -> str:
@@ -174,15 +188,8 @@ def register_exception_handlers(app: FastAPI) -> None:
             exc.status_code, {"error": str(exc.detail), "code": code}, getattr(exc, "headers", None)
         )
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # A bug, not a bad request: log it whole, answer without internals.
-        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(
-            500,
-            {"error": f"internal error ({type(exc).__name__}); see the service's log", "code": "internal"},
-        )
-
-    app.add_exception_handler(Exception, internal_error)
+    # No handler for Exception here: Starlette would answer it and then re-raise it to the
+    # server, which drops the connection. CatchAll (a middleware) answers those.
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -197,3 +204,42 @@ def register_exception_handlers(app: FastAPI) -> None:
             return engine_error
 
         app.add_exception_handler(cls, make())
+
+
+# Exceptions that stop the process or a task: never answered, always re-raised.
+_NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
+class CatchAll:
+    """The last resort: anything no handler answered (a bug, or a Rust panic: PyO3's
+    ``PanicException`` is a ``BaseException``) becomes a JSON 500 ``internal``, its
+    traceback logged. Put inside the metrics middleware, so the 500 is counted."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def note_start(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note_start)
+        except _NOT_OURS:
+            raise
+        except BaseException as exc:  # noqa: B036 (panics are BaseExceptions)
+            log.error("internal error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:  # too late for a status: the server ends the response
+                raise
+            response = error_response(
+                500,
+                {"error": f"internal error ({type(exc).__name__}); see the service's log", "code": "internal"},
+            )
+            await response(scope, receive, send)

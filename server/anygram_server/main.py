@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from . import __version__
 from .config import Settings
 from .dependencies import Service
-from .errors import BodyTooLargeError, error_response, register_exception_handlers
+from .errors import BodyTooLargeError, CatchAll, error_response, register_exception_handlers
 from .metrics import MetricsMiddleware
 from .registry import IndexRegistry
 from .routers import documents, health, indexes, infinigram, queries
@@ -116,6 +116,7 @@ def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> 
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(CatchAll)
     app.add_middleware(MetricsMiddleware)
     return app
 

@@ -12,7 +12,7 @@ from .. import queries as q
 from ..dependencies import Service, api_service
 from ..errors import UnknownDocumentError
 from ..registry import ServedIndex
-from ..schemas import DocsRequest, DocsResponse, Document
+from ..schemas import DocsRequest, DocsResponse, Document, UrlCount, UrlPosition
 from .queries import ERRORS, json_response
 
 router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERRORS)
@@ -33,8 +33,8 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
 @router.get("/{doc_ix}", response_model=Document, summary="One document")
 async def get_document(
     name: str,
-    doc_ix: int,
-    max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
+    doc_ix: UrlPosition,
+    max_disp_len: Optional[UrlCount] = Query(None, description="default 1000"),
     service: Service = Depends(api_service),
 ) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""

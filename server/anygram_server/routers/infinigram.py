@@ -46,7 +46,7 @@ DOCUMENT_TYPES = {"get_doc_by_ix", "get_doc_by_rank", "get_doc_by_ptr"}
 async def home(request: Request, service: Service = Depends(get_service)) -> Response:
     if "text/html" in request.headers.get("accept", ""):
         return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html")
-    service.check_api_key(request)
+    await service.check_api_key(request)
     return JSONResponse(
         {
             "indexes": [index.describe() for index in service.registry],
