@@ -127,9 +127,19 @@ def run(args: argparse.Namespace) -> int:
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"anygram serve: http://{shown_host}:{args.port}/  indexes: {names}  (API docs: /docs)", flush=True)
 
-    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
+    from .protocol import configure, uvicorn_options
+
+    common = dict(
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        **uvicorn_options(settings.limits),
+    )
     if args.workers <= 1:
         from .main import create_app
+
+        configure(settings.limits)  # worker processes: app_from_env does it
 
         uvicorn.run(create_app(settings, registry), **common)
         return 0

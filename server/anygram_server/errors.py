@@ -84,9 +84,13 @@ class LimitExceededError(ServiceError):
     status = 400
     code = "limit_exceeded"
 
-    def __init__(self, field: str, limit: int, got: Any, unit: str = "", what: Optional[str] = None):
+    def __init__(
+        self, field: str, limit: int, got: Any, unit: str = "", what: Optional[str] = None, **extra: Any
+    ):
         what = what or f"{got:,} {unit}".rstrip()
-        super().__init__(f"{field}: {what}; the limit is {limit:,}", field=field, limit=limit, got=got)
+        super().__init__(
+            f"{field}: {what}; the limit is {limit:,}", field=field, limit=limit, got=got, **extra
+        )
 
 
 class BodyTooLargeError(ServiceError):
@@ -148,9 +152,23 @@ if hasattr(anygram_errors, "InternalError"):
     ENGINE_ERRORS[anygram_errors.InternalError] = (500, "internal")
 
 
+# pydantic names the member of a union it tried in the error's location:
+# ("body", "queries", 0, "list[constrained-int]", 1); those are not fields.
+_UNION_MEMBER_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
+_SOURCES = {"body", "path", "query", "header", "cookie"}
+
+
+def _field_parts(loc) -> list:
+    if loc and loc[0] in _SOURCES:  # where FastAPI read it from
+        loc = loc[1:]
+    return [p for p in loc if isinstance(p, int) or (p.isidentifier() and p not in _UNION_MEMBER_TAGS)]
+
+
 def _field_of(loc) -> str:
     # ("body", "queries", 3) -> "queries[3]"
-    parts = [p for p in loc if p != "body"]
+    parts = _field_parts(loc)
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -164,7 +182,13 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        # Of a union's failed members, the one that got deepest into the value says most
+        # ([1, 2**40] as a list of ids: the id at [1], not "not a string").
+        first = (
+            max(errors, key=lambda e: len(_field_parts(e.get("loc", ()))))
+            if errors
+            else {"loc": ("body",), "msg": "invalid request"}
+        )
         if first.get("type") == "json_invalid":
             # loc is ("body", character offset)
             at = first.get("loc", ("body", "?"))[-1]
@@ -238,8 +262,6 @@ class CatchAll:
             log.error("internal error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
             if started:  # too late for a status: the server ends the response
                 raise
-            response = error_response(
-                500,
-                {"error": f"internal error ({type(exc).__name__}); see the service's log", "code": "internal"},
-            )
+            message = f"internal error ({type(exc).__name__}); see the service's log"
+            response = error_response(500, {"error": message, "code": "internal"})
             await response(scope, receive, send)

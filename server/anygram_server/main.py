@@ -123,4 +123,8 @@ def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> 
 
 def app_from_env() -> FastAPI:
     """The factory of each worker process: settings from ``ANYGRAM_SERVER_SETTINGS``."""
-    return create_app(Settings.from_env())
+    from .protocol import configure
+
+    settings = Settings.from_env()
+    configure(settings.limits)  # before the worker accepts its first connection
+    return create_app(settings)
