@@ -71,7 +71,11 @@ class _Pieces:
                 self.add((b"," if i else b"") + encode_json(str(key)) + b":")
                 self.value(item, depth - 1)
             self.add(b"}")
-        elif depth and isinstance(value, (list, tuple, Iterator)):
+        elif depth and (
+            isinstance(value, Iterator)
+            # a list of numbers is one piece: fast to encode, slow one number at a time
+            or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (dict, list, tuple)))
+        ):
             self.add(b"[")
             for i, item in enumerate(value):
                 if i:
