@@ -2,8 +2,7 @@
 
 ``anygram``'s CLI (python/anygram/cli.py) calls :func:`add_arguments` to build the
 ``serve`` subcommand and :func:`run` to start it. Importing this module is cheap: FastAPI
-and uvicorn are imported by :func:`run` only (building the flags imports pydantic, for the
-limits' defaults, which :class:`config.Limits` alone holds).
+and uvicorn are imported by :func:`run` only; the limits' flags come from :mod:`limits`.
 """
 
 from __future__ import annotations
@@ -58,20 +57,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
-    # The limits' flags, defaults and help come from the settings model (config.Limits).
-    from .config import Limits
+    # The limits' flags, defaults and help: the table that config.Limits is made from.
+    from .limits import LIMITS, flag_of
 
     limits = p.add_argument_group(
         "limits (a request over one gets a 4xx naming the field and the limit)"
     )
-    for name, field in Limits.model_fields.items():
+    for name, limit in LIMITS.items():
         limits.add_argument(
-            Limits.flag_of(name),
+            flag_of(name),
             dest=name,
             metavar="N",
-            type=field.annotation,  # int or float
-            default=field.default,
-            help=f"{field.description} (default: {field.default:,})",
+            type=type(limit.default),
+            default=limit.default,
+            help=f"{limit.help} (default: {limit.default:,})",
         )
 
 

@@ -23,6 +23,7 @@ from typing import Optional
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from .config import Limits
+from .limits import LIMITS
 from .metrics import ERRORS
 
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
@@ -45,9 +46,9 @@ def uvicorn_options(limits: Limits) -> dict:
 
 
 class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    max_header_bytes: int = Limits.model_fields["max_header_bytes"].default
-    request_timeout_s: float = Limits.model_fields["request_timeout_s"].default
-    max_connections: int = Limits.model_fields["max_connections"].default
+    max_header_bytes: int = LIMITS["max_header_bytes"].default  # type: ignore[assignment]
+    request_timeout_s: float = LIMITS["request_timeout_s"].default
+    max_connections: int = LIMITS["max_connections"].default  # type: ignore[assignment]
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
