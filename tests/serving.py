@@ -36,7 +36,8 @@ class Server:
         if preload is None:
             command = [sys.executable, "-m", "anygram.cli"]
         else:
-            command = [sys.executable, "-c", f"{preload}\nimport sys, anygram.cli\nsys.exit(anygram.cli.main())"]
+            main = "import sys, anygram.cli\nsys.exit(anygram.cli.main())"
+            command = [sys.executable, "-c", f"{preload}\n{main}"]
         args = command + ["serve", "--port", str(self.port), "--no-access-log"]
         for name, path in indexes.items():
             args += ["--index", f"{name}={path}"]

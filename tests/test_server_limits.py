@@ -22,7 +22,9 @@ def index(tmp_path_factory):
     rng = random.Random(3)
     corpus = tmp / "corpus.jsonl"
     corpus.write_text(
-        "".join(json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(40))}) + "\n" for _ in range(50))
+        "".join(
+            json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(40))}) + "\n" for _ in range(50)
+        )
     )
     return anygram.build_index(str(corpus), str(tmp / "index"), progress=False).output
 
@@ -48,7 +50,8 @@ def test_default_limits_refuse_a_batch_that_would_return_millions_of_entries(ind
             200_000,
         )
         assert answer["fields"] == ["contexts", "max_support"] and answer["got"] == 10_000_000
-        assert c.post("/v1/indexes/x/ntd", json={"contexts": [""] * 20, "max_support": 10_000}).status_code == 200
+        within = {"contexts": [""] * 20, "max_support": 10_000}
+        assert c.post("/v1/indexes/x/ntd", json=within).status_code == 200
 
 
 def test_work_budgets_of_every_endpoint(index):
@@ -156,7 +159,8 @@ def test_oversized_headers_get_431_and_the_connection_closed(guarded):
         raw = read_until_closed(sock)
     assert status_of(raw) == 431
     with connect(guarded) as sock:  # headers within the limit are served
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fine: " + b"a" * 3000 + b"\r\nConnection: close\r\n\r\n")
+        fine = b"X-Fine: " + b"a" * 3000 + b"\r\nConnection: close\r\n\r\n"
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fine)
         assert status_of(read_until_closed(sock)) == 200
 
 
