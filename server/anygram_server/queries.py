@@ -65,16 +65,14 @@ class _Pieces:
         self.parts.append(piece)
 
     def value(self, value: Any, depth: int) -> None:
-        if depth and isinstance(value, dict):
+        if depth and isinstance(value, dict) and any(map(_is_nested, value.values())):
             self.add(b"{")
             for i, (key, item) in enumerate(value.items()):
                 self.add((b"," if i else b"") + encode_json(str(key)) + b":")
                 self.value(item, depth - 1)
             self.add(b"}")
         elif depth and (
-            isinstance(value, Iterator)
-            # a list of numbers is one piece: fast to encode, slow one number at a time
-            or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (dict, list, tuple)))
+            isinstance(value, Iterator) or (isinstance(value, (list, tuple)) and _is_nested(value))
         ):
             self.add(b"[")
             for i, item in enumerate(value):
@@ -83,8 +81,17 @@ class _Pieces:
                 self.value(item, depth - 1)
             self.add(b"]")
         else:
+            # Scalars, and containers of scalars (a list of counts): one piece, fast to encode
+            # and slow one number at a time.
             self.deadline.check()
             self.add(encode_json(value))
+
+
+def _is_nested(value: Any) -> bool:
+    """Worth encoding in pieces: a dict, a generator, a list of containers."""
+    if isinstance(value, (dict, Iterator)):
+        return True
+    return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], (dict, list, tuple))
 
 
 def check_work(fields: Sequence[str], factors: Sequence[int], limit: int, unit: str) -> None:
