@@ -52,6 +52,10 @@ def test_default_limits_refuse_a_batch_that_would_return_millions_of_entries(ind
         assert answer["fields"] == ["contexts", "max_support"] and answer["got"] == 10_000_000
         within = {"contexts": [""] * 20, "max_support": 10_000}
         assert c.post("/v1/indexes/x/ntd", json=within).status_code == 200
+        # and by default a header of a megabyte is not read whole (64 KiB is the limit)
+        with connect(s) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+            assert status_of(read_until_closed(sock)) == 431
 
 
 def test_work_budgets_of_every_endpoint(index):

@@ -26,6 +26,8 @@ from .config import Limits
 from .limits import LIMITS
 from .metrics import ERRORS
 
+# Seconds a refused connection is kept to read and drop what its client still sends.
+LINGER_S = 2.0
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
@@ -54,6 +56,7 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_made(transport)
         self._in_headers = False
         self._header_bytes = 0
+        self._refused = False
         self._read_timer = None
         self._cycle_at_arm = None
         if len(self.connections) > self.max_connections:
@@ -71,6 +74,8 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered and closing: dropped unread
         if self._read_timer is None:
             self._arm_read_timer()  # the first bytes of a request: it must be whole in time
         super().data_received(data)
@@ -146,4 +151,13 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         ).encode("ascii")
         self.transport.write(head + body)
-        self.transport.close()
+        self._refused = True
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Lingering close: send the answer and EOF, then drop what the client still sends for
+        # a moment. Closing with its bytes unread would reset the connection, and a reset can
+        # destroy the answer before the client reads it.
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self.loop.call_later(LINGER_S, self.transport.close)
