@@ -27,10 +27,18 @@ class Server:
         flags: Sequence[str] = (),
         log_path: Optional[str] = None,
         env: Optional[Dict[str, str]] = None,
+        preload: Optional[str] = None,
     ):
+        """``preload``: Python run in the server process before it starts (e.g. to make an
+        engine method fail as a bug would)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "anygram.cli", "serve", "--port", str(self.port), "--no-access-log"]
+        if preload is None:
+            command = [sys.executable, "-m", "anygram.cli"]
+        else:
+            main = "import sys, anygram.cli\nsys.exit(anygram.cli.main())"
+            command = [sys.executable, "-c", f"{preload}\n{main}"]
+        args = command + ["serve", "--port", str(self.port), "--no-access-log"]
         for name, path in indexes.items():
             args += ["--index", f"{name}={path}"]
         args += list(flags)

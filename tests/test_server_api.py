@@ -458,8 +458,17 @@ ERROR_CASES = [
     ("POST", "/", {"index": "nope", "query_type": "count", "query": "a"}, 404, "unknown_index", "index"),
     ("POST", "/v1/indexes/nope/count", {"queries": ["a"]}, 404, "unknown_index", "index"),
     ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": [1, 99]}, 422, "invalid_query", None),
-    ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": [-1]}, 422, "invalid_query", None),
-    ("POST", "/v1/indexes/ids/count", {"queries": [[1, 2**40]]}, 422, "invalid_query", None),
+    # no token id is negative or wider than 4 bytes, whatever the index
+    (
+        "POST",
+        "/",
+        {"index": "ids", "query_type": "count", "query_ids": [-1]},
+        422,
+        "invalid_request",
+        "query_ids[0]",
+    ),
+    ("POST", "/v1/indexes/ids/count", {"queries": [[1, 2**40]]}, 422, "invalid_request", "queries[0][1]"),
+    ("POST", "/v1/indexes/ids/count", {"queries": [[1, 2**32 - 1]]}, 422, "invalid_query", None),
     ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": ["1"]}, 422, "invalid_request", None),
     ("POST", "/", {"index": "ids", "query_type": "count", "query_ids": [1.5]}, 422, "invalid_request", None),
     (
@@ -498,16 +507,41 @@ ERROR_CASES = [
         None,
     ),
     ("POST", "/", {"index": "ids", "query_type": "count", "query": "text"}, 422, "invalid_argument", None),
-    # JSON may escape a lone surrogate, which is no text
+    # JSON may escape a lone surrogate, which is no text: refused with the field, in every text field
     (
         "POST",
         "/",
         b'{"index": "text", "query_type": "count", "query": "a\\ud800"}',
         422,
-        "invalid_query",
-        None,
+        "invalid_request",
+        "query",
     ),
-    ("POST", "/", b'{"index": "bpe", "query_type": "count", "query": "\\udfff"}', 422, "invalid_query", None),
+    (
+        "POST",
+        "/",
+        b'{"index": "bpe", "query_type": "count", "query": "\\udfff"}',
+        422,
+        "invalid_request",
+        "query",
+    ),
+    (
+        "POST",
+        "/v1/indexes/text/count",
+        b'{"queries": ["ok", "\\ud800"]}',
+        422,
+        "invalid_request",
+        "queries[1]",
+    ),
+    (
+        "POST",
+        "/v1/indexes/text/prob",
+        b'{"contexts": ["a"], "tokens": ["\\ud800"]}',
+        422,
+        "invalid_request",
+        "tokens[0]",
+    ),
+    ("POST", "/v1/indexes/text/score", b'{"texts": ["\\udc00 x"]}', 422, "invalid_request", "texts[0]"),
+    ("POST", "/v1/indexes/text/search", b'{"query": "\\ud800"}', 422, "invalid_request", "query"),
     (
         "POST",
         "/",
@@ -536,7 +570,32 @@ ERROR_CASES = [
     ("POST", "/v1/indexes/text/prob", {"contexts": ["a"], "tokens": ["cat"]}, 422, "invalid_query", None),
     ("POST", "/v1/indexes/text/count", {"query": "a"}, 422, "invalid_request", "queries"),
     ("GET", "/v1/indexes/text/docs/40", None, 404, "unknown_document", "doc_ix"),
-    ("POST", "/v1/indexes/text/docs", {"doc_ixs": [1, -2]}, 404, "unknown_document", "doc_ixs[1]"),
+    ("POST", "/v1/indexes/text/docs", {"doc_ixs": [1, 40]}, 404, "unknown_document", "doc_ixs[1]"),
+    ("POST", "/v1/indexes/text/docs", {"doc_ixs": [1, -2]}, 422, "invalid_request", "doc_ixs[1]"),
+    # every integer is bounded before it reaches the engine (u64/i64 there): 2**64 and negatives
+    *[
+        ("POST", "/", {"index": "text", "query_type": qt, "query": "a", "s": 0, "rank": 0, "ptr": 0, f: v},
+         422, "invalid_request", f)
+        for qt, f in [("search_docs", "seed"), ("get_doc_by_rank", "rank"), ("get_doc_by_ptr", "ptr"),
+                      ("get_doc_by_ix", "doc_ix"), ("get_doc_by_rank", "s"), ("search_docs", "maxnum"),
+                      ("ntd", "max_support")]
+        for v in (2**64, -1)
+    ],
+    (
+        "POST",
+        "/v1/indexes/text/prob",
+        {"contexts": ["a"], "tokens": ["b"], "n": 2**64},
+        422,
+        "invalid_request",
+        "n",
+    ),
+    ("POST", "/v1/indexes/text/ntd", {"contexts": ["a"], "n": 2**64}, 422, "invalid_request", "n"),
+    ("POST", "/v1/indexes/text/ntd", {"contexts": ["a"], "n": 0}, 422, "invalid_request", "n"),
+    ("POST", "/v1/indexes/text/search", {"query": "a", "seed": 2**64}, 422, "invalid_request", "seed"),
+    ("POST", "/v1/indexes/text/search", {"query": "a", "seed": -1}, 422, "invalid_request", "seed"),
+    ("POST", "/v1/indexes/text/docs", {"doc_ixs": [0, 2**64]}, 422, "invalid_request", "doc_ixs[1]"),
+    ("GET", f"/v1/indexes/text/docs/{2**64}", None, 422, "invalid_request", "doc_ix"),
+    ("GET", "/v1/indexes/text/docs/0?max_disp_len=-5", None, 422, "invalid_request", "max_disp_len"),
     ("GET", "/v1/indexes/text/count", None, 405, "method_not_allowed", None),
     ("GET", "/no/such/path", None, 404, "not_found", None),
 ]
@@ -666,12 +725,12 @@ def test_runner_frees_a_thread_only_when_its_call_ends():
         runner = EngineRunner(threads=1, budget_s=0.2)
         t0 = time.perf_counter()
         with pytest.raises(TimeoutExceededError):
-            await runner.run("slow", lambda: time.sleep(1.0))
+            await runner.run("slow", lambda deadline: time.sleep(1.0))
         assert time.perf_counter() - t0 < 0.8
         with pytest.raises(OverloadedError):
-            await runner.run("fast", lambda: 1)
+            await runner.run("fast", lambda deadline: 1)
         await asyncio.sleep(1.0)  # the slow call ends and frees its thread
-        assert await runner.run("fast", lambda: 2) == 2
+        assert await runner.run("fast", lambda deadline: 2) == 2
         runner.shutdown()
 
     asyncio.run(main())

@@ -2,7 +2,7 @@
 
 ``anygram``'s CLI (python/anygram/cli.py) calls :func:`add_arguments` to build the
 ``serve`` subcommand and :func:`run` to start it. Importing this module is cheap: FastAPI
-and uvicorn are imported by :func:`run` only.
+and uvicorn are imported by :func:`run` only; the limits' flags come from :mod:`limits`.
 """
 
 from __future__ import annotations
@@ -57,29 +57,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
-    limits = p.add_argument_group("limits (a request over one gets a 4xx naming the field and the limit)")
-    limits.add_argument("--max-query-chars", type=int, default=10_000, help="characters of a query string")
-    limits.add_argument(
-        "--max-query-tokens", type=int, default=1_000, help="tokens of a query or scored text"
+    # The limits' flags, defaults and help: the table that config.Limits is made from.
+    from .limits import LIMITS, flag_of
+
+    limits = p.add_argument_group(
+        "limits (a request over one gets a 4xx naming the field and the limit)"
     )
-    limits.add_argument("--max-batch-size", type=int, default=1_000, help="queries in one batch body")
-    limits.add_argument("--max-support", type=int, default=10_000, help="largest max_support of ntd queries")
-    limits.add_argument("--maxnum", type=int, default=100, help="largest maxnum (documents per search)")
-    limits.add_argument(
-        "--max-disp-len", type=int, default=10_000, help="largest max_disp_len (tokens per document)"
-    )
-    limits.add_argument("--max-clause-freq", type=int, default=500_000, help="largest max_clause_freq (CNF)")
-    limits.add_argument("--max-diff-tokens", type=int, default=1_000, help="largest max_diff_tokens (CNF)")
-    limits.add_argument("--max-cnf-clauses", type=int, default=8, help="clauses (AND) of a CNF query")
-    limits.add_argument("--max-cnf-terms", type=int, default=8, help="terms (OR) of a CNF clause")
-    limits.add_argument("--max-body-bytes", type=int, default=1 << 20, help="bytes of a request body")
-    limits.add_argument(
-        "--time-budget",
-        type=float,
-        default=10.0,
-        help="seconds a request may take: 503 when no engine thread frees up in time, 504 when the "
-        "query itself runs over",
-    )
+    for name, limit in LIMITS.items():
+        limits.add_argument(
+            flag_of(name),
+            dest=name,
+            metavar="N",
+            type=type(limit.default),
+            default=limit.default,
+            help=f"{limit.help} (default: {limit.default:,})",
+        )
 
 
 def _pairs(values: List[str], flag: str) -> List[tuple]:
@@ -105,20 +97,7 @@ def settings_from_args(args: argparse.Namespace):
         specs.append(IndexSpec(name=name, path=path, tokenizer=tokenizers.pop(name, None)))
     if tokenizers:
         raise SystemExit(f"anygram serve: error: --tokenizer for unknown index(es): {', '.join(tokenizers)}")
-    limits = Limits(
-        max_query_chars=args.max_query_chars,
-        max_query_tokens=args.max_query_tokens,
-        max_batch_size=args.max_batch_size,
-        max_support=args.max_support,
-        max_maxnum=args.maxnum,
-        max_disp_len=args.max_disp_len,
-        max_clause_freq=args.max_clause_freq,
-        max_diff_tokens=args.max_diff_tokens,
-        max_cnf_clauses=args.max_cnf_clauses,
-        max_cnf_terms=args.max_cnf_terms,
-        max_body_bytes=args.max_body_bytes,
-        time_budget_s=args.time_budget,
-    )
+    limits = Limits(**{name: getattr(args, name) for name in Limits.model_fields})
     extra = {} if args.engine_threads is None else {"engine_threads": args.engine_threads}
     return Settings(
         indexes=specs, limits=limits, api_keys_file=args.api_key_file, cors_origins=args.cors_origin, **extra
@@ -147,9 +126,19 @@ def run(args: argparse.Namespace) -> int:
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"anygram serve: http://{shown_host}:{args.port}/  indexes: {names}  (API docs: /docs)", flush=True)
 
-    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
+    from .protocol import configure, uvicorn_options
+
+    common = dict(
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        **uvicorn_options(settings.limits),
+    )
     if args.workers <= 1:
         from .main import create_app
+
+        configure(settings.limits)  # worker processes: app_from_env does it
 
         uvicorn.run(create_app(settings, registry), **common)
         return 0

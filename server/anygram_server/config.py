@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from .limits import LIMITS, Limit
 
 SETTINGS_ENV = "ANYGRAM_SERVER_SETTINGS"
 
@@ -24,22 +26,18 @@ class IndexSpec(BaseModel):
     tokenizer: Optional[str] = None
 
 
-class Limits(BaseModel):
-    """Bounds on the work one request may ask for. Each is a CLI flag of ``anygram serve``;
-    breaking one is a 400 (413 for the body) whose JSON names the field and the limit."""
+def _field(limit: Limit):
+    bound = {"gt": 0} if isinstance(limit.default, float) else {"ge": 1}
+    return (type(limit.default), Field(limit.default, description=limit.help, **bound))
 
-    max_query_chars: int = Field(10_000, ge=1, description="characters of one query string")
-    max_query_tokens: int = Field(1_000, ge=1, description="tokens of one query (all terms of a CNF)")
-    max_batch_size: int = Field(1_000, ge=1, description="queries in one batch request")
-    max_support: int = Field(10_000, ge=1, description="largest max_support of ntd")
-    max_maxnum: int = Field(100, ge=1, description="largest maxnum (documents per search)")
-    max_disp_len: int = Field(10_000, ge=1, description="largest max_disp_len (tokens per document)")
-    max_clause_freq: int = Field(500_000, ge=1, description="largest max_clause_freq of CNF queries")
-    max_diff_tokens: int = Field(1_000, ge=1, description="largest max_diff_tokens of CNF queries")
-    max_cnf_clauses: int = Field(8, ge=1, description="clauses (AND) of one CNF query")
-    max_cnf_terms: int = Field(8, ge=1, description="terms (OR) of one CNF clause")
-    max_body_bytes: int = Field(1 << 20, ge=1, description="bytes of a request body")
-    time_budget_s: float = Field(10.0, gt=0, description="seconds one request may take (503/504 beyond)")
+
+# Made from the table in limits.py, the one place each limit's default is written.
+Limits = create_model(
+    "Limits", **{name: _field(limit) for name, limit in LIMITS.items()}  # type: ignore[call-overload]
+)
+Limits.__doc__ = """Bounds on the work one request (and one connection) may ask for. Each is a
+flag of ``anygram serve`` (see :mod:`limits`); breaking one is a 400 (413 for the body, 431
+for the headers, 408 for a request not sent in time) whose JSON names the field and the limit."""
 
 
 class Settings(BaseModel):

@@ -20,12 +20,22 @@ unknown document              404     ``unknown_document``
 missing or wrong API key      401     ``unauthorized``
 every engine thread busy      503     ``overloaded``
 over the time budget          504     ``timeout``
+answer over its byte limit    400     ``limit_exceeded``
+headers too large             431     ``header_too_large``
+request not sent in time      408     ``request_timeout``
+too many connections          503     ``too_many_connections``
 index files broken            500     ``corrupt_index`` / ``index_io``
+anything else (a bug, panic)  500     ``internal``
 ============================  ======  =========================
+
+The last row is :class:`CatchAll`: whatever escapes the handlers (an unexpected Python
+error, a Rust panic, which is a ``BaseException``) is logged with its traceback and
+answered as JSON, and the connection stays usable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Dict, Optional
 
@@ -34,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import anygram.errors as anygram_errors
 from anygram.errors import (
     AnygramError,
     CorruptIndexError,
@@ -73,9 +84,13 @@ class LimitExceededError(ServiceError):
     status = 400
     code = "limit_exceeded"
 
-    def __init__(self, field: str, limit: int, got: Any, unit: str = ""):
-        what = f"{got:,} {unit}".rstrip()
-        super().__init__(f"{field}: {what}; the limit is {limit:,}", field=field, limit=limit, got=got)
+    def __init__(
+        self, field: str, limit: int, got: Any, unit: str = "", what: Optional[str] = None, **extra: Any
+    ):
+        what = what or f"{got:,} {unit}".rstrip()
+        super().__init__(
+            f"{field}: {what}; the limit is {limit:,}", field=field, limit=limit, got=got, **extra
+        )
 
 
 class BodyTooLargeError(ServiceError):
@@ -132,11 +147,28 @@ ENGINE_ERRORS = {
     IndexIOError: (500, "index_io"),
     AnygramError: (500, "engine_error"),
 }
+# A panic caught in the bindings (newer engines raise it rather than PanicException).
+if hasattr(anygram_errors, "InternalError"):
+    ENGINE_ERRORS[anygram_errors.InternalError] = (500, "internal")
+
+
+# pydantic names the member of a union it tried in the error's location:
+# ("body", "queries", 0, "list[constrained-int]", 1); those are not fields.
+_UNION_MEMBER_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
+_SOURCES = {"body", "path", "query", "header", "cookie"}
+
+
+def _field_parts(loc) -> list:
+    if loc and loc[0] in _SOURCES:  # where FastAPI read it from
+        loc = loc[1:]
+    return [p for p in loc if isinstance(p, int) or (p.isidentifier() and p not in _UNION_MEMBER_TAGS)]
 
 
 def _field_of(loc) -> str:
     # ("body", "queries", 3) -> "queries[3]"
-    parts = [p for p in loc if p != "body"]
+    parts = _field_parts(loc)
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -150,7 +182,13 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        # Of a union's failed members, the one that got deepest into the value says most
+        # ([1, 2**40] as a list of ids: the id at [1], not "not a string").
+        first = (
+            max(errors, key=lambda e: len(_field_parts(e.get("loc", ()))))
+            if errors
+            else {"loc": ("body",), "msg": "invalid request"}
+        )
         if first.get("type") == "json_invalid":
             # loc is ("body", character offset)
             at = first.get("loc", ("body", "?"))[-1]
@@ -174,15 +212,8 @@ def register_exception_handlers(app: FastAPI) -> None:
             exc.status_code, {"error": str(exc.detail), "code": code}, getattr(exc, "headers", None)
         )
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # A bug, not a bad request: log it whole, answer without internals.
-        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(
-            500,
-            {"error": f"internal error ({type(exc).__name__}); see the service's log", "code": "internal"},
-        )
-
-    app.add_exception_handler(Exception, internal_error)
+    # No handler for Exception here: Starlette would answer it and then re-raise it to the
+    # server, which drops the connection. CatchAll (a middleware) answers those.
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -197,3 +228,40 @@ def register_exception_handlers(app: FastAPI) -> None:
             return engine_error
 
         app.add_exception_handler(cls, make())
+
+
+# Exceptions that stop the process or a task: never answered, always re-raised.
+_NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
+class CatchAll:
+    """The last resort: anything no handler answered (a bug, or a Rust panic: PyO3's
+    ``PanicException`` is a ``BaseException``) becomes a JSON 500 ``internal``, its
+    traceback logged. Put inside the metrics middleware, so the 500 is counted."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def note_start(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note_start)
+        except _NOT_OURS:
+            raise
+        except BaseException as exc:  # noqa: B036 (panics are BaseExceptions)
+            log.error("internal error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:  # too late for a status: the server ends the response
+                raise
+            message = f"internal error ({type(exc).__name__}); see the service's log"
+            response = error_response(500, {"error": message, "code": "internal"})
+            await response(scope, receive, send)

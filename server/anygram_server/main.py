@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from . import __version__
 from .config import Settings
 from .dependencies import Service
-from .errors import BodyTooLargeError, error_response, register_exception_handlers
+from .errors import BodyTooLargeError, CatchAll, error_response, register_exception_handlers
 from .metrics import MetricsMiddleware
 from .registry import IndexRegistry
 from .routers import documents, health, indexes, infinigram, queries
@@ -116,10 +116,15 @@ def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> 
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(CatchAll)
     app.add_middleware(MetricsMiddleware)
     return app
 
 
 def app_from_env() -> FastAPI:
     """The factory of each worker process: settings from ``ANYGRAM_SERVER_SETTINGS``."""
-    return create_app(Settings.from_env())
+    from .protocol import configure
+
+    settings = Settings.from_env()
+    configure(settings.limits)  # before the worker accepts its first connection
+    return create_app(settings)

@@ -8,6 +8,7 @@ the service answers what ``anygram.Engine`` answers for the same query.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from anygram.errors import InvalidArgumentError, InvalidQueryError
@@ -15,6 +16,7 @@ from anygram.errors import InvalidArgumentError, InvalidQueryError
 from .config import Limits
 from .errors import LimitExceededError
 from .registry import ServedIndex
+from .runner import Deadline
 
 Query = Union[str, Sequence[int]]
 Cnf = List[List[List[int]]]
@@ -31,6 +33,101 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_answer(answer: Any, deadline: Deadline, limits: Limits) -> bytes:
+    """``answer`` as :func:`encode_json` writes it, but in pieces: the two outer levels of
+    dicts and lists (or generators, which shape each item as it is needed) are walked
+    here, each piece below is one short ``json.dumps``. Between pieces the deadline is
+    checked (one ``json.dumps`` of a big answer would hold the GIL for seconds) and the
+    bytes counted against ``max_response_bytes``."""
+    out = _Pieces(deadline, limits.max_response_bytes)
+    out.value(answer, depth=3)
+    return b"".join(out.parts)
+
+
+class _Pieces:
+    def __init__(self, deadline: Deadline, max_bytes: int):
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.parts: List[bytes] = []
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self.max_bytes:
+            raise LimitExceededError(
+                "response",
+                self.max_bytes,
+                self.size,
+                what=f"the answer is over {self.max_bytes:,} bytes (ask for fewer or shorter results)",
+            )
+        self.parts.append(piece)
+
+    def value(self, value: Any, depth: int) -> None:
+        if depth and isinstance(value, dict) and any(map(_is_nested, value.values())):
+            self.add(b"{")
+            for i, (key, item) in enumerate(value.items()):
+                self.add((b"," if i else b"") + encode_json(str(key)) + b":")
+                self.value(item, depth - 1)
+            self.add(b"}")
+        elif depth and (
+            isinstance(value, Iterator) or (isinstance(value, (list, tuple)) and _is_nested(value))
+        ):
+            self.add(b"[")
+            for i, item in enumerate(value):
+                if i:
+                    self.add(b",")
+                self.value(item, depth - 1)
+            self.add(b"]")
+        else:
+            # Scalars, and containers of scalars (a list of counts): one piece, fast to encode
+            # and slow one number at a time.
+            self.deadline.check()
+            self.add(encode_json(value))
+
+
+def _is_nested(value: Any) -> bool:
+    """Worth encoding in pieces: a dict, a generator, a list of containers."""
+    if isinstance(value, (dict, Iterator)):
+        return True
+    return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], (dict, list, tuple))
+
+
+def check_work(fields: Sequence[str], factors: Sequence[int], limit: int, unit: str) -> None:
+    """A :class:`LimitExceededError` (400) when the product of ``factors`` (e.g. contexts
+    x max_support: the most ntd entries a request may return) is over ``limit``; checked
+    before any engine work, it names every field that makes up the product."""
+    total = 1
+    for factor in factors:
+        total *= factor
+    if total > limit:
+        product = " x ".join(fields)
+        numbers = " x ".join(f"{f:,}" for f in factors)
+        what = f"{numbers} = {total:,} {unit}" if len(factors) > 1 else f"{total:,} {unit}"
+        raise LimitExceededError(product, limit, total, what=what, fields=list(fields))
+
+
+def batch_token_ids(
+    index: ServedIndex, queries: Sequence[Query], limits: Limits, field: str, deadline: Deadline
+) -> List[List[int]]:
+    """The token ids of every query of a batch (:func:`token_ids`), their total held to
+    ``max_total_tokens`` as they are tokenized."""
+    out: List[List[int]] = []
+    total = 0
+    for i, query in enumerate(queries):
+        deadline.check()
+        ids = token_ids(index, query, limits, f"{field}[{i}]")
+        total += len(ids)
+        if total > limits.max_total_tokens:
+            raise LimitExceededError(
+                field,
+                limits.max_total_tokens,
+                total,
+                what=f"more than {limits.max_total_tokens:,} tokens in all (at {field}[{i}])",
+            )
+        out.append(ids)
+    return out
 
 
 def check_at_most(field: str, value: int, limit: int, unit: str = "") -> None:
@@ -177,8 +274,9 @@ def highlight(
     return spans
 
 
-def add_spans(index: ServedIndex, documents: List[Dict[str, Any]], needles) -> None:
+def add_spans(index: ServedIndex, documents: List[Dict[str, Any]], needles, deadline: Deadline) -> None:
     for doc in documents:
+        deadline.check()
         doc["spans"] = highlight(index, doc["token_ids"], needles)
 
 

@@ -1,7 +1,7 @@
 """Engine calls off the event loop, within a time budget.
 
 Every request's engine work (tokenizing, the native call, shaping and JSON-encoding the
-answer) runs in a thread of one pool. The native code releases the GIL, so the threads
+answer) runs in a thread of one pool, as ``work(deadline)``. The native code releases the GIL, so the threads
 use every core while the event loop keeps accepting requests.
 
 A native call cannot be interrupted, so the budget is enforced from outside:
@@ -10,7 +10,10 @@ A native call cannot be interrupted, so the budget is enforced from outside:
   503 ``overloaded``;
 * a request whose work outlasts its budget gets 504 ``timeout`` at once; its thread
   finishes the call in the background and only then frees its slot, so slow queries
-  cannot pile up beyond the pool's size.
+  cannot pile up beyond the pool's size;
+* the Python part of the work (shaping and encoding the answer, which holds the GIL and
+  so slows the event loop too) runs in pieces, calling ``deadline.check()`` between them:
+  a request over its budget stops there and frees its thread.
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ from .metrics import ENGINE_LATENCY
 T = TypeVar("T")
 
 
+class Deadline:
+    """The end of one request's time budget, checked by its work between pieces."""
+
+    def __init__(self, start: float, budget_s: float):
+        self.budget_s = budget_s
+        self.at = start + budget_s
+
+    def check(self) -> None:
+        """Raises :class:`TimeoutExceededError` once the budget is spent."""
+        if time.perf_counter() > self.at:
+            raise TimeoutExceededError(
+                f"the query took longer than the time budget of {self.budget_s:g} s", limit=self.budget_s
+            )
+
+
 class EngineRunner:
     def __init__(self, threads: int, budget_s: float):
         self.threads = threads
@@ -33,8 +51,10 @@ class EngineRunner:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="anygram-engine")
         self._slots: Optional[asyncio.Semaphore] = None
 
-    async def run(self, query_type: str, work: Callable[[], T], budget_s: Optional[float] = None) -> T:
-        """``work()`` in a pool thread; raises :class:`OverloadedError` (503) or
+    async def run(
+        self, query_type: str, work: Callable[[Deadline], T], budget_s: Optional[float] = None
+    ) -> T:
+        """``work(deadline)`` in a pool thread; raises :class:`OverloadedError` (503) or
         :class:`TimeoutExceededError` (504) past the budget."""
         budget = self.budget_s if budget_s is None else budget_s
         start = time.perf_counter()
@@ -81,7 +101,7 @@ class EngineRunner:
                 )
 
         try:
-            job = self._executor.submit(work)
+            job = self._executor.submit(work, Deadline(start, budget))
         except BaseException:
             slots.release()
             raise

@@ -2,16 +2,57 @@
 
 A query is text (tokenized with the index's tokenizer, no BOS/EOS) or a list of token
 ids. Integers are strict: ``"5"`` or ``5.0`` is not a token id.
+
+Every integer a client sends is a :func:`bounded_int` and every text a :data:`Text`, so a
+value that no query could use (negative, 2**64, a lone surrogate) is a 422 naming its
+field before it reaches the engine, whose arguments are fixed-width integers and UTF-8.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from annotated_types import Interval
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StrictStr
 
-Query = Union[StrictStr, List[StrictInt]]
-Token = Union[StrictInt, StrictStr]
+
+# The engine takes integers as u64 or i64: the largest every argument can hold.
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+# Token ids are at most 4 bytes wide (infini-gram's widths are 1, 2 and 4).
+TOKEN_ID_MAX = 2**32 - 1
+
+
+def bounded_int(ge: int = 0, le: int = INT64_MAX, strict: bool = True):
+    """The one integer type of requests: in ``[ge, le]``, else a 422 naming the field.
+    ``strict`` (bodies): ``"5"`` and ``5.0`` are not integers; path and query
+    parameters are strings by nature and pass ``strict=False``."""
+    if strict:
+        return Annotated[int, Strict(), Interval(ge=ge, le=le)]
+    return Annotated[int, Interval(ge=ge, le=le)]
+
+
+def _whole_unicode(text: str) -> str:
+    # JSON can escape a lone surrogate ("\ud800"), which is no character: it cannot be
+    # encoded as UTF-8, so no tokenizer (nor the answer's JSON) could take it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid Unicode text ({e.reason} at character {e.start})") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_whole_unicode)]
+TokenId = bounded_int(0, TOKEN_ID_MAX)
+Count = bounded_int(1)  # max_support, maxnum, ...: at least 1, its limit checked by the service
+Seed = bounded_int(0, UINT64_MAX)
+Position = bounded_int(0)  # doc_ix, rank, ptr, shard
+# The same, for path and query parameters (text in the URL).
+UrlPosition = bounded_int(0, strict=False)
+UrlCount = bounded_int(1, strict=False)
+
+Query = Union[Text, List[TokenId]]
+Token = Union[TokenId, Text]
 
 QUERY_TYPES = (
     "count",
@@ -47,8 +88,8 @@ class CountResponse(BaseModel):
 class ProbRequest(BaseModel):
     contexts: List[Query]
     tokens: List[Token] = Field(description="the next token of each context: an id or one-token text")
-    n: Optional[int] = Field(
-        None, ge=1, description="n-gram order; null: the ∞-gram (longest occurring suffix)"
+    n: Optional[Count] = Field(
+        None, description="n-gram order; null: the ∞-gram (longest occurring suffix)"
     )
     model_config = ConfigDict(
         json_schema_extra={
@@ -74,9 +115,9 @@ class ProbResponse(BaseModel):
 
 class NtdRequest(BaseModel):
     contexts: List[Query]
-    n: Optional[int] = Field(None, ge=1, description="n-gram order; null: the ∞-gram")
-    max_support: Optional[int] = Field(
-        None, ge=1, description="occurrences counted exactly, sampled beyond (approx); default 1000"
+    n: Optional[Count] = Field(None, description="n-gram order; null: the ∞-gram")
+    max_support: Optional[Count] = Field(
+        None, description="occurrences counted exactly, sampled beyond (approx); default 1000"
     )
     model_config = ConfigDict(json_schema_extra={"examples": [{"contexts": ["raise ValueError("]}]})
 
@@ -115,11 +156,11 @@ class ScoreResponse(BaseModel):
 
 class SearchRequest(BaseModel):
     query: Query
-    maxnum: Optional[int] = Field(
-        None, ge=1, description="documents to return (distinct occurrences, at random beyond); default 5"
+    maxnum: Optional[Count] = Field(
+        None, description="documents to return (distinct occurrences, at random beyond); default 5"
     )
-    max_disp_len: Optional[int] = Field(None, ge=1, description="tokens shown around each match; default 200")
-    seed: Optional[int] = Field(None, ge=0, description="makes the random draw repeatable")
+    max_disp_len: Optional[Count] = Field(None, description="tokens shown around each match; default 200")
+    seed: Optional[Seed] = Field(None, description="makes the random draw repeatable")
     model_config = ConfigDict(json_schema_extra={"examples": [{"query": "raise ValueError(", "maxnum": 3}]})
 
 
@@ -148,8 +189,8 @@ class SearchResponse(BaseModel):
 
 
 class DocsRequest(BaseModel):
-    doc_ixs: List[StrictInt]
-    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
+    doc_ixs: List[Position]
+    max_disp_len: Optional[Count] = Field(None, description="default 1000")
     model_config = ConfigDict(json_schema_extra={"examples": [{"doc_ixs": [0, 1, 2], "max_disp_len": 100}]})
 
 
@@ -190,21 +231,21 @@ class InfiniGramRequest(BaseModel):
     index: Optional[str] = Field(None, description="the index name (infini-gram's older name: corpus)")
     corpus: Optional[str] = Field(None, description="the older name of `index`")
     query_type: Literal[QUERY_TYPES]  # type: ignore[valid-type]
-    query: Optional[StrictStr] = Field(None, description="text; ` AND ` / ` OR ` make it a CNF query")
-    query_ids: Optional[Union[List[StrictInt], List[List[List[StrictInt]]]]] = Field(
+    query: Optional[Text] = Field(None, description="text; ` AND ` / ` OR ` make it a CNF query")
+    query_ids: Optional[Union[List[TokenId], List[List[List[TokenId]]]]] = Field(
         None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)"
     )
     # Defaults (infini-gram's) are lowered to the service's limits where those are lower.
-    max_support: Optional[int] = Field(None, ge=1, description="default 1000")
-    max_clause_freq: Optional[int] = Field(None, ge=1, description="default 50000")
-    max_diff_tokens: Optional[int] = Field(None, ge=1, description="default 100")
-    maxnum: Optional[int] = Field(None, ge=1, description="default 1")
-    max_disp_len: Optional[int] = Field(None, ge=1, description="default 1000")
-    seed: Optional[int] = Field(None, ge=0, description="anygram's addition: a repeatable search_docs draw")
-    s: Optional[int] = Field(None, ge=0, description="shard (get_doc_by_rank, get_doc_by_ptr)")
-    rank: Optional[int] = Field(None, ge=0)
-    ptr: Optional[int] = Field(None, ge=0)
-    doc_ix: Optional[int] = Field(None, ge=0)
+    max_support: Optional[Count] = Field(None, description="default 1000")
+    max_clause_freq: Optional[Count] = Field(None, description="default 50000")
+    max_diff_tokens: Optional[Count] = Field(None, description="default 100")
+    maxnum: Optional[Count] = Field(None, description="default 1")
+    max_disp_len: Optional[Count] = Field(None, description="default 1000")
+    seed: Optional[Seed] = Field(None, description="anygram's addition: a repeatable search_docs draw")
+    s: Optional[Position] = Field(None, description="shard (get_doc_by_rank, get_doc_by_ptr)")
+    rank: Optional[Position] = None
+    ptr: Optional[Position] = None
+    doc_ix: Optional[Position] = None
 
     model_config = ConfigDict(
         extra="ignore",

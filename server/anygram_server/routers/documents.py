@@ -12,7 +12,8 @@ from .. import queries as q
 from ..dependencies import Service, api_service
 from ..errors import UnknownDocumentError
 from ..registry import ServedIndex
-from ..schemas import DocsRequest, DocsResponse, Document
+from ..runner import Deadline
+from ..schemas import DocsRequest, DocsResponse, Document, UrlCount, UrlPosition
 from .queries import ERRORS, json_response
 
 router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERRORS)
@@ -33,8 +34,8 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
 @router.get("/{doc_ix}", response_model=Document, summary="One document")
 async def get_document(
     name: str,
-    doc_ix: int,
-    max_disp_len: Optional[int] = Query(None, ge=1, description="default 1000"),
+    doc_ix: UrlPosition,
+    max_disp_len: Optional[UrlCount] = Query(None, description="default 1000"),
     service: Service = Depends(api_service),
 ) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
@@ -42,8 +43,8 @@ async def get_document(
     max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, [doc_ix], "doc_ix")
 
-    def work() -> bytes:
-        return q.encode_json(index.engine.get_doc_by_ix(doc_ix, max_disp_len))
+    def work(deadline: Deadline) -> bytes:
+        return q.encode_answer(index.engine.get_doc_by_ix(doc_ix, max_disp_len), deadline, limits)
 
     return json_response(await runner.run("doc", work))
 
@@ -54,11 +55,18 @@ async def get_documents(body: DocsRequest, name: str, service: Service = Depends
     index, limits, runner = service.index(name), service.limits, service.runner
     q.check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
     max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
+    q.check_work(
+        ("doc_ixs", "max_disp_len"),
+        (len(body.doc_ixs), max_disp_len),
+        limits.max_total_doc_tokens,
+        "document tokens",
+    )
     _check_doc_ixs(index, body.doc_ixs, "doc_ixs")
 
-    def work() -> bytes:
+    def work(deadline: Deadline) -> bytes:
         start = time.perf_counter()
         documents = index.engine.get_docs_by_ixs(body.doc_ixs, max_disp_len)
-        return q.encode_json({"documents": documents, "latency": (time.perf_counter() - start) * 1e3})
+        latency = (time.perf_counter() - start) * 1e3
+        return q.encode_answer({"documents": documents, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("docs", work))

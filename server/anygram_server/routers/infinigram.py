@@ -25,6 +25,7 @@ from ..config import Limits
 from ..dependencies import Service, api_service, get_service
 from ..errors import BadRequestError, UnknownDocumentError
 from ..registry import ServedIndex
+from ..runner import Deadline
 from ..schemas import QUERY_TYPES, InfiniGramRequest
 from .queries import ERRORS, add_token_texts, json_response
 
@@ -46,7 +47,7 @@ DOCUMENT_TYPES = {"get_doc_by_ix", "get_doc_by_rank", "get_doc_by_ptr"}
 async def home(request: Request, service: Service = Depends(get_service)) -> Response:
     if "text/html" in request.headers.get("accept", ""):
         return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html")
-    service.check_api_key(request)
+    await service.check_api_key(request)
     return JSONResponse(
         {
             "indexes": [index.describe() for index in service.registry],
@@ -68,8 +69,8 @@ async def query(body: InfiniGramRequest, service: Service = Depends(api_service)
     index, limits = service.index(name), service.limits
     _check_parameters(body, limits)
 
-    def work() -> bytes:
-        return q.encode_json(answer(index, body, limits))
+    def work(deadline: Deadline) -> bytes:
+        return q.encode_answer(answer(index, body, limits, deadline), deadline, limits)
 
     return json_response(await service.runner.run(body.query_type, work))
 
@@ -94,9 +95,21 @@ def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
         ("max_disp_len", limits.max_disp_len),
     ):
         setattr(body, field, q.bounded(field, getattr(body, field), DEFAULTS[field], limit))
+    # The work of the one query: what it returns at most.
+    if body.query_type in ("search_docs", "search_docs_cnf"):
+        q.check_work(
+            ("maxnum", "max_disp_len"),
+            (body.maxnum, body.max_disp_len),
+            limits.max_total_doc_tokens,
+            "document tokens",
+        )
+    if body.query_type in ("ntd", "infgram_ntd"):
+        q.check_work(("max_support",), (body.max_support,), limits.max_total_support, "ntd entries")
 
 
-def answer(index: ServedIndex, body: InfiniGramRequest, limits: Limits) -> Dict[str, Any]:
+def answer(
+    index: ServedIndex, body: InfiniGramRequest, limits: Limits, deadline: Deadline
+) -> Dict[str, Any]:
     """The infini-gram answer to ``body`` (runs in an engine thread)."""
     query_type = body.query_type
     ids: Optional[List[int]] = None
@@ -130,7 +143,7 @@ def answer(index: ServedIndex, body: InfiniGramRequest, limits: Limits) -> Dict[
 
     handler: Callable[..., Dict[str, Any]] = HANDLERS[query_type]
     start = time.perf_counter()
-    result = handler(index, body, ids, cnf)
+    result = handler(index, body, ids, cnf, deadline)
     result["latency"] = (time.perf_counter() - start) * 1e3
     if query_type in DOCUMENT_TYPES:
         return result  # its token_ids are the document's; the query only marks spans
@@ -151,21 +164,21 @@ def _needs_tokens(ids: Optional[List[int]], query_type: str) -> List[int]:
     return ids
 
 
-def _count(index, body, ids, cnf):
+def _count(index, body, ids, cnf, deadline):
     return {"count": index.engine.count(ids), "approx": False}
 
 
-def _count_cnf(index, body, ids, cnf):
+def _count_cnf(index, body, ids, cnf, deadline):
     return index.engine.count_cnf(cnf, body.max_clause_freq, body.max_diff_tokens)
 
 
-def _prob(index, body, ids, cnf):
+def _prob(index, body, ids, cnf, deadline):
     ids = _needs_tokens(ids, "prob")
     # infini-gram's prob is the n-gram estimate with the whole query as the n-gram.
     return index.engine.prob(ids[:-1], ids[-1], n=len(ids))
 
 
-def _ntd(index, body, ids, cnf):
+def _ntd(index, body, ids, cnf, deadline):
     result = index.engine.ntd(ids, n=len(ids) + 1, max_support=body.max_support)
     add_token_texts(index, result)
     return result
@@ -175,14 +188,14 @@ def _longest_suffix(index: ServedIndex, context: List[int], suffix_len: int) -> 
     return index.decode(context[len(context) - suffix_len :]) if suffix_len else ""
 
 
-def _infgram_prob(index, body, ids, cnf):
+def _infgram_prob(index, body, ids, cnf, deadline):
     ids = _needs_tokens(ids, "infgram_prob")
     result = index.engine.prob(ids[:-1], ids[-1])
     result["longest_suffix"] = _longest_suffix(index, ids[:-1], result["suffix_len"])
     return result
 
 
-def _infgram_ntd(index, body, ids, cnf):
+def _infgram_ntd(index, body, ids, cnf, deadline):
     result = index.engine.ntd(ids, max_support=body.max_support)
     add_token_texts(index, result)
     result["longest_suffix"] = _longest_suffix(index, ids, result["suffix_len"])
@@ -198,9 +211,9 @@ def _message(result: Dict[str, Any]) -> str:
     )
 
 
-def _search_docs(index, body, ids, cnf):
+def _search_docs(index, body, ids, cnf, deadline):
     result = index.engine.search_docs(ids, maxnum=body.maxnum, max_disp_len=body.max_disp_len, seed=body.seed)
-    q.add_spans(index, result["documents"], [(ids, "0")])
+    q.add_spans(index, result["documents"], [(ids, "0")], deadline)
     result["message"] = _message(result)
     return result
 
@@ -209,7 +222,7 @@ def _cnf_needles(cnf: q.Cnf):
     return [(term, str(c)) for c, clause in enumerate(cnf) for term in clause]
 
 
-def _search_docs_cnf(index, body, ids, cnf):
+def _search_docs_cnf(index, body, ids, cnf, deadline):
     result = index.engine.search_docs_cnf(
         cnf,
         maxnum=body.maxnum,
@@ -218,16 +231,16 @@ def _search_docs_cnf(index, body, ids, cnf):
         max_diff_tokens=body.max_diff_tokens,
         seed=body.seed,
     )
-    q.add_spans(index, result["documents"], _cnf_needles(cnf))
+    q.add_spans(index, result["documents"], _cnf_needles(cnf), deadline)
     result["message"] = _message(result)
     return result
 
 
-def _find(index, body, ids, cnf):
+def _find(index, body, ids, cnf, deadline):
     return index.engine.find(ids)
 
 
-def _find_cnf(index, body, ids, cnf):
+def _find_cnf(index, body, ids, cnf, deadline):
     return index.engine.find_cnf(cnf, body.max_clause_freq, body.max_diff_tokens)
 
 
@@ -245,7 +258,7 @@ def _document(index, body, doc, ids, cnf):
     return doc
 
 
-def _get_doc_by_ix(index, body, ids, cnf):
+def _get_doc_by_ix(index, body, ids, cnf, deadline):
     _required(body, "doc_ix")
     total = index.engine.num_documents
     if body.doc_ix >= total:
@@ -255,14 +268,14 @@ def _get_doc_by_ix(index, body, ids, cnf):
     return _document(index, body, index.engine.get_doc_by_ix(body.doc_ix, body.max_disp_len), ids, cnf)
 
 
-def _get_doc_by_rank(index, body, ids, cnf):
+def _get_doc_by_rank(index, body, ids, cnf, deadline):
     _required(body, "s", "rank")
     return _document(
         index, body, index.engine.get_doc_by_rank(body.s, body.rank, body.max_disp_len), ids, cnf
     )
 
 
-def _get_doc_by_ptr(index, body, ids, cnf):
+def _get_doc_by_ptr(index, body, ids, cnf, deadline):
     _required(body, "s", "ptr")
     return _document(index, body, index.engine.get_doc_by_ptr(body.s, body.ptr, body.max_disp_len), ids, cnf)
 

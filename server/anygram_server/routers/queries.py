@@ -18,6 +18,7 @@ from ..config import Limits
 from ..errors import BadRequestError
 from ..dependencies import Service, api_service
 from ..registry import ServedIndex
+from ..runner import Deadline
 from ..schemas import (
     CountRequest,
     CountResponse,
@@ -51,12 +52,12 @@ async def count(body: CountRequest, name: str, service: Service = Depends(api_se
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("queries", len(body.queries), limits)
 
-    def work() -> bytes:
-        ids = [q.token_ids(index, query, limits, f"queries[{i}]") for i, query in enumerate(body.queries)]
+    def work(deadline: Deadline) -> bytes:
+        ids = q.batch_token_ids(index, body.queries, limits, "queries", deadline)
         start = time.perf_counter()
         counts = index.engine.count_batch(ids)
         latency = (time.perf_counter() - start) * 1e3
-        return q.encode_json({"counts": counts.tolist(), "latency": latency})
+        return q.encode_answer({"counts": counts.tolist(), "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("count", work))
 
@@ -74,15 +75,15 @@ async def prob(body: ProbRequest, name: str, service: Service = Depends(api_serv
             field="tokens",
         )
 
-    def work() -> bytes:
-        contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
+    def work(deadline: Deadline) -> bytes:
+        contexts = q.batch_token_ids(index, body.contexts, limits, "contexts", deadline)
         tokens = [_one_token(index, t, limits, f"tokens[{i}]") for i, t in enumerate(body.tokens)]
         start = time.perf_counter()
         arrays = index.engine.prob_batch(contexts, tokens, n=body.n)
         latency = (time.perf_counter() - start) * 1e3
         columns = {key: arrays[key].tolist() for key in ("prompt_cnt", "cont_cnt", "prob", "suffix_len")}
-        results = [{key: columns[key][i] for key in columns} for i in range(len(contexts))]
-        return q.encode_json({"results": results, "latency": latency})
+        results = ({key: columns[key][i] for key in columns} for i in range(len(contexts)))
+        return q.encode_answer({"results": results, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("prob", work))
 
@@ -106,15 +107,26 @@ async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_servic
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
     max_support = q.bounded("max_support", body.max_support, 1000, limits.max_support)
+    # Each context's distribution has up to max_support entries, each a Python dict.
+    q.check_work(
+        ("contexts", "max_support"),
+        (len(body.contexts), max_support),
+        limits.max_total_support,
+        "ntd entries",
+    )
 
-    def work() -> bytes:
-        contexts = [q.token_ids(index, c, limits, f"contexts[{i}]") for i, c in enumerate(body.contexts)]
+    def work(deadline: Deadline) -> bytes:
+        contexts = q.batch_token_ids(index, body.contexts, limits, "contexts", deadline)
         start = time.perf_counter()
         results = index.engine.ntd_batch(contexts, n=body.n, max_support=max_support)
         latency = (time.perf_counter() - start) * 1e3
-        for result in results:
-            add_token_texts(index, result)
-        return q.encode_json({"results": results, "latency": latency})
+
+        def shaped():  # one result at a time, between deadline checks
+            for result in results:
+                add_token_texts(index, result)
+                yield result
+
+        return q.encode_answer({"results": shaped(), "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("ntd", work))
 
@@ -132,16 +144,16 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("texts", len(body.texts), limits)
 
-    def work() -> bytes:
-        texts = [q.token_ids(index, text, limits, f"texts[{i}]") for i, text in enumerate(body.texts)]
+    def work(deadline: Deadline) -> bytes:
+        texts = q.batch_token_ids(index, body.texts, limits, "texts", deadline)
         start = time.perf_counter()
         scores = q.score_many(index, texts)
         latency = (time.perf_counter() - start) * 1e3
-        results = [
+        results = (
             {"token_ids": ids, "tokens": index.tokens(ids), "pieces": q.display_pieces(index, ids), **score}
             for ids, score in zip(texts, scores)
-        ]
-        return q.encode_json({"results": results, "latency": latency})
+        )
+        return q.encode_answer({"results": results, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("score", work))
 
@@ -154,14 +166,17 @@ async def search(body: SearchRequest, name: str, service: Service = Depends(api_
     index, limits, runner = service.index(name), service.limits, service.runner
     maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
     max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    q.check_work(
+        ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
+    )
 
-    def work() -> bytes:
+    def work(deadline: Deadline) -> bytes:
         ids = q.token_ids(index, body.query, limits, "query")
         start = time.perf_counter()
         result = index.engine.search_docs(ids, maxnum=maxnum, max_disp_len=max_disp_len, seed=body.seed)
         latency = (time.perf_counter() - start) * 1e3
-        q.add_spans(index, result["documents"], [(ids, "0")])
+        q.add_spans(index, result["documents"], [(ids, "0")], deadline)
         result.update({"token_ids": ids, "tokens": index.tokens(ids), "latency": latency})
-        return q.encode_json(result)
+        return q.encode_answer(result, deadline, limits)
 
     return json_response(await runner.run("search", work))
