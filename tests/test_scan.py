@@ -210,7 +210,7 @@ def test_dedup_against_another_width_agrees_with_brute_force(tmp_path_factory, c
     tmp = tmp_path_factory.mktemp("xw")
     engine = _build(tmp, docs, width, shards)
     against = _build(tmp, other, 4 if width != 4 else 2, 1, name="other")
-    assert [u.shard for u in scan._dedup_units(engine, against)][0] >= 0
+    assert [u.shard for u in scan.dedup_scan._dedup_units(engine, against)][0] >= 0
     with pytest.raises(InvalidArgumentError, match="equal token widths"):
         anygram.dedup(engine, min_len=min_len, against=against, method="merge")
     report = anygram.dedup(engine, min_len=min_len, against=against)
@@ -499,11 +499,11 @@ def test_dedup_resumes_after_interrupted_write(
     ranges, clean = str(tmp_path / "r.jsonl"), str(tmp_path / "c.jsonl.zst")
     full = scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True)
     expected = _read_jsonl(clean)
-    monkeypatch.setattr(scan, "WRITE_BATCH_DOCS", batch_docs)
-    monkeypatch.setattr(scan, "WRITE_BATCH_TOKENS", batch_tokens)
+    monkeypatch.setattr(scan.clean_writer, "WRITE_BATCH_DOCS", batch_docs)
+    monkeypatch.setattr(scan.clean_writer, "WRITE_BATCH_TOKENS", batch_tokens)
     # Stop the write after two batches: the checkpoint records their documents.
     calls = {"n": 0}
-    original = scan._FrameWriter.write
+    original = scan.clean_writer._FrameWriter.write
 
     def failing(self, lines):
         calls["n"] += 1
@@ -511,12 +511,12 @@ def test_dedup_resumes_after_interrupted_write(
             raise KeyboardInterrupt
         return original(self, lines)
 
-    monkeypatch.setattr(scan._FrameWriter, "write", failing)
+    monkeypatch.setattr(scan.clean_writer._FrameWriter, "write", failing)
     with pytest.raises(KeyboardInterrupt):
         scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True, restart=True)
     state = json.loads(_text(ranges + ".progress.json"))["state"]
     assert state["write"]["docs_done"] == done_after_two
-    monkeypatch.setattr(scan._FrameWriter, "write", original)
+    monkeypatch.setattr(scan.clean_writer._FrameWriter, "write", original)
     again = scan.run_dedup(engine, ranges, min_len=3, write=clean, token_ids=True)
     assert _read_jsonl(clean) == expected
     assert again == full

@@ -29,9 +29,6 @@ counts against it; see ARCHITECTURE.md for the model.
 from __future__ import annotations
 
 import array
-import fcntl
-import glob
-import hashlib
 import json
 import math
 import os
@@ -46,15 +43,17 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from . import _anygram
+from .atomic import atomic_file, fsync_directory
 from .corpus import Document, SkipLog, input_paths, read_documents
 from .errors import AnygramError, BuildError, InvalidArgumentError
 from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
 from .paths import check_outputs, check_replaceable_index
+from .progress import progress_bar
 from .tokenizer import Tokenizer
+from .workdir import WorkDir
 
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _BATCH_DOCS = 2048
-_JOURNAL = "journal.json"
 _JOURNAL_VERSION = 1
 # Kept free of the budget for the merge's buffers and mapped pages (as the Rust side).
 _RESERVE_MIN = 48 << 20
@@ -137,13 +136,6 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _progress(total: Optional[int], desc: str, unit: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
-
-
 def _say(message: str) -> None:
     print(f"anygram build: {message}", file=sys.stderr, flush=True)
 
@@ -160,91 +152,19 @@ def _peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-class _WorkDir:
-    """The build's working directory: ``index/`` (the future index), ``journal.json`` (the
-    finished steps and what they produced), ``parts.S/`` (external sort parts) and a lock
-    held while a build runs in it."""
+class _WorkDir(WorkDir):
+    """The build's work directory (see :class:`anygram.workdir.WorkDir`): ``index/`` (the
+    future index), ``journal.json`` (the finished steps and what they produced),
+    ``parts.S/`` (external sort parts) and a lock held while a build runs in it."""
 
     def __init__(self, output: str, key: Dict[str, Any], resume: bool):
-        parent, name = os.path.dirname(output), os.path.basename(output)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = os.path.join(parent, f".{name}.build-{digest}")
+        super().__init__(output, key, resume, kind="build", error=BuildError, say=_say, version=_JOURNAL_VERSION)
         self.index = os.path.join(self.path, "index")
-        self.key = key
-        self.resumed: List[str] = []
-        for other in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.build-*"))):
-            if other != self.path and os.path.exists(os.path.join(other, "lock")) and _try_remove_unlocked(other):
-                _say(f"discarded an unfinished build of {output} made with different arguments ({other})")
-        os.makedirs(self.path, exist_ok=True)
-        self._lock = open(os.path.join(self.path, "lock"), "a+")
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise BuildError(
-                f"another build of {output} with the same arguments is running in {self.path}") from None
-        self.journal: Dict[str, Any] = {"version": _JOURNAL_VERSION, "key": key, "steps": {}}
-        journal_path = os.path.join(self.path, _JOURNAL)
-        if os.path.exists(journal_path):
-            try:
-                with open(journal_path, encoding="utf-8") as f:
-                    found = json.load(f)
-            except (OSError, ValueError):
-                found = None
-            if resume and found and found.get("version") == _JOURNAL_VERSION and found.get("key") == key:
-                self.journal = found
-                self.resumed = list(found["steps"])
-                if self.resumed:
-                    _say(f"resuming the build of {output} after: {', '.join(self.resumed)} ({self.path})")
-            else:
-                _say(f"starting the build of {output} afresh ({'--no-resume' if not resume else 'unusable journal'})")
-                self._clear()
-        elif not resume:
-            self._clear()
         os.makedirs(self.index, exist_ok=True)
 
-    def _clear(self) -> None:
-        for name in os.listdir(self.path):
-            if name != "lock":
-                p = os.path.join(self.path, name)
-                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
-
-    def done(self, step: str) -> Optional[Dict[str, Any]]:
-        return self.journal["steps"].get(step)
-
     def finish(self, step: str, result: Dict[str, Any]) -> None:
-        """Records a finished step: the journal is replaced atomically (temp, fsync, rename)."""
-        self.journal["steps"][step] = result
-        tmp = os.path.join(self.path, _JOURNAL + ".partial")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.journal, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.path, _JOURNAL))
-        _fsync_path(self.path)
+        super().finish(step, result)
         _checkpoint(step)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._lock.close()
-
-    def release(self) -> None:
-        self._lock.close()
-
-
-def _try_remove_unlocked(path: str) -> bool:
-    """Removes another build's work directory unless a running build holds its lock."""
-    lock_path = os.path.join(path, "lock")
-    try:
-        with open(lock_path, "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(path, ignore_errors=True)
-            return True
-    except BlockingIOError:
-        return False
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
-        return True
 
 
 class _StreamWriter:
@@ -285,12 +205,8 @@ class _StreamWriter:
 
     def save_starts(self, directory: str) -> None:
         for name, starts in (("doc_starts.npy", self.doc_starts), ("meta_starts.npy", self.meta_starts)):
-            tmp = os.path.join(directory, name + ".partial")
-            with open(tmp, "wb") as f:
+            with atomic_file(os.path.join(directory, name)) as f:
                 np.save(f, np.frombuffer(starts, dtype=np.uint64) if len(starts) else np.zeros(0, np.uint64))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(directory, name))
 
 
 def build_index(
@@ -465,7 +381,7 @@ def build_index(
             work.release()
         raise
     except BaseException:
-        if not work.journal["steps"]:
+        if not work.steps:
             # Nothing finished, so nothing to resume from: leave no work directory behind.
             work.remove()
         else:
@@ -552,7 +468,7 @@ def _physical_memory() -> int:
 def _suffix_array_step(work, s, num_tokens, num_shards, width, workers, mem, part_tokens, overlap_tokens, progress):
     t0 = time.perf_counter()
     label = f"suffix array {s + 1}/{num_shards}"
-    with _progress(num_tokens, label, "tok", progress) as bar:
+    with progress_bar(num_tokens, label, "tok", progress) as bar:
         phase_seen = [None]
 
         def report(phase: str, part: int, num_parts: int, done: int, total: int) -> None:
@@ -795,7 +711,7 @@ def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode
     chars = 0
     total_bytes = sum(os.path.getsize(p) for p in files)
     started = time.perf_counter()
-    with _progress(total_bytes, "tokenize", "B", progress) as bar:
+    with progress_bar(total_bytes, "tokenize", "B", progress) as bar:
 
         def flush() -> None:
             nonlocal batch, chars
@@ -842,7 +758,7 @@ def _split_shards(work: _WorkDir, tokenized: Dict[str, Any], shards: int, width:
     cuts.append(num_docs)
     has_meta = tokenized["meta_bytes"] is not None
     out: List[Dict[str, int]] = []
-    with _progress(total if shards > 1 else None, "write shards", "B", progress and shards > 1) as bar:
+    with progress_bar(total if shards > 1 else None, "write shards", "B", progress and shards > 1) as bar:
         for s in range(shards):
             first, last = cuts[s], cuts[s + 1]
             begin = int(starts[first])
@@ -866,12 +782,8 @@ def _split_shards(work: _WorkDir, tokenized: Dict[str, Any], shards: int, width:
 
 
 def _write_array(values: np.ndarray, path: str) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         values.astype(np.uint64).tofile(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
@@ -882,8 +794,7 @@ def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
             return
         os.replace(src, dst)
         return
-    tmp = dst + ".partial"
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+    with open(src, "rb") as fin, atomic_file(dst) as fout:
         remaining, position = end - begin, begin
         while remaining:
             # Kernel-side copy where there is one; small blocks otherwise (no big buffers to linger).
@@ -898,9 +809,6 @@ def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
                 raise BuildError(f"{src} ended early while writing {dst}")
             remaining -= copied
             position += copied
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dst)
 
 
 def _release_free_memory() -> None:
@@ -917,19 +825,11 @@ def _release_free_memory() -> None:
         pass
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(path: str) -> None:
     for name in os.listdir(path):
         with open(os.path.join(path, name), "rb") as f:
             os.fsync(f.fileno())
-    _fsync_path(path)
+    fsync_directory(path)
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:
@@ -946,4 +846,4 @@ def _publish(tmp: str, output: str, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, output)
-    _fsync_path(os.path.dirname(output))
+    fsync_directory(os.path.dirname(output))

@@ -246,21 +246,52 @@ def read_documents(
         done += os.path.getsize(path)
 
 
+def _jsonl_values(source: _Source) -> Iterator[Tuple[int, Any, Optional[Tuple[str, str]]]]:
+    """The one JSONL reader: ``(line index, value, None)`` for each non-blank line of
+    ``source``, or ``(line index, None, (problem, detail))`` for a line that is not UTF-8
+    or not JSON; what to do with those is the caller's (a build skips them, a scan stops)."""
+    for linenum, raw in enumerate(source.stream):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield linenum, None, ("bad UTF-8", str(e))
+            continue
+        try:
+            yield linenum, json.loads(line), None
+        except json.JSONDecodeError as e:
+            yield linenum, None, ("bad JSON", str(e))
+
+
+def _is_unreadable_file(e: Exception) -> bool:
+    """A truncated or corrupt (compressed) file; zstandard raises its own ZstdError."""
+    return isinstance(e, (OSError, EOFError)) or type(e).__name__ == "ZstdError"
+
+
+def read_jsonl(path: str) -> Iterator[Any]:
+    """The values of a JSONL file (plain, ``.gz`` or ``.zst``), one JSON value a line
+    (blank lines are passed over); a line that is not UTF-8 JSON, or a corrupt file, is
+    an :class:`InvalidArgumentError` naming ``path:line``. Eval sets of scans and eval-lm."""
+    try:
+        with _Source(path) as source:
+            for linenum, value, problem in _jsonl_values(source):
+                if problem is not None:
+                    what = "not valid JSON" if problem[0] == "bad JSON" else "not valid UTF-8"
+                    raise InvalidArgumentError(f"{path}:{linenum + 1}: {what} ({problem[1]})")
+                yield value
+    except Exception as e:
+        if not _is_unreadable_file(e):
+            raise
+        raise InvalidArgumentError(f"{path}: unreadable file ({e})") from None
+
+
 def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document]:
     try:
         with _Source(path) as source:
-            for linenum, raw in enumerate(source.stream):
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    skips.skip("bad UTF-8", path, linenum, str(e))
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    skips.skip("bad JSON", path, linenum, str(e))
+            for linenum, record, problem in _jsonl_values(source):
+                if problem is not None:
+                    skips.skip(problem[0], path, linenum, problem[1])
                     continue
                 if not isinstance(record, dict) or text_field not in record:
                     skips.skip(f"no {text_field!r} field", path, linenum)
@@ -275,14 +306,11 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
                     continue
                 yield Document(path=path, linenum=linenum, text=text, metadata=record,
                                input_done=source.raw_position())
-    except (OSError, EOFError) as e:
+    except Exception as e:
+        if not _is_unreadable_file(e):
+            raise
         # A truncated or corrupt compressed file: the documents read so far stand.
         skips.skip("unreadable file", path, -1, str(e))
-    except Exception as e:  # zstandard raises its own ZstdError
-        if type(e).__name__ == "ZstdError":
-            skips.skip("unreadable file", path, -1, str(e))
-        else:
-            raise
 
 
 def _read_text(path: str, skips: SkipLog, text_mode: str) -> Iterator[Document]:

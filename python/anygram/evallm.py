@@ -23,6 +23,7 @@ and back off as usual; ``--context empty`` scores every document as a bare text.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from .errors import InvalidArgumentError
 from .mix import DEFAULT_BUCKETS, LambdaTable, bucket_names, bucket_of, fit_lambda, mix_token_logprobs
+from .progress import progress_bar
 
 
 def load_documents(tokens_path: str, offsets_path: str) -> List[np.ndarray]:
@@ -48,8 +50,7 @@ def load_documents(tokens_path: str, offsets_path: str) -> List[np.ndarray]:
 
 def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndarray]:
     """Documents from a JSONL file (``.zst`` / ``.gz`` too), tokenized with the index's tokenizer."""
-    from .corpus import check_text
-    from .scan import read_jsonl
+    from .corpus import check_text, read_jsonl
 
     docs = []
     for n, record in enumerate(read_jsonl(path), 1):
@@ -61,13 +62,14 @@ def load_jsonl(path: str, engine: Any, text_field: str = "text") -> List[np.ndar
 
 
 def model_logprobs(model_path: str, docs: Sequence[np.ndarray], bos_token_id: int, window: int = 512,
-                   stride: int = 255, device: Optional[str] = None) -> np.ndarray:
+                   stride: int = 255, device: Optional[str] = None, progress: Optional[bool] = None) -> np.ndarray:
     """Log-prob of every token under a ``transformers`` causal LM, each document
     scored after ``bos_token_id`` with a sliding window: windows of ``window``
     tokens start every ``stride`` tokens of ``[bos] + doc``, and each scores the
     tokens the previous ones did not (so every token but the first window's sees
     at least ``window - stride`` tokens of context). The defaults reproduce the
-    log-probs of ../shared/data/lm_eval."""
+    log-probs of ../shared/data/lm_eval. ``progress``: a bar of tokens scored on stderr
+    (default: when stderr is a terminal)."""
     if not 0 < stride < window:
         raise InvalidArgumentError(f"need 0 < stride < window, got stride {stride}, window {window}")
     try:
@@ -81,7 +83,9 @@ def model_logprobs(model_path: str, docs: Sequence[np.ndarray], bos_token_id: in
     if device == "cpu":
         model = model.float()
     out = []
-    with torch.no_grad():
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with torch.no_grad(), progress_bar(sum(len(d) for d in docs), "model log-probs", "tok", progress) as bar:
         for doc in docs:
             seq = torch.tensor(np.concatenate([[bos_token_id], doc]), device=device)
             lp = torch.empty(len(doc), dtype=torch.float32)
@@ -96,6 +100,7 @@ def model_logprobs(model_path: str, docs: Sequence[np.ndarray], bos_token_id: in
                 # seq position p (p >= 1) is doc token p - 1; score those not yet scored
                 first_new = done + 1 - (begin + 1)
                 lp[done:end - 1] = token_lp[first_new:]
+                bar.update(end - 1 - done)
                 done = end - 1
                 begin += stride
             out.append(lp.numpy())
