@@ -185,8 +185,8 @@ class Engine(_anygram.Engine):
 
     def get_docs_by_ptrs(self, shard_ptrs: Sequence[Any], max_disp_len: int = 1000) -> List[Dict[str, Any]]:
         """Many documents by ``(shard, ptr)`` pairs (on all cores)."""
-        pairs = [(int(s), int(p)) for s, p in shard_ptrs]
-        return [self._add_text(d) for d in super().get_docs_by_ptrs(pairs, max_disp_len)]
+        # Each shard and pointer is range-checked by the bindings (no int() casts).
+        return [self._add_text(d) for d in super().get_docs_by_ptrs(shard_ptrs, max_disp_len)]
 
     def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
               doc_start: bool = False) -> Dict[str, Any]:

@@ -73,3 +73,21 @@ pub fn batch<I: Sync, T: Send>(
             .collect::<Result<Vec<T>, (usize, anygram::Error)>>()
     })
 }
+
+/// A deliberate panic through [`call`] (`"call"`) or on a pool thread of
+/// [`batch`] (`"batch"`): lets the tests check that no panic reaches Python as
+/// a `PanicException`, independently of whether the core has panics left.
+#[pyfunction]
+pub fn _panic_for_test(py: Python<'_>, place: &str) -> PyResult<()> {
+    let place = place.to_string();
+    match place.as_str() {
+        "call" => call(py, || -> anygram::Result<()> { panic!("deliberate panic in a call") }),
+        _ => batch(py, &(0..64).collect::<Vec<u32>>(), |&i| {
+            if i == 37 {
+                panic!("deliberate panic in batch item {i}");
+            }
+            Ok(())
+        })
+        .map(|_| ()),
+    }
+}

@@ -38,6 +38,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::in_memory_sort_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(build::max_in_memory_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
