@@ -90,7 +90,9 @@ pub fn int_list<T: TryFrom<i128>>(
     range: RangeInclusive<i128>,
 ) -> PyResult<Vec<T>> {
     if values.is_instance_of::<PyString>() {
-        return Err(invalid_query(format!("{name} must be a sequence of integers, not a string")));
+        return Err(invalid_query(format!(
+            "{name} must be a sequence of integers, not a string"
+        )));
     }
     let items = values
         .try_iter()
@@ -153,7 +155,11 @@ impl Ids<'_> {
 
 /// Token ids in `[0, vocab_size)` from a sequence of ints or a 1-D numpy array of
 /// an integer dtype (any width, signed or unsigned). `what` names the argument.
-pub fn token_ids<'py>(value: &Bound<'py, PyAny>, vocab_size: u64, what: &str) -> PyResult<Ids<'py>> {
+pub fn token_ids<'py>(
+    value: &Bound<'py, PyAny>,
+    vocab_size: u64,
+    what: &str,
+) -> PyResult<Ids<'py>> {
     let out_of_range = |position: usize, token: &dyn std::fmt::Display| {
         invalid_query(format!(
             "{what}: token id {token} at position {position} is outside the vocabulary [0, {vocab_size})"
@@ -163,7 +169,9 @@ pub fn token_ids<'py>(value: &Bound<'py, PyAny>, vocab_size: u64, what: &str) ->
         return array_ids(array, vocab_size, what, &out_of_range);
     }
     if value.is_instance_of::<PyString>() {
-        return Err(invalid_query(format!("{what} must be token ids here, not a string")));
+        return Err(invalid_query(format!(
+            "{what} must be token ids here, not a string"
+        )));
     }
     let not_ids = || {
         invalid_query(format!(
@@ -184,7 +192,10 @@ pub fn token_ids<'py>(value: &Bound<'py, PyAny>, vocab_size: u64, what: &str) ->
             let Ok(token) = item.extract::<i128>() else {
                 if item.cast::<pyo3::types::PyInt>().is_ok() {
                     // An int too large even for i128.
-                    return Err(out_of_range(position, &item.repr().map(|r| r.to_string()).unwrap_or_default()));
+                    return Err(out_of_range(
+                        position,
+                        &item.repr().map(|r| r.to_string()).unwrap_or_default(),
+                    ));
                 }
                 return Err(invalid_query(format!(
                     "{what}: position {position} is {}, not a token id (an int)",
@@ -228,7 +239,12 @@ fn array_ids<'py>(
         // A byte-swapped array: the same values in native order, then as usual.
         let native = dtype.call_method1("newbyteorder", ("=",))?;
         let converted = array.call_method1("astype", (native,))?;
-        return array_ids(converted.cast::<PyUntypedArray>()?, vocab_size, what, out_of_range);
+        return array_ids(
+            converted.cast::<PyUntypedArray>()?,
+            vocab_size,
+            what,
+            out_of_range,
+        );
     }
     let value = array.as_any();
     if kind == b'u' && dtype.itemsize() == 4 && array.is_contiguous() {
@@ -249,7 +265,9 @@ fn array_ids<'py>(
             .as_array()
             .iter()
             .enumerate()
-            .map(|(position, &t)| checked_token(t.into(), vocab_size).ok_or_else(|| out_of_range(position, &t)))
+            .map(|(position, &t)| {
+                checked_token(t.into(), vocab_size).ok_or_else(|| out_of_range(position, &t))
+            })
             .collect()
     }
     let ids = match (kind, dtype.itemsize()) {

@@ -81,7 +81,9 @@ pub fn batch<I: Sync, T: Send>(
 pub fn _panic_for_test(py: Python<'_>, place: &str) -> PyResult<()> {
     let place = place.to_string();
     match place.as_str() {
-        "call" => call(py, || -> anygram::Result<()> { panic!("deliberate panic in a call") }),
+        "call" => call(py, || -> anygram::Result<()> {
+            panic!("deliberate panic in a call")
+        }),
         _ => batch(py, &(0..64).collect::<Vec<u32>>(), |&i| {
             if i == 37 {
                 panic!("deliberate panic in batch item {i}");

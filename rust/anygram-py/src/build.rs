@@ -9,8 +9,8 @@ use pyo3::types::PyDict;
 use anygram::build::{Phase, SuffixArrayOptions};
 use anygram::TokenWidth;
 
-use crate::batch::on_pool;
 use crate::args::{int_arg, maybe_int_arg, opt_int_arg, U64_MAX};
+use crate::batch::on_pool;
 use crate::engine::{MAX_AMOUNT, POSITIVE};
 use crate::errors;
 
@@ -60,7 +60,9 @@ pub fn build_suffix_array<'py>(
                 .map(|_| ())
         })
         .map_err(|e| {
-            *raised.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(e);
+            *raised
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(e);
             anygram::Error::InvalidArgument("interrupted by the progress callback".into())
         })
     };
@@ -76,7 +78,10 @@ pub fn build_suffix_array<'py>(
             )
         })
     });
-    if let Some(e) = raised.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+    if let Some(e) = raised
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    {
         return Err(e);
     }
     let report = result
@@ -107,16 +112,28 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// Peak bytes of an in-memory suffix sort of `num_tokens` tokens of `token_width` bytes.
 #[pyfunction]
-pub fn in_memory_sort_bytes(num_tokens: &Bound<'_, PyAny>, token_width: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub fn in_memory_sort_bytes(
+    num_tokens: &Bound<'_, PyAny>,
+    token_width: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
     let num_tokens: u64 = int_arg(num_tokens, "num_tokens", 0..=MAX_AMOUNT)?;
-    Ok(anygram::build::memory::in_memory_sort_bytes(num_tokens, width_arg(token_width)?))
+    Ok(anygram::build::memory::in_memory_sort_bytes(
+        num_tokens,
+        width_arg(token_width)?,
+    ))
 }
 
 /// The largest number of tokens whose in-memory sort fits in `bytes`.
 #[pyfunction]
-pub fn max_in_memory_tokens(bytes: &Bound<'_, PyAny>, token_width: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub fn max_in_memory_tokens(
+    bytes: &Bound<'_, PyAny>,
+    token_width: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
     let bytes: u64 = int_arg(bytes, "bytes", 0..=U64_MAX)?;
-    Ok(anygram::build::memory::max_in_memory_tokens(bytes, width_arg(token_width)?))
+    Ok(anygram::build::memory::max_in_memory_tokens(
+        bytes,
+        width_arg(token_width)?,
+    ))
 }
 
 fn width_arg(token_width: &Bound<'_, PyAny>) -> PyResult<TokenWidth> {

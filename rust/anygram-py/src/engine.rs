@@ -17,9 +17,7 @@ use crate::args::{
 };
 use crate::batch::{batch, call};
 use crate::errors::invalid_query;
-use crate::results::{
-    doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict,
-};
+use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
 
 /// Default cap on exact next-token counting (infini-gram's default).
 pub const DEFAULT_MAX_SUPPORT: u64 = 1000;
@@ -125,7 +123,11 @@ impl PyEngine {
         for (c, clause) in cnf.try_iter().map_err(|_| malformed())?.enumerate() {
             let mut terms = Vec::new();
             for (t, term) in clause?.try_iter().map_err(|_| malformed())?.enumerate() {
-                let ids = token_ids(&term?, self.inner.vocab_size(), &format!("clause {c}, n-gram {t}"))?;
+                let ids = token_ids(
+                    &term?,
+                    self.inner.vocab_size(),
+                    &format!("clause {c}, n-gram {t}"),
+                )?;
                 terms.push(ids.as_slice().to_vec());
             }
             out.push(terms);
@@ -408,7 +410,9 @@ impl PyEngine {
         let ids = ids.as_slice();
         let maxnum: u64 = opt_int_arg(maxnum, "maxnum", POSITIVE, 1)?;
         let (max_disp_len, seed) = (disp_len_arg(max_disp_len)?, seed_arg(seed)?);
-        let r = call(py, || self.inner.search_docs(ids, maxnum, max_disp_len, seed))?;
+        let r = call(py, || {
+            self.inner.search_docs(ids, maxnum, max_disp_len, seed)
+        })?;
         search_dict(py, &r, false)
     }
 
@@ -494,7 +498,9 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyList>> {
         let doc_ixs: Vec<u64> = int_list(doc_ixs, "doc_ixs", self.doc_ix_range())?;
         let max_disp_len = disp_len_arg(max_disp_len)?;
-        let docs = batch(py, &doc_ixs, |&ix| self.inner.get_doc_by_ix(ix, max_disp_len))?;
+        let docs = batch(py, &doc_ixs, |&ix| {
+            self.inner.get_doc_by_ix(ix, max_disp_len)
+        })?;
         doc_list(py, &docs)
     }
 
@@ -529,12 +535,17 @@ impl PyEngine {
             .enumerate()
             .map(|(i, pair)| {
                 let pair = pair?;
-                let malformed = || invalid_query(format!("shard_ptrs[{i}] must be a (shard, ptr) pair"));
+                let malformed =
+                    || invalid_query(format!("shard_ptrs[{i}] must be a (shard, ptr) pair"));
                 if pair.len().map_err(|_| malformed())? != 2 {
                     return Err(malformed());
                 }
                 let shard = self.shard_arg(&pair.get_item(0)?)?;
-                let ptr: u64 = int_arg(&pair.get_item(1)?, &format!("shard_ptrs[{i}] ptr"), 0..=U64_MAX)?;
+                let ptr: u64 = int_arg(
+                    &pair.get_item(1)?,
+                    &format!("shard_ptrs[{i}] ptr"),
+                    0..=U64_MAX,
+                )?;
                 Ok((shard, ptr))
             })
             .collect::<PyResult<Vec<(usize, u64)>>>()?;

@@ -180,9 +180,8 @@ pub fn ntd_dense<'py>(
                 }
                 Ok(())
             })?;
-        Array2::from_shape_vec((rows.len(), vocab), probs).map_err(|e| {
-            anygram::Error::InvalidArgument(format!("dense array shape: {e}"))
-        })
+        Array2::from_shape_vec((rows.len(), vocab), probs)
+            .map_err(|e| anygram::Error::InvalidArgument(format!("dense array shape: {e}")))
     })?;
     let d = PyDict::new(py);
     d.set_item("probs", probs.into_pyarray(py))?;

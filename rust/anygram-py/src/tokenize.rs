@@ -31,11 +31,18 @@ fn library_error(what: &str, e: impl std::fmt::Display) -> anygram::Error {
 
 fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<PyBackedStr>> {
     if texts.is_instance_of::<pyo3::types::PyString>() {
-        return Err(invalid_query("texts must be a list of str, not one str".into()));
+        return Err(invalid_query(
+            "texts must be a list of str, not one str".into(),
+        ));
     }
     texts
         .try_iter()
-        .map_err(|_| invalid_query(format!("texts must be a list of str, not {}", type_name(texts))))?
+        .map_err(|_| {
+            invalid_query(format!(
+                "texts must be a list of str, not {}",
+                type_name(texts)
+            ))
+        })?
         .enumerate()
         .map(|(i, t)| text_arg(&t?, &format!("text {i}")))
         .collect()
@@ -49,7 +56,10 @@ impl PyTokenizer {
         call(py, || {
             let corpus = CorpusTokenizer::from_file(&path)?;
             let library = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
-                library_error(&format!("{}: not a HuggingFace tokenizer.json", path.display()), e)
+                library_error(
+                    &format!("{}: not a HuggingFace tokenizer.json", path.display()),
+                    e,
+                )
             })?;
             Ok::<_, anygram::Error>(PyTokenizer { corpus, library })
         })
