@@ -17,6 +17,7 @@ import pytest
 import anygram
 from anygram import _anygram
 from conftest import build_from_tokens
+from trained_tokenizer import train_gpt2_like
 
 # A hang is the failure this guards against; the work itself takes well under a second.
 CHILD_TIMEOUT_S = 60
@@ -29,6 +30,7 @@ def sharded_engine(tmp_path_factory):
     path = build_from_tokens(str(tmp_path_factory.mktemp("fork")), docs, 2, 1000, 0, shards=3)
     engine = anygram.Engine.open(path)
     assert engine.num_shards == 3
+    engine.test_tokenizer = _anygram.Tokenizer(train_gpt2_like(str(tmp_path_factory.mktemp("tok") / "t.json")))
     return engine
 
 
@@ -47,6 +49,8 @@ def every_parallel_call(engine) -> dict:
         "search_docs": engine.search_docs([1, 2], maxnum=3, seed=5),
         "count_cnf": engine.count_cnf([[[1]], [[2], [3]]]),
         "docs_by_ixs": engine.get_docs_by_ixs([0, 30, 59]),
+        "encode_batch": [a.tolist() for a in engine.test_tokenizer.encode_batch(["the cat", "it's 42 👍🏽"])],
+        "decode_batch": engine.test_tokenizer.decode_batch([[1, 2, 3], [70, 80]]),
     }
 
 
