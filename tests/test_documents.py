@@ -85,11 +85,11 @@ def test_get_doc_by_ix_and_batch(tmp_path):
 
 def test_document_errors(tmp_path):
     engine = anygram.Engine.open(build_text_index(tmp_path, ["abc", "abd"]))
-    with pytest.raises(InvalidQueryError, match=r"document index 2 is out of range \[0, 2\)"):
+    with pytest.raises(InvalidQueryError, match=r"doc_ix 2 is out of range: it must be an integer in \[0, 1\]"):
         engine.get_doc_by_ix(2)
     with pytest.raises(InvalidQueryError, match="out of range"):
         engine.get_doc_by_ix(-1)
-    with pytest.raises(InvalidQueryError, match="query 1"):
+    with pytest.raises(InvalidQueryError, match=r"doc_ixs\[1\] 5 is out of range"):
         engine.get_docs_by_ixs([0, 5])
     with pytest.raises(InvalidQueryError, match="max_disp_len"):
         engine.get_doc_by_ix(0, max_disp_len=0)

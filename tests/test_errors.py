@@ -69,7 +69,7 @@ def test_malformed_queries(small_index):
         engine.count({"a": 1})
     with pytest.raises(InvalidQueryError, match="max_support"):
         engine.ntd([1], max_support=0)
-    with pytest.raises(InvalidQueryError, match="n must be at least 1"):
+    with pytest.raises(InvalidQueryError, match=r"n 0 is out of range: it must be an integer in \[1, "):
         engine.prob([1], 2, n=0)
     with pytest.raises(InvalidQueryError, match="2 contexts but 1 tokens"):
         engine.prob_batch([[1], [2]], [3])
@@ -259,3 +259,58 @@ def test_compressed_and_text_inputs(tmp_path):
     by_line = anygram.build_index(str(tmp_path / "c.txt"), str(tmp_path / "lines"), text_mode="lines",
                                   progress=False)
     assert anygram.Engine.open(by_line.output).num_documents == 2
+
+
+@pytest.fixture
+def tokenizer_index(tmp_path):
+    from trained_tokenizer import train_gpt2_like
+
+    tokenizer = train_gpt2_like(str(tmp_path / "tokenizer.json"))
+    corpus = tmp_path / "t.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"the cat {i}"}) + "\n" for i in range(10)))
+    return anygram.build_index(str(corpus), str(tmp_path / "tok-index"), tokenizer=tokenizer,
+                               progress=False).output
+
+
+def _edit_manifest(index, **tokenizer_fields):
+    path = os.path.join(index, "anygram.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["tokenizer"].update(tokenizer_fields)
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    return manifest
+
+
+def test_stored_tokenizer_hash_is_checked(tokenizer_index):
+    engine = anygram.Engine.open(tokenizer_index)
+    assert engine.count("the cat") == 10
+    stored = os.path.join(tokenizer_index, "tokenizer.json")
+    recorded = engine.manifest["tokenizer"]["sha256"]
+    with open(stored, "a") as f:
+        f.write(" ")  # still a valid tokenizer.json, no longer the one the index was built with
+    actual = anygram.tokenizer.file_sha256(stored)
+    with pytest.raises(CorruptIndexError, match=f"sha256 {actual}.*records {recorded}"):
+        anygram.Engine.open(tokenizer_index)
+    os.remove(stored)
+    with pytest.raises(CorruptIndexError, match="tokenizer file is missing"):
+        anygram.Engine.open(tokenizer_index)
+
+
+def test_tokenizer_file_never_leads_outside_the_index(tokenizer_index, tmp_path):
+    """A manifest naming a file elsewhere (even one whose hash it records) is corrupt:
+    opening an index must not read files outside its directory."""
+    outside = tmp_path / "outside.json"
+    shutil.copyfile(os.path.join(tokenizer_index, "tokenizer.json"), outside)
+    for name in ["../outside.json", str(outside), "sub/tokenizer.json", "..", "", 7]:
+        _edit_manifest(tokenizer_index, file=name)
+        with pytest.raises(CorruptIndexError, match="not a plain file name"):
+            anygram.Engine.open(tokenizer_index)
+    # A link inside the index that leads out.
+    os.symlink(outside, os.path.join(tokenizer_index, "link.json"))
+    _edit_manifest(tokenizer_index, file="link.json")
+    with pytest.raises(CorruptIndexError, match="leads outside the index directory"):
+        anygram.Engine.open(tokenizer_index)
+    _edit_manifest(tokenizer_index, file="tokenizer.json", sha256="not-a-hash")
+    with pytest.raises(CorruptIndexError, match="sha256"):
+        anygram.Engine.open(tokenizer_index)

@@ -1,5 +1,6 @@
 """Every query against a brute-force oracle on random small corpora of every token
-width: token 0 and the largest token, empty and one-token documents, one-document
+width: ids whose little-endian byte order differs from their numeric order, token 0
+and the largest token, empty and one-token documents, one-document
 corpora, several shards."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 import anygram
+from byte_order_ids import BYTE_ORDER_IDS
 from conftest import SEPARATOR, Oracle, build_from_tokens
 
 
@@ -17,13 +19,14 @@ from conftest import SEPARATOR, Oracle, build_from_tokens
 def corpora(draw):
     width = draw(st.sampled_from([1, 2, 4]))
     vocab_size = SEPARATOR[width]  # the largest vocabulary: its last id is separator - 1
-    alphabet = draw(st.sets(st.integers(0, 4), min_size=1, max_size=4)) | {0}
-    symbols = sorted(alphabet) + [vocab_size - 1]
+    # Ids whose byte order differs from their numeric order, 0 and the largest id always in.
+    pool = BYTE_ORDER_IDS[width]
+    symbols = sorted(draw(st.sets(st.sampled_from(pool), min_size=1, max_size=4)) | {0, vocab_size - 1})
     token = st.sampled_from(symbols)
     docs = draw(st.lists(st.lists(token, min_size=0, max_size=10), min_size=1, max_size=7))
     shards = draw(st.integers(1, min(3, len(docs))))
     queries = draw(st.lists(st.lists(token, min_size=0, max_size=4), min_size=1, max_size=6))
-    eos = draw(st.sampled_from([0, 2, vocab_size - 1]))
+    eos = draw(st.sampled_from([0, symbols[len(symbols) // 2], vocab_size - 1]))
     return width, vocab_size, eos, docs, shards, queries
 
 

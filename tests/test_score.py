@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import anygram
+from byte_order_ids import BYTE_ORDER_IDS
 from conftest import SEPARATOR, Oracle, build_from_tokens
 
 
@@ -20,12 +21,13 @@ from conftest import SEPARATOR, Oracle, build_from_tokens
 def cases(draw):
     width = draw(st.sampled_from([1, 2, 4]))
     vocab_size = SEPARATOR[width]
-    symbols = [0, 1, 2, 3, vocab_size - 1]
+    # Ids whose little-endian byte order differs from their numeric order.
+    symbols = draw(st.sets(st.sampled_from(BYTE_ORDER_IDS[width]), min_size=3, max_size=5).map(lambda s: sorted(s | {vocab_size - 1})))
     token = st.sampled_from(symbols)
     docs = draw(st.lists(st.lists(token, max_size=12), min_size=1, max_size=6))
     shards = draw(st.integers(1, min(3, len(docs))))
     texts = draw(st.lists(st.lists(token, max_size=30), min_size=1, max_size=3))
-    eos = draw(st.sampled_from([2, vocab_size - 1]))
+    eos = draw(st.sampled_from([symbols[1], vocab_size - 1]))
     return width, vocab_size, eos, docs, shards, texts
 
 

@@ -17,8 +17,10 @@ from .errors import (
     BuildError,
     CorruptIndexError,
     IndexNotFoundError,
+    InternalError,
     InvalidArgumentError,
     InvalidQueryError,
+    OutOfMemoryError,
     TokenizerMismatchError,
 )
 from .scan import ContaminationReport, DedupReport, contamination, dedup
@@ -41,8 +43,10 @@ __all__ = [
     "BuildError",
     "CorruptIndexError",
     "IndexNotFoundError",
+    "InternalError",
     "InvalidArgumentError",
     "InvalidQueryError",
+    "OutOfMemoryError",
     "TokenizerMismatchError",
     "__version__",
 ]

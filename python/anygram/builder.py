@@ -683,24 +683,28 @@ class _DocumentEncoder:
         if self.tok is None:
             return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
         if self.native is None:
-            return self.tok.encode_batch(texts)
+            return self._exact(texts)
         flat, lengths = self.native.encode_batch(texts)
         arrays = np.split(flat.astype(self.dtype, copy=False), np.cumsum(lengths)[:-1]) if texts else []
         for i, text in enumerate(texts):
             n = self.seen + i
             if (n < self.VERIFY_FIRST and self.verified_chars < self.VERIFY_FIRST_CHARS) or n % self.VERIFY_EVERY == 0:
                 self.verified_chars += len(text)
-                expected = self.tok.encode(text)
+                expected = self.tok.encode_exact(text)
                 if arrays[i].tolist() != expected:
                     self.fallback_reason = f"text {n} tokenized differently by the fast path"
                     import warnings
 
                     warnings.warn(f"anygram: {self.fallback_reason}; using the tokenizers library for the rest")
                     self.native = None
-                    arrays[i:] = self.tok.encode_batch(texts[i:])
+                    arrays[i:] = self._exact(texts[i:])
                     break
         self.seen += len(texts)
         return arrays
+
+    def _exact(self, texts: List[str]) -> List[np.ndarray]:
+        # The library alone (Tokenizer.encode takes the fast road, like the build).
+        return [np.asarray(self.tok.encode_exact(t), dtype=self.dtype) for t in texts]
 
 
 def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress,

@@ -13,8 +13,14 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _anygram
-from .errors import IndexNotFoundError, InvalidArgumentError, InvalidQueryError, TokenizerMismatchError
-from .manifest import read_manifest
+from .errors import (
+    CorruptIndexError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    InvalidQueryError,
+    TokenizerMismatchError,
+)
+from .manifest import read_manifest, stored_tokenizer
 from .tokenizer import Tokenizer, file_sha256
 
 
@@ -58,8 +64,8 @@ class Engine(_anygram.Engine):
         manifest = read_manifest(path)
         tok: Optional[Tokenizer] = None
         if manifest is not None:
-            info = manifest.get("tokenizer")
-            if info is None:
+            stored = stored_tokenizer(path, manifest)
+            if stored is None:
                 if tokenizer is not None:
                     raise TokenizerMismatchError(
                         f"{path}: the index was built on UTF-8 bytes without a tokenizer, "
@@ -67,17 +73,25 @@ class Engine(_anygram.Engine):
                     )
                 tok = Tokenizer(None) if manifest.get("token_width") == 1 else None
             else:
-                stored = os.path.join(path, info["file"])
+                stored_path, expected = stored
                 if tokenizer is not None:
                     given = file_sha256(tokenizer)
-                    if given != info["sha256"]:
+                    if given != expected:
                         raise TokenizerMismatchError(
-                            f"tokenizer {tokenizer} (sha256 {given[:12]}…) is not the one index {path} "
-                            f"was built with ({info['name']}, sha256 {info['sha256'][:12]}…)"
+                            f"tokenizer {tokenizer} (sha256 {given}) is not the one index {path} "
+                            f"was built with (sha256 {expected})"
                         )
                     tok = Tokenizer(tokenizer)
-                elif os.path.isfile(stored):
-                    tok = Tokenizer(stored)
+                else:
+                    if not os.path.isfile(stored_path):
+                        raise CorruptIndexError(f"{stored_path}: the index's tokenizer file is missing")
+                    actual = file_sha256(stored_path)
+                    if actual != expected:
+                        raise CorruptIndexError(
+                            f"{stored_path}: the stored tokenizer has sha256 {actual}, but the manifest "
+                            f"records {expected}: the file was changed after the build"
+                        )
+                    tok = Tokenizer(stored_path)
         elif tokenizer is not None:
             tok = Tokenizer(tokenizer)
             if eos_token_id is None:
@@ -133,11 +147,8 @@ class Engine(_anygram.Engine):
             for term in clause:
                 if isinstance(term, str):
                     term = self.tokenize(term)
-                try:
-                    terms.append([int(t) for t in term])
-                except TypeError:
-                    raise InvalidQueryError(f"clause {c}: an n-gram is a string or a list of token ids, "
-                                            f"not {type(term).__name__}") from None
+                # Ids are checked (integers in the vocabulary, no casts) by the bindings.
+                terms.append(term)
             out.append(terms)
         return out
 
@@ -174,8 +185,8 @@ class Engine(_anygram.Engine):
 
     def get_docs_by_ptrs(self, shard_ptrs: Sequence[Any], max_disp_len: int = 1000) -> List[Dict[str, Any]]:
         """Many documents by ``(shard, ptr)`` pairs (on all cores)."""
-        pairs = [(int(s), int(p)) for s, p in shard_ptrs]
-        return [self._add_text(d) for d in super().get_docs_by_ptrs(pairs, max_disp_len)]
+        # Each shard and pointer is range-checked by the bindings (no int() casts).
+        return [self._add_text(d) for d in super().get_docs_by_ptrs(shard_ptrs, max_disp_len)]
 
     def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
               doc_start: bool = False) -> Dict[str, Any]:

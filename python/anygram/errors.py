@@ -38,3 +38,13 @@ class TokenizerMismatchError(AnygramError, ValueError):
 class BuildError(AnygramError):
     """An index build that failed (bad input under ``--strict``, a failed sort, ...).
     A failed build leaves no directory that opens as an index."""
+
+
+class InternalError(AnygramError, RuntimeError):
+    """A bug in anygram (a Rust panic caught at the boundary). The message says
+    what failed; please report it with the call that caused it."""
+
+
+class OutOfMemoryError(AnygramError, MemoryError):
+    """An allocation anygram asked for (e.g. a dense ``ntd_dense`` array) failed; the
+    message names its size."""

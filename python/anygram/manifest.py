@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 MANIFEST_FILE = "anygram.json"
 FORMAT_VERSION = 1
@@ -36,6 +36,39 @@ def read_manifest(index_dir: str) -> Optional[Dict[str, Any]]:
         from .errors import CorruptIndexError
 
         raise CorruptIndexError(f"{path}: manifest is not valid JSON ({e})") from e
+
+
+def stored_tokenizer(index_dir: str, manifest: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """``(path, sha256)`` of the tokenizer stored in the index, or None (UTF-8 bytes).
+
+    The manifest's ``tokenizer.file`` must be a plain file name of a file inside
+    ``index_dir`` (no directory part, no ``..``, not a link leading out): an index must
+    never make anygram read a file elsewhere. Raises :class:`CorruptIndexError`.
+
+    NOTE: the core's ``Manifest::tokenizer_path(dir)`` (rust/anygram/src/manifest.rs,
+    branch h-core) is to own this check; once the bindings expose it, call it here
+    instead of checking in Python.
+    """
+    from .errors import CorruptIndexError
+
+    info = manifest.get("tokenizer")
+    if info is None:
+        return None
+    where = os.path.join(index_dir, MANIFEST_FILE)
+    if not isinstance(info, dict):
+        raise CorruptIndexError(f"{where}: 'tokenizer' must be null or an object, not {info!r}")
+    name, sha256 = info.get("file"), info.get("sha256")
+    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
+            or any(sep in name for sep in separators)):
+        raise CorruptIndexError(
+            f"{where}: tokenizer file {name!r} is not a plain file name inside the index directory")
+    if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise CorruptIndexError(f"{where}: tokenizer sha256 {sha256!r} is not 64 lowercase hex digits")
+    path = os.path.join(index_dir, name)
+    if os.path.realpath(os.path.dirname(os.path.realpath(path))) != os.path.realpath(index_dir):
+        raise CorruptIndexError(f"{where}: tokenizer file {name!r} leads outside the index directory")
+    return path, sha256
 
 
 def write_manifest(index_dir: str, manifest: Dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from . import _anygram
+from .errors import InvalidArgumentError, InvalidQueryError
 
 # Special tokens that mark the end of a document, most common first.
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>", "[SEP]")
@@ -26,13 +27,32 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def utf8_bytes(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (valid in JSON, not in UTF-8) is an
+    :class:`InvalidQueryError` naming its position."""
+    if not isinstance(text, str):
+        raise InvalidQueryError(f"text must be a str, not {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidQueryError(
+            f"text has a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}: "
+            "it is not valid Unicode text"
+        ) from None
+
+
 class Tokenizer:
-    """Encodes text to token ids and back. ``path=None`` is the byte tokenizer."""
+    """Encodes text to token ids and back. ``path=None`` is the byte tokenizer.
+
+    A ``tokenizer.json`` goes through the core's tokenizer (:class:`anygram._anygram.Tokenizer`,
+    the Rust ``tokenizers`` crate with the build's fast road for GPT-2-style byte-level
+    BPE), so queries are tokenized by exactly the code and version that built the index.
+    """
 
     def __init__(self, path: Optional[str] = None):
         self.path = path
         if path is None:
-            self._hf = None
+            self._native = None
             self.name = "bytes"
             self.sha256 = None
             self.vocab_size = 255  # 0xFF is the document separator; it never occurs in UTF-8
@@ -41,15 +61,10 @@ class Tokenizer:
             return
         if not os.path.isfile(path):
             raise InvalidArgumentError(f"tokenizer file not found: {path}")
-        from tokenizers import Tokenizer as HFTokenizer
-
-        try:
-            self._hf = HFTokenizer.from_file(path)
-        except Exception as e:  # the library raises a bare Exception on bad files
-            raise InvalidArgumentError(f"{path}: not a HuggingFace tokenizer.json ({e})") from e
+        self._native = _anygram.Tokenizer(path)
         self.name = os.path.basename(path)
         self.sha256 = file_sha256(path)
-        self.vocab_size = self._hf.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = self._native.vocab_size
         self.eos_token_id = self._find_eos()
         if self.vocab_size < 0xFFFF:
             self.token_width = 2
@@ -58,10 +73,21 @@ class Tokenizer:
         else:
             raise InvalidArgumentError(f"{path}: vocabulary of {self.vocab_size} tokens is too large")
 
+    @property
+    def native(self) -> "Optional[_anygram.Tokenizer]":
+        """The core tokenizer (None for UTF-8 bytes)."""
+        self._check_open()
+        return self._native
+
+    @property
+    def is_fast(self) -> bool:
+        """Whether encoding takes the core's fast byte-level road."""
+        return self._native is not None and self._native.is_fast
+
     def close(self) -> None:
         """Frees the vocabulary (the build calls this before sorting, to keep its peak
         memory down); ``name``, ``path`` and ``sha256`` stay."""
-        self._hf = None
+        self._native = None
         self._closed = True
 
     def _check_open(self) -> None:
@@ -70,42 +96,69 @@ class Tokenizer:
 
     def _find_eos(self) -> int:
         for token in _EOS_CANDIDATES:
-            token_id = self._hf.token_to_id(token)
+            token_id = self._native.token_to_id(token)
             if token_id is not None:
                 return token_id
         # No end-of-text token: report document ends as the last id.
         return self.vocab_size - 1
 
     def encode(self, text: str) -> List[int]:
+        """Token ids of ``text``, no special tokens added (as the build encodes)."""
         self._check_open()
-        if self._hf is None:
-            return list(text.encode("utf-8"))
-        return self._hf.encode(text, add_special_tokens=False).ids
+        if self._native is None:
+            return list(utf8_bytes(text))
+        return self._native.encode(text)
+
+    def encode_exact(self, text: str) -> List[int]:
+        """Token ids through the ``tokenizers`` library alone, without the fast road
+        (the reference the build checks the fast road against)."""
+        self._check_open()
+        if self._native is None:
+            return list(utf8_bytes(text))
+        return self._native.encode_exact(text)
 
     def encode_batch(self, texts: Sequence[str]) -> List[np.ndarray]:
-        """Token arrays of many texts (in parallel for HuggingFace tokenizers)."""
+        """Token arrays of many texts (on all cores)."""
         self._check_open()
         dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32}[self.token_width]
-        if self._hf is None:
-            return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
-        encodings = self._hf.encode_batch_fast(list(texts), add_special_tokens=False) \
-            if hasattr(self._hf, "encode_batch_fast") else \
-            self._hf.encode_batch(list(texts), add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=dtype) for e in encodings]
+        if self._native is None:
+            return [np.frombuffer(utf8_bytes(t), dtype=np.uint8) for t in texts]
+        flat, lengths = self._native.encode_batch(list(texts))
+        if not len(lengths):
+            return []
+        return np.split(flat.astype(dtype, copy=False), np.cumsum(lengths)[:-1])
 
     def decode(self, ids: Sequence[int]) -> str:
-        if self._hf is None:
+        self._check_open()
+        if self._native is None:
             return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
-        return self._hf.decode([int(i) for i in ids], skip_special_tokens=False)
+        return self._native.decode(ids)
 
     def decode_batch(self, batch: Sequence[Sequence[int]]) -> List[str]:
-        """Texts of many token-id lists (in parallel for HuggingFace tokenizers)."""
-        if self._hf is None:
+        """Texts of many token-id lists (on all cores)."""
+        self._check_open()
+        if self._native is None:
             return [self.decode(ids) for ids in batch]
-        return self._hf.decode_batch([list(map(int, ids)) for ids in batch], skip_special_tokens=False)
+        return self._native.decode_batch(batch)
 
     def tokens(self, ids: Sequence[int]) -> List[str]:
         """The surface string of each token (for display)."""
-        if self._hf is None:
+        self._check_open()
+        if self._native is None:
             return [bytes([int(i)]).decode("utf-8", errors="replace") for i in ids]
-        return [self._hf.id_to_token(int(i)) or "" for i in ids]
+        return self._native.tokens(ids)
+
+    def id_to_token(self, token_id: int) -> Optional[str]:
+        """The vocabulary entry of ``token_id``, or None."""
+        self._check_open()
+        if self._native is None:
+            return self.tokens([token_id])[0] if 0 <= token_id < 256 else None
+        return self._native.id_to_token(token_id)
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        """The id of a vocabulary entry, or None."""
+        self._check_open()
+        if self._native is None:
+            data = utf8_bytes(token)
+            return data[0] if len(data) == 1 else None
+        return self._native.token_to_id(token)

@@ -9,6 +9,9 @@ use pyo3::types::PyDict;
 use anygram::build::{Phase, SuffixArrayOptions};
 use anygram::TokenWidth;
 
+use crate::args::{int_arg, maybe_int_arg, opt_int_arg, U64_MAX};
+use crate::batch::on_pool;
+use crate::engine::{MAX_AMOUNT, POSITIVE};
 use crate::errors;
 
 /// Builds the suffix array of one shard's `tokenized` file into `table` (in
@@ -16,28 +19,28 @@ use crate::errors;
 /// if given, is called as `progress(phase, part, num_parts, done, total)`; an
 /// exception it raises stops the build and propagates. Returns what was done.
 #[pyfunction]
-#[pyo3(signature = (tokenized, table, token_width, threads = 0, *, mem_bytes = None, work_dir = None,
+#[pyo3(signature = (tokenized, table, token_width, threads = None, *, mem_bytes = None, work_dir = None,
                     part_tokens = None, overlap_tokens = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn build_suffix_array<'py>(
     py: Python<'py>,
     tokenized: PathBuf,
     table: PathBuf,
-    token_width: usize,
-    threads: usize,
-    mem_bytes: Option<u64>,
+    token_width: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+    mem_bytes: Option<&Bound<'py, PyAny>>,
     work_dir: Option<PathBuf>,
-    part_tokens: Option<u64>,
-    overlap_tokens: Option<u64>,
+    part_tokens: Option<&Bound<'py, PyAny>>,
+    overlap_tokens: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let width = TokenWidth::from_bytes(token_width).map_err(errors::to_py)?;
+    let width = width_arg(token_width)?;
     let options = SuffixArrayOptions {
-        threads,
-        mem_bytes,
+        threads: opt_int_arg(threads, "threads", 0..=4096, 0)?,
+        mem_bytes: maybe_int_arg(mem_bytes, "mem_bytes", 1..=U64_MAX)?,
         work_dir,
-        part_tokens,
-        overlap_tokens,
+        part_tokens: maybe_int_arg(part_tokens, "part_tokens", POSITIVE)?,
+        overlap_tokens: maybe_int_arg(overlap_tokens, "overlap_tokens", POSITIVE)?,
         no_sync: false,
     };
     // A Python exception raised by the callback, kept to re-raise as it was.
@@ -57,23 +60,33 @@ pub fn build_suffix_array<'py>(
                 .map(|_| ())
         })
         .map_err(|e| {
-            *raised.lock().expect("not poisoned") = Some(e);
+            *raised
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(e);
             anygram::Error::InvalidArgument("interrupted by the progress callback".into())
         })
     };
+    // On the fork-safe pool, a panic becoming InternalError (see batch.rs).
     let result = py.detach(|| {
-        anygram::build::build_suffix_array_with(
-            &tokenized,
-            &table,
-            width,
-            &options,
-            &mut report_progress,
-        )
+        on_pool(|| {
+            anygram::build::build_suffix_array_with(
+                &tokenized,
+                &table,
+                width,
+                &options,
+                &mut report_progress,
+            )
+        })
     });
-    if let Some(e) = raised.into_inner().expect("not poisoned") {
+    if let Some(e) = raised
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    {
         return Err(e);
     }
-    let report = result.map_err(errors::to_py)?;
+    let report = result
+        .map_err(|panic| errors::internal_error(&panic))?
+        .map_err(errors::to_py)?;
     let out = PyDict::new(py);
     out.set_item("num_tokens", report.num_tokens)?;
     out.set_item("external", report.plan.is_some())?;
@@ -99,16 +112,31 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// Peak bytes of an in-memory suffix sort of `num_tokens` tokens of `token_width` bytes.
 #[pyfunction]
-pub fn in_memory_sort_bytes(num_tokens: u64, token_width: usize) -> PyResult<u64> {
-    let width = TokenWidth::from_bytes(token_width).map_err(errors::to_py)?;
+pub fn in_memory_sort_bytes(
+    num_tokens: &Bound<'_, PyAny>,
+    token_width: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    let num_tokens: u64 = int_arg(num_tokens, "num_tokens", 0..=MAX_AMOUNT)?;
     Ok(anygram::build::memory::in_memory_sort_bytes(
-        num_tokens, width,
+        num_tokens,
+        width_arg(token_width)?,
     ))
 }
 
 /// The largest number of tokens whose in-memory sort fits in `bytes`.
 #[pyfunction]
-pub fn max_in_memory_tokens(bytes: u64, token_width: usize) -> PyResult<u64> {
-    let width = TokenWidth::from_bytes(token_width).map_err(errors::to_py)?;
-    Ok(anygram::build::memory::max_in_memory_tokens(bytes, width))
+pub fn max_in_memory_tokens(
+    bytes: &Bound<'_, PyAny>,
+    token_width: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    let bytes: u64 = int_arg(bytes, "bytes", 0..=U64_MAX)?;
+    Ok(anygram::build::memory::max_in_memory_tokens(
+        bytes,
+        width_arg(token_width)?,
+    ))
+}
+
+fn width_arg(token_width: &Bound<'_, PyAny>) -> PyResult<TokenWidth> {
+    let bytes: usize = int_arg(token_width, "token_width", 1..=4)?;
+    TokenWidth::from_bytes(bytes).map_err(errors::to_py)
 }

@@ -1,20 +1,32 @@
 //! `anygram._anygram.Engine`: the native engine. `anygram.Engine` (Python)
 //! subclasses it to add tokenizers and `open`; every query method lives here so
-//! that a call with token ids goes straight from Python to Rust.
+//! that a call with token ids goes straight from Python to Rust. Arguments are
+//! checked in `args.rs`, core work runs through `batch.rs` (GIL released, on the
+//! fork-safe pool, panics mapped), results are shaped in `results.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anygram::{Engine, NtdResult, OpenOptions, ProbResult};
-use numpy::{IntoPyArray, PyReadonlyArray1, PyUntypedArray};
+use anygram::{Engine, OpenOptions};
+use numpy::{IntoPyArray, PyUntypedArray};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
-use rayon::prelude::*;
 
-use crate::errors::{invalid_query, to_py, to_py_at};
+use crate::args::{
+    int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, Ids, U64_MAX,
+};
+use crate::batch::{batch, call};
+use crate::errors::invalid_query;
+use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
 
 /// Default cap on exact next-token counting (infini-gram's default).
-const DEFAULT_MAX_SUPPORT: u64 = 1000;
+pub const DEFAULT_MAX_SUPPORT: u64 = 1000;
+/// Ceiling of every count-like argument (`max_support`, `maxnum`, `max_disp_len`,
+/// `n`, ...): more than any index holds, and small enough that the core's
+/// arithmetic on it (times a token width, plus a pointer) cannot overflow.
+pub const MAX_AMOUNT: i128 = 1 << 48;
+/// The range of a count-like argument that must be positive.
+pub const POSITIVE: std::ops::RangeInclusive<i128> = 1..=MAX_AMOUNT;
 
 #[pyclass(subclass, frozen, module = "anygram._anygram", name = "Engine")]
 pub struct PyEngine {
@@ -25,182 +37,134 @@ pub struct PyEngine {
 
 impl PyEngine {
     /// Token ids from a `str` (through the tokenizer), a sequence of ints or a
-    /// 1-D numpy integer array.
-    pub(crate) fn ids(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    /// 1-D numpy integer array, each in `[0, vocab_size)`.
+    pub(crate) fn ids<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        what: &str,
+    ) -> PyResult<Ids<'py>> {
         if query.is_instance_of::<PyString>() {
             let Some(encoder) = &self.encoder else {
-                return Err(invalid_query(
-                    "this index has no tokenizer: pass token ids, or open it with tokenizer=..."
-                        .into(),
-                ));
+                return Err(invalid_query(format!(
+                    "{what}: this index has no tokenizer: pass token ids, or open it with tokenizer=..."
+                )));
             };
-            return encoder.bind(py).call1((query,))?.extract::<Vec<u32>>();
+            let encoded = encoder.bind(py).call1((query,))?;
+            return token_ids(&encoded, self.inner.vocab_size(), what);
         }
-        let values: Vec<i64> =
-            if query.cast::<PyUntypedArray>().is_ok() {
-                let as_i64 = query.call_method1("astype", ("int64",))?;
-                let array: PyReadonlyArray1<i64> = as_i64.extract().map_err(|_| {
-                    invalid_query("a numpy query must be a 1-D array of integers".into())
-                })?;
-                array.as_slice()?.to_vec()
-            } else {
-                query.extract::<Vec<i64>>().map_err(|_| {
-                    invalid_query(format!(
-                    "a query must be a string, a list of token ids or a 1-D integer array, not {}",
-                    query.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                ))
-                })?
-            };
-        values
-            .iter()
+        token_ids(query, self.inner.vocab_size(), what)
+    }
+
+    /// Many queries (any iterable of queries; a 2-D integer array gives its rows).
+    pub(crate) fn many<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Ids<'py>>> {
+        if queries.is_instance_of::<PyString>() {
+            return Err(invalid_query(
+                "a batch must be a list of queries, not a single string".into(),
+            ));
+        }
+        let items = queries.try_iter().map_err(|_| {
+            invalid_query(format!(
+                "a batch must be a list of queries, not {}",
+                type_name(queries)
+            ))
+        })?;
+        items
             .enumerate()
-            .map(|(position, &v)| {
-                u32::try_from(v).map_err(|_| {
-                    invalid_query(format!(
-                        "token id {v} at position {position} is outside the vocabulary [0, {})",
-                        self.inner.vocab_size()
-                    ))
-                })
-            })
+            .map(|(i, query)| self.ids(py, &query?, &format!("query {i}")))
             .collect()
     }
 
     /// A continuation token: an id, or a string that must tokenize to exactly one id.
-    fn token_arg(&self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<u32> {
+    fn token_arg(&self, py: Python<'_>, token: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
         if token.is_instance_of::<PyString>() {
-            let ids = self.ids(py, token)?;
+            let ids = self.ids(py, token, what)?;
             return match ids.as_slice() {
                 [id] => Ok(*id),
-                _ => Err(invalid_query(format!(
-                    "the next token {} is {} tokens {:?}; it must be exactly one",
+                other => Err(invalid_query(format!(
+                    "{what} {} is {} tokens {:?}; it must be exactly one",
                     token.repr()?,
-                    ids.len(),
-                    ids
+                    other.len(),
+                    other
                 ))),
             };
         }
-        let id: i64 = token.extract().map_err(|_| {
-            invalid_query("the next token must be a token id or a one-token string".into())
-        })?;
-        self.token(id)
+        let vocab = self.inner.vocab_size();
+        int_arg(token, what, 0..=vocab as i128 - 1).map_err(|_| {
+            let shown = token.repr().map(|r| r.to_string()).unwrap_or_default();
+            invalid_query(format!(
+                "{what}: token id {shown} is outside the vocabulary [0, {vocab}) (a token is an int or a one-token string)"
+            ))
+        })
     }
 
-    fn cnf_ids(&self, cnf: Vec<Vec<Vec<i64>>>) -> PyResult<Vec<Vec<Vec<u32>>>> {
-        cnf.into_iter()
-            .map(|clause| {
-                clause
-                    .into_iter()
-                    .map(|term| term.into_iter().map(|t| self.token(t)).collect())
-                    .collect()
-            })
+    fn tokens_many(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        if tokens.cast::<PyUntypedArray>().is_ok() {
+            return Ok(token_ids(tokens, self.inner.vocab_size(), "tokens")?
+                .as_slice()
+                .to_vec());
+        }
+        tokens
+            .try_iter()?
+            .enumerate()
+            .map(|(i, t)| self.token_arg(py, &t?, &format!("tokens[{i}]")))
             .collect()
     }
 
-    fn token(&self, token: i64) -> PyResult<u32> {
-        u32::try_from(token).map_err(|_| {
-            invalid_query(format!(
-                "token id {token} is outside the vocabulary [0, {})",
-                self.inner.vocab_size()
-            ))
-        })
+    /// A CNF query: clauses, each a list of n-grams given as token ids.
+    fn cnf_ids(&self, cnf: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<Vec<u32>>>> {
+        let malformed =
+            || invalid_query("a CNF query is a list of clauses, each a list of n-grams".into());
+        let mut out = Vec::new();
+        for (c, clause) in cnf.try_iter().map_err(|_| malformed())?.enumerate() {
+            let mut terms = Vec::new();
+            for (t, term) in clause?.try_iter().map_err(|_| malformed())?.enumerate() {
+                let ids = token_ids(
+                    &term?,
+                    self.inner.vocab_size(),
+                    &format!("clause {c}, n-gram {t}"),
+                )?;
+                terms.push(ids.as_slice().to_vec());
+            }
+            out.push(terms);
+        }
+        Ok(out)
+    }
+
+    /// A shard number of this index.
+    pub(crate) fn shard_arg(&self, shard: &Bound<'_, PyAny>) -> PyResult<usize> {
+        int_arg(shard, "shard", 0..=self.inner.shards().len() as i128 - 1)
     }
 
     /// The core engine (for bindings in other files).
     pub(crate) fn core(&self) -> &Arc<Engine> {
         &self.inner
     }
-
-    pub(crate) fn many(
-        &self,
-        py: Python<'_>,
-        queries: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<Vec<u32>>> {
-        let mut out = Vec::new();
-        for (i, query) in queries.try_iter()?.enumerate() {
-            out.push(
-                self.ids(py, &query?)
-                    .map_err(|e| invalid_query(format!("query {i}: {}", e.value(py))))?,
-            );
-        }
-        Ok(out)
-    }
-
-    fn tokens_many(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
-        if tokens.cast::<PyUntypedArray>().is_ok() {
-            let array: PyReadonlyArray1<i64> =
-                tokens.call_method1("astype", ("int64",))?.extract()?;
-            return array.as_slice()?.iter().map(|&t| self.token(t)).collect();
-        }
-        tokens
-            .try_iter()?
-            .map(|t| self.token_arg(py, &t?))
-            .collect()
-    }
 }
 
-fn prob_dict<'py>(py: Python<'py>, r: &ProbResult) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("prompt_cnt", r.prompt_count)?;
-    d.set_item("cont_cnt", r.cont_count)?;
-    d.set_item("prob", r.prob)?;
-    d.set_item("suffix_len", r.suffix_len)?;
-    Ok(d)
+/// The token slices of converted queries (what the batch helper shares between threads).
+pub(crate) fn slices<'a>(queries: &'a [Ids<'_>]) -> Vec<&'a [u32]> {
+    queries.iter().map(Ids::as_slice).collect()
 }
 
-fn ntd_dict<'py>(py: Python<'py>, r: &NtdResult) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    let by_token = PyDict::new(py);
-    for &(token, count) in &r.counts {
-        let entry = PyDict::new(py);
-        entry.set_item("cont_cnt", count)?;
-        entry.set_item("prob", count as f64 / r.prompt_count as f64)?;
-        by_token.set_item(token, entry)?;
-    }
-    d.set_item("prompt_cnt", r.prompt_count)?;
-    d.set_item("result_by_token_id", by_token)?;
-    d.set_item("approx", r.approx)?;
-    d.set_item("suffix_len", r.suffix_len)?;
-    Ok(d)
+fn max_support_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    opt_int_arg(value, "max_support", POSITIVE, DEFAULT_MAX_SUPPORT)
 }
 
-fn doc_dict<'py>(
-    py: Python<'py>,
-    d: &anygram::documents::Document,
-) -> PyResult<Bound<'py, PyDict>> {
-    let out = PyDict::new(py);
-    out.set_item("doc_ix", d.doc_ix)?;
-    out.set_item("doc_len", d.doc_len)?;
-    out.set_item("disp_len", d.disp_len)?;
-    out.set_item("needle_offset", d.needle_offset)?;
-    out.set_item("offset", d.offset)?;
-    out.set_item("metadata", &d.metadata)?;
-    out.set_item("token_ids", &d.token_ids)?;
-    out.set_item("blocked", false)?;
-    out.set_item("shard", d.shard)?;
-    out.set_item("ptr", d.ptr)?;
-    Ok(out)
+fn n_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    maybe_int_arg(value, "n", POSITIVE)
 }
 
-fn prob_arrays<'py>(py: Python<'py>, results: Vec<ProbResult>) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    let n = results.len();
-    let (mut prob, mut prompt, mut cont, mut suffix) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in results {
-        prob.push(r.prob);
-        prompt.push(r.prompt_count);
-        cont.push(r.cont_count);
-        suffix.push(r.suffix_len as u64);
-    }
-    d.set_item("prob", prob.into_pyarray(py))?;
-    d.set_item("prompt_cnt", prompt.into_pyarray(py))?;
-    d.set_item("cont_cnt", cont.into_pyarray(py))?;
-    d.set_item("suffix_len", suffix.into_pyarray(py))?;
-    Ok(d)
+fn disp_len_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    opt_int_arg(value, "max_disp_len", POSITIVE, 1000)
+}
+
+fn seed_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    maybe_int_arg(value, "seed", 0..=U64_MAX)
 }
 
 #[pymethods]
@@ -210,18 +174,18 @@ impl PyEngine {
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        token_width: Option<usize>,
-        vocab_size: Option<u64>,
-        eos_token_id: Option<u64>,
+        token_width: Option<&Bound<'_, PyAny>>,
+        vocab_size: Option<&Bound<'_, PyAny>>,
+        eos_token_id: Option<&Bound<'_, PyAny>>,
         encoder: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let options = OpenOptions {
-            token_width,
-            vocab_size,
-            eos_token_id,
+            token_width: maybe_int_arg(token_width, "token_width", 1..=4)?,
+            vocab_size: maybe_int_arg(vocab_size, "vocab_size", 1..=u32::MAX as i128)?,
+            eos_token_id: maybe_int_arg(eos_token_id, "eos_token_id", 0..=u32::MAX as i128)?,
             ..OpenOptions::default()
         };
-        let inner = py.detach(|| Engine::open(&path, &options)).map_err(to_py)?;
+        let inner = call(py, || Engine::open(&path, &options))?;
         Ok(PyEngine {
             inner: Arc::new(inner),
             encoder,
@@ -280,8 +244,9 @@ impl PyEngine {
 
     /// Occurrences of an n-gram (the empty n-gram counts every token position).
     fn count(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let ids = self.ids(py, query)?;
-        py.detach(|| self.inner.count(&ids)).map_err(to_py)
+        let ids = self.ids(py, query, "query")?;
+        let ids = ids.as_slice();
+        call(py, || self.inner.count(ids))
     }
 
     /// Where an n-gram occurs: `{"cnt", "segment_by_shard": [(lo, hi), ...]}`.
@@ -290,8 +255,9 @@ impl PyEngine {
         py: Python<'py>,
         query: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ids = self.ids(py, query)?;
-        let r = py.detach(|| self.inner.find(&ids)).map_err(to_py)?;
+        let ids = self.ids(py, query, "query")?;
+        let ids = ids.as_slice();
+        let r = call(py, || self.inner.find(ids))?;
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
         d.set_item("segment_by_shard", r.ranges)?;
@@ -306,30 +272,30 @@ impl PyEngine {
         py: Python<'py>,
         context: &Bound<'py, PyAny>,
         token: &Bound<'py, PyAny>,
-        n: Option<usize>,
+        n: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ids = self.ids(py, context)?;
-        let token = self.token_arg(py, token)?;
-        let r = py
-            .detach(|| self.inner.ngram_prob(&ids, token, n))
-            .map_err(to_py)?;
+        let ids = self.ids(py, context, "context")?;
+        let ids = ids.as_slice();
+        let token = self.token_arg(py, token, "token")?;
+        let n = n_arg(n)?;
+        let r = call(py, || self.inner.ngram_prob(ids, token, n))?;
         prob_dict(py, &r)
     }
 
     /// Next-token distribution after the last n−1 tokens (`n` given) or the
     /// longest occurring suffix (`n=None`); sampled beyond `max_support`.
-    #[pyo3(signature = (context, n = None, max_support = DEFAULT_MAX_SUPPORT))]
+    #[pyo3(signature = (context, n = None, max_support = None))]
     fn ntd<'py>(
         &self,
         py: Python<'py>,
         context: &Bound<'py, PyAny>,
-        n: Option<usize>,
-        max_support: u64,
+        n: Option<&Bound<'py, PyAny>>,
+        max_support: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ids = self.ids(py, context)?;
-        let r = py
-            .detach(|| self.inner.ngram_ntd(&ids, n, max_support))
-            .map_err(to_py)?;
+        let ids = self.ids(py, context, "context")?;
+        let ids = ids.as_slice();
+        let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
+        let r = call(py, || self.inner.ngram_ntd(ids, n, max_support))?;
         ntd_dict(py, &r)
     }
 
@@ -344,12 +310,12 @@ impl PyEngine {
     }
 
     /// ∞-gram next-token distribution (infini-gram's name): `ntd(context, n=None)`.
-    #[pyo3(signature = (context, max_support = DEFAULT_MAX_SUPPORT))]
+    #[pyo3(signature = (context, max_support = None))]
     fn infgram_ntd<'py>(
         &self,
         py: Python<'py>,
         context: &Bound<'py, PyAny>,
-        max_support: u64,
+        max_support: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.ntd(py, context, None, max_support)
     }
@@ -361,15 +327,7 @@ impl PyEngine {
         queries: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let queries = self.many(py, queries)?;
-        let counts = py
-            .detach(|| {
-                queries
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, q)| self.inner.count(q).map_err(|e| (i, e)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(to_py_at)?;
+        let counts = batch(py, &slices(&queries), |q| self.inner.count(q))?;
         Ok(counts.into_pyarray(py).into_any())
     }
 
@@ -381,10 +339,11 @@ impl PyEngine {
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
         tokens: &Bound<'py, PyAny>,
-        n: Option<usize>,
+        n: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let contexts = self.many(py, contexts)?;
         let tokens = self.tokens_many(py, tokens)?;
+        let n = n_arg(n)?;
         if contexts.len() != tokens.len() {
             return Err(invalid_query(format!(
                 "{} contexts but {} tokens: give one token per context",
@@ -392,16 +351,8 @@ impl PyEngine {
                 tokens.len()
             )));
         }
-        let results = py
-            .detach(|| {
-                contexts
-                    .par_iter()
-                    .zip(&tokens)
-                    .enumerate()
-                    .map(|(i, (c, &t))| self.inner.ngram_prob(c, t, n).map_err(|e| (i, e)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(to_py_at)?;
+        let pairs: Vec<(&[u32], u32)> = slices(&contexts).into_iter().zip(tokens).collect();
+        let results = batch(py, &pairs, |&(c, t)| self.inner.ngram_prob(c, t, n))?;
         prob_arrays(py, results)
     }
 
@@ -416,38 +367,29 @@ impl PyEngine {
     }
 
     /// `ntd` for many contexts on all cores: a list of dicts.
-    #[pyo3(signature = (contexts, n = None, max_support = DEFAULT_MAX_SUPPORT))]
+    #[pyo3(signature = (contexts, n = None, max_support = None))]
     fn ntd_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
-        n: Option<usize>,
-        max_support: u64,
+        n: Option<&Bound<'py, PyAny>>,
+        max_support: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let contexts = self.many(py, contexts)?;
-        let results = py
-            .detach(|| {
-                contexts
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, c)| self.inner.ngram_ntd(c, n, max_support).map_err(|e| (i, e)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(to_py_at)?;
-        let list = PyList::empty(py);
-        for r in &results {
-            list.append(ntd_dict(py, r)?)?;
-        }
-        Ok(list)
+        let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
+        let results = batch(py, &slices(&contexts), |c| {
+            self.inner.ngram_ntd(c, n, max_support)
+        })?;
+        ntd_list(py, &results)
     }
 
     /// ∞-gram `ntd_batch`.
-    #[pyo3(signature = (contexts, max_support = DEFAULT_MAX_SUPPORT))]
+    #[pyo3(signature = (contexts, max_support = None))]
     fn infgram_ntd_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
-        max_support: u64,
+        max_support: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         self.ntd_batch(py, contexts, None, max_support)
     }
@@ -455,45 +397,36 @@ impl PyEngine {
     /// Documents holding an n-gram: `{"cnt", "approx", "idxs", "documents"}`.
     /// All occurrences when there are at most `maxnum`, else `maxnum` distinct ones
     /// drawn at random (`seed` makes the draw repeatable).
-    #[pyo3(signature = (query, maxnum = 1, max_disp_len = 1000, seed = None))]
+    #[pyo3(signature = (query, maxnum = None, max_disp_len = None, seed = None))]
     fn search_docs<'py>(
         &self,
         py: Python<'py>,
         query: &Bound<'py, PyAny>,
-        maxnum: u64,
-        max_disp_len: u64,
-        seed: Option<u64>,
+        maxnum: Option<&Bound<'py, PyAny>>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
+        seed: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ids = self.ids(py, query)?;
-        let r = py
-            .detach(|| self.inner.search_docs(&ids, maxnum, max_disp_len, seed))
-            .map_err(to_py)?;
-        let d = PyDict::new(py);
-        d.set_item("cnt", r.count)?;
-        d.set_item("approx", false)?;
-        d.set_item("idxs", r.idxs)?;
-        let docs = PyList::empty(py);
-        for doc in &r.documents {
-            docs.append(doc_dict(py, doc)?)?;
-        }
-        d.set_item("documents", docs)?;
-        Ok(d)
+        let ids = self.ids(py, query, "query")?;
+        let ids = ids.as_slice();
+        let maxnum: u64 = opt_int_arg(maxnum, "maxnum", POSITIVE, 1)?;
+        let (max_disp_len, seed) = (disp_len_arg(max_disp_len)?, seed_arg(seed)?);
+        let r = call(py, || {
+            self.inner.search_docs(ids, maxnum, max_disp_len, seed)
+        })?;
+        search_dict(py, &r, false)
     }
 
     /// Occurrences of a CNF query (clauses of n-grams, as token ids):
     /// `{"count", "approx"}`.
-    #[pyo3(signature = (cnf, max_clause_freq = 50000, max_diff_tokens = 100))]
+    #[pyo3(signature = (cnf, max_clause_freq = None, max_diff_tokens = None))]
     fn count_cnf<'py>(
         &self,
         py: Python<'py>,
-        cnf: Vec<Vec<Vec<i64>>>,
-        max_clause_freq: u64,
-        max_diff_tokens: u64,
+        cnf: &Bound<'py, PyAny>,
+        max_clause_freq: Option<&Bound<'py, PyAny>>,
+        max_diff_tokens: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let cnf = self.cnf_ids(cnf)?;
-        let r = py
-            .detach(|| self.inner.find_cnf(&cnf, max_clause_freq, max_diff_tokens))
-            .map_err(to_py)?;
+        let r = self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens)?;
         let d = PyDict::new(py);
         d.set_item("count", r.count)?;
         d.set_item("approx", r.approx)?;
@@ -501,18 +434,15 @@ impl PyEngine {
     }
 
     /// Where a CNF query holds: `{"cnt", "approx", "ptrs_by_shard"}`.
-    #[pyo3(signature = (cnf, max_clause_freq = 50000, max_diff_tokens = 100))]
+    #[pyo3(signature = (cnf, max_clause_freq = None, max_diff_tokens = None))]
     fn find_cnf<'py>(
         &self,
         py: Python<'py>,
-        cnf: Vec<Vec<Vec<i64>>>,
-        max_clause_freq: u64,
-        max_diff_tokens: u64,
+        cnf: &Bound<'py, PyAny>,
+        max_clause_freq: Option<&Bound<'py, PyAny>>,
+        max_diff_tokens: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let cnf = self.cnf_ids(cnf)?;
-        let r = py
-            .detach(|| self.inner.find_cnf(&cnf, max_clause_freq, max_diff_tokens))
-            .map_err(to_py)?;
+        let r = self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens)?;
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
         d.set_item("approx", r.approx)?;
@@ -521,162 +451,133 @@ impl PyEngine {
     }
 
     /// Documents where a CNF query holds (see `search_docs`).
-    #[pyo3(signature = (cnf, maxnum = 1, max_disp_len = 1000, max_clause_freq = 50000, max_diff_tokens = 100, seed = None))]
+    #[pyo3(signature = (cnf, maxnum = None, max_disp_len = None, max_clause_freq = None, max_diff_tokens = None, seed = None))]
     #[allow(clippy::too_many_arguments)]
     fn search_docs_cnf<'py>(
         &self,
         py: Python<'py>,
-        cnf: Vec<Vec<Vec<i64>>>,
-        maxnum: u64,
-        max_disp_len: u64,
-        max_clause_freq: u64,
-        max_diff_tokens: u64,
-        seed: Option<u64>,
+        cnf: &Bound<'py, PyAny>,
+        maxnum: Option<&Bound<'py, PyAny>>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
+        max_clause_freq: Option<&Bound<'py, PyAny>>,
+        max_diff_tokens: Option<&Bound<'py, PyAny>>,
+        seed: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let cnf = self.cnf_ids(cnf)?;
-        let (r, approx) = py
-            .detach(|| {
-                self.inner.search_docs_cnf(
-                    &cnf,
-                    maxnum,
-                    max_disp_len,
-                    max_clause_freq,
-                    max_diff_tokens,
-                    seed,
-                )
-            })
-            .map_err(to_py)?;
-        let d = PyDict::new(py);
-        d.set_item("cnt", r.count)?;
-        d.set_item("approx", approx)?;
-        d.set_item("idxs", r.idxs)?;
-        let docs = PyList::empty(py);
-        for doc in &r.documents {
-            docs.append(doc_dict(py, doc)?)?;
-        }
-        d.set_item("documents", docs)?;
-        Ok(d)
+        let maxnum: u64 = opt_int_arg(maxnum, "maxnum", POSITIVE, 1)?;
+        let (max_disp_len, seed) = (disp_len_arg(max_disp_len)?, seed_arg(seed)?);
+        let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
+        let (r, approx) = call(py, || {
+            self.inner
+                .search_docs_cnf(&cnf, maxnum, max_disp_len, freq, diff, seed)
+        })?;
+        search_dict(py, &r, approx)
     }
 
     /// Document `doc_ix` (global over shards): its first `max_disp_len` tokens and metadata.
-    #[pyo3(signature = (doc_ix, max_disp_len = 1000))]
+    #[pyo3(signature = (doc_ix, max_disp_len = None))]
     fn get_doc_by_ix<'py>(
         &self,
         py: Python<'py>,
-        doc_ix: i64,
-        max_disp_len: u64,
+        doc_ix: &Bound<'py, PyAny>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ix = u64::try_from(doc_ix).map_err(|_| {
-            invalid_query(format!(
-                "document index {doc_ix} is out of range [0, {})",
-                self.inner.num_documents()
-            ))
-        })?;
-        let doc = py
-            .detach(|| self.inner.get_doc_by_ix(ix, max_disp_len))
-            .map_err(to_py)?;
+        let ix: u64 = int_arg(doc_ix, "doc_ix", self.doc_ix_range())?;
+        let max_disp_len = disp_len_arg(max_disp_len)?;
+        let doc = call(py, || self.inner.get_doc_by_ix(ix, max_disp_len))?;
         doc_dict(py, &doc)
     }
 
     /// Many documents by index, on all cores.
-    #[pyo3(signature = (doc_ixs, max_disp_len = 1000))]
+    #[pyo3(signature = (doc_ixs, max_disp_len = None))]
     fn get_docs_by_ixs<'py>(
         &self,
         py: Python<'py>,
-        doc_ixs: Vec<i64>,
-        max_disp_len: u64,
+        doc_ixs: &Bound<'py, PyAny>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let docs = py
-            .detach(|| {
-                doc_ixs
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, &ix)| {
-                        let ix = u64::try_from(ix).map_err(|_| {
-                            (
-                                i,
-                                anygram::Error::InvalidQuery(format!(
-                                    "document index {ix} is negative"
-                                )),
-                            )
-                        })?;
-                        self.inner
-                            .get_doc_by_ix(ix, max_disp_len)
-                            .map_err(|e| (i, e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(to_py_at)?;
-        let list = PyList::empty(py);
-        for doc in &docs {
-            list.append(doc_dict(py, doc)?)?;
-        }
-        Ok(list)
+        let doc_ixs: Vec<u64> = int_list(doc_ixs, "doc_ixs", self.doc_ix_range())?;
+        let max_disp_len = disp_len_arg(max_disp_len)?;
+        let docs = batch(py, &doc_ixs, |&ix| {
+            self.inner.get_doc_by_ix(ix, max_disp_len)
+        })?;
+        doc_list(py, &docs)
     }
 
     /// The document holding byte `ptr` of shard `shard`, with a window of
     /// `max_disp_len` tokens around it.
-    #[pyo3(signature = (shard, ptr, max_disp_len = 1000))]
+    #[pyo3(signature = (shard, ptr, max_disp_len = None))]
     fn get_doc_by_ptr<'py>(
         &self,
         py: Python<'py>,
-        shard: usize,
-        ptr: u64,
-        max_disp_len: u64,
+        shard: &Bound<'py, PyAny>,
+        ptr: &Bound<'py, PyAny>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let doc = py
-            .detach(|| self.inner.get_doc_by_ptr(shard, ptr, max_disp_len))
-            .map_err(to_py)?;
+        let shard = self.shard_arg(shard)?;
+        let ptr: u64 = int_arg(ptr, "ptr", 0..=U64_MAX)?;
+        let max_disp_len = disp_len_arg(max_disp_len)?;
+        let doc = call(py, || self.inner.get_doc_by_ptr(shard, ptr, max_disp_len))?;
         doc_dict(py, &doc)
     }
 
     /// Many documents by `(shard, ptr)`, on all cores.
-    #[pyo3(signature = (shard_ptrs, max_disp_len = 1000))]
+    #[pyo3(signature = (shard_ptrs, max_disp_len = None))]
     fn get_docs_by_ptrs<'py>(
         &self,
         py: Python<'py>,
-        shard_ptrs: Vec<(usize, u64)>,
-        max_disp_len: u64,
+        shard_ptrs: &Bound<'py, PyAny>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let docs = py
-            .detach(|| {
-                shard_ptrs
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, &(shard, ptr))| {
-                        self.inner
-                            .get_doc_by_ptr(shard, ptr, max_disp_len)
-                            .map_err(|e| (i, e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+        let pairs = shard_ptrs
+            .try_iter()
+            .map_err(|_| invalid_query("shard_ptrs must be a list of (shard, ptr) pairs".into()))?
+            .enumerate()
+            .map(|(i, pair)| {
+                let pair = pair?;
+                let malformed =
+                    || invalid_query(format!("shard_ptrs[{i}] must be a (shard, ptr) pair"));
+                if pair.len().map_err(|_| malformed())? != 2 {
+                    return Err(malformed());
+                }
+                let shard = self.shard_arg(&pair.get_item(0)?)?;
+                let ptr: u64 = int_arg(
+                    &pair.get_item(1)?,
+                    &format!("shard_ptrs[{i}] ptr"),
+                    0..=U64_MAX,
+                )?;
+                Ok((shard, ptr))
             })
-            .map_err(to_py_at)?;
-        let list = PyList::empty(py);
-        for doc in &docs {
-            list.append(doc_dict(py, doc)?)?;
-        }
-        Ok(list)
+            .collect::<PyResult<Vec<(usize, u64)>>>()?;
+        let max_disp_len = disp_len_arg(max_disp_len)?;
+        let docs = batch(py, &pairs, |&(shard, ptr)| {
+            self.inner.get_doc_by_ptr(shard, ptr, max_disp_len)
+        })?;
+        doc_list(py, &docs)
     }
 
     /// The document at suffix-array rank `rank` of shard `shard`.
-    #[pyo3(signature = (shard, rank, max_disp_len = 1000))]
+    #[pyo3(signature = (shard, rank, max_disp_len = None))]
     fn get_doc_by_rank<'py>(
         &self,
         py: Python<'py>,
-        shard: usize,
-        rank: u64,
-        max_disp_len: u64,
+        shard: &Bound<'py, PyAny>,
+        rank: &Bound<'py, PyAny>,
+        max_disp_len: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let doc = py
-            .detach(|| self.inner.get_doc_by_rank(shard, rank, max_disp_len))
-            .map_err(to_py)?;
+        let shard = self.shard_arg(shard)?;
+        let rank: u64 = int_arg(rank, "rank", 0..=U64_MAX)?;
+        let max_disp_len = disp_len_arg(max_disp_len)?;
+        let doc = call(py, || self.inner.get_doc_by_rank(shard, rank, max_disp_len))?;
         doc_dict(py, &doc)
     }
 
     /// Full structural check (checksums, every pointer, sampled order, offsets):
     /// `{"ok", "problems", ...}`.
     fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let report = py.detach(|| anygram::verify::verify(&self.inner));
+        let report = call(py, || {
+            Ok::<_, anygram::Error>(anygram::verify::verify(&self.inner))
+        })?;
         let d = PyDict::new(py);
         d.set_item("ok", report.problems.is_empty())?;
         d.set_item("problems", report.problems)?;
@@ -685,4 +586,32 @@ impl PyEngine {
         d.set_item("pairs_checked", report.pairs_checked)?;
         Ok(d)
     }
+}
+
+impl PyEngine {
+    fn doc_ix_range(&self) -> std::ops::RangeInclusive<i128> {
+        0..=self.inner.num_documents() as i128 - 1
+    }
+
+    fn run_cnf(
+        &self,
+        py: Python<'_>,
+        cnf: &Bound<'_, PyAny>,
+        max_clause_freq: Option<&Bound<'_, PyAny>>,
+        max_diff_tokens: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<anygram::cnf::CnfResult> {
+        let cnf = self.cnf_ids(cnf)?;
+        let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
+        call(py, || self.inner.find_cnf(&cnf, freq, diff))
+    }
+}
+
+fn cnf_limits(
+    max_clause_freq: Option<&Bound<'_, PyAny>>,
+    max_diff_tokens: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(u64, u64)> {
+    Ok((
+        opt_int_arg(max_clause_freq, "max_clause_freq", POSITIVE, 50000)?,
+        opt_int_arg(max_diff_tokens, "max_diff_tokens", POSITIVE, 100)?,
+    ))
 }

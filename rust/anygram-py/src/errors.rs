@@ -50,3 +50,22 @@ fn to_py_prefixed(err: Error, prefix: &str) -> PyErr {
 pub fn invalid_query(message: String) -> PyErr {
     Python::attach(|py| exception(py, "InvalidQueryError", message))
 }
+
+/// An `InternalError` for a Rust panic caught in the bindings: a bug, reported
+/// as one (never a `PanicException`, which escapes `except Exception`).
+pub fn internal_error(panic: &str) -> PyErr {
+    Python::attach(|py| {
+        exception(
+            py,
+            "InternalError",
+            format!(
+                "internal error in anygram ({panic}); please report this bug with the call that caused it"
+            ),
+        )
+    })
+}
+
+/// An `OutOfMemoryError` (a `MemoryError`): an allocation the bindings asked for failed.
+pub fn out_of_memory(message: String) -> PyErr {
+    Python::attach(|py| exception(py, "OutOfMemoryError", message))
+}

@@ -3,10 +3,13 @@
 
 use pyo3::prelude::*;
 
+mod args;
+mod batch;
 mod build;
 mod engine;
 mod errors;
 mod lm;
+mod results;
 mod scan;
 mod tokenize;
 
@@ -16,24 +19,26 @@ use std::path::PathBuf;
 #[pyfunction]
 fn checksum_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> {
     use rayon::prelude::*;
-    py.detach(|| {
+    batch::call(py, || {
         paths
             .par_iter()
             .map(|p| anygram::build::checksum_file(p))
             .collect::<anygram::Result<Vec<_>>>()
     })
-    .map_err(errors::to_py)
 }
 
 #[pymodule]
 fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
-    m.add_class::<tokenize::PyCorpusTokenizer>()?;
+    m.add_class::<tokenize::PyTokenizer>()?;
+    // The build's older name for the same class.
+    m.add("CorpusTokenizer", m.getattr("Tokenizer")?)?;
     m.add_function(wrap_pyfunction!(build::build_suffix_array, m)?)?;
     m.add_function(wrap_pyfunction!(build::resident_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(build::in_memory_sort_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(build::max_in_memory_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;

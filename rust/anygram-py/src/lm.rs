@@ -9,23 +9,30 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
 
-use crate::engine::PyEngine;
-use crate::errors::{invalid_query, to_py, to_py_at};
+use crate::args::maybe_int_arg;
+use crate::batch::{batch, call};
+use crate::engine::{slices, PyEngine, DEFAULT_MAX_SUPPORT, POSITIVE};
+use crate::errors::{invalid_query, out_of_memory};
 
 /// Most elements `ntd_dense` allocates in one call (16 GiB of float32).
 const MAX_DENSE_ELEMENTS: u128 = 1 << 32;
 
-fn options(sparse: bool, top: bool, max_support: u64, doc_start: bool) -> PyResult<ScoreOptions> {
-    if max_support == 0 {
-        return Err(invalid_query(
-            "max_support must be a positive integer".into(),
-        ));
-    }
+fn options(
+    sparse: bool,
+    top: bool,
+    max_support: Option<&Bound<'_, PyAny>>,
+    doc_start: bool,
+) -> PyResult<ScoreOptions> {
+    let max_support = max_support_arg(max_support)?;
     Ok(ScoreOptions {
         sparse,
         top_max_support: top.then_some(max_support),
         doc_start,
     })
+}
+
+fn max_support_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    Ok(maybe_int_arg(value, "max_support", POSITIVE)?.unwrap_or(DEFAULT_MAX_SUPPORT))
 }
 
 fn scores_dict<'py>(
@@ -57,49 +64,40 @@ fn scores_dict<'py>(
 
 /// The ∞-gram probability of every token of a text given the tokens before it.
 #[pyfunction]
-#[pyo3(signature = (engine, tokens, sparse = true, top = false, max_support = 1000, doc_start = false))]
+#[pyo3(signature = (engine, tokens, sparse = true, top = false, max_support = None, doc_start = false))]
 pub fn score<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     tokens: &Bound<'py, PyAny>,
     sparse: bool,
     top: bool,
-    max_support: u64,
+    max_support: Option<&Bound<'py, PyAny>>,
     doc_start: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let engine = engine.get();
-    let ids = engine.ids(py, tokens)?;
+    let ids = engine.ids(py, tokens, "tokens")?;
+    let ids = ids.as_slice();
     let options = options(sparse, top, max_support, doc_start)?;
-    let scores = py
-        .detach(|| engine.core().score(&ids, &options))
-        .map_err(to_py)?;
+    let scores = call(py, || engine.core().score(ids, &options))?;
     scores_dict(py, scores, &options)
 }
 
 /// `score` of many texts, on all cores: a list of dicts.
 #[pyfunction]
-#[pyo3(signature = (engine, texts, sparse = true, top = false, max_support = 1000, doc_start = false))]
+#[pyo3(signature = (engine, texts, sparse = true, top = false, max_support = None, doc_start = false))]
 pub fn score_batch<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     texts: &Bound<'py, PyAny>,
     sparse: bool,
     top: bool,
-    max_support: u64,
+    max_support: Option<&Bound<'py, PyAny>>,
     doc_start: bool,
 ) -> PyResult<Bound<'py, PyList>> {
     let engine = engine.get();
     let texts = engine.many(py, texts)?;
     let options = options(sparse, top, max_support, doc_start)?;
-    let results = py
-        .detach(|| {
-            texts
-                .par_iter()
-                .enumerate()
-                .map(|(i, t)| engine.core().score(t, &options).map_err(|e| (i, e)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(to_py_at)?;
+    let results = batch(py, &slices(&texts), |t| engine.core().score(t, &options))?;
     let list = PyList::empty(py);
     for scores in results {
         list.append(scores_dict(py, scores, &options)?)?;
@@ -107,22 +105,39 @@ pub fn score_batch<'py>(
     Ok(list)
 }
 
+/// Room for `len` floats, or an `anygram.errors.OutOfMemoryError` (a
+/// `MemoryError`) naming the size: an allocation failure must not abort the
+/// interpreter, as an infallible `vec![0; len]` would.
+fn reserve_f32(len: usize, shape: (usize, usize)) -> PyResult<Vec<f32>> {
+    let mut buffer: Vec<f32> = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| {
+        out_of_memory(format!(
+            "cannot allocate a dense [{}, {}] float32 array ({:.2} GiB): pass fewer contexts at once, or a smaller vocab_size",
+            shape.0,
+            shape.1,
+            len as f64 * 4.0 / (1u64 << 30) as f64
+        ))
+    })?;
+    Ok(buffer)
+}
+
 /// The ∞-gram next-token distribution of every context as a dense
 /// `[B, vocab_size]` float32 array, with each row's suffix length, context
 /// count, sparse flag and whether it was sampled.
 #[pyfunction]
-#[pyo3(signature = (engine, contexts, max_support = 1000, vocab_size = None))]
+#[pyo3(signature = (engine, contexts, max_support = None, vocab_size = None))]
 pub fn ntd_dense<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     contexts: &Bound<'py, PyAny>,
-    max_support: u64,
-    vocab_size: Option<u64>,
+    max_support: Option<&Bound<'py, PyAny>>,
+    vocab_size: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let engine = engine.get();
     let contexts = engine.many(py, contexts)?;
-    options(false, true, max_support, false)?;
-    let vocab = vocab_size.unwrap_or(engine.core().vocab_size());
+    let max_support = max_support_arg(max_support)?;
+    let vocab: u64 = maybe_int_arg(vocab_size, "vocab_size", 1..=u32::MAX as i128)?
+        .unwrap_or(engine.core().vocab_size());
     let eos = engine.core().eos_token_id() as u64;
     if vocab == 0 || vocab > u32::MAX as u64 {
         return Err(invalid_query(format!(
@@ -144,39 +159,30 @@ pub fn ntd_dense<'py>(
             (MAX_DENSE_ELEMENTS * 4) >> 30
         )));
     }
-    let (probs, rows) = py
-        .detach(|| {
-            let rows = contexts
-                .par_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    engine
-                        .core()
-                        .infgram_ntd_sparse(c, max_support)
-                        .map_err(|e| (i, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut probs = vec![0f32; rows.len() * vocab];
-            probs
-                .par_chunks_mut(vocab.max(1))
-                .zip(&rows)
-                .enumerate()
-                .try_for_each(|(i, (row, (ntd, _)))| {
-                    for &(token, count) in &ntd.counts {
-                        let slot = row.get_mut(token as usize).ok_or_else(|| {
-                            (i, anygram::Error::InvalidQuery(format!(
-                                "token {token} follows this context in the index but does not fit vocab_size {vocab}"
-                            )))
-                        })?;
-                        *slot = (count as f64 / ntd.prompt_count as f64) as f32;
-                    }
-                    Ok(())
-                })?;
-            let probs = Array2::from_shape_vec((rows.len(), vocab), probs)
-                .expect("rows × vocab elements");
-            Ok::<_, (usize, anygram::Error)>((probs, rows))
-        })
-        .map_err(to_py_at)?;
+    let rows = batch(py, &slices(&contexts), |c| {
+        engine.core().infgram_ntd_sparse(c, max_support)
+    })?;
+    let mut probs = reserve_f32(rows.len() * vocab, (rows.len(), vocab))?;
+    let probs = call(py, || {
+        probs.resize(rows.len() * vocab, 0.0);
+        probs
+            .par_chunks_mut(vocab.max(1))
+            .zip(&rows)
+            .enumerate()
+            .try_for_each(|(i, (row, (ntd, _)))| {
+                for &(token, count) in &ntd.counts {
+                    let slot = row.get_mut(token as usize).ok_or_else(|| {
+                        anygram::Error::InvalidQuery(format!(
+                            "context {i}: token {token} follows this context in the index but does not fit vocab_size {vocab}"
+                        ))
+                    })?;
+                    *slot = (count as f64 / ntd.prompt_count as f64) as f32;
+                }
+                Ok(())
+            })?;
+        Array2::from_shape_vec((rows.len(), vocab), probs)
+            .map_err(|e| anygram::Error::InvalidArgument(format!("dense array shape: {e}")))
+    })?;
     let d = PyDict::new(py);
     d.set_item("probs", probs.into_pyarray(py))?;
     d.set_item(

@@ -2,7 +2,8 @@
 //! texts, self dedup of an index and cross dedup of a range of documents. Each runs in the core
 //! on all cores with the GIL released, on a worker thread; the calling thread
 //! wakes a few times a second to report progress to a Python callback and to
-//! turn Ctrl-C into a cancelled scan.
+//! turn Ctrl-C into a cancelled scan. The scan itself runs on anygram's
+//! fork-safe pool, a panic becoming `InternalError` (see `batch.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -13,19 +14,21 @@ use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::engine::PyEngine;
-use crate::errors::{to_py, to_py_at};
+use crate::args::{int_arg, U64_MAX};
+use crate::batch::{on_pool, CoreFailure};
+use crate::engine::{slices, PyEngine, MAX_AMOUNT, POSITIVE};
+use crate::errors::internal_error;
 
 const POLL: Duration = Duration::from_millis(200);
 
-/// Runs `work` detached on a scoped thread and returns as soon as it ends;
-/// meanwhile calls `progress(done)` with the GIL every [`POLL`] and checks for
-/// signals (which cancel the scan).
-fn run_with_progress<T: Send, E: Send>(
+/// Runs `work` detached on a scoped thread (on the pool) and returns as soon as
+/// it ends; meanwhile calls `progress(done)` with the GIL every [`POLL`] and
+/// checks for signals (which cancel the scan).
+fn run_with_progress<T: Send, E: CoreFailure>(
     py: Python<'_>,
     progress: Option<&Py<PyAny>>,
     work: impl FnOnce(&ScanControl) -> Result<T, E> + Send,
-) -> PyResult<Result<T, E>> {
+) -> PyResult<T> {
     let control = ScanControl::default();
     let mut interrupted: Option<PyErr> = None;
     let result = py.detach(|| {
@@ -34,13 +37,16 @@ fn run_with_progress<T: Send, E: Send>(
             let control = &control;
             scope.spawn(move || {
                 // The receiver outlives the thread; a failed send cannot happen.
-                let _ = sender.send(work(control));
+                let _ = sender.send(on_pool(|| work(control)));
             });
             loop {
                 match receiver.recv_timeout(POLL) {
                     Ok(result) => return result,
                     Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => panic!("scan thread panicked"),
+                    // The worker catches panics and always sends; this is a fallback.
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err("the scan's worker thread ended without a result".to_string())
+                    }
                 }
                 if interrupted.is_some() {
                     continue;
@@ -62,6 +68,10 @@ fn run_with_progress<T: Send, E: Send>(
     if let Some(e) = interrupted {
         return Err(e);
     }
+    let result = match result {
+        Ok(outcome) => outcome.map_err(CoreFailure::into_py_err)?,
+        Err(panic) => return Err(internal_error(&panic)),
+    };
     if let Some(callback) = progress {
         callback.call1(py, (control.done(),))?;
     }
@@ -96,22 +106,27 @@ fn contamination_dict<'py>(py: Python<'py>, c: Contamination) -> PyResult<Bound<
 /// longest match and up to `k` occurrences of it. `progress(done)` gets the
 /// number of finished texts.
 #[pyfunction]
-#[pyo3(signature = (engine, texts, min_len, k = 5, progress = None))]
+#[pyo3(signature = (engine, texts, min_len, k = None, progress = None))]
 pub fn contamination_batch<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     texts: &Bound<'py, PyAny>,
-    min_len: u64,
-    k: usize,
+    min_len: &Bound<'py, PyAny>,
+    k: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let this = engine.get();
     let texts = this.many(py, texts)?;
+    let texts: Vec<Vec<u32>> = slices(&texts).into_iter().map(<[u32]>::to_vec).collect();
+    let min_len: u64 = min_len_arg(min_len)?;
+    let k: usize = match k {
+        Some(k) if !k.is_none() => int_arg(k, "k", 0..=MAX_AMOUNT)?,
+        _ => 5,
+    };
     let core = this.core().clone();
     let results = run_with_progress(py, progress.as_ref(), move |control| {
         core.contamination_batch(&texts, min_len, k, control)
-    })?
-    .map_err(to_py_at)?;
+    })?;
     let out = PyList::empty(py);
     for c in results {
         out.append(contamination_dict(py, c)?)?;
@@ -157,14 +172,14 @@ pub fn dedup_self_work(engine: &Bound<'_, PyEngine>) -> u64 {
 pub fn dedup_self<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
-    min_len: u64,
+    min_len: &Bound<'py, PyAny>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let min_len = min_len_arg(min_len)?;
     let core = engine.get().core().clone();
     let docs = run_with_progress(py, progress.as_ref(), move |control| {
         core.dedup_self(min_len, control)
-    })?
-    .map_err(to_py)?;
+    })?;
     ranges_dict(py, docs)
 }
 
@@ -182,15 +197,15 @@ pub fn dedup_against_all<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     other: &Bound<'py, PyEngine>,
-    min_len: u64,
+    min_len: &Bound<'py, PyAny>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let min_len = min_len_arg(min_len)?;
     let core = engine.get().core().clone();
     let other = other.get().core().clone();
     let docs = run_with_progress(py, progress.as_ref(), move |control| {
         core.dedup_against_all(&other, min_len, control)
-    })?
-    .map_err(to_py)?;
+    })?;
     ranges_dict(py, docs)
 }
 
@@ -203,19 +218,26 @@ pub fn dedup_against<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     other: &Bound<'py, PyEngine>,
-    shard: usize,
-    doc_start: u64,
-    doc_end: u64,
-    min_len: u64,
+    shard: &Bound<'py, PyAny>,
+    doc_start: &Bound<'py, PyAny>,
+    doc_end: &Bound<'py, PyAny>,
+    min_len: &Bound<'py, PyAny>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let shard = engine.get().shard_arg(shard)?;
+    let doc_start: u64 = int_arg(doc_start, "doc_start", 0..=U64_MAX)?;
+    let doc_end: u64 = int_arg(doc_end, "doc_end", 0..=U64_MAX)?;
+    let min_len = min_len_arg(min_len)?;
     let core = engine.get().core().clone();
     let other = other.get().core().clone();
     let docs = run_with_progress(py, progress.as_ref(), move |control| {
         core.dedup_against(&other, shard, doc_start..doc_end, min_len, control)
-    })?
-    .map_err(to_py)?;
+    })?;
     ranges_dict(py, docs)
+}
+
+fn min_len_arg(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    int_arg(value, "min_len", POSITIVE)
 }
 
 /// Registers the scan functions on the module.
