@@ -55,7 +55,8 @@ def workload(index_dir: str, width: int, n: int, seed: int = 0):
 
     engine = anygram.Engine.open(index_dir, token_width=width)
     rng = random.Random(seed)
-    stream = np.memmap(os.path.join(index_dir, "tokenized.0"), dtype={1: np.uint8, 2: np.uint16}[width], mode="r")
+    dtype = {1: np.uint8, 2: np.uint16}[width]
+    stream = np.memmap(os.path.join(index_dir, "tokenized.0"), dtype=dtype, mode="r")
     separator = 2 ** (8 * width) - 1
     tokens = [int(t) for t in stream[: 2_000_000] if t != separator]
     tok_cnt, docs = engine.shard_info()[0]["num_tokens"], engine.num_documents
@@ -154,11 +155,12 @@ def main() -> None:
     work = workload(index_dir, width, args.queries)
     rows = []
     for method, calls in work.items():
-        agree = sum(comparable(method, getattr(ours, method)(*a)) == comparable(method, getattr(theirs, method)(*a))
-                    for a in calls)
+        agree = sum(comparable(method, getattr(ours, method)(*a))
+                    == comparable(method, getattr(theirs, method)(*a)) for a in calls)
         t_ours, t_theirs = timed(getattr(ours, method), calls), timed(getattr(theirs, method), calls)
         row = {"method": method, "calls": len(calls), "agree": agree,
-               "anygram_p50_us": float(np.percentile(t_ours, 50)), "anygram_p99_us": float(np.percentile(t_ours, 99)),
+               "anygram_p50_us": float(np.percentile(t_ours, 50)),
+               "anygram_p99_us": float(np.percentile(t_ours, 99)),
                "infinigram_p50_us": float(np.percentile(t_theirs, 50)),
                "infinigram_p99_us": float(np.percentile(t_theirs, 99))}
         row["ratio_p50"] = row["infinigram_p50_us"] / row["anygram_p50_us"]
@@ -173,13 +175,14 @@ def main() -> None:
         f"# anygram.compat.InfiniGramEngine vs infini-gram 2.6.0 ({engine.num_tokens:,} {dtype} tokens, "
         f"{engine.num_documents:,} documents{', GPT-2' if tokenizer else ', synthetic UTF-8'})",
         "",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; both engines in one process on infini-gram's "
-        f"own index files, hot page cache, {args.queries} calls per method, latency per call from Python. "
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; both engines in one process on "
+        f"infini-gram's own index files, hot page cache, {args.queries} calls per method, latency per call "
+        "from Python. "
         "search_docs answers are compared on cnt/approx only (both draw at random); other differences "
         "are infini-gram's defects listed in the README (ntd eos lumping, creativity misses).",
         "",
-        "| method | compat p50 µs | compat p99 µs | infini-gram p50 µs | infini-gram p99 µs | ratio p50 | ratio p99 "
-        "| same answer |",
+        "| method | compat p50 µs | compat p99 µs | infini-gram p50 µs | infini-gram p99 µs | ratio p50 "
+        "| ratio p99 | same answer |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

@@ -191,7 +191,8 @@ def attribute_oracle(theirs, text, ends, delim_ids, min_len, max_cnt, bow_ids, e
         logprob = 0.0
         for t in text[l:l + length]:
             logprob += logprobs.get(t, -10000.0)
-        spans.append({"l": l, "r": l + length, "length": length, "count": count, "unigram_logprob_sum": logprob})
+        spans.append({"l": l, "r": l + length, "length": length, "count": count,
+                      "unigram_logprob_sum": logprob})
     return spans
 
 
@@ -221,14 +222,15 @@ def test_creativity_and_attribute(pair):
         deviations += mine != peer
         if mine != peer:
             assert all(p <= e for p, e in zip(peer["rs"], ends))
-        for delim_ids, min_len, max_cnt, enforce_bow in (([], 1, 10, False), ([SYMBOLS[width][2]], 2, 3, False),
-                                                       ([], 0, 1000, True), ([1], 3, 50, True)):
+        settings = (([], 1, 10, False), ([SYMBOLS[width][2]], 2, 3, False), ([], 0, 1000, True),
+                    ([1], 3, 50, True))
+        for delim_ids, min_len, max_cnt, enforce_bow in settings:
             args = (text, delim_ids, min_len, max_cnt, enforce_bow)
             if mine == peer:
                 same(ours, theirs, width, "attribute", *args)
             spans = ours.attribute(*args)["spans"]
-            expected = attribute_oracle(theirs, text, ends, set(delim_ids), min_len, max_cnt, bow_ids, enforce_bow,
-                                        logprobs)
+            expected = attribute_oracle(theirs, text, ends, set(delim_ids), min_len, max_cnt, bow_ids,
+                                        enforce_bow, logprobs)
             assert [{k: v for k, v in span.items() if k != "docs"} for span in spans] == expected
             for span in spans:
                 assert len(span["docs"]) == span["count"]
@@ -263,7 +265,8 @@ def test_documents(pair):
             # ours answers: one get_doc_by_rank each.
             with pytest.raises(AttributeError):
                 theirs.get_docs_by_ranks([(s, rank)], 5)
-            assert_same_doc(ours.get_docs_by_ranks([(s, rank)], 5)[0], theirs.get_doc_by_rank(s, rank, 5), width)
+            mine = ours.get_docs_by_ranks([(s, rank)], 5)[0]
+            assert_same_doc(mine, theirs.get_doc_by_rank(s, rank, 5), width)
         for ptr in rng.sample(range(0, tok_cnt * width, width), 6):
             if ptr % 2:
                 continue  # refused by both: see test_error_responses
@@ -312,7 +315,8 @@ def test_cnf(pair):
         a = ours.search_docs_cnf(cnf, 4, 6, mcf, mdt)
         b = theirs.search_docs_cnf(cnf, 4, 6, mcf, mdt)
         assert (a["cnt"], a["approx"]) == (b["cnt"], b["approx"])
-        survivors = [(s, p) for s, ptrs in enumerate(theirs.find_cnf(cnf, mcf, mdt)["ptrs_by_shard"]) for p in ptrs]
+        found = theirs.find_cnf(cnf, mcf, mdt)["ptrs_by_shard"]
+        survivors = [(s, p) for s, ptrs in enumerate(found) for p in ptrs]
         assert len(a["documents"]) == min(4, len(survivors))
         shown = [theirs.get_doc_by_ptr(s, p, 6) for s, p in survivors if p % 2 == 0]
         if any(p % 2 for s, p in survivors):
@@ -399,7 +403,8 @@ def test_constructor_refuses_what_infinigram_refuses(tmp_path):
     for kwargs, error in ((dict(token_dtype="u12"), ValueError), (dict(eos_token_id=100), AssertionError),
                           (dict(eos_token_id=-1), AssertionError), (dict(max_support=0), AssertionError),
                           (dict(sa_prefetch_depth=0, ds_prefetch_depth=2), AssertionError),
-                          (dict(load_to_ram="yes"), AssertionError), (dict(index_dir=[path, 3]), AssertionError)):
+                          (dict(load_to_ram="yes"), AssertionError),
+                          (dict(index_dir=[path, 3]), AssertionError)):
         args = dict(dict(index_dir=path, eos_token_id=0, vocab_size=100), **kwargs)
         with pytest.raises(error):
             Peer(**args)

@@ -231,6 +231,10 @@ class InfiniGramEngine:
             return {'error': f'doc_ix must be an integer in range [0, {self._total_doc_cnt})'}
         return None
 
+    def _ptr_of_rank(self, s: int, rank: int) -> int:
+        part, local = self._shards[s]
+        return part.engine.get_doc_by_rank(local, rank, 1)['ptr']
+
     def _tok_cnt(self, s: int) -> int:
         part, local = self._shards[s]
         return part.shard_tokens[local]
@@ -334,9 +338,8 @@ class InfiniGramEngine:
             r = part.engine.ntd(prompt_ids, n=len(prompt_ids) + 1, max_support=support)
             for token, entry in r['result_by_token_id'].items():
                 merged[token] = merged.get(token, 0) + entry['cont_cnt']
-        return {'prompt_cnt': prompt_cnt,
-                'result_by_token_id': {t: {'cont_cnt': c, 'prob': c / prompt_cnt} for t, c in sorted(merged.items())},
-                'approx': unit > 1}
+        by_token = {t: {'cont_cnt': c, 'prob': c / prompt_cnt} for t, c in sorted(merged.items())}
+        return {'prompt_cnt': prompt_cnt, 'result_by_token_id': by_token, 'approx': unit > 1}
 
     def ntd(self, prompt_ids: List[int], max_support: Optional[int] = None) -> Dict[str, Any]:
         """The next-token distribution after the whole prompt, no backing off; sampled
@@ -393,7 +396,8 @@ class InfiniGramEngine:
 
     # ---- CNF -------------------------------------------------------------------------------------
 
-    def _find_cnf(self, cnf: List[List[List[int]]], max_clause_freq: int, max_diff_tokens: int) -> Dict[str, Any]:
+    def _find_cnf(self, cnf: List[List[List[int]]], max_clause_freq: int,
+                  max_diff_tokens: int) -> Dict[str, Any]:
         if len(self._parts) == 1 and all(self._parts[0].knows(t) for c in cnf for t in c):
             return self._parts[0].engine.find_cnf(cnf, max_clause_freq, max_diff_tokens)
         if any(sum(self._count(term) for term in clause) == 0 for clause in cnf):
@@ -412,7 +416,8 @@ class InfiniGramEngine:
                 # Some clause is absent from this directory (its own answer stops early):
                 # nothing survives, but infini-gram still flags subsampling in its shards.
                 ptrs_by_shard += [[] for _ in range(part.num_shards)]
-                approx |= any(_subsampling_factor(part, s, cnf, per_shard) > 1 for s in range(part.num_shards))
+                approx |= any(_subsampling_factor(part, s, cnf, per_shard) > 1
+                              for s in range(part.num_shards))
                 continue
             cnt += r['cnt']
             approx |= r['approx']
@@ -437,7 +442,8 @@ class InfiniGramEngine:
             return bad
         return self._find_cnf(cnf, max_clause_freq, max_diff_tokens)
 
-    def count_cnf(self, cnf: List[List[List[int]]], max_clause_freq=None, max_diff_tokens=None) -> Dict[str, Any]:
+    def count_cnf(self, cnf: List[List[List[int]]], max_clause_freq=None,
+                  max_diff_tokens=None) -> Dict[str, Any]:
         max_clause_freq = self.max_clause_freq if max_clause_freq is None else max_clause_freq
         max_diff_tokens = self.max_diff_tokens if max_diff_tokens is None else max_diff_tokens
         bad = self._cnf_error(cnf, max_clause_freq, max_diff_tokens)
@@ -577,16 +583,16 @@ class InfiniGramEngine:
         return bad or [self._doc_by_ix(ix, max_disp_len) for ix in list_of_doc_ix]
 
     def get_doc_by_rank_2(self, s: int, rank: int, needle_len: int, max_ctx_len: int) -> Dict[str, Any]:
-        bad = self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len) or self._bad_rank(s, rank)
+        bad = (self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len)
+               or self._bad_rank(s, rank))
         if bad:
             return bad
-        part, local = self._shards[s]
-        ptr = part.engine.get_doc_by_rank(local, rank, 1)['ptr']
-        return self._doc_by_ptr_2(s, ptr, needle_len, max_ctx_len)
+        return self._doc_by_ptr_2(s, self._ptr_of_rank(s, rank), needle_len, max_ctx_len)
 
     def get_docs_by_ranks_2(self, requests: List[Tuple[int, int, int, int]]) -> Any:
         for s, rank, needle_len, max_ctx_len in requests:
-            bad = self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len) or self._bad_rank(s, rank)
+            bad = (self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len)
+                   or self._bad_rank(s, rank))
             if bad:
                 return bad
         return [self.get_doc_by_rank_2(*request) for request in requests]
@@ -597,7 +603,8 @@ class InfiniGramEngine:
 
     def get_docs_by_ptrs_2(self, requests: List[Tuple[int, int, int, int]]) -> Any:
         for s, ptr, needle_len, max_ctx_len in requests:
-            bad = self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len) or self._bad_ptr(s, ptr)
+            bad = (self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len)
+                   or self._bad_ptr(s, ptr))
             if bad:
                 return bad
         return [self._doc_by_ptr_2(*request) for request in requests]
@@ -670,7 +677,7 @@ class InfiniGramEngine:
             if found['cnt'] > max_cnt or l + length <= last_r:
                 continue
             last_r = l + length
-            docs = [{'s': s, 'ptr': self._shards[s][0].engine.get_doc_by_rank(self._shards[s][1], rank, 1)['ptr']}
+            docs = [{'s': s, 'ptr': self._ptr_of_rank(s, rank)}
                     for s, (lo, hi) in enumerate(found['segment_by_shard']) for rank in range(lo, hi)]
             logprob = 0.0
             for token in span:
@@ -709,5 +716,6 @@ def _read_bow_ids(path: Optional[str]) -> set:
             try:
                 ids.add(int(line.strip()))
             except ValueError:
-                raise InvalidArgumentError(f"{path}, line {number}: {line.strip()!r} is not a token id") from None
+                raise InvalidArgumentError(f"{path}, line {number}: {line.strip()!r} is not a token id") \
+                    from None
     return ids
