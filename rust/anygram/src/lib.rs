@@ -29,6 +29,7 @@
 //! * Index files must not change while mapped (SIGBUS, see [`mmap`]).
 #![deny(missing_docs)]
 
+pub mod accel;
 pub mod build;
 pub mod cnf;
 pub mod documents;
@@ -39,6 +40,7 @@ pub mod lm;
 pub mod manifest;
 pub mod mmap;
 pub mod pool;
+pub mod reads;
 pub mod scan;
 pub mod shard;
 pub mod tokenize;
