@@ -751,7 +751,13 @@ pub fn write_all(engine: &Engine, options: &WriteOptions) -> Result<Vec<PathBuf>
 
 fn write_file(tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
     let io = |e| Error::io(tmp, e);
-    let file = File::create(tmp).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(io)?;
     file.set_len(layout.file_bytes()).map_err(io)?;
     let entry = layout.entry_bytes() as usize;
     let (b, stride) = (layout.node_keys, layout.node_stride as usize);
