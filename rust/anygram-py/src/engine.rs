@@ -206,7 +206,8 @@ fn prob_arrays<'py>(py: Python<'py>, results: Vec<ProbResult>) -> PyResult<Bound
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None))]
+    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -214,11 +215,15 @@ impl PyEngine {
         vocab_size: Option<u64>,
         eos_token_id: Option<u64>,
         encoder: Option<Py<PyAny>>,
+        resident_mem: Option<u64>,
+        accelerator: bool,
     ) -> PyResult<Self> {
         let options = OpenOptions {
             token_width,
             vocab_size,
             eos_token_id,
+            resident_mem,
+            accelerator,
             ..OpenOptions::default()
         };
         let inner = py.detach(|| Engine::open(&path, &options)).map_err(to_py)?;
