@@ -239,9 +239,13 @@ impl Header {
 
     /// Decodes and checks a header (its checksum and the tree's shape).
     fn decode(bytes: &[u8], path: &Path) -> Result<Header> {
-        let corrupt = |detail: String| Error::corrupt(path, format!("search accelerator: {detail}"));
+        let corrupt =
+            |detail: String| Error::corrupt(path, format!("search accelerator: {detail}"));
         if bytes.len() < HEADER_BYTES as usize {
-            return Err(corrupt(format!("{} bytes, shorter than its header", bytes.len())));
+            return Err(corrupt(format!(
+                "{} bytes, shorter than its header",
+                bytes.len()
+            )));
         }
         if bytes[..8] != MAGIC {
             return Err(corrupt("not an accelerator file (bad magic)".into()));
@@ -256,7 +260,9 @@ impl Header {
         }
         let num_levels = u32_at(36) as usize;
         if num_levels > MAX_LEVELS {
-            return Err(corrupt(format!("{num_levels} levels, at most {MAX_LEVELS}")));
+            return Err(corrupt(format!(
+                "{num_levels} levels, at most {MAX_LEVELS}"
+            )));
         }
         let levels_at = 88;
         let checksum_at = levels_at + 8 * num_levels;
@@ -505,7 +511,12 @@ impl Accelerator {
     /// The ranks of `within` whose suffixes start with `query`, as
     /// [`Shard::find`] defines them; `None` when the accelerator is disabled or
     /// turns out inconsistent with the suffix array (then it disables itself).
-    pub fn find(&self, shard: &Shard, query: &[u8], within: RankRange) -> Result<Option<RankRange>> {
+    pub fn find(
+        &self,
+        shard: &Shard,
+        query: &[u8],
+        within: RankRange,
+    ) -> Result<Option<RankRange>> {
         if self.is_disabled() || within.0 >= within.1 || query.is_empty() {
             return Ok(None);
         }
@@ -517,7 +528,13 @@ impl Accelerator {
         } else {
             let points = self.descend(shard, query);
             let (n, rate) = (shard.num_tokens(), self.layout.rate);
-            let first_after = |p: u64| if p == 0 { 0 } else { ((p - 1) * rate + 1).min(n) };
+            let first_after = |p: u64| {
+                if p == 0 {
+                    0
+                } else {
+                    ((p - 1) * rate + 1).min(n)
+                }
+            };
             let last_at = |p: u64| p.saturating_mul(rate).min(n);
             let bracket = |surely: u64, maybe: u64, upper: bool| Bound {
                 lo: first_after(surely).clamp(w0, w1),
@@ -561,10 +578,7 @@ impl Accelerator {
         let text = shard.tokenized();
         let ps = shard.ptr_size() as u64;
         loop {
-            let probes: Vec<Vec<u64>> = bounds
-                .iter()
-                .map(|b| b.probes(w0, w1, arity))
-                .collect();
+            let probes: Vec<Vec<u64>> = bounds.iter().map(|b| b.probes(w0, w1, arity)).collect();
             let ranks: BTreeSet<u64> = probes.iter().flatten().copied().collect();
             if ranks.is_empty() {
                 break;
@@ -650,9 +664,10 @@ impl Bound {
         if span <= arity {
             ranks.extend(self.lo..self.hi);
         } else {
-            ranks.extend((1..=arity).map(|i| {
-                self.lo + (span as u128 * i as u128 / (arity + 1) as u128) as u64
-            }));
+            ranks.extend(
+                (1..=arity)
+                    .map(|i| self.lo + (span as u128 * i as u128 / (arity + 1) as u128) as u64),
+            );
         }
         ranks
     }
@@ -725,9 +740,18 @@ pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
 /// on all cores of [`crate::pool`]; memory holds one chunk of the bottom level
 /// and the levels above it.
 pub fn write(dir: &Path, shard: &Shard, options: &WriteOptions) -> Result<PathBuf> {
-    let layout = Layout::new(shard.num_tokens(), options.rate, options.key_bytes, options.node_keys)?;
+    let layout = Layout::new(
+        shard.num_tokens(),
+        options.rate,
+        options.key_bytes,
+        options.node_keys,
+    )?;
     let path = dir.join(file_name(shard.number));
-    let tmp = dir.join(format!("{}.tmp-{}", file_name(shard.number), std::process::id()));
+    let tmp = dir.join(format!(
+        "{}.tmp-{}",
+        file_name(shard.number),
+        std::process::id()
+    ));
     let written = write_file(&tmp, shard, layout).and_then(|()| {
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         File::open(dir)
@@ -800,7 +824,8 @@ fn write_file(tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
             for (node, keys) in level_keys.chunks(b as usize * entry).enumerate() {
                 bytes[node * stride..node * stride + keys.len()].copy_from_slice(keys);
             }
-            file.write_all_at(&bytes, layout.level_offset(level)).map_err(io)?;
+            file.write_all_at(&bytes, layout.level_offset(level))
+                .map_err(io)?;
             level_keys = level_keys
                 .chunks(b as usize * entry)
                 .flat_map(|node| node[..entry].iter().copied())
@@ -863,7 +888,9 @@ pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
         for index in 0..keys {
             let key = accel.entry(level, index);
             if index > 0 && accel.entry(level, index - 1) > key {
-                return vec![format!("{path}: search accelerator level {level} is not sorted at key {index}")];
+                return vec![format!(
+                    "{path}: search accelerator level {level} is not sorted at key {index}"
+                )];
             }
             if below.is_some() && accel.entry(level + 1, index * layout.node_keys) != key {
                 return vec![format!(

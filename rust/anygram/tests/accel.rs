@@ -53,15 +53,18 @@ fn alphabet(width: TokenWidth) -> Vec<u32> {
 }
 
 fn corpus() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>)> {
-    prop_oneof![Just(TokenWidth::U8), Just(TokenWidth::U16), Just(TokenWidth::U32)].prop_flat_map(
-        |width| {
-            let symbols = alphabet(width);
-            // Few symbols, often the same: long repeats, so long ties on the keys.
-            let token = prop::sample::select(symbols);
-            let doc = prop::collection::vec(token, 0..40);
-            (Just(width), prop::collection::vec(doc, 1..6))
-        },
-    )
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+    .prop_flat_map(|width| {
+        let symbols = alphabet(width);
+        // Few symbols, often the same: long repeats, so long ties on the keys.
+        let token = prop::sample::select(symbols);
+        let doc = prop::collection::vec(token, 0..40);
+        (Just(width), prop::collection::vec(doc, 1..6))
+    })
 }
 
 proptest! {
@@ -134,17 +137,27 @@ fn three_dependent_reads_per_shard_after_the_resident_levels() {
     write_index(dir.path(), &docs, width);
     let plain = open(dir.path(), width, false, None);
     // Small nodes, so that the tree has several levels on this small shard.
-    let options = WriteOptions { node_keys: Some(8), ..WriteOptions::default() };
+    let options = WriteOptions {
+        node_keys: Some(8),
+        ..WriteOptions::default()
+    };
     accel::write(dir.path(), &plain.shards()[0], &options).unwrap();
     let probe = open(dir.path(), width, true, Some(0));
     let tree = probe.shards()[0].accelerator().unwrap();
     let levels = tree.num_levels();
     assert!(levels >= 3, "{levels} levels");
-    assert_eq!(tree.resident_levels(), 1, "a zero budget keeps only the root");
+    assert_eq!(
+        tree.resident_levels(),
+        1,
+        "a zero budget keeps only the root"
+    );
     // All levels but the bottom one in RAM.
     let budget = tree.top_levels_bytes(levels - 1);
     let fast = open(dir.path(), width, true, Some(budget));
-    assert_eq!(fast.shards()[0].accelerator().unwrap().resident_levels(), levels - 1);
+    assert_eq!(
+        fast.shards()[0].accelerator().unwrap().resident_levels(),
+        levels - 1
+    );
 
     let max_tokens = accel::DEFAULT_KEY_BYTES / width.bytes();
     let mut plain_rounds = 0;
@@ -154,14 +167,22 @@ fn three_dependent_reads_per_shard_after_the_resident_levels() {
         let (found, reads) = anygram::reads::record(|| fast.find(query).unwrap());
         assert_eq!(found, plain.find(query).unwrap());
         assert!(reads.max_rounds_per_shard() <= 3, "{query:?}: {reads:?}");
-        let pages: u64 = reads.pages.iter().filter(|(f, _)| f.starts_with("accel")).map(|(_, p)| p).sum();
+        let pages: u64 = reads
+            .pages
+            .iter()
+            .filter(|(f, _)| f.starts_with("accel"))
+            .map(|(_, p)| p)
+            .sum();
         assert!(pages <= 2, "one bottom node per bound: {reads:?}");
         let (_, reads) = anygram::reads::record(|| plain.find(query).unwrap());
         plain_rounds = plain_rounds.max(reads.max_rounds_per_shard());
         // With only the root in RAM, each level below costs one more round.
         let (found, reads) = anygram::reads::record(|| probe.find(query).unwrap());
         assert_eq!(found, plain.find(query).unwrap());
-        assert!(reads.max_rounds_per_shard() <= (levels - 1) as u64 + 2, "{reads:?}");
+        assert!(
+            reads.max_rounds_per_shard() <= (levels - 1) as u64 + 2,
+            "{reads:?}"
+        );
     }
     // The plain binary search: two reads per probe, about 2·log2(tokens).
     assert!(plain_rounds >= 30, "{plain_rounds}");
@@ -175,7 +196,16 @@ fn long_patterns_tied_on_their_keys_finish_in_few_rounds() {
     let docs = vec![vec![7u32; 50_000]];
     write_index(dir.path(), &docs, width);
     let plain = open(dir.path(), width, false, None);
-    accel::write(dir.path(), &plain.shards()[0], &WriteOptions { rate: 4, key_bytes: 4, node_keys: None }).unwrap();
+    accel::write(
+        dir.path(),
+        &plain.shards()[0],
+        &WriteOptions {
+            rate: 4,
+            key_bytes: 4,
+            node_keys: None,
+        },
+    )
+    .unwrap();
     let fast = open(dir.path(), width, true, Some(u64::MAX));
     for len in [5, 100, 20_000, 49_999, 50_000, 50_001] {
         let query = vec![7u32; len];
@@ -223,7 +253,11 @@ fn a_damaged_accelerator_never_changes_an_answer() {
     let dir = tempfile::tempdir().unwrap();
     let docs = corpus_files(dir.path(), 0, width);
     let plain = open(dir.path(), width, false, None);
-    let options = WriteOptions { rate: 4, node_keys: Some(4), ..WriteOptions::default() };
+    let options = WriteOptions {
+        rate: 4,
+        node_keys: Some(4),
+        ..WriteOptions::default()
+    };
     let path = accel::write(dir.path(), &plain.shards()[0], &options).unwrap();
     let original = std::fs::read(&path).unwrap();
 
@@ -240,12 +274,19 @@ fn a_damaged_accelerator_never_changes_an_answer() {
     for doc in docs.iter().take(60) {
         for len in [1, 2, 3] {
             let query = &doc[..doc.len().min(len)];
-            assert_eq!(fast.find(query).unwrap(), plain.find(query).unwrap(), "{query:?}");
+            assert_eq!(
+                fast.find(query).unwrap(),
+                plain.find(query).unwrap(),
+                "{query:?}"
+            );
         }
     }
     assert!(fast.shards()[0].accelerator().unwrap().is_disabled());
     let problems = anygram::verify::verify(&fast).problems;
-    assert!(problems.iter().any(|p| p.contains("checksum")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("checksum")),
+        "{problems:?}"
+    );
 
     // The header: detected at open.
     let mut damaged = original.clone();
@@ -275,17 +316,54 @@ fn write_options_are_checked() {
     let engine = open(dir.path(), width, false, None);
     let shard = &engine.shards()[0];
     for (options, needle) in [
-        (WriteOptions { rate: 0, ..WriteOptions::default() }, "rate"),
-        (WriteOptions { key_bytes: 0, ..WriteOptions::default() }, "key bytes"),
-        (WriteOptions { key_bytes: 256, ..WriteOptions::default() }, "key bytes"),
-        (WriteOptions { node_keys: Some(1), ..WriteOptions::default() }, "node"),
-        (WriteOptions { key_bytes: 255, node_keys: Some(17), ..WriteOptions::default() }, "node"),
+        (
+            WriteOptions {
+                rate: 0,
+                ..WriteOptions::default()
+            },
+            "rate",
+        ),
+        (
+            WriteOptions {
+                key_bytes: 0,
+                ..WriteOptions::default()
+            },
+            "key bytes",
+        ),
+        (
+            WriteOptions {
+                key_bytes: 256,
+                ..WriteOptions::default()
+            },
+            "key bytes",
+        ),
+        (
+            WriteOptions {
+                node_keys: Some(1),
+                ..WriteOptions::default()
+            },
+            "node",
+        ),
+        (
+            WriteOptions {
+                key_bytes: 255,
+                node_keys: Some(17),
+                ..WriteOptions::default()
+            },
+            "node",
+        ),
     ] {
         let err = accel::write(dir.path(), shard, &options).unwrap_err();
         assert!(matches!(err, anygram::Error::InvalidArgument(_)), "{err}");
         assert!(err.to_string().contains(needle), "{err}");
     }
     assert!(!dir.path().join("accel.0").exists());
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(names.iter().all(|n| !n.to_string_lossy().contains("tmp")), "{names:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().contains("tmp")),
+        "{names:?}"
+    );
 }
