@@ -226,6 +226,7 @@ def build_index(
     progress: Optional[bool] = None,
     mem: Union[None, int, str] = None,
     resume: bool = True,
+    accelerator: bool = True,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
@@ -245,7 +246,9 @@ def build_index(
     whose size follows ``mem`` (with ids identical to tokenizing them whole; for
     tokenizers where no cut is known to be safe, long documents are tokenized whole,
     with a warning). A killed build resumes when run again
-    with the same arguments (``resume=False`` starts afresh). Returns a :class:`BuildReport`.
+    with the same arguments (``resume=False`` starts afresh). ``accelerator`` writes each
+    shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`). Returns a
+    :class:`BuildReport`.
     """
     started = time.perf_counter()
     if progress is None:
@@ -333,6 +336,9 @@ def build_index(
         if tok is not None:
             shutil.copyfile(tok.path, os.path.join(idx, "tokenizer.json"))
             tokenizer_info = {"name": tok.name, "file": "tokenizer.json", "sha256": tok.sha256}
+        if accelerator:
+            # The search accelerators (accel.{s}) go into the checksums below.
+            _anygram.write_accelerators(idx, width)
         names = sorted(n for n in os.listdir(idx) if n != MANIFEST_FILE)
         sums = _anygram.checksum_files([os.path.join(idx, n) for n in names])
         files_meta = {n: {"size": os.path.getsize(os.path.join(idx, n)), "xxh3_64": c} for n, c in zip(names, sums)}

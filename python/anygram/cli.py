@@ -46,6 +46,7 @@ def cmd_build(args) -> int:
         text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
         strict=args.strict, overwrite=args.overwrite, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), mem=args.mem, resume=not args.no_resume,
+        accelerator=not args.no_accelerator,
     )
     print(report.summary())
     return 0
@@ -154,6 +155,14 @@ def cmd_verify(args) -> int:
         print(f"PROBLEM {problem}")
     print("OK" if report["ok"] else f"{len(report['problems'])} problem(s)")
     return 0 if report["ok"] else 1
+
+
+def cmd_add_accelerator(args) -> int:
+    from .accel import add_accelerator
+
+    for path in add_accelerator(args.index, rate=args.rate, key_bytes=args.key_bytes, token_width=args.token_width):
+        print(f"wrote {path} ({os.path.getsize(path):,} bytes)")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -316,8 +325,20 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="fail on the first unreadable document")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index at --output")
     b.add_argument("--workers", type=int, default=0, help="threads for sorting (0: all cores)")
+    b.add_argument("--no-accelerator", action="store_true",
+                   help="do not write the search accelerators (accel.N files; see `anygram index add-accelerator`)")
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build)
+
+    ix = sub.add_parser("index", help="maintain an existing index")
+    ix_sub = ix.add_subparsers(dest="index_command", required=True)
+    ac = ix_sub.add_parser("add-accelerator",
+                           help="write the search accelerators (accel.N) of an index, infini-gram's included")
+    ac.add_argument("--index", "-i", required=True, help="index directory")
+    ac.add_argument("--rate", type=int, default=64, help="one key per this many suffix-array ranks")
+    ac.add_argument("--key-bytes", type=int, default=32, help="bytes of each suffix kept in a key (1..255)")
+    ac.add_argument("--token-width", type=int, choices=[1, 2, 4], help="for indexes without a manifest")
+    ac.set_defaults(func=cmd_add_accelerator)
 
     c = sub.add_parser("count", help="occurrences of an n-gram")
     _add_index(c)

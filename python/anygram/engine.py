@@ -44,6 +44,8 @@ class Engine(_anygram.Engine):
         token_width: Optional[int] = None,
         vocab_size: Optional[int] = None,
         eos_token_id: Optional[int] = None,
+        resident_mem: Optional[int] = None,
+        accelerator: bool = True,
     ) -> "Engine":
         """Opens the index in directory ``path``.
 
@@ -55,7 +57,13 @@ class Engine(_anygram.Engine):
         inferred from the file sizes when not given; ``vocab_size`` defaults to every
         id but the separator; ``eos_token_id`` (reported as the token after a
         document's end) defaults to the tokenizer's end-of-text token, else to the
-        separator value. Raises :class:`IndexNotFoundError`,
+        separator value.
+
+        Shards with a search accelerator (``accel.{s}``, see :mod:`anygram.accel`)
+        search through it (``accelerator=False``: never); ``resident_mem`` is the RAM,
+        in bytes for all shards, that its top levels may take (default: 1% of the
+        index, always at least each tree's root). Without one a shard samples keys in
+        the background after open. Raises :class:`IndexNotFoundError`,
         :class:`CorruptIndexError`, :class:`TokenizerMismatchError`.
         """
         path = os.fspath(path)
@@ -99,7 +107,11 @@ class Engine(_anygram.Engine):
             if vocab_size is None:
                 vocab_size = tok.vocab_size
         encoder = tok.encode if tok is not None else None
-        engine = cls(path, token_width, vocab_size, eos_token_id, encoder)
+        if resident_mem is not None and (
+            isinstance(resident_mem, bool) or not isinstance(resident_mem, int) or resident_mem < 0
+        ):
+            raise InvalidArgumentError(f"resident_mem must be a number of bytes >= 0, got {resident_mem!r}")
+        engine = cls(path, token_width, vocab_size, eos_token_id, encoder, resident_mem, bool(accelerator))
         if tok is not None and tok.vocab_size > engine.vocab_size:
             raise TokenizerMismatchError(
                 f"tokenizer {tok.name} has {tok.vocab_size} tokens but the index holds ids below "
@@ -187,6 +199,13 @@ class Engine(_anygram.Engine):
         """Many documents by ``(shard, ptr)`` pairs (on all cores)."""
         # Each shard and pointer is range-checked by the bindings (no int() casts).
         return [self._add_text(d) for d in super().get_docs_by_ptrs(shard_ptrs, max_disp_len)]
+
+    def count_reads(self, query) -> Dict[str, Any]:
+        """Counts ``query`` (ids or a string) while counting what the search read:
+        ``count``; ``rounds``, the dependent reads by shard (a round waits for the
+        one before: a tree node, then the pointers, then the text); ``pages``, the
+        distinct 4 KiB pages touched by file. For benchmarks of large indexes."""
+        return _anygram.count_reads(self, query)
 
     def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
               doc_start: bool = False) -> Dict[str, Any]:

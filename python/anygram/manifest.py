@@ -72,9 +72,24 @@ def stored_tokenizer(index_dir: str, manifest: Dict[str, Any]) -> Optional[Tuple
 
 
 def write_manifest(index_dir: str, manifest: Dict[str, Any]) -> None:
+    """Writes the manifest atomically (temporary file, fsync, rename): a reader
+    sees the old one or the new one, never a part (an index that is being served
+    can gain files, e.g. its search accelerators)."""
     path = os.path.join(index_dir, MANIFEST_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    fd = os.open(index_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -170,7 +170,8 @@ fn seed_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None))]
+    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -178,11 +179,15 @@ impl PyEngine {
         vocab_size: Option<&Bound<'_, PyAny>>,
         eos_token_id: Option<&Bound<'_, PyAny>>,
         encoder: Option<Py<PyAny>>,
+        resident_mem: Option<&Bound<'_, PyAny>>,
+        accelerator: bool,
     ) -> PyResult<Self> {
         let options = OpenOptions {
             token_width: maybe_int_arg(token_width, "token_width", 1..=4)?,
             vocab_size: maybe_int_arg(vocab_size, "vocab_size", 1..=u32::MAX as i128)?,
             eos_token_id: maybe_int_arg(eos_token_id, "eos_token_id", 0..=u32::MAX as i128)?,
+            resident_mem: maybe_int_arg(resident_mem, "resident_mem", 0..=i64::MAX as i128)?,
+            accelerator,
             ..OpenOptions::default()
         };
         let inner = call(py, || Engine::open(&path, &options))?;

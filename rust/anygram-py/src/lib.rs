@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod accel;
 mod args;
 mod batch;
 mod build;
@@ -39,6 +40,8 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::max_in_memory_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(accel::write_accelerators, m)?)?;
+    m.add_function(wrap_pyfunction!(accel::count_reads, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;

@@ -27,8 +27,14 @@ pub struct OpenOptions {
     /// Token reported at a document end; the separator value when `None`.
     pub eos_token_id: Option<u64>,
     /// Build the in-RAM sampled suffix keys in a background thread after open
-    /// (one random read per 64 ranks, at most 64 MiB per shard).
+    /// (one random read per 64 ranks, at most 64 MiB per shard). Shards with a
+    /// search accelerator never need them.
     pub sample_keys: bool,
+    /// Search through the shards' accelerator files (`accel.{s}`) where valid ones exist.
+    pub accelerator: bool,
+    /// RAM for the accelerators' top levels, all shards together; `None`: 1% of
+    /// the index (always at least each tree's root).
+    pub resident_mem: Option<u64>,
 }
 
 impl Default for OpenOptions {
@@ -38,6 +44,8 @@ impl Default for OpenOptions {
             vocab_size: None,
             eos_token_id: None,
             sample_keys: true,
+            accelerator: true,
+            resident_mem: None,
         }
     }
 }
@@ -157,10 +165,19 @@ impl Engine {
         let shards = (0..num_shards)
             .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
+        if options.accelerator {
+            crate::accel::attach(dir, &shards, options.resident_mem);
+        }
         if options.sample_keys {
             // Sampled keys speed searches up; queries need not wait for them.
+            // A shard with an accelerator needs no pass over its suffix array.
             let shards = shards.clone();
-            crate::pool::spawn(move || shards.par_iter().for_each(|s| s.build_samples()));
+            crate::pool::spawn(move || {
+                shards
+                    .par_iter()
+                    .filter(|s| s.accelerator().is_none())
+                    .for_each(|s| s.build_samples())
+            });
         }
         Ok(Engine {
             dir: dir.to_path_buf(),

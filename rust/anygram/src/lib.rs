@@ -22,13 +22,15 @@
 //! ## Memory
 //! Files are memory-mapped: an open engine costs a few kilobytes of heap; the
 //! page cache holds whatever the queries touch. A count touches about
-//! 2·log2(tokens) pages of the suffix array and of the token stream.
+//! 2·log2(tokens) pages of the suffix array and of the token stream; with a
+//! search accelerator ([`accel`]) it is 3 rounds of reads per shard.
 //!
 //! ## Quirks
 //! * Suffixes sort by their little-endian bytes, not by token id (as infini-gram).
 //! * Index files must not change while mapped (SIGBUS, see [`mmap`]).
 #![deny(missing_docs)]
 
+pub mod accel;
 pub mod build;
 pub mod cnf;
 pub mod documents;
@@ -39,6 +41,7 @@ pub mod lm;
 pub mod manifest;
 pub mod mmap;
 pub mod pool;
+pub mod reads;
 pub mod scan;
 pub mod shard;
 pub mod tokenize;

@@ -73,6 +73,19 @@ impl MappedFile {
         &self.path
     }
 
+    /// Asks the kernel to start reading bytes `[start, start + len)` now, so that
+    /// many scattered reads issued together cost one round trip, not one each.
+    /// A hint: out-of-range parts are clipped and failure is harmless.
+    pub fn will_need(&self, start: u64, len: u64) {
+        if let Some(map) = &self.map {
+            let size = map.len() as u64;
+            if start < size {
+                let len = len.min(size - start);
+                let _ = map.advise_range(Advice::WillNeed, start as usize, len as usize);
+            }
+        }
+    }
+
     /// Hints that the whole file will be read in order (for scans such as verify).
     pub fn advise_sequential(&self) {
         if let Some(map) = &self.map {

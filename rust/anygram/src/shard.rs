@@ -34,6 +34,8 @@ pub struct Shard {
     num_documents: u64,
     /// Sampled suffix keys, filled in the background after open (see [`SampleIndex`]).
     samples: std::sync::OnceLock<SampleIndex>,
+    /// The persistent search tree, when the shard has a valid one (see [`crate::accel`]).
+    accel: std::sync::OnceLock<crate::accel::Accelerator>,
 }
 
 /// Every `rate`-th suffix's first 16 bytes, as big-endian `u128` (so integer order is
@@ -213,7 +215,27 @@ impl Shard {
             num_tokens,
             num_documents,
             samples: std::sync::OnceLock::new(),
+            accel: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Searches through `accel` from now on (the first one set stays).
+    pub fn set_accelerator(&self, accel: crate::accel::Accelerator) {
+        let _ = self.accel.set(accel);
+    }
+    /// The search accelerator, when the shard has one.
+    pub fn accelerator(&self) -> Option<&crate::accel::Accelerator> {
+        self.accel.get()
+    }
+    /// Bytes per token.
+    pub fn token_width(&self) -> TokenWidth {
+        self.width
+    }
+    pub(crate) fn tokenized_file(&self) -> &MappedFile {
+        &self.tokenized
+    }
+    pub(crate) fn table_file(&self) -> &MappedFile {
+        &self.table
     }
 
     /// Token positions, separators included.
@@ -273,9 +295,14 @@ impl Shard {
     /// Compares the suffix at `rank`, cut to `query.len()` bytes, with `query`.
     #[inline]
     fn compare_at(&self, rank: u64, query: &[u8]) -> Result<Ordering> {
+        let ps = self.ptr_size as u64;
+        crate::reads::touch(&self.table, rank * ps, ps);
+        crate::reads::round(self.number);
         let ptr = self.ptr_at(rank)? as usize;
         let text = self.tokenized.bytes();
         let end = text.len().min(ptr + query.len());
+        crate::reads::touch(&self.tokenized, ptr as u64, (end - ptr) as u64);
+        crate::reads::round(self.number);
         Ok(text[ptr..end].cmp(query))
     }
 
@@ -342,6 +369,11 @@ impl Shard {
         if query.is_empty() {
             return Ok(within);
         }
+        if let Some(accel) = self.accel.get() {
+            if let Some(range) = accel.find(self, query, within)? {
+                return Ok(range);
+            }
+        }
         let (mut lo, mut hi) = self.narrow(query, within);
         // Both bounds share their search until the first matching rank; then the
         // lower bound continues on the left and the upper bound on the right.
@@ -386,6 +418,12 @@ impl Shard {
     pub fn contains(&self, query: &[u8], within: RankRange) -> Result<bool> {
         if query.is_empty() {
             return Ok(within.0 < within.1);
+        }
+        if let Some(accel) = self.accel.get() {
+            // Both bounds cost the same rounds as one.
+            if let Some((lo, hi)) = accel.find(self, query, within)? {
+                return Ok(lo < hi);
+            }
         }
         let (mut lo, mut hi) = self.narrow(query, within);
         while lo < hi {

@@ -59,6 +59,9 @@ pub fn verify(engine: &Engine) -> VerifyReport {
         check_pointers(shard, engine, &mut report);
         check_order(shard, &mut report);
         check_offsets(shard, &mut report);
+        report
+            .problems
+            .extend(crate::accel::verify_shard(engine.dir(), shard));
     }
     report
 }

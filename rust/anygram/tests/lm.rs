@@ -92,6 +92,7 @@ proptest! {
             vocab_size: None,
             eos_token_id: Some(eos as u64),
             sample_keys: false,
+            ..OpenOptions::default()
         }).unwrap();
         if sample_keys {
             for shard in engine.shards() {

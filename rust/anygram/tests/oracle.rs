@@ -88,6 +88,7 @@ proptest! {
             vocab_size: None,
             eos_token_id: Some(eos as u64),
             sample_keys: false,
+            ..OpenOptions::default()
         }).unwrap();
         let all = stream(&docs, sep);
         let max_id = sep - 1;

@@ -1,0 +1,903 @@
+//! The search accelerator: a persistent, optional per-shard file (`accel.{s}`)
+//! that makes a search cost a few dependent reads however large the shard.
+//!
+//! On a shard far larger than RAM a search's latency is its number of
+//! dependent reads (each binary-search probe of the suffix array is two: the
+//! pointer, then the text). The accelerator is a static search tree over
+//! sampled suffix keys:
+//!
+//! * the bottom level holds the key of every `rate`-th suffix (ranks 0, R, 2R, …);
+//! * each level above holds every `node_keys`-th key of the level below, so one
+//!   node (`node_keys` keys, at most one 4 KiB page) of a level covers exactly
+//!   the keys between two consecutive keys of the level above;
+//! * levels are stored top-down after a one-page header, so the top levels load
+//!   with one contiguous read.
+//!
+//! A key is the suffix's first `key_bytes` bytes, zero-padded, followed by one
+//! byte saying how many of them the suffix really has (fewer only at the end of
+//! the shard). Keys compare as bytes in suffix order, and for a pattern of up to
+//! `key_bytes` bytes a key tells exactly whether its suffix is below, matches or
+//! is above the pattern: each bound of a search lands in one bucket of `rate`
+//! ranks. Longer patterns can tie with many keys; those bounds finish with a
+//! k-ary search over the tied ranks.
+//!
+//! A search descends the resident levels in RAM, reads one node per level kept
+//! on disk, then finishes in the suffix array: the bucket's pointers (one
+//! contiguous read), then the text at each of them (independent reads, advised
+//! together so they cost one round trip). Both bounds share those rounds. With
+//! the levels above the bottom one resident (the default budget holds them) a
+//! search costs 3 dependent reads per shard.
+//!
+//! Exactness does not depend on the file being right: the header carries a
+//! fingerprint of the shard it was built for (checked at open, in O(1)), and
+//! every search checks, in its first suffix-array round, that the ranks just
+//! outside the bucket the tree chose do lie on either side of the bound. A file
+//! that fails either check is ignored (a warning on stderr) and the shard
+//! searches without it; `anygram verify` checks the body's checksum.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::{read_uint_le, shard_file};
+use crate::mmap::MappedFile;
+use crate::reads;
+use crate::shard::{RankRange, Shard};
+
+/// Format version written by this build (and the only one it reads).
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: [u8; 8] = *b"AGACCEL\0";
+/// Page size the nodes are laid out for.
+const PAGE: u64 = 4096;
+/// The header takes the first page, so the levels start page-aligned.
+const HEADER_BYTES: u64 = PAGE;
+const MAX_LEVELS: usize = 64;
+/// Suffix-array entries (and the text at them) hashed into the fingerprint.
+const FINGERPRINT_SAMPLES: u64 = 64;
+const FINGERPRINT_TEXT_BYTES: u64 = 32;
+/// Default: one key per this many ranks.
+pub const DEFAULT_RATE: u64 = 64;
+/// Default bytes of each suffix kept in a key.
+pub const DEFAULT_KEY_BYTES: usize = 32;
+/// Default resident budget: this fraction (1/100) of the shard's token stream and suffix array.
+const DEFAULT_RESIDENT_DIVISOR: u64 = 100;
+/// Fewest ranks a k-ary round of the final search probes.
+const MIN_ARITY: u64 = 16;
+
+/// The accelerator file of shard `shard`.
+pub fn file_name(shard: usize) -> String {
+    shard_file("accel", shard)
+}
+
+/// How to build an accelerator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// One key per this many ranks (≥ 1): the size of a bucket.
+    pub rate: u64,
+    /// Bytes of each suffix kept in a key (1..=255).
+    pub key_bytes: usize,
+    /// Keys per tree node (≥ 2); `None`: as many as fit in a 4 KiB page.
+    pub node_keys: Option<u64>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            rate: DEFAULT_RATE,
+            key_bytes: DEFAULT_KEY_BYTES,
+            node_keys: None,
+        }
+    }
+}
+
+/// The shape of a tree: every offset in the file follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    rate: u64,
+    key_bytes: usize,
+    node_keys: u64,
+    /// Bytes between nodes: a power of two ≤ a page, so no node straddles pages.
+    node_stride: u64,
+    /// Keys per level, top (the root) first.
+    levels: Vec<u64>,
+}
+
+impl Layout {
+    /// The tree for `num_tokens` suffixes; checks the parameters (they come from users).
+    fn new(num_tokens: u64, rate: u64, key_bytes: usize, node_keys: Option<u64>) -> Result<Layout> {
+        if rate == 0 {
+            return Err(Error::InvalidArgument(
+                "accelerator rate must be at least 1 (one key per `rate` ranks)".into(),
+            ));
+        }
+        if !(1..=255).contains(&key_bytes) {
+            return Err(Error::InvalidArgument(format!(
+                "accelerator key bytes must be in 1..=255, got {key_bytes}"
+            )));
+        }
+        let entry = key_bytes as u64 + 1;
+        let node_keys = node_keys.unwrap_or(PAGE / entry);
+        if node_keys < 2 || node_keys.saturating_mul(entry) > PAGE {
+            return Err(Error::InvalidArgument(format!(
+                "accelerator node size must be at least 2 keys and fit a {PAGE}-byte page ({} keys of {entry} bytes), got {node_keys}",
+                PAGE / entry
+            )));
+        }
+        let mut levels = Vec::new();
+        if num_tokens > 0 {
+            levels.push(num_tokens.div_ceil(rate));
+            while *levels.last().unwrap_or(&0) > node_keys {
+                let below = *levels.last().unwrap_or(&0);
+                levels.push(below.div_ceil(node_keys));
+            }
+            levels.reverse();
+        }
+        Ok(Layout {
+            rate,
+            key_bytes,
+            node_keys,
+            node_stride: (node_keys * entry).next_power_of_two(),
+            levels,
+        })
+    }
+
+    fn entry_bytes(&self) -> u64 {
+        self.key_bytes as u64 + 1
+    }
+
+    fn level_bytes(&self, level: usize) -> u64 {
+        self.levels[level].div_ceil(self.node_keys) * self.node_stride
+    }
+
+    fn level_offset(&self, level: usize) -> u64 {
+        HEADER_BYTES + (0..level).map(|l| self.level_bytes(l)).sum::<u64>()
+    }
+
+    fn file_bytes(&self) -> u64 {
+        self.level_offset(self.levels.len())
+    }
+
+    /// File offset of key `index` of `level`.
+    fn entry_offset(&self, level: usize, index: u64) -> u64 {
+        self.level_offset(level)
+            + (index / self.node_keys) * self.node_stride
+            + (index % self.node_keys) * self.entry_bytes()
+    }
+}
+
+/// The header: what the tree is, and which shard it was built for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    layout: Layout,
+    token_width: u32,
+    num_tokens: u64,
+    ptr_size: u32,
+    tokenized_bytes: u64,
+    table_bytes: u64,
+    fingerprint: u64,
+    body_checksum: u64,
+}
+
+impl Header {
+    fn for_shard(shard: &Shard, layout: Layout, body_checksum: u64) -> Header {
+        Header {
+            layout,
+            token_width: shard.token_width().bytes() as u32,
+            num_tokens: shard.num_tokens(),
+            ptr_size: shard.ptr_size() as u32,
+            tokenized_bytes: shard.tokenized().len() as u64,
+            table_bytes: shard.table().len() as u64,
+            fingerprint: fingerprint(shard),
+            body_checksum,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let l = &self.layout;
+        let mut out = Vec::with_capacity(HEADER_BYTES as usize);
+        out.extend_from_slice(&MAGIC);
+        for v in [FORMAT_VERSION, self.token_width] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&l.rate.to_le_bytes());
+        for v in [
+            l.key_bytes as u32,
+            l.node_keys as u32,
+            l.node_stride as u32,
+            l.levels.len() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.num_tokens.to_le_bytes());
+        out.extend_from_slice(&self.ptr_size.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for v in [
+            self.tokenized_bytes,
+            self.table_bytes,
+            self.fingerprint,
+            self.body_checksum,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for &keys in &l.levels {
+            out.extend_from_slice(&keys.to_le_bytes());
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_64(&out);
+        out.extend_from_slice(&checksum.to_le_bytes());
+        out.resize(HEADER_BYTES as usize, 0);
+        out
+    }
+
+    /// Decodes and checks a header (its checksum and the tree's shape).
+    fn decode(bytes: &[u8], path: &Path) -> Result<Header> {
+        let corrupt =
+            |detail: String| Error::corrupt(path, format!("search accelerator: {detail}"));
+        if bytes.len() < HEADER_BYTES as usize {
+            return Err(corrupt(format!(
+                "{} bytes, shorter than its header",
+                bytes.len()
+            )));
+        }
+        if bytes[..8] != MAGIC {
+            return Err(corrupt("not an accelerator file (bad magic)".into()));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
+        let u64_at = |at: usize| read_uint_le(&bytes[at..at + 8]);
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {version}, this build reads version {FORMAT_VERSION} (rebuild it with `anygram index add-accelerator`)"
+            )));
+        }
+        let num_levels = u32_at(36) as usize;
+        if num_levels > MAX_LEVELS {
+            return Err(corrupt(format!(
+                "{num_levels} levels, at most {MAX_LEVELS}"
+            )));
+        }
+        let levels_at = 88;
+        let checksum_at = levels_at + 8 * num_levels;
+        if u64_at(checksum_at) != xxhash_rust::xxh3::xxh3_64(&bytes[..checksum_at]) {
+            return Err(corrupt("header checksum mismatch".into()));
+        }
+        let levels: Vec<u64> = (0..num_levels).map(|l| u64_at(levels_at + 8 * l)).collect();
+        let num_tokens = u64_at(40);
+        let layout = Layout::new(
+            num_tokens,
+            u64_at(16),
+            u32_at(24) as usize,
+            Some(u32_at(28) as u64),
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
+        if layout.levels != levels || layout.node_stride != u32_at(32) as u64 {
+            return Err(corrupt(format!(
+                "its levels {levels:?} do not follow from its parameters ({:?})",
+                layout.levels
+            )));
+        }
+        Ok(Header {
+            layout,
+            token_width: u32_at(12),
+            num_tokens,
+            ptr_size: u32_at(48),
+            tokenized_bytes: u64_at(56),
+            table_bytes: u64_at(64),
+            fingerprint: u64_at(72),
+            body_checksum: u64_at(80),
+        })
+    }
+}
+
+/// A hash of what identifies a shard, in O(1) reads: its sizes, and the
+/// suffix-array entries (with the text they point to) at evenly spaced ranks.
+fn fingerprint(shard: &Shard) -> u64 {
+    let mut hash = Xxh3::new();
+    let (table, text) = (shard.table(), shard.tokenized());
+    for v in [
+        shard.token_width().bytes() as u64,
+        shard.num_tokens(),
+        shard.ptr_size() as u64,
+        text.len() as u64,
+        table.len() as u64,
+    ] {
+        hash.update(&v.to_le_bytes());
+    }
+    let n = shard.num_tokens();
+    let ps = shard.ptr_size();
+    for i in 0..FINGERPRINT_SAMPLES.min(n) {
+        let rank = (i as u128 * (n - 1) as u128 / (FINGERPRINT_SAMPLES - 1) as u128) as usize;
+        let entry = &table[rank * ps..rank * ps + ps];
+        hash.update(entry);
+        let ptr = (read_uint_le(entry) as usize).min(text.len());
+        let end = text.len().min(ptr + FINGERPRINT_TEXT_BYTES as usize);
+        hash.update(&text[ptr..end]);
+    }
+    hash.digest()
+}
+
+/// An opened accelerator: the resident top levels in RAM, the rest mapped.
+pub struct Accelerator {
+    file: MappedFile,
+    layout: Layout,
+    /// The bytes of levels `..resident_levels`, read at open in one piece.
+    resident: Vec<u8>,
+    resident_levels: usize,
+    body_checksum: u64,
+    /// Set when a search found the tree inconsistent with the suffix array.
+    disabled: AtomicBool,
+}
+
+/// Where a key's suffix lies relative to a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyClass {
+    /// Below every suffix that starts with the pattern.
+    Less,
+    /// Starts with the pattern.
+    Match,
+    /// Its known bytes equal the pattern's first `key_bytes`: could be anywhere.
+    Unknown,
+    /// Above every suffix that starts with the pattern.
+    Greater,
+}
+
+/// The predicates whose partition points over the keys bracket the two bounds:
+/// the lower bound lies between the last key surely below the pattern and the
+/// first key surely not; the upper bound likewise for "above the pattern".
+const BRACKETS: [fn(KeyClass) -> bool; 4] = [
+    |c| c == KeyClass::Less,
+    |c| c == KeyClass::Less || c == KeyClass::Unknown,
+    |c| c == KeyClass::Less || c == KeyClass::Match,
+    |c| c != KeyClass::Greater,
+];
+
+impl Accelerator {
+    /// Opens `dir/accel.{s}` for `shard`, keeping the top levels that fit
+    /// `resident_budget` bytes in RAM (at least the root). `Ok(None)` when there
+    /// is no file; an error when it is not this shard's or is damaged.
+    pub fn open(dir: &Path, shard: &Shard, resident_budget: u64) -> Result<Option<Accelerator>> {
+        let path = dir.join(file_name(shard.number));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let file = MappedFile::open(&path, "the search accelerator")?;
+        let bytes = file.bytes();
+        let header = Header::decode(&bytes[..bytes.len().min(HEADER_BYTES as usize)], &path)?;
+        let expected = Header::for_shard(shard, header.layout.clone(), header.body_checksum);
+        if header != expected {
+            return Err(Error::corrupt(
+                &path,
+                "search accelerator: built for another shard or another version of this one (stale)",
+            ));
+        }
+        let layout = header.layout;
+        if file.len() != layout.file_bytes() {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "search accelerator: {} bytes, its header describes {}",
+                    file.len(),
+                    layout.file_bytes()
+                ),
+            ));
+        }
+        let mut resident_levels = 0;
+        let mut resident_bytes = 0u64;
+        for level in 0..layout.levels.len() {
+            let more = layout.level_bytes(level);
+            if level > 0 && resident_bytes + more > resident_budget {
+                break;
+            }
+            resident_levels += 1;
+            resident_bytes += more;
+        }
+        // One contiguous read (the levels are stored top-down).
+        let mut resident = vec![0u8; resident_bytes as usize];
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(&mut resident, HEADER_BYTES))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Some(Accelerator {
+            file,
+            layout,
+            resident,
+            resident_levels,
+            body_checksum: header.body_checksum,
+            disabled: AtomicBool::new(false),
+        }))
+    }
+
+    /// Levels in the tree.
+    pub fn num_levels(&self) -> usize {
+        self.layout.levels.len()
+    }
+    /// Levels held in RAM (the top ones).
+    pub fn resident_levels(&self) -> usize {
+        self.resident_levels
+    }
+    /// Bytes of the `levels` top levels: the resident budget that keeps them in RAM.
+    pub fn top_levels_bytes(&self, levels: usize) -> u64 {
+        self.layout.level_offset(levels.min(self.num_levels())) - HEADER_BYTES
+    }
+    /// One key per this many ranks.
+    pub fn rate(&self) -> u64 {
+        self.layout.rate
+    }
+    /// Bytes of each suffix kept in a key.
+    pub fn key_bytes(&self) -> usize {
+        self.layout.key_bytes
+    }
+    /// Whether a search found the file inconsistent with the shard and stopped using it.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Key `index` of `level` (from RAM or from the mapped file).
+    fn entry(&self, level: usize, index: u64) -> &[u8] {
+        let at = self.layout.entry_offset(level, index);
+        let len = self.layout.entry_bytes() as usize;
+        if level < self.resident_levels {
+            let at = (at - HEADER_BYTES) as usize;
+            &self.resident[at..at + len]
+        } else {
+            &self.file.bytes()[at as usize..at as usize + len]
+        }
+    }
+
+    fn classify(&self, entry: &[u8], query: &[u8]) -> KeyClass {
+        let key_bytes = self.layout.key_bytes;
+        let known = (entry[key_bytes] as usize).min(key_bytes);
+        let n = known.min(query.len());
+        match entry[..n].cmp(&query[..n]) {
+            Ordering::Less => KeyClass::Less,
+            Ordering::Greater => KeyClass::Greater,
+            Ordering::Equal if known >= query.len() => KeyClass::Match,
+            // The suffix ends here: a proper prefix of the query sorts before it.
+            Ordering::Equal if known < key_bytes => KeyClass::Less,
+            Ordering::Equal => KeyClass::Unknown,
+        }
+    }
+
+    /// Descends the tree: for each of [`BRACKETS`], its partition point over the
+    /// bottom level's keys. One round of reads per level kept on disk.
+    fn descend(&self, shard: &Shard, query: &[u8]) -> [u64; 4] {
+        let b = self.layout.node_keys;
+        let mut points = [0u64; 4];
+        for (level, &keys) in self.layout.levels.iter().enumerate() {
+            // Key p of the level above is key p·B here: the point lies in (p−1)·B, p·B].
+            let windows = points.map(|p| match (level, p) {
+                (0, _) => (0, keys),
+                (_, 0) => (0, 0),
+                (_, p) => (((p - 1) * b + 1).min(keys), (p * b).min(keys)),
+            });
+            if level >= self.resident_levels {
+                let nodes: BTreeSet<u64> = windows
+                    .iter()
+                    .filter(|(lo, hi)| lo < hi)
+                    .map(|&(lo, _)| lo / b)
+                    .collect();
+                for &node in &nodes {
+                    let at = self.layout.level_offset(level) + node * self.layout.node_stride;
+                    self.file.will_need(at, self.layout.node_stride);
+                    reads::touch(&self.file, at, self.layout.node_stride);
+                }
+                if !nodes.is_empty() {
+                    reads::round(shard.number);
+                }
+            }
+            for (point, (&(lo, hi), below)) in points.iter_mut().zip(windows.iter().zip(BRACKETS)) {
+                let (mut lo, mut hi) = (lo, hi);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if below(self.classify(self.entry(level, mid), query)) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                *point = lo;
+            }
+        }
+        points
+    }
+
+    /// The ranks of `within` whose suffixes start with `query`, as
+    /// [`Shard::find`] defines them; `None` when the accelerator is disabled or
+    /// turns out inconsistent with the suffix array (then it disables itself).
+    pub fn find(
+        &self,
+        shard: &Shard,
+        query: &[u8],
+        within: RankRange,
+    ) -> Result<Option<RankRange>> {
+        if self.is_disabled() || within.0 >= within.1 || query.is_empty() {
+            return Ok(None);
+        }
+        let arity = self.layout.rate.max(MIN_ARITY);
+        let (w0, w1) = within;
+        let mut bounds = if w1 - w0 <= arity || self.layout.levels.is_empty() {
+            // A narrow window (a context being extended): one suffix-array round pair.
+            [Bound::window(w0, w1, false), Bound::window(w0, w1, true)]
+        } else {
+            let points = self.descend(shard, query);
+            let (n, rate) = (shard.num_tokens(), self.layout.rate);
+            let first_after = |p: u64| {
+                if p == 0 {
+                    0
+                } else {
+                    ((p - 1) * rate + 1).min(n)
+                }
+            };
+            let last_at = |p: u64| p.saturating_mul(rate).min(n);
+            let bracket = |surely: u64, maybe: u64, upper: bool| Bound {
+                lo: first_after(surely).clamp(w0, w1),
+                hi: last_at(maybe).clamp(w0, w1),
+                upper,
+                checked: false,
+            };
+            [
+                bracket(points[0], points[1], false),
+                bracket(points[2], points[3], true),
+            ]
+        };
+        match self.finish(shard, query, within, arity, &mut bounds)? {
+            Some(range) => Ok(Some(range)),
+            None => {
+                if !self.disabled.swap(true, AtomicOrdering::Relaxed) {
+                    eprintln!(
+                        "anygram: warning: {} disagrees with the suffix array (stale or corrupt); shard {} searches without it. Rebuild it with `anygram index add-accelerator`.",
+                        self.file.path().display(),
+                        shard.number
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Finishes both bounds in the suffix array, k-ary, their reads in shared
+    /// rounds: the pointers at the probed ranks, then the text at each.
+    fn finish(
+        &self,
+        shard: &Shard,
+        query: &[u8],
+        (w0, w1): RankRange,
+        arity: u64,
+        bounds: &mut [Bound; 2],
+    ) -> Result<Option<RankRange>> {
+        if bounds.iter().any(|b| b.lo > b.hi) {
+            return Ok(None);
+        }
+        let text = shard.tokenized();
+        let ps = shard.ptr_size() as u64;
+        loop {
+            let probes: Vec<Vec<u64>> = bounds.iter().map(|b| b.probes(w0, w1, arity)).collect();
+            let ranks: BTreeSet<u64> = probes.iter().flatten().copied().collect();
+            if ranks.is_empty() {
+                break;
+            }
+            // Round 1: the pointers, contiguous runs of the table.
+            for (start, len) in runs(&ranks) {
+                shard.table_file().will_need(start * ps, len * ps);
+                reads::touch(shard.table_file(), start * ps, len * ps);
+            }
+            reads::round(shard.number);
+            let ptrs = ranks
+                .iter()
+                .map(|&r| Ok((r, shard.ptr_at(r)?)))
+                .collect::<Result<Vec<_>>>()?;
+            // Round 2: the text at each pointer, all advised before any is read.
+            let q = query.len() as u64;
+            for &(_, ptr) in &ptrs {
+                shard.tokenized_file().will_need(ptr, q);
+                reads::touch(shard.tokenized_file(), ptr, q.min(text.len() as u64 - ptr));
+            }
+            reads::round(shard.number);
+            let order: BTreeMap<u64, Ordering> = ptrs
+                .into_iter()
+                .map(|(r, ptr)| {
+                    let ptr = ptr as usize;
+                    (r, text[ptr..text.len().min(ptr + query.len())].cmp(query))
+                })
+                .collect();
+            for bound in bounds.iter_mut() {
+                if !bound.update(&order, w0, w1) {
+                    return Ok(None);
+                }
+            }
+        }
+        let (lower, upper) = (bounds[0].lo, bounds[1].lo);
+        Ok((lower <= upper).then_some((lower, upper)))
+    }
+}
+
+/// One bound being finished: it lies in `[lo, hi]`.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    lo: u64,
+    hi: u64,
+    /// The upper bound (first suffix above the pattern), else the lower (first not below it).
+    upper: bool,
+    /// Whether the ranks just outside `[lo, hi]` were seen on the right sides.
+    checked: bool,
+}
+
+impl Bound {
+    fn window(lo: u64, hi: u64, upper: bool) -> Bound {
+        Bound {
+            lo,
+            hi,
+            upper,
+            checked: true,
+        }
+    }
+
+    /// Whether the suffix at a rank comparing `order` lies before this bound.
+    fn before(&self, order: Ordering) -> bool {
+        if self.upper {
+            order != Ordering::Greater
+        } else {
+            order == Ordering::Less
+        }
+    }
+
+    /// The ranks to read next: all of `[lo, hi)` when it is small, else
+    /// `arity` evenly spaced ones; and, the first time, the two ranks outside.
+    fn probes(&self, w0: u64, w1: u64, arity: u64) -> Vec<u64> {
+        let mut ranks = Vec::new();
+        if !self.checked {
+            if self.lo > w0 {
+                ranks.push(self.lo - 1);
+            }
+            if self.hi < w1 {
+                ranks.push(self.hi);
+            }
+        }
+        let span = self.hi - self.lo;
+        if span <= arity {
+            ranks.extend(self.lo..self.hi);
+        } else {
+            ranks.extend(
+                (1..=arity)
+                    .map(|i| self.lo + (span as u128 * i as u128 / (arity + 1) as u128) as u64),
+            );
+        }
+        ranks
+    }
+
+    /// Narrows to what the compared ranks show; false when the first round
+    /// contradicts the bracket the tree gave (the tree is wrong).
+    fn update(&mut self, order: &BTreeMap<u64, Ordering>, w0: u64, w1: u64) -> bool {
+        let this = *self;
+        let before = |rank: u64| order.get(&rank).map(|&o| this.before(o));
+        if !self.checked {
+            if self.lo > w0 && before(self.lo - 1) != Some(true) {
+                return false;
+            }
+            if self.hi < w1 && before(self.hi) != Some(false) {
+                return false;
+            }
+            self.checked = true;
+        }
+        for (&rank, _) in order.range(self.lo..self.hi) {
+            match before(rank) {
+                Some(true) => self.lo = rank + 1,
+                _ => {
+                    self.hi = rank;
+                    break;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Contiguous runs `(start, len)` of a set of ranks.
+fn runs(ranks: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &r in ranks {
+        match out.last_mut() {
+            Some((start, len)) if *start + *len == r => *len += 1,
+            _ => out.push((r, 1)),
+        }
+    }
+    out
+}
+
+/// Opens the accelerators of `shards` (those that have one) and attaches them.
+/// `resident_mem` is the budget for all shards together, shared in proportion
+/// to their size; `None`: 1/100 of each shard's token stream and suffix array.
+/// A file that is not valid for its shard is ignored with a warning on stderr.
+pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
+    let size = |s: &Shard| s.tokenized().len() as u64 + s.table().len() as u64;
+    let total: u64 = shards.iter().map(|s| size(s)).sum();
+    for shard in shards {
+        let budget = match resident_mem {
+            Some(all) if total > 0 => (all as u128 * size(shard) as u128 / total as u128) as u64,
+            Some(all) => all,
+            None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
+        };
+        match Accelerator::open(dir, shard, budget) {
+            Ok(Some(accel)) => shard.set_accelerator(accel),
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "anygram: warning: ignoring the search accelerator of shard {}: {e}",
+                shard.number
+            ),
+        }
+    }
+}
+
+/// Writes `dir/accel.{s}` for `shard` (replacing one that is there) atomically:
+/// a temporary file, fsync, rename, fsync of the directory. The keys are read
+/// on all cores of [`crate::pool`]; memory holds one chunk of the bottom level
+/// and the levels above it.
+pub fn write(dir: &Path, shard: &Shard, options: &WriteOptions) -> Result<PathBuf> {
+    let layout = Layout::new(
+        shard.num_tokens(),
+        options.rate,
+        options.key_bytes,
+        options.node_keys,
+    )?;
+    let path = dir.join(file_name(shard.number));
+    let tmp = dir.join(format!(
+        "{}.tmp-{}",
+        file_name(shard.number),
+        std::process::id()
+    ));
+    let written = write_file(&tmp, shard, layout).and_then(|()| {
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| path)
+}
+
+/// [`write`] for every shard of an opened index.
+pub fn write_all(engine: &Engine, options: &WriteOptions) -> Result<Vec<PathBuf>> {
+    engine
+        .shards()
+        .iter()
+        .map(|shard| write(engine.dir(), shard, options))
+        .collect()
+}
+
+fn write_file(tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
+    let io = |e| Error::io(tmp, e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(io)?;
+    file.set_len(layout.file_bytes()).map_err(io)?;
+    let entry = layout.entry_bytes() as usize;
+    let (b, stride) = (layout.node_keys, layout.node_stride as usize);
+    if let Some(bottom) = layout.levels.len().checked_sub(1) {
+        let keys = layout.levels[bottom];
+        let nodes = keys.div_ceil(b);
+        let chunk_nodes = ((8 << 20) / stride as u64).max(1);
+        // The first key of every bottom node: the level above, built as we go.
+        let mut above = Vec::with_capacity(nodes as usize * entry);
+        for first in (0..nodes).step_by(chunk_nodes as usize) {
+            let count = chunk_nodes.min(nodes - first);
+            let mut chunk = vec![0u8; count as usize * stride];
+            crate::pool::install(|| {
+                chunk
+                    .par_chunks_mut(stride)
+                    .enumerate()
+                    .try_for_each(|(i, node)| {
+                        let base = (first + i as u64) * b;
+                        for (j, out) in node.chunks_exact_mut(entry).take(b as usize).enumerate() {
+                            let index = base + j as u64;
+                            if index >= keys {
+                                break;
+                            }
+                            write_key(shard, index * layout.rate, out)?;
+                        }
+                        Ok::<(), Error>(())
+                    })
+            })?;
+            for node in chunk.chunks(stride) {
+                above.extend_from_slice(&node[..entry]);
+            }
+            let at = layout.level_offset(bottom) + first * stride as u64;
+            file.write_all_at(&chunk, at).map_err(io)?;
+        }
+        // Upper levels: every B-th key of the level below, bottom-up.
+        let mut level_keys = above;
+        for level in (0..bottom).rev() {
+            debug_assert_eq!(level_keys.len() as u64, layout.levels[level] * entry as u64);
+            let mut bytes = vec![0u8; layout.level_bytes(level) as usize];
+            for (node, keys) in level_keys.chunks(b as usize * entry).enumerate() {
+                bytes[node * stride..node * stride + keys.len()].copy_from_slice(keys);
+            }
+            file.write_all_at(&bytes, layout.level_offset(level))
+                .map_err(io)?;
+            level_keys = level_keys
+                .chunks(b as usize * entry)
+                .flat_map(|node| node[..entry].iter().copied())
+                .collect();
+        }
+    }
+    let body_checksum = checksum_body(&file, layout.file_bytes()).map_err(io)?;
+    let header = Header::for_shard(shard, layout, body_checksum);
+    file.write_all_at(&header.encode(), 0).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// The key of the suffix at `rank`: its first `key_bytes` bytes, zero-padded,
+/// then how many it has.
+fn write_key(shard: &Shard, rank: u64, out: &mut [u8]) -> Result<()> {
+    let key_bytes = out.len() - 1;
+    let ptr = shard.ptr_at(rank)? as usize;
+    let text = shard.tokenized();
+    let end = text.len().min(ptr + key_bytes);
+    out[..end - ptr].copy_from_slice(&text[ptr..end]);
+    out[end - ptr..key_bytes].fill(0);
+    out[key_bytes] = (end - ptr) as u8;
+    Ok(())
+}
+
+/// XXH3-64 of the levels (everything after the header), read back in order.
+fn checksum_body(file: &File, file_bytes: u64) -> std::io::Result<u64> {
+    let mut hash = Xxh3::new();
+    let mut buf = vec![0u8; 8 << 20];
+    let mut at = HEADER_BYTES;
+    while at < file_bytes {
+        let n = buf.len().min((file_bytes - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        hash.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hash.digest())
+}
+
+/// `anygram verify`'s checks of shard `shard`'s accelerator, if it has one:
+/// the header against the shard, the body's checksum, and the keys' order
+/// (each level sorted; each key of a level equal to its key in the level below).
+pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
+    let accel = match Accelerator::open(dir, shard, 0) {
+        Ok(Some(accel)) => accel,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![e.to_string()],
+    };
+    let path = accel.file.path().display().to_string();
+    accel.file.advise_sequential();
+    let body = &accel.file.bytes()[HEADER_BYTES as usize..];
+    if xxhash_rust::xxh3::xxh3_64(body) != accel.body_checksum {
+        return vec![format!(
+            "{path}: search accelerator checksum mismatch (the file changed since it was written); rebuild it with `anygram index add-accelerator`"
+        )];
+    }
+    let layout = &accel.layout;
+    for (level, &keys) in layout.levels.iter().enumerate() {
+        let below = layout.levels.get(level + 1);
+        for index in 0..keys {
+            let key = accel.entry(level, index);
+            if index > 0 && accel.entry(level, index - 1) > key {
+                return vec![format!(
+                    "{path}: search accelerator level {level} is not sorted at key {index}"
+                )];
+            }
+            if below.is_some() && accel.entry(level + 1, index * layout.node_keys) != key {
+                return vec![format!(
+                    "{path}: search accelerator key {index} of level {level} differs from the level below"
+                )];
+            }
+        }
+    }
+    Vec::new()
+}
