@@ -526,7 +526,7 @@ fn infer_width(dir: &Path) -> Result<TokenWidth> {
         use std::io::Read;
         let path = dir.join(shard_file("tokenized", 0));
         let mut buf = [0u8; 4];
-        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = crate::mmap::open_regular_file(&path, "the token stream")?;
         let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
         buf[..n].to_vec()
     };
