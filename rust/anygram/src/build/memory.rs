@@ -46,6 +46,11 @@ pub fn max_in_memory_tokens(bytes: u64, width: TokenWidth) -> u64 {
     (bytes.saturating_sub(SORT_WORKSPACE) / bytes_per_token(width, false)).min(LARGE_TEXT - 1)
 }
 
+/// Held by tests that read or move the resident set by much, so that their
+/// readings are not another test's allocations.
+#[cfg(test)]
+pub(crate) static RSS_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The resident set size of this process in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -126,6 +131,7 @@ mod tests {
             let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
             line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
         };
+        let _alone = RSS_TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // 64 MiB touched: a wrong page size would be off by 48 MiB or more.
         let held = vec![1u8; 64 << 20];
         // Other tests allocate meanwhile: bracket the reading and allow for them.
