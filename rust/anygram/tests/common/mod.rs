@@ -120,3 +120,16 @@ pub fn open(dir: &Path, width: TokenWidth) -> anygram::Result<Engine> {
         },
     )
 }
+
+/// The id that stands for small symbol `symbol` (0..=5) in the oracle tests:
+/// ids whose little-endian bytes sort differently from their values on the
+/// wider widths (0x00FF < 0x0100 but its first byte is larger). Other values
+/// (e.g. the largest id) stand for themselves.
+pub fn mixed_id(width: TokenWidth, symbol: u32) -> u32 {
+    let table: [u32; 6] = match width {
+        TokenWidth::U8 => [0x00, 0x01, 0x7F, 0x80, 0xFD, 0x02],
+        TokenWidth::U16 => [0x0001, 0x00FF, 0x0100, 0x01FE, 0xFF00, 0x0002],
+        TokenWidth::U32 => [0x0000_00FF, 0x0000_0100, 0x0001_FE00, 0xFF00_0000, 0x0000_0001, 0x00FF_0000],
+    };
+    table.get(symbol as usize).copied().unwrap_or(symbol)
+}
