@@ -459,7 +459,7 @@ fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
     Ok(&context[context.len() - keep..])
 }
 
-fn check_max_support(max_support: u64) -> Result<()> {
+pub(crate) fn check_max_support(max_support: u64) -> Result<()> {
     if max_support == 0 {
         return Err(Error::InvalidQuery(
             "max_support must be a positive integer".into(),

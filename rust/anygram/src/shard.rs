@@ -152,7 +152,7 @@ impl Shard {
             if first != width.separator() {
                 return Err(Error::corrupt(
                     tokenized.path(),
-                    format!("does not start with a document separator (token width {w}: wrong --token-width?)"),
+                    format!("does not start with a document separator (token width {w}: wrong token width?)"),
                 ));
             }
             if num_documents == 0 || read_u64_at(offsets.bytes(), 0) != 0 {

@@ -194,6 +194,8 @@ fn huge_lengths_mean_everything_not_overflow() {
             assert_eq!(engine.ntd(&[t[1]], huge).unwrap().counts, engine.ntd(&[t[1]], 1 << 20).unwrap().counts);
         }
         assert!(matches!(engine.dedup_self(0, &ScanControl::default()), Err(Error::InvalidArgument(m)) if m.contains("min_len")));
+        let zero_support = anygram::ScoreOptions { top_max_support: Some(0), ..Default::default() };
+        assert!(matches!(engine.score(&docs[1], &zero_support), Err(Error::InvalidQuery(m)) if m.contains("max_support")));
         assert!(matches!(engine.get_doc_by_ix(0, 0), Err(Error::InvalidQuery(m)) if m.contains("max_disp_len")));
         assert!(matches!(engine.occurrence_at(7, 0), Err(Error::InvalidArgument(m)) if m.contains("shard 7")));
         assert!(matches!(engine.get_doc_by_rank(0, u64::MAX, 1), Err(Error::InvalidQuery(m)) if m.contains("rank")));
