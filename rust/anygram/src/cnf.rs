@@ -215,7 +215,8 @@ impl Engine {
             // suffix-array entries.
             let span = max_diff_tokens.saturating_mul(2).saturating_add(1);
             let scan_text = !clause.subsampled
-                && (windows.len() as u64).saturating_mul(span.saturating_mul(clause.terms.len() as u64))
+                && (windows.len() as u64)
+                    .saturating_mul(span.saturating_mul(clause.terms.len() as u64))
                     < clause.count.saturating_mul(16);
             let sorted = if scan_text {
                 Vec::new()

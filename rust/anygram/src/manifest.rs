@@ -168,8 +168,16 @@ mod tests {
             assert!(is_plain_file_name(good), "{good}");
         }
         for bad in [
-            "", ".", "..", "/etc/passwd", "../tokenizer.json", "sub/tokenizer.json",
-            "a/", "./a", "a\\b", "C:\\x",
+            "",
+            ".",
+            "..",
+            "/etc/passwd",
+            "../tokenizer.json",
+            "sub/tokenizer.json",
+            "a/",
+            "./a",
+            "a\\b",
+            "C:\\x",
         ] {
             assert!(!is_plain_file_name(bad), "{bad:?}");
         }

@@ -639,7 +639,10 @@ impl Shard {
         if end <= start {
             return Err(Error::corrupt(
                 self.offsets.path(),
-                format!("entries {local_doc} and {} ({start} and {end}) are not increasing", local_doc + 1),
+                format!(
+                    "entries {local_doc} and {} ({start} and {end}) are not increasing",
+                    local_doc + 1
+                ),
             ));
         }
         if self.stored_at(start) != self.width.separator() as u64 {

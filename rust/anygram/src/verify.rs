@@ -142,7 +142,10 @@ fn check_offsets(shard: &Shard, engine: &Engine, report: &mut VerifyReport) {
     for d in 0..docs {
         let offset = read_u64_at(offsets, d as usize);
         let problem = if offset >= text.len() as u64 {
-            Some(format!("is past the end of the {} bytes of tokens", text.len()))
+            Some(format!(
+                "is past the end of the {} bytes of tokens",
+                text.len()
+            ))
         } else if !offset.is_multiple_of(w) {
             Some(format!("is not a multiple of the token width {w}"))
         } else if previous.is_some_and(|p| offset <= p) {

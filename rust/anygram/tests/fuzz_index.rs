@@ -27,7 +27,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const FILES: &[&str] = &[
-    "tokenized", "table", "offset", "metadata", "metaoff", "anygram.json",
+    "tokenized",
+    "table",
+    "offset",
+    "metadata",
+    "metaoff",
+    "anygram.json",
 ];
 
 /// Damages the index in `dir` once, returning what it did.
@@ -45,7 +50,9 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
     match rng.gen_range(0..10) {
         0 => {
             let path = pick(rng);
-            let Ok(mut bytes) = std::fs::read(&path) else { return format!("flip: no {}", path.display()) };
+            let Ok(mut bytes) = std::fs::read(&path) else {
+                return format!("flip: no {}", path.display());
+            };
             if bytes.is_empty() {
                 return format!("flip: {} is empty", path.display());
             }
@@ -56,14 +63,18 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
         }
         1 => {
             let path = pick(rng);
-            let Ok(bytes) = std::fs::read(&path) else { return format!("truncate: no {}", path.display()) };
+            let Ok(bytes) = std::fs::read(&path) else {
+                return format!("truncate: no {}", path.display());
+            };
             let len = rng.gen_range(0..=bytes.len());
             std::fs::write(&path, &bytes[..len]).unwrap();
             format!("truncate {} to {len}", path.display())
         }
         2 => {
             let path = pick(rng);
-            let Ok(mut bytes) = std::fs::read(&path) else { return format!("extend: no {}", path.display()) };
+            let Ok(mut bytes) = std::fs::read(&path) else {
+                return format!("extend: no {}", path.display());
+            };
             let extra: Vec<u8> = (0..rng.gen_range(1..=16)).map(|_| rng.gen()).collect();
             bytes.extend_from_slice(&extra);
             std::fs::write(&path, bytes).unwrap();
@@ -71,21 +82,30 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
         }
         3 | 4 => {
             let path = dir.join(format!("offset.{shard}"));
-            let Ok(mut bytes) = std::fs::read(&path) else { return format!("no {}", path.display()) };
+            let Ok(mut bytes) = std::fs::read(&path) else {
+                return format!("no {}", path.display());
+            };
             let entries = bytes.len() / 8;
             if entries == 0 {
                 return "offset: none".into();
             }
             let entry = rng.gen_range(0..entries);
             let old = read_u64_at(&bytes, entry);
-            let size = std::fs::metadata(dir.join(format!("tokenized.{shard}"))).map_or(0, |m| m.len());
+            let size =
+                std::fs::metadata(dir.join(format!("tokenized.{shard}"))).map_or(0, |m| m.len());
             let value = match rng.gen_range(0..6) {
                 0 => rng.gen(),
                 1 => old.wrapping_add(1), // misaligned (or a byte off for u8)
                 2 => u64::MAX - rng.gen_range(0..4),
                 3 => size.wrapping_sub(rng.gen_range(0..2 * w)),
                 4 => rng.gen_range(0..size.max(1)) / w * w, // on the grid, anywhere
-                _ => if entry > 0 { read_u64_at(&bytes, entry - 1) } else { size },
+                _ => {
+                    if entry > 0 {
+                        read_u64_at(&bytes, entry - 1)
+                    } else {
+                        size
+                    }
+                }
             };
             bytes[entry * 8..entry * 8 + 8].copy_from_slice(&value.to_le_bytes());
             std::fs::write(&path, bytes).unwrap();
@@ -93,13 +113,20 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
         }
         5 => {
             let path = dir.join(format!("table.{shard}"));
-            let Ok(mut bytes) = std::fs::read(&path) else { return format!("no {}", path.display()) };
-            let tokens = std::fs::metadata(dir.join(format!("tokenized.{shard}"))).map_or(0, |m| m.len()) / w;
-            if tokens < 2 || bytes.len() as u64 % tokens != 0 {
+            let Ok(mut bytes) = std::fs::read(&path) else {
+                return format!("no {}", path.display());
+            };
+            let tokens = std::fs::metadata(dir.join(format!("tokenized.{shard}")))
+                .map_or(0, |m| m.len())
+                / w;
+            if tokens < 2 || !(bytes.len() as u64).is_multiple_of(tokens) {
                 return "swap: too small".into();
             }
             let ps = bytes.len() / tokens as usize;
-            let (a, b) = (rng.gen_range(0..tokens as usize), rng.gen_range(0..tokens as usize));
+            let (a, b) = (
+                rng.gen_range(0..tokens as usize),
+                rng.gen_range(0..tokens as usize),
+            );
             for k in 0..ps {
                 bytes.swap(a * ps + k, b * ps + k);
             }
@@ -108,21 +135,31 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
         }
         6 => {
             let path = dir.join(format!("table.{shard}"));
-            let Ok(mut bytes) = std::fs::read(&path) else { return format!("no {}", path.display()) };
-            let tokens = std::fs::metadata(dir.join(format!("tokenized.{shard}"))).map_or(0, |m| m.len()) / w;
-            if tokens == 0 || bytes.len() as u64 % tokens != 0 {
+            let Ok(mut bytes) = std::fs::read(&path) else {
+                return format!("no {}", path.display());
+            };
+            let tokens = std::fs::metadata(dir.join(format!("tokenized.{shard}")))
+                .map_or(0, |m| m.len())
+                / w;
+            if tokens == 0 || !(bytes.len() as u64).is_multiple_of(tokens) {
                 return "table entry: none".into();
             }
             let ps = bytes.len() / tokens as usize;
             let entry = rng.gen_range(0..tokens as usize);
-            let value: u64 = if rng.gen() { rng.gen() } else { rng.gen_range(0..tokens * w) };
+            let value: u64 = if rng.gen() {
+                rng.gen()
+            } else {
+                rng.gen_range(0..tokens * w)
+            };
             bytes[entry * ps..(entry + 1) * ps].copy_from_slice(&value.to_le_bytes()[..ps]);
             std::fs::write(&path, bytes).unwrap();
             format!("table.{shard} entry {entry} -> {value}")
         }
         7 | 8 => {
             let path = dir.join("anygram.json");
-            let Ok(text) = std::fs::read_to_string(&path) else { return "manifest: none".into() };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return "manifest: none".into();
+            };
             let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&text) else {
                 return "manifest: no longer JSON".into();
             };
@@ -130,19 +167,50 @@ fn mutate(dir: &Path, rng: &mut StdRng, shards: usize, width: TokenWidth) -> Str
                 return "manifest: not an object with shards".into();
             }
             let change = match rng.gen_range(0..9) {
-                0 => { json["vocab_size"] = rng.gen_range(0..300u64).into(); "vocab_size" }
-                1 => { json["eos_token_id"] = rng.gen_range(0..300u64).into(); "eos_token_id" }
-                2 => { json["token_width"] = [1u64, 2, 3, 4, 8][rng.gen_range(0..5)].into(); "token_width" }
-                3 => { if let Some(entry) = json["shards"].get_mut(shard) { entry["num_tokens"] = rng.gen_range(0..64u64).into(); } "num_tokens" }
-                4 => { if let Some(entry) = json["shards"].get_mut(shard) { entry["num_documents"] = rng.gen_range(0..8u64).into(); } "num_documents" }
-                5 => { if let Some(entry) = json["shards"].get_mut(shard) { entry["ptr_size"] = rng.gen_range(0..9u64).into(); } "ptr_size" }
+                0 => {
+                    json["vocab_size"] = rng.gen_range(0..300u64).into();
+                    "vocab_size"
+                }
+                1 => {
+                    json["eos_token_id"] = rng.gen_range(0..300u64).into();
+                    "eos_token_id"
+                }
+                2 => {
+                    json["token_width"] = [1u64, 2, 3, 4, 8][rng.gen_range(0..5)].into();
+                    "token_width"
+                }
+                3 => {
+                    if let Some(entry) = json["shards"].get_mut(shard) {
+                        entry["num_tokens"] = rng.gen_range(0..64u64).into();
+                    }
+                    "num_tokens"
+                }
+                4 => {
+                    if let Some(entry) = json["shards"].get_mut(shard) {
+                        entry["num_documents"] = rng.gen_range(0..8u64).into();
+                    }
+                    "num_documents"
+                }
+                5 => {
+                    if let Some(entry) = json["shards"].get_mut(shard) {
+                        entry["ptr_size"] = rng.gen_range(0..9u64).into();
+                    }
+                    "ptr_size"
+                }
                 6 => {
-                    let file = ["../x", "/etc/passwd", "tokenizer.json", "a/b"][rng.gen_range(0..4)];
+                    let file =
+                        ["../x", "/etc/passwd", "tokenizer.json", "a/b"][rng.gen_range(0..4)];
                     json["tokenizer"] = serde_json::json!({ "file": file });
                     "tokenizer"
                 }
-                7 => { json["format_version"] = rng.gen_range(0..3u64).into(); "format_version" }
-                _ => { json["shards"].as_array_mut().unwrap().pop(); "shards" }
+                7 => {
+                    json["format_version"] = rng.gen_range(0..3u64).into();
+                    "format_version"
+                }
+                _ => {
+                    json["shards"].as_array_mut().unwrap().pop();
+                    "shards"
+                }
             };
             std::fs::write(&path, json.to_string()).unwrap();
             format!("manifest: {change} -> {json}")
@@ -170,14 +238,24 @@ fn read_corpus(engine: &Engine) -> Corpus {
     let mut streams = Vec::new();
     let mut docs = Vec::new();
     for shard in engine.shards() {
-        let stream: Vec<u32> = shard.tokenized().chunks_exact(w).map(|c| width.read_token(c)).collect();
-        let starts: Vec<usize> = (0..stream.len()).filter(|&i| stream[i] == width.separator()).collect();
+        let stream: Vec<u32> = shard
+            .tokenized()
+            .chunks_exact(w)
+            .map(|c| width.read_token(c))
+            .collect();
+        let starts: Vec<usize> = (0..stream.len())
+            .filter(|&i| stream[i] == width.separator())
+            .collect();
         for (d, &start) in starts.iter().enumerate() {
             let end = starts.get(d + 1).copied().unwrap_or(stream.len());
             let metadata = match shard.metadata() {
                 Some((meta, metaoff)) => {
                     let from = read_u64_at(metaoff, d) as usize;
-                    let to = if d + 1 < starts.len() { read_u64_at(metaoff, d + 1) as usize } else { meta.len() };
+                    let to = if d + 1 < starts.len() {
+                        read_u64_at(metaoff, d + 1) as usize
+                    } else {
+                        meta.len()
+                    };
                     String::from_utf8_lossy(&meta[from..to]).into_owned()
                 }
                 None => String::new(),
@@ -186,18 +264,28 @@ fn read_corpus(engine: &Engine) -> Corpus {
         }
         streams.push(stream);
     }
-    Corpus { width, streams, docs }
+    Corpus {
+        width,
+        streams,
+        docs,
+    }
 }
 
 impl Corpus {
     fn count(&self, q: &[u32]) -> u64 {
-        self.streams.iter().map(|s| (0..s.len()).filter(|&i| s[i..].starts_with(q)).count() as u64).sum()
+        self.streams
+            .iter()
+            .map(|s| (0..s.len()).filter(|&i| s[i..].starts_with(q)).count() as u64)
+            .sum()
     }
     fn next(&self, q: &[u32], eos: u32) -> Vec<(u32, u64)> {
         let mut counts = BTreeMap::new();
         for s in &self.streams {
             for i in (0..s.len()).filter(|&i| s[i..].starts_with(q)) {
-                let t = s.get(i + q.len()).copied().unwrap_or(self.width.separator());
+                let t = s
+                    .get(i + q.len())
+                    .copied()
+                    .unwrap_or(self.width.separator());
                 let t = if t == self.width.separator() { eos } else { t };
                 *counts.entry(t).or_insert(0u64) += 1;
             }
@@ -205,7 +293,10 @@ impl Corpus {
         counts.into_iter().collect()
     }
     fn longest_suffix(&self, context: &[u32]) -> usize {
-        (0..=context.len()).rev().find(|&n| self.count(&context[context.len() - n..]) > 0).unwrap_or(0)
+        (0..=context.len())
+            .rev()
+            .find(|&n| self.count(&context[context.len() - n..]) > 0)
+            .unwrap_or(0)
     }
 }
 
@@ -218,7 +309,9 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
     let big = 1u64 << 40;
     for _ in 0..6 {
         let len = rng.gen_range(0..4);
-        let q: Vec<u32> = (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
+        let q: Vec<u32> = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
         let valid = q.iter().all(|&t| (t as u64) < vocab);
         let count = engine.count(&q);
         let ntd = engine.ntd(&q, big);
@@ -230,8 +323,22 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
         let cnf = vec![vec![q.clone()], vec![alphabet[..2].to_vec()]];
         let _ = engine.find_cnf(&cnf, 3, 2);
         let _ = engine.search_docs_cnf(&cnf, 2, 5, 100, 3, Some(1));
-        let _ = engine.score(&q, &ScoreOptions { sparse: true, top_max_support: Some(2), doc_start: true });
-        let scores = engine.score(&q, &ScoreOptions { sparse: true, top_max_support: Some(2), doc_start: false });
+        let _ = engine.score(
+            &q,
+            &ScoreOptions {
+                sparse: true,
+                top_max_support: Some(2),
+                doc_start: true,
+            },
+        );
+        let scores = engine.score(
+            &q,
+            &ScoreOptions {
+                sparse: true,
+                top_max_support: Some(2),
+                doc_start: false,
+            },
+        );
         let Some(oracle) = oracle else { continue };
         if !valid {
             assert!(count.is_err() && ntd.is_err());
@@ -241,25 +348,64 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
         assert_eq!(ntd.unwrap().counts, oracle.next(&q, eos), "ntd {q:?}");
         if let Some((&last, context)) = q.split_last() {
             let p = engine.prob(context, last).unwrap();
-            assert_eq!((p.prompt_count, p.cont_count), (oracle.count(context), if oracle.count(context) > 0 { oracle.count(&q) } else { 0 }), "prob {q:?}");
+            assert_eq!(
+                (p.prompt_count, p.cont_count),
+                (
+                    oracle.count(context),
+                    if oracle.count(context) > 0 {
+                        oracle.count(&q)
+                    } else {
+                        0
+                    }
+                ),
+                "prob {q:?}"
+            );
             let n = oracle.longest_suffix(context);
             let suffix = &context[context.len() - n..];
             let inf = engine.infgram_prob(context, last).unwrap();
-            assert_eq!((inf.suffix_len, inf.prompt_count, inf.cont_count),
-                (n, oracle.count(suffix), oracle.count(&[suffix, &[last]].concat())), "infgram_prob {q:?}");
-            assert_eq!(engine.infgram_ntd(context, big).unwrap().counts, oracle.next(suffix, eos), "infgram_ntd {q:?}");
+            assert_eq!(
+                (inf.suffix_len, inf.prompt_count, inf.cont_count),
+                (
+                    n,
+                    oracle.count(suffix),
+                    oracle.count(&[suffix, &[last]].concat())
+                ),
+                "infgram_prob {q:?}"
+            );
+            assert_eq!(
+                engine.infgram_ntd(context, big).unwrap().counts,
+                oracle.next(suffix, eos),
+                "infgram_ntd {q:?}"
+            );
         }
         let scores = scores.unwrap();
         for i in 0..q.len() {
             let n = oracle.longest_suffix(&q[..i]);
             let suffix = &q[i - n..i];
-            assert_eq!((scores.suffix_len[i] as usize, scores.prompt_count[i], scores.cont_count[i]),
-                (n, oracle.count(suffix), oracle.count(&[suffix, &[q[i]]].concat())), "score {q:?} at {i}");
+            assert_eq!(
+                (
+                    scores.suffix_len[i] as usize,
+                    scores.prompt_count[i],
+                    scores.cont_count[i]
+                ),
+                (
+                    n,
+                    oracle.count(suffix),
+                    oracle.count(&[suffix, &[q[i]]].concat())
+                ),
+                "score {q:?} at {i}"
+            );
         }
         let found = engine.search_docs(&q, big, big, Some(3)).unwrap();
         assert_eq!(found.count, oracle.count(&q));
         for doc in &found.documents {
-            assert_eq!((&doc.token_ids, &doc.metadata), (&oracle.docs[doc.doc_ix as usize].0, &oracle.docs[doc.doc_ix as usize].1));
+            assert_eq!(
+                (&doc.token_ids, &doc.metadata),
+                (
+                    &oracle.docs[doc.doc_ix as usize].0,
+                    &oracle.docs[doc.doc_ix as usize].1
+                )
+            );
         }
         if let [t] = q.as_slice() {
             let one = engine.find_cnf(&[vec![vec![*t]]], big, 1).unwrap();
@@ -272,7 +418,11 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
         let _ = engine.get_doc_by_ix(d, 1);
         if let Some(oracle) = oracle {
             let doc = doc.unwrap();
-            assert_eq!((&doc.token_ids, &doc.metadata), (&oracle.docs[d as usize].0, &oracle.docs[d as usize].1), "doc {d}");
+            assert_eq!(
+                (&doc.token_ids, &doc.metadata),
+                (&oracle.docs[d as usize].0, &oracle.docs[d as usize].1),
+                "doc {d}"
+            );
         }
     }
     for (s, shard) in engine.shards().iter().enumerate() {
@@ -288,7 +438,13 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
         }
     }
     let dedup = engine.dedup_self(2, &control);
-    let _ = engine.dedup_against(engine, 0, 0..engine.shards()[0].num_documents(), 2, &control);
+    let _ = engine.dedup_against(
+        engine,
+        0,
+        0..engine.shards()[0].num_documents(),
+        2,
+        &control,
+    );
     let _ = engine.dedup_against_all(engine, 1, &control);
     if oracle.is_some() {
         dedup.unwrap();
@@ -297,8 +453,14 @@ fn exercise(engine: &Engine, rng: &mut StdRng, alphabet: &[u32], oracle: Option<
 
 #[test]
 fn damaged_indexes_never_panic_and_never_answer_wrong_unnoticed() {
-    let secs: f64 = std::env::var("ANYGRAM_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let first: u64 = std::env::var("ANYGRAM_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let secs: f64 = std::env::var("ANYGRAM_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let first: u64 = std::env::var("ANYGRAM_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let (mut cases, mut opened, mut verified) = (0u64, 0u64, 0u64);
     // Panics are caught and reported with their seed; keep the default message short.
@@ -313,7 +475,11 @@ fn damaged_indexes_never_panic_and_never_answer_wrong_unnoticed() {
         let shards: Vec<Vec<Vec<u32>>> = (0..num_shards)
             .map(|_| {
                 (0..rng.gen_range(1..5))
-                    .map(|_| (0..rng.gen_range(0..7)).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect())
+                    .map(|_| {
+                        (0..rng.gen_range(0..7))
+                            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                            .collect()
+                    })
                     .collect()
             })
             .collect();
@@ -331,7 +497,8 @@ fn damaged_indexes_never_panic_and_never_answer_wrong_unnoticed() {
         if rng.gen_bool(0.5) {
             // Without checksums, verify's structural checks alone must catch damage.
             let path = dir.path().join("anygram.json");
-            let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let mut json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             json.as_object_mut().unwrap().remove("files");
             std::fs::write(&path, json.to_string()).unwrap();
             damage.push("manifest without checksums".to_string());
@@ -340,13 +507,21 @@ fn damaged_indexes_never_panic_and_never_answer_wrong_unnoticed() {
             damage.push(mutate(dir.path(), &mut rng, num_shards, width));
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let options = anygram::OpenOptions { sample_keys: false, ..Default::default() };
-            let Ok(engine) = Engine::open(dir.path(), &options) else { return (false, false) };
+            let options = anygram::OpenOptions {
+                sample_keys: false,
+                ..Default::default()
+            };
+            let Ok(engine) = Engine::open(dir.path(), &options) else {
+                return (false, false);
+            };
             let report = anygram::verify::verify(&engine);
             let oracle = report.problems.is_empty().then(|| read_corpus(&engine));
             exercise(&engine, &mut rng, alphabet, oracle.as_ref());
             // Once more through the sampled keys.
-            engine.shards().iter().for_each(|s| s.build_samples_every(2));
+            engine
+                .shards()
+                .iter()
+                .for_each(|s| s.build_samples_every(2));
             exercise(&engine, &mut rng, alphabet, oracle.as_ref());
             (true, oracle.is_some())
         }));
@@ -366,5 +541,8 @@ fn damaged_indexes_never_panic_and_never_answer_wrong_unnoticed() {
         }
     }
     eprintln!("fuzz_index: {cases} damaged indexes, {opened} opened, {verified} passed verify");
-    assert!(opened > 0 && verified > 0, "the damage never left an index that opens and verifies: the fuzzer tests nothing");
+    assert!(
+        opened > 0 && verified > 0,
+        "the damage never left an index that opens and verifies: the fuzzer tests nothing"
+    );
 }

@@ -129,7 +129,12 @@ mod tests {
         let vm_rss = || -> u64 {
             let status = std::fs::read_to_string("/proc/self/status").unwrap();
             let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
         };
         let _alone = RSS_TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // 64 MiB touched: a wrong page size would be off by 48 MiB or more.

@@ -225,9 +225,15 @@ fn budget_picks_in_memory_or_external_and_rejects_too_little() {
 fn a_real_budget_builds_externally_and_exactly() {
     // The budget is read against the process's resident set: no other test may
     // allocate much meanwhile.
-    let _alone = memory::RSS_TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = memory::RSS_TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     // Smaller in unoptimised builds (the merge is Rust); the budget scales with it.
-    let n: u64 = if cfg!(debug_assertions) { 4 << 20 } else { 8 << 20 };
+    let n: u64 = if cfg!(debug_assertions) {
+        4 << 20
+    } else {
+        8 << 20
+    };
     // Pseudo-random bytes: short repeats (a quasi-periodic text would tie most
     // suffixes on the whole overlap and test the re-sort, slowly, instead).
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -259,16 +265,27 @@ fn a_real_budget_builds_externally_and_exactly() {
     let (tokenized, table_path) = (dir.path().join("tokenized.0"), dir.path().join("table.0"));
     std::fs::write(&tokenized, &bytes).unwrap();
     let mut phases = Vec::new();
-    let report = build_suffix_array_with(&tokenized, &table_path, TokenWidth::U8, &options, &mut |p| {
-        phases.push(p.phase);
-        Ok(())
-    })
+    let report = build_suffix_array_with(
+        &tokenized,
+        &table_path,
+        TokenWidth::U8,
+        &options,
+        &mut |p| {
+            phases.push(p.phase);
+            Ok(())
+        },
+    )
     .unwrap();
-    let plan = report.plan.expect("a budget below the whole sort builds externally");
+    let plan = report
+        .plan
+        .expect("a budget below the whole sort builds externally");
     assert!(plan.num_parts() >= 2, "{plan:?}");
     let parts_sorted = phases.iter().filter(|&&p| p == Phase::SortPart).count();
     assert_eq!(parts_sorted, plan.num_parts(), "{phases:?}");
     assert!(phases.contains(&Phase::Merge) && !phases.contains(&Phase::SortAll));
     let table = std::fs::read(&table_path).unwrap();
-    assert!(table == expected, "the external table differs from the in-memory one");
+    assert!(
+        table == expected,
+        "the external table differs from the in-memory one"
+    );
 }

@@ -269,7 +269,7 @@ impl Engine {
                     if t >= end_token {
                         break;
                     }
-                        let (start, end) = (
+                    let (start, end) = (
                         t - first_token,
                         t.saturating_add(min_len).min(end_token) - first_token,
                     );

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anygram::build::{build_suffix_array, checksum_file};
-use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, FORMAT_VERSION, MANIFEST_FILE};
+use anygram::manifest::{
+    FileMeta, Manifest, ShardMeta, TokenizerMeta, FORMAT_VERSION, MANIFEST_FILE,
+};
 use anygram::{Engine, OpenOptions, TokenWidth};
 
 /// Token ids whose little-endian bytes order differently from their values
@@ -16,7 +18,13 @@ pub fn byte_order_tokens(width: TokenWidth) -> Vec<u32> {
     match width {
         TokenWidth::U8 => vec![0x00, 0x01, 0x7F, 0x80, 0xFE],
         TokenWidth::U16 => vec![0x0001, 0x00FF, 0x0100, 0x01FE, 0xFF00, 0xFFFE],
-        TokenWidth::U32 => vec![0x0000_00FF, 0x0000_0100, 0x0001_FE00, 0xFF00_0000, 0xFFFF_FFFE],
+        TokenWidth::U32 => vec![
+            0x0000_00FF,
+            0x0000_0100,
+            0x0001_FE00,
+            0xFF00_0000,
+            0xFFFF_FFFE,
+        ],
     }
 }
 
@@ -71,7 +79,9 @@ pub fn write_index(dir: &Path, spec: &IndexSpec, width: TokenWidth) {
         shard_meta.push(ShardMeta {
             num_tokens,
             num_documents: docs.len() as u64,
-            ptr_size: std::fs::metadata(dir.join(format!("table.{s}"))).unwrap().len() as u32
+            ptr_size: std::fs::metadata(dir.join(format!("table.{s}")))
+                .unwrap()
+                .len() as u32
                 / num_tokens.max(1) as u32,
         });
     }
@@ -104,8 +114,11 @@ pub fn write_index(dir: &Path, spec: &IndexSpec, width: TokenWidth) {
                 sha256: None,
             }),
         };
-        std::fs::write(dir.join(MANIFEST_FILE), serde_json::to_string_pretty(&manifest).unwrap())
-            .unwrap();
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            serde_json::to_string_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -129,7 +142,14 @@ pub fn mixed_id(width: TokenWidth, symbol: u32) -> u32 {
     let table: [u32; 6] = match width {
         TokenWidth::U8 => [0x00, 0x01, 0x7F, 0x80, 0xFD, 0x02],
         TokenWidth::U16 => [0x0001, 0x00FF, 0x0100, 0x01FE, 0xFF00, 0x0002],
-        TokenWidth::U32 => [0x0000_00FF, 0x0000_0100, 0x0001_FE00, 0xFF00_0000, 0x0000_0001, 0x00FF_0000],
+        TokenWidth::U32 => [
+            0x0000_00FF,
+            0x0000_0100,
+            0x0001_FE00,
+            0xFF00_0000,
+            0x0000_0001,
+            0x00FF_0000,
+        ],
     };
     table.get(symbol as usize).copied().unwrap_or(symbol)
 }
