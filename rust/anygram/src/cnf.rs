@@ -171,7 +171,8 @@ impl Engine {
                     .iter()
                     .map(|&(lo, hi)| {
                         let len = hi - lo;
-                        let keep = (len * budget).div_ceil(count);
+                        // count > budget here; u128 keeps len * budget exact.
+                        let keep = (len as u128 * budget as u128).div_ceil(count as u128) as u64;
                         kept += keep;
                         let start = lo + rng.uniform_up_to(len - keep);
                         (start, start + keep)
@@ -202,7 +203,8 @@ impl Engine {
             Ok(ptrs)
         };
         let w = self.token_width().bytes() as u64;
-        let reach = max_diff_tokens * w;
+        // A reach past the whole shard is the same as no limit: saturate, never wrap.
+        let reach = max_diff_tokens.saturating_mul(w);
         let mut windows: Vec<(u64, u64)> =
             ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
         let mut scale = clauses[0].scale;
@@ -211,10 +213,11 @@ impl Engine {
             // around the window when there are few windows and the clause is frequent
             // (and not subsampled: every occurrence counts), else from its sorted
             // suffix-array entries.
-            let span = 2 * max_diff_tokens + 1;
+            let span = max_diff_tokens.saturating_mul(2).saturating_add(1);
             let scan_text = !clause.subsampled
-                && (windows.len() as u64).saturating_mul(span * clause.terms.len() as u64)
-                    < clause.count * 16;
+                && (windows.len() as u64)
+                    .saturating_mul(span.saturating_mul(clause.terms.len() as u64))
+                    < clause.count.saturating_mul(16);
             let sorted = if scan_text {
                 Vec::new()
             } else {
@@ -235,8 +238,8 @@ impl Engine {
                         sorted.get(after).map(|&p| r.max(p)),
                     )
                 };
-                let left = new_l.filter(|&nl| nl + reach >= l);
-                let right = new_r.filter(|&nr| nr <= r + reach);
+                let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
+                let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
                 match (left, right) {
                     (Some(nl), Some(nr)) => [Some((nl, nr)), None],
                     (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
@@ -303,7 +306,7 @@ fn nearest_in_text(
         // An occurrence inside the window: the first one at or after l is inside too.
         Some(r)
     } else {
-        let end = r + reach;
+        let end = r.saturating_add(reach);
         let mut p = r;
         let mut found = None;
         while p <= end && (p as usize) < text.len() {

@@ -71,14 +71,13 @@ impl Engine {
                 "ptr {ptr} must be a multiple of {w} in [0, {size}) for shard {shard}"
             )));
         }
-        let local = s.document_of(ptr);
-        let doc_start = s.document_start(local) + w;
-        let doc_end = s.document_start(local + 1);
-        let before = max_disp_len / 2;
-        let after = max_disp_len.div_ceil(2);
-        let disp_start = doc_start.max(ptr.saturating_sub(before * w));
-        let disp_start = disp_start.min(doc_end);
-        let disp_end = doc_end.min(ptr + after * w).max(disp_start);
+        let local = s.document_of(ptr)?;
+        let (doc_start, doc_end) = s.document_tokens_span(local)?;
+        // A window larger than the document is the whole document: saturate, never wrap.
+        let before = (max_disp_len / 2).saturating_mul(w);
+        let after = max_disp_len.div_ceil(2).saturating_mul(w);
+        let disp_start = doc_start.max(ptr.saturating_sub(before)).min(doc_end);
+        let disp_end = doc_end.min(ptr.saturating_add(after)).max(disp_start);
         self.document(shard, local, disp_start, disp_end, ptr)
     }
 
@@ -107,9 +106,9 @@ impl Engine {
         for (shard, s) in self.shards().iter().enumerate() {
             if local < s.num_documents() {
                 let w = self.token_width().bytes() as u64;
-                let doc_start = s.document_start(local) + w;
-                let doc_end = s.document_start(local + 1);
-                let disp_end = doc_end.min(doc_start + max_disp_len * w);
+                let (doc_start, doc_end) = s.document_tokens_span(local)?;
+                let disp_end =
+                    doc_end.min(doc_start.saturating_add(max_disp_len.saturating_mul(w)));
                 return self.document(shard, local, doc_start, disp_end, doc_start);
             }
             local -= s.num_documents();
@@ -130,14 +129,7 @@ impl Engine {
     ) -> Result<Document> {
         let s = &self.shards()[shard];
         let w = self.token_width().bytes() as u64;
-        let doc_start = s.document_start(local) + w;
-        let doc_end = s.document_start(local + 1);
-        if doc_start > doc_end {
-            return Err(Error::corrupt(
-                s.files()[2].path(),
-                format!("document {local} ends before it starts"),
-            ));
-        }
+        let (doc_start, doc_end) = s.document_tokens_span(local)?;
         let first_doc: u64 = self.shards()[..shard]
             .iter()
             .map(|s| s.num_documents())
@@ -153,7 +145,7 @@ impl Engine {
             needle_offset: (ptr.max(disp_start) - disp_start) / w,
             offset: (ptr.max(doc_start) - doc_start) / w,
             metadata,
-            token_ids: s.tokens_between(disp_start, disp_end),
+            token_ids: s.tokens_between(disp_start, disp_end)?,
             shard,
             ptr,
         })

@@ -476,7 +476,7 @@ fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
     Ok(&context[context.len() - keep..])
 }
 
-fn check_max_support(max_support: u64) -> Result<()> {
+pub(crate) fn check_max_support(max_support: u64) -> Result<()> {
     if max_support == 0 {
         return Err(Error::InvalidQuery(
             "max_support must be a positive integer".into(),
@@ -543,7 +543,7 @@ fn infer_width(dir: &Path) -> Result<TokenWidth> {
         use std::io::Read;
         let path = dir.join(shard_file("tokenized", 0));
         let mut buf = [0u8; 4];
-        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = crate::mmap::open_regular_file(&path, "the token stream")?;
         let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
         buf[..n].to_vec()
     };

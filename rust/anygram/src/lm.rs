@@ -115,6 +115,10 @@ impl Engine {
     ///
     /// Every id must be below the vocabulary size (an error names the position).
     pub fn score(&self, tokens: &[u32], options: &ScoreOptions) -> Result<Scores> {
+        if let Some(max_support) = options.top_max_support {
+            // Zero would never stop doubling the sampling unit.
+            crate::engine::check_max_support(max_support)?;
+        }
         let w = self.token_width().bytes();
         let mut bytes = Vec::with_capacity((tokens.len() + 1) * w);
         let first = if options.doc_start {

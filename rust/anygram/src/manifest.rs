@@ -6,7 +6,8 @@
 //! format change.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,26 @@ pub struct FileMeta {
     pub size: u64,
     /// XXH3-64 of the contents, 16 lowercase hex digits.
     pub xxh3_64: String,
+}
+
+/// Files that only an anygram build writes into an index directory: when one
+/// of them is there but the manifest is not, the directory is an anygram index
+/// that lost its manifest, and opening it as infini-gram's would lose the
+/// tokenizer and the end-of-document token (answers silently change).
+pub const ANYGRAM_ONLY_FILES: &[&str] = &["tokenizer.json"];
+
+/// The tokenizer an index was built with, copied into the index directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenizerMeta {
+    /// A name for messages (e.g. the model it came from).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its file name inside the index directory: a plain name, checked when the
+    /// manifest is read (use [`Manifest::tokenizer_path`]).
+    pub file: String,
+    /// SHA-256 of the file, hex.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Per-shard counts.
@@ -55,18 +76,36 @@ pub struct Manifest {
     /// Size and checksum of every file of the index, by file name.
     #[serde(default)]
     pub files: BTreeMap<String, FileMeta>,
+    /// The tokenizer, `None` for an index of UTF-8 bytes or of given token ids.
+    #[serde(default)]
+    pub tokenizer: Option<TokenizerMeta>,
 }
 
 impl Manifest {
     /// Reads and checks `dir/anygram.json`; `Ok(None)` when there is none
-    /// (an index built by infini-gram).
+    /// (an index built by infini-gram), unless the directory holds a file only
+    /// anygram writes ([`ANYGRAM_ONLY_FILES`]): then the manifest is missing.
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+        let mut file = match crate::mmap::open_regular_file(&path, "the index manifest") {
+            Ok(file) => file,
+            Err(Error::MissingFile { .. }) => {
+                if let Some(found) = ANYGRAM_ONLY_FILES
+                    .iter()
+                    .find(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
+                {
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("anygram.json is missing, but {found} (written by anygram's build) is there: this is an anygram index without its manifest; restore anygram.json or rebuild the index"),
+                    ));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| Error::io(&path, e))?;
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| Error::corrupt(&path, format!("manifest is not valid: {e}")))?;
         if !(OLDEST_SUPPORTED_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
@@ -80,6 +119,67 @@ impl Manifest {
         if manifest.shards.is_empty() {
             return Err(Error::corrupt(&path, "manifest lists no shards"));
         }
+        if let Some(tokenizer) = &manifest.tokenizer {
+            if !is_plain_file_name(&tokenizer.file) {
+                return Err(Error::corrupt(
+                    &path,
+                    format!(
+                        "tokenizer.file {:?} is not a plain file name inside the index directory",
+                        tokenizer.file
+                    ),
+                ));
+            }
+        }
+        for name in manifest.files.keys() {
+            if !is_plain_file_name(name) {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("files lists {name:?}, which is not a plain file name inside the index directory"),
+                ));
+            }
+        }
         Ok(Some(manifest))
+    }
+
+    /// The tokenizer file of the index in `dir` (the file name was checked to be
+    /// a plain name when the manifest was read, so this path is inside `dir`).
+    pub fn tokenizer_path(&self, dir: &Path) -> Option<PathBuf> {
+        self.tokenizer.as_ref().map(|t| dir.join(&t.file))
+    }
+}
+
+/// Whether `name` names a file directly inside a directory: one normal path
+/// component (no separator, not `.` or `..`, not absolute, not empty).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(only)), None) if only == name
+    ) && !name.contains(['/', '\\', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_file_names_are_plain() {
+        for good in ["tokenizer.json", "a", "tok..json"] {
+            assert!(is_plain_file_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "/etc/passwd",
+            "../tokenizer.json",
+            "sub/tokenizer.json",
+            "a/",
+            "./a",
+            "a\\b",
+            "C:\\x",
+        ] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The one place that maps index files into memory.
+//! The one place that maps index files into memory, and that opens them.
 //!
 //! # Safety contract
 //! Index files are immutable once published (a build writes a temporary
@@ -13,6 +13,60 @@ use memmap2::{Advice, Mmap};
 
 use crate::error::{Error, Result};
 
+/// Opens `path` for reading, refusing anything but a regular file (a FIFO,
+/// a device, a directory) with an error instead of blocking on it: the file is
+/// opened non-blocking (opening a FIFO would otherwise wait for a writer) and
+/// its type checked on the open descriptor, so a swap in between is caught too.
+/// `what` says what the file is for, for the error message.
+pub fn open_regular_file(path: &Path, what: &str) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::MissingFile {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+            }
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    let file_type = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+    if !file_type.is_file() {
+        return Err(Error::corrupt(
+            path,
+            format!("{what} is not a regular file (a {})", describe(file_type)),
+        ));
+    }
+    Ok(file)
+}
+
+fn describe(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO";
+        }
+        if file_type.is_socket() {
+            return "socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "device";
+        }
+    }
+    if file_type.is_dir() {
+        "directory"
+    } else {
+        "special file"
+    }
+}
+
 /// A read-only file mapped into memory (or an empty slice for an empty file,
 /// which cannot be mapped).
 pub struct MappedFile {
@@ -21,18 +75,10 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    /// Maps `path` read-only. `what` says what the file is for, for the error message.
+    /// Maps `path` read-only. `what` says what the file is for, for the error
+    /// message. Only regular files are mapped (see [`open_regular_file`]).
     pub fn open(path: &Path, what: &str) -> Result<Self> {
-        let file = File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::MissingFile {
-                    path: path.to_path_buf(),
-                    what: what.to_string(),
-                }
-            } else {
-                Error::io(path, e)
-            }
-        })?;
+        let file = open_regular_file(path, what)?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let map = if len == 0 {
             None

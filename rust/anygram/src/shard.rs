@@ -154,7 +154,7 @@ impl Shard {
             if first != width.separator() {
                 return Err(Error::corrupt(
                     tokenized.path(),
-                    format!("does not start with a document separator (token width {w}: wrong --token-width?)"),
+                    format!("does not start with a document separator (token width {w}: wrong token width?)"),
                 ));
             }
             if num_documents == 0 || read_u64_at(offsets.bytes(), 0) != 0 {
@@ -281,8 +281,17 @@ impl Shard {
     /// the table is corrupt: that is an error, never a wrong answer or a crash.
     #[inline]
     pub fn ptr_at(&self, rank: u64) -> Result<u64> {
-        let start = rank as usize * self.ptr_size;
-        let ptr = read_uint_le(&self.table.bytes()[start..start + self.ptr_size]);
+        let entry = usize::try_from(rank)
+            .ok()
+            .and_then(|r| r.checked_mul(self.ptr_size))
+            .and_then(|start| self.table.bytes().get(start..start + self.ptr_size))
+            .ok_or_else(|| {
+                Error::InvalidQuery(format!(
+                    "rank {rank} is out of range [0, {}) of shard {}",
+                    self.num_tokens, self.number
+                ))
+            })?;
+        let ptr = read_uint_le(entry);
         if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.table.path(),
@@ -556,28 +565,52 @@ impl Shard {
     }
 
     /// The document holding byte offset `ptr` (< the tokens' size): the last
-    /// document whose separator is at or before it.
-    pub fn document_of(&self, ptr: u64) -> u64 {
+    /// document whose separator is at or before it. Offsets are checked where
+    /// they are read, so a corrupt `offset` file is an error, never a wrong
+    /// document (the answer is confirmed against its own bounds).
+    pub fn document_of(&self, ptr: u64) -> Result<u64> {
         let (mut lo, mut hi) = (0u64, self.num_documents);
         // Invariant: document lo starts at or before ptr (document 0 starts at 0).
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if self.document_start(mid) <= ptr {
+            if self.document_start(mid)? <= ptr {
                 lo = mid;
             } else {
                 hi = mid;
             }
         }
-        lo
+        let (start, end) = self.document_span(lo)?;
+        if ptr < start || ptr >= end {
+            return Err(Error::corrupt(
+                self.offsets.path(),
+                format!("the document offsets are not increasing: byte {ptr} falls outside document {lo} (bytes {start}..{end}) that the search over them found"),
+            ));
+        }
+        Ok(lo)
     }
 
-    /// The tokens stored in bytes `[start, end)` (whole tokens).
-    pub fn tokens_between(&self, start: u64, end: u64) -> Vec<u32> {
+    /// The tokens stored in bytes `[start, end)` (whole tokens); bounds outside
+    /// the token stream or off the token grid are an error.
+    pub fn tokens_between(&self, start: u64, end: u64) -> Result<Vec<u32>> {
         let w = self.width.bytes();
-        self.tokenized.bytes()[start as usize..end as usize]
+        let bytes = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .filter(|(s, e)| s % w == 0 && e % w == 0)
+            .and_then(|(s, e)| self.tokenized.bytes().get(s..e))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    self.tokenized.path(),
+                    format!(
+                        "bytes {start}..{end} are not whole tokens inside the {} bytes of tokens",
+                        self.tokenized.len()
+                    ),
+                )
+            })?;
+        Ok(bytes
             .chunks_exact(w)
             .map(|c| self.width.read_token(c))
-            .collect()
+            .collect())
     }
 
     /// The metadata line of document `local_doc` as stored (trailing newline
@@ -586,6 +619,13 @@ impl Shard {
         let Some((meta, metaoff)) = self.metadata() else {
             return Ok(None);
         };
+        if local_doc >= self.num_documents {
+            return Err(Error::InvalidQuery(format!(
+                "document {local_doc} is out of range [0, {}) of shard {}",
+                self.num_documents, self.number
+            )));
+        }
+        // metaoff holds num_documents entries (checked at open).
         let start = read_u64_at(metaoff, local_doc as usize);
         let end = if local_doc + 1 < self.num_documents {
             read_u64_at(metaoff, local_doc as usize + 1)
@@ -593,13 +633,12 @@ impl Shard {
             meta.len() as u64
         };
         if start > end || end > meta.len() as u64 {
+            let metaoff_path = self.metadata.as_ref().map(|(_, o)| o.path());
             return Err(Error::corrupt(
-                self.metadata
-                    .as_ref()
-                    .map(|(m, _)| m.path())
-                    .unwrap_or(self.tokenized.path()),
+                metaoff_path.unwrap_or(self.offsets.path()),
                 format!(
-                    "metadata of document {local_doc} spans bytes {start}..{end}, outside the file"
+                    "entry {local_doc}: the metadata of document {local_doc} spans bytes {start}..{end}, outside the {} bytes of metadata or backwards",
+                    meta.len()
                 ),
             ));
         }
@@ -607,13 +646,57 @@ impl Shard {
     }
 
     /// Byte offset of document `local_doc` (its separator), or the end of the
-    /// tokens for `local_doc == num_documents`.
-    pub fn document_start(&self, local_doc: u64) -> u64 {
+    /// tokens for `local_doc >= num_documents`. An entry past the end or off the
+    /// token grid is an error naming the entry (two comparisons: the hot path of
+    /// document lookups stays cheap).
+    #[inline]
+    pub fn document_start(&self, local_doc: u64) -> Result<u64> {
         if local_doc >= self.num_documents {
-            self.tokenized.len()
-        } else {
-            read_u64_at(self.offsets.bytes(), local_doc as usize)
+            return Ok(self.tokenized.len());
         }
+        let offset = read_u64_at(self.offsets.bytes(), local_doc as usize);
+        if offset >= self.tokenized.len() || !offset.is_multiple_of(self.width.bytes() as u64) {
+            return Err(Error::corrupt(
+                self.offsets.path(),
+                format!(
+                    "entry {local_doc} is {offset}, not the start of a token inside the {} bytes of tokens",
+                    self.tokenized.len()
+                ),
+            ));
+        }
+        Ok(offset)
+    }
+
+    /// Bytes `[start, end)` of document `local_doc`, its separator included:
+    /// `start` holds a separator and `end` is the next document's start (or the
+    /// end of the tokens). Out-of-order offsets or a start that is no separator
+    /// are an error naming the entry.
+    pub fn document_span(&self, local_doc: u64) -> Result<(u64, u64)> {
+        let start = self.document_start(local_doc)?;
+        let end = self.document_start(local_doc + 1)?;
+        if end <= start {
+            return Err(Error::corrupt(
+                self.offsets.path(),
+                format!(
+                    "entries {local_doc} and {} ({start} and {end}) are not increasing",
+                    local_doc + 1
+                ),
+            ));
+        }
+        if self.stored_at(start) != self.width.separator() as u64 {
+            return Err(Error::corrupt(
+                self.offsets.path(),
+                format!("entry {local_doc} ({start}) does not point at a document separator"),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    /// Bytes `[first, end)` of the tokens of document `local_doc`, without its
+    /// separator (checked as [`Shard::document_span`]).
+    pub fn document_tokens_span(&self, local_doc: u64) -> Result<(u64, u64)> {
+        let (start, end) = self.document_span(local_doc)?;
+        Ok((start + self.width.bytes() as u64, end))
     }
 }
 

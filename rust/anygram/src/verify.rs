@@ -58,7 +58,7 @@ pub fn verify(engine: &Engine) -> VerifyReport {
         }
         check_pointers(shard, engine, &mut report);
         check_order(shard, &mut report);
-        check_offsets(shard, &mut report);
+        check_offsets(shard, engine, &mut report);
         report
             .problems
             .extend(crate::accel::verify_shard(engine.dir(), shard));
@@ -125,33 +125,74 @@ fn check_order(shard: &Shard, report: &mut VerifyReport) {
     }
 }
 
-fn check_offsets(shard: &Shard, report: &mut VerifyReport) {
+/// Every document offset: strictly increasing, on the token grid, inside the
+/// tokens, each at a separator token (all of its bytes); and exactly as many
+/// separators in the tokens as offsets, so the offsets are all of them. Then
+/// every metadata offset: increasing and inside the metadata.
+fn check_offsets(shard: &Shard, engine: &Engine, report: &mut VerifyReport) {
+    let width = engine.token_width();
+    let w = width.bytes() as u64;
     let text = shard.tokenized();
     let offsets = shard.offsets();
-    let docs = shard.num_documents() as usize;
-    let mut previous = None;
+    let docs = shard.num_documents();
+    let is_separator_at = |offset: u64| -> bool {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| text.get(o..o.checked_add(w as usize)?))
+            .is_some_and(|token| width.read_token(token) == width.separator())
+    };
+    let mut previous: Option<u64> = None;
     for d in 0..docs {
-        let offset = read_u64_at(offsets, d);
-        let ok = (offset as usize) < text.len()
-            && previous.is_none_or(|p| offset > p)
-            && text[offset as usize] == 0xFF;
-        if !ok {
+        let offset = read_u64_at(offsets, d as usize);
+        let problem = if offset >= text.len() as u64 {
+            Some(format!(
+                "is past the end of the {} bytes of tokens",
+                text.len()
+            ))
+        } else if !offset.is_multiple_of(w) {
+            Some(format!("is not a multiple of the token width {w}"))
+        } else if previous.is_some_and(|p| offset <= p) {
+            Some("is not after the previous document's".to_string())
+        } else if d == 0 && offset != 0 {
+            Some("is not 0 (the first document starts the tokens)".to_string())
+        } else if !is_separator_at(offset) {
+            Some("does not point at a document separator".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             report.problems.push(format!(
-                "offset.{}: document {d} starts at {offset}, which is not a separator after the previous document",
+                "offset.{}: entry {d} (document {d} starts at byte {offset}) {problem}",
                 shard.number
             ));
             return;
         }
         previous = Some(offset);
     }
+    let separators: u64 = text
+        .par_chunks(w as usize * 65536)
+        .map(|chunk| {
+            chunk
+                .chunks_exact(w as usize)
+                .filter(|token| width.read_token(token) == width.separator())
+                .count() as u64
+        })
+        .sum();
+    if separators != docs {
+        report.problems.push(format!(
+            "offset.{}: holds {docs} document offsets but tokenized.{} has {separators} document separators",
+            shard.number, shard.number
+        ));
+    }
     if let Some((meta, metaoff)) = shard.metadata() {
         let mut previous = 0;
         for d in 0..docs {
-            let offset = read_u64_at(metaoff, d);
-            if offset < previous || offset as usize > meta.len() {
+            let offset = read_u64_at(metaoff, d as usize);
+            if offset < previous || offset > meta.len() as u64 {
                 report.problems.push(format!(
-                    "metaoff.{}: document {d}'s metadata offset {offset} is out of order or past the end",
-                    shard.number
+                    "metaoff.{}: entry {d} (the metadata of document {d} starts at byte {offset}) is before the previous entry or past the end of the {} bytes of metadata",
+                    shard.number,
+                    meta.len()
                 ));
                 return;
             }

@@ -1,6 +1,8 @@
 //! `Engine::score` against brute force and against `infgram_prob` at every
 //! position, on random small corpora of every token width and several shards.
 
+mod common;
+
 use std::path::Path;
 
 use anygram::build::build_suffix_array;
@@ -65,7 +67,8 @@ fn corpus() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<u32>
     .prop_flat_map(|width| {
         let max_id = width.separator() - 1;
         // Few symbols make long matches likely; the largest id and eos (2) occur too.
-        let token = prop_oneof![5 => 0u32..4, 1 => Just(max_id)];
+        // Symbols stand for ids whose byte order differs from their order.
+        let token = prop_oneof![5 => (0u32..4).prop_map(move |s| common::mixed_id(width, s)), 1 => Just(max_id)];
         (
             Just(width),
             prop::collection::vec(prop::collection::vec(token.clone(), 0..14), 1..7),

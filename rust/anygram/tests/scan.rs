@@ -3,6 +3,8 @@
 //! vocabularies make repeats common, also across document and shard boundaries
 //! (which must never count).
 
+mod common;
+
 use std::path::Path;
 
 use anygram::build::build_suffix_array;
@@ -173,7 +175,7 @@ fn width_strategy() -> impl Strategy<Value = TokenWidth> {
 /// 1-3 shards of 1-5 documents of up to 14 tokens over a tiny vocabulary, plus the largest id.
 fn corpus(width: TokenWidth) -> impl Strategy<Value = Vec<Vec<Vec<u32>>>> {
     let max_id = width.separator() - 1;
-    let token = prop_oneof![6 => 0u32..3, 1 => Just(max_id)];
+    let token = prop_oneof![6 => (0u32..3).prop_map(move |s| common::mixed_id(width, s)), 1 => Just(max_id)];
     let doc = prop::collection::vec(token, 0..14);
     prop::collection::vec(prop::collection::vec(doc, 1..5), 1..4)
 }
@@ -185,7 +187,7 @@ proptest! {
     fn matching_statistics_agree_with_brute_force(
         (width, shards, query) in width_strategy().prop_flat_map(|w| {
             let max_id = w.separator() - 1;
-            let token = prop_oneof![6 => 0u32..3, 1 => Just(max_id)];
+            let token = prop_oneof![6 => (0u32..3).prop_map(move |s| common::mixed_id(w, s)), 1 => Just(max_id)];
             (Just(w), corpus(w), prop::collection::vec(token, 0..20))
         }),
         min_len in 1u64..5,

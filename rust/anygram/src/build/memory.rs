@@ -46,6 +46,11 @@ pub fn max_in_memory_tokens(bytes: u64, width: TokenWidth) -> u64 {
     (bytes.saturating_sub(SORT_WORKSPACE) / bytes_per_token(width, false)).min(LARGE_TEXT - 1)
 }
 
+/// Held by tests that read or move the resident set by much, so that their
+/// readings are not another test's allocations.
+#[cfg(test)]
+pub(crate) static RSS_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The resident set size of this process in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -53,8 +58,12 @@ pub fn resident_bytes() -> Option<u64> {
     Some(resident_pages * page_size())
 }
 
+/// The kernel's page size: statm counts pages, and they are 16 or 64 KiB on
+/// some kernels (arm64, ppc64), not always 4 KiB.
 fn page_size() -> u64 {
-    4096
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// Pages of a mapped file that the process touched count in its resident set
@@ -109,5 +118,39 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(resident_bytes().unwrap() > 0);
         }
+    }
+
+    /// VmRSS in /proc/self/status is in kB, independent of the page size: the
+    /// statm reading must agree with it (a fixed 4 KiB page is 4 or 16 times
+    /// off on 16 KiB / 64 KiB-page kernels).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn resident_set_agrees_with_the_kernels_kilobytes() {
+        let vm_rss = || -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        };
+        let _alone = RSS_TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // 64 MiB touched: a wrong page size would be off by 48 MiB or more.
+        let held = vec![1u8; 64 << 20];
+        // Other tests allocate meanwhile: bracket the reading and allow for them.
+        let before = vm_rss();
+        let ours = resident_bytes().unwrap();
+        let after = vm_rss();
+        let (low, high) = (before.min(after), before.max(after));
+        let slack = 16 << 20;
+        assert!(
+            ours + slack >= low && ours <= high + slack,
+            "statm says {ours} bytes, VmRSS {before}..{after}"
+        );
+        assert!(held.iter().step_by(4096).all(|&b| b == 1));
+        let page = page_size();
+        assert!(page.is_power_of_two() && page >= 4096, "page size {page}");
     }
 }

@@ -281,7 +281,7 @@ fn write_table(
 
 /// XXH3-64 of a file's contents as 16 hex digits, read in 8 MiB blocks.
 pub fn checksum_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = crate::mmap::open_regular_file(path, "an index file")?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 8 << 20];
     loop {

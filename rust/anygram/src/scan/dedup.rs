@@ -83,6 +83,12 @@ impl Bitmap {
     }
 }
 
+/// Bytes of a window of `min_len` tokens of `w` bytes. A window longer than
+/// memory can hold fits in no document, so saturating is the exact answer.
+fn window_bytes(min_len: u64, w: u64) -> usize {
+    usize::try_from(min_len.saturating_mul(w)).unwrap_or(usize::MAX)
+}
+
 fn check_min_len(min_len: u64) -> Result<()> {
     if min_len == 0 {
         return Err(Error::InvalidArgument(
@@ -149,7 +155,7 @@ impl Engine {
         let width = self.token_width();
         let w = width.bytes() as u64;
         let text = s.tokenized();
-        let span = (min_len * w) as usize;
+        let span = window_bytes(min_len, w);
         let window = |ptr: u64| -> Option<&[u8]> {
             let p = ptr as usize;
             text.get(p..p.checked_add(span)?)
@@ -248,9 +254,9 @@ impl Engine {
         let first_doc = self.first_doc_of(shard);
         let per_doc: Vec<Option<DocRanges>> = (0..s.num_documents())
             .into_par_iter()
-            .map(|local| {
-                let first_token = s.document_start(local) / w + 1;
-                let end_token = (s.document_start(local + 1) / w).max(first_token);
+            .map(|local| -> Result<Option<DocRanges>> {
+                let (first_byte, end_byte) = s.document_tokens_span(local)?;
+                let (first_token, end_token) = (first_byte / w, end_byte / w);
                 let mut ranges: Vec<(u64, u64)> = Vec::new();
                 let mut t = first_token;
                 while t < end_token {
@@ -263,21 +269,23 @@ impl Engine {
                     if t >= end_token {
                         break;
                     }
-                    let (start, end) =
-                        (t - first_token, (t + min_len).min(end_token) - first_token);
+                    let (start, end) = (
+                        t - first_token,
+                        t.saturating_add(min_len).min(end_token) - first_token,
+                    );
                     match ranges.last_mut() {
                         Some(last) if start <= last.1 => last.1 = last.1.max(end),
                         _ => ranges.push((start, end)),
                     }
                     t += 1;
                 }
-                (!ranges.is_empty()).then(|| DocRanges {
+                Ok((!ranges.is_empty()).then(|| DocRanges {
                     doc_ix: first_doc + local,
                     doc_len: end_token - first_token,
                     ranges,
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(per_doc.into_iter().flatten().collect())
     }
 
@@ -353,15 +361,13 @@ impl Engine {
                 s.num_documents()
             )));
         }
-        let w = self.token_width().bytes() as u64;
         let first_doc = self.first_doc_of(shard);
         let per_doc: Vec<Option<DocRanges>> = docs
             .into_par_iter()
             .map(|local| -> Result<Option<DocRanges>> {
                 control.check()?;
-                let start = s.document_start(local) + w;
-                let end = s.document_start(local + 1).max(start);
-                let tokens = s.tokens_between(start, end);
+                let (start, end) = s.document_tokens_span(local)?;
+                let tokens = s.tokens_between(start, end)?;
                 let ms = matching_statistics_in(other.shards(), other.token_width(), &tokens)?;
                 control.add(tokens.len() as u64 + 1);
                 let ranges = covered_ranges(&ms, min_len);
@@ -395,11 +401,11 @@ fn window_runs(
     on_run: impl Fn(&[(usize, u64)]) + Sync,
 ) -> Result<()> {
     let w = width.bytes() as u64;
-    let span = (min_len * w) as usize;
+    let span = window_bytes(min_len, w);
     let key = |s: usize, ptr: u64| -> &[u8] {
         let text = streams[s].tokenized();
         let p = ptr as usize;
-        &text[p..text.len().min(p + span)]
+        &text[p.min(text.len())..text.len().min(p.saturating_add(span))]
     };
     let largest = (0..streams.len())
         .max_by_key(|&s| streams[s].num_tokens())

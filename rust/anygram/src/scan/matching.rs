@@ -157,7 +157,7 @@ impl Engine {
         let found = self.find(tokens)?;
         let mut out = Vec::with_capacity(k.min(found.count as usize));
         for (shard, &(lo, hi)) in found.ranges.iter().enumerate() {
-            for rank in lo..hi.min(lo + (k - out.len()) as u64) {
+            for rank in lo..hi.min(lo.saturating_add((k - out.len()) as u64)) {
                 let ptr = self.shards()[shard].ptr_at(rank)?;
                 out.push(self.occurrence_at(shard, ptr)?);
             }
@@ -167,11 +167,21 @@ impl Engine {
 
     /// The document and offset of byte `ptr` of shard `shard`.
     pub fn occurrence_at(&self, shard: usize, ptr: u64) -> Result<Occurrence> {
-        let s = &self.shards()[shard];
+        let s = self.shards().get(shard).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
+        })?;
         let w = self.token_width().bytes() as u64;
-        let local = s.document_of(ptr);
-        let doc_start = s.document_start(local) + w;
-        let doc_end = s.document_start(local + 1);
+        if ptr >= s.num_tokens() * w || !ptr.is_multiple_of(w) {
+            return Err(Error::InvalidArgument(format!(
+                "ptr {ptr} must be a multiple of {w} in [0, {}) for shard {shard}",
+                s.num_tokens() * w
+            )));
+        }
+        let local = s.document_of(ptr)?;
+        let (doc_start, doc_end) = s.document_tokens_span(local)?;
         let first_doc: u64 = self.shards()[..shard]
             .iter()
             .map(|s| s.num_documents())
