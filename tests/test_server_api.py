@@ -855,6 +855,7 @@ def test_longest_match_is_the_longest_occurring_span(client, engines, corpora):
         start, end = brute_longest_span(engine, query)
         assert (answer["start"], answer["end"]) == (start, end), query
         assert answer["token_ids"] == query[start:end] and answer["query_token_ids"] == query
+        assert answer["text"] == " ".join(map(str, query[start:end]))
         expected = engine.search_docs(query[start:end], maxnum=3, max_disp_len=30, seed=4)
         assert (answer["cnt"], answer["idxs"]) == (expected["cnt"], expected["idxs"])
         for got_doc, want in zip(answer["documents"], expected["documents"], strict=True):
@@ -882,6 +883,7 @@ def test_parse_reads_a_query_as_post_root_does(client, engines):
     text = "the cat AND a mat OR ran to"
     parsed = client.post("/v1/indexes/text/parse", json={"query": text}).json()
     assert parsed["token_ids"] is None and parsed["cnf"] == engines["text"].cnf(text)
+    assert parsed["text"] == [["the cat"], ["a mat", "ran to"]]
     counted = post(client, {"index": "text", "query_type": "count", "query": text})
     assert post(client, {"index": "text", "query_type": "count", "query_ids": parsed["cnf"]})["count"] == (
         counted["count"]
@@ -896,7 +898,7 @@ def test_parse_reads_a_query_as_post_root_does(client, engines):
     [
         ("1 2 3", {"token_ids": [1, 2, 3], "cnf": None}),
         (" [4, 5,6] ", {"token_ids": [4, 5, 6], "cnf": None}),
-        ("1 2 AND 3 OR 4 5", {"token_ids": None, "cnf": [[[1, 2]], [[3], [4, 5]]]}),
+        ("1 2 AND 3 OR 4 5", {"token_ids": None, "cnf": [[[1, 2]], [[3], [4, 5]]], "text": [["1 2"], ["3", "4 5"]]}),
     ],
 )
 def test_parse_reads_token_ids_typed_as_numbers(client, query, expected):
@@ -912,7 +914,6 @@ def test_parse_reads_token_ids_typed_as_numbers(client, query, expected):
         ("1 99999999999999999999", "query[1]", "is not a token id"),
         ("1 12", "query[1]", "outside the vocabulary [0, 12)"),
         ("1 AND 2 OR 3 x", "query[1][1][1]", "'x' is not a token id"),
-        ("", "query", "cannot be empty"),
     ],
 )
 def test_parse_refuses_bad_token_ids_naming_them(client, query, field, words):

@@ -193,6 +193,7 @@ class LongestMatchResponse(SearchResponse):
 
     start: int = Field(description="the span is query_token_ids[start:end]")
     end: int
+    text: str = Field(description="the span decoded (its ids joined by spaces without a tokenizer)")
     query_token_ids: List[int] = Field(description="the whole query's token ids")
 
 
@@ -215,6 +216,9 @@ class ParseResponse(BaseModel):
     )
     tokens: Optional[Union[List[str], List[List[List[str]]]]] = Field(
         description="vocabulary entries, shaped as the ids; null without a tokenizer"
+    )
+    text: Union[str, List[List[str]]] = Field(
+        description="the n-gram, or each term of the CNF, decoded (ids joined by spaces without a tokenizer)"
     )
 
 

@@ -217,6 +217,7 @@ async def longest_match(body: SearchRequest, name: str, service: Service = Depen
             {
                 "token_ids": span,
                 "tokens": index.tokens(span),
+                "text": index.decode(span),
                 "start": start,
                 "end": end,
                 "query_token_ids": query_ids,
@@ -239,11 +240,12 @@ async def parse(body: ParseRequest, name: str, service: Service = Depends(api_se
         if q.is_cnf_text(body.query):
             cnf = q.cnf_ids(index, body.query, limits, "query", ids_text=body.ids)
             tokens = None if not index.has_tokenizer else [[index.tokens(t) for t in c] for c in cnf]
-            answer = {"token_ids": None, "cnf": cnf, "tokens": tokens}
+            texts = [[index.decode(term) for term in clause] for clause in cnf]
+            answer = {"token_ids": None, "cnf": cnf, "tokens": tokens, "text": texts}
         else:
             read = q.parse_ids_text if body.ids else q.tokenize
             ids = read(index, body.query, limits, "query")
-            answer = {"token_ids": ids, "cnf": None, "tokens": index.tokens(ids)}
+            answer = {"token_ids": ids, "cnf": None, "tokens": index.tokens(ids), "text": index.decode(ids)}
         return q.encode_answer(answer, deadline, limits)
 
     return json_response(await runner.run("parse", work))
