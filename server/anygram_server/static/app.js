@@ -196,8 +196,9 @@ function renderTokens(result, idsOnly) {
   showSection("infgram-view");
 }
 
+// A token's text with its whitespace made visible: newlines and tabs escaped, spaces as ␣.
 function showToken(text) {
-  return JSON.stringify(text).slice(1, -1); // whitespace and newlines made visible
+  return JSON.stringify(text).slice(1, -1).replaceAll(" ", "\u2423");
 }
 
 function renderNtd(result) {
@@ -239,7 +240,7 @@ function renderClauses(cnf, texts) {
     clause.forEach((term, t) => {
       if (t) item.append(element("span", { class: "op" }, " OR "));
       item.append(element("mark", { "data-clause": String(c), class: `c${c % 4}`, title: `token ids ${term.join(" ")}` },
-        showToken(texts[c][t])));
+        texts[c][t]));
     });
     $("clauses").append(item);
   });
