@@ -165,11 +165,13 @@ function renderCount(count, query) {
     sentence.append(
       `The CNF query of ${plural(query.cnf.length, "clause", "clauses")} is matched `,
       strong,
-      count.approx ? " times (approximately: a clause was over max_clause_freq and was sampled)." : " times.",
+      count.count === 1 ? " time" : " times",
+      count.approx ? " (approximately: a clause was over max_clause_freq and was sampled)." : ".",
     );
   } else {
     sentence.append(
-      `The text, as an n-gram of ${plural(query.ids.length, "token", "tokens")}, occurs `, strong, " times.");
+      `The text, as an n-gram of ${plural(query.ids.length, "token", "tokens")}, occurs `, strong,
+      count.count === 1 ? " time." : " times.");
   }
   showSection("count-view");
 }
@@ -206,15 +208,15 @@ function renderNtd(result) {
     .map(([id, entry]) => ({ id: Number(id), ...entry }))
     .sort((a, b) => b.cont_cnt - a.cont_cnt || a.id - b.id);
   const context = result.suffix_len === 0
-    ? "With no context (no suffix of the text occurs)"
-    : `After "${showToken(result.longest_suffix)}", the longest suffix of the query that occurs ` +
-      `(${plural(result.suffix_len, "token", "tokens")}, ${plural(result.prompt_cnt, "time", "times")})`;
+    ? ["With no context (no suffix of the query occurs)"]
+    : ["After ", quoted(result.longest_suffix), ", the longest suffix of the query that occurs " +
+      `(${plural(result.suffix_len, "token", "tokens")}, ${plural(result.prompt_cnt, "time", "times")})`];
   const shown = Math.min(entries.length, NTD_BARS);
-  $("ntd-summary").textContent = entries.length === 0
-    ? `${context}, no token follows.`
-    : `${context}, ${plural(entries.length, "token follows", "distinct tokens follow")}` +
+  $("ntd-summary").replaceChildren(...context, entries.length === 0
+    ? ", no token follows."
+    : `, ${plural(entries.length, "token follows", "distinct tokens follow")}` +
       (entries.length > shown ? `; the ${shown} most frequent:` : ":") +
-      (result.approx ? " (estimated from a sample of its occurrences)" : "");
+      (result.approx ? " (estimated from a sample of its occurrences)" : ""));
   const top = entries.length ? entries[0].prob : 1;
   for (const entry of entries.slice(0, shown)) {
     const row = element("div", { class: "bar-row" });
@@ -247,9 +249,14 @@ function renderClauses(cnf, texts) {
   showSection("cnf-view");
 }
 
+// A piece of the corpus inside a sentence, its whitespace kept.
+function quoted(text) {
+  return element("code", { class: "quoted" }, text);
+}
+
 function renderDocuments(search, summary) {
   const list = $("documents");
-  $("docs-summary").textContent = summary;
+  $("docs-summary").replaceChildren(...[].concat(summary));
   for (const doc of search.documents) {
     const item = element("li", { class: "document" });
     item.dataset.docIx = String(doc.doc_ix);
@@ -321,9 +328,8 @@ async function documentsView(query) {
     } else if (found.end === found.start) {
       summary = "No document contains the text, nor any token of it.";
     } else {
-      summary = `No document contains the whole text. Its longest span that occurs, ` +
-        `"${showToken(found.text)}" (tokens ${found.start + 1} to ${found.end} of ${query.ids.length}), ` +
-        occurrences(found, "occurs");
+      summary = ["No document contains the whole text. Its longest span that occurs, ", quoted(found.text),
+        ` (tokens ${found.start + 1} to ${found.end} of ${query.ids.length}), ` + occurrences(found, "occurs")];
     }
     renderDocuments(found, summary);
     $("docs-summary").dataset.start = String(found.start);
