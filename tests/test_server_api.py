@@ -938,3 +938,12 @@ def test_api_docs_are_served_without_a_cdn(client):
         script = next(s for s in sources if s.endswith(asset))
         served = client.get(script)
         assert served.status_code == 200 and len(served.content) > 100_000, script
+
+
+def test_spans_of_an_index_without_tokenizer_keep_the_ids_apart(client, engines):
+    # the page shows a document of ids as its spans joined: "8 1 2 3 4", not "81 2 34"
+    search = client.post("/v1/indexes/ids/search", json={"query": [1, 2], "maxnum": 5}).json()
+    assert search["documents"]
+    for doc in search["documents"]:
+        assert "".join(text for text, _ in doc["spans"]) == " ".join(map(str, doc["token_ids"]))
+        assert "1 2" in [text for text, label in doc["spans"] if label == "0"]

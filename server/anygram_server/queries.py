@@ -309,6 +309,8 @@ def highlight(
     for i in range(1, len(ids) + 1):
         if i == len(ids) or owner[i] != owner[start]:
             run = owner[start]
+            if spans and not index.has_tokenizer:
+                spans.append([" ", None])  # ids are shown joined by spaces: keep the runs apart too
             spans.append([index.decode(list(ids[start:i])), None if run is None else run[0]])
             start = i
     return spans
