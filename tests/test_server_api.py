@@ -898,7 +898,10 @@ def test_parse_reads_a_query_as_post_root_does(client, engines):
     [
         ("1 2 3", {"token_ids": [1, 2, 3], "cnf": None}),
         (" [4, 5,6] ", {"token_ids": [4, 5, 6], "cnf": None}),
-        ("1 2 AND 3 OR 4 5", {"token_ids": None, "cnf": [[[1, 2]], [[3], [4, 5]]], "text": [["1 2"], ["3", "4 5"]]}),
+        (
+            "1 2 AND 3 OR 4 5",
+            {"token_ids": None, "cnf": [[[1, 2]], [[3], [4, 5]]], "text": [["1 2"], ["3", "4 5"]]},
+        ),
     ],
 )
 def test_parse_reads_token_ids_typed_as_numbers(client, query, expected):

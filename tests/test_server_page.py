@@ -213,7 +213,8 @@ def test_an_error_clears_the_earlier_results(browser, site):
     error = by_id(browser, "error")
     assert error.is_displayed() and "the limit is 10,000" in error.text
     assert not by_id(browser, "results").is_displayed()
-    assert all_of(browser, "#tokens .tok") == all_of(browser, "#documents li") == all_of(browser, "#count") == []
+    for stale in ("#tokens .tok", "#documents li", "#count"):
+        assert all_of(browser, stale) == [], stale
     screenshot(browser, "error")
 
 
@@ -221,7 +222,8 @@ def test_count_view_parses_and_or_as_post_root(browser, site):
     text = "import os AND import sys"
     look_up(browser, site.url, text, "count")
     assert visible_sections(browser) == ["count-view"]
-    over_http = httpx.post(site.url + "/", json={"index": "code", "query_type": "count", "query": text}).json()
+    body = {"index": "code", "query_type": "count", "query": text}
+    over_http = httpx.post(site.url + "/", json=body).json()
     expected = site.engine.count_cnf(text)["count"]
     assert over_http["count"] == expected > 0
     assert by_id(browser, "count").get_attribute("data-value") == str(expected)
@@ -308,7 +310,8 @@ def test_an_index_without_tokenizer_is_queried_by_token_ids(browser, site):
     tokens = all_of(browser, "#tokens .tok")
     assert [t.text for t in tokens] == ["1", "2", "3"]
     for i, token in enumerate(tokens):
-        assert int(token.get_attribute("data-suffix-len")) == ids_engine.prob([1, 2, 3][:i], [1, 2, 3][i])["suffix_len"]
+        expected = ids_engine.prob([1, 2, 3][:i], [1, 2, 3][i])["suffix_len"]
+        assert int(token.get_attribute("data-suffix-len")) == expected
     holding = {i for i, d in enumerate(ID_DOCS) if any(d[j : j + 3] == [1, 2, 3] for j in range(len(d)))}
     assert {int(d.get_attribute("data-doc-ix")) for d in all_of(browser, "#documents li.document")} == holding
     screenshot(browser, "token_ids")

@@ -204,7 +204,10 @@ class ParseRequest(BaseModel):
     )
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"query": "import os AND import sys OR import re"}, {"query": "464 3290", "ids": True}]
+            "examples": [
+                {"query": "import os AND import sys OR import re"},
+                {"query": "464 3290", "ids": True},
+            ]
         }
     )
 
