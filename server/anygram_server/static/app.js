@@ -376,6 +376,15 @@ async function run() {
   const index = $("index").value;
   const type = selectedType();
   if (!index) return;
+  if (!text.trim()) { // nothing to look up: no results, and no answer of an earlier run
+    latestKey = "";
+    latestRun++;
+    clearResults();
+    showError("");
+    $("status").textContent = "";
+    document.body.dataset.state = "ready";
+    return;
+  }
   const ids = queryIsIds();
   const key = JSON.stringify([index, type, ids, text]);
   if (key === latestKey && document.body.dataset.state === "done") return;
