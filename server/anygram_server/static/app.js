@@ -376,7 +376,7 @@ async function run() {
   const index = $("index").value;
   const type = selectedType();
   if (!index) return;
-  if (!text.trim()) { // nothing to look up: no results, and no answer of an earlier run
+  if (text === "") { // nothing to look up: no results, and no answer of an earlier run
     latestKey = "";
     latestRun++;
     clearResults();
