@@ -825,3 +825,128 @@ def test_serve_without_the_server_package_says_how_to_install_it(monkeypatch, ca
     )
     assert cli.main(["serve", "--index", "x=y"]) == 2
     assert "pip install ./server" in capsys.readouterr().err
+
+
+# --- what the web page needs: longest matching span, query parsing, offline docs ----------------
+
+
+def brute_longest_span(engine, ids):
+    """The leftmost of the longest ids[start:end] with a non-zero count, by trying them all."""
+    for length in range(len(ids), 0, -1):
+        for start in range(len(ids) - length + 1):
+            if engine.count(ids[start : start + length]) > 0:
+                return start, start + length
+    return 0, 0
+
+
+def test_longest_match_is_the_longest_occurring_span(client, engines, corpora):
+    engine = engines["ids"]
+    rng = random.Random(11)
+    queries = [[rng.randrange(IDS_EOS) for _ in range(rng.randint(1, 12))] for _ in range(25)]
+    # a document's own text with a foreign token inside: the longest span is one side of it
+    doc = max(corpora["id_docs"], key=len)
+    queries.append(doc[:9] + [IDS_EOS] + doc[9:13])
+    for query in queries:
+        got = client.post(
+            "/v1/indexes/ids/longest-match", json={"query": query, "maxnum": 3, "max_disp_len": 30, "seed": 4}
+        )
+        assert got.status_code == 200, got.text
+        answer = got.json()
+        start, end = brute_longest_span(engine, query)
+        assert (answer["start"], answer["end"]) == (start, end), query
+        assert answer["token_ids"] == query[start:end] and answer["query_token_ids"] == query
+        assert answer["text"] == " ".join(map(str, query[start:end]))
+        expected = engine.search_docs(query[start:end], maxnum=3, max_disp_len=30, seed=4)
+        assert (answer["cnt"], answer["idxs"]) == (expected["cnt"], expected["idxs"])
+        for got_doc, want in zip(answer["documents"], expected["documents"], strict=True):
+            assert_contains(got_doc, want)
+            assert any(label == "0" for _, label in got_doc["spans"])
+
+
+def test_longest_match_of_text_with_no_occurring_token(client, engines):
+    # "Q" and "Z" are bytes no text of the corpus has: nothing occurs, no documents
+    assert engines["text"].count("Q") == engines["text"].count("Z") == 0
+    answer = client.post("/v1/indexes/text/longest-match", json={"query": "QZQ"}).json()
+    assert (answer["start"], answer["end"], answer["cnt"], answer["documents"]) == (0, 0, 0, [])
+    # a text that occurs whole is its own longest span
+    answer = client.post("/v1/indexes/text/longest-match", json={"query": "the cat"}).json()
+    ids = engines["text"].tokenize("the cat")
+    assert (answer["start"], answer["end"], answer["cnt"]) == (0, len(ids), engines["text"].count(ids))
+
+
+def test_longest_match_limits(client):
+    response = client.post("/v1/indexes/text/longest-match", json={"query": "a", "maxnum": 10**9})
+    assert response.status_code == 400 and response.json()["field"] == "maxnum"
+
+
+def test_parse_reads_a_query_as_post_root_does(client, engines):
+    text = "the cat AND a mat OR ran to"
+    parsed = client.post("/v1/indexes/text/parse", json={"query": text}).json()
+    assert parsed["token_ids"] is None and parsed["cnf"] == engines["text"].cnf(text)
+    assert parsed["text"] == [["the cat"], ["a mat", "ran to"]]
+    counted = post(client, {"index": "text", "query_type": "count", "query": text})
+    assert post(client, {"index": "text", "query_type": "count", "query_ids": parsed["cnf"]})["count"] == (
+        counted["count"]
+    ) > 0
+    plain_ids = client.post("/v1/indexes/bpe/parse", json={"query": "the cat"}).json()
+    assert plain_ids["token_ids"] == engines["bpe"].tokenize("the cat") and plain_ids["cnf"] is None
+    assert plain_ids["tokens"] == engines["bpe"].tokenizer.tokens(plain_ids["token_ids"])
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("1 2 3", {"token_ids": [1, 2, 3], "cnf": None}),
+        (" [4, 5,6] ", {"token_ids": [4, 5, 6], "cnf": None}),
+        (
+            "1 2 AND 3 OR 4 5",
+            {"token_ids": None, "cnf": [[[1, 2]], [[3], [4, 5]]], "text": [["1 2"], ["3", "4 5"]]},
+        ),
+    ],
+)
+def test_parse_reads_token_ids_typed_as_numbers(client, query, expected):
+    answer = client.post("/v1/indexes/ids/parse", json={"query": query, "ids": True}).json()
+    assert {key: answer[key] for key in expected} == expected and answer["tokens"] is None
+
+
+@pytest.mark.parametrize(
+    "query, field, words",
+    [
+        ("1 x 3", "query[1]", "'x' is not a token id"),
+        ("1 -2", "query[1]", "'-2' is not a token id"),
+        ("1 99999999999999999999", "query[1]", "is not a token id"),
+        ("1 12", "query[1]", "outside the vocabulary [0, 12)"),
+        ("1 AND 2 OR 3 x", "query[1][1][1]", "'x' is not a token id"),
+    ],
+)
+def test_parse_refuses_bad_token_ids_naming_them(client, query, field, words):
+    response = client.post("/v1/indexes/ids/parse", json={"query": query, "ids": True})
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"] and words in response.json()["error"]
+
+
+def test_parse_of_text_on_an_index_without_tokenizer_says_to_pass_ids(client):
+    response = client.post("/v1/indexes/ids/parse", json={"query": "the cat"})
+    assert response.status_code == 422 and "has no tokenizer" in response.json()["error"]
+
+
+def test_api_docs_are_served_without_a_cdn(client):
+    import re
+
+    for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        sources = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+        assert sources and all(s.startswith("/") for s in sources), (path, sources)
+        script = next(s for s in sources if s.endswith(asset))
+        served = client.get(script)
+        assert served.status_code == 200 and len(served.content) > 100_000, script
+
+
+def test_spans_of_an_index_without_tokenizer_keep_the_ids_apart(client, engines):
+    # the page shows a document of ids as its spans joined: "8 1 2 3 4", not "81 2 34"
+    search = client.post("/v1/indexes/ids/search", json={"query": [1, 2], "maxnum": 5}).json()
+    assert search["documents"]
+    for doc in search["documents"]:
+        assert "".join(text for text, _ in doc["spans"]) == " ".join(map(str, doc["token_ids"]))
+        assert "1 2" in [text for text, label in doc["spans"] if label == "0"]

@@ -13,6 +13,7 @@ from typing import Optional
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .config import Settings
@@ -97,7 +98,9 @@ def create_app(settings: Settings, registry: Optional[IndexRegistry] = None) -> 
         yield
         runner.shutdown()
 
-    app = FastAPI(title="anygram", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs (Swagger UI) and /redoc from the assets fastapi-offline ships, not from a CDN:
+    # the API's documentation works where the service has no internet access.
+    app = FastAPIOffline(title="anygram", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     register_exception_handlers(app)
 
     app.include_router(infinigram.router)

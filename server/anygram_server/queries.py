@@ -8,6 +8,7 @@ the service answers what ``anygram.Engine`` answers for the same query.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -185,12 +186,47 @@ def is_cnf_text(query: str) -> bool:
     return " AND " in query or " OR " in query
 
 
-def cnf_ids(index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str) -> Cnf:
-    """A CNF query as clauses of n-grams. Text: `` AND `` between clauses, `` OR `` between
-    the n-grams of a clause (OR binds tighter, as in infini-gram)."""
+def split_cnf(query: str) -> List[List[str]]:
+    """The one CNF text parser: `` AND `` between clauses, `` OR `` between the terms of a
+    clause (OR binds tighter, as in infini-gram)."""
+    return [clause.split(" OR ") for clause in query.split(" AND ")]
+
+
+# A token id typed as text: decimal digits, at most 10 of them (ids are below 2**32), so
+# that no huge number is ever converted.
+_TOKEN_ID_TEXT = re.compile(r"[0-9]{1,10}")
+_ID_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def parse_ids_text(index: ServedIndex, text: str, limits: Limits, field: str) -> List[int]:
+    """Token ids typed as text (the web page's query of an index without a tokenizer):
+    decimal numbers separated by spaces or commas, optionally inside ``[...]``; each
+    checked against the vocabulary."""
+    check_at_most(field, len(text), limits.max_query_chars, "characters")
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    pieces = [piece for piece in _ID_SEPARATORS.split(inner) if piece]
+    check_at_most(field, len(pieces), limits.max_query_tokens, "tokens")
+    for position, piece in enumerate(pieces):
+        if not _TOKEN_ID_TEXT.fullmatch(piece):
+            raise InvalidQueryError(
+                f"{field}[{position}]: {piece[:20]!r} is not a token id; type token ids as "
+                "decimal numbers separated by spaces or commas"
+            )
+    ids = [int(piece) for piece in pieces]
+    check_vocabulary(index, ids, field)
+    return ids
+
+
+def cnf_ids(
+    index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False
+) -> Cnf:
+    """A CNF query as clauses of n-grams: ids, or text parsed by :func:`split_cnf` whose
+    terms are tokenized (or, with ``ids_text``, read by :func:`parse_ids_text`)."""
     if isinstance(query, str):
         check_at_most(field, len(query), limits.max_query_chars, "characters")
-        clauses: List[List[Any]] = [clause.split(" OR ") for clause in query.split(" AND ")]
+        clauses: List[List[Any]] = split_cnf(query)
     else:
         clauses = [list(clause) for clause in query]
     check_at_most(field, len(clauses), limits.max_cnf_clauses, "clauses (AND)")
@@ -201,7 +237,11 @@ def cnf_ids(index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: s
         terms = []
         for t, term in enumerate(clause):
             where = f"{field}[{c}][{t}]"
-            ids = tokenize(index, term, limits, where) if isinstance(term, str) else list(term)
+            if isinstance(term, str):
+                read = parse_ids_text if ids_text else tokenize
+                ids = read(index, term, limits, where)
+            else:
+                ids = list(term)
             if not ids:
                 raise InvalidQueryError(f"{where}: a term of a CNF query cannot be empty")
             if not isinstance(term, str):
@@ -269,6 +309,8 @@ def highlight(
     for i in range(1, len(ids) + 1):
         if i == len(ids) or owner[i] != owner[start]:
             run = owner[start]
+            if spans and not index.has_tokenizer:
+                spans.append([" ", None])  # ids are shown joined by spaces: keep the runs apart too
             spans.append([index.decode(list(ids[start:i])), None if run is None else run[0]])
             start = i
     return spans
@@ -309,3 +351,18 @@ def score_many(index: ServedIndex, texts: List[List[int]]) -> List[Dict[str, Lis
 
 def _as_list(values: Any) -> List[Any]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def longest_occurring_span(index: ServedIndex, ids: List[int]) -> Tuple[int, int]:
+    """``(start, end)``: the longest ``ids[start:end]`` that occurs in the corpus (the
+    leftmost of the longest); ``(0, 0)`` when no token of ``ids`` occurs.
+
+    The longest occurring substring ending at ``e`` is the ∞-gram's suffix length of the
+    context ``ids[:e]``: one scoring pass gives it for every ``e < len(ids)``, and one
+    ∞-gram lookup (the next token is any, it does not change the suffix) for the whole."""
+    if not ids:
+        return 0, 0
+    suffix_len = score_many(index, [ids])[0]["suffix_len"]
+    suffix_len.append(int(index.engine.prob(ids, 0)["suffix_len"]))
+    end = max(range(len(suffix_len)), key=lambda e: (suffix_len[e], -e))
+    return end - suffix_len[end], end

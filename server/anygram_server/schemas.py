@@ -188,6 +188,43 @@ class SearchResponse(BaseModel):
     latency: float
 
 
+class LongestMatchResponse(SearchResponse):
+    """`search`'s answer for the longest span of the query that occurs in the corpus."""
+
+    start: int = Field(description="the span is query_token_ids[start:end]")
+    end: int
+    text: str = Field(description="the span decoded (its ids joined by spaces without a tokenizer)")
+    query_token_ids: List[int] = Field(description="the whole query's token ids")
+
+
+class ParseRequest(BaseModel):
+    query: Text = Field(description="text; ` AND ` / ` OR ` make it a CNF query (as on `POST /`)")
+    ids: bool = Field(
+        False, description="the text is token ids (decimal numbers separated by spaces or commas), not words"
+    )
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"query": "import os AND import sys OR import re"},
+                {"query": "464 3290", "ids": True},
+            ]
+        }
+    )
+
+
+class ParseResponse(BaseModel):
+    token_ids: Optional[List[int]] = Field(description="the n-gram's ids; null for a CNF query")
+    cnf: Optional[List[List[List[int]]]] = Field(
+        description="a CNF query's clauses (AND) of terms (OR) of ids; null for an n-gram"
+    )
+    tokens: Optional[Union[List[str], List[List[List[str]]]]] = Field(
+        description="vocabulary entries, shaped as the ids; null without a tokenizer"
+    )
+    text: Union[str, List[List[str]]] = Field(
+        description="the n-gram, or each term of the CNF, decoded (ids joined by spaces without a tokenizer)"
+    )
+
+
 class DocsRequest(BaseModel):
     doc_ixs: List[Position]
     max_disp_len: Optional[Count] = Field(None, description="default 1000")

@@ -1,4 +1,4 @@
-"""``/v1/indexes/{name}/count|prob|ntd|score|search``: n-gram queries on one index.
+"""``/v1/indexes/{name}/count|prob|ntd|score|search|longest-match|parse``: n-gram queries on one index.
 
 Batch bodies: each endpoint takes many queries and answers them with one native call
 (``count_batch``, ``prob_batch``, ``ntd_batch``) that runs on all cores. Each result is
@@ -23,8 +23,11 @@ from ..schemas import (
     CountRequest,
     CountResponse,
     ErrorBody,
+    LongestMatchResponse,
     NtdRequest,
     NtdResponse,
+    ParseRequest,
+    ParseResponse,
     ProbRequest,
     ProbResponse,
     ScoreRequest,
@@ -180,3 +183,69 @@ async def search(body: SearchRequest, name: str, service: Service = Depends(api_
         return q.encode_answer(result, deadline, limits)
 
     return json_response(await runner.run("search", work))
+
+
+@router.post(
+    "/longest-match",
+    response_model=LongestMatchResponse,
+    summary="Documents holding the longest span of a text that occurs",
+)
+async def longest_match(body: SearchRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """The longest span `query_token_ids[start:end]` of the query that occurs in the corpus
+    (the leftmost of the longest; the whole query when it occurs, empty when no token
+    does) and, as `search` answers for it, the documents where it occurs."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+    maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    q.check_work(
+        ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
+    )
+
+    def work(deadline: Deadline) -> bytes:
+        query_ids = q.token_ids(index, body.query, limits, "query")
+        started = time.perf_counter()
+        start, end = q.longest_occurring_span(index, query_ids)
+        deadline.check()
+        span = query_ids[start:end]
+        if span:
+            result = index.engine.search_docs(span, maxnum=maxnum, max_disp_len=max_disp_len, seed=body.seed)
+        else:  # searching the empty n-gram would draw documents that match nothing
+            result = {"cnt": 0, "approx": False, "idxs": [], "documents": []}
+        latency = (time.perf_counter() - started) * 1e3
+        q.add_spans(index, result["documents"], [(span, "0")], deadline)
+        result.update(
+            {
+                "token_ids": span,
+                "tokens": index.tokens(span),
+                "text": index.decode(span),
+                "start": start,
+                "end": end,
+                "query_token_ids": query_ids,
+                "latency": latency,
+            }
+        )
+        return q.encode_answer(result, deadline, limits)
+
+    return json_response(await runner.run("longest_match", work))
+
+
+@router.post("/parse", response_model=ParseResponse, summary="A query's token ids, as the service reads it")
+async def parse(body: ParseRequest, name: str, service: Service = Depends(api_service)) -> Response:
+    """The token ids of a query as `POST /` reads it: an n-gram, or a CNF query when the
+    text has ` AND ` / ` OR `. With `ids`, the text is token ids typed as decimal numbers
+    (how the web page queries an index without a tokenizer)."""
+    index, limits, runner = service.index(name), service.limits, service.runner
+
+    def work(deadline: Deadline) -> bytes:
+        if q.is_cnf_text(body.query):
+            cnf = q.cnf_ids(index, body.query, limits, "query", ids_text=body.ids)
+            tokens = None if not index.has_tokenizer else [[index.tokens(t) for t in c] for c in cnf]
+            texts = [[index.decode(term) for term in clause] for clause in cnf]
+            answer = {"token_ids": None, "cnf": cnf, "tokens": tokens, "text": texts}
+        else:
+            read = q.parse_ids_text if body.ids else q.tokenize
+            ids = read(index, body.query, limits, "query")
+            answer = {"token_ids": ids, "cnf": None, "tokens": index.tokens(ids), "text": index.decode(ids)}
+        return q.encode_answer(answer, deadline, limits)
+
+    return json_response(await runner.run("parse", work))
