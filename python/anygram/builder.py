@@ -332,13 +332,14 @@ def build_index(
         seconds["suffix_array"] = sum(r["seconds"] for r in sa_reports)
 
         t0 = time.perf_counter()
+        if accelerator:
+            # The search accelerators (accel.{s}) go into the checksums below. Written before the
+            # tokenizer is copied in: shards with tokenizer.json but no manifest yet do not open.
+            _anygram.write_accelerators(idx, width)
         tokenizer_info = None
         if tok is not None:
             shutil.copyfile(tok.path, os.path.join(idx, "tokenizer.json"))
             tokenizer_info = {"name": tok.name, "file": "tokenizer.json", "sha256": tok.sha256}
-        if accelerator:
-            # The search accelerators (accel.{s}) go into the checksums below.
-            _anygram.write_accelerators(idx, width)
         names = sorted(n for n in os.listdir(idx) if n != MANIFEST_FILE)
         sums = _anygram.checksum_files([os.path.join(idx, n) for n in names])
         files_meta = {n: {"size": os.path.getsize(os.path.join(idx, n)), "xxh3_64": c} for n, c in zip(names, sums)}
