@@ -120,3 +120,17 @@ def _render(engine, ids: List[int]) -> str:
     if engine.tokenizer is not None:
         return engine.decode(ids)
     return " ".join(map(str, ids)) + " "
+
+
+def dedup_table(summary: Dict[str, Any]) -> str:
+    """A readable table of a dedup summary."""
+    mode = "self" if summary["mode"] == "self" else f"cross, against {summary['against']}"
+    return "\n".join([
+        f"mode                  {mode}",
+        f"min span length       {summary['min_len']} tokens",
+        f"documents             {summary['num_documents']:,} ({summary['documents_affected']:,} affected, "
+        f"{summary['documents_emptied']:,} emptied)",
+        f"tokens                {summary['num_tokens']:,}",
+        f"removed               {summary['tokens_removed']:,} tokens "
+        f"({100 * summary['fraction_tokens_removed']:.2f}%)",
+    ])
