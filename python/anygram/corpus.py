@@ -81,7 +81,7 @@ class SkipLog:
         place = f"{path}:{linenum + 1}" if linenum >= 0 else path  # -1: the file as a whole
         where = f"{place}: {reason}" + (f" ({detail})" if detail else "")
         if self.strict:
-            raise BuildError(f"unreadable document at {where}; without --strict (strict=True in Python) "
+            raise BuildError(f"unreadable document at {where}; without strict=True "
                              "such documents are skipped and counted")
         self.counts[reason] += 1
         if len(self.examples) < 20:
