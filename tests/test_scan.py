@@ -397,7 +397,7 @@ def test_contamination_cli_and_resume(planted, capsys):
         "--batch-size",
         "5",
     ]
-    assert main(args + ["--summary", summary, "--html", report, "-q"]) == 0
+    assert main(args + ["--summary", summary, "--html", report, "-q", "--format", "table"]) == 0
     table = capsys.readouterr().out
     assert "contaminated          8 (66.67%" in table
     full = _text(out).splitlines()

@@ -7,7 +7,7 @@ tokenized corpora, compatible with infini-gram's index files.
 >>> engine.prob("natural language", engine.tokenize(" processing")[0])   # doctest: +SKIP
 """
 
-from . import errors
+from . import errors, plot
 from ._anygram import __version__
 from .builder import BuildReport, build_index
 from .engine import Engine
@@ -39,6 +39,7 @@ __all__ = [
     "ContaminationReport",
     "DedupReport",
     "errors",
+    "plot",
     "AnygramError",
     "BuildError",
     "CorruptIndexError",

@@ -36,15 +36,16 @@ import re
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
 from . import _anygram
 from .atomic import atomic_file, fsync_directory
-from .corpus import Document, SkipLog, input_paths, read_documents
+from .corpus import PYTHON_INPUT, Document, SkipLog, input_paths, is_document_iterable, read_documents, read_records
 from .errors import AnygramError, BuildError, InvalidArgumentError
 from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
 from .paths import check_outputs, check_replaceable_index
@@ -111,6 +112,18 @@ class BuildReport:
     suffix_arrays: List[Dict[str, Any]] = field(default_factory=list)
     resumed_steps: List[str] = field(default_factory=list)
     tokenizer_path: Optional[str] = None
+
+    def __repr__(self) -> str:
+        skipped = sum(self.skipped.values())
+        return (f"BuildReport({self.output!r}: {self.num_documents:,} documents, {self.num_tokens:,} tokens in "
+                f"{self.num_shards} shard(s), {self.bytes_on_disk / 1e6:,.1f} MB, "
+                f"{self.seconds.get('total', 0.0):.1f} s" + (f", {skipped:,} skipped" if skipped else "") + ")")
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        return html_table([tuple(line.split(None, 1)) if " " in line.strip() else (line, "")
+                           for line in self.summary().splitlines() if line.strip()], "Build report")
 
     def summary(self) -> str:
         lines = [
@@ -231,10 +244,16 @@ def build_index(
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
 ) -> BuildReport:
-    """Builds an index of ``inputs`` (files or directories) in directory ``output``.
+    """Builds an index of ``inputs`` in directory ``output``.
 
-    ``tokenizer`` is the path of a HuggingFace ``tokenizer.json``, or None for UTF-8
-    bytes (1-byte tokens). Pre-tokenized ``.npy`` inputs need no tokenizer; give
+    ``inputs``: a file or directory, a list of them, or documents from Python: any other
+    iterable of strings or of dicts with a ``text_field`` (a generator, a HuggingFace
+    ``datasets`` dataset, streaming or not), read once as it comes (such a build does not
+    resume). A list of strings is a list of paths: pass texts as a generator or ``iter(texts)``.
+    Bad documents are skipped and counted alike from files and from Python.
+
+    ``tokenizer`` is the path of a HuggingFace ``tokenizer.json``, a ``tokenizers.Tokenizer``
+    object (stored in the index as its ``to_str()``), or None for UTF-8 bytes (1-byte tokens). Pre-tokenized ``.npy`` inputs need no tokenizer; give
     ``vocab_size`` (and ``eos_token_id``) for them. Documents that cannot be read are
     skipped and reported (``strict=True`` fails the build instead). ``workers=0``
     uses every core.
@@ -265,18 +284,28 @@ def build_index(
     if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
         raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
     output = os.path.abspath(os.fspath(output))
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [os.fspath(inputs)]
-    inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
-    check_output(output, inputs, overwrite)
-    # Directory entries skipped while listing the inputs are counted with the documents.
     input_skips = SkipLog(strict=strict)
-    files = input_paths(inputs, input_skips)
+    from_python = is_document_iterable(inputs)
+    if from_python:
+        # Documents from Python are read once, as they come: nothing to compare with a
+        # rerun, so such a build never resumes (a fresh key each time).
+        records, files, inputs = inputs, [], [f"{PYTHON_INPUT} {type(inputs).__name__}"]
+        check_output(output, [], overwrite)
+        input_key: Any = ["python", os.urandom(8).hex()]
+    else:
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [os.fspath(inputs)]
+        inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
+        check_output(output, inputs, overwrite)
+        # Directory entries skipped while listing the inputs are counted with the documents.
+        files = input_paths(inputs, input_skips)
+        input_key = [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in files]
 
-    tok = Tokenizer(tokenizer) if tokenizer is not None else None
-    width, vocab, eos = _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id)
+    tok = _open_tokenizer(tokenizer)
+    pretokenized = not from_python and all(p.endswith(".npy") for p in inputs)
+    width, vocab, eos = _token_parameters(tok, pretokenized, token_width, vocab_size, eos_token_id)
     key = {
-        "inputs": [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in files],
+        "inputs": input_key,
         "tokenizer": tok.sha256 if tok is not None else None,
         "token_width": width, "vocab_size": vocab, "eos_token_id": eos,
         "text_field": text_field, "text_mode": text_mode, "metadata": metadata, "strict": strict,
@@ -290,17 +319,20 @@ def build_index(
     idx = work.index
     try:
         seconds: Dict[str, float] = {}
-        root = os.path.commonpath(inputs)
+        root = "" if from_python else os.path.commonpath(inputs)
         if os.path.isfile(root):
             root = os.path.dirname(root)
 
         t0 = time.perf_counter()
         tokenized = work.done("tokenize")
         if tokenized is None:
-            tokenized = _tokenize_step(work, files, tok, width, vocab, input_skips, text_field, text_mode, metadata,
-                                       root, progress, _piece_chars or piece_chars_for(mem_bytes))
+            source = _python_source(records, input_skips, text_field) if from_python else \
+                _file_source(files, input_skips, text_field, text_mode)
+            tokenized = _tokenize_step(work, source, tok, width, vocab, input_skips, metadata, root, progress,
+                                       _piece_chars or piece_chars_for(mem_bytes))
         if tok is not None:
             tok.close()
+            _release_tokenizer_file(tok)
         _release_free_memory()
         seconds["tokenize"] = tokenized["seconds"]
         num_docs = tokenized["num_documents"]
@@ -338,7 +370,12 @@ def build_index(
             _anygram.write_accelerators(idx, width)
         tokenizer_info = None
         if tok is not None:
-            shutil.copyfile(tok.path, os.path.join(idx, "tokenizer.json"))
+            stored = os.path.join(idx, "tokenizer.json")
+            if getattr(tok, "json_text", None) is not None:
+                with open(stored, "w", encoding="utf-8") as f:
+                    f.write(tok.json_text)
+            else:
+                shutil.copyfile(tok.path, stored)
             tokenizer_info = {"name": tok.name, "file": "tokenizer.json", "sha256": tok.sha256}
         names = sorted(n for n in os.listdir(idx) if n != MANIFEST_FILE)
         sums = _anygram.checksum_files([os.path.join(idx, n) for n in names])
@@ -412,18 +449,70 @@ def build_index(
     )
 
 
-def _tokenize_step(work, files, tok, width, vocab, skips, text_field, text_mode, metadata, root, progress,
+@dataclass
+class _DocumentSource:
+    """What the tokenize step reads: the documents, what they are (for messages) and the
+    progress bar's total and unit (bytes of files, or records of a sized Python input)."""
+
+    documents: Iterator[Document]
+    name: str
+    total: Optional[int]
+    unit: str
+
+
+def _file_source(files: List[str], skips: SkipLog, text_field: str, text_mode: str) -> _DocumentSource:
+    return _DocumentSource(read_documents(files, skips, text_field=text_field, text_mode=text_mode), str(files),
+                           sum(os.path.getsize(p) for p in files), "B")
+
+
+def _python_source(records: Any, skips: SkipLog, text_field: str) -> _DocumentSource:
+    try:
+        total: Optional[int] = len(records)
+    except TypeError:  # a generator, a streaming dataset
+        total = None
+    return _DocumentSource(read_records(records, skips, text_field), f"the {type(records).__name__} given",
+                           total, " docs")
+
+
+def _open_tokenizer(tokenizer: Any) -> Optional[Tokenizer]:
+    """The build's tokenizer from a ``tokenizer.json`` path, or from a ``tokenizers.Tokenizer``
+    object: its JSON (``to_str()``) goes through a temporary file like any other (the build's
+    tokenizer reads files) and is what the index stores."""
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return Tokenizer(os.fspath(tokenizer))
+    if not callable(getattr(tokenizer, "to_str", None)):
+        raise InvalidArgumentError(f"tokenizer must be a tokenizer.json path or a tokenizers.Tokenizer, "
+                                   f"not {type(tokenizer).__name__}")
+    text = tokenizer.to_str()
+    # Removed by _release_tokenizer_file, or when the Tokenizer is collected (a failed build).
+    directory = tempfile.TemporaryDirectory(prefix="anygram-tokenizer-")
+    path = os.path.join(directory.name, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    opened = Tokenizer(path)
+    opened.json_text, opened.json_directory = text, directory
+    return opened
+
+
+def _release_tokenizer_file(tok: Optional[Tokenizer]) -> None:
+    directory = getattr(tok, "json_directory", None)
+    if directory is not None:
+        directory.cleanup()
+
+
+def _tokenize_step(work, source: "_DocumentSource", tok, width, vocab, skips, metadata, root, progress,
                    piece_chars):
     t0 = time.perf_counter()
     writer = _StreamWriter(work.index, width, metadata)
     try:
-        encoder = _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress,
-                                piece_chars)
+        encoder = _tokenize_all(source, writer, tok, width, vocab, skips, root, progress, piece_chars)
     finally:
         writer.close()
     num_docs = len(writer.doc_starts)
     if num_docs == 0:
-        raise BuildError(f"no readable documents in {files} ({skips.total} skipped)")
+        raise BuildError(f"no readable documents in {source.name} ({skips.total} skipped)")
     tokenizer_path = None
     if tok is not None:
         fast = encoder.native is not None and encoder.native.is_fast
@@ -498,7 +587,7 @@ def _suffix_array_step(work, s, num_tokens, num_shards, width, workers, mem, par
     return result
 
 
-def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
+def _token_parameters(tok, pretokenized: bool, token_width, vocab_size, eos_token_id):
     if tok is not None:
         width = tok.token_width
         vocab = tok.vocab_size if vocab_size is None else vocab_size
@@ -506,7 +595,6 @@ def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
             raise InvalidArgumentError(f"vocab_size {vocab} is smaller than the tokenizer's {tok.vocab_size}")
         eos = tok.eos_token_id if eos_token_id is None else eos_token_id
     else:
-        pretokenized = all(p.endswith(".npy") for p in inputs)
         width = 1 if not pretokenized else 2
         vocab = (255 if width == 1 else None) if vocab_size is None else vocab_size
         eos = eos_token_id
@@ -714,15 +802,14 @@ class _DocumentEncoder:
         return [np.asarray(self.tok.encode_exact(t), dtype=self.dtype) for t in texts]
 
 
-def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode, root, progress,
+def _tokenize_all(source: "_DocumentSource", writer, tok, width, vocab, skips, root, progress,
                   piece_chars=_PIECE_CHARS_MAX):
     dtype = _DTYPES[width]
     encoder = _DocumentEncoder(tok, dtype, piece_chars)
     batch: List[Document] = []
     chars = 0
-    total_bytes = sum(os.path.getsize(p) for p in files)
     started = time.perf_counter()
-    with progress_bar(total_bytes, "tokenize", "B", progress) as bar:
+    with progress_bar(source.total, "tokenize", source.unit, progress) as bar:
 
         def flush() -> None:
             nonlocal batch, chars
@@ -741,7 +828,7 @@ def _tokenize_all(files, writer, tok, width, vocab, skips, text_field, text_mode
                 bar.update(batch[-1].input_done - bar.n)
             batch, chars = [], 0
 
-        for doc in read_documents(files, skips, text_field=text_field, text_mode=text_mode):
+        for doc in source.documents:
             batch.append(doc)
             chars += len(doc.text) if doc.text is not None else doc.tokens.size
             if len(batch) >= _BATCH_DOCS or chars >= piece_chars:

@@ -11,6 +11,9 @@ Inputs:
 * Pre-tokenized ``.npy``: a 2-D array (one document a row), or a 1-D array with document
   boundaries in a sibling ``NAME.offsets.npy`` (each document's start index, then the
   array's length: N+1 entries); without one, the whole array is one document.
+* Python documents (``read_records``): any iterable of strings or of dicts with a text
+  field, e.g. a generator or a HuggingFace ``datasets`` dataset (streaming or not; it is
+  duck-typed, ``datasets`` is not needed); the other fields become the metadata.
 * Directories: every file inside, recursively, in sorted order; hidden files and
   directories are left out, and links that lead nowhere or loop are skipped and counted.
 
@@ -31,7 +34,7 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -81,7 +84,7 @@ class SkipLog:
         place = f"{path}:{linenum + 1}" if linenum >= 0 else path  # -1: the file as a whole
         where = f"{place}: {reason}" + (f" ({detail})" if detail else "")
         if self.strict:
-            raise BuildError(f"unreadable document at {where}; without --strict (strict=True in Python) "
+            raise BuildError(f"unreadable document at {where}; without strict=True "
                              "such documents are skipped and counted")
         self.counts[reason] += 1
         if len(self.examples) < 20:
@@ -286,6 +289,28 @@ def read_jsonl(path: str) -> Iterator[Any]:
         raise InvalidArgumentError(f"{path}: unreadable file ({e})") from None
 
 
+def _record_text(record: Any, text_field: str, strings: bool = False
+                 ) -> Tuple[Optional[str], Dict[str, Any], Optional[Tuple[str, str]]]:
+    """The one check of a document record (a JSONL line, a Python document): ``(text,
+    metadata, None)``, or ``(None, {}, (reason, detail))`` when it is to be skipped.
+    ``strings``: a bare string is a document too (Python iterables)."""
+    if strings and isinstance(record, str):
+        text, metadata = record, {}
+    elif isinstance(record, Mapping) and text_field in record:
+        metadata = dict(record)
+        text = metadata.pop(text_field)
+    elif isinstance(record, Mapping) or not strings:
+        return None, {}, (f"no {text_field!r} field", "")
+    else:
+        return None, {}, ("not a string or a dict", type(record).__name__)
+    if not isinstance(text, str):
+        return None, {}, (f"{text_field!r} is not a string", "")
+    at = surrogate_at(text)
+    if at is not None:
+        return None, {}, ("lone surrogate", f"U+{ord(text[at]):04X} at character {at}")
+    return text, metadata, None
+
+
 def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document]:
     try:
         with _Source(path) as source:
@@ -293,18 +318,11 @@ def _read_jsonl(path: str, skips: SkipLog, text_field: str) -> Iterator[Document
                 if problem is not None:
                     skips.skip(problem[0], path, linenum, problem[1])
                     continue
-                if not isinstance(record, dict) or text_field not in record:
-                    skips.skip(f"no {text_field!r} field", path, linenum)
+                text, metadata, problem = _record_text(record, text_field)
+                if problem is not None:
+                    skips.skip(problem[0], path, linenum, problem[1])
                     continue
-                text = record.pop(text_field)
-                if not isinstance(text, str):
-                    skips.skip(f"{text_field!r} is not a string", path, linenum)
-                    continue
-                at = surrogate_at(text)
-                if at is not None:
-                    skips.skip("lone surrogate", path, linenum, f"U+{ord(text[at]):04X} at character {at}")
-                    continue
-                yield Document(path=path, linenum=linenum, text=text, metadata=record,
+                yield Document(path=path, linenum=linenum, text=text, metadata=metadata,
                                input_done=source.raw_position())
     except Exception as e:
         if not _is_unreadable_file(e):
@@ -414,3 +432,30 @@ def _npy_bounds(path: str, length: int) -> List[Tuple[int, int]]:
             f"(each document's start, then the array's length)"
         )
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+PYTHON_INPUT = "<python>"  # the path of Python documents in the metadata and in skip reports
+
+
+def is_document_iterable(inputs: Any) -> bool:
+    """Whether build ``inputs`` are documents (an iterable of strings or dicts, e.g. a
+    generator or a ``datasets`` dataset) rather than paths: a path, or a list or tuple
+    of paths, is files; anything else iterable is documents."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        return False
+    if isinstance(inputs, (list, tuple)):
+        return not all(isinstance(i, (str, os.PathLike)) for i in inputs)
+    return hasattr(inputs, "__iter__")
+
+
+def read_records(records: Iterable[Any], skips: SkipLog, text_field: str = "text") -> Iterator[Document]:
+    """The documents of a Python iterable of strings or dicts (the text in ``text_field``,
+    the other fields the metadata), streamed; records that are not documents, texts that
+    are not strings or hold lone surrogates go to ``skips`` as in files. ``input_done``
+    counts the records consumed."""
+    for number, record in enumerate(records):
+        text, metadata, problem = _record_text(record, text_field, strings=True)
+        if problem is not None:
+            skips.skip(problem[0], PYTHON_INPUT, number, problem[1])
+            continue
+        yield Document(path=PYTHON_INPUT, linenum=number, text=text, metadata=metadata, input_done=number + 1)

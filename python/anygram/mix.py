@@ -67,6 +67,20 @@ class LambdaTable:
         self.values = values
         self.edges = edges
 
+    def __repr__(self) -> str:
+        names = bucket_names(self.edges)
+        width = max(len(n) for n in names)
+        rows = [f"  {n:>{width}}  {d:.3f}  {s:.3f}" for n, (d, s) in zip(names, self.values)]
+        return "\n".join([f"LambdaTable(λ by suffix length; {len(names)} buckets)",
+                          f"  {'n':>{width}}  dense  sparse", *rows])
+
+    def _repr_html_(self) -> str:
+        from .display import html_rows
+
+        return html_rows(["suffix length", "λ dense", "λ sparse"],
+                         [[n, f"{d:.3f}", f"{s:.3f}"] for n, (d, s) in zip(bucket_names(self.edges), self.values)],
+                         "LambdaTable")
+
     def __call__(self, suffix_len: Any, sparse: Any) -> np.ndarray:
         return self.values[bucket_of(suffix_len, self.edges), np.asarray(sparse, dtype=bool).astype(np.int64)]
 

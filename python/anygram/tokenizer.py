@@ -73,6 +73,13 @@ class Tokenizer:
         else:
             raise InvalidArgumentError(f"{path}: vocabulary of {self.vocab_size} tokens is too large")
 
+    def __repr__(self) -> str:
+        if self.path is None:
+            return "Tokenizer(UTF-8 bytes: 1 byte a token, ids 0-254, 255 the document separator)"
+        road = ", fast byte-level" if not getattr(self, "_closed", False) and self.is_fast else ""
+        return (f"Tokenizer({self.name!r}: vocab {self.vocab_size:,}, u{8 * self.token_width} ids, "
+                f"eos {self.eos_token_id}{road})")
+
     @property
     def native(self) -> "Optional[_anygram.Tokenizer]":
         """The core tokenizer (None for UTF-8 bytes)."""

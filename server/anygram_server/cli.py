@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="tokenizer.json for index NAME when it has no manifest (built by infini-gram)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument(
         "--workers",
         type=int,
@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="allow browser calls from ORIGIN (repeat; '*' for any)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
     # The limits' flags, defaults and help: the table that config.Limits is made from.

@@ -52,7 +52,7 @@ from .dedup_scan import (
     iter_dedup_units,
     ranges_records,
 )
-from .reports import contamination_html, contamination_table
+from .reports import contamination_html, contamination_table, dedup_table
 from .runs import run_contamination, run_dedup
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "contamination_table",
     "cross_method",
     "dedup",
+    "dedup_table",
     "iter_contamination",
     "iter_dedup_units",
     "ranges_records",

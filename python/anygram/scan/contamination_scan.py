@@ -249,6 +249,29 @@ class ContaminationReport:
     examples: List[Dict[str, Any]]
     summary: Dict[str, Any]
 
+    def __repr__(self) -> str:
+        from .reports import contamination_repr
+
+        return contamination_repr(self.summary)
+
+    def _repr_html_(self) -> str:
+        from .reports import contamination_report_html
+
+        return contamination_report_html(self.summary)
+
+    def to_pandas(self):
+        """One row per example: index, id, num_tokens, covered_tokens, coverage,
+        contaminated, longest_match (tokens) and its text (needs pandas)."""
+        from .reports import contamination_frame
+
+        return contamination_frame(self.examples)
+
+    def plot(self, ax=None):
+        """The coverage histogram (needs matplotlib): see :func:`anygram.plot.coverage_histogram`."""
+        from ..plot import coverage_histogram
+
+        return coverage_histogram(self, ax=ax)
+
 
 def contamination(
     engine,

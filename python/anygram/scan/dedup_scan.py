@@ -143,6 +143,22 @@ class DedupReport:
     ranges: Dict[int, List[List[int]]]
     summary: Dict[str, Any]
 
+    def __repr__(self) -> str:
+        from .reports import dedup_repr
+
+        return dedup_repr(self.summary)
+
+    def _repr_html_(self) -> str:
+        from .reports import dedup_report_html
+
+        return dedup_report_html(self.summary)
+
+    def to_pandas(self):
+        """One row per removed range: doc_ix, start, end, length (needs pandas)."""
+        from .reports import dedup_frame
+
+        return dedup_frame(self.ranges)
+
 
 def _dedup_summary(
     engine, min_len: int, against, docs_affected: int, tokens_removed: int, docs_emptied: int

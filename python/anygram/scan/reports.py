@@ -1,13 +1,15 @@
-"""Reports of a contamination scan: a text table and a self-contained HTML page."""
+"""Reports of the scans: text tables, a self-contained HTML page, and the notebook forms
+(short reprs, HTML tables, pandas frames) of :class:`ContaminationReport` and :class:`DedupReport`."""
 
 from __future__ import annotations
 
 import html
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..corpus import read_jsonl
+from ..display import data_frame, html_rows, html_table, percent
 from .contamination_scan import _example_texts, _ids_of
 
 
@@ -120,3 +122,89 @@ def _render(engine, ids: List[int]) -> str:
     if engine.tokenizer is not None:
         return engine.decode(ids)
     return " ".join(map(str, ids)) + " "
+
+
+def dedup_table(summary: Dict[str, Any]) -> str:
+    """A readable table of a dedup summary."""
+    mode = "self" if summary["mode"] == "self" else f"cross, against {summary['against']}"
+    return "\n".join([
+        f"mode                  {mode}",
+        f"min span length       {summary['min_len']} tokens",
+        f"documents             {summary['num_documents']:,} ({summary['documents_affected']:,} affected, "
+        f"{summary['documents_emptied']:,} emptied)",
+        f"tokens                {summary['num_tokens']:,}",
+        f"removed               {summary['tokens_removed']:,} tokens "
+        f"({100 * summary['fraction_tokens_removed']:.2f}%)",
+    ])
+
+
+# Notebook forms of the reports (the classes' __repr__, _repr_html_ and to_pandas call these).
+
+CONTAMINATION_COLUMNS = ["index", "id", "num_tokens", "covered_tokens", "coverage", "contaminated",
+                         "longest_match", "longest_match_text"]
+DEDUP_COLUMNS = ["doc_ix", "start", "end", "length"]
+
+
+def contamination_repr(summary: Dict[str, Any]) -> str:
+    return (f"ContaminationReport({summary['num_examples']:,} examples: {summary['num_contaminated']:,} "
+            f"contaminated ({percent(summary['fraction_contaminated'])}) at coverage >= {summary['threshold']:g}, "
+            f"min_len {summary['min_len']}, {percent(summary['token_coverage'])} of tokens covered; "
+            f"longest match {summary['longest_match']['max']} tokens)")
+
+
+def contamination_figures(summary: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    return [
+        ("examples", f"{summary['num_examples']:,}"),
+        ("contaminated", f"{summary['num_contaminated']:,} ({percent(summary['fraction_contaminated'])}, "
+                         f"coverage ≥ {summary['threshold']:g})"),
+        ("with any match", f"{summary['num_with_any_match']:,}"),
+        ("tokens covered", f"{summary['covered_tokens']:,} of {summary['num_tokens']:,} "
+                           f"({percent(summary['token_coverage'])})"),
+        ("min match length", f"{summary['min_len']} tokens"),
+        ("longest match", f"max {summary['longest_match']['max']}, median {summary['longest_match']['median']:g}, "
+                          f"p90 {summary['longest_match']['p90']:g} tokens"),
+    ]
+
+
+def contamination_report_html(summary: Dict[str, Any], top: int = 5) -> str:
+    edges, counts = summary["histogram"]["edges"], summary["histogram"]["counts"]
+    histogram = html_rows(["coverage", "examples"],
+                          [[f"[{edges[i]:.1f}, {edges[i + 1]:.1f})", f"{c:,}"] for i, c in enumerate(counts)])
+    worst = html_rows(["#", "id", "coverage", "longest", "longest match"],
+                      [[b["index"], b.get("id", ""), f"{b['coverage']:.3f}", b["longest"],
+                        (b.get("longest_text") or "")[:80]] for b in summary["top"][:top]])
+    return (f"<div>{html_table(contamination_figures(summary), 'Contamination report')}"
+            f"<details><summary>coverage histogram</summary>{histogram}</details>"
+            f"<details><summary>most covered examples</summary>{worst}</details></div>")
+
+
+def contamination_frame(examples: List[Dict[str, Any]]):
+    return data_frame(({"index": r.get("index"), "id": r.get("id"), "num_tokens": r["num_tokens"],
+                        "covered_tokens": r["covered_tokens"], "coverage": r["coverage"],
+                        "contaminated": bool(r["contaminated"]),
+                        "longest_match": r["longest_match"].get("length", 0),
+                        "longest_match_text": r["longest_match"].get("text")} for r in examples),
+                      CONTAMINATION_COLUMNS)
+
+
+def dedup_repr(summary: Dict[str, Any]) -> str:
+    mode = "self" if summary["mode"] == "self" else "cross"
+    return (f"DedupReport({mode}, min_len {summary['min_len']}: {summary['documents_affected']:,} of "
+            f"{summary['num_documents']:,} documents affected ({summary['documents_emptied']:,} emptied), "
+            f"{summary['tokens_removed']:,} of {summary['num_tokens']:,} tokens removed "
+            f"({percent(summary['fraction_tokens_removed'])}))")
+
+
+def dedup_report_html(summary: Dict[str, Any]) -> str:
+    pairs = [("mode", summary["mode"] if summary["against"] is None else f"cross, against {summary['against']}"),
+             ("min span length", f"{summary['min_len']} tokens"),
+             ("documents", f"{summary['num_documents']:,}"),
+             ("affected", f"{summary['documents_affected']:,} ({summary['documents_emptied']:,} emptied)"),
+             ("tokens removed", f"{summary['tokens_removed']:,} of {summary['num_tokens']:,} "
+                                f"({percent(summary['fraction_tokens_removed'])})")]
+    return html_table(pairs, "Dedup report")
+
+
+def dedup_frame(ranges: Dict[int, List[List[int]]]):
+    return data_frame(({"doc_ix": doc, "start": s, "end": e, "length": e - s}
+                       for doc, spans in sorted(ranges.items()) for s, e in spans), DEDUP_COLUMNS)
