@@ -20,8 +20,8 @@ TEXTS = ["abc abd", "abc", "xyz ab"]
 PRINTING = {"count", "prob", "ntd", "search", "info", "verify"}
 # Commands with a main output of their own, named by -o/--output.
 MAIN_OUTPUT = {"build", "eval-lm", "contamination", "dedup", "demo"}
-# Commands that print no results (a walkthrough, a script, a server).
-NO_FORMAT = {"demo", "completion", "serve"}
+# Commands that print no results (a walkthrough, a script, a server, a group of maintenance commands).
+NO_FORMAT = {"demo", "completion", "serve", "index"}
 
 
 def run(*args, stdin=None, check=True):

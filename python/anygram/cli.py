@@ -628,7 +628,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
 
     ix = sub.add_parser("index", help="maintain an existing index")
-    ix_sub = ix.add_subparsers(dest="index_command", required=True)
+    ix_sub = ix.add_subparsers(dest="index_command", required=True, help="what to do to the index")
     ac = ix_sub.add_parser("add-accelerator",
                            help="write the search accelerators (accel.N) of an index, infini-gram's included")
     ac.add_argument("--index", "-i", required=True, help="index directory")
@@ -787,6 +787,14 @@ def _check_flags(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     else:
         return
     command = commands[word]
+    # A group (`anygram index ...`): its own subcommand's flags are the ones to check.
+    while _subcommands(command):
+        nested = _subcommands(command)
+        following = [i for i in range(at + 1, len(argv)) if argv[i] in nested]
+        if not following:
+            return  # argparse reports the missing or unknown subcommand
+        at = following[0]
+        command = nested[argv[at]]
     if command.get_default("func") is cmd_serve_missing:
         return
     known = command._option_string_actions
