@@ -950,3 +950,20 @@ def test_spans_of_an_index_without_tokenizer_keep_the_ids_apart(client, engines)
     for doc in search["documents"]:
         assert "".join(text for text, _ in doc["spans"]) == " ".join(map(str, doc["token_ids"]))
         assert "1 2" in [text for text, label in doc["spans"] if label == "0"]
+
+
+def test_a_taken_port_is_an_error_before_any_url_is_announced(corpora):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "anygram.cli", "serve", "--index", f"text={corpora['text']}",
+             "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode != 0
+    assert f"--port {port}" in proc.stderr and "in use" in proc.stderr
+    assert "http://" not in proc.stdout

@@ -105,6 +105,22 @@ def settings_from_args(args: argparse.Namespace):
     )
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Fails before the URL is announced when the address is taken (uvicorn would say so only
+    after the banner). Binds as uvicorn does (SO_REUSEADDR), then lets go."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        raise SystemExit(f"anygram serve: error: cannot listen on --host {host} --port {port}: "
+                         f"{e.strerror or e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
@@ -125,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     registry = IndexRegistry(settings.indexes)
     names = ", ".join(f"{index.name} ({index.engine.num_tokens:,} tokens)" for index in registry)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    _check_can_listen(args.host, args.port)
     print(f"anygram serve: http://{shown_host}:{args.port}/  indexes: {names}  (API docs: /docs)", flush=True)
 
     from .protocol import configure, uvicorn_options
