@@ -66,12 +66,10 @@ class Tokenizer:
         self.sha256 = file_sha256(path)
         self.vocab_size = self._native.vocab_size
         self.eos_token_id = self._find_eos()
-        if self.vocab_size < 0xFFFF:
-            self.token_width = 2
-        elif self.vocab_size < 0xFFFFFFFF:
-            self.token_width = 4
-        else:
-            raise InvalidArgumentError(f"{path}: vocabulary of {self.vocab_size} tokens is too large")
+        try:
+            self.token_width = _anygram.tokenizer_token_width(self.vocab_size)  # the core's rule
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{path}: {e}") from None
 
     @property
     def native(self) -> "Optional[_anygram.Tokenizer]":
