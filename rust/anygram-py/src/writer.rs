@@ -75,6 +75,13 @@ pub fn check_manifest<'py>(py: Python<'py>, manifest: &Bound<'py, PyAny>) -> PyR
     to_py(py, &checked)
 }
 
+/// Records the sizes and checksums of files `names` of the index in `path`
+/// in its manifest (when it has one); returns whether it did.
+#[pyfunction]
+pub fn record_files(py: Python<'_>, path: PathBuf, names: Vec<String>) -> PyResult<bool> {
+    call(py, || Manifest::record_files(&path, &names))
+}
+
 /// `(path, sha256)` of the tokenizer stored in the index in `path`, or None
 /// (UTF-8 bytes or token ids): its name checked to be a plain file name, a
 /// link checked not to lead outside the directory. sha256 is None when the
@@ -258,6 +265,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(write_manifest, m)?,
         wrap_pyfunction!(check_manifest, m)?,
         wrap_pyfunction!(stored_tokenizer, m)?,
+        wrap_pyfunction!(record_files, m)?,
         wrap_pyfunction!(token_parameters, m)?,
         wrap_pyfunction!(tokenizer_token_width, m)?,
         wrap_pyfunction!(ptr_size_for, m)?,

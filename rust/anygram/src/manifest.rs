@@ -330,6 +330,28 @@ impl Manifest {
         write_atomically(&path, text.as_bytes())
     }
 
+    /// Records the size and checksum of the files `names` (new or rewritten,
+    /// e.g. search accelerators added later) in the manifest of `dir`, if it
+    /// has one; returns whether it did.
+    pub fn record_files(dir: &Path, names: &[String]) -> Result<bool> {
+        let Some(mut manifest) = Manifest::read(dir)? else {
+            return Ok(false);
+        };
+        for name in names {
+            if !is_plain_file_name(name) || name == MANIFEST_FILE {
+                return Err(Error::InvalidArgument(format!(
+                    "{name:?} is not a file of the index to record"
+                )));
+            }
+            let path = dir.join(name);
+            let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            let xxh3_64 = crate::build::checksum_file(&path)?;
+            manifest.files.insert(name.clone(), FileMeta { size, xxh3_64 });
+        }
+        manifest.write(dir)?;
+        Ok(true)
+    }
+
     /// The tokenizer file of the index in `dir` (the file name was checked to be
     /// a plain name when the manifest was read, so this path is inside `dir`).
     pub fn tokenizer_path(&self, dir: &Path) -> Option<PathBuf> {
