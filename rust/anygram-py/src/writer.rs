@@ -32,9 +32,8 @@ fn from_py<T: DeserializeOwned>(value: &Bound<'_, PyAny>, what: &str) -> PyResul
         .import("json")?
         .call_method1("dumps", (value,))?
         .extract()?;
-    serde_json::from_str(&text).map_err(|e| {
-        errors::to_py(anygram::Error::InvalidArgument(format!("{what}: {e}")))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| errors::to_py(anygram::Error::InvalidArgument(format!("{what}: {e}"))))
 }
 
 /// A core value as plain Python values.
@@ -67,7 +66,10 @@ pub fn write_manifest(py: Python<'_>, path: PathBuf, manifest: &Bound<'_, PyAny>
 /// `manifest` through the core's type and back: what the core reads of it
 /// (a field it does not know is an `InvalidArgumentError`).
 #[pyfunction]
-pub fn check_manifest<'py>(py: Python<'py>, manifest: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn check_manifest<'py>(
+    py: Python<'py>,
+    manifest: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let typed: Manifest = from_py(manifest, "manifest")?;
     let text = typed.to_json();
     let checked = Manifest::parse(&text)
@@ -87,7 +89,10 @@ pub fn record_files(py: Python<'_>, path: PathBuf, names: Vec<String>) -> PyResu
 /// link checked not to lead outside the directory. sha256 is None when the
 /// manifest records none.
 #[pyfunction]
-pub fn stored_tokenizer(py: Python<'_>, path: PathBuf) -> PyResult<Option<(PathBuf, Option<String>)>> {
+pub fn stored_tokenizer(
+    py: Python<'_>,
+    path: PathBuf,
+) -> PyResult<Option<(PathBuf, Option<String>)>> {
     call(py, || match Manifest::read(&path)? {
         Some(manifest) => manifest.stored_tokenizer(&path),
         None => Ok(None),
@@ -142,7 +147,9 @@ pub struct PyStreamWriter {
 impl PyStreamWriter {
     fn open(&mut self) -> PyResult<&mut StreamWriter> {
         self.inner.as_mut().ok_or_else(|| {
-            errors::to_py(anygram::Error::InvalidArgument("the stream writer is finished".into()))
+            errors::to_py(anygram::Error::InvalidArgument(
+                "the stream writer is finished".into(),
+            ))
         })
     }
 }
@@ -188,7 +195,9 @@ impl PyStreamWriter {
     /// `{num_documents, num_tokens, bytes, meta_bytes}`.
     fn finish<'py>(&mut self, py: Python<'py>, starts_dir: PathBuf) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.take().ok_or_else(|| {
-            errors::to_py(anygram::Error::InvalidArgument("the stream writer is finished".into()))
+            errors::to_py(anygram::Error::InvalidArgument(
+                "the stream writer is finished".into(),
+            ))
         })?;
         let streams = call(py, || inner.finish(&starts_dir))?;
         to_py(py, &streams)
@@ -209,7 +218,9 @@ pub fn split_shards<'py>(
     let streams: Streams = from_py(streams, "streams")?;
     let num_shards: usize = int_arg(num_shards, "num_shards", 1..=1 << 20)?;
     let width = width_arg(token_width)?;
-    let shards = call(py, || writer::split_shards(&index_dir, &starts_dir, &streams, num_shards, width))?;
+    let shards = call(py, || {
+        writer::split_shards(&index_dir, &starts_dir, &streams, num_shards, width)
+    })?;
     to_py(py, &shards)
 }
 
@@ -281,6 +292,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TOKENIZER_FILE", manifest::TOKENIZER_FILE)?;
     m.add("ANYGRAM_ONLY_FILES", manifest::ANYGRAM_ONLY_FILES.to_vec())?;
     m.add("FORMAT_VERSION", manifest::FORMAT_VERSION)?;
-    m.add("OLDEST_SUPPORTED_FORMAT_VERSION", manifest::OLDEST_SUPPORTED_FORMAT_VERSION)?;
+    m.add(
+        "OLDEST_SUPPORTED_FORMAT_VERSION",
+        manifest::OLDEST_SUPPORTED_FORMAT_VERSION,
+    )?;
     Ok(())
 }

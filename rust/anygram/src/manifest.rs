@@ -223,7 +223,12 @@ pub fn is_sha256_hex(hex: &str) -> bool {
 impl Manifest {
     /// A manifest of the current format for an index of these shards (no
     /// tokenizer, no files, no build record yet).
-    pub fn new(token_width: u32, vocab_size: u64, eos_token_id: u64, shards: Vec<ShardMeta>) -> Self {
+    pub fn new(
+        token_width: u32,
+        vocab_size: u64,
+        eos_token_id: u64,
+        shards: Vec<ShardMeta>,
+    ) -> Self {
         Manifest {
             format: format_name(),
             format_version: FORMAT_VERSION,
@@ -262,9 +267,7 @@ impl Manifest {
         let mut text = String::new();
         file.read_to_string(&mut text)
             .map_err(|e| Error::io(&path, e))?;
-        Manifest::parse(&text)
-            .map(Some)
-            .map_err(|e| e.at(&path))
+        Manifest::parse(&text).map(Some).map_err(|e| e.at(&path))
     }
 
     /// Parses and checks a manifest's JSON text. The version is checked first,
@@ -321,7 +324,9 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let text = self.to_json();
         Manifest::parse(&text).map_err(|e| match e {
-            ManifestError::Invalid(detail) => Error::InvalidArgument(format!("{}: {detail}", path.display())),
+            ManifestError::Invalid(detail) => {
+                Error::InvalidArgument(format!("{}: {detail}", path.display()))
+            }
             ManifestError::Version(got) => Error::InvalidArgument(format!(
                 "{}: format version {got} cannot be written (this build writes {FORMAT_VERSION})",
                 path.display()
@@ -344,9 +349,13 @@ impl Manifest {
                 )));
             }
             let path = dir.join(name);
-            let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            let size = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
             let xxh3_64 = crate::build::checksum_file(&path)?;
-            manifest.files.insert(name.clone(), FileMeta { size, xxh3_64 });
+            manifest
+                .files
+                .insert(name.clone(), FileMeta { size, xxh3_64 });
         }
         manifest.write(dir)?;
         Ok(true)
@@ -370,7 +379,10 @@ impl Manifest {
             if resolved.parent() != Some(inside.as_path()) {
                 return Err(Error::corrupt(
                     dir.join(MANIFEST_FILE),
-                    format!("tokenizer file {:?} leads outside the index directory", meta.file),
+                    format!(
+                        "tokenizer file {:?} leads outside the index directory",
+                        meta.file
+                    ),
                 ));
             }
         }

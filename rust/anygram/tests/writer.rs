@@ -79,7 +79,13 @@ fn writer_files_are_the_reference_layout_and_answer_like_brute_force() {
             },
             width,
         );
-        for name in ["tokenized.0", "table.0", "offset.0", "metadata.0", "metaoff.0"] {
+        for name in [
+            "tokenized.0",
+            "table.0",
+            "offset.0",
+            "metadata.0",
+            "metaoff.0",
+        ] {
             assert_eq!(
                 std::fs::read(ours.join(name)).unwrap(),
                 std::fs::read(reference.join(name)).unwrap(),
@@ -91,8 +97,15 @@ fn writer_files_are_the_reference_layout_and_answer_like_brute_force() {
         assert!(manifest.files.contains_key("accel.0") && manifest.files.contains_key(MARKER_FILE));
         let engine = Engine::open(&ours, &OpenOptions::default()).unwrap();
         let ids = common::byte_order_tokens(width);
-        for pattern in [vec![ids[0]], vec![ids[1], ids[2]], vec![ids[3], ids[3], ids[0]]] {
-            assert_eq!(engine.count(&pattern).unwrap(), brute_count(&docs, &pattern));
+        for pattern in [
+            vec![ids[0]],
+            vec![ids[1], ids[2]],
+            vec![ids[3], ids[3], ids[0]],
+        ] {
+            assert_eq!(
+                engine.count(&pattern).unwrap(),
+                brute_count(&docs, &pattern)
+            );
         }
         assert!(anygram::verify::verify(&engine).problems.is_empty());
     }
@@ -109,16 +122,25 @@ fn shards_split_at_documents_and_together_hold_every_one() {
         manifest.shards.iter().map(|s| s.num_documents).sum::<u64>(),
         docs.len() as u64
     );
-    let engine = Engine::open(&dir.path().join("idx"), &OpenOptions::default()).unwrap();
+    let engine = Engine::open(dir.path().join("idx"), &OpenOptions::default()).unwrap();
     let ids = common::byte_order_tokens(width);
     for pattern in [vec![ids[0]], vec![ids[1], ids[2]]] {
-        assert_eq!(engine.count(&pattern).unwrap(), brute_count(&docs, &pattern));
+        assert_eq!(
+            engine.count(&pattern).unwrap(),
+            brute_count(&docs, &pattern)
+        );
     }
     // The rule: the document starting nearest at or above each equal cut, one at least a shard.
     assert_eq!(shard_cuts(&[0, 10, 20, 30], 40, 2).unwrap(), vec![0, 2, 4]);
-    assert_eq!(shard_cuts(&[0, 1, 2, 100], 110, 3).unwrap(), vec![0, 2, 3, 4]);
+    assert_eq!(
+        shard_cuts(&[0, 1, 2, 100], 110, 3).unwrap(),
+        vec![0, 2, 3, 4]
+    );
     assert_eq!(shard_cuts(&[0, 5], 10, 2).unwrap(), vec![0, 1, 2]);
-    assert!(matches!(shard_cuts(&[0, 5], 10, 3), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        shard_cuts(&[0, 5], 10, 3),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -153,7 +175,10 @@ fn out_of_vocabulary_ids_and_bad_metadata_lines_are_refused() {
     )
     .unwrap();
     let err = writer.add(&[1, 100], Some(b"{}\n")).unwrap_err();
-    assert!(err.to_string().contains("token id 100 at position 1"), "{err}");
+    assert!(
+        err.to_string().contains("token id 100 at position 1"),
+        "{err}"
+    );
     assert!(writer.add(&[1], Some(b"{}\n{}\n")).is_err());
     assert!(writer.add(&[1], None).is_err());
     drop(writer);
@@ -178,7 +203,10 @@ fn unknown_manifest_fields_are_refused_at_every_level() {
             .unwrap()
             .insert("surprise".into(), 1.into());
         let err = Manifest::parse(&changed.to_string()).unwrap_err();
-        assert!(format!("{err:?}").contains("surprise"), "{pointer}: {err:?}");
+        assert!(
+            format!("{err:?}").contains("surprise"),
+            "{pointer}: {err:?}"
+        );
     }
     // A newer format is named as such, not as its unknown fields.
     let mut newer = value.clone();

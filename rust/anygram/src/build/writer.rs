@@ -134,7 +134,8 @@ impl StreamWriter {
             }
         }
         self.encoded.clear();
-        self.width.encode_into(&[self.width.separator()], &mut self.encoded);
+        self.width
+            .encode_into(&[self.width.separator()], &mut self.encoded);
         self.width.encode_into(tokens, &mut self.encoded);
         let path = self.dir.join(TOKEN_STREAM);
         self.tokens
@@ -175,8 +176,14 @@ impl StreamWriter {
         if let Some(meta) = self.meta {
             sync(meta, self.dir.join(METADATA_STREAM))?;
         }
-        write_atomically(&starts_dir.join(DOC_STARTS), bytemuck::cast_slice(&le(&self.doc_starts)))?;
-        write_atomically(&starts_dir.join(META_STARTS), bytemuck::cast_slice(&le(&self.meta_starts)))?;
+        write_atomically(
+            &starts_dir.join(DOC_STARTS),
+            bytemuck::cast_slice(&le(&self.doc_starts)),
+        )?;
+        write_atomically(
+            &starts_dir.join(META_STARTS),
+            bytemuck::cast_slice(&le(&self.meta_starts)),
+        )?;
         Ok(Streams {
             num_documents: self.doc_starts.len() as u64,
             num_tokens: self.num_tokens,
@@ -241,7 +248,10 @@ pub fn split_shards(
     let starts = read_starts(&starts_dir.join(DOC_STARTS), streams.num_documents)?;
     let cuts = shard_cuts(&starts, streams.bytes, num_shards)?;
     let meta_starts = match streams.meta_bytes {
-        Some(_) => Some(read_starts(&starts_dir.join(META_STARTS), streams.num_documents)?),
+        Some(_) => Some(read_starts(
+            &starts_dir.join(META_STARTS),
+            streams.num_documents,
+        )?),
         None => None,
     };
     let whole = num_shards == 1;
@@ -252,12 +262,22 @@ pub fn split_shards(
         let end = starts.get(last).copied().unwrap_or(streams.bytes);
         let tokenized = index_dir.join(shard_file("tokenized", s));
         copy_range(&index_dir.join(TOKEN_STREAM), &tokenized, begin, end, whole)?;
-        write_offsets(&starts[first..last], begin, &index_dir.join(shard_file("offset", s)))?;
+        write_offsets(
+            &starts[first..last],
+            begin,
+            &index_dir.join(shard_file("offset", s)),
+        )?;
         if let (Some(meta_starts), Some(meta_bytes)) = (&meta_starts, streams.meta_bytes) {
             let mbegin = meta_starts[first];
             let mend = meta_starts.get(last).copied().unwrap_or(meta_bytes);
             let metadata = index_dir.join(shard_file("metadata", s));
-            copy_range(&index_dir.join(METADATA_STREAM), &metadata, mbegin, mend, whole)?;
+            copy_range(
+                &index_dir.join(METADATA_STREAM),
+                &metadata,
+                mbegin,
+                mend,
+                whole,
+            )?;
             write_offsets(
                 &meta_starts[first..last],
                 mbegin,
@@ -315,8 +335,8 @@ fn copy_range(src: &Path, dst: &Path, begin: u64, end: u64, whole: bool) -> Resu
         .map_err(|e| Error::io(src, e))?;
     let mut output = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     // std::io::copy uses copy_file_range between files where the kernel has it.
-    let copied = std::io::copy(&mut input.take(end - begin), &mut output)
-        .map_err(|e| Error::io(&tmp, e))?;
+    let copied =
+        std::io::copy(&mut input.take(end - begin), &mut output).map_err(|e| Error::io(&tmp, e))?;
     if copied != end - begin {
         return Err(Error::corrupt(
             src,
@@ -386,7 +406,12 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
         let engine = crate::Engine::open(dir, &open)?;
         crate::accel::write_all(&engine, &crate::accel::WriteOptions::default())?;
     }
-    let mut manifest = Manifest::new(options.width.bytes() as u32, vocab, eos, options.shards.clone());
+    let mut manifest = Manifest::new(
+        options.width.bytes() as u32,
+        vocab,
+        eos,
+        options.shards.clone(),
+    );
     if let Some(tokenizer) = &options.tokenizer {
         if !crate::manifest::is_sha256_hex(&tokenizer.sha256) {
             return Err(Error::InvalidArgument(format!(
@@ -489,14 +514,20 @@ pub struct IndexWriter {
 impl IndexWriter {
     /// Starts an index at `output` (which must not exist).
     pub fn create(output: &Path, options: IndexWriterOptions) -> Result<Self> {
-        let (vocab_size, eos_token_id) =
-            crate::format::check_token_parameters(options.width, options.vocab_size, options.eos_token_id)?;
+        let (vocab_size, eos_token_id) = crate::format::check_token_parameters(
+            options.width,
+            options.vocab_size,
+            options.eos_token_id,
+        )?;
         if std::fs::symlink_metadata(output).is_ok() {
-            return Err(Error::InvalidArgument(format!("{} already exists", output.display())));
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists",
+                output.display()
+            )));
         }
-        let name = output
-            .file_name()
-            .ok_or_else(|| Error::InvalidArgument(format!("{} names no directory", output.display())))?;
+        let name = output.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("{} names no directory", output.display()))
+        })?;
         let mut work_name = std::ffi::OsString::from(".");
         work_name.push(name);
         work_name.push(format!(".write-{}", std::process::id()));
@@ -527,7 +558,13 @@ impl IndexWriter {
         let index = self.work.join("index");
         let stream = self.stream.take().expect("the stream lives until finish");
         let streams = stream.finish(&self.work)?;
-        let shards = split_shards(&index, &self.work, &streams, self.options.num_shards, self.options.width)?;
+        let shards = split_shards(
+            &index,
+            &self.work,
+            &streams,
+            self.options.num_shards,
+            self.options.width,
+        )?;
         remove_streams(&index, &self.work)?;
         for s in 0..shards.len() {
             let mut sa = self.options.suffix_array.clone();

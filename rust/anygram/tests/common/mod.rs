@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anygram::build::{build_suffix_array, checksum_file};
-use anygram::manifest::{
-    FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE,
-};
+use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE};
 use anygram::{Engine, OpenOptions, TokenWidth};
 
 /// Token ids whose little-endian bytes order differently from their values
