@@ -125,3 +125,24 @@ def test_format_constants_come_from_the_core():
     with pytest.raises(InvalidArgumentError, match="outside the vocabulary"):
         _anygram.token_parameters(2, 100, 100)
     assert _anygram.tokenizer_token_width(50257) == 2 and _anygram.tokenizer_token_width(0xFFFF) == 4
+
+
+def test_token_arrays_through_the_core_writer_make_the_same_index(tmp_path):
+    """A Ray task or a script with its own tokenizer hands token arrays (and metadata
+    lines) to the core's writer: the shard files are the builder's, byte for byte."""
+    import numpy as np
+
+    fixture = os.path.join(FIXTURES, "anygram-v1-bytes")
+    lines = Path(fixture, "metadata.0").read_bytes().splitlines(keepends=True)
+    output = tmp_path / "written"
+    writer = _anygram.IndexWriter(str(output), 1, metadata=True)
+    for text, line in zip(corpus_texts(), lines):
+        writer.add(np.frombuffer(text.encode(), dtype=np.uint8), line)
+    assert not output.exists()  # published only by finish
+    manifest = writer.finish()
+    assert manifest == anygram.manifest.read_manifest(str(output))
+    for name in SHARD_FILES + ("accel.0",):
+        assert Path(output, name).read_bytes() == Path(fixture, name).read_bytes(), name
+    assert anygram.Engine.open(str(output)).count(list(b"cat")) == KNOWN_COUNTS[b"cat"]
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="outside the vocabulary"):
+        _anygram.IndexWriter(str(tmp_path / "other"), 1, vocab_size=100).add([1, 200])

@@ -471,7 +471,7 @@ def _token_parameters(tok, inputs, token_width, vocab_size, eos_token_id):
     else:
         pretokenized = all(p.endswith(".npy") for p in inputs)
         width = 1 if not pretokenized else 2
-        vocab = (255 if width == 1 else None) if vocab_size is None else vocab_size
+        vocab = vocab_size  # None: the core's default for the width
         eos = eos_token_id
     if token_width is not None:
         if token_width not in (1, 2, 4):

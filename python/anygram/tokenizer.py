@@ -55,9 +55,9 @@ class Tokenizer:
             self._native = None
             self.name = "bytes"
             self.sha256 = None
-            self.vocab_size = 255  # 0xFF is the document separator; it never occurs in UTF-8
-            self.eos_token_id = 255
             self.token_width = 1
+            # The core's defaults: every byte but 0xFF (the document separator, never in UTF-8).
+            self.vocab_size, self.eos_token_id = _anygram.token_parameters(1)
             return
         if not os.path.isfile(path):
             raise InvalidArgumentError(f"tokenizer file not found: {path}")

@@ -268,9 +268,80 @@ pub fn finish_index<'py>(
     to_py(py, &manifest)
 }
 
+/// A whole build from token arrays (a Ray task, a script with its own
+/// tokenizer): `IndexWriter(output, token_width, ...)`, `add(tokens,
+/// metadata_line)` per document, then `finish()` publishes the index at
+/// `output` and returns its manifest. Nothing is at `output` before.
+#[pyclass(name = "IndexWriter", module = "anygram._anygram")]
+pub struct PyIndexWriter {
+    inner: Option<writer::IndexWriter>,
+}
+
+#[pymethods]
+impl PyIndexWriter {
+    #[new]
+    #[pyo3(signature = (output, token_width, vocab_size = None, eos_token_id = None, shards = None,
+                        metadata = false, mem_bytes = None, accelerator = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        output: PathBuf,
+        token_width: &Bound<'_, PyAny>,
+        vocab_size: Option<&Bound<'_, PyAny>>,
+        eos_token_id: Option<&Bound<'_, PyAny>>,
+        shards: Option<&Bound<'_, PyAny>>,
+        metadata: bool,
+        mem_bytes: Option<&Bound<'_, PyAny>>,
+        accelerator: bool,
+    ) -> PyResult<Self> {
+        let options = writer::IndexWriterOptions {
+            width: width_arg(token_width)?,
+            vocab_size: maybe_int_arg(vocab_size, "vocab_size", 0..=U64_MAX)?,
+            eos_token_id: maybe_int_arg(eos_token_id, "eos_token_id", 0..=U64_MAX)?,
+            num_shards: maybe_int_arg(shards, "shards", 1..=1 << 20)?.unwrap_or(1),
+            metadata,
+            suffix_array: anygram::build::SuffixArrayOptions {
+                mem_bytes: maybe_int_arg(mem_bytes, "mem_bytes", 1..=U64_MAX)?,
+                ..Default::default()
+            },
+            accelerator,
+            tokenizer: None,
+        };
+        let inner = writer::IndexWriter::create(&output, options).map_err(errors::to_py)?;
+        Ok(PyIndexWriter { inner: Some(inner) })
+    }
+
+    /// Appends a document: token ids and, when `metadata` was set, its line.
+    #[pyo3(signature = (tokens, metadata_line = None))]
+    fn add(&mut self, tokens: &Bound<'_, PyAny>, metadata_line: Option<&[u8]>) -> PyResult<()> {
+        let ids = token_ids(tokens, u32::MAX as u64, "tokens")?;
+        self.inner
+            .as_mut()
+            .ok_or_else(|| {
+                errors::to_py(anygram::Error::InvalidArgument(
+                    "the index writer is finished".into(),
+                ))
+            })?
+            .add(ids.as_slice(), metadata_line)
+            .map_err(errors::to_py)
+    }
+
+    /// Splits, sorts (on the pool, the GIL released), finishes and publishes;
+    /// returns the manifest.
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.take().ok_or_else(|| {
+            errors::to_py(anygram::Error::InvalidArgument(
+                "the index writer is finished".into(),
+            ))
+        })?;
+        let manifest = call(py, || inner.finish(None))?;
+        to_py(py, &manifest)
+    }
+}
+
 /// The format's constants, as module attributes.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStreamWriter>()?;
+    m.add_class::<PyIndexWriter>()?;
     for f in [
         wrap_pyfunction!(read_manifest, m)?,
         wrap_pyfunction!(write_manifest, m)?,
