@@ -107,7 +107,8 @@ def test_truncated_files(small_index, tmp_path, victim):
 def test_truncated_infinigram_index_without_manifest(small_index, tmp_path):
     broken = str(tmp_path / "nomanifest")
     shutil.copytree(small_index, broken)
-    os.remove(os.path.join(broken, "anygram.json"))
+    for name in ("anygram.json", anygram.manifest.MARKER_FILE):  # as infini-gram would have written it
+        os.remove(os.path.join(broken, name))
     table = os.path.join(broken, "table.0")
     Path(table).write_bytes(Path(table).read_bytes()[:-3])
     with pytest.raises(CorruptIndexError):
@@ -129,7 +130,8 @@ def test_corrupt_contents_found_by_verify(small_index, tmp_path):
 def test_out_of_range_pointer_is_an_error_not_a_crash(small_index, tmp_path):
     broken = str(tmp_path / "badptr")
     shutil.copytree(small_index, broken)
-    os.remove(os.path.join(broken, "anygram.json"))  # no size/checksum guard
+    for name in ("anygram.json", anygram.manifest.MARKER_FILE):  # no size/checksum guard
+        os.remove(os.path.join(broken, name))
     table = os.path.join(broken, "table.0")
     data = bytearray(Path(table).read_bytes())
     data[:1] = b"\xfe"

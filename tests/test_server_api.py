@@ -794,7 +794,7 @@ def test_an_index_without_manifest_takes_its_tokenizer_from_the_command_line(cor
 
     bare = tmp_path / "bare"
     shutil.copytree(corpora["bpe"], bare)
-    for extra in ("anygram.json", "tokenizer.json"):
+    for extra in ("anygram.json", "tokenizer.json", "anygram.format"):
         (bare / extra).unlink()
     tokenizer = str(tmp_path / "bpe.json")
     shutil.copy(os.path.join(corpora["bpe"], "tokenizer.json"), tokenizer)

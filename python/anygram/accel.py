@@ -16,7 +16,6 @@ from typing import List, Optional
 
 from . import _anygram
 from .errors import InvalidArgumentError
-from .manifest import read_manifest, write_manifest
 
 DEFAULT_RATE = 64
 DEFAULT_KEY_BYTES = 32
@@ -49,10 +48,6 @@ def add_accelerator(
         _check_int("token_width", token_width, 1)
     index_dir = os.fspath(index_dir)
     paths = [os.fspath(p) for p in _anygram.write_accelerators(index_dir, token_width, rate, key_bytes)]
-    manifest = read_manifest(index_dir)
-    if manifest is not None and isinstance(manifest.get("files"), dict):
-        sums = _anygram.checksum_files(paths)
-        for path, checksum in zip(paths, sums):
-            manifest["files"][os.path.basename(path)] = {"size": os.path.getsize(path), "xxh3_64": checksum}
-        write_manifest(index_dir, manifest)
+    # The core records them in the manifest (sizes, checksums), when the index has one.
+    _anygram.record_files(index_dir, [os.path.basename(p) for p in paths])
     return paths

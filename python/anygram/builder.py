@@ -9,6 +9,11 @@ from the last finished step):
    and one metadata stream.
 2. ``split``: cut the streams into shards at document boundaries; write each shard's
    ``tokenized``, ``offset``, ``metadata`` and ``metaoff`` files.
+
+The files are written by the core's index writer (``rust/anygram/src/build/writer.rs``):
+this module reads and tokenizes the inputs, accounts for skipped documents and runs the
+steps in a resumable work directory; the core writes the streams, the shards, the
+checksums and the typed manifest.
 3. ``suffix_array.S`` for every shard S: the suffix array, in memory when it fits the
    memory budget, otherwise in parts merged on disk (``rust/anygram/src/build/``);
    finished parts of a shard survive a crash too.
@@ -28,7 +33,6 @@ counts against it; see ARCHITECTURE.md for the model.
 
 from __future__ import annotations
 
-import array
 import json
 import math
 import os
@@ -44,10 +48,9 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 import numpy as np
 
 from . import _anygram
-from .atomic import atomic_file, fsync_directory
+from .atomic import fsync_directory
 from .corpus import PYTHON_INPUT, Document, SkipLog, input_paths, is_document_iterable, read_documents, read_records
 from .errors import AnygramError, BuildError, InvalidArgumentError
-from .manifest import FORMAT_VERSION, MANIFEST_FILE, write_manifest
 from .paths import check_outputs, check_replaceable_index
 from .progress import progress_bar
 from .tokenizer import Tokenizer
@@ -55,9 +58,8 @@ from .workdir import WorkDir
 
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _BATCH_DOCS = 2048
-_JOURNAL_VERSION = 1
-# Kept free of the budget for the merge's buffers and mapped pages (as the Rust side).
-_RESERVE_MIN = 48 << 20
+# 2: the streams' start offsets are the core writer's files (doc_starts.u64).
+_JOURNAL_VERSION = 2
 _PAUSE_ENV = "ANYGRAM_BUILD_PAUSE_AT"  # test hook: stop at a named checkpoint and wait
 
 
@@ -181,45 +183,32 @@ class _WorkDir(WorkDir):
 
 
 class _StreamWriter:
-    """Appends documents to the one-shard stream files (``tokenized.all``, ``metadata.all``)."""
+    """Appends documents to the one-shard streams (``tokenized.all``, ``metadata.all``)
+    through the core's writer; this side only makes each document's metadata line."""
 
-    def __init__(self, directory: str, width: int, metadata: bool):
-        self.width = width
-        self.separator = b"\xff" * width
-        self.tokens = open(os.path.join(directory, "tokenized.all"), "wb")
-        self.meta = open(os.path.join(directory, "metadata.all"), "wb") if metadata else None
-        # 8 bytes a document (a Python list of ints would take 4-5 times that).
-        self.doc_starts = array.array("Q")
-        self.meta_starts = array.array("Q")
-        self.position = 0
-        self.meta_position = 0
-        self.num_tokens = 0
+    def __init__(self, directory: str, width: int, vocab: int, metadata: bool):
+        self.native = _anygram.StreamWriter(directory, width, vocab, metadata)
+        self.metadata = metadata
+
+    @property
+    def num_documents(self) -> int:
+        return self.native.num_documents
+
+    @property
+    def num_tokens(self) -> int:
+        return self.native.num_tokens
 
     def add(self, doc: Document, tokens: np.ndarray, root: str) -> None:
-        self.doc_starts.append(self.position)
-        data = self.separator + tokens.tobytes()
-        self.tokens.write(data)
-        self.position += len(data)
-        self.num_tokens += tokens.size + 1
-        if self.meta is not None:
+        line = None
+        if self.metadata:
             path = os.path.relpath(doc.path, root) if root else doc.path
             line = (json.dumps({"path": path, "linenum": doc.linenum, "metadata": doc.metadata},
                                default=str) + "\n").encode()
-            self.meta_starts.append(self.meta_position)
-            self.meta.write(line)
-            self.meta_position += len(line)
+        self.native.add(tokens, line)
 
-    def close(self) -> None:
-        for f in (self.tokens, self.meta):
-            if f is not None and not f.closed:
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
-
-    def save_starts(self, directory: str) -> None:
-        for name, starts in (("doc_starts.npy", self.doc_starts), ("meta_starts.npy", self.meta_starts)):
-            with atomic_file(os.path.join(directory, name)) as f:
-                np.save(f, np.frombuffer(starts, dtype=np.uint64) if len(starts) else np.zeros(0, np.uint64))
+    def finish(self, starts_dir: str) -> Dict[str, Any]:
+        """Syncs the streams; returns ``{num_documents, num_tokens, bytes, meta_bytes}``."""
+        return self.native.finish(starts_dir)
 
 
 def build_index(
@@ -276,7 +265,7 @@ def build_index(
     if mem_bytes is not None:
         held = _anygram.resident_bytes() or 0
         # The smallest useful external sort: libsais's workspace and a window of 2^17 tokens.
-        floor = held + max(_RESERVE_MIN, mem_bytes // 16) + _anygram.in_memory_sort_bytes(1 << 17, 4)
+        floor = held + _anygram.build_reserve_bytes(mem_bytes) + _anygram.in_memory_sort_bytes(1 << 17, 4)
         if mem_bytes < floor:
             raise InvalidArgumentError(
                 f"a memory budget of {mem_bytes >> 20} MiB is too small: the process already holds {held >> 20} MiB "
@@ -331,8 +320,7 @@ def build_index(
             tokenized = _tokenize_step(work, source, tok, width, vocab, input_skips, metadata, root, progress,
                                        _piece_chars or piece_chars_for(mem_bytes))
         if tok is not None:
-            tok.close()
-            _release_tokenizer_file(tok)
+            tok.close()  # its file stays until the index stores it (finish_index)
         _release_free_memory()
         seconds["tokenize"] = tokenized["seconds"]
         num_docs = tokenized["num_documents"]
@@ -341,13 +329,11 @@ def build_index(
         if split is None:
             t0 = time.perf_counter()
             num_shards = _choose_shards(shards, tokenized["num_tokens"], num_docs, width, mem_bytes)
-            shard_meta = _split_shards(work, tokenized, num_shards, width, progress)
+            streams = {k: tokenized[k] for k in ("num_documents", "num_tokens", "bytes", "meta_bytes")}
+            shard_meta = _anygram.split_shards(idx, work.path, streams, num_shards, width)
             split = {"shards": shard_meta, "seconds": time.perf_counter() - t0}
             work.finish("split", split)
-        for name in ("tokenized.all", "metadata.all", "doc_starts.npy", "meta_starts.npy"):
-            for d in (idx, work.path):
-                if os.path.exists(os.path.join(d, name)):
-                    os.remove(os.path.join(d, name))
+        _anygram.remove_streams(idx, work.path)
         shard_meta = split["shards"]
         seconds["write"] = split["seconds"]
 
@@ -363,54 +349,32 @@ def build_index(
             sa_reports.append(done)
         seconds["suffix_array"] = sum(r["seconds"] for r in sa_reports)
 
-        t0 = time.perf_counter()
-        if accelerator:
-            # The search accelerators (accel.{s}) go into the checksums below. Written before the
-            # tokenizer is copied in: shards with tokenizer.json but no manifest yet do not open.
-            _anygram.write_accelerators(idx, width)
-        tokenizer_info = None
-        if tok is not None:
-            stored = os.path.join(idx, "tokenizer.json")
-            if getattr(tok, "json_text", None) is not None:
-                with open(stored, "w", encoding="utf-8") as f:
-                    f.write(tok.json_text)
-            else:
-                shutil.copyfile(tok.path, stored)
-            tokenizer_info = {"name": tok.name, "file": "tokenizer.json", "sha256": tok.sha256}
-        names = sorted(n for n in os.listdir(idx) if n != MANIFEST_FILE)
-        sums = _anygram.checksum_files([os.path.join(idx, n) for n in names])
-        files_meta = {n: {"size": os.path.getsize(os.path.join(idx, n)), "xxh3_64": c} for n, c in zip(names, sums)}
-        seconds["checksum"] = time.perf_counter() - t0
-        seconds["total"] = time.perf_counter() - started
         from . import __version__
 
-        manifest: Dict[str, Any] = {
-            "format": "anygram-index",
-            "format_version": FORMAT_VERSION,
-            "layout": "infini-gram-v4",
-            "token_width": width,
-            "vocab_size": vocab,
-            "eos_token_id": eos,
-            "tokenizer": tokenizer_info,
-            "shards": shard_meta,
-            "files": files_meta,
-            "build": {
-                "anygram_version": __version__,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "inputs": inputs,
-                "text_field": text_field,
-                "text_mode": text_mode,
-                "num_documents": num_docs,
-                "skipped_documents": tokenized["skipped"],
-                "skipped_examples": tokenized["skipped_examples"],
-                "tokenizer_path": tokenized["tokenizer_path"],
-                "mem": mem_bytes,
-                "suffix_arrays": [{k: v for k, v in r.items() if k != "seconds"} for r in sa_reports],
-                "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            },
+        build_record: Dict[str, Any] = {
+            "anygram_version": __version__,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "inputs": inputs,
+            "text_field": text_field,
+            "text_mode": text_mode,
+            "num_documents": num_docs,
+            "skipped_documents": tokenized["skipped"],
+            "skipped_examples": tokenized["skipped_examples"],
+            "tokenizer_path": tokenized["tokenizer_path"],
+            "mem": mem_bytes,
+            "suffix_arrays": [{k: v for k, v in r.items() if k != "seconds"} for r in sa_reports],
+            # The core adds its own step ("checksum") and its time to the total.
+            "seconds": {k: round(v, 3) for k, v in {**seconds, "total": time.perf_counter() - started}.items()},
         }
-        write_manifest(idx, manifest)
-        _fsync_dir(idx)
+        tokenizer_source = None if tok is None else {"path": tok.path, "name": tok.name, "sha256": tok.sha256}
+        t0 = time.perf_counter()
+        # Accelerators, the stored tokenizer, the marker file, checksums and the manifest.
+        manifest = _anygram.finish_index(idx, width, vocab, eos, shard_meta, tokenizer_source, build_record,
+                                         accelerator)
+        files_meta = manifest["files"]
+        seconds["checksum"] = time.perf_counter() - t0
+        seconds["total"] = time.perf_counter() - started
+        _release_tokenizer_file(tok)
         _checkpoint("publish")
         _publish(idx, output, overwrite)
         work.remove()
@@ -505,12 +469,10 @@ def _release_tokenizer_file(tok: Optional[Tokenizer]) -> None:
 def _tokenize_step(work, source: "_DocumentSource", tok, width, vocab, skips, metadata, root, progress,
                    piece_chars):
     t0 = time.perf_counter()
-    writer = _StreamWriter(work.index, width, metadata)
-    try:
-        encoder = _tokenize_all(source, writer, tok, width, vocab, skips, root, progress, piece_chars)
-    finally:
-        writer.close()
-    num_docs = len(writer.doc_starts)
+    writer = _StreamWriter(work.index, width, vocab, metadata)
+    encoder = _tokenize_all(source, writer, tok, width, vocab, skips, root, progress, piece_chars)
+    streams = writer.finish(work.path)
+    num_docs = streams["num_documents"]
     if num_docs == 0:
         raise BuildError(f"no readable documents in {source.name} ({skips.total} skipped)")
     tokenizer_path = None
@@ -518,12 +480,8 @@ def _tokenize_step(work, source: "_DocumentSource", tok, width, vocab, skips, me
         fast = encoder.native is not None and encoder.native.is_fast
         tokenizer_path = "fast byte-level" if fast else "tokenizers library" + (
             f" ({encoder.fallback_reason})" if encoder.fallback_reason else "")
-    writer.save_starts(work.path)
     result = {
-        "num_documents": num_docs,
-        "num_tokens": writer.num_tokens,
-        "bytes": writer.position,
-        "meta_bytes": writer.meta_position if writer.meta is not None else None,
+        **streams,
         "skipped": dict(skips.counts),
         "skipped_examples": list(skips.examples),
         "tokenizer_path": tokenizer_path,
@@ -540,7 +498,7 @@ def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Opti
     if shards == "auto":
         budget = mem if mem is not None else _physical_memory() * 3 // 4
         held = (_anygram.resident_bytes() or 0) if held is None else held
-        available = budget - held - max(_RESERVE_MIN, budget // 16)
+        available = budget - held - _anygram.build_reserve_bytes(budget)
         per_shard = _anygram.max_in_memory_tokens(max(available, 0), width)
         if per_shard < 1 << 16:
             raise InvalidArgumentError(
@@ -596,7 +554,7 @@ def _token_parameters(tok, pretokenized: bool, token_width, vocab_size, eos_toke
         eos = tok.eos_token_id if eos_token_id is None else eos_token_id
     else:
         width = 1 if not pretokenized else 2
-        vocab = (255 if width == 1 else None) if vocab_size is None else vocab_size
+        vocab = vocab_size  # None: the core's default for the width
         eos = eos_token_id
     if token_width is not None:
         if token_width not in (1, 2, 4):
@@ -604,18 +562,8 @@ def _token_parameters(tok, pretokenized: bool, token_width, vocab_size, eos_toke
         if tok is not None and token_width < width:
             raise InvalidArgumentError(f"token_width {token_width} cannot hold the tokenizer's {tok.vocab_size} ids")
         width = token_width
-    separator = (1 << (8 * width)) - 1
-    if vocab is None:
-        vocab = separator
-    if not 0 < vocab <= separator:
-        raise InvalidArgumentError(
-            f"vocab_size {vocab} does not fit {width}-byte tokens (at most {separator}; "
-            f"{separator} is the document separator)"
-        )
-    if eos is None:
-        eos = separator
-    if not (0 <= eos < vocab or eos == separator):
-        raise InvalidArgumentError(f"eos_token_id {eos} is outside the vocabulary [0, {vocab})")
+    # The core's rules (defaults: every id but the separator; the separator as eos).
+    vocab, eos = _anygram.token_parameters(width, vocab, eos)
     return width, vocab, eos
 
 
@@ -824,7 +772,7 @@ def _tokenize_all(source: "_DocumentSource", writer, tok, width, vocab, skips, r
                 writer.add(doc, np.ascontiguousarray(tokens, dtype=dtype), root)
             if progress:
                 rate = writer.num_tokens / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix_str(f"{len(writer.doc_starts):,} docs, {rate / 1e6:.2f}M tok/s", refresh=False)
+                bar.set_postfix_str(f"{writer.num_documents:,} docs, {rate / 1e6:.2f}M tok/s", refresh=False)
                 bar.update(batch[-1].input_done - bar.n)
             batch, chars = [], 0
 
@@ -836,77 +784,6 @@ def _tokenize_all(source: "_DocumentSource", writer, tok, width, vocab, skips, r
         if batch:
             flush()
     return encoder
-
-
-def _split_shards(work: _WorkDir, tokenized: Dict[str, Any], shards: int, width: int,
-                  progress: bool) -> List[Dict[str, int]]:
-    """Cuts the streams into ``shards`` pieces of about equal size at document
-    boundaries and writes each shard's files; returns their counts."""
-    idx = work.index
-    starts = np.load(os.path.join(work.path, "doc_starts.npy"))
-    meta_starts = np.load(os.path.join(work.path, "meta_starts.npy"))
-    total = tokenized["bytes"]
-    num_docs = len(starts)
-    # First document of each shard: the one whose start is nearest above each cut.
-    cuts = [0]
-    for s in range(1, shards):
-        d = int(np.searchsorted(starts, total * s // shards))
-        d = min(max(d, cuts[-1] + 1), num_docs - (shards - s))
-        cuts.append(d)
-    cuts.append(num_docs)
-    has_meta = tokenized["meta_bytes"] is not None
-    out: List[Dict[str, int]] = []
-    with progress_bar(total if shards > 1 else None, "write shards", "B", progress and shards > 1) as bar:
-        for s in range(shards):
-            first, last = cuts[s], cuts[s + 1]
-            begin = int(starts[first])
-            end = int(starts[last]) if last < num_docs else total
-            _copy_range(os.path.join(idx, "tokenized.all"), os.path.join(idx, f"tokenized.{s}"), begin, end,
-                        shards == 1)
-            _write_array(starts[first:last] - np.uint64(begin), os.path.join(idx, f"offset.{s}"))
-            if has_meta:
-                mbegin = int(meta_starts[first])
-                mend = int(meta_starts[last]) if last < num_docs else tokenized["meta_bytes"]
-                _copy_range(os.path.join(idx, "metadata.all"), os.path.join(idx, f"metadata.{s}"), mbegin, mend,
-                            shards == 1)
-                _write_array(meta_starts[first:last] - np.uint64(mbegin), os.path.join(idx, f"metaoff.{s}"))
-            bar.update(end - begin)
-            num_tokens = (end - begin) // width
-            ptr_size = 1
-            while ptr_size < 8 and (1 << (8 * ptr_size)) < end - begin:
-                ptr_size += 1
-            out.append({"num_tokens": num_tokens, "num_documents": last - first, "ptr_size": ptr_size})
-    return out
-
-
-def _write_array(values: np.ndarray, path: str) -> None:
-    with atomic_file(path) as f:
-        values.astype(np.uint64).tofile(f)
-
-
-def _copy_range(src: str, dst: str, begin: int, end: int, whole: bool) -> None:
-    """Writes bytes [begin, end) of ``src`` to ``dst`` (complete or absent: temp + rename).
-    ``whole``: ``src`` is all of it and is moved instead (a resumed split finds it moved)."""
-    if whole:
-        if not os.path.exists(src) and os.path.exists(dst):
-            return
-        os.replace(src, dst)
-        return
-    with open(src, "rb") as fin, atomic_file(dst) as fout:
-        remaining, position = end - begin, begin
-        while remaining:
-            # Kernel-side copy where there is one; small blocks otherwise (no big buffers to linger).
-            if hasattr(os, "copy_file_range"):
-                copied = os.copy_file_range(fin.fileno(), fout.fileno(), min(remaining, 1 << 30), position)
-            else:
-                fin.seek(position)
-                block = fin.read(min(remaining, 1 << 20))
-                fout.write(block)
-                copied = len(block)
-            if not copied:
-                raise BuildError(f"{src} ended early while writing {dst}")
-            remaining -= copied
-            position += copied
 
 
 def _release_free_memory() -> None:
@@ -921,13 +798,6 @@ def _release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _fsync_dir(path: str) -> None:
-    for name in os.listdir(path):
-        with open(os.path.join(path, name), "rb") as f:
-            os.fsync(f.fileno())
-    fsync_directory(path)
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:

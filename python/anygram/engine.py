@@ -72,7 +72,7 @@ class Engine(_anygram.Engine):
         manifest = read_manifest(path)
         tok: Optional[Tokenizer] = None
         if manifest is not None:
-            stored = stored_tokenizer(path, manifest)
+            stored = stored_tokenizer(path)
             if stored is None:
                 if tokenizer is not None:
                     raise TokenizerMismatchError(

@@ -15,11 +15,12 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from . import _anygram
 from .errors import InvalidArgumentError
 
 # What an index directory holds: infini-gram's shard files and what an anygram build adds.
-_SHARD_FILE = re.compile(r"(tokenized|table|offset|metadata|metaoff)\.\d+")
-_ANYGRAM_FILES = frozenset({"anygram.json", "tokenizer.json"})
+_SHARD_FILE = re.compile(r"(tokenized|table|offset|metadata|metaoff|accel)\.\d+")
+_ANYGRAM_FILES = frozenset({_anygram.MANIFEST_FILE, *_anygram.ANYGRAM_ONLY_FILES})
 
 Paths = Mapping[str, Optional[str]]
 

@@ -55,9 +55,9 @@ class Tokenizer:
             self._native = None
             self.name = "bytes"
             self.sha256 = None
-            self.vocab_size = 255  # 0xFF is the document separator; it never occurs in UTF-8
-            self.eos_token_id = 255
             self.token_width = 1
+            # The core's defaults: every byte but 0xFF (the document separator, never in UTF-8).
+            self.vocab_size, self.eos_token_id = _anygram.token_parameters(1)
             return
         if not os.path.isfile(path):
             raise InvalidArgumentError(f"tokenizer file not found: {path}")
@@ -66,12 +66,10 @@ class Tokenizer:
         self.sha256 = file_sha256(path)
         self.vocab_size = self._native.vocab_size
         self.eos_token_id = self._find_eos()
-        if self.vocab_size < 0xFFFF:
-            self.token_width = 2
-        elif self.vocab_size < 0xFFFFFFFF:
-            self.token_width = 4
-        else:
-            raise InvalidArgumentError(f"{path}: vocabulary of {self.vocab_size} tokens is too large")
+        try:
+            self.token_width = _anygram.tokenizer_token_width(self.vocab_size)  # the core's rule
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{path}: {e}") from None
 
     def __repr__(self) -> str:
         if self.path is None:

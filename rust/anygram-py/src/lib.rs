@@ -13,6 +13,7 @@ mod lm;
 mod results;
 mod scan;
 mod tokenize;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     scan::register(m)?;
+    writer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -89,6 +89,49 @@ pub fn ptr_size_for(tokenized_bytes: u64) -> usize {
     size
 }
 
+/// The vocabulary size and end-of-document token of an index of `width`-byte
+/// tokens, with their defaults (`None`: every value but the separator; the
+/// separator itself), checked: ids are in `[0, vocab_size)`, the separator is
+/// never one of them, and the end-of-document token is an id or the separator.
+/// The one place these rules are written (builds and the bindings use it).
+pub fn check_token_parameters(
+    width: TokenWidth,
+    vocab_size: Option<u64>,
+    eos_token_id: Option<u64>,
+) -> Result<(u64, u64)> {
+    let separator = width.separator() as u64;
+    let vocab = vocab_size.unwrap_or(separator);
+    if vocab == 0 || vocab > separator {
+        return Err(Error::InvalidArgument(format!(
+            "vocab_size {vocab} does not fit {}-byte tokens (at most {separator}; {separator} is the document separator)",
+            width.bytes()
+        )));
+    }
+    let eos = eos_token_id.unwrap_or(separator);
+    if eos >= vocab && eos != separator {
+        return Err(Error::InvalidArgument(format!(
+            "eos_token_id {eos} is outside the vocabulary [0, {vocab})"
+        )));
+    }
+    Ok((vocab, eos))
+}
+
+/// The token width of an index built with a tokenizer of `vocab_size` ids:
+/// 2 bytes at least (as builds always chose, so that rebuilt indexes keep
+/// their bytes), 4 from a vocabulary of 65,535 ids on.
+pub fn width_for_tokenizer(vocab_size: u64) -> Result<TokenWidth> {
+    if vocab_size < TokenWidth::U16.separator() as u64 {
+        Ok(TokenWidth::U16)
+    } else if vocab_size < TokenWidth::U32.separator() as u64 {
+        Ok(TokenWidth::U32)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "a vocabulary of {vocab_size} tokens is too large (at most {} with 4-byte tokens)",
+            TokenWidth::U32.separator() - 1
+        )))
+    }
+}
+
 /// Reads a little-endian unsigned integer of `bytes.len()` (1..=8) bytes.
 #[inline]
 pub fn read_uint_le(bytes: &[u8]) -> u64 {

@@ -19,6 +19,7 @@
 mod external;
 pub mod memory;
 mod sorter;
+pub mod writer;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -202,7 +203,8 @@ pub fn build_suffix_array_with(
     Ok(report)
 }
 
-fn reserve_bytes(mem: u64) -> u64 {
+/// Bytes of a budget `mem` kept free of the sort buffers (the memory model's reserve).
+pub fn reserve_bytes(mem: u64) -> u64 {
     RESERVE_BYTES.max(mem / 16)
 }
 

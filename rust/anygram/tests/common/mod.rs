@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anygram::build::{build_suffix_array, checksum_file};
-use anygram::manifest::{
-    FileMeta, Manifest, ShardMeta, TokenizerMeta, FORMAT_VERSION, MANIFEST_FILE,
-};
+use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE};
 use anygram::{Engine, OpenOptions, TokenWidth};
 
 /// Token ids whose little-endian bytes order differently from their values
@@ -101,19 +99,18 @@ pub fn write_index(dir: &Path, spec: &IndexSpec, width: TokenWidth) {
                 },
             );
         }
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            token_width: width.bytes() as u32,
-            vocab_size: spec.vocab_size,
-            eos_token_id: spec.eos_token_id,
-            shards: shard_meta,
-            files,
-            tokenizer: spec.tokenizer.then(|| TokenizerMeta {
-                name: Some("test".into()),
-                file: "tokenizer.json".into(),
-                sha256: None,
-            }),
-        };
+        let mut manifest = Manifest::new(
+            width.bytes() as u32,
+            spec.vocab_size,
+            spec.eos_token_id,
+            shard_meta,
+        );
+        manifest.files = files;
+        manifest.tokenizer = spec.tokenizer.then(|| TokenizerMeta {
+            name: Some("test".into()),
+            file: "tokenizer.json".into(),
+            sha256: None,
+        });
         std::fs::write(
             dir.join(MANIFEST_FILE),
             serde_json::to_string_pretty(&manifest).unwrap(),
