@@ -376,12 +376,113 @@ impl Engine {
     }
 
     /// The longest suffix of `context` that occurs in the corpus: its length
-    /// and where it occurs. Counts shrink as the suffix grows, so binary
-    /// lifting then bisection finds it in O(log len) searches.
+    /// and where it occurs.
     pub fn longest_suffix(&self, context: &[u32]) -> Result<(usize, FindResult)> {
         let query = self.encode(context)?;
+        let found = self.longest_suffix_of(&query, context.len(), None)?;
+        Ok((found.suffix_len, found.prompt))
+    }
+
+    /// The longest occurring suffix of the `len`-token context encoded in
+    /// `query`, and, when `next` (an encoded token) is given, where that suffix
+    /// followed by `next` occurs.
+    ///
+    /// A suffix's range says nothing about the next longer one's (growing the
+    /// context to the left moves it elsewhere in the suffix array), so a probe
+    /// cannot narrow from another; what it can share is their rounds of reads.
+    /// Candidate lengths are probed [`SUFFIX_BATCH`] at a time as one batch of
+    /// searches per shard (and their continuations in the same batch), so a
+    /// context whose answer one batch brackets costs the rounds of one count.
+    /// The first batch takes every length up to `SUFFIX_BATCH` (where held-out
+    /// text almost always stops) and doubling lengths beyond, up to the whole
+    /// context; later ones split the bracket left evenly. Occurring is monotone
+    /// in the length, so the longest occurring candidate and the shortest
+    /// absent one bracket the answer.
+    ///
+    /// Without accelerators batches cannot share rounds (each search is its own
+    /// binary search), so there the fewest searches win: binary lifting then
+    /// bisection over the length, O(log len) existence tests.
+    fn longest_suffix_of(
+        &self,
+        query: &[u8],
+        len: usize,
+        next: Option<&[u8]>,
+    ) -> Result<SuffixMatch> {
+        if !self
+            .shards
+            .iter()
+            .all(|s| s.accelerator().is_some_and(|a| !a.is_disabled()))
+        {
+            return self.longest_suffix_bisect(query, len);
+        }
         let w = self.width.bytes();
-        let len = context.len();
+        let full = self.full_ranges();
+        let suffix = |n: usize| &query[(len - n) * w..];
+        let with_next = |n: usize, next: &[u8]| [suffix(n), next].concat();
+        let mut best = SuffixMatch {
+            suffix_len: 0,
+            prompt: FindResult {
+                count: self.num_tokens(),
+                ranges: full.clone(),
+            },
+            cont: None,
+        };
+        let (mut lo, mut hi) = (0usize, len + 1);
+        let mut first_batch = true;
+        // The continuation of the empty suffix is the token alone.
+        let mut batch_zero = next.is_some();
+        while hi - lo > 1 || batch_zero {
+            let candidates = if first_batch {
+                first_suffix_batch(len)
+            } else {
+                split_evenly(lo, hi)
+            };
+            first_batch = false;
+            // Patterns: each candidate suffix, then its continuation when asked for.
+            let mut patterns: Vec<Vec<u8>> = Vec::new();
+            for &n in &candidates {
+                patterns.push(suffix(n).to_vec());
+                if let Some(next) = next {
+                    patterns.push(with_next(n, next));
+                }
+            }
+            if batch_zero {
+                patterns.push(next.unwrap_or_default().to_vec());
+            }
+            let found = self.find_batch(&patterns, &full)?;
+            let per = if next.is_some() { 2 } else { 1 };
+            if batch_zero {
+                best.cont = found.last().cloned();
+                batch_zero = false;
+            }
+            for (i, &n) in candidates.iter().enumerate() {
+                let prompt = &found[i * per];
+                if prompt.count > 0 {
+                    if n > lo {
+                        lo = n;
+                        best = SuffixMatch {
+                            suffix_len: n,
+                            prompt: prompt.clone(),
+                            cont: next.map(|_| found[i * per + 1].clone()),
+                        };
+                    }
+                } else {
+                    hi = hi.min(n);
+                }
+            }
+            if lo >= hi {
+                return Err(Error::corrupt(
+                    &self.dir,
+                    "suffix counts are not monotone in their length (unsorted suffix array)",
+                ));
+            }
+        }
+        Ok(best)
+    }
+
+    /// [`Engine::longest_suffix_of`] by bisection over the length; no continuation.
+    fn longest_suffix_bisect(&self, query: &[u8], len: usize) -> Result<SuffixMatch> {
+        let w = self.width.bytes();
         let full = self.full_ranges();
         // Only existence matters while searching for the length: one shared
         // descent per shard, not two bounds.
@@ -414,21 +515,55 @@ impl Engine {
                 hi = mid;
             }
         }
-        let found = self.find_bytes(&query[(len - lo) * w..], &full)?;
-        Ok((lo, found))
+        Ok(SuffixMatch {
+            suffix_len: lo,
+            prompt: self.find_bytes(&query[(len - lo) * w..], &full)?,
+            cont: None,
+        })
+    }
+
+    /// Searches every pattern over all shards, each shard's searches as one
+    /// batch (shared rounds of reads).
+    fn find_batch(&self, patterns: &[Vec<u8>], within: &[RankRange]) -> Result<Vec<FindResult>> {
+        let mut results: Vec<FindResult> = patterns
+            .iter()
+            .map(|_| FindResult {
+                count: 0,
+                ranges: Vec::with_capacity(self.shards.len()),
+            })
+            .collect();
+        for (shard, &range) in self.shards.iter().zip(within) {
+            let searches: Vec<(&[u8], RankRange)> =
+                patterns.iter().map(|p| (p.as_slice(), range)).collect();
+            for (result, found) in results.iter_mut().zip(shard.find_batch(&searches)?) {
+                result.count += found.1 - found.0;
+                result.ranges.push(found);
+            }
+        }
+        Ok(results)
     }
 
     /// ∞-gram `P(token | context)`: backs off to the longest suffix of the
     /// context that occurs (infini-gram's `infgram_prob`).
     pub fn infgram_prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
         let query = self.encode_with(context, token)?;
-        let (suffix_len, prompt) = self.longest_suffix(context)?;
         let w = self.width.bytes();
-        self.prob_from(
-            &query[(context.len() - suffix_len) * w..],
-            &prompt,
-            suffix_len,
-        )
+        let (prompt_bytes, next) = query.split_at(query.len() - w);
+        let found = self.longest_suffix_of(prompt_bytes, context.len(), Some(next))?;
+        let suffix_len = found.suffix_len;
+        match found.cont {
+            Some(cont) if found.prompt.count > 0 => Ok(ProbResult {
+                prompt_count: found.prompt.count,
+                cont_count: cont.count,
+                prob: cont.count as f64 / found.prompt.count as f64,
+                suffix_len,
+            }),
+            _ => self.prob_from(
+                &query[(context.len() - suffix_len) * w..],
+                &found.prompt,
+                suffix_len,
+            ),
+        }
     }
 
     /// ∞-gram next-token distribution (infini-gram's `infgram_ntd`).
@@ -464,6 +599,47 @@ impl Engine {
             Some(n) => self.ntd(last_tokens(context, n)?, max_support),
         }
     }
+}
+
+/// Candidate suffix lengths searched together in one batch (see
+/// [`Engine::longest_suffix_of`]): more share a round but read more pages.
+const SUFFIX_BATCH: usize = 16;
+
+/// The longest occurring suffix of a context, its range, and (when asked for)
+/// the range of that suffix followed by the next token.
+struct SuffixMatch {
+    suffix_len: usize,
+    prompt: FindResult,
+    cont: Option<FindResult>,
+}
+
+/// The first batch of candidate lengths for a `len`-token context: all up to
+/// [`SUFFIX_BATCH`], then doubling, then `len` itself.
+fn first_suffix_batch(len: usize) -> Vec<usize> {
+    let mut lengths: Vec<usize> = (1..=len.min(SUFFIX_BATCH)).collect();
+    let mut n = SUFFIX_BATCH;
+    while n < len / 2 {
+        n *= 2;
+        lengths.push(n);
+    }
+    if len > SUFFIX_BATCH {
+        lengths.push(len);
+    }
+    lengths
+}
+
+/// Up to [`SUFFIX_BATCH`] lengths strictly between `lo` and `hi`, evenly spaced
+/// (all of them when they fit).
+fn split_evenly(lo: usize, hi: usize) -> Vec<usize> {
+    let inside = hi - lo - 1;
+    if inside <= SUFFIX_BATCH {
+        return (lo + 1..hi).collect();
+    }
+    let mut lengths: Vec<usize> = (1..=SUFFIX_BATCH)
+        .map(|i| lo + 1 + (inside - 1) * i / SUFFIX_BATCH)
+        .collect();
+    lengths.dedup();
+    lengths
 }
 
 fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {
