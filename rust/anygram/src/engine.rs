@@ -389,15 +389,16 @@ impl Engine {
     ///
     /// A suffix's range says nothing about the next longer one's (growing the
     /// context to the left moves it elsewhere in the suffix array), so a probe
-    /// cannot narrow from another; what it can share is their rounds of reads.
-    /// Candidate lengths are probed [`SUFFIX_BATCH`] at a time as one batch of
-    /// searches per shard (and their continuations in the same batch), so a
-    /// context whose answer one batch brackets costs the rounds of one count.
-    /// The first batch takes every length up to `SUFFIX_BATCH` (where held-out
-    /// text almost always stops) and doubling lengths beyond, up to the whole
-    /// context; later ones split the bracket left evenly. Occurring is monotone
-    /// in the length, so the longest occurring candidate and the shortest
-    /// absent one bracket the answer.
+    /// cannot narrow from another; what probes can share is their rounds of
+    /// reads. Candidate lengths are searched in batches, one batch of searches
+    /// per shard whose reads share rounds: first the doubling lengths 1, 2, 4,
+    /// … and the whole context, which bracket the answer; then every length
+    /// inside the bracket (up to [`SUFFIX_BATCH`], evenly spaced beyond), each
+    /// with its continuation, and the continuation of the longest known to
+    /// occur, narrowed to its range. Held-out text almost always ends in the
+    /// second batch: an ∞-gram prob costs about two counts' rounds. Occurring is
+    /// monotone in the length, so the longest occurring candidate and the
+    /// shortest absent one bracket the answer.
     ///
     /// Without accelerators batches cannot share rounds (each search is its own
     /// binary search), so there the fewest searches win: binary lifting then
@@ -408,17 +409,18 @@ impl Engine {
         len: usize,
         next: Option<&[u8]>,
     ) -> Result<SuffixMatch> {
-        if !self
-            .shards
-            .iter()
-            .all(|s| s.accelerator().is_some_and(|a| !a.is_disabled()))
-        {
-            return self.longest_suffix_bisect(query, len);
+        let active = |s: &Arc<Shard>| s.accelerator().is_some_and(|a| !a.is_disabled());
+        if !self.shards.iter().all(active) {
+            let mut found = self.longest_suffix_bisect(query, len)?;
+            if let Some(next) = next {
+                found.cont = Some(self.find_bytes(
+                    &self.with_next(query, len, found.suffix_len, next),
+                    &found.prompt.ranges,
+                )?);
+            }
+            return Ok(found);
         }
-        let w = self.width.bytes();
         let full = self.full_ranges();
-        let suffix = |n: usize| &query[(len - n) * w..];
-        let with_next = |n: usize, next: &[u8]| [suffix(n), next].concat();
         let mut best = SuffixMatch {
             suffix_len: 0,
             prompt: FindResult {
@@ -429,45 +431,45 @@ impl Engine {
         };
         let (mut lo, mut hi) = (0usize, len + 1);
         let mut first_batch = true;
-        // The continuation of the empty suffix is the token alone.
-        let mut batch_zero = next.is_some();
-        while hi - lo > 1 || batch_zero {
+        while hi - lo > 1 {
             let candidates = if first_batch {
-                first_suffix_batch(len)
+                doubling_lengths(len)
             } else {
                 split_evenly(lo, hi)
             };
+            // The bracket's batch carries the continuations, so that its answer
+            // is final: the candidates', and the best so far's inside its range.
+            let with_next = next.filter(|_| !first_batch);
             first_batch = false;
-            // Patterns: each candidate suffix, then its continuation when asked for.
-            let mut patterns: Vec<Vec<u8>> = Vec::new();
+            let mut searches: Vec<(Vec<u8>, Vec<RankRange>)> = Vec::new();
             for &n in &candidates {
-                patterns.push(suffix(n).to_vec());
-                if let Some(next) = next {
-                    patterns.push(with_next(n, next));
+                searches.push((self.suffix_bytes(query, len, n).to_vec(), full.clone()));
+                if let Some(next) = with_next {
+                    searches.push((self.with_next(query, len, n, next), full.clone()));
                 }
             }
-            if batch_zero {
-                patterns.push(next.unwrap_or_default().to_vec());
+            if let Some(next) = with_next {
+                searches.push((
+                    self.with_next(query, len, lo, next),
+                    best.prompt.ranges.clone(),
+                ));
             }
-            let found = self.find_batch(&patterns, &full)?;
-            let per = if next.is_some() { 2 } else { 1 };
-            if batch_zero {
-                best.cont = found.last().cloned();
-                batch_zero = false;
+            let mut found = self.find_batch(&searches)?;
+            let per = if with_next.is_some() { 2 } else { 1 };
+            if with_next.is_some() {
+                best.cont = found.pop();
             }
             for (i, &n) in candidates.iter().enumerate() {
                 let prompt = &found[i * per];
-                if prompt.count > 0 {
-                    if n > lo {
-                        lo = n;
-                        best = SuffixMatch {
-                            suffix_len: n,
-                            prompt: prompt.clone(),
-                            cont: next.map(|_| found[i * per + 1].clone()),
-                        };
-                    }
-                } else {
+                if prompt.count == 0 {
                     hi = hi.min(n);
+                } else if n > lo {
+                    lo = n;
+                    best = SuffixMatch {
+                        suffix_len: n,
+                        prompt: prompt.clone(),
+                        cont: with_next.map(|_| found[i * per + 1].clone()),
+                    };
                 }
             }
             if lo >= hi {
@@ -477,7 +479,22 @@ impl Engine {
                 ));
             }
         }
+        if let (Some(next), None) = (next, &best.cont) {
+            // The first batch settled it: the continuation inside the answer's range.
+            let cont = self.with_next(query, len, lo, next);
+            best.cont = Some(self.find_bytes(&cont, &best.prompt.ranges)?);
+        }
         Ok(best)
+    }
+
+    /// The last `n` tokens of the `len`-token context encoded in `query`.
+    fn suffix_bytes<'q>(&self, query: &'q [u8], len: usize, n: usize) -> &'q [u8] {
+        &query[(len - n) * self.width.bytes()..]
+    }
+
+    /// The last `n` tokens of the context followed by the encoded token `next`.
+    fn with_next(&self, query: &[u8], len: usize, n: usize, next: &[u8]) -> Vec<u8> {
+        [self.suffix_bytes(query, len, n), next].concat()
     }
 
     /// [`Engine::longest_suffix_of`] by bisection over the length; no continuation.
@@ -522,20 +539,22 @@ impl Engine {
         })
     }
 
-    /// Searches every pattern over all shards, each shard's searches as one
-    /// batch (shared rounds of reads).
-    fn find_batch(&self, patterns: &[Vec<u8>], within: &[RankRange]) -> Result<Vec<FindResult>> {
-        let mut results: Vec<FindResult> = patterns
+    /// Each `(pattern, within)` search over all shards (`within`: a range per
+    /// shard), each shard's searches as one batch (shared rounds of reads).
+    fn find_batch(&self, searches: &[(Vec<u8>, Vec<RankRange>)]) -> Result<Vec<FindResult>> {
+        let mut results: Vec<FindResult> = searches
             .iter()
             .map(|_| FindResult {
                 count: 0,
                 ranges: Vec::with_capacity(self.shards.len()),
             })
             .collect();
-        for (shard, &range) in self.shards.iter().zip(within) {
-            let searches: Vec<(&[u8], RankRange)> =
-                patterns.iter().map(|p| (p.as_slice(), range)).collect();
-            for (result, found) in results.iter_mut().zip(shard.find_batch(&searches)?) {
+        for (s, shard) in self.shards.iter().enumerate() {
+            let batch: Vec<(&[u8], RankRange)> = searches
+                .iter()
+                .map(|(pattern, within)| (pattern.as_slice(), within[s]))
+                .collect();
+            for (result, found) in results.iter_mut().zip(shard.find_batch(&batch)?) {
                 result.count += found.1 - found.0;
                 result.ranges.push(found);
             }
@@ -547,23 +566,19 @@ impl Engine {
     /// context that occurs (infini-gram's `infgram_prob`).
     pub fn infgram_prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
         let query = self.encode_with(context, token)?;
-        let w = self.width.bytes();
-        let (prompt_bytes, next) = query.split_at(query.len() - w);
+        let (prompt_bytes, next) = query.split_at(query.len() - self.width.bytes());
         let found = self.longest_suffix_of(prompt_bytes, context.len(), Some(next))?;
-        let suffix_len = found.suffix_len;
-        match found.cont {
-            Some(cont) if found.prompt.count > 0 => Ok(ProbResult {
-                prompt_count: found.prompt.count,
-                cont_count: cont.count,
-                prob: cont.count as f64 / found.prompt.count as f64,
-                suffix_len,
-            }),
-            _ => self.prob_from(
-                &query[(context.len() - suffix_len) * w..],
-                &found.prompt,
-                suffix_len,
-            ),
-        }
+        let (prompt, cont) = (found.prompt.count, found.cont.map_or(0, |c| c.count));
+        Ok(ProbResult {
+            prompt_count: prompt,
+            cont_count: cont,
+            prob: if prompt == 0 {
+                -1.0
+            } else {
+                cont as f64 / prompt as f64
+            },
+            suffix_len: found.suffix_len,
+        })
     }
 
     /// ∞-gram next-token distribution (infini-gram's `infgram_ntd`).
@@ -601,7 +616,7 @@ impl Engine {
     }
 }
 
-/// Candidate suffix lengths searched together in one batch (see
+/// Most candidate suffix lengths of a bracket searched in one batch (see
 /// [`Engine::longest_suffix_of`]): more share a round but read more pages.
 const SUFFIX_BATCH: usize = 16;
 
@@ -613,16 +628,13 @@ struct SuffixMatch {
     cont: Option<FindResult>,
 }
 
-/// The first batch of candidate lengths for a `len`-token context: all up to
-/// [`SUFFIX_BATCH`], then doubling, then `len` itself.
-fn first_suffix_batch(len: usize) -> Vec<usize> {
-    let mut lengths: Vec<usize> = (1..=len.min(SUFFIX_BATCH)).collect();
-    let mut n = SUFFIX_BATCH;
-    while n < len / 2 {
-        n *= 2;
-        lengths.push(n);
-    }
-    if len > SUFFIX_BATCH {
+/// The first batch of candidate lengths for a `len`-token context: 1, 2, 4, …
+/// below `len`, and `len` itself.
+fn doubling_lengths(len: usize) -> Vec<usize> {
+    let mut lengths: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2))
+        .take_while(|&n| n < len)
+        .collect();
+    if len > 0 {
         lengths.push(len);
     }
     lengths
