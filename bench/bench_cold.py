@@ -351,7 +351,13 @@ def report(r: dict) -> str:
     for kind, pr in r["projection"].items():
         lines.append(f"| {kind} | {pr['rounds_p95']:.0f} | {pr['nvme_p95_ms']:.1f} ms | {pr['s3_p95_ms']:.0f} ms |")
     lines += ["", "Beside: infini-gram's published 9-20 ms (count, SSD) and 135 ms (∞-gram prob); "
-              "SoftMatcha 2's 0.4 ms.", ""]
+              "SoftMatcha 2's 0.4 ms.", "",
+              "Caveats: ntd's rounds and pages are its context's search only (the next-token sampling "
+              "reads are not counted yet; its disk KiB and major faults show them). The projection "
+              "assumes a round's pages are read in parallel (a count reads ~60-130 pages in its 3 rounds) "
+              "and that patterns tie on their 32-byte keys no more often than here (a longer tie adds "
+              "k-ary rounds). This is the 30M-token docs corpus; the 2.5B-token index of issue 14 is a "
+              "later step.", ""]
     return "\n".join(lines)
 
 
