@@ -664,16 +664,28 @@ pub(crate) fn finish(
     let text = shard.tokenized();
     let ps = shard.ptr_size() as u64;
     loop {
-        let probes: Vec<BTreeSet<u64>> = searches
+        // Each search's probed ranks, sorted; and all of them (the same when one search).
+        let probes: Vec<Vec<u64>> = searches
             .iter()
             .map(|s| {
-                s.bounds
+                let mut ranks: Vec<u64> = s
+                    .bounds
                     .iter()
                     .flat_map(|b| b.probes(s.window.0, s.window.1, arity))
-                    .collect()
+                    .collect();
+                ranks.sort_unstable();
+                ranks.dedup();
+                ranks
             })
             .collect();
-        let ranks: BTreeSet<u64> = probes.iter().flatten().copied().collect();
+        let ranks: Vec<u64> = if probes.len() == 1 {
+            probes[0].clone()
+        } else {
+            let mut all: Vec<u64> = probes.iter().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
         if ranks.is_empty() {
             break;
         }
@@ -683,16 +695,17 @@ pub(crate) fn finish(
             reads::touch(shard.table_file(), start * ps, len * ps);
         }
         reads::round(shard.number);
-        let ptrs = ranks
+        let ptr_values = ranks
             .iter()
-            .map(|&r| Ok((r, shard.ptr_at(r)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
+            .map(|&r| shard.ptr_at(r))
+            .collect::<Result<Vec<u64>>>()?;
+        let ptrs = |rank: &u64| ptr_values[ranks.binary_search(rank).expect("a probed rank")];
         // Round 2: the text each search compares at each of its pointers, all
         // advised before any is read.
         for (search, ranks) in searches.iter().zip(&probes) {
             let (skip, q) = (search.skip as u64, search.pattern.len() as u64);
             for rank in ranks {
-                let at = (ptrs[rank] + skip).min(text.len() as u64);
+                let at = (ptrs(rank) + skip).min(text.len() as u64);
                 shard.tokenized_file().will_need(at, q);
                 reads::touch(shard.tokenized_file(), at, q.min(text.len() as u64 - at));
             }
@@ -702,7 +715,7 @@ pub(crate) fn finish(
             let order: BTreeMap<u64, Ordering> = ranks
                 .iter()
                 .map(|&r| {
-                    let at = (ptrs[&r] as usize + search.skip).min(text.len());
+                    let at = (ptrs(&r) as usize + search.skip).min(text.len());
                     let end = text.len().min(at + search.pattern.len());
                     (r, text[at..end].cmp(search.pattern))
                 })
@@ -806,8 +819,8 @@ impl Bound {
     }
 }
 
-/// Contiguous runs `(start, len)` of a set of ranks.
-fn runs(ranks: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+/// Contiguous runs `(start, len)` of sorted, distinct ranks.
+fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for &r in ranks {
         match out.last_mut() {
