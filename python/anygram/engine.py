@@ -200,12 +200,14 @@ class Engine(_anygram.Engine):
         # Each shard and pointer is range-checked by the bindings (no int() casts).
         return [self._add_text(d) for d in super().get_docs_by_ptrs(shard_ptrs, max_disp_len)]
 
-    def count_reads(self, query) -> Dict[str, Any]:
-        """Counts ``query`` (ids or a string) while counting what the search read:
-        ``count``; ``rounds``, the dependent reads by shard (a round waits for the
-        one before: a tree node, then the pointers, then the text); ``pages``, the
-        distinct 4 KiB pages touched by file. For benchmarks of large indexes."""
-        return _anygram.count_reads(self, query)
+    def count_reads(self, query, method: str = "count", token=None, max_support: int = 1000) -> Dict[str, Any]:
+        """Runs ``method`` (``count``, ``prob``, ``infgram_prob``, ``ntd``, ``infgram_ntd``
+        or ``search_docs``) on ``query`` (ids or a string; ``token`` for the two probs)
+        while counting what it read: ``count`` (the answer's count, else the context's);
+        ``rounds``, the dependent reads by shard (a round waits for the one before: a
+        tree node, then the pointers, then the text); ``pages``, the distinct 4 KiB
+        pages touched by file. For benchmarks of large indexes."""
+        return _anygram.count_reads(self, query, method, token, max_support)
 
     def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
               doc_start: bool = False) -> Dict[str, Any]:

@@ -10,7 +10,8 @@ use pyo3::types::PyDict;
 
 use crate::args::maybe_int_arg;
 use crate::batch::call;
-use crate::engine::PyEngine;
+use crate::engine::{PyEngine, DEFAULT_MAX_SUPPORT, POSITIVE};
+use crate::errors::invalid_query;
 
 /// Writes the accelerator of every shard of the index in `path` (atomically,
 /// replacing old ones); returns the files written.
@@ -44,24 +45,58 @@ pub fn write_accelerators(
     })
 }
 
-/// `find(tokens)` while counting its reads: a dict with `count`, `rounds`
-/// (dependent reads by shard) and `pages` (distinct 4 KiB pages by file).
+/// A query while counting its reads: a dict with `count` (`count`'s answer,
+/// else the context's count), `rounds` (dependent reads by shard) and `pages`
+/// (distinct 4 KiB pages by file). `method` is one of `count`, `prob`,
+/// `infgram_prob` (these two need `token`), `ntd`, `infgram_ntd`, `search_docs`.
 #[pyfunction]
+#[pyo3(signature = (engine, tokens, method = "count", token = None, max_support = None))]
 pub fn count_reads<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     tokens: &Bound<'py, PyAny>,
+    method: &str,
+    token: Option<&Bound<'py, PyAny>>,
+    max_support: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let engine = engine.get();
     let ids = engine.ids(py, tokens, "tokens")?;
     let ids = ids.as_slice();
-    // Recorded on the one pool thread that runs the search (the counter is thread-local).
-    let (found, reads) = call(py, || {
-        let (found, reads) = anygram::reads::record(|| engine.core().find(ids));
-        found.map(|found| (found, reads))
+    let core = engine.core();
+    let vocab = core.vocab_size() as i128;
+    let token: Option<u32> = maybe_int_arg(token, "token", 0..=vocab - 1)?;
+    let max_support: u64 =
+        maybe_int_arg(max_support, "max_support", POSITIVE)?.unwrap_or(DEFAULT_MAX_SUPPORT);
+    let needs_token = || {
+        token.ok_or_else(|| invalid_query(format!("count_reads: method {method:?} needs a token")))
+    };
+    type Query<'a> = Box<dyn Fn() -> anygram::Result<u64> + Send + Sync + 'a>;
+    let query: Query = match method {
+        "count" => Box::new(|| core.count(ids)),
+        "prob" => {
+            let token = needs_token()?;
+            Box::new(move || Ok(core.prob(ids, token)?.prompt_count))
+        }
+        "infgram_prob" => {
+            let token = needs_token()?;
+            Box::new(move || Ok(core.infgram_prob(ids, token)?.prompt_count))
+        }
+        "ntd" => Box::new(move || Ok(core.ntd(ids, max_support)?.prompt_count)),
+        "infgram_ntd" => Box::new(move || Ok(core.infgram_ntd(ids, max_support)?.prompt_count)),
+        "search_docs" => Box::new(|| Ok(core.search_docs(ids, 1, 100, Some(0))?.count)),
+        other => {
+            return Err(invalid_query(format!(
+                "count_reads: method must be count, prob, infgram_prob, ntd, infgram_ntd or search_docs, not {other:?}"
+            )))
+        }
+    };
+    // Recorded on the one pool thread that runs the query (the counter is thread-local).
+    let (count, reads) = call(py, || {
+        let (count, reads) = anygram::reads::record(&query);
+        count.map(|count| (count, reads))
     })?;
     let out = PyDict::new(py);
-    out.set_item("count", found.count)?;
+    out.set_item("count", count)?;
     out.set_item("rounds", reads.rounds)?;
     out.set_item("pages", reads.pages)?;
     Ok(out)

@@ -465,21 +465,29 @@ impl Accelerator {
         }
     }
 
-    /// Descends the tree: for each of [`BRACKETS`], its partition point over the
-    /// bottom level's keys. One round of reads per level kept on disk.
-    fn descend(&self, shard: &Shard, query: &[u8]) -> [u64; 4] {
+    /// Descends the tree for every query at once: for each of [`BRACKETS`], its
+    /// partition point over the bottom level's keys. One round of reads per
+    /// level kept on disk, shared by all the queries (their nodes are advised
+    /// together).
+    fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Vec<[u64; 4]> {
         let b = self.layout.node_keys;
-        let mut points = [0u64; 4];
+        let mut points = vec![[0u64; 4]; queries.len()];
         for (level, &keys) in self.layout.levels.iter().enumerate() {
             // Key p of the level above is key p·B here: the point lies in (p−1)·B, p·B].
-            let windows = points.map(|p| match (level, p) {
-                (0, _) => (0, keys),
-                (_, 0) => (0, 0),
-                (_, p) => (((p - 1) * b + 1).min(keys), (p * b).min(keys)),
-            });
+            let windows: Vec<[(u64, u64); 4]> = points
+                .iter()
+                .map(|ps| {
+                    ps.map(|p| match (level, p) {
+                        (0, _) => (0, keys),
+                        (_, 0) => (0, 0),
+                        (_, p) => (((p - 1) * b + 1).min(keys), (p * b).min(keys)),
+                    })
+                })
+                .collect();
             if level >= self.resident_levels {
                 let nodes: BTreeSet<u64> = windows
                     .iter()
+                    .flatten()
                     .filter(|(lo, hi)| lo < hi)
                     .map(|&(lo, _)| lo / b)
                     .collect();
@@ -492,17 +500,19 @@ impl Accelerator {
                     reads::round(shard.number);
                 }
             }
-            for (point, (&(lo, hi), below)) in points.iter_mut().zip(windows.iter().zip(BRACKETS)) {
-                let (mut lo, mut hi) = (lo, hi);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    if below(self.classify(self.entry(level, mid), query)) {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
+            for ((query, ps), ws) in queries.iter().zip(points.iter_mut()).zip(&windows) {
+                for (point, (&(lo, hi), below)) in ps.iter_mut().zip(ws.iter().zip(BRACKETS)) {
+                    let (mut lo, mut hi) = (lo, hi);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if below(self.classify(self.entry(level, mid), query)) {
+                            lo = mid + 1;
+                        } else {
+                            hi = mid;
+                        }
                     }
+                    *point = lo;
                 }
-                *point = lo;
             }
         }
         points
@@ -517,105 +527,215 @@ impl Accelerator {
         query: &[u8],
         within: RankRange,
     ) -> Result<Option<RankRange>> {
-        if self.is_disabled() || within.0 >= within.1 || query.is_empty() {
+        if within.0 >= within.1 || query.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .find_batch(shard, &[(query, within)])?
+            .map(|ranges| ranges[0]))
+    }
+
+    /// [`Accelerator::find`] for many `(query, within)` searches at once, all
+    /// their reads in shared rounds: the rounds of the slowest search, not
+    /// their sum. `None` when the accelerator is disabled or inconsistent.
+    pub fn find_batch(
+        &self,
+        shard: &Shard,
+        searches: &[(&[u8], RankRange)],
+    ) -> Result<Option<Vec<RankRange>>> {
+        if self.is_disabled() {
             return Ok(None);
         }
         let arity = self.layout.rate.max(MIN_ARITY);
-        let (w0, w1) = within;
-        let mut bounds = if w1 - w0 <= arity || self.layout.levels.is_empty() {
-            // A narrow window (a context being extended): one suffix-array round pair.
-            [Bound::window(w0, w1, false), Bound::window(w0, w1, true)]
-        } else {
-            let points = self.descend(shard, query);
-            let (n, rate) = (shard.num_tokens(), self.layout.rate);
-            let first_after = |p: u64| {
-                if p == 0 {
-                    0
-                } else {
-                    ((p - 1) * rate + 1).min(n)
-                }
-            };
-            let last_at = |p: u64| p.saturating_mul(rate).min(n);
-            let bracket = |surely: u64, maybe: u64, upper: bool| Bound {
-                lo: first_after(surely).clamp(w0, w1),
-                hi: last_at(maybe).clamp(w0, w1),
-                upper,
-                checked: false,
-            };
-            [
-                bracket(points[0], points[1], false),
-                bracket(points[2], points[3], true),
-            ]
-        };
-        match self.finish(shard, query, within, arity, &mut bounds)? {
-            Some(range) => Ok(Some(range)),
-            None => {
-                if !self.disabled.swap(true, AtomicOrdering::Relaxed) {
-                    eprintln!(
-                        "anygram: warning: {} disagrees with the suffix array (stale or corrupt); shard {} searches without it. Rebuild it with `anygram index add-accelerator`.",
-                        self.file.path().display(),
-                        shard.number
-                    );
-                }
-                Ok(None)
+        // Trivial searches need no reads; wide ones start from the tree, narrow
+        // ones (a context being extended) straight in the suffix array.
+        let trivial = |&(query, (w0, w1)): &(&[u8], RankRange)| query.is_empty() || w0 >= w1;
+        let wide: Vec<usize> = (0..searches.len())
+            .filter(|&i| {
+                let (_, (w0, w1)) = searches[i];
+                !trivial(&searches[i]) && w1 - w0 > arity && !self.layout.levels.is_empty()
+            })
+            .collect();
+        let wide_queries: Vec<&[u8]> = wide.iter().map(|&i| searches[i].0).collect();
+        let mut points = self.descend(shard, &wide_queries).into_iter();
+        let (n, rate) = (shard.num_tokens(), self.layout.rate);
+        let first_after = |p: u64| {
+            if p == 0 {
+                0
+            } else {
+                ((p - 1) * rate + 1).min(n)
             }
+        };
+        let last_at = |p: u64| p.saturating_mul(rate).min(n);
+        let mut pending = Vec::new();
+        for (i, search) in searches.iter().enumerate() {
+            if trivial(search) {
+                continue;
+            }
+            let (query, (w0, w1)) = *search;
+            let bounds = if wide.binary_search(&i).is_ok() {
+                let points = points.next().expect("one descent per wide search");
+                let bracket = |surely: u64, maybe: u64, upper: bool| Bound {
+                    lo: first_after(surely).clamp(w0, w1),
+                    hi: last_at(maybe).clamp(w0, w1),
+                    upper,
+                    checked: false,
+                };
+                [
+                    bracket(points[0], points[1], false),
+                    bracket(points[2], points[3], true),
+                ]
+            } else {
+                [Bound::window(w0, w1, false), Bound::window(w0, w1, true)]
+            };
+            pending.push(Finishing {
+                index: i,
+                pattern: query,
+                skip: 0,
+                window: (w0, w1),
+                bounds,
+            });
+        }
+        let Some(found) = finish(shard, arity, &mut pending)? else {
+            if !self.disabled.swap(true, AtomicOrdering::Relaxed) {
+                eprintln!(
+                    "anygram: warning: {} disagrees with the suffix array (stale or corrupt); shard {} searches without it. Rebuild it with `anygram index add-accelerator`.",
+                    self.file.path().display(),
+                    shard.number
+                );
+            }
+            return Ok(None);
+        };
+        let mut ranges: Vec<RankRange> = searches
+            .iter()
+            .map(|&(query, (w0, w1))| if query.is_empty() { (w0, w1) } else { (w0, w0) })
+            .collect();
+        for (index, range) in found {
+            ranges[index] = range;
+        }
+        Ok(Some(ranges))
+    }
+}
+
+/// One search being finished in the suffix array: the ranks of `window` whose
+/// suffixes, after their first `skip` bytes, start with `pattern`.
+pub(crate) struct Finishing<'a> {
+    /// The caller's number for this search.
+    pub index: usize,
+    pub pattern: &'a [u8],
+    /// Bytes every suffix in `window` shares with the query before `pattern`.
+    pub skip: usize,
+    pub window: RankRange,
+    bounds: [Bound; 2],
+}
+
+impl<'a> Finishing<'a> {
+    /// A search inside a window that holds every match (bounds already known to
+    /// lie in it, nothing to check).
+    pub fn within(index: usize, pattern: &'a [u8], skip: usize, window: RankRange) -> Self {
+        Finishing {
+            index,
+            pattern,
+            skip,
+            window,
+            bounds: [
+                Bound::window(window.0, window.1, false),
+                Bound::window(window.0, window.1, true),
+            ],
         }
     }
+}
 
-    /// Finishes both bounds in the suffix array, k-ary, their reads in shared
-    /// rounds: the pointers at the probed ranks, then the text at each.
-    fn finish(
-        &self,
-        shard: &Shard,
-        query: &[u8],
-        (w0, w1): RankRange,
-        arity: u64,
-        bounds: &mut [Bound; 2],
-    ) -> Result<Option<RankRange>> {
-        if bounds.iter().any(|b| b.lo > b.hi) {
-            return Ok(None);
+/// Finishes the bounds of every search k-ary (`arity` probes a bound a round),
+/// all their reads in shared rounds: the pointers at the probed ranks of all
+/// searches, then the text at each. `(index, range)` per search; `None` when a
+/// bracket from the tree turns out wrong (the tree disagrees with the array).
+pub(crate) fn finish(
+    shard: &Shard,
+    arity: u64,
+    searches: &mut [Finishing<'_>],
+) -> Result<Option<Vec<(usize, RankRange)>>> {
+    if searches
+        .iter()
+        .any(|s| s.bounds.iter().any(|b| b.lo > b.hi))
+    {
+        return Ok(None);
+    }
+    let text = shard.tokenized();
+    let ps = shard.ptr_size() as u64;
+    loop {
+        // Each search's probed ranks, sorted; and all of them (the same when one search).
+        let probes: Vec<Vec<u64>> = searches
+            .iter()
+            .map(|s| {
+                let mut ranks: Vec<u64> = s
+                    .bounds
+                    .iter()
+                    .flat_map(|b| b.probes(s.window.0, s.window.1, arity))
+                    .collect();
+                ranks.sort_unstable();
+                ranks.dedup();
+                ranks
+            })
+            .collect();
+        let ranks: Vec<u64> = if probes.len() == 1 {
+            probes[0].clone()
+        } else {
+            let mut all: Vec<u64> = probes.iter().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        if ranks.is_empty() {
+            break;
         }
-        let text = shard.tokenized();
-        let ps = shard.ptr_size() as u64;
-        loop {
-            let probes: Vec<Vec<u64>> = bounds.iter().map(|b| b.probes(w0, w1, arity)).collect();
-            let ranks: BTreeSet<u64> = probes.iter().flatten().copied().collect();
-            if ranks.is_empty() {
-                break;
+        // Round 1: the pointers, contiguous runs of the table.
+        for (start, len) in runs(&ranks) {
+            shard.table_file().will_need(start * ps, len * ps);
+            reads::touch(shard.table_file(), start * ps, len * ps);
+        }
+        reads::round(shard.number);
+        let ptr_values = ranks
+            .iter()
+            .map(|&r| shard.ptr_at(r))
+            .collect::<Result<Vec<u64>>>()?;
+        let ptrs = |rank: &u64| ptr_values[ranks.binary_search(rank).expect("a probed rank")];
+        // Round 2: the text each search compares at each of its pointers, all
+        // advised before any is read.
+        for (search, ranks) in searches.iter().zip(&probes) {
+            let (skip, q) = (search.skip as u64, search.pattern.len() as u64);
+            for rank in ranks {
+                let at = (ptrs(rank) + skip).min(text.len() as u64);
+                shard.tokenized_file().will_need(at, q);
+                reads::touch(shard.tokenized_file(), at, q.min(text.len() as u64 - at));
             }
-            // Round 1: the pointers, contiguous runs of the table.
-            for (start, len) in runs(&ranks) {
-                shard.table_file().will_need(start * ps, len * ps);
-                reads::touch(shard.table_file(), start * ps, len * ps);
-            }
-            reads::round(shard.number);
-            let ptrs = ranks
+        }
+        reads::round(shard.number);
+        for (search, ranks) in searches.iter_mut().zip(&probes) {
+            let order: BTreeMap<u64, Ordering> = ranks
                 .iter()
-                .map(|&r| Ok((r, shard.ptr_at(r)?)))
-                .collect::<Result<Vec<_>>>()?;
-            // Round 2: the text at each pointer, all advised before any is read.
-            let q = query.len() as u64;
-            for &(_, ptr) in &ptrs {
-                shard.tokenized_file().will_need(ptr, q);
-                reads::touch(shard.tokenized_file(), ptr, q.min(text.len() as u64 - ptr));
-            }
-            reads::round(shard.number);
-            let order: BTreeMap<u64, Ordering> = ptrs
-                .into_iter()
-                .map(|(r, ptr)| {
-                    let ptr = ptr as usize;
-                    (r, text[ptr..text.len().min(ptr + query.len())].cmp(query))
+                .map(|&r| {
+                    let at = (ptrs(&r) as usize + search.skip).min(text.len());
+                    let end = text.len().min(at + search.pattern.len());
+                    (r, text[at..end].cmp(search.pattern))
                 })
                 .collect();
-            for bound in bounds.iter_mut() {
-                if !bound.update(&order, w0, w1) {
+            let window = search.window;
+            for bound in search.bounds.iter_mut() {
+                if !bound.update(&order, window.0, window.1) {
                     return Ok(None);
                 }
             }
         }
-        let (lower, upper) = (bounds[0].lo, bounds[1].lo);
-        Ok((lower <= upper).then_some((lower, upper)))
     }
+    // Bounds that cross mean the tree lied about a bracket.
+    Ok(searches
+        .iter()
+        .map(|s| {
+            let (lower, upper) = (s.bounds[0].lo, s.bounds[1].lo);
+            (lower <= upper).then_some((s.index, (lower, upper)))
+        })
+        .collect())
 }
 
 /// One bound being finished: it lies in `[lo, hi]`.
@@ -699,8 +819,8 @@ impl Bound {
     }
 }
 
-/// Contiguous runs `(start, len)` of a set of ranks.
-fn runs(ranks: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+/// Contiguous runs `(start, len)` of sorted, distinct ranks.
+fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for &r in ranks {
         match out.last_mut() {

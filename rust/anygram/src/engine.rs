@@ -376,12 +376,130 @@ impl Engine {
     }
 
     /// The longest suffix of `context` that occurs in the corpus: its length
-    /// and where it occurs. Counts shrink as the suffix grows, so binary
-    /// lifting then bisection finds it in O(log len) searches.
+    /// and where it occurs.
     pub fn longest_suffix(&self, context: &[u32]) -> Result<(usize, FindResult)> {
         let query = self.encode(context)?;
+        let found = self.longest_suffix_of(&query, context.len(), None)?;
+        Ok((found.suffix_len, found.prompt))
+    }
+
+    /// The longest occurring suffix of the `len`-token context encoded in
+    /// `query`, and, when `next` (an encoded token) is given, where that suffix
+    /// followed by `next` occurs.
+    ///
+    /// A suffix's range says nothing about the next longer one's (growing the
+    /// context to the left moves it elsewhere in the suffix array), so a probe
+    /// cannot narrow from another; what probes can share is their rounds of
+    /// reads. Candidate lengths are searched in batches, one batch of searches
+    /// per shard whose reads share rounds: first the doubling lengths 1, 2, 4,
+    /// … and the whole context, which bracket the answer; then every length
+    /// inside the bracket (up to [`SUFFIX_BATCH`], evenly spaced beyond), each
+    /// with its continuation, and the continuation of the longest known to
+    /// occur, narrowed to its range. Held-out text almost always ends in the
+    /// second batch: an ∞-gram prob costs about two counts' rounds. Occurring is
+    /// monotone in the length, so the longest occurring candidate and the
+    /// shortest absent one bracket the answer.
+    ///
+    /// Without accelerators batches cannot share rounds (each search is its own
+    /// binary search), so there the fewest searches win: binary lifting then
+    /// bisection over the length, O(log len) existence tests.
+    fn longest_suffix_of(
+        &self,
+        query: &[u8],
+        len: usize,
+        next: Option<&[u8]>,
+    ) -> Result<SuffixMatch> {
+        let active = |s: &Arc<Shard>| s.accelerator().is_some_and(|a| !a.is_disabled());
+        if !self.shards.iter().all(active) {
+            let mut found = self.longest_suffix_bisect(query, len)?;
+            if let Some(next) = next {
+                found.cont = Some(self.find_bytes(
+                    &self.with_next(query, len, found.suffix_len, next),
+                    &found.prompt.ranges,
+                )?);
+            }
+            return Ok(found);
+        }
+        let full = self.full_ranges();
+        let mut best = SuffixMatch {
+            suffix_len: 0,
+            prompt: FindResult {
+                count: self.num_tokens(),
+                ranges: full.clone(),
+            },
+            cont: None,
+        };
+        let (mut lo, mut hi) = (0usize, len + 1);
+        let mut first_batch = true;
+        while hi - lo > 1 {
+            let candidates = if first_batch {
+                doubling_lengths(len)
+            } else {
+                split_evenly(lo, hi)
+            };
+            // The bracket's batch carries the continuations, so that its answer
+            // is final: the candidates', and the best so far's inside its range.
+            let with_next = next.filter(|_| !first_batch);
+            first_batch = false;
+            let mut searches: Vec<(Vec<u8>, Vec<RankRange>)> = Vec::new();
+            for &n in &candidates {
+                searches.push((self.suffix_bytes(query, len, n).to_vec(), full.clone()));
+                if let Some(next) = with_next {
+                    searches.push((self.with_next(query, len, n, next), full.clone()));
+                }
+            }
+            if let Some(next) = with_next {
+                searches.push((
+                    self.with_next(query, len, lo, next),
+                    best.prompt.ranges.clone(),
+                ));
+            }
+            let mut found = self.find_batch(&searches)?;
+            let per = if with_next.is_some() { 2 } else { 1 };
+            if with_next.is_some() {
+                best.cont = found.pop();
+            }
+            for (i, &n) in candidates.iter().enumerate() {
+                let prompt = &found[i * per];
+                if prompt.count == 0 {
+                    hi = hi.min(n);
+                } else if n > lo {
+                    lo = n;
+                    best = SuffixMatch {
+                        suffix_len: n,
+                        prompt: prompt.clone(),
+                        cont: with_next.map(|_| found[i * per + 1].clone()),
+                    };
+                }
+            }
+            if lo >= hi {
+                return Err(Error::corrupt(
+                    &self.dir,
+                    "suffix counts are not monotone in their length (unsorted suffix array)",
+                ));
+            }
+        }
+        if let (Some(next), None) = (next, &best.cont) {
+            // The first batch settled it: the continuation inside the answer's range.
+            let cont = self.with_next(query, len, lo, next);
+            best.cont = Some(self.find_bytes(&cont, &best.prompt.ranges)?);
+        }
+        Ok(best)
+    }
+
+    /// The last `n` tokens of the `len`-token context encoded in `query`.
+    fn suffix_bytes<'q>(&self, query: &'q [u8], len: usize, n: usize) -> &'q [u8] {
+        &query[(len - n) * self.width.bytes()..]
+    }
+
+    /// The last `n` tokens of the context followed by the encoded token `next`.
+    fn with_next(&self, query: &[u8], len: usize, n: usize, next: &[u8]) -> Vec<u8> {
+        [self.suffix_bytes(query, len, n), next].concat()
+    }
+
+    /// [`Engine::longest_suffix_of`] by bisection over the length; no continuation.
+    fn longest_suffix_bisect(&self, query: &[u8], len: usize) -> Result<SuffixMatch> {
         let w = self.width.bytes();
-        let len = context.len();
         let full = self.full_ranges();
         // Only existence matters while searching for the length: one shared
         // descent per shard, not two bounds.
@@ -414,21 +532,53 @@ impl Engine {
                 hi = mid;
             }
         }
-        let found = self.find_bytes(&query[(len - lo) * w..], &full)?;
-        Ok((lo, found))
+        Ok(SuffixMatch {
+            suffix_len: lo,
+            prompt: self.find_bytes(&query[(len - lo) * w..], &full)?,
+            cont: None,
+        })
+    }
+
+    /// Each `(pattern, within)` search over all shards (`within`: a range per
+    /// shard), each shard's searches as one batch (shared rounds of reads).
+    fn find_batch(&self, searches: &[(Vec<u8>, Vec<RankRange>)]) -> Result<Vec<FindResult>> {
+        let mut results: Vec<FindResult> = searches
+            .iter()
+            .map(|_| FindResult {
+                count: 0,
+                ranges: Vec::with_capacity(self.shards.len()),
+            })
+            .collect();
+        for (s, shard) in self.shards.iter().enumerate() {
+            let batch: Vec<(&[u8], RankRange)> = searches
+                .iter()
+                .map(|(pattern, within)| (pattern.as_slice(), within[s]))
+                .collect();
+            for (result, found) in results.iter_mut().zip(shard.find_batch(&batch)?) {
+                result.count += found.1 - found.0;
+                result.ranges.push(found);
+            }
+        }
+        Ok(results)
     }
 
     /// ∞-gram `P(token | context)`: backs off to the longest suffix of the
     /// context that occurs (infini-gram's `infgram_prob`).
     pub fn infgram_prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
         let query = self.encode_with(context, token)?;
-        let (suffix_len, prompt) = self.longest_suffix(context)?;
-        let w = self.width.bytes();
-        self.prob_from(
-            &query[(context.len() - suffix_len) * w..],
-            &prompt,
-            suffix_len,
-        )
+        let (prompt_bytes, next) = query.split_at(query.len() - self.width.bytes());
+        let found = self.longest_suffix_of(prompt_bytes, context.len(), Some(next))?;
+        let (prompt, cont) = (found.prompt.count, found.cont.map_or(0, |c| c.count));
+        Ok(ProbResult {
+            prompt_count: prompt,
+            cont_count: cont,
+            prob: if prompt == 0 {
+                -1.0
+            } else {
+                cont as f64 / prompt as f64
+            },
+            suffix_len: found.suffix_len,
+        })
     }
 
     /// ∞-gram next-token distribution (infini-gram's `infgram_ntd`).
@@ -464,6 +614,44 @@ impl Engine {
             Some(n) => self.ntd(last_tokens(context, n)?, max_support),
         }
     }
+}
+
+/// Most candidate suffix lengths of a bracket searched in one batch (see
+/// [`Engine::longest_suffix_of`]): more share a round but read more pages.
+const SUFFIX_BATCH: usize = 16;
+
+/// The longest occurring suffix of a context, its range, and (when asked for)
+/// the range of that suffix followed by the next token.
+struct SuffixMatch {
+    suffix_len: usize,
+    prompt: FindResult,
+    cont: Option<FindResult>,
+}
+
+/// The first batch of candidate lengths for a `len`-token context: 1, 2, 4, …
+/// below `len`, and `len` itself.
+fn doubling_lengths(len: usize) -> Vec<usize> {
+    let mut lengths: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2))
+        .take_while(|&n| n < len)
+        .collect();
+    if len > 0 {
+        lengths.push(len);
+    }
+    lengths
+}
+
+/// Up to [`SUFFIX_BATCH`] lengths strictly between `lo` and `hi`, evenly spaced
+/// (all of them when they fit).
+fn split_evenly(lo: usize, hi: usize) -> Vec<usize> {
+    let inside = hi - lo - 1;
+    if inside <= SUFFIX_BATCH {
+        return (lo + 1..hi).collect();
+    }
+    let mut lengths: Vec<usize> = (1..=SUFFIX_BATCH)
+        .map(|i| lo + 1 + (inside - 1) * i / SUFFIX_BATCH)
+        .collect();
+    lengths.dedup();
+    lengths
 }
 
 fn last_tokens(context: &[u32], n: usize) -> Result<&[u32]> {

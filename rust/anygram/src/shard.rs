@@ -20,6 +20,11 @@ pub type RankRange = (u64, u64);
 /// The stored value "after" the last token of a shard: sorts before every token.
 pub const END_OF_SHARD: u64 = u64::MAX;
 
+/// Widest range [`Shard::find_next`] bisects; wider ones are searched k-ary.
+const FIND_NEXT_BISECT_MAX: u64 = 4096;
+/// Probes a bound per k-ary round of [`Shard::find_next`].
+const FIND_NEXT_ARITY: u64 = 64;
+
 /// The mapped files of one shard and what was derived from their sizes.
 pub struct Shard {
     /// Shard number within the index.
@@ -405,16 +410,46 @@ impl Shard {
         Ok((lo, lo))
     }
 
+    /// [`Shard::find`] for many `(query, within)` searches at once. Through the
+    /// accelerator their reads share rounds (the rounds of the slowest search,
+    /// not their sum); without it they run one after another.
+    pub fn find_batch(&self, searches: &[(&[u8], RankRange)]) -> Result<Vec<RankRange>> {
+        if let Some(accel) = self.accel.get() {
+            if let Some(ranges) = accel.find_batch(self, searches)? {
+                return Ok(ranges);
+            }
+        }
+        searches
+            .iter()
+            .map(|&(query, within)| self.find(query, within))
+            .collect()
+    }
+
     /// The ranks of `range` whose suffixes continue with `next` after their first
     /// `skip_bytes` bytes, when every suffix in `range` shares those bytes (the
     /// range of a context being extended by one token): only the new bytes are
-    /// compared, so the cost does not grow with the context's length.
+    /// compared, so the cost does not grow with the context's length. A wide
+    /// range is searched k-ary, [`FIND_NEXT_ARITY`] probes a bound in shared
+    /// rounds (pointers, then texts), so that its dependent reads stay few on a
+    /// shard far larger than RAM; a narrow one by plain bisection.
     pub fn find_next(&self, range: RankRange, skip_bytes: usize, next: &[u8]) -> Result<RankRange> {
+        if range.1.saturating_sub(range.0) > FIND_NEXT_BISECT_MAX {
+            let mut search = [crate::accel::Finishing::within(0, next, skip_bytes, range)];
+            // Bounds inside a window that holds them cannot contradict it.
+            if let Some(found) = crate::accel::finish(self, FIND_NEXT_ARITY, &mut search)? {
+                return Ok(found[0].1);
+            }
+        }
         let text = self.tokenized.bytes();
+        let ps = self.ptr_size as u64;
         let cmp = |rank: u64| -> Result<Ordering> {
+            crate::reads::touch(&self.table, rank * ps, ps);
+            crate::reads::round(self.number);
             let start = self.ptr_at(rank)? as usize + skip_bytes;
             let start = start.min(text.len());
             let end = text.len().min(start + next.len());
+            crate::reads::touch(&self.tokenized, start as u64, (end - start) as u64);
+            crate::reads::round(self.number);
             Ok(text[start..end].cmp(next))
         };
         let first = self.partition_point(range.0, range.1, |r| Ok(cmp(r)? == Ordering::Less))?;
