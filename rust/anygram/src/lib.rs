@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod atomic;
 pub mod build;
 pub mod cnf;
 pub mod documents;
