@@ -32,6 +32,7 @@
 
 pub mod accel;
 pub mod atomic;
+#[cfg(feature = "build")]
 pub mod build;
 pub mod cnf;
 pub mod documents;
@@ -45,6 +46,7 @@ pub mod pool;
 pub mod reads;
 pub mod scan;
 pub mod shard;
+#[cfg(feature = "build")]
 pub mod tokenize;
 pub mod verify;
 

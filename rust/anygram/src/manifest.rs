@@ -352,7 +352,7 @@ impl Manifest {
             let size = std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
                 .len();
-            let xxh3_64 = crate::build::checksum_file(&path)?;
+            let xxh3_64 = checksum_file(&path)?;
             manifest
                 .files
                 .insert(name.clone(), FileMeta { size, xxh3_64 });
@@ -412,6 +412,22 @@ impl ManifestError {
             },
         }
     }
+}
+
+/// XXH3-64 of a file's contents as 16 hex digits (a manifest's `xxh3_64`), read in
+/// 8 MiB blocks.
+pub fn checksum_file(path: &Path) -> Result<String> {
+    let mut file = crate::mmap::open_regular_file(path, "an index file")?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let read = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buf[..read]);
+    }
+    Ok(format!("{:016x}", hasher.digest()))
 }
 
 /// Whether `name` names a file directly inside a directory: one normal path

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::build::checksum_file;
+use crate::manifest::checksum_file;
 use crate::engine::Engine;
 use crate::format::read_u64_at;
 use crate::shard::Shard;

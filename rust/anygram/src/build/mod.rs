@@ -274,20 +274,5 @@ fn write_table(
     out.flush().map_err(|e| Error::io(table, e))
 }
 
-/// XXH3-64 of a file's contents as 16 hex digits, read in 8 MiB blocks.
-pub fn checksum_file(path: &Path) -> Result<String> {
-    let mut file = crate::mmap::open_regular_file(path, "an index file")?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let read = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
-    Ok(format!("{:016x}", hasher.digest()))
-}
-
 #[cfg(test)]
 mod tests;

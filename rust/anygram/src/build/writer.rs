@@ -442,7 +442,7 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
         .par_iter()
         .map(|name| {
             let path = dir.join(name);
-            let xxh3_64 = super::checksum_file(&path)?;
+            let xxh3_64 = crate::manifest::checksum_file(&path)?;
             let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
             file.sync_all().map_err(|e| Error::io(&path, e))?;
             let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
