@@ -26,8 +26,8 @@ use crate::atomic::{self, sync_directory};
 use crate::error::{Error, Result};
 use crate::format::{ptr_size_for, shard_file, TokenWidth};
 use crate::manifest::{
-    marker_contents, BuildRecord, FileMeta, Manifest, ShardMeta,
-    TokenizerMeta, MANIFEST_FILE, MARKER_FILE, TOKENIZER_FILE,
+    marker_contents, BuildRecord, FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE,
+    MARKER_FILE, TOKENIZER_FILE,
 };
 
 /// The one-shard token stream, in the index directory until it is split.
