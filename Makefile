@@ -49,6 +49,8 @@ demo: $(DEMO_STAMP) ## build an index of Python's standard library, run example 
 .PHONY: test
 test: $(STAMP) ## cargo test (core, overflow-checked) + pytest (Python API, CLI, differential tests vs infini-gram)
 	cargo test --profile checked -p anygram
+	# the query-only core (no tokenizer, no builder) still compiles
+	cargo check -p anygram --no-default-features
 	$(PY) -m pytest -q
 
 .PHONY: test-all

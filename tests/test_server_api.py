@@ -5,7 +5,6 @@ documented status and JSON error."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import random
@@ -819,10 +818,8 @@ def test_serve_reports_a_bad_index_path(tmp_path):
 def test_serve_without_the_server_package_says_how_to_install_it(monkeypatch, capsys):
     from anygram import cli
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "anygram_server" else real(name, *a)
-    )
+    # No installed package registers `serve` (the server's entry point is absent).
+    monkeypatch.setattr(cli, "command_entry_points", lambda: {})
     assert cli.main(["serve", "--index", "x=y"]) == 2
     assert "pip install ./server" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import importlib.util
+import importlib.metadata
 import io
 import json
 import os
@@ -396,29 +396,52 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
-    from anygram_server.cli import run
+# Commands other packages add to `anygram`: each entry point of this group names a module
+# (or object) with `add_arguments(parser)`, `run(args) -> int` and optionally `HELP`. The
+# dependency points from the plugin to anygram: anygram imports no plugin by name.
+COMMANDS_GROUP = "anygram.commands"
 
-    return run(args)
+# Commands shipped as separate packages of this project: (help, what to install). Without
+# the package the command still exists and says what to install.
+OPTIONAL_COMMANDS = {
+    "serve": (
+        "HTTP query service (infini-gram's API + /v1) and web page",
+        "the HTTP service is the separate package anygram-server; install it with "
+        "`pip install ./server` from a checkout of anygram (`make install` does)",
+    ),
+}
 
 
-def cmd_serve_missing(args) -> int:
-    print("anygram serve: error: the HTTP service is the separate package anygram-server; install it with "
-          "`pip install ./server` from a checkout of anygram (`make install` does)", file=sys.stderr)
+def command_entry_points() -> Dict[str, importlib.metadata.EntryPoint]:
+    """The installed packages' `anygram` commands, by name."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP)}
+
+
+def cmd_command_missing(args) -> int:
+    print(f"anygram {args.command}: error: {args.install_hint}", file=sys.stderr)
     return 2
 
 
-def _add_serve(sub) -> None:
-    s = sub.add_parser("serve", help="HTTP query service (infini-gram's API + /v1) and web page")
-    # The flags belong to the server package; it is optional, so look for it without importing it.
-    if importlib.util.find_spec("anygram_server") is None:
-        s.add_argument("rest", nargs=argparse.REMAINDER, help="the server's arguments (the package is missing)")
-        s.set_defaults(func=cmd_serve_missing)
-        return
-    from anygram_server.cli import add_arguments
-
-    add_arguments(s)
-    s.set_defaults(func=cmd_serve)
+def _add_plugin_commands(sub) -> None:
+    found = command_entry_points()
+    for name in sorted(set(found) | set(OPTIONAL_COMMANDS)):
+        if name in sub.choices:
+            continue  # a plugin cannot replace a built-in command
+        help_text, install_hint = OPTIONAL_COMMANDS.get(name, (None, None))
+        command = None
+        if name in found:
+            try:
+                command = found[name].load()
+            except ImportError:
+                command = None  # registered but not importable (a broken install): say what to install
+        s = sub.add_parser(name, help=help_text or getattr(command, "HELP", None))
+        if command is None:
+            s.add_argument("rest", nargs=argparse.REMAINDER, help="the command's arguments (its package is missing)")
+            s.set_defaults(func=cmd_command_missing,
+                           install_hint=install_hint or f"its package (entry point {found[name].value}) cannot be imported")
+            continue
+        command.add_arguments(s)
+        s.set_defaults(func=command.run)
 
 
 def cmd_eval_lm(args) -> int:
@@ -770,7 +793,7 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("shell", choices=["bash", "zsh"], help="the shell")
     co.set_defaults(func=cmd_completion)
 
-    _add_serve(sub)
+    _add_plugin_commands(sub)
     return p
 
 
@@ -795,7 +818,7 @@ def _check_flags(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
             return  # argparse reports the missing or unknown subcommand
         at = following[0]
         command = nested[argv[at]]
-    if command.get_default("func") is cmd_serve_missing:
+    if command.get_default("func") is cmd_command_missing:
         return
     known = command._option_string_actions
     visible = [o for a in command._actions if a.help != argparse.SUPPRESS for o in a.option_strings]
@@ -836,8 +859,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _check_flags(p, argv)
     args, unknown = p.parse_known_args(argv)
-    # Only `serve` without its package takes arguments it does not know (to say what to install).
-    if unknown and args.func is not cmd_serve_missing:
+    # Only a command without its package takes arguments it does not know (to say what to install).
+    if unknown and args.func is not cmd_command_missing:
         _subcommands(p)[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)

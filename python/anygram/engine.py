@@ -13,6 +13,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _anygram
+from . import cnf as cnf_text
 from .errors import (
     CorruptIndexError,
     IndexNotFoundError,
@@ -143,12 +144,12 @@ class Engine(_anygram.Engine):
         return result
 
     def cnf(self, query) -> List[List[List[int]]]:
-        """A CNF query as clauses of n-grams of token ids. Accepts a string, where
-        `` AND `` separates clauses and `` OR `` separates the n-grams of a clause
-        (OR binds tighter, as in infini-gram), or a list of clauses, each a list of
+        """A CNF query as clauses of n-grams of token ids. Accepts a string (parsed by
+        :func:`anygram.cnf.parse`: `` AND `` separates clauses and `` OR `` separates the
+        n-grams of a clause, OR binding tighter, as in infini-gram), or a list of clauses, each a list of
         n-grams given as strings or token ids."""
         if isinstance(query, str):
-            query = [clause.split(" OR ") for clause in query.split(" AND ")]
+            query = cnf_text.parse(query)
         try:
             clauses = [list(clause) for clause in query]
         except TypeError:

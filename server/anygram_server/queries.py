@@ -12,6 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+# CNF text is parsed by the package's one parser (routers use is_cnf_text from here).
+from anygram.cnf import is_cnf_text  # noqa: F401
+from anygram.cnf import parse as parse_cnf_text
 from anygram.errors import InvalidArgumentError, InvalidQueryError
 
 from .config import Limits
@@ -182,16 +185,6 @@ def check_vocabulary(index: ServedIndex, ids: Sequence[int], field: str) -> None
             )
 
 
-def is_cnf_text(query: str) -> bool:
-    return " AND " in query or " OR " in query
-
-
-def split_cnf(query: str) -> List[List[str]]:
-    """The one CNF text parser: `` AND `` between clauses, `` OR `` between the terms of a
-    clause (OR binds tighter, as in infini-gram)."""
-    return [clause.split(" OR ") for clause in query.split(" AND ")]
-
-
 # A token id typed as text: decimal digits, at most 10 of them (ids are below 2**32), so
 # that no huge number is ever converted.
 _TOKEN_ID_TEXT = re.compile(r"[0-9]{1,10}")
@@ -222,11 +215,11 @@ def parse_ids_text(index: ServedIndex, text: str, limits: Limits, field: str) ->
 def cnf_ids(
     index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False
 ) -> Cnf:
-    """A CNF query as clauses of n-grams: ids, or text parsed by :func:`split_cnf` whose
+    """A CNF query as clauses of n-grams: ids, or text parsed by :func:`anygram.cnf.parse` whose
     terms are tokenized (or, with ``ids_text``, read by :func:`parse_ids_text`)."""
     if isinstance(query, str):
         check_at_most(field, len(query), limits.max_query_chars, "characters")
-        clauses: List[List[Any]] = split_cnf(query)
+        clauses: List[List[Any]] = parse_cnf_text(query)
     else:
         clauses = [list(clause) for clause in query]
     check_at_most(field, len(clauses), limits.max_cnf_clauses, "clauses (AND)")

@@ -24,7 +24,7 @@ fn checksum_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> 
     batch::call(py, || {
         paths
             .par_iter()
-            .map(|p| anygram::build::checksum_file(p))
+            .map(|p| anygram::manifest::checksum_file(p))
             .collect::<anygram::Result<Vec<_>>>()
     })
 }

@@ -867,21 +867,17 @@ pub fn write(dir: &Path, shard: &Shard, options: &WriteOptions) -> Result<PathBu
         options.node_keys,
     )?;
     let path = dir.join(file_name(shard.number));
+    // One temporary name per process: two runs adding accelerators to the same
+    // index do not write into each other's file.
     let tmp = dir.join(format!(
         "{}.tmp-{}",
         file_name(shard.number),
         std::process::id()
     ));
-    let written = write_file(&tmp, shard, layout).and_then(|()| {
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map(|()| path)
+    crate::atomic::write_via(&tmp, &path, true, |file, tmp| {
+        write_file(file, tmp, shard, layout)
+    })?;
+    Ok(path)
 }
 
 /// [`write`] for every shard of an opened index.
@@ -893,15 +889,8 @@ pub fn write_all(engine: &Engine, options: &WriteOptions) -> Result<Vec<PathBuf>
         .collect()
 }
 
-fn write_file(tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
+fn write_file(file: &File, tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
     let io = |e| Error::io(tmp, e);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(io)?;
     file.set_len(layout.file_bytes()).map_err(io)?;
     let entry = layout.entry_bytes() as usize;
     let (b, stride) = (layout.node_keys, layout.node_stride as usize);
@@ -952,10 +941,9 @@ fn write_file(tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
                 .collect();
         }
     }
-    let body_checksum = checksum_body(&file, layout.file_bytes()).map_err(io)?;
+    let body_checksum = checksum_body(file, layout.file_bytes()).map_err(io)?;
     let header = Header::for_shard(shard, layout, body_checksum);
-    file.write_all_at(&header.encode(), 0).map_err(io)?;
-    file.sync_all().map_err(io)
+    file.write_all_at(&header.encode(), 0).map_err(io)
 }
 
 /// The key of the suffix at `rank`: its first `key_bytes` bytes, zero-padded,

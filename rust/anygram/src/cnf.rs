@@ -321,42 +321,18 @@ fn nearest_in_text(
     (new_l, new_r)
 }
 
-/// The 32-bit Mersenne Twister (MT19937), the generator infini-gram samples with.
-struct Mt19937 {
-    state: [u32; 624],
-    index: usize,
-}
+/// The 32-bit Mersenne Twister (MT19937, `rand_mt`'s reference implementation),
+/// the generator infini-gram samples with, plus the range reduction of its C++
+/// standard library.
+struct Mt19937(rand_mt::Mt);
 
 impl Mt19937 {
     fn new(seed: u32) -> Self {
-        let mut state = [0u32; 624];
-        state[0] = seed;
-        for i in 1..624 {
-            state[i] = 1_812_433_253u32
-                .wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30))
-                .wrapping_add(i as u32);
-        }
-        Mt19937 { state, index: 624 }
+        Mt19937(rand_mt::Mt::new(seed))
     }
 
     fn next_u32(&mut self) -> u32 {
-        if self.index >= 624 {
-            for k in 0..624 {
-                let y = (self.state[k] & 0x8000_0000) | (self.state[(k + 1) % 624] & 0x7fff_ffff);
-                let mut next = self.state[(k + 397) % 624] ^ (y >> 1);
-                if y & 1 != 0 {
-                    next ^= 0x9908_b0df;
-                }
-                self.state[k] = next;
-            }
-            self.index = 0;
-        }
-        let mut y = self.state[self.index];
-        self.index += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        self.0.next_u32()
     }
 
     /// A number in `[0, max]`, as libstdc++'s `uniform_int_distribution<u64>` draws

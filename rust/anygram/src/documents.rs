@@ -261,6 +261,10 @@ impl Engine {
 
 /// `k` distinct numbers from `0..n`, uniformly (Floyd's algorithm: k draws, no
 /// table of size n).
+///
+/// Not `rand::seq::index::sample`: for the same seed it draws other numbers (it
+/// draws `u32`s below 2^32, switches algorithm with `k / n` and shuffles), and
+/// the documents `search_docs` answers for a given seed are part of the API.
 fn sample_distinct(rng: &mut StdRng, n: u64, k: u64) -> Vec<u64> {
     let mut chosen = std::collections::HashSet::with_capacity(k as usize);
     for j in (n - k)..n {

@@ -31,6 +31,8 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod atomic;
+#[cfg(feature = "build")]
 pub mod build;
 pub mod cnf;
 pub mod documents;
@@ -44,6 +46,7 @@ pub mod pool;
 pub mod reads;
 pub mod scan;
 pub mod shard;
+#[cfg(feature = "build")]
 pub mod tokenize;
 pub mod verify;
 

@@ -8,7 +8,7 @@
 //! [`FORMAT_VERSION`].
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -332,7 +332,7 @@ impl Manifest {
                 path.display()
             )),
         })?;
-        write_atomically(&path, text.as_bytes())
+        crate::atomic::write_file(&path, text.as_bytes())
     }
 
     /// Records the size and checksum of the files `names` (new or rewritten,
@@ -352,7 +352,7 @@ impl Manifest {
             let size = std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
                 .len();
-            let xxh3_64 = crate::build::checksum_file(&path)?;
+            let xxh3_64 = checksum_file(&path)?;
             manifest
                 .files
                 .insert(name.clone(), FileMeta { size, xxh3_64 });
@@ -414,30 +414,20 @@ impl ManifestError {
     }
 }
 
-/// Writes `path` whole or not at all: `PATH.partial`, fsync, rename, then the
-/// directory's fsync.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    let tmp = path.with_file_name(name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// XXH3-64 of a file's contents as 16 hex digits (a manifest's `xxh3_64`), read in
+/// 8 MiB blocks.
+pub fn checksum_file(path: &Path) -> Result<String> {
+    let mut file = crate::mmap::open_regular_file(path, "an index file")?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let read = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buf[..read]);
     }
-    result?;
-    sync_directory(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// fsync of a directory (its entries: a rename in it is durable).
-pub fn sync_directory(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    Ok(format!("{:016x}", hasher.digest()))
 }
 
 /// Whether `name` names a file directly inside a directory: one normal path

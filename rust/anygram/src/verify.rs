@@ -3,9 +3,9 @@
 
 use rayon::prelude::*;
 
-use crate::build::checksum_file;
 use crate::engine::Engine;
 use crate::format::read_u64_at;
+use crate::manifest::checksum_file;
 use crate::shard::Shard;
 
 /// How many adjacent suffix pairs per shard are checked for order.

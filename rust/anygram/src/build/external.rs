@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::memory::{max_in_memory_tokens, RssGuard, LARGE_TEXT};
 use super::sorter::{read_window, SuffixArray};
 use super::{Phase, Progress};
+use crate::atomic;
 use crate::error::{Error, Result};
 use crate::format::{ptr_size_for, read_uint_le, TokenWidth};
 
@@ -213,7 +214,7 @@ pub(crate) fn build_external(
         })?;
     }
 
-    let tmp = temp_path(table);
+    let tmp = atomic::partial_path(table);
     if num_parts == 1 {
         fs::rename(&parts[0].0, &tmp).map_err(|e| Error::io(&parts[0].0, e))?;
     } else {
@@ -227,16 +228,9 @@ pub(crate) fn build_external(
             progress,
         )?;
     }
-    fs::rename(&tmp, table).map_err(|e| Error::io(table, e))?;
+    atomic::publish(&tmp, table, sync)?;
     let _ = fs::remove_dir_all(work_dir);
     Ok(stats)
-}
-
-/// `table` → `table.partial`, the name it has until it is complete.
-pub(crate) fn temp_path(table: &Path) -> PathBuf {
-    let mut name = table.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    table.with_file_name(name)
 }
 
 /// Keeps finished parts of the same plan; anything else in `work_dir` is stale.
@@ -254,17 +248,9 @@ fn prepare_work_dir(work_dir: &Path, plan: &PartPlan, sync: bool) -> Result<()> 
     }
     fs::create_dir_all(work_dir).map_err(|e| Error::io(work_dir, e))?;
     let json = serde_json::to_vec(plan).expect("a plan serializes");
-    write_atomically(&plan_path, &json, sync)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let tmp = temp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    if sync {
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    atomic::write_with(&plan_path, sync, |mut file, tmp| {
+        file.write_all(&json).map_err(|e| Error::io(tmp, e))
+    })
 }
 
 /// Sorts part `i` exactly and writes it to `path` as packed byte offsets.
@@ -304,22 +290,16 @@ fn sort_part(
         stats.suffixes_in_runs += members;
     }
 
-    let tmp = temp_path(path);
-    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 22, out);
-    for &x in &sa {
-        let offset = (start + x as u64) * text.width;
-        writer
-            .write_all(&offset.to_le_bytes()[..ptr_size])
-            .map_err(|e| Error::io(&tmp, e))?;
-    }
-    let out = writer
-        .into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    if sync {
-        out.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    atomic::write_with(path, sync, |out, tmp| {
+        let mut writer = std::io::BufWriter::with_capacity(1 << 22, out);
+        for &x in &sa {
+            let offset = (start + x as u64) * text.width;
+            writer
+                .write_all(&offset.to_le_bytes()[..ptr_size])
+                .map_err(|e| Error::io(tmp, e))?;
+        }
+        writer.flush().map_err(|e| Error::io(tmp, e))
+    })
 }
 
 /// Re-sorts, comparing the full text, every run of adjacent suffixes (part-local

@@ -22,7 +22,7 @@ mod sorter;
 pub mod writer;
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -187,10 +187,10 @@ pub fn build_suffix_array_with(
                 path: tokenized.to_path_buf(),
                 detail,
             })?;
-            let tmp = external::temp_path(table);
-            write_table(&sa, w, ptr_size_for(size), &tmp, !options.no_sync)?;
+            crate::atomic::write_with(table, !options.no_sync, |file, tmp| {
+                write_table(&sa, w, ptr_size_for(size), file, tmp)
+            })?;
             drop(sa);
-            std::fs::rename(&tmp, table).map_err(|e| Error::io(table, e))?;
             progress(&Progress {
                 phase: Phase::SortAll,
                 part: 1,
@@ -238,16 +238,16 @@ pub fn plan_for_budget(
 }
 
 /// Writes byte offsets (`position * width`) of `sa` as `ptr_size`-byte
-/// little-endian integers, packing chunks in parallel.
+/// little-endian integers to `file` (named `table` in errors), packing chunks in
+/// parallel.
 fn write_table(
     sa: &SuffixArray,
     width: u64,
     ptr_size: usize,
+    file: &File,
     table: &Path,
-    sync: bool,
 ) -> Result<()> {
     const CHUNK: usize = 1 << 20;
-    let file = File::create(table).map_err(|e| Error::io(table, e))?;
     let mut out = BufWriter::with_capacity(1 << 22, file);
     let n = sa.len();
     let mut start = 0;
@@ -271,29 +271,7 @@ fn write_table(
         }
         start = end;
     }
-    out.flush().map_err(|e| Error::io(table, e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io(table, e.into_error()))?;
-    if sync {
-        file.sync_all().map_err(|e| Error::io(table, e))?;
-    }
-    Ok(())
-}
-
-/// XXH3-64 of a file's contents as 16 hex digits, read in 8 MiB blocks.
-pub fn checksum_file(path: &Path) -> Result<String> {
-    let mut file = crate::mmap::open_regular_file(path, "an index file")?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let read = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
-    Ok(format!("{:016x}", hasher.digest()))
+    out.flush().map_err(|e| Error::io(table, e))
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ fn build(
     };
     let report =
         build_suffix_array_with(&tokenized, &table, width, &options, &mut |_| Ok(())).unwrap();
-    assert!(!external::temp_path(&table).exists());
+    assert!(!crate::atomic::partial_path(&table).exists());
     (std::fs::read(&table).unwrap(), report)
 }
 

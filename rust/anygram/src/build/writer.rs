@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::{self, sync_directory};
 use crate::error::{Error, Result};
 use crate::format::{ptr_size_for, shard_file, TokenWidth};
 use crate::manifest::{
-    marker_contents, sync_directory, write_atomically, BuildRecord, FileMeta, Manifest, ShardMeta,
-    TokenizerMeta, MANIFEST_FILE, MARKER_FILE, TOKENIZER_FILE,
+    marker_contents, BuildRecord, FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE,
+    MARKER_FILE, TOKENIZER_FILE,
 };
 
 /// The one-shard token stream, in the index directory until it is split.
@@ -176,11 +177,11 @@ impl StreamWriter {
         if let Some(meta) = self.meta {
             sync(meta, self.dir.join(METADATA_STREAM))?;
         }
-        write_atomically(
+        atomic::write_file(
             &starts_dir.join(DOC_STARTS),
             bytemuck::cast_slice(&le(&self.doc_starts)),
         )?;
-        write_atomically(
+        atomic::write_file(
             &starts_dir.join(META_STARTS),
             bytemuck::cast_slice(&le(&self.meta_starts)),
         )?;
@@ -314,7 +315,7 @@ fn write_offsets(starts: &[u64], base: u64, path: &Path) -> Result<()> {
         .iter()
         .flat_map(|&start| (start - base).to_le_bytes())
         .collect();
-    write_atomically(path, &bytes)
+    atomic::write_file(path, &bytes)
 }
 
 /// Writes bytes `[begin, end)` of `src` to `dst` (temp + rename). `whole`:
@@ -326,25 +327,22 @@ fn copy_range(src: &Path, dst: &Path, begin: u64, end: u64, whole: bool) -> Resu
         }
         return std::fs::rename(src, dst).map_err(|e| Error::io(dst, e));
     }
-    let mut name = dst.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    let tmp = dst.with_file_name(name);
     let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
     input
         .seek(SeekFrom::Start(begin))
         .map_err(|e| Error::io(src, e))?;
-    let mut output = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    // std::io::copy uses copy_file_range between files where the kernel has it.
-    let copied =
-        std::io::copy(&mut input.take(end - begin), &mut output).map_err(|e| Error::io(&tmp, e))?;
-    if copied != end - begin {
-        return Err(Error::corrupt(
-            src,
-            format!("ended early while writing {}", dst.display()),
-        ));
-    }
-    output.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))
+    atomic::write_with(dst, true, |mut output, tmp| {
+        // std::io::copy uses copy_file_range between files where the kernel has it.
+        let copied = std::io::copy(&mut input.take(end - begin), &mut output)
+            .map_err(|e| Error::io(tmp, e))?;
+        if copied != end - begin {
+            return Err(Error::corrupt(
+                src,
+                format!("ended early while writing {}", dst.display()),
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// The tokenizer to store in an index.
@@ -444,7 +442,7 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
         .par_iter()
         .map(|name| {
             let path = dir.join(name);
-            let xxh3_64 = super::checksum_file(&path)?;
+            let xxh3_64 = crate::manifest::checksum_file(&path)?;
             let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
             file.sync_all().map_err(|e| Error::io(&path, e))?;
             let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anygram::build::{build_suffix_array, checksum_file};
+use anygram::build::build_suffix_array;
+use anygram::manifest::checksum_file;
 use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE};
 use anygram::{Engine, OpenOptions, TokenWidth};
 
