@@ -39,7 +39,10 @@ pub fn current() -> &'static ThreadPool {
             .build()
             .unwrap_or_else(|e| panic!("cannot start anygram's worker threads: {e}")),
     ));
-    POOL.store(pool as *const ThreadPool as *mut ThreadPool, Ordering::Release);
+    POOL.store(
+        pool as *const ThreadPool as *mut ThreadPool,
+        Ordering::Release,
+    );
     OWNER.store(pid, Ordering::Release);
     pool
 }
