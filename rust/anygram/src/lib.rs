@@ -44,6 +44,7 @@ pub mod pool;
 pub mod reads;
 pub mod scan;
 pub mod shard;
+pub mod storage;
 pub mod tokenize;
 pub mod verify;
 
