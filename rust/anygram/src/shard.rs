@@ -285,6 +285,10 @@ impl Shard {
             None => Ok(None),
         }
     }
+    /// Whether the shard has document metadata.
+    pub fn has_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
     /// Bytes of tokens (the token stream's size).
     pub fn tokenized_len(&self) -> u64 {
         self.tokenized.len()

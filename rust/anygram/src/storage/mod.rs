@@ -22,7 +22,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::mmap::MappedFile;
 
-pub use remote::get_count as remote_get_count;
+pub use remote::{batch_count as remote_batch_count, get_count as remote_get_count};
 
 /// The object backend's cache and retry settings (process-wide; see [`configure`]).
 #[derive(Debug, Clone)]

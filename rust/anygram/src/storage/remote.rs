@@ -27,6 +27,14 @@ pub fn get_count() -> u64 {
     GETS.load(Ordering::Relaxed)
 }
 
+/// Batches of concurrent GETs (round trips) sent in this process.
+static BATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Round trips (batches of concurrent GETs) the object backend has made in this process.
+pub fn batch_count() -> u64 {
+    BATCHES.load(Ordering::Relaxed)
+}
+
 /// One bucket (or HTTP origin): its client and runtime, remade after a fork.
 struct Endpoint {
     made_in: u32,
@@ -64,11 +72,11 @@ pub fn configure(new: StorageOptions) -> Result<()> {
 }
 
 fn current_cache() -> Result<Arc<BlockCache>> {
+    let o = options().lock().unwrap().clone();
     let mut slot = cache().lock().unwrap();
     if let Some(c) = &*slot {
         return Ok(c.clone());
     }
-    let o = options().lock().unwrap().clone();
     let made = Arc::new(
         BlockCache::new(&CacheLimits {
             ram_bytes: o.cache_ram_bytes,
@@ -289,14 +297,16 @@ impl RemoteFile {
     pub fn open(url: &Url, what: &str) -> Result<RemoteFile> {
         let display = PathBuf::from(url.as_str());
         let info = info(url)?.ok_or_else(|| Error::MissingFile { path: display.clone(), what: what.to_string() })?;
+        let block = options().lock().unwrap().block_bytes;
+        let cache = current_cache()?;
         Ok(RemoteFile {
             url: url.clone(),
             path: object_path(url)?,
             display,
             len: info.size,
             identity: info.identity,
-            block: options().lock().unwrap().block_bytes,
-            cache: current_cache()?,
+            block,
+            cache,
         })
     }
 
@@ -331,6 +341,7 @@ impl RemoteFile {
             return Ok(());
         }
         let (runtime, store) = endpoint(&self.url)?;
+        BATCHES.fetch_add(1, Ordering::Relaxed);
         let fetched: Vec<(u64, Bytes)> = runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for &block in &missing {
@@ -398,6 +409,7 @@ impl RemoteFile {
         // The cache cannot even hold one read's blocks: read them uncached.
         let (runtime, store) = endpoint(&self.url)?;
         GETS.fetch_add(1, Ordering::Relaxed);
+        BATCHES.fetch_add(1, Ordering::Relaxed);
         let bytes = runtime
             .block_on(store.get_range(&self.path, start..end))
             .map_err(|e| io_error(self.url.as_str(), e))?;
