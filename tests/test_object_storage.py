@@ -193,14 +193,31 @@ def test_a_count_over_s3_costs_at_most_four_round_trips_per_shard(served):
     assert worst > 0  # blocks of 64 bytes: counts did read through GETs
 
 
-def test_cli_count_accepts_an_s3_url(served):
-    env = dict(os.environ, **served["env"], PYTHONPATH=os.pathsep.join(
+def _cli_env(served, **extra):
+    return dict(os.environ, **served["env"], **extra, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(anygram.__path__[0])] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+
+
+def test_cli_count_accepts_an_s3_url_and_caches_blocks_on_disk(served, tmp_path):
+    cache = tmp_path / "cache"
+    env = _cli_env(served, ANYGRAM_CACHE_DIR=str(cache), ANYGRAM_CACHE_DISK_BYTES=str(1 << 20),
+                   ANYGRAM_STORAGE_BLOCK_BYTES="4096")
     local = anygram.Engine.open(served["local"])
     out = subprocess.run([os.sys.executable, "-m", "anygram.cli", "count", "--index", "s3://bucket/idx",
                           "--ids", "1,2"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f'"count": {local.count([1, 2])}' in out.stdout.replace(" ", "").replace('":', '": ')
+    blocks = list(cache.iterdir())
+    assert blocks and all(f.stat().st_size <= 4096 for f in blocks)
+    assert sum(f.stat().st_size for f in blocks) <= 1 << 20
+
+
+def test_a_bad_cache_variable_is_a_clear_error(served):
+    env = _cli_env(served, ANYGRAM_CACHE_RAM_BYTES="lots")
+    out = subprocess.run([os.sys.executable, "-m", "anygram.cli", "count", "--index", "s3://bucket/idx",
+                          "--ids", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "ANYGRAM_CACHE_RAM_BYTES" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_missing_index_and_bad_scheme_are_clear_errors(served):

@@ -51,6 +51,52 @@ impl Default for StorageOptions {
     }
 }
 
+/// Environment variables that set [`StorageOptions`] (for the CLI and the server).
+pub const ENV_BLOCK_BYTES: &str = "ANYGRAM_STORAGE_BLOCK_BYTES";
+/// RAM for cached blocks, bytes.
+pub const ENV_CACHE_RAM_BYTES: &str = "ANYGRAM_CACHE_RAM_BYTES";
+/// A directory for cached blocks on disk.
+pub const ENV_CACHE_DIR: &str = "ANYGRAM_CACHE_DIR";
+/// Disk for cached blocks, bytes (default 10 GiB when a directory is given).
+pub const ENV_CACHE_DISK_BYTES: &str = "ANYGRAM_CACHE_DISK_BYTES";
+/// Retries of a failed request.
+pub const ENV_RETRIES: &str = "ANYGRAM_STORAGE_RETRIES";
+
+impl StorageOptions {
+    /// The defaults, with what the `ANYGRAM_*` variables above set; a value
+    /// that is not a whole number in range is an error naming the variable.
+    pub fn from_env() -> Result<StorageOptions> {
+        let number = |name: &str, max: u64| -> Result<Option<u64>> {
+            match std::env::var(name) {
+                Err(_) => Ok(None),
+                Ok(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&v| v <= max)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("{name}={text:?} must be a whole number in [0, {max}]"))
+                    }),
+            }
+        };
+        let defaults = StorageOptions::default();
+        let cache_dir = std::env::var_os(ENV_CACHE_DIR).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let block_bytes = number(ENV_BLOCK_BYTES, 64 << 20)?.unwrap_or(defaults.block_bytes);
+        if block_bytes == 0 {
+            return Err(Error::InvalidArgument(format!("{ENV_BLOCK_BYTES} must be at least 1")));
+        }
+        Ok(StorageOptions {
+            block_bytes,
+            cache_ram_bytes: number(ENV_CACHE_RAM_BYTES, u64::MAX)?.unwrap_or(defaults.cache_ram_bytes),
+            cache_disk_bytes: number(ENV_CACHE_DISK_BYTES, u64::MAX)?
+                .unwrap_or(if cache_dir.is_some() { 10 << 30 } else { 0 }),
+            cache_dir,
+            retries: number(ENV_RETRIES, 100)?.map_or(defaults.retries, |r| r as usize),
+        })
+    }
+}
+
 /// Sets the object backend's options for files opened from now on (the cache is replaced).
 pub fn configure(options: StorageOptions) -> Result<()> {
     remote::configure(options)

@@ -42,9 +42,20 @@ struct Endpoint {
     store: Arc<dyn ObjectStore>,
 }
 
-fn options() -> &'static Mutex<StorageOptions> {
-    static OPTIONS: OnceLock<Mutex<StorageOptions>> = OnceLock::new();
-    OPTIONS.get_or_init(|| Mutex::new(StorageOptions::default()))
+/// The options in force: from the environment until [`configure`] sets them
+/// (a bad variable is reported by every open until then).
+fn options() -> &'static Mutex<Result<StorageOptions, String>> {
+    static OPTIONS: OnceLock<Mutex<Result<StorageOptions, String>>> = OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        Mutex::new(StorageOptions::from_env().map_err(|e| match e {
+            Error::InvalidArgument(message) => message,
+            other => other.to_string(),
+        }))
+    })
+}
+
+fn current_options() -> Result<StorageOptions> {
+    options().lock().unwrap().clone().map_err(Error::InvalidArgument)
 }
 
 fn cache() -> &'static Mutex<Option<Arc<BlockCache>>> {
@@ -67,12 +78,12 @@ pub fn configure(new: StorageOptions) -> Result<()> {
     })
     .map_err(|e| Error::io(new.cache_dir.clone().unwrap_or_default(), e))?;
     *cache().lock().unwrap() = Some(Arc::new(made));
-    *options().lock().unwrap() = new;
+    *options().lock().unwrap() = Ok(new);
     Ok(())
 }
 
 fn current_cache() -> Result<Arc<BlockCache>> {
-    let o = options().lock().unwrap().clone();
+    let o = current_options()?;
     let mut slot = cache().lock().unwrap();
     if let Some(c) = &*slot {
         return Ok(c.clone());
@@ -187,7 +198,7 @@ fn endpoint(url: &Url) -> Result<(Arc<tokio::runtime::Runtime>, Arc<dyn ObjectSt
             .build()
             .map_err(|e| Error::io(PathBuf::from(url.as_str()), e))?,
     );
-    let retries = options().lock().unwrap().retries;
+    let retries = current_options()?.retries;
     let store = build_store(url, retries)?;
     map.insert(
         key,
@@ -297,7 +308,7 @@ impl RemoteFile {
     pub fn open(url: &Url, what: &str) -> Result<RemoteFile> {
         let display = PathBuf::from(url.as_str());
         let info = info(url)?.ok_or_else(|| Error::MissingFile { path: display.clone(), what: what.to_string() })?;
-        let block = options().lock().unwrap().block_bytes;
+        let block = current_options()?.block_bytes;
         let cache = current_cache()?;
         Ok(RemoteFile {
             url: url.clone(),
