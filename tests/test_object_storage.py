@@ -258,3 +258,33 @@ def test_a_server_that_dies_mid_session_is_an_index_io_error(served, tmp_path):
         os.environ["AWS_ENDPOINT_URL"] = served["env"]["AWS_ENDPOINT_URL"]
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_forked_child_reads_through_its_own_client(served):
+    """A runtime and HTTP client made in the parent have no threads in a forked
+    child: the backend makes new ones there (as the pool does), so the child's
+    queries neither hang nor fail."""
+    _anygram.configure_storage(block_bytes=BLOCK_BYTES, cache_ram_bytes=64 << 20, retries=1)
+    engine = anygram.Engine.open("s3://bucket/idx")
+    local = anygram.Engine.open(served["local"])
+    assert engine.count([1]) == local.count([1])
+    queries = [q for q in _queries(served["docs"], 4, n=20) if q]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answers through the pipe, never returns into pytest
+        try:
+            answers = ",".join(str(engine.count(q)) for q in queries)
+            os.write(write_end, answers.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+        time.sleep(0.05)
+    else:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        got = pipe.read().decode()
+    assert got == ",".join(str(local.count(q)) for q in queries)
