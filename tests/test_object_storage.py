@@ -288,3 +288,15 @@ def test_a_forked_child_reads_through_its_own_client(served):
     with os.fdopen(read_end, "rb") as pipe:
         got = pipe.read().decode()
     assert got == ",".join(str(local.count(q)) for q in queries)
+
+
+def test_serve_takes_an_index_in_s3(served):
+    from serving import Server
+
+    local = anygram.Engine.open(served["local"])
+    queries = [q for q in _queries(served["docs"], 5, n=10) if q]
+    with Server({"web": "s3://bucket/idx"}, env=served["env"]) as server, server.client() as client:
+        for ids in queries:
+            response = client.post("/", json={"index": "web", "query_type": "count", "query_ids": ids})
+            assert response.status_code == 200, response.text
+            assert response.json()["count"] == local.count(ids)
