@@ -11,7 +11,12 @@ use crate::batch::call;
 /// The whole content of a small index file (manifest, tokenizer) at a local
 /// path or URL, read through the core's storage layer; at most `max_bytes`.
 #[pyfunction]
-pub fn read_index_file<'py>(py: Python<'py>, path: PathBuf, what: String, max_bytes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+pub fn read_index_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    what: String,
+    max_bytes: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let max_bytes = maybe_int_arg(Some(max_bytes), "max_bytes", 0..=i64::MAX as i128)?.unwrap_or(0);
     let bytes = call(py, || anygram::storage::read_whole(&path, &what, max_bytes))?;
     Ok(PyBytes::new(py, &bytes))
@@ -48,13 +53,19 @@ pub fn configure_storage(
 ) -> PyResult<()> {
     let defaults = anygram::storage::StorageOptions::default();
     let options = anygram::storage::StorageOptions {
-        block_bytes: maybe_int_arg(block_bytes, "block_bytes", 1..=(64 << 20))?.unwrap_or(defaults.block_bytes),
+        block_bytes: maybe_int_arg(block_bytes, "block_bytes", 1..=(64 << 20))?
+            .unwrap_or(defaults.block_bytes),
         cache_ram_bytes: maybe_int_arg(cache_ram_bytes, "cache_ram_bytes", 0..=i64::MAX as i128)?
             .unwrap_or(defaults.cache_ram_bytes),
-        cache_disk_bytes: maybe_int_arg(cache_disk_bytes, "cache_disk_bytes", 0..=i64::MAX as i128)?
-            .unwrap_or(if cache_dir.is_some() { 10 << 30 } else { 0 }),
+        cache_disk_bytes: maybe_int_arg(
+            cache_disk_bytes,
+            "cache_disk_bytes",
+            0..=i64::MAX as i128,
+        )?
+        .unwrap_or(if cache_dir.is_some() { 10 << 30 } else { 0 }),
         cache_dir,
-        retries: maybe_int_arg::<u64>(retries, "retries", 0..=100)?.map_or(defaults.retries, |r| r as usize),
+        retries: maybe_int_arg::<u64>(retries, "retries", 0..=100)?
+            .map_or(defaults.retries, |r| r as usize),
     };
     call(py, || anygram::storage::configure(options))
 }

@@ -49,10 +49,10 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::{read_uint_le, shard_file};
-use crate::storage::IndexFile;
-use std::borrow::Cow;
 use crate::reads;
 use crate::shard::{RankRange, Shard};
+use crate::storage::IndexFile;
+use std::borrow::Cow;
 
 /// Format version written by this build (and the only one it reads).
 pub const FORMAT_VERSION: u32 = 1;
@@ -323,8 +323,16 @@ fn fingerprint(shard: &Shard) -> Result<u64> {
         .iter()
         .map(|&r| Ok(table.read_at(r * ps, ps)?.into_owned()))
         .collect::<Result<Vec<_>>>()?;
-    let ptrs: Vec<u64> = entries.iter().map(|e| read_uint_le(e).min(text.len())).collect();
-    text.prefetch(&ptrs.iter().map(|&p| (p, FINGERPRINT_TEXT_BYTES)).collect::<Vec<_>>())?;
+    let ptrs: Vec<u64> = entries
+        .iter()
+        .map(|e| read_uint_le(e).min(text.len()))
+        .collect();
+    text.prefetch(
+        &ptrs
+            .iter()
+            .map(|&p| (p, FINGERPRINT_TEXT_BYTES))
+            .collect::<Vec<_>>(),
+    )?;
     for (entry, &ptr) in entries.iter().zip(&ptrs) {
         hash.update(entry);
         hash.update(&text.read_clipped(ptr, FINGERPRINT_TEXT_BYTES)?);
@@ -489,7 +497,12 @@ impl Accelerator {
                     .collect();
                 let ranges: Vec<(u64, u64)> = nodes
                     .iter()
-                    .map(|&node| (self.layout.level_offset(level) + node * self.layout.node_stride, self.layout.node_stride))
+                    .map(|&node| {
+                        (
+                            self.layout.level_offset(level) + node * self.layout.node_stride,
+                            self.layout.node_stride,
+                        )
+                    })
                     .collect();
                 self.file.prefetch(&ranges)?;
                 for &(at, len) in &ranges {
@@ -591,8 +604,10 @@ impl Accelerator {
                 break;
             }
             // Round 1: the pointers, contiguous runs of the table.
-            let pointer_runs: Vec<(u64, u64)> =
-                runs(&ranks).into_iter().map(|(start, len)| (start * ps, len * ps)).collect();
+            let pointer_runs: Vec<(u64, u64)> = runs(&ranks)
+                .into_iter()
+                .map(|(start, len)| (start * ps, len * ps))
+                .collect();
             table.prefetch(&pointer_runs)?;
             for &(at, len) in &pointer_runs {
                 reads::touch(table, at, len);
@@ -893,7 +908,12 @@ pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
     let layout = &accel.layout;
     for (level, &keys) in layout.levels.iter().enumerate() {
         let below = layout.levels.get(level + 1);
-        let entry = |level: usize, index: u64| accel.entry(level, index).map(Cow::into_owned).unwrap_or_default();
+        let entry = |level: usize, index: u64| {
+            accel
+                .entry(level, index)
+                .map(Cow::into_owned)
+                .unwrap_or_default()
+        };
         for index in 0..keys {
             let key = entry(level, index);
             if index > 0 && entry(level, index - 1) > key {

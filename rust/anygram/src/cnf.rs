@@ -226,7 +226,12 @@ impl Engine {
                 ptrs
             };
             // Each window extends on its own: in parallel when there are many.
-            let longest_term = clause.terms.iter().map(|t| t.len() as u64).max().unwrap_or(0);
+            let longest_term = clause
+                .terms
+                .iter()
+                .map(|t| t.len() as u64)
+                .max()
+                .unwrap_or(0);
             let extend = |&(l, r): &(u64, u64)| -> Result<[Option<(u64, u64)>; 2]> {
                 // The last occurrence starting before r, and the first at or after l.
                 let (new_l, new_r) = if scan_text {
@@ -235,7 +240,8 @@ impl Engine {
                     let from = l.saturating_sub(reach);
                     let to = r.saturating_add(reach).saturating_add(longest_term);
                     let near = shard.tokenized_file().read_clipped(from, to - from)?;
-                    let (nl, nr) = nearest_in_text(&near, clause.terms, l - from, r - from, reach, w);
+                    let (nl, nr) =
+                        nearest_in_text(&near, clause.terms, l - from, r - from, reach, w);
                     (nl.map(|p| p + from), nr.map(|p| p + from))
                 } else {
                     let before = sorted.partition_point(|&p| p < r);

@@ -500,7 +500,8 @@ fn count_shards(dir: &Path) -> Result<usize> {
         if n == 0 {
             return Err(Error::MissingFile {
                 path: dir.join(shard_file("tokenized", 0)),
-                what: "no shard found: this location holds no anygram.json and no tokenized.0".into(),
+                what: "no shard found: this location holds no anygram.json and no tokenized.0"
+                    .into(),
             });
         }
         return Ok(n);

@@ -89,7 +89,11 @@ impl Manifest {
         const MAX_MANIFEST_BYTES: u64 = 256 << 20;
         let path = dir.join(MANIFEST_FILE);
         // Through the storage layer: the index may be in object storage.
-        let bytes = match crate::storage::read_whole(&path, "the index manifest", MAX_MANIFEST_BYTES) {
+        let bytes = match crate::storage::read_whole(
+            &path,
+            "the index manifest",
+            MAX_MANIFEST_BYTES,
+        ) {
             Ok(bytes) => bytes,
             Err(Error::MissingFile { .. }) => {
                 if let Some(found) = ANYGRAM_ONLY_FILES

@@ -552,9 +552,8 @@ impl Shard {
         known_last: Option<u64>,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let next = |rank: u64| -> Result<u64> {
-            self.stored_at(self.ptr_at(rank)? + query_bytes as u64)
-        };
+        let next =
+            |rank: u64| -> Result<u64> { self.stored_at(self.ptr_at(rank)? + query_bytes as u64) };
         if end - start < 4 * unit {
             let mut rank = start;
             while rank < end {
@@ -615,7 +614,10 @@ impl Shard {
     /// the token stream or off the token grid are an error.
     pub fn tokens_between(&self, start: u64, end: u64) -> Result<Vec<u32>> {
         let w = self.width.bytes();
-        let whole_tokens = start % w as u64 == 0 && end % w as u64 == 0 && start <= end && end <= self.tokenized.len();
+        let whole_tokens = start % w as u64 == 0
+            && end % w as u64 == 0
+            && start <= end
+            && end <= self.tokenized.len();
         let bytes = whole_tokens
             .then(|| self.tokenized.read_at(start, end - start))
             .transpose()?
@@ -647,7 +649,11 @@ impl Shard {
             )));
         }
         // metaoff holds num_documents entries (checked at open).
-        let entries = if local_doc + 1 < self.num_documents { 16 } else { 8 };
+        let entries = if local_doc + 1 < self.num_documents {
+            16
+        } else {
+            8
+        };
         let entries = metaoff.read_at(local_doc * 8, entries)?;
         let start = read_u64_at(&entries, 0);
         let end = if local_doc + 1 < self.num_documents {

@@ -42,7 +42,13 @@ impl<V> Tier<V> {
     }
 
     /// Inserts and returns what had to be evicted to stay within the limit.
-    fn insert(&mut self, key: BlockKey, value: V, size: u64, size_of: impl Fn(&V) -> u64) -> Vec<(BlockKey, V)> {
+    fn insert(
+        &mut self,
+        key: BlockKey,
+        value: V,
+        size: u64,
+        size_of: impl Fn(&V) -> u64,
+    ) -> Vec<(BlockKey, V)> {
         if let Some(old) = self.entries.put(key, value) {
             self.bytes -= size_of(&old);
         }
@@ -116,12 +122,15 @@ impl BlockCache {
         if let Some((dir, tier)) = &self.disk {
             let path = Self::block_path(dir, key);
             let partial = path.with_extension(format!("partial{}", std::process::id()));
-            let written = std::fs::write(&partial, &bytes).and_then(|_| std::fs::rename(&partial, &path));
+            let written =
+                std::fs::write(&partial, &bytes).and_then(|_| std::fs::rename(&partial, &path));
             if written.is_ok() {
-                let evicted = tier
-                    .lock()
-                    .unwrap()
-                    .insert(key, bytes.len() as u64, bytes.len() as u64, |&n| n);
+                let evicted = tier.lock().unwrap().insert(
+                    key,
+                    bytes.len() as u64,
+                    bytes.len() as u64,
+                    |&n| n,
+                );
                 for (old, _) in evicted {
                     let _ = std::fs::remove_file(Self::block_path(dir, old));
                 }
@@ -135,7 +144,10 @@ impl BlockCache {
     /// Bytes held in RAM and on disk.
     pub fn usage(&self) -> (u64, u64) {
         let ram = self.ram.lock().unwrap().bytes;
-        let disk = self.disk.as_ref().map_or(0, |(_, t)| t.lock().unwrap().bytes);
+        let disk = self
+            .disk
+            .as_ref()
+            .map_or(0, |(_, t)| t.lock().unwrap().bytes);
         (ram, disk)
     }
 }
@@ -150,7 +162,12 @@ mod tests {
 
     #[test]
     fn ram_tier_evicts_least_recently_used_within_its_limit() {
-        let cache = BlockCache::new(&CacheLimits { ram_bytes: 300, disk_dir: None, disk_bytes: 0 }).unwrap();
+        let cache = BlockCache::new(&CacheLimits {
+            ram_bytes: 300,
+            disk_dir: None,
+            disk_bytes: 0,
+        })
+        .unwrap();
         cache.put((1, 0), block(0, 100));
         cache.put((1, 1), block(1, 100));
         cache.put((1, 2), block(2, 100));
@@ -169,7 +186,11 @@ mod tests {
     #[test]
     fn disk_tier_keeps_files_within_its_limit_and_serves_after_ram_eviction() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { ram_bytes: 100, disk_dir: Some(dir.path().join("blocks")), disk_bytes: 250 };
+        let limits = CacheLimits {
+            ram_bytes: 100,
+            disk_dir: Some(dir.path().join("blocks")),
+            disk_bytes: 250,
+        };
         let cache = BlockCache::new(&limits).unwrap();
         cache.put((7, 0), block(0, 100));
         cache.put((7, 1), block(1, 100)); // RAM holds only this one now
@@ -177,7 +198,9 @@ mod tests {
         // Block 0 left RAM but comes back from disk, unchanged.
         assert_eq!(cache.get((7, 0)), Some(block(0, 100)));
         cache.put((7, 2), block(2, 100)); // disk over 250: block 1 (least recent there) goes
-        let files = std::fs::read_dir(dir.path().join("blocks")).unwrap().count();
+        let files = std::fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .count();
         assert_eq!(files, 2);
         assert_eq!(cache.usage().1, 200);
         assert!(!BlockCache::block_path(&dir.path().join("blocks"), (7, 1)).exists());
@@ -188,7 +211,11 @@ mod tests {
     #[test]
     fn a_deleted_disk_block_is_a_miss_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { ram_bytes: 0, disk_dir: Some(dir.path().to_path_buf()), disk_bytes: 1000 };
+        let limits = CacheLimits {
+            ram_bytes: 0,
+            disk_dir: Some(dir.path().to_path_buf()),
+            disk_bytes: 1000,
+        };
         let cache = BlockCache::new(&limits).unwrap();
         cache.put((3, 4), block(5, 10));
         assert_eq!(cache.get((3, 4)), Some(block(5, 10)));

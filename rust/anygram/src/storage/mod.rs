@@ -76,19 +76,26 @@ impl StorageOptions {
                     .filter(|&v| v <= max)
                     .map(Some)
                     .ok_or_else(|| {
-                        Error::InvalidArgument(format!("{name}={text:?} must be a whole number in [0, {max}]"))
+                        Error::InvalidArgument(format!(
+                            "{name}={text:?} must be a whole number in [0, {max}]"
+                        ))
                     }),
             }
         };
         let defaults = StorageOptions::default();
-        let cache_dir = std::env::var_os(ENV_CACHE_DIR).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let cache_dir = std::env::var_os(ENV_CACHE_DIR)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
         let block_bytes = number(ENV_BLOCK_BYTES, 64 << 20)?.unwrap_or(defaults.block_bytes);
         if block_bytes == 0 {
-            return Err(Error::InvalidArgument(format!("{ENV_BLOCK_BYTES} must be at least 1")));
+            return Err(Error::InvalidArgument(format!(
+                "{ENV_BLOCK_BYTES} must be at least 1"
+            )));
         }
         Ok(StorageOptions {
             block_bytes,
-            cache_ram_bytes: number(ENV_CACHE_RAM_BYTES, u64::MAX)?.unwrap_or(defaults.cache_ram_bytes),
+            cache_ram_bytes: number(ENV_CACHE_RAM_BYTES, u64::MAX)?
+                .unwrap_or(defaults.cache_ram_bytes),
             cache_disk_bytes: number(ENV_CACHE_DISK_BYTES, u64::MAX)?
                 .unwrap_or(if cache_dir.is_some() { 10 << 30 } else { 0 }),
             cache_dir,
@@ -111,7 +118,10 @@ pub fn url_of(path: &Path) -> Result<Option<Url>> {
     let Some((scheme, _)) = text.split_once("://") else {
         return Ok(None);
     };
-    if !matches!(scheme, "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" | "http" | "https") {
+    if !matches!(
+        scheme,
+        "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" | "http" | "https"
+    ) {
         return Err(Error::InvalidArgument(format!(
             "{text}: unknown URL scheme {scheme:?} (anygram reads s3://, gs://, az://, abfs://, http:// and https://)"
         )));
@@ -159,7 +169,10 @@ pub fn read_whole(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>> {
     if file.len() > max_bytes {
         return Err(Error::corrupt(
             path,
-            format!("{what} is {} bytes, more than the {max_bytes} it may be", file.len()),
+            format!(
+                "{what} is {} bytes, more than the {max_bytes} it may be",
+                file.len()
+            ),
         ));
     }
     Ok(file.read_at(0, file.len())?.into_owned())
@@ -219,12 +232,19 @@ impl IndexFile {
     /// cache remotely. A range outside the file is an error naming it.
     #[inline]
     pub fn read_at(&self, start: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let end = start.checked_add(len).filter(|&e| e <= self.len()).ok_or_else(|| {
-            Error::corrupt(
-                self.path(),
-                format!("bytes {start}..{} are outside the file's {} bytes", start.saturating_add(len), self.len()),
-            )
-        })?;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= self.len())
+            .ok_or_else(|| {
+                Error::corrupt(
+                    self.path(),
+                    format!(
+                        "bytes {start}..{} are outside the file's {} bytes",
+                        start.saturating_add(len),
+                        self.len()
+                    ),
+                )
+            })?;
         match self {
             IndexFile::Local(m) => Ok(Cow::Borrowed(&m.bytes()[start as usize..end as usize])),
             IndexFile::Remote(r) => Ok(Cow::Owned(r.read_at(start, len)?)),

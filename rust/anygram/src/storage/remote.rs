@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreScheme, RetryConfig, BackoffConfig, ClientOptions};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig};
 use url::Url;
 
 use super::cache::{BlockCache, CacheLimits};
@@ -55,7 +55,11 @@ fn options() -> &'static Mutex<Result<StorageOptions, String>> {
 }
 
 fn current_options() -> Result<StorageOptions> {
-    options().lock().unwrap().clone().map_err(Error::InvalidArgument)
+    options()
+        .lock()
+        .unwrap()
+        .clone()
+        .map_err(Error::InvalidArgument)
 }
 
 fn cache() -> &'static Mutex<Option<Arc<BlockCache>>> {
@@ -101,7 +105,8 @@ fn current_cache() -> Result<Arc<BlockCache>> {
 }
 
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    std::env::var(name)
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 fn build_store(url: &Url, retries: usize) -> Result<Arc<dyn ObjectStore>> {
@@ -172,13 +177,20 @@ fn io_error(what: &str, e: object_store::Error) -> Error {
         object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
         _ => std::io::ErrorKind::Other,
     };
-    Error::io(PathBuf::from(what), std::io::Error::new(kind, e.to_string()))
+    Error::io(
+        PathBuf::from(what),
+        std::io::Error::new(kind, e.to_string()),
+    )
 }
 
 /// The runtime and store for `url`'s bucket, made (again) in this process.
 fn endpoint(url: &Url) -> Result<(Arc<tokio::runtime::Runtime>, Arc<dyn ObjectStore>)> {
     static ENDPOINTS: OnceLock<Mutex<HashMap<String, Endpoint>>> = OnceLock::new();
-    let key = format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort]);
+    let key = format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    );
     let pid = std::process::id();
     let mut map = ENDPOINTS.get_or_init(Default::default).lock().unwrap();
     if let Some(e) = map.get(&key) {
@@ -202,7 +214,11 @@ fn endpoint(url: &Url) -> Result<(Arc<tokio::runtime::Runtime>, Arc<dyn ObjectSt
     let store = build_store(url, retries)?;
     map.insert(
         key,
-        Endpoint { made_in: pid, runtime: runtime.clone(), store: store.clone() },
+        Endpoint {
+            made_in: pid,
+            runtime: runtime.clone(),
+            store: store.clone(),
+        },
     );
     Ok((runtime, store))
 }
@@ -236,9 +252,15 @@ fn identity_of(url: &Url, meta: &object_store::ObjectMeta) -> u64 {
 /// Listings of remote directories, each made once (one LIST for all the
 /// files of an index); `None` where the store cannot list (plain HTTP).
 fn listing(dir: &Url) -> Result<Option<Arc<HashMap<String, ObjectInfo>>>> {
-    static LISTINGS: OnceLock<Mutex<HashMap<String, Option<Arc<HashMap<String, ObjectInfo>>>>>> = OnceLock::new();
+    static LISTINGS: OnceLock<Mutex<HashMap<String, Option<Arc<HashMap<String, ObjectInfo>>>>>> =
+        OnceLock::new();
     let key = dir.as_str().to_string();
-    if let Some(found) = LISTINGS.get_or_init(Default::default).lock().unwrap().get(&key) {
+    if let Some(found) = LISTINGS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .get(&key)
+    {
         return Ok(found.clone());
     }
     if matches!(dir.scheme(), "http" | "https") && !is_cloud_https(dir) {
@@ -254,17 +276,31 @@ fn listing(dir: &Url) -> Result<Option<Arc<HashMap<String, ObjectInfo>>>> {
     for meta in listed.objects {
         if let Some(name) = meta.location.filename() {
             let url = dir.join(name).map_err(|e| bad_url(dir, e))?;
-            files.insert(name.to_string(), ObjectInfo { size: meta.size, identity: identity_of(&url, &meta) });
+            files.insert(
+                name.to_string(),
+                ObjectInfo {
+                    size: meta.size,
+                    identity: identity_of(&url, &meta),
+                },
+            );
         }
     }
     let files = Some(Arc::new(files));
-    LISTINGS.get().unwrap().lock().unwrap().insert(key, files.clone());
+    LISTINGS
+        .get()
+        .unwrap()
+        .lock()
+        .unwrap()
+        .insert(key, files.clone());
     Ok(files)
 }
 
 /// https URLs that object_store maps to a cloud store (S3, Azure, R2) rather than plain HTTP.
 fn is_cloud_https(url: &Url) -> bool {
-    !matches!(ObjectStoreScheme::parse(url), Ok((ObjectStoreScheme::Http, _)))
+    !matches!(
+        ObjectStoreScheme::parse(url),
+        Ok((ObjectStoreScheme::Http, _))
+    )
 }
 
 /// Splits a file URL into its directory (ending in '/') and name.
@@ -274,14 +310,21 @@ fn dir_of(url: &Url) -> Result<Url> {
 
 /// Size and identity of the object at `url`, or `None` when there is none.
 fn info(url: &Url) -> Result<Option<ObjectInfo>> {
-    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string();
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("")
+        .to_string();
     if let Some(files) = listing(&dir_of(url)?)? {
         return Ok(files.get(&name).cloned());
     }
     let (runtime, store) = endpoint(url)?;
     let path = object_path(url)?;
     match runtime.block_on(store.head(&path)) {
-        Ok(meta) => Ok(Some(ObjectInfo { size: meta.size, identity: identity_of(url, &meta) })),
+        Ok(meta) => Ok(Some(ObjectInfo {
+            size: meta.size,
+            identity: identity_of(url, &meta),
+        })),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(io_error(url.as_str(), e)),
     }
@@ -307,7 +350,10 @@ impl RemoteFile {
     /// Opens the object at `url`; a missing one is [`Error::MissingFile`].
     pub fn open(url: &Url, what: &str) -> Result<RemoteFile> {
         let display = PathBuf::from(url.as_str());
-        let info = info(url)?.ok_or_else(|| Error::MissingFile { path: display.clone(), what: what.to_string() })?;
+        let info = info(url)?.ok_or_else(|| Error::MissingFile {
+            path: display.clone(),
+            what: what.to_string(),
+        })?;
         let block = current_options()?.block_bytes;
         let cache = current_cache()?;
         Ok(RemoteFile {
