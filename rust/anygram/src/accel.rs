@@ -739,21 +739,26 @@ fn runs(ranks: &BTreeSet<u64>) -> Vec<(u64, u64)> {
 pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
     let size = |s: &Shard| s.tokenized_len() + s.table_len();
     let total: u64 = shards.iter().map(|s| size(s)).sum();
-    for shard in shards {
-        let budget = match resident_mem {
-            Some(all) if total > 0 => (all as u128 * size(shard) as u128 / total as u128) as u64,
-            Some(all) => all,
-            None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
-        };
-        match Accelerator::open(dir, shard, budget) {
-            Ok(Some(accel)) => shard.set_accelerator(accel),
-            Ok(None) => {}
-            Err(e) => eprintln!(
-                "anygram: warning: ignoring the search accelerator of shard {}: {e}",
-                shard.number
-            ),
-        }
-    }
+    // Concurrently: in object storage each open waits on round trips.
+    crate::pool::install(|| {
+        shards.par_iter().for_each(|shard| {
+            let budget = match resident_mem {
+                Some(all) if total > 0 => {
+                    (all as u128 * size(shard) as u128 / total as u128) as u64
+                }
+                Some(all) => all,
+                None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
+            };
+            match Accelerator::open(dir, shard, budget) {
+                Ok(Some(accel)) => shard.set_accelerator(accel),
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "anygram: warning: ignoring the search accelerator of shard {}: {e}",
+                    shard.number
+                ),
+            }
+        })
+    });
 }
 
 /// Writes `dir/accel.{s}` for `shard` (replacing one that is there) atomically:

@@ -163,9 +163,13 @@ impl Engine {
                 "eos token id {eos} is outside the vocabulary [0, {vocab_size})"
             )));
         }
-        let shards = (0..num_shards)
-            .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+        // Shards open concurrently: in object storage each open waits on round trips.
+        let shards = crate::pool::install(|| {
+            (0..num_shards)
+                .into_par_iter()
+                .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
+                .collect::<Result<Vec<_>>>()
+        })?;
         if options.accelerator {
             crate::accel::attach(dir, &shards, options.resident_mem);
         }
