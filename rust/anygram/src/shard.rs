@@ -614,8 +614,8 @@ impl Shard {
     /// the token stream or off the token grid are an error.
     pub fn tokens_between(&self, start: u64, end: u64) -> Result<Vec<u32>> {
         let w = self.width.bytes();
-        let whole_tokens = start % w as u64 == 0
-            && end % w as u64 == 0
+        let whole_tokens = start.is_multiple_of(w as u64)
+            && end.is_multiple_of(w as u64)
             && start <= end
             && end <= self.tokenized.len();
         let bytes = whole_tokens

@@ -249,11 +249,13 @@ fn identity_of(url: &Url, meta: &object_store::ObjectMeta) -> u64 {
     h.digest()
 }
 
+/// The objects of one directory, by name.
+type Listing = Arc<HashMap<String, ObjectInfo>>;
+
 /// Listings of remote directories, each made once (one LIST for all the
 /// files of an index); `None` where the store cannot list (plain HTTP).
-fn listing(dir: &Url) -> Result<Option<Arc<HashMap<String, ObjectInfo>>>> {
-    static LISTINGS: OnceLock<Mutex<HashMap<String, Option<Arc<HashMap<String, ObjectInfo>>>>>> =
-        OnceLock::new();
+fn listing(dir: &Url) -> Result<Option<Listing>> {
+    static LISTINGS: OnceLock<Mutex<HashMap<String, Option<Listing>>>> = OnceLock::new();
     let key = dir.as_str().to_string();
     if let Some(found) = LISTINGS
         .get_or_init(Default::default)
@@ -370,6 +372,11 @@ impl RemoteFile {
     /// The file's length in bytes.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The URL, as a path (for messages).
