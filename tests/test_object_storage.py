@@ -300,3 +300,9 @@ def test_serve_takes_an_index_in_s3(served):
             response = client.post("/", json={"index": "web", "query_type": "count", "query_ids": ids})
             assert response.status_code == 200, response.text
             assert response.json()["count"] == local.count(ids)
+
+
+def test_writing_to_an_index_in_object_storage_is_refused_clearly(served):
+    with pytest.raises(InvalidArgumentError, match="local disk"):
+        _anygram.write_accelerators("s3://bucket/idx", 2)
+    assert not os.path.exists("s3:")  # nothing written under a path that looks like the URL

@@ -766,6 +766,7 @@ pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
 /// on all cores of [`crate::pool`]; memory holds one chunk of the bottom level
 /// and the levels above it.
 pub fn write(dir: &Path, shard: &Shard, options: &WriteOptions) -> Result<PathBuf> {
+    crate::storage::require_local(dir, "writing a search accelerator")?;
     let layout = Layout::new(
         shard.num_tokens(),
         options.rate,
