@@ -16,8 +16,10 @@ DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
 def build_from_tokens(directory: str, docs: Sequence[Sequence[int]], width: int, vocab_size: int,
-                      eos_token_id: int, shards: int = 1, name: str = "index") -> str:
-    """Builds an index of pre-tokenized documents through the public build path (.npy input)."""
+                      eos_token_id: int, shards: int = 1, name: str = "index", accelerator: bool = True) -> str:
+    """Builds an index of pre-tokenized documents through the public build path (.npy input).
+    With search accelerators by default, so that every test that queries these indexes also
+    checks the accelerated search (builds leave them out unless asked)."""
     os.makedirs(directory, exist_ok=True)
     flat = np.asarray([t for d in docs for t in d], dtype=DTYPE[width])
     starts = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
@@ -25,7 +27,8 @@ def build_from_tokens(directory: str, docs: Sequence[Sequence[int]], width: int,
     np.save(os.path.join(directory, "corpus.offsets.npy"), starts)
     out = os.path.join(directory, name)
     anygram.build_index(os.path.join(directory, "corpus.npy"), out, token_width=width,
-                        vocab_size=vocab_size, eos_token_id=eos_token_id, shards=shards, progress=False)
+                        vocab_size=vocab_size, eos_token_id=eos_token_id, shards=shards, progress=False,
+                        accelerator=accelerator)
     return out
 
 

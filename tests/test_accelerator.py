@@ -115,13 +115,13 @@ def test_add_accelerator_to_an_index_built_by_infinigram(tmp_path):
     assert engine.verify()["ok"]
 
 
-def test_build_writes_it_unless_told_not_to(tmp_path):
+def test_build_writes_it_only_when_asked(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["abc abd", "abc", "xyz"]))
     with_it = str(tmp_path / "with")
     without = str(tmp_path / "without")
-    cli("build", str(corpus), "--output", with_it, "--quiet")
-    cli("build", str(corpus), "--output", without, "--quiet", "--no-accelerator")
+    cli("build", str(corpus), "--output", with_it, "--quiet", "--accelerator")
+    cli("build", str(corpus), "--output", without, "--quiet")
     assert "accel.0" in read_manifest(with_it)["files"]
     assert not os.path.exists(os.path.join(without, "accel.0"))
     for index in (with_it, without):

@@ -61,7 +61,8 @@ def test_committed_fixtures_open_and_answer_forever(fixture, has_manifest):
 def test_fixture_shard_files_are_infinigrams_and_todays_builder_writes_them(tmp_path):
     ours, theirs = (os.path.join(FIXTURES, f) for f in ("anygram-v1-bytes", "infinigram-2.6.0-bytes"))
     shutil.copy(CORPUS, tmp_path / "corpus.jsonl")  # metadata records the path relative to the inputs
-    today = anygram.build_index(str(tmp_path / "corpus.jsonl"), str(tmp_path / "today"), progress=False).output
+    today = anygram.build_index(str(tmp_path / "corpus.jsonl"), str(tmp_path / "today"), progress=False,
+                                accelerator=True).output
     for name in SHARD_FILES:
         committed = Path(ours, name).read_bytes()
         assert committed == Path(theirs, name).read_bytes(), name

@@ -228,7 +228,7 @@ def build_index(
     progress: Optional[bool] = None,
     mem: Union[None, int, str] = None,
     resume: bool = True,
-    accelerator: bool = True,
+    accelerator: bool = False,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
@@ -254,8 +254,10 @@ def build_index(
     whose size follows ``mem`` (with ids identical to tokenizing them whole; for
     tokenizers where no cut is known to be safe, long documents are tokenized whole,
     with a warning). A killed build resumes when run again
-    with the same arguments (``resume=False`` starts afresh). ``accelerator`` writes each
-    shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`). Returns a
+    with the same arguments (``resume=False`` starts afresh). ``accelerator=True`` writes each
+    shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`): a few dependent reads a
+    search for an index on disk or in object storage that does not fit in RAM; on an index in the
+    page cache, searches are faster without it. Returns a
     :class:`BuildReport`.
     """
     started = time.perf_counter()

@@ -216,7 +216,7 @@ def cmd_build(args) -> int:
         text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
         strict=args.strict, overwrite=args.overwrite, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), mem=args.mem, resume=not args.no_resume,
-        accelerator=not args.no_accelerator,
+        accelerator=args.accelerator,
     )
     # -o is the index here: the report always goes to stdout.
     _emit(args_printing_to_stdout(args), dataclasses.asdict(report), report.summary)
@@ -644,8 +644,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="fail on the first unreadable document")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index at --output")
     b.add_argument("--workers", type=int, default=0, help="threads for sorting (0: all cores)")
-    b.add_argument("--no-accelerator", action="store_true",
-                   help="do not write the search accelerators (accel.N files; see `anygram index add-accelerator`)")
+    b.add_argument("--accelerator", action="store_true",
+                   help="write the search accelerators (accel.N): a few reads a search for an index larger "
+                        "than RAM or in object storage; slower on a hot page cache (see `anygram index "
+                        "add-accelerator`)")
     _add_format(b)
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_build)

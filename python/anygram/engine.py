@@ -9,6 +9,7 @@ batch forms run on all cores.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -23,6 +24,56 @@ from .errors import (
 )
 from .manifest import read_manifest, stored_tokenizer
 from .tokenizer import Tokenizer, file_sha256
+
+
+URL_SCHEMES = ("s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https")
+
+#: Largest manifest or tokenizer file read from object storage.
+_MAX_SMALL_FILE = 256 << 20
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` names an index in object storage (``s3://``, ``gs://``,
+    ``az://``, ``http(s)://`` ...) rather than a local directory."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+def _read_remote_manifest(url: str) -> Optional[Dict[str, Any]]:
+    # The core's typed manifest, read through its storage layer (one parser for both).
+    return read_manifest(url)
+
+
+def _remote_tokenizer(url: str, manifest: Dict[str, Any], given: Optional[str]) -> Optional[Tokenizer]:
+    """The tokenizer of an index at ``url``: the stored one (a plain file name
+    beside the manifest, read through the core and checked against the manifest's
+    sha256), or ``given`` when it has the same content."""
+    info = manifest.get("tokenizer")
+    if info is None:
+        if given is not None:
+            raise TokenizerMismatchError(
+                f"{url}: the index was built on UTF-8 bytes without a tokenizer, but tokenizer {given} was given")
+        return Tokenizer(None) if manifest.get("token_width") == 1 else None
+    # The core's manifest type has checked that the name is a plain file name (no "/" can
+    # lead elsewhere in the bucket) and that the sha256 is well formed.
+    expected = info["sha256"]
+    if given is not None:
+        actual = file_sha256(given)
+        if actual != expected:
+            raise TokenizerMismatchError(
+                f"tokenizer {given} (sha256 {actual}) is not the one index {url} was built with (sha256 {expected})")
+        return Tokenizer(given)
+    where = f"{url}/{info['file']}"
+    data = _anygram.read_index_file(where, "the index's tokenizer", _MAX_SMALL_FILE)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise CorruptIndexError(
+            f"{where}: the stored tokenizer has sha256 {actual}, but the manifest records {expected}: "
+            "the file was changed after the build")
+    local = os.path.join(name_check_dir, "tokenizer.json")
+    with open(local, "wb") as f:
+        f.write(data)
+    return Tokenizer(local)
 
 
 class Engine(_anygram.Engine):
@@ -68,12 +119,21 @@ class Engine(_anygram.Engine):
         :class:`CorruptIndexError`, :class:`TokenizerMismatchError`.
         """
         path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise IndexNotFoundError(f"{path}: no such index directory")
-        manifest = read_manifest(path)
+        remote = is_url(path)
+        if remote:
+            path = path.rstrip("/")
+            manifest = _read_remote_manifest(path)
+        else:
+            if not os.path.isdir(path):
+                raise IndexNotFoundError(f"{path}: no such index directory")
+            manifest = read_manifest(path)
         tok: Optional[Tokenizer] = None
-        if manifest is not None:
-            stored = stored_tokenizer(path)
+        if manifest is not None and remote:
+            # The index is in object storage: its tokenizer is read through the core
+            # into a local copy (the tokenizer library reads files), checked by hash.
+            tok = _remote_tokenizer(path, manifest, tokenizer)
+        elif manifest is not None:
+            stored = stored_tokenizer(path, manifest)
             if stored is None:
                 if tokenizer is not None:
                     raise TokenizerMismatchError(

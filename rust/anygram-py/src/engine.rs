@@ -241,7 +241,7 @@ impl PyEngine {
             d.set_item("num_tokens", s.num_tokens())?;
             d.set_item("num_documents", s.num_documents())?;
             d.set_item("ptr_size", s.ptr_size())?;
-            d.set_item("has_metadata", s.metadata().is_some())?;
+            d.set_item("has_metadata", s.has_metadata())?;
             list.append(d)?;
         }
         Ok(list)

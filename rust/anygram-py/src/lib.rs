@@ -12,6 +12,7 @@ mod errors;
 mod lm;
 mod results;
 mod scan;
+mod storage;
 mod tokenize;
 mod writer;
 
@@ -44,6 +45,11 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(accel::write_accelerators, m)?)?;
     m.add_function(wrap_pyfunction!(accel::count_reads, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::read_index_file, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::index_file_exists, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::storage_get_count, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::storage_batch_count, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::configure_storage, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     scan::register(m)?;

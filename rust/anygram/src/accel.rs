@@ -49,9 +49,10 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::{read_uint_le, shard_file};
-use crate::mmap::MappedFile;
 use crate::reads;
 use crate::shard::{RankRange, Shard};
+use crate::storage::IndexFile;
+use std::borrow::Cow;
 
 /// Format version written by this build (and the only one it reads).
 pub const FORMAT_VERSION: u32 = 1;
@@ -188,17 +189,17 @@ struct Header {
 }
 
 impl Header {
-    fn for_shard(shard: &Shard, layout: Layout, body_checksum: u64) -> Header {
-        Header {
+    fn for_shard(shard: &Shard, layout: Layout, body_checksum: u64) -> Result<Header> {
+        Ok(Header {
             layout,
             token_width: shard.token_width().bytes() as u32,
             num_tokens: shard.num_tokens(),
             ptr_size: shard.ptr_size() as u32,
-            tokenized_bytes: shard.tokenized().len() as u64,
-            table_bytes: shard.table().len() as u64,
-            fingerprint: fingerprint(shard),
+            tokenized_bytes: shard.tokenized_len(),
+            table_bytes: shard.table_len(),
+            fingerprint: fingerprint(shard)?,
             body_checksum,
-        }
+        })
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -299,34 +300,49 @@ impl Header {
 
 /// A hash of what identifies a shard, in O(1) reads: its sizes, and the
 /// suffix-array entries (with the text they point to) at evenly spaced ranks.
-fn fingerprint(shard: &Shard) -> u64 {
+fn fingerprint(shard: &Shard) -> Result<u64> {
     let mut hash = Xxh3::new();
-    let (table, text) = (shard.table(), shard.tokenized());
+    let (table, text) = (shard.table_file(), shard.tokenized_file());
     for v in [
         shard.token_width().bytes() as u64,
         shard.num_tokens(),
         shard.ptr_size() as u64,
-        text.len() as u64,
-        table.len() as u64,
+        text.len(),
+        table.len(),
     ] {
         hash.update(&v.to_le_bytes());
     }
     let n = shard.num_tokens();
-    let ps = shard.ptr_size();
-    for i in 0..FINGERPRINT_SAMPLES.min(n) {
-        let rank = (i as u128 * (n - 1) as u128 / (FINGERPRINT_SAMPLES - 1) as u128) as usize;
-        let entry = &table[rank * ps..rank * ps + ps];
+    let ps = shard.ptr_size() as u64;
+    let ranks: Vec<u64> = (0..FINGERPRINT_SAMPLES.min(n))
+        .map(|i| (i as u128 * (n - 1) as u128 / (FINGERPRINT_SAMPLES - 1) as u128) as u64)
+        .collect();
+    // Two batches of reads (one round trip each in object storage): entries, then texts.
+    table.prefetch(&ranks.iter().map(|&r| (r * ps, ps)).collect::<Vec<_>>())?;
+    let entries = ranks
+        .iter()
+        .map(|&r| Ok(table.read_at(r * ps, ps)?.into_owned()))
+        .collect::<Result<Vec<_>>>()?;
+    let ptrs: Vec<u64> = entries
+        .iter()
+        .map(|e| read_uint_le(e).min(text.len()))
+        .collect();
+    text.prefetch(
+        &ptrs
+            .iter()
+            .map(|&p| (p, FINGERPRINT_TEXT_BYTES))
+            .collect::<Vec<_>>(),
+    )?;
+    for (entry, &ptr) in entries.iter().zip(&ptrs) {
         hash.update(entry);
-        let ptr = (read_uint_le(entry) as usize).min(text.len());
-        let end = text.len().min(ptr + FINGERPRINT_TEXT_BYTES as usize);
-        hash.update(&text[ptr..end]);
+        hash.update(&text.read_clipped(ptr, FINGERPRINT_TEXT_BYTES)?);
     }
-    hash.digest()
+    Ok(hash.digest())
 }
 
 /// An opened accelerator: the resident top levels in RAM, the rest mapped.
 pub struct Accelerator {
-    file: MappedFile,
+    file: IndexFile,
     layout: Layout,
     /// The bytes of levels `..resident_levels`, read at open in one piece.
     resident: Vec<u8>,
@@ -365,13 +381,12 @@ impl Accelerator {
     /// is no file; an error when it is not this shard's or is damaged.
     pub fn open(dir: &Path, shard: &Shard, resident_budget: u64) -> Result<Option<Accelerator>> {
         let path = dir.join(file_name(shard.number));
-        if !path.exists() {
+        if !crate::storage::file_exists(&path)? {
             return Ok(None);
         }
-        let file = MappedFile::open(&path, "the search accelerator")?;
-        let bytes = file.bytes();
-        let header = Header::decode(&bytes[..bytes.len().min(HEADER_BYTES as usize)], &path)?;
-        let expected = Header::for_shard(shard, header.layout.clone(), header.body_checksum);
+        let file = IndexFile::open(&path, "the search accelerator")?;
+        let header = Header::decode(&file.read_clipped(0, HEADER_BYTES)?, &path)?;
+        let expected = Header::for_shard(shard, header.layout.clone(), header.body_checksum)?;
         if header != expected {
             return Err(Error::corrupt(
                 &path,
@@ -400,10 +415,7 @@ impl Accelerator {
             resident_bytes += more;
         }
         // One contiguous read (the levels are stored top-down).
-        let mut resident = vec![0u8; resident_bytes as usize];
-        File::open(&path)
-            .and_then(|f| f.read_exact_at(&mut resident, HEADER_BYTES))
-            .map_err(|e| Error::io(&path, e))?;
+        let resident = file.read_at(HEADER_BYTES, resident_bytes)?.into_owned();
         Ok(Some(Accelerator {
             file,
             layout,
@@ -440,14 +452,14 @@ impl Accelerator {
     }
 
     /// Key `index` of `level` (from RAM or from the mapped file).
-    fn entry(&self, level: usize, index: u64) -> &[u8] {
+    fn entry(&self, level: usize, index: u64) -> Result<Cow<'_, [u8]>> {
         let at = self.layout.entry_offset(level, index);
-        let len = self.layout.entry_bytes() as usize;
+        let len = self.layout.entry_bytes();
         if level < self.resident_levels {
             let at = (at - HEADER_BYTES) as usize;
-            &self.resident[at..at + len]
+            Ok(Cow::Borrowed(&self.resident[at..at + len as usize]))
         } else {
-            &self.file.bytes()[at as usize..at as usize + len]
+            self.file.read_at(at, len)
         }
     }
 
@@ -469,7 +481,7 @@ impl Accelerator {
     /// partition point over the bottom level's keys. One round of reads per
     /// level kept on disk, shared by all the queries (their nodes are advised
     /// together).
-    fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Vec<[u64; 4]> {
+    fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Result<Vec<[u64; 4]>> {
         let b = self.layout.node_keys;
         let mut points = vec![[0u64; 4]; queries.len()];
         for (level, &keys) in self.layout.levels.iter().enumerate() {
@@ -491,10 +503,18 @@ impl Accelerator {
                     .filter(|(lo, hi)| lo < hi)
                     .map(|&(lo, _)| lo / b)
                     .collect();
-                for &node in &nodes {
-                    let at = self.layout.level_offset(level) + node * self.layout.node_stride;
-                    self.file.will_need(at, self.layout.node_stride);
-                    reads::touch(&self.file, at, self.layout.node_stride);
+                let ranges: Vec<(u64, u64)> = nodes
+                    .iter()
+                    .map(|&node| {
+                        (
+                            self.layout.level_offset(level) + node * self.layout.node_stride,
+                            self.layout.node_stride,
+                        )
+                    })
+                    .collect();
+                self.file.prefetch(&ranges)?;
+                for &(at, len) in &ranges {
+                    reads::touch(&self.file, at, len);
                 }
                 if !nodes.is_empty() {
                     reads::round(shard.number);
@@ -505,7 +525,7 @@ impl Accelerator {
                     let (mut lo, mut hi) = (lo, hi);
                     while lo < hi {
                         let mid = lo + (hi - lo) / 2;
-                        if below(self.classify(self.entry(level, mid), query)) {
+                        if below(self.classify(&self.entry(level, mid)?, query)) {
                             lo = mid + 1;
                         } else {
                             hi = mid;
@@ -515,7 +535,7 @@ impl Accelerator {
                 }
             }
         }
-        points
+        Ok(points)
     }
 
     /// The ranks of `within` whose suffixes start with `query`, as
@@ -557,7 +577,7 @@ impl Accelerator {
             })
             .collect();
         let wide_queries: Vec<&[u8]> = wide.iter().map(|&i| searches[i].0).collect();
-        let mut points = self.descend(shard, &wide_queries).into_iter();
+        let mut points = self.descend(shard, &wide_queries)?.into_iter();
         let (n, rate) = (shard.num_tokens(), self.layout.rate);
         let first_after = |p: u64| {
             if p == 0 {
@@ -661,7 +681,7 @@ pub(crate) fn finish(
     {
         return Ok(None);
     }
-    let text = shard.tokenized();
+    let (table, text) = (shard.table_file(), shard.tokenized_file());
     let ps = shard.ptr_size() as u64;
     loop {
         // Each search's probed ranks, sorted; and all of them (the same when one search).
@@ -690,9 +710,13 @@ pub(crate) fn finish(
             break;
         }
         // Round 1: the pointers, contiguous runs of the table.
-        for (start, len) in runs(&ranks) {
-            shard.table_file().will_need(start * ps, len * ps);
-            reads::touch(shard.table_file(), start * ps, len * ps);
+        let pointer_runs: Vec<(u64, u64)> = runs(&ranks)
+            .into_iter()
+            .map(|(start, len)| (start * ps, len * ps))
+            .collect();
+        table.prefetch(&pointer_runs)?;
+        for &(at, len) in &pointer_runs {
+            reads::touch(table, at, len);
         }
         reads::round(shard.number);
         let ptr_values = ranks
@@ -702,24 +726,28 @@ pub(crate) fn finish(
         let ptrs = |rank: &u64| ptr_values[ranks.binary_search(rank).expect("a probed rank")];
         // Round 2: the text each search compares at each of its pointers, all
         // advised before any is read.
+        let mut text_reads = Vec::new();
         for (search, ranks) in searches.iter().zip(&probes) {
             let (skip, q) = (search.skip as u64, search.pattern.len() as u64);
             for rank in ranks {
-                let at = (ptrs(rank) + skip).min(text.len() as u64);
-                shard.tokenized_file().will_need(at, q);
-                reads::touch(shard.tokenized_file(), at, q.min(text.len() as u64 - at));
+                let at = (ptrs(rank) + skip).min(text.len());
+                text_reads.push((at, q.min(text.len() - at)));
             }
+        }
+        text.prefetch(&text_reads)?;
+        for &(at, len) in &text_reads {
+            reads::touch(text, at, len);
         }
         reads::round(shard.number);
         for (search, ranks) in searches.iter_mut().zip(&probes) {
-            let order: BTreeMap<u64, Ordering> = ranks
+            let order = ranks
                 .iter()
                 .map(|&r| {
-                    let at = (ptrs(&r) as usize + search.skip).min(text.len());
-                    let end = text.len().min(at + search.pattern.len());
-                    (r, text[at..end].cmp(search.pattern))
+                    let at = ptrs(&r) + search.skip as u64;
+                    let found = text.read_clipped(at, search.pattern.len() as u64)?;
+                    Ok((r, (*found).cmp(search.pattern)))
                 })
-                .collect();
+                .collect::<Result<BTreeMap<u64, Ordering>>>()?;
             let window = search.window;
             for bound in search.bounds.iter_mut() {
                 if !bound.update(&order, window.0, window.1) {
@@ -836,23 +864,28 @@ fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
 /// to their size; `None`: 1/100 of each shard's token stream and suffix array.
 /// A file that is not valid for its shard is ignored with a warning on stderr.
 pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
-    let size = |s: &Shard| s.tokenized().len() as u64 + s.table().len() as u64;
+    let size = |s: &Shard| s.tokenized_len() + s.table_len();
     let total: u64 = shards.iter().map(|s| size(s)).sum();
-    for shard in shards {
-        let budget = match resident_mem {
-            Some(all) if total > 0 => (all as u128 * size(shard) as u128 / total as u128) as u64,
-            Some(all) => all,
-            None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
-        };
-        match Accelerator::open(dir, shard, budget) {
-            Ok(Some(accel)) => shard.set_accelerator(accel),
-            Ok(None) => {}
-            Err(e) => eprintln!(
-                "anygram: warning: ignoring the search accelerator of shard {}: {e}",
-                shard.number
-            ),
-        }
-    }
+    // Concurrently: in object storage each open waits on round trips.
+    crate::pool::install(|| {
+        shards.par_iter().for_each(|shard| {
+            let budget = match resident_mem {
+                Some(all) if total > 0 => {
+                    (all as u128 * size(shard) as u128 / total as u128) as u64
+                }
+                Some(all) => all,
+                None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
+            };
+            match Accelerator::open(dir, shard, budget) {
+                Ok(Some(accel)) => shard.set_accelerator(accel),
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "anygram: warning: ignoring the search accelerator of shard {}: {e}",
+                    shard.number
+                ),
+            }
+        })
+    });
 }
 
 /// Writes `dir/accel.{s}` for `shard` (replacing one that is there) atomically:
@@ -860,6 +893,7 @@ pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
 /// on all cores of [`crate::pool`]; memory holds one chunk of the bottom level
 /// and the levels above it.
 pub fn write(dir: &Path, shard: &Shard, options: &WriteOptions) -> Result<PathBuf> {
+    crate::storage::require_local(dir, "writing a search accelerator")?;
     let layout = Layout::new(
         shard.num_tokens(),
         options.rate,
@@ -942,7 +976,7 @@ fn write_file(file: &File, tmp: &Path, shard: &Shard, layout: Layout) -> Result<
         }
     }
     let body_checksum = checksum_body(file, layout.file_bytes()).map_err(io)?;
-    let header = Header::for_shard(shard, layout, body_checksum);
+    let header = Header::for_shard(shard, layout, body_checksum)?;
     file.write_all_at(&header.encode(), 0).map_err(io)
 }
 
@@ -950,12 +984,11 @@ fn write_file(file: &File, tmp: &Path, shard: &Shard, layout: Layout) -> Result<
 /// then how many it has.
 fn write_key(shard: &Shard, rank: u64, out: &mut [u8]) -> Result<()> {
     let key_bytes = out.len() - 1;
-    let ptr = shard.ptr_at(rank)? as usize;
-    let text = shard.tokenized();
-    let end = text.len().min(ptr + key_bytes);
-    out[..end - ptr].copy_from_slice(&text[ptr..end]);
-    out[end - ptr..key_bytes].fill(0);
-    out[key_bytes] = (end - ptr) as u8;
+    let ptr = shard.ptr_at(rank)?;
+    let text = shard.tokenized_file().read_clipped(ptr, key_bytes as u64)?;
+    out[..text.len()].copy_from_slice(&text);
+    out[text.len()..key_bytes].fill(0);
+    out[key_bytes] = text.len() as u8;
     Ok(())
 }
 
@@ -984,7 +1017,10 @@ pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
     };
     let path = accel.file.path().display().to_string();
     accel.file.advise_sequential();
-    let body = &accel.file.bytes()[HEADER_BYTES as usize..];
+    let body = match accel.file.local_bytes() {
+        Ok(bytes) => &bytes[HEADER_BYTES as usize..],
+        Err(e) => return vec![e.to_string()],
+    };
     if xxhash_rust::xxh3::xxh3_64(body) != accel.body_checksum {
         return vec![format!(
             "{path}: search accelerator checksum mismatch (the file changed since it was written); rebuild it with `anygram index add-accelerator`"
@@ -993,14 +1029,20 @@ pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
     let layout = &accel.layout;
     for (level, &keys) in layout.levels.iter().enumerate() {
         let below = layout.levels.get(level + 1);
+        let entry = |level: usize, index: u64| {
+            accel
+                .entry(level, index)
+                .map(Cow::into_owned)
+                .unwrap_or_default()
+        };
         for index in 0..keys {
-            let key = accel.entry(level, index);
-            if index > 0 && accel.entry(level, index - 1) > key {
+            let key = entry(level, index);
+            if index > 0 && entry(level, index - 1) > key {
                 return vec![format!(
                     "{path}: search accelerator level {level} is not sorted at key {index}"
                 )];
             }
-            if below.is_some() && accel.entry(level + 1, index * layout.node_keys) != key {
+            if below.is_some() && entry(level + 1, index * layout.node_keys) != key {
                 return vec![format!(
                     "{path}: search accelerator key {index} of level {level} differs from the level below"
                 )];

@@ -226,10 +226,23 @@ impl Engine {
                 ptrs
             };
             // Each window extends on its own: in parallel when there are many.
-            let extend = |&(l, r): &(u64, u64)| -> [Option<(u64, u64)>; 2] {
+            let longest_term = clause
+                .terms
+                .iter()
+                .map(|t| t.len() as u64)
+                .max()
+                .unwrap_or(0);
+            let extend = |&(l, r): &(u64, u64)| -> Result<[Option<(u64, u64)>; 2]> {
                 // The last occurrence starting before r, and the first at or after l.
                 let (new_l, new_r) = if scan_text {
-                    nearest_in_text(shard.tokenized(), clause.terms, l, r, reach, w)
+                    // Only the bytes within reach of the window matter: read those
+                    // (through the storage layer) and search them.
+                    let from = l.saturating_sub(reach);
+                    let to = r.saturating_add(reach).saturating_add(longest_term);
+                    let near = shard.tokenized_file().read_clipped(from, to - from)?;
+                    let (nl, nr) =
+                        nearest_in_text(&near, clause.terms, l - from, r - from, reach, w);
+                    (nl.map(|p| p + from), nr.map(|p| p + from))
                 } else {
                     let before = sorted.partition_point(|&p| p < r);
                     let after = sorted.partition_point(|&p| p < l);
@@ -240,36 +253,31 @@ impl Engine {
                 };
                 let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
                 let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
-                match (left, right) {
+                Ok(match (left, right) {
                     (Some(nl), Some(nr)) => [Some((nl, nr)), None],
                     (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
-                }
+                })
             };
-            let next: Vec<(u64, u64)> = if windows.len() > 4096 {
-                windows
-                    .par_iter()
-                    .flat_map_iter(|win| extend(win).into_iter().flatten())
-                    .collect()
+            let next: Vec<[Option<(u64, u64)>; 2]> = if windows.len() > 4096 {
+                windows.par_iter().map(extend).collect::<Result<_>>()?
             } else {
-                windows
-                    .iter()
-                    .flat_map(|win| extend(win).into_iter().flatten())
-                    .collect()
+                windows.iter().map(extend).collect::<Result<_>>()?
             };
-            windows = next;
+            windows = next.into_iter().flatten().flatten().collect();
             scale *= clause.scale;
         }
-        let text = shard.tokenized();
+        let text = shard.tokenized_file();
         let separator = &vec![0xFFu8; w as usize][..];
-        let ptrs = windows
-            .into_iter()
-            .filter(|&(l, r)| {
-                !text[l as usize..r as usize]
-                    .chunks_exact(w as usize)
-                    .any(|token| token == separator)
-            })
-            .map(|(l, _)| l)
-            .collect();
+        let mut ptrs = Vec::with_capacity(windows.len());
+        for (l, r) in windows {
+            let spans_documents = text
+                .read_at(l, r - l)?
+                .chunks_exact(w as usize)
+                .any(|token| token == separator);
+            if !spans_documents {
+                ptrs.push(l);
+            }
+        }
         Ok((ptrs, scale, present))
     }
 }

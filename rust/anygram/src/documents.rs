@@ -136,7 +136,7 @@ impl Engine {
             .sum();
         let metadata = s
             .metadata_line(local)?
-            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
             .unwrap_or_default();
         Ok(Document {
             doc_ix: first_doc + local,

@@ -101,7 +101,8 @@ impl Engine {
     /// [`crate::verify::verify`]'s job.
     pub fn open(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Engine> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
+        // A local path or an object-storage URL: the storage layer tells them apart.
+        if !crate::storage::dir_exists(dir)? {
             return Err(Error::MissingFile {
                 path: dir.to_path_buf(),
                 what: "the index directory".into(),
@@ -162,9 +163,13 @@ impl Engine {
                 "eos token id {eos} is outside the vocabulary [0, {vocab_size})"
             )));
         }
-        let shards = (0..num_shards)
-            .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+        // Shards open concurrently: in object storage each open waits on round trips.
+        let shards = crate::pool::install(|| {
+            (0..num_shards)
+                .into_par_iter()
+                .map(|s| Shard::open(dir, s, width, manifest.as_ref()).map(Arc::new))
+                .collect::<Result<Vec<_>>>()
+        })?;
         if options.accelerator {
             crate::accel::attach(dir, &shards, options.resident_mem);
         }
@@ -173,9 +178,11 @@ impl Engine {
             // A shard with an accelerator needs no pass over its suffix array.
             let shards = shards.clone();
             crate::pool::spawn(move || {
+                // Remote shards skip them: one GET per 64 ranks would cost more
+                // than the searches they save.
                 shards
                     .par_iter()
-                    .filter(|s| s.accelerator().is_none())
+                    .filter(|s| s.accelerator().is_none() && !s.is_remote())
                     .for_each(|s| s.build_samples())
             });
         }
@@ -676,6 +683,21 @@ pub(crate) fn check_max_support(max_support: u64) -> Result<()> {
 /// Number of shards of an index without a manifest: `tokenized.0` … `tokenized.{S-1}`,
 /// with no gaps.
 fn count_shards(dir: &Path) -> Result<usize> {
+    if crate::storage::is_remote(dir) {
+        // No directory listing over plain HTTP: probe shard files in turn.
+        let mut n = 0;
+        while crate::storage::file_exists(&dir.join(shard_file("tokenized", n)))? {
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::MissingFile {
+                path: dir.join(shard_file("tokenized", 0)),
+                what: "no shard found: this location holds no anygram.json and no tokenized.0"
+                    .into(),
+            });
+        }
+        return Ok(n);
+    }
     let mut numbers = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
@@ -715,25 +737,15 @@ fn count_shards(dir: &Path) -> Result<usize> {
 fn infer_width(dir: &Path) -> Result<TokenWidth> {
     let size = |name: &str| -> Result<u64> {
         let path = dir.join(name);
-        std::fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::MissingFile {
-                    path,
-                    what: name.split('.').next().unwrap_or(name).to_string(),
-                },
-                _ => Error::io(&path, e),
-            })
+        let what = name.split('.').next().unwrap_or(name);
+        Ok(crate::storage::IndexFile::open(&path, what)?.len())
     };
     let tokenized = size(&shard_file("tokenized", 0))?;
     let table = size(&shard_file("table", 0))?;
     let head = {
-        use std::io::Read;
         let path = dir.join(shard_file("tokenized", 0));
-        let mut buf = [0u8; 4];
-        let mut file = crate::mmap::open_regular_file(&path, "the token stream")?;
-        let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-        buf[..n].to_vec()
+        let file = crate::storage::IndexFile::open(&path, "the token stream")?;
+        file.read_clipped(0, 4)?.into_owned()
     };
     let expected_ptr = ptr_size_for(tokenized) as u64;
     let candidates: Vec<TokenWidth> = [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32]

@@ -247,13 +247,20 @@ impl Manifest {
     /// (an index built by infini-gram), unless the directory holds a file only
     /// anygram writes ([`ANYGRAM_ONLY_FILES`]): then the manifest is missing.
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
+        /// Far above any real manifest (a few bytes per file): a bigger one is not one.
+        const MAX_MANIFEST_BYTES: u64 = 256 << 20;
         let path = dir.join(MANIFEST_FILE);
-        let mut file = match crate::mmap::open_regular_file(&path, "the index manifest") {
-            Ok(file) => file,
+        // Through the storage layer: the index may be in object storage.
+        let bytes = match crate::storage::read_whole(
+            &path,
+            "the index manifest",
+            MAX_MANIFEST_BYTES,
+        ) {
+            Ok(bytes) => bytes,
             Err(Error::MissingFile { .. }) => {
                 if let Some(found) = ANYGRAM_ONLY_FILES
                     .iter()
-                    .find(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
+                    .find(|name| crate::storage::file_exists(&dir.join(name)).unwrap_or(false))
                 {
                     return Err(Error::corrupt(
                         &path,
@@ -264,9 +271,8 @@ impl Manifest {
             }
             Err(e) => return Err(e),
         };
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| Error::io(&path, e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::corrupt(&path, format!("manifest is not UTF-8: {e}")))?;
         Manifest::parse(&text).map(Some).map_err(|e| e.at(&path))
     }
 

@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::mmap::MappedFile;
+use crate::storage::IndexFile;
 
 /// Size of the pages counted by [`ReadCount::pages`].
 pub const PAGE_BYTES: u64 = 4096;
@@ -79,7 +79,7 @@ pub(crate) fn round(shard: usize) {
 
 /// Bytes `[start, start + len)` of `file` were read.
 #[inline]
-pub(crate) fn touch(file: &MappedFile, start: u64, len: u64) {
+pub(crate) fn touch(file: &IndexFile, start: u64, len: u64) {
     if !active() || len == 0 {
         return;
     }

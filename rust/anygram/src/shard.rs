@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::{ptr_size_for, read_u64_at, read_uint_le, shard_file, TokenWidth};
 use crate::manifest::Manifest;
-use crate::mmap::MappedFile;
+use crate::storage::IndexFile;
 
 /// A half-open range `[lo, hi)` of suffix-array ranks.
 pub type RankRange = (u64, u64);
@@ -30,10 +30,10 @@ pub struct Shard {
     /// Shard number within the index.
     pub number: usize,
     width: TokenWidth,
-    tokenized: MappedFile,
-    table: MappedFile,
-    offsets: MappedFile,
-    metadata: Option<(MappedFile, MappedFile)>,
+    tokenized: IndexFile,
+    table: IndexFile,
+    offsets: IndexFile,
+    metadata: Option<(IndexFile, IndexFile)>,
     ptr_size: usize,
     num_tokens: u64,
     num_documents: u64,
@@ -73,22 +73,25 @@ impl Shard {
         width: TokenWidth,
         manifest: Option<&Manifest>,
     ) -> Result<Shard> {
-        let tokenized = MappedFile::open(
+        let tokenized = IndexFile::open(
             &dir.join(shard_file("tokenized", number)),
             "the token stream",
         )?;
-        let table = MappedFile::open(&dir.join(shard_file("table", number)), "the suffix array")?;
-        let offsets = MappedFile::open(
+        let table = IndexFile::open(&dir.join(shard_file("table", number)), "the suffix array")?;
+        let offsets = IndexFile::open(
             &dir.join(shard_file("offset", number)),
             "the document offsets",
         )?;
         let metadata_path = dir.join(shard_file("metadata", number));
         let metaoff_path = dir.join(shard_file("metaoff", number));
-        let metadata = match (metadata_path.exists(), metaoff_path.exists()) {
+        let metadata = match (
+            crate::storage::file_exists(&metadata_path)?,
+            crate::storage::file_exists(&metaoff_path)?,
+        ) {
             (false, false) => None,
             (true, true) => Some((
-                MappedFile::open(&metadata_path, "document metadata")?,
-                MappedFile::open(&metaoff_path, "metadata offsets")?,
+                IndexFile::open(&metadata_path, "document metadata")?,
+                IndexFile::open(&metaoff_path, "metadata offsets")?,
             )),
             (true, false) => {
                 return Err(Error::MissingFile {
@@ -155,20 +158,23 @@ impl Shard {
         }
         let num_documents = offsets.len() / 8;
         if num_tokens > 0 {
-            let first = width.read_token(tokenized.bytes());
+            // The three O(1) reads of open, started together (one round trip remotely).
+            tokenized.prefetch(&[(0, w)])?;
+            offsets.prefetch(&[(0, 8), (offsets.len().saturating_sub(8), 8)])?;
+            let first = width.read_token(&tokenized.read_at(0, w)?);
             if first != width.separator() {
                 return Err(Error::corrupt(
                     tokenized.path(),
                     format!("does not start with a document separator (token width {w}: wrong token width?)"),
                 ));
             }
-            if num_documents == 0 || read_u64_at(offsets.bytes(), 0) != 0 {
+            if num_documents == 0 || read_u64_at(&offsets.read_at(0, 8)?, 0) != 0 {
                 return Err(Error::corrupt(
                     offsets.path(),
                     "the first document does not start at offset 0",
                 ));
             }
-            let last = read_u64_at(offsets.bytes(), num_documents as usize - 1);
+            let last = read_u64_at(&offsets.read_at((num_documents - 1) * 8, 8)?, 0);
             if last >= tokenized.len() {
                 return Err(Error::corrupt(
                     offsets.path(),
@@ -236,11 +242,21 @@ impl Shard {
     pub fn token_width(&self) -> TokenWidth {
         self.width
     }
-    pub(crate) fn tokenized_file(&self) -> &MappedFile {
+    /// The token stream file (read through the storage layer).
+    pub fn tokenized_file(&self) -> &IndexFile {
         &self.tokenized
     }
-    pub(crate) fn table_file(&self) -> &MappedFile {
+    /// The suffix-array file (read through the storage layer).
+    pub fn table_file(&self) -> &IndexFile {
         &self.table
+    }
+    /// The document-offsets file (read through the storage layer).
+    pub fn offsets_file(&self) -> &IndexFile {
+        &self.offsets
+    }
+    /// Whether the shard's files are in object storage.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.tokenized, IndexFile::Remote(_))
     }
 
     /// Token positions, separators included.
@@ -255,24 +271,39 @@ impl Shard {
     pub fn ptr_size(&self) -> usize {
         self.ptr_size
     }
-    /// The raw token stream.
-    pub fn tokenized(&self) -> &[u8] {
-        self.tokenized.bytes()
+    /// The raw token stream, whole (local files only: scans, verify, builds).
+    pub fn tokenized(&self) -> Result<&[u8]> {
+        self.tokenized.local_bytes()
     }
-    /// The raw suffix array.
-    pub fn table(&self) -> &[u8] {
-        self.table.bytes()
+    /// The raw suffix array, whole (local files only).
+    pub fn table(&self) -> Result<&[u8]> {
+        self.table.local_bytes()
     }
-    /// The raw document offsets.
-    pub fn offsets(&self) -> &[u8] {
-        self.offsets.bytes()
+    /// The raw document offsets, whole (local files only).
+    pub fn offsets(&self) -> Result<&[u8]> {
+        self.offsets.local_bytes()
     }
-    /// The metadata and metadata-offset files, if the shard has them.
-    pub fn metadata(&self) -> Option<(&[u8], &[u8])> {
-        self.metadata.as_ref().map(|(m, o)| (m.bytes(), o.bytes()))
+    /// The metadata and metadata-offset files, whole, if the shard has them (local files only).
+    pub fn metadata(&self) -> Result<Option<(&[u8], &[u8])>> {
+        match &self.metadata {
+            Some((m, o)) => Ok(Some((m.local_bytes()?, o.local_bytes()?))),
+            None => Ok(None),
+        }
     }
-    /// The mapped files (for checksums and verification).
-    pub fn files(&self) -> Vec<&MappedFile> {
+    /// Whether the shard has document metadata.
+    pub fn has_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
+    /// Bytes of tokens (the token stream's size).
+    pub fn tokenized_len(&self) -> u64 {
+        self.tokenized.len()
+    }
+    /// Bytes of the suffix array.
+    pub fn table_len(&self) -> u64 {
+        self.table.len()
+    }
+    /// The shard's files (for checksums and verification).
+    pub fn files(&self) -> Vec<&IndexFile> {
         let mut files = vec![&self.tokenized, &self.table, &self.offsets];
         if let Some((m, o)) = &self.metadata {
             files.push(m);
@@ -286,17 +317,14 @@ impl Shard {
     /// the table is corrupt: that is an error, never a wrong answer or a crash.
     #[inline]
     pub fn ptr_at(&self, rank: u64) -> Result<u64> {
-        let entry = usize::try_from(rank)
-            .ok()
-            .and_then(|r| r.checked_mul(self.ptr_size))
-            .and_then(|start| self.table.bytes().get(start..start + self.ptr_size))
-            .ok_or_else(|| {
-                Error::InvalidQuery(format!(
-                    "rank {rank} is out of range [0, {}) of shard {}",
-                    self.num_tokens, self.number
-                ))
-            })?;
-        let ptr = read_uint_le(entry);
+        if rank >= self.num_tokens {
+            return Err(Error::InvalidQuery(format!(
+                "rank {rank} is out of range [0, {}) of shard {}",
+                self.num_tokens, self.number
+            )));
+        }
+        let ps = self.ptr_size as u64;
+        let ptr = read_uint_le(&self.table.read_at(rank * ps, ps)?);
         if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.table.path(),
@@ -312,12 +340,11 @@ impl Shard {
         let ps = self.ptr_size as u64;
         crate::reads::touch(&self.table, rank * ps, ps);
         crate::reads::round(self.number);
-        let ptr = self.ptr_at(rank)? as usize;
-        let text = self.tokenized.bytes();
-        let end = text.len().min(ptr + query.len());
-        crate::reads::touch(&self.tokenized, ptr as u64, (end - ptr) as u64);
+        let ptr = self.ptr_at(rank)?;
+        let text = self.tokenized.read_clipped(ptr, query.len() as u64)?;
+        crate::reads::touch(&self.tokenized, ptr, text.len() as u64);
         crate::reads::round(self.number);
-        Ok(text[ptr..end].cmp(query))
+        Ok((*text).cmp(query))
     }
 
     /// Builds the sampled keys (one random read per `rate` ranks). Queries work
@@ -334,13 +361,12 @@ impl Shard {
     pub fn build_samples_every(&self, rate: u64) {
         let rate = rate.max(1);
         let n = self.num_tokens;
-        let text = self.tokenized.bytes();
         use rayon::prelude::*;
         let keys: Result<Vec<u128>> = (0..n.div_ceil(rate))
             .into_par_iter()
             .map(|j| {
-                let ptr = self.ptr_at(j * rate)? as usize;
-                Ok(key_of(&text[ptr..text.len().min(ptr + 16)], 0))
+                let ptr = self.ptr_at(j * rate)?;
+                Ok(key_of(&self.tokenized.read_clipped(ptr, 16)?, 0))
             })
             .collect();
         if let Ok(keys) = keys {
@@ -440,17 +466,15 @@ impl Shard {
                 return Ok(found[0].1);
             }
         }
-        let text = self.tokenized.bytes();
         let ps = self.ptr_size as u64;
         let cmp = |rank: u64| -> Result<Ordering> {
             crate::reads::touch(&self.table, rank * ps, ps);
             crate::reads::round(self.number);
-            let start = self.ptr_at(rank)? as usize + skip_bytes;
-            let start = start.min(text.len());
-            let end = text.len().min(start + next.len());
-            crate::reads::touch(&self.tokenized, start as u64, (end - start) as u64);
+            let start = (self.ptr_at(rank)? + skip_bytes as u64).min(self.tokenized.len());
+            let end = self.tokenized.len().min(start + next.len() as u64);
+            crate::reads::touch(&self.tokenized, start, end - start);
             crate::reads::round(self.number);
-            Ok(text[start..end].cmp(next))
+            Ok((*self.tokenized.read_clipped(start, next.len() as u64)?).cmp(next))
         };
         let first = self.partition_point(range.0, range.1, |r| Ok(cmp(r)? == Ordering::Less))?;
         let end = self.partition_point(first, range.1, |r| Ok(cmp(r)? != Ordering::Greater))?;
@@ -542,18 +566,17 @@ impl Shard {
     /// match of that many bytes): a token, the separator, or [`END_OF_SHARD`].
     #[inline]
     pub fn stored_after(&self, rank: u64, skip_bytes: usize) -> Result<u64> {
-        Ok(self.stored_at(self.ptr_at(rank)? + skip_bytes as u64))
+        self.stored_at(self.ptr_at(rank)? + skip_bytes as u64)
     }
 
     /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].
     #[inline]
-    fn stored_at(&self, ptr: u64) -> u64 {
-        let text = self.tokenized.bytes();
-        let ptr = ptr as usize;
-        if ptr + self.width.bytes() > text.len() {
-            return END_OF_SHARD;
+    fn stored_at(&self, ptr: u64) -> Result<u64> {
+        let w = self.width.bytes() as u64;
+        if ptr.saturating_add(w) > self.tokenized.len() {
+            return Ok(END_OF_SHARD);
         }
-        self.width.read_token(&text[ptr..]) as u64
+        Ok(self.width.read_token(&self.tokenized.read_at(ptr, w)?) as u64)
     }
 
     fn count_stored_next(
@@ -565,9 +588,8 @@ impl Shard {
         known_last: Option<u64>,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let next = |rank: u64| -> Result<u64> {
-            Ok(self.stored_at(self.ptr_at(rank)? + query_bytes as u64))
-        };
+        let next =
+            |rank: u64| -> Result<u64> { self.stored_at(self.ptr_at(rank)? + query_bytes as u64) };
         if end - start < 4 * unit {
             let mut rank = start;
             while rank < end {
@@ -628,11 +650,13 @@ impl Shard {
     /// the token stream or off the token grid are an error.
     pub fn tokens_between(&self, start: u64, end: u64) -> Result<Vec<u32>> {
         let w = self.width.bytes();
-        let bytes = usize::try_from(start)
-            .ok()
-            .zip(usize::try_from(end).ok())
-            .filter(|(s, e)| s % w == 0 && e % w == 0)
-            .and_then(|(s, e)| self.tokenized.bytes().get(s..e))
+        let whole_tokens = start.is_multiple_of(w as u64)
+            && end.is_multiple_of(w as u64)
+            && start <= end
+            && end <= self.tokenized.len();
+        let bytes = whole_tokens
+            .then(|| self.tokenized.read_at(start, end - start))
+            .transpose()?
             .ok_or_else(|| {
                 Error::corrupt(
                     self.tokenized.path(),
@@ -650,8 +674,8 @@ impl Shard {
 
     /// The metadata line of document `local_doc` as stored (trailing newline
     /// included), or None when the shard has no metadata.
-    pub fn metadata_line(&self, local_doc: u64) -> Result<Option<&[u8]>> {
-        let Some((meta, metaoff)) = self.metadata() else {
+    pub fn metadata_line(&self, local_doc: u64) -> Result<Option<Vec<u8>>> {
+        let Some((meta, metaoff)) = &self.metadata else {
             return Ok(None);
         };
         if local_doc >= self.num_documents {
@@ -661,13 +685,19 @@ impl Shard {
             )));
         }
         // metaoff holds num_documents entries (checked at open).
-        let start = read_u64_at(metaoff, local_doc as usize);
-        let end = if local_doc + 1 < self.num_documents {
-            read_u64_at(metaoff, local_doc as usize + 1)
+        let entries = if local_doc + 1 < self.num_documents {
+            16
         } else {
-            meta.len() as u64
+            8
         };
-        if start > end || end > meta.len() as u64 {
+        let entries = metaoff.read_at(local_doc * 8, entries)?;
+        let start = read_u64_at(&entries, 0);
+        let end = if local_doc + 1 < self.num_documents {
+            read_u64_at(&entries, 1)
+        } else {
+            meta.len()
+        };
+        if start > end || end > meta.len() {
             let metaoff_path = self.metadata.as_ref().map(|(_, o)| o.path());
             return Err(Error::corrupt(
                 metaoff_path.unwrap_or(self.offsets.path()),
@@ -677,7 +707,7 @@ impl Shard {
                 ),
             ));
         }
-        Ok(Some(&meta[start as usize..end as usize]))
+        Ok(Some(meta.read_at(start, end - start)?.into_owned()))
     }
 
     /// Byte offset of document `local_doc` (its separator), or the end of the
@@ -689,7 +719,7 @@ impl Shard {
         if local_doc >= self.num_documents {
             return Ok(self.tokenized.len());
         }
-        let offset = read_u64_at(self.offsets.bytes(), local_doc as usize);
+        let offset = read_u64_at(&self.offsets.read_at(local_doc * 8, 8)?, 0);
         if offset >= self.tokenized.len() || !offset.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.offsets.path(),
@@ -718,7 +748,7 @@ impl Shard {
                 ),
             ));
         }
-        if self.stored_at(start) != self.width.separator() as u64 {
+        if self.stored_at(start)? != self.width.separator() as u64 {
             return Err(Error::corrupt(
                 self.offsets.path(),
                 format!("entry {local_doc} ({start}) does not point at a document separator"),
@@ -735,7 +765,7 @@ impl Shard {
     }
 }
 
-fn check_size_against_manifest(file: &MappedFile, manifest: &Manifest) -> Result<()> {
+fn check_size_against_manifest(file: &IndexFile, manifest: &Manifest) -> Result<()> {
     let name = file
         .path()
         .file_name()

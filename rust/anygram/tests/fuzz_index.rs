@@ -243,6 +243,7 @@ fn read_corpus(engine: &Engine) -> Corpus {
     for shard in engine.shards() {
         let stream: Vec<u32> = shard
             .tokenized()
+            .expect("a local index")
             .chunks_exact(w)
             .map(|c| width.read_token(c))
             .collect();
@@ -251,7 +252,7 @@ fn read_corpus(engine: &Engine) -> Corpus {
             .collect();
         for (d, &start) in starts.iter().enumerate() {
             let end = starts.get(d + 1).copied().unwrap_or(stream.len());
-            let metadata = match shard.metadata() {
+            let metadata = match shard.metadata().expect("a local index") {
                 Some((meta, metaoff)) => {
                     let from = read_u64_at(metaoff, d) as usize;
                     let to = if d + 1 < starts.len() {

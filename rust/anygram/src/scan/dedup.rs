@@ -154,7 +154,7 @@ impl Engine {
         let n = s.num_tokens();
         let width = self.token_width();
         let w = width.bytes() as u64;
-        let text = s.tokenized();
+        let text = s.tokenized()?;
         let span = window_bytes(min_len, w);
         let window = |ptr: u64| -> Option<&[u8]> {
             let p = ptr as usize;
@@ -402,8 +402,13 @@ fn window_runs(
 ) -> Result<()> {
     let w = width.bytes() as u64;
     let span = window_bytes(min_len, w);
+    // Scans read whole token streams: local files only.
+    let texts = streams
+        .iter()
+        .map(|s| s.tokenized())
+        .collect::<Result<Vec<&[u8]>>>()?;
     let key = |s: usize, ptr: u64| -> &[u8] {
-        let text = streams[s].tokenized();
+        let text = texts[s];
         let p = ptr as usize;
         &text[p.min(text.len())..text.len().min(p.saturating_add(span))]
     };

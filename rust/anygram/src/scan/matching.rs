@@ -188,7 +188,7 @@ impl Engine {
             .sum();
         let metadata = s
             .metadata_line(local)?
-            .map(|line| String::from_utf8_lossy(line).trim_end().to_string())
+            .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
             .unwrap_or_default();
         Ok(Occurrence {
             shard,
