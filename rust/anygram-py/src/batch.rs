@@ -58,6 +58,20 @@ pub fn call<T: Send, E: CoreFailure>(
     }
 }
 
+/// One quick query (a count, a probability, a document): GIL released, run on
+/// the calling thread, panics mapped. Handing it to the pool would cost a
+/// thread switch, several times the query itself; the core runs any parallel
+/// part of such a query on the fork-safe pool itself (`anygram::pool`).
+pub fn quick<T: Send, E: CoreFailure>(
+    py: Python<'_>,
+    work: impl FnOnce() -> Result<T, E> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(result) => result.map_err(CoreFailure::into_py_err),
+        Err(payload) => Err(internal_error(&panic_message(payload.as_ref()))),
+    }
+}
+
 /// The batch form: `work(item)` for every item on all cores of the pool, in
 /// order; an error names the index of the query that failed.
 pub fn batch<I: Sync, T: Send>(

@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 use crate::args::{
     int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, Ids, U64_MAX,
 };
-use crate::batch::{batch, call};
+use crate::batch::{batch, call, quick};
 use crate::errors::invalid_query;
 use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
 
@@ -251,7 +251,7 @@ impl PyEngine {
     fn count(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<u64> {
         let ids = self.ids(py, query, "query")?;
         let ids = ids.as_slice();
-        call(py, || self.inner.count(ids))
+        quick(py, || self.inner.count(ids))
     }
 
     /// Where an n-gram occurs: `{"cnt", "segment_by_shard": [(lo, hi), ...]}`.
@@ -262,7 +262,7 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = self.ids(py, query, "query")?;
         let ids = ids.as_slice();
-        let r = call(py, || self.inner.find(ids))?;
+        let r = quick(py, || self.inner.find(ids))?;
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
         d.set_item("segment_by_shard", r.ranges)?;
@@ -283,7 +283,7 @@ impl PyEngine {
         let ids = ids.as_slice();
         let token = self.token_arg(py, token, "token")?;
         let n = n_arg(n)?;
-        let r = call(py, || self.inner.ngram_prob(ids, token, n))?;
+        let r = quick(py, || self.inner.ngram_prob(ids, token, n))?;
         prob_dict(py, &r)
     }
 
@@ -300,7 +300,7 @@ impl PyEngine {
         let ids = self.ids(py, context, "context")?;
         let ids = ids.as_slice();
         let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
-        let r = call(py, || self.inner.ngram_ntd(ids, n, max_support))?;
+        let r = quick(py, || self.inner.ngram_ntd(ids, n, max_support))?;
         ntd_dict(py, &r)
     }
 
@@ -415,7 +415,7 @@ impl PyEngine {
         let ids = ids.as_slice();
         let maxnum: u64 = opt_int_arg(maxnum, "maxnum", POSITIVE, 1)?;
         let (max_disp_len, seed) = (disp_len_arg(max_disp_len)?, seed_arg(seed)?);
-        let r = call(py, || {
+        let r = quick(py, || {
             self.inner.search_docs(ids, maxnum, max_disp_len, seed)
         })?;
         search_dict(py, &r, false)
@@ -489,7 +489,7 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyDict>> {
         let ix: u64 = int_arg(doc_ix, "doc_ix", self.doc_ix_range())?;
         let max_disp_len = disp_len_arg(max_disp_len)?;
-        let doc = call(py, || self.inner.get_doc_by_ix(ix, max_disp_len))?;
+        let doc = quick(py, || self.inner.get_doc_by_ix(ix, max_disp_len))?;
         doc_dict(py, &doc)
     }
 
@@ -522,7 +522,7 @@ impl PyEngine {
         let shard = self.shard_arg(shard)?;
         let ptr: u64 = int_arg(ptr, "ptr", 0..=U64_MAX)?;
         let max_disp_len = disp_len_arg(max_disp_len)?;
-        let doc = call(py, || self.inner.get_doc_by_ptr(shard, ptr, max_disp_len))?;
+        let doc = quick(py, || self.inner.get_doc_by_ptr(shard, ptr, max_disp_len))?;
         doc_dict(py, &doc)
     }
 
@@ -573,7 +573,7 @@ impl PyEngine {
         let shard = self.shard_arg(shard)?;
         let rank: u64 = int_arg(rank, "rank", 0..=U64_MAX)?;
         let max_disp_len = disp_len_arg(max_disp_len)?;
-        let doc = call(py, || self.inner.get_doc_by_rank(shard, rank, max_disp_len))?;
+        let doc = quick(py, || self.inner.get_doc_by_rank(shard, rank, max_disp_len))?;
         doc_dict(py, &doc)
     }
 

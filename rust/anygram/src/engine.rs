@@ -351,22 +351,28 @@ impl Engine {
         while prompt.count > unit.saturating_mul(max_support) {
             unit <<= 1;
         }
-        let per_shard = self
-            .shards
-            .par_iter()
-            .zip(&prompt.ranges)
-            .map(|(shard, &range)| {
-                let mut counts = BTreeMap::new();
-                shard.count_next_tokens(
-                    query_bytes,
-                    range,
-                    unit,
-                    self.eos_token_id,
-                    &mut counts,
-                )?;
-                Ok(counts)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let count_shard = |(shard, &range): (&Arc<Shard>, &RankRange)| {
+            let mut counts = BTreeMap::new();
+            shard.count_next_tokens(query_bytes, range, unit, self.eos_token_id, &mut counts)?;
+            Ok(counts)
+        };
+        // One shard: on the calling thread (a hop to the pool costs more than a
+        // small count); several: in parallel on the fork-safe pool.
+        let per_shard = if self.shards.len() == 1 {
+            self.shards
+                .iter()
+                .zip(&prompt.ranges)
+                .map(count_shard)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            crate::pool::install(|| {
+                self.shards
+                    .par_iter()
+                    .zip(&prompt.ranges)
+                    .map(count_shard)
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
         let mut merged: BTreeMap<u32, u64> = BTreeMap::new();
         for counts in per_shard {
             for (token, count) in counts {
