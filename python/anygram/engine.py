@@ -39,11 +39,6 @@ def is_url(path: str) -> bool:
     return bool(sep) and scheme.lower() in URL_SCHEMES
 
 
-def _read_remote_manifest(url: str) -> Optional[Dict[str, Any]]:
-    # The core's typed manifest, read through its storage layer (one parser for both).
-    return read_manifest(url)
-
-
 def _remote_tokenizer(url: str, manifest: Dict[str, Any], given: Optional[str]) -> Optional[Tokenizer]:
     """The tokenizer of an index at ``url``: the stored one (a plain file name
     beside the manifest, read through the core and checked against the manifest's
@@ -122,11 +117,10 @@ class Engine(_anygram.Engine):
         remote = is_url(path)
         if remote:
             path = path.rstrip("/")
-            manifest = _read_remote_manifest(path)
-        else:
-            if not os.path.isdir(path):
-                raise IndexNotFoundError(f"{path}: no such index directory")
-            manifest = read_manifest(path)
+        elif not os.path.isdir(path):
+            raise IndexNotFoundError(f"{path}: no such index directory")
+        # The core's typed manifest, read through its storage layer (local or remote).
+        manifest = read_manifest(path)
         tok: Optional[Tokenizer] = None
         if manifest is not None and remote:
             # The index is in object storage: its tokenizer is read through the core

@@ -136,17 +136,9 @@ impl Engine {
                     m.vocab_size
                 )))
             }
-            (Some(m), _) => m.vocab_size,
-            (None, Some(given)) => given,
-            (None, None) => width.max_vocab_size(),
+            (Some(m), _) => Some(m.vocab_size),
+            (None, given) => given,
         };
-        if vocab_size == 0 || vocab_size > width.max_vocab_size() {
-            return Err(Error::InvalidArgument(format!(
-                "vocab size {vocab_size} does not fit {}-byte tokens (at most {}, the largest value is the document separator)",
-                width.bytes(),
-                width.max_vocab_size()
-            )));
-        }
         let eos = match (&manifest, options.eos_token_id) {
             (Some(m), Some(given)) if given != m.eos_token_id => {
                 return Err(Error::InvalidArgument(format!(
@@ -154,15 +146,11 @@ impl Engine {
                     m.eos_token_id
                 )))
             }
-            (Some(m), _) => m.eos_token_id,
-            (None, Some(given)) => given,
-            (None, None) => width.separator() as u64,
+            (Some(m), _) => Some(m.eos_token_id),
+            (None, given) => given,
         };
-        if eos >= vocab_size && eos != width.separator() as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "eos token id {eos} is outside the vocabulary [0, {vocab_size})"
-            )));
-        }
+        // The same vocabulary and eos rules (and defaults) as the writer's.
+        let (vocab_size, eos) = crate::format::check_token_parameters(width, vocab_size, eos)?;
         // Shards open concurrently: in object storage each open waits on round trips.
         let shards = crate::pool::install(|| {
             (0..num_shards)
