@@ -31,11 +31,11 @@ def test_or_binds_tighter_and_words_holding_and_or_are_not_split():
 
 
 def test_engine_and_server_read_cnf_text_through_the_parser(tmp_path):
-    from anygram_server import queries
+    from anygram_server import tokenization
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["the cat sat", "a dog ran", "the dog sat"]))
     engine = anygram.Engine.open(anygram.build_index(str(corpus), str(tmp_path / "idx"), progress=False).output)
     text = "the cat AND a dog OR ran"
     assert engine.cnf(text) == [[engine.tokenize(t) for t in clause] for clause in cnf.parse(text)]
-    assert queries.parse_cnf_text is cnf.parse and queries.is_cnf_text is cnf.is_cnf_text
+    assert tokenization.parse_cnf_text is cnf.parse and tokenization.is_cnf_text is cnf.is_cnf_text

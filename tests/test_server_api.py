@@ -332,7 +332,7 @@ def test_score_batches_texts_and_falls_back_without_engine_score(client, engines
     engine without `score` (one infgram_prob_batch over the prefixes) answers the same."""
     from types import SimpleNamespace
 
-    from anygram_server.queries import score_many
+    from anygram_server.scores import score_many
 
     engine = engines["text"]
     texts = ["the cat", "", "über a mat", "zzz"]

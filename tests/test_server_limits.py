@@ -100,7 +100,7 @@ def test_answers_are_encoded_in_pieces_that_stop_at_the_deadline():
 
     from anygram_server.config import Limits
     from anygram_server.errors import TimeoutExceededError
-    from anygram_server.queries import encode_answer, encode_json
+    from anygram_server.encoding import encode_answer, encode_json
     from anygram_server.runner import Deadline
 
     answer = {"results": [{"a": [1, 2.5, None], "b": "ü"}] * 3, "latency": 1.0}

@@ -260,6 +260,11 @@ class ErrorBody(BaseModel):
     limit: Optional[float] = None
     got: Optional[Any] = None
 
+# The error answers every API route documents at /docs.
+ERROR_RESPONSES: Dict[Union[int, str], Dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503, 504)
+}
+
 
 class InfiniGramRequest(BaseModel):
     """infini-gram's API request. Fields a query type does not use are ignored, as are

@@ -8,15 +8,15 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from .. import queries as q
 from ..dependencies import Service, api_service
+from ..encoding import encode_answer, json_response
 from ..errors import UnknownDocumentError
+from ..limit_checks import bounded, check_at_most, check_work
 from ..registry import ServedIndex
 from ..runner import Deadline
-from ..schemas import DocsRequest, DocsResponse, Document, UrlCount, UrlPosition
-from .queries import ERRORS, json_response
+from ..schemas import ERROR_RESPONSES, DocsRequest, DocsResponse, Document, UrlCount, UrlPosition
 
-router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERRORS)
+router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERROR_RESPONSES)
 
 
 def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
@@ -40,11 +40,11 @@ async def get_document(
 ) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    max_disp_len = q.bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
+    max_disp_len = bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
     _check_doc_ixs(index, [doc_ix], "doc_ix")
 
     def work(deadline: Deadline) -> bytes:
-        return q.encode_answer(index.engine.get_doc_by_ix(doc_ix, max_disp_len), deadline, limits)
+        return encode_answer(index.engine.get_doc_by_ix(doc_ix, max_disp_len), deadline, limits)
 
     return json_response(await runner.run("doc", work))
 
@@ -53,9 +53,9 @@ async def get_document(
 async def get_documents(body: DocsRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """Documents by index, read on all cores (as `engine.get_docs_by_ixs`)."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    q.check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
-    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
-    q.check_work(
+    check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
+    check_work(
         ("doc_ixs", "max_disp_len"),
         (len(body.doc_ixs), max_disp_len),
         limits.max_total_doc_tokens,
@@ -67,6 +67,6 @@ async def get_documents(body: DocsRequest, name: str, service: Service = Depends
         start = time.perf_counter()
         documents = index.engine.get_docs_by_ixs(body.doc_ixs, max_disp_len)
         latency = (time.perf_counter() - start) * 1e3
-        return q.encode_answer({"documents": documents, "latency": latency}, deadline, limits)
+        return encode_answer({"documents": documents, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("docs", work))

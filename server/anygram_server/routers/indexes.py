@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from ..dependencies import Service, api_service
-from ..schemas import IndexInfo, IndexList
-from .queries import ERRORS
+from ..schemas import ERROR_RESPONSES, IndexInfo, IndexList
 
-router = APIRouter(prefix="/v1/indexes", tags=["indexes"], responses=ERRORS)
+router = APIRouter(prefix="/v1/indexes", tags=["indexes"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=IndexList, summary="List the indexes")

@@ -20,14 +20,18 @@ from typing import Any, Callable, Dict, List, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from .. import queries as q
+from anygram.cnf import is_cnf_text
+
 from ..config import Limits
 from ..dependencies import Service, api_service, get_service
+from ..encoding import encode_answer, json_response
 from ..errors import BadRequestError, UnknownDocumentError
+from ..highlighting import add_spans, add_token_texts, cnf_needles, highlight
+from ..limit_checks import bounded, check_work
 from ..registry import ServedIndex
 from ..runner import Deadline
-from ..schemas import QUERY_TYPES, InfiniGramRequest
-from .queries import ERRORS, add_token_texts, json_response
+from ..schemas import ERROR_RESPONSES, QUERY_TYPES, InfiniGramRequest
+from ..tokenization import Cnf, cnf_ids, token_ids, tokenize
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 
@@ -57,7 +61,7 @@ async def home(request: Request, service: Service = Depends(get_service)) -> Res
     )
 
 
-@router.post("/", summary="infini-gram's API: one query of any type", responses=ERRORS)
+@router.post("/", summary="infini-gram's API: one query of any type", responses=ERROR_RESPONSES)
 async def query(body: InfiniGramRequest, service: Service = Depends(api_service)) -> Response:
     """infini-gram's request and answer formats: `query_type` is one of count, prob, ntd,
     infgram_prob, infgram_ntd, search_docs, find, count_cnf, find_cnf, search_docs_cnf,
@@ -70,7 +74,7 @@ async def query(body: InfiniGramRequest, service: Service = Depends(api_service)
     _check_parameters(body, limits)
 
     def work(deadline: Deadline) -> bytes:
-        return q.encode_answer(answer(index, body, limits, deadline), deadline, limits)
+        return encode_answer(answer(index, body, limits, deadline), deadline, limits)
 
     return json_response(await service.runner.run(body.query_type, work))
 
@@ -94,17 +98,17 @@ def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
         ("maxnum", limits.max_maxnum),
         ("max_disp_len", limits.max_disp_len),
     ):
-        setattr(body, field, q.bounded(field, getattr(body, field), DEFAULTS[field], limit))
+        setattr(body, field, bounded(field, getattr(body, field), DEFAULTS[field], limit))
     # The work of the one query: what it returns at most.
     if body.query_type in ("search_docs", "search_docs_cnf"):
-        q.check_work(
+        check_work(
             ("maxnum", "max_disp_len"),
             (body.maxnum, body.max_disp_len),
             limits.max_total_doc_tokens,
             "document tokens",
         )
     if body.query_type in ("ntd", "infgram_ntd"):
-        q.check_work(("max_support",), (body.max_support,), limits.max_total_support, "ntd entries")
+        check_work(("max_support",), (body.max_support,), limits.max_total_support, "ntd entries")
 
 
 def answer(
@@ -113,19 +117,19 @@ def answer(
     """The infini-gram answer to ``body`` (runs in an engine thread)."""
     query_type = body.query_type
     ids: Optional[List[int]] = None
-    cnf: Optional[q.Cnf] = None
+    cnf: Optional[Cnf] = None
     if body.query is not None and body.query_ids is not None:
         raise BadRequestError("give exactly one of query and query_ids, not both", field="query")
     if body.query is not None:
-        if q.is_cnf_text(body.query):
-            cnf = q.cnf_ids(index, body.query, limits, "query")
+        if is_cnf_text(body.query):
+            cnf = cnf_ids(index, body.query, limits, "query")
         else:
-            ids = q.tokenize(index, body.query, limits, "query")
+            ids = tokenize(index, body.query, limits, "query")
     elif body.query_ids is not None:
         if body.query_ids and isinstance(body.query_ids[0], list):
-            cnf = q.cnf_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
+            cnf = cnf_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
         else:
-            ids = q.token_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
+            ids = token_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
     elif query_type not in DOCUMENT_TYPES:
         raise BadRequestError("give the query as query (text) or query_ids (token ids)", field="query")
     else:
@@ -139,7 +143,7 @@ def answer(
                 f"query_type {query_type} takes an n-gram, not a CNF query (AND/OR)", field="query_type"
             )
     elif query_type.endswith("_cnf"):
-        cnf = [[ids]] if ids else q.cnf_ids(index, [], limits, "query")
+        cnf = [[ids]] if ids else cnf_ids(index, [], limits, "query")
 
     handler: Callable[..., Dict[str, Any]] = HANDLERS[query_type]
     start = time.perf_counter()
@@ -213,13 +217,9 @@ def _message(result: Dict[str, Any]) -> str:
 
 def _search_docs(index, body, ids, cnf, deadline):
     result = index.engine.search_docs(ids, maxnum=body.maxnum, max_disp_len=body.max_disp_len, seed=body.seed)
-    q.add_spans(index, result["documents"], [(ids, "0")], deadline)
+    add_spans(index, result["documents"], [(ids, "0")], deadline)
     result["message"] = _message(result)
     return result
-
-
-def _cnf_needles(cnf: q.Cnf):
-    return [(term, str(c)) for c, clause in enumerate(cnf) for term in clause]
 
 
 def _search_docs_cnf(index, body, ids, cnf, deadline):
@@ -231,7 +231,7 @@ def _search_docs_cnf(index, body, ids, cnf, deadline):
         max_diff_tokens=body.max_diff_tokens,
         seed=body.seed,
     )
-    q.add_spans(index, result["documents"], _cnf_needles(cnf), deadline)
+    add_spans(index, result["documents"], cnf_needles(cnf), deadline)
     result["message"] = _message(result)
     return result
 
@@ -253,8 +253,8 @@ def _required(body: InfiniGramRequest, *fields: str) -> None:
 
 
 def _document(index, body, doc, ids, cnf):
-    needles = _cnf_needles(cnf) if cnf is not None else ([(ids, "0")] if ids else [])
-    doc["spans"] = q.highlight(index, doc["token_ids"], needles)
+    needles = cnf_needles(cnf) if cnf is not None else ([(ids, "0")] if ids else [])
+    doc["spans"] = highlight(index, doc["token_ids"], needles)
     return doc
 
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 
-from anygram.errors import InvalidQueryError
+from anygram.cnf import is_cnf_text
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from .. import queries as q
-from ..config import Limits
-from ..errors import BadRequestError
 from ..dependencies import Service, api_service
-from ..registry import ServedIndex
+from ..encoding import encode_answer, json_response
+from ..errors import BadRequestError
+from ..highlighting import add_spans, add_token_texts, display_pieces
+from ..limit_checks import bounded, check_batch, check_work
 from ..runner import Deadline
 from ..schemas import (
+    ERROR_RESPONSES,
     CountRequest,
     CountResponse,
-    ErrorBody,
     LongestMatchResponse,
     NtdRequest,
     NtdResponse,
@@ -35,18 +35,10 @@ from ..schemas import (
     SearchRequest,
     SearchResponse,
 )
+from ..scores import longest_occurring_span, score_many
+from ..tokenization import batch_token_ids, cnf_ids, one_token, parse_ids_text, token_ids, tokenize
 
-ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503, 504)}
-
-router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"], responses=ERRORS)
-
-
-def json_response(body: bytes) -> Response:
-    return Response(content=body, media_type="application/json")
-
-
-def check_batch(field: str, size: int, limits: Limits) -> None:
-    q.check_at_most(field, size, limits.max_batch_size, "queries in one batch")
+router = APIRouter(prefix="/v1/indexes/{name}", tags=["queries"], responses=ERROR_RESPONSES)
 
 
 @router.post("/count", response_model=CountResponse, summary="Count n-grams")
@@ -56,11 +48,11 @@ async def count(body: CountRequest, name: str, service: Service = Depends(api_se
     check_batch("queries", len(body.queries), limits)
 
     def work(deadline: Deadline) -> bytes:
-        ids = q.batch_token_ids(index, body.queries, limits, "queries", deadline)
+        ids = batch_token_ids(index, body.queries, limits, "queries", deadline)
         start = time.perf_counter()
         counts = index.engine.count_batch(ids)
         latency = (time.perf_counter() - start) * 1e3
-        return q.encode_answer({"counts": counts.tolist(), "latency": latency}, deadline, limits)
+        return encode_answer({"counts": counts.tolist(), "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("count", work))
 
@@ -79,28 +71,16 @@ async def prob(body: ProbRequest, name: str, service: Service = Depends(api_serv
         )
 
     def work(deadline: Deadline) -> bytes:
-        contexts = q.batch_token_ids(index, body.contexts, limits, "contexts", deadline)
-        tokens = [_one_token(index, t, limits, f"tokens[{i}]") for i, t in enumerate(body.tokens)]
+        contexts = batch_token_ids(index, body.contexts, limits, "contexts", deadline)
+        tokens = [one_token(index, t, limits, f"tokens[{i}]") for i, t in enumerate(body.tokens)]
         start = time.perf_counter()
         arrays = index.engine.prob_batch(contexts, tokens, n=body.n)
         latency = (time.perf_counter() - start) * 1e3
         columns = {key: arrays[key].tolist() for key in ("prompt_cnt", "cont_cnt", "prob", "suffix_len")}
         results = ({key: columns[key][i] for key in columns} for i in range(len(contexts)))
-        return q.encode_answer({"results": results, "latency": latency}, deadline, limits)
+        return encode_answer({"results": results, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("prob", work))
-
-
-def _one_token(index: ServedIndex, token, limits: Limits, field: str) -> int:
-    if isinstance(token, str):
-        ids = q.tokenize(index, token, limits, field)
-        if len(ids) != 1:
-            raise InvalidQueryError(
-                f"{field}: {token!r} is {len(ids)} tokens {ids}; the next token must be one"
-            )
-        return ids[0]
-    q.check_vocabulary(index, [token], field)
-    return token
 
 
 @router.post("/ntd", response_model=NtdResponse, summary="Next-token distributions")
@@ -109,9 +89,9 @@ async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_servic
     max_support)`), each entry with its `token` text added."""
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
-    max_support = q.bounded("max_support", body.max_support, 1000, limits.max_support)
+    max_support = bounded("max_support", body.max_support, 1000, limits.max_support)
     # Each context's distribution has up to max_support entries, each a Python dict.
-    q.check_work(
+    check_work(
         ("contexts", "max_support"),
         (len(body.contexts), max_support),
         limits.max_total_support,
@@ -119,7 +99,7 @@ async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_servic
     )
 
     def work(deadline: Deadline) -> bytes:
-        contexts = q.batch_token_ids(index, body.contexts, limits, "contexts", deadline)
+        contexts = batch_token_ids(index, body.contexts, limits, "contexts", deadline)
         start = time.perf_counter()
         results = index.engine.ntd_batch(contexts, n=body.n, max_support=max_support)
         latency = (time.perf_counter() - start) * 1e3
@@ -129,14 +109,9 @@ async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_servic
                 add_token_texts(index, result)
                 yield result
 
-        return q.encode_answer({"results": shaped(), "latency": latency}, deadline, limits)
+        return encode_answer({"results": shaped(), "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("ntd", work))
-
-
-def add_token_texts(index: ServedIndex, ntd_result) -> None:
-    for token_id, entry in ntd_result["result_by_token_id"].items():
-        entry["token"] = index.decode([token_id])
 
 
 @router.post("/score", response_model=ScoreResponse, summary="∞-gram score of every token of a text")
@@ -148,15 +123,15 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
     check_batch("texts", len(body.texts), limits)
 
     def work(deadline: Deadline) -> bytes:
-        texts = q.batch_token_ids(index, body.texts, limits, "texts", deadline)
+        texts = batch_token_ids(index, body.texts, limits, "texts", deadline)
         start = time.perf_counter()
-        scores = q.score_many(index, texts)
+        scores = score_many(index, texts)
         latency = (time.perf_counter() - start) * 1e3
         results = (
-            {"token_ids": ids, "tokens": index.tokens(ids), "pieces": q.display_pieces(index, ids), **score}
+            {"token_ids": ids, "tokens": index.tokens(ids), "pieces": display_pieces(index, ids), **score}
             for ids, score in zip(texts, scores)
         )
-        return q.encode_answer({"results": results, "latency": latency}, deadline, limits)
+        return encode_answer({"results": results, "latency": latency}, deadline, limits)
 
     return json_response(await runner.run("score", work))
 
@@ -167,20 +142,20 @@ async def search(body: SearchRequest, name: str, service: Service = Depends(api_
     max_disp_len, seed)`): every occurrence up to `maxnum`, distinct ones drawn at random
     beyond. Each document adds `spans`, its text with every match marked."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
-    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
-    q.check_work(
+    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    check_work(
         ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
     )
 
     def work(deadline: Deadline) -> bytes:
-        ids = q.token_ids(index, body.query, limits, "query")
+        ids = token_ids(index, body.query, limits, "query")
         start = time.perf_counter()
         result = index.engine.search_docs(ids, maxnum=maxnum, max_disp_len=max_disp_len, seed=body.seed)
         latency = (time.perf_counter() - start) * 1e3
-        q.add_spans(index, result["documents"], [(ids, "0")], deadline)
+        add_spans(index, result["documents"], [(ids, "0")], deadline)
         result.update({"token_ids": ids, "tokens": index.tokens(ids), "latency": latency})
-        return q.encode_answer(result, deadline, limits)
+        return encode_answer(result, deadline, limits)
 
     return json_response(await runner.run("search", work))
 
@@ -195,16 +170,16 @@ async def longest_match(body: SearchRequest, name: str, service: Service = Depen
     (the leftmost of the longest; the whole query when it occurs, empty when no token
     does) and, as `search` answers for it, the documents where it occurs."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    maxnum = q.bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
-    max_disp_len = q.bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
-    q.check_work(
+    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    check_work(
         ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
     )
 
     def work(deadline: Deadline) -> bytes:
-        query_ids = q.token_ids(index, body.query, limits, "query")
+        query_ids = token_ids(index, body.query, limits, "query")
         started = time.perf_counter()
-        start, end = q.longest_occurring_span(index, query_ids)
+        start, end = longest_occurring_span(index, query_ids)
         deadline.check()
         span = query_ids[start:end]
         if span:
@@ -212,7 +187,7 @@ async def longest_match(body: SearchRequest, name: str, service: Service = Depen
         else:  # searching the empty n-gram would draw documents that match nothing
             result = {"cnt": 0, "approx": False, "idxs": [], "documents": []}
         latency = (time.perf_counter() - started) * 1e3
-        q.add_spans(index, result["documents"], [(span, "0")], deadline)
+        add_spans(index, result["documents"], [(span, "0")], deadline)
         result.update(
             {
                 "token_ids": span,
@@ -224,7 +199,7 @@ async def longest_match(body: SearchRequest, name: str, service: Service = Depen
                 "latency": latency,
             }
         )
-        return q.encode_answer(result, deadline, limits)
+        return encode_answer(result, deadline, limits)
 
     return json_response(await runner.run("longest_match", work))
 
@@ -237,15 +212,15 @@ async def parse(body: ParseRequest, name: str, service: Service = Depends(api_se
     index, limits, runner = service.index(name), service.limits, service.runner
 
     def work(deadline: Deadline) -> bytes:
-        if q.is_cnf_text(body.query):
-            cnf = q.cnf_ids(index, body.query, limits, "query", ids_text=body.ids)
+        if is_cnf_text(body.query):
+            cnf = cnf_ids(index, body.query, limits, "query", ids_text=body.ids)
             tokens = None if not index.has_tokenizer else [[index.tokens(t) for t in c] for c in cnf]
             texts = [[index.decode(term) for term in clause] for clause in cnf]
             answer = {"token_ids": None, "cnf": cnf, "tokens": tokens, "text": texts}
         else:
-            read = q.parse_ids_text if body.ids else q.tokenize
+            read = parse_ids_text if body.ids else tokenize
             ids = read(index, body.query, limits, "query")
             answer = {"token_ids": ids, "cnf": None, "tokens": index.tokens(ids), "text": index.decode(ids)}
-        return q.encode_answer(answer, deadline, limits)
+        return encode_answer(answer, deadline, limits)
 
     return json_response(await runner.run("parse", work))
