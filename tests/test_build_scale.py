@@ -156,10 +156,25 @@ def test_memory_budget_holds_for_a_real_process(tmp_path):
 def test_too_small_a_budget_is_a_clear_error(tmp_path):
     corpus = tmp_path / "c.jsonl"
     _write_text_corpus(corpus, 200)
-    with pytest.raises(InvalidArgumentError, match="raise --mem"):
+    with pytest.raises(InvalidArgumentError, match="raise the memory budget"):
         anygram.build_index(str(corpus), str(tmp_path / "out"), mem="40M", progress=False)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["c.jsonl"]
+
+
+def test_the_command_line_names_the_flag_that_sets_the_budget(tmp_path):
+    """The core and the Python API name the value (the memory budget), the command line adds
+    its flag; neither says the other's words."""
+    corpus = tmp_path / "c.jsonl"
+    _write_text_corpus(corpus, 20)
+    with pytest.raises(InvalidArgumentError) as raised:
+        anygram.build_index(str(corpus), str(tmp_path / "out"), mem="40M", progress=False)
+    assert "--" not in str(raised.value)
+    proc = subprocess.run([sys.executable, "-m", "anygram.cli", "build", str(corpus), "-o", str(tmp_path / "out"),
+                           "--mem", "40M", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "raise the memory budget (--mem)" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("value,expected", [("4G", 4 << 30), ("512M", 512 << 20), ("1.5GiB", 3 << 29),
@@ -270,7 +285,7 @@ def test_auto_shards_are_the_fewest_that_sort_in_memory():
                 if shards > 1:
                     assert num_tokens / (shards - 1) > per_shard * 0.9 - 1
     assert _choose_shards("auto", 10**9, 3, 2, 1024 * mib, held=held) == 3  # never more shards than documents
-    with pytest.raises(InvalidArgumentError, match="raise --mem"):
+    with pytest.raises(InvalidArgumentError, match="raise the memory budget"):
         _choose_shards("auto", 10**9, 10**6, 2, 150 * mib, held=held)
 
 

@@ -34,7 +34,6 @@ counts against it; see ARCHITECTURE.md for the model.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import resource
@@ -78,9 +77,8 @@ def parse_size(value: Union[None, int, str]) -> Optional[int]:
     return int(float(m.group(1)) * scale)
 
 
-# How build errors name the arguments: Python's parameters, or the CLI's flags.
+# How build errors name the arguments: Python's parameters (the CLI passes its flags).
 PYTHON_WORDS = {"output": "output", "input": "input", "overwrite": "overwrite=True"}
-CLI_WORDS = {"output": "--output", "input": "input", "overwrite": "--overwrite"}
 
 
 def check_output(output: str, inputs: List[str], overwrite: bool, words: Dict[str, str] = PYTHON_WORDS) -> None:
@@ -265,13 +263,7 @@ def build_index(
         progress = sys.stderr.isatty()
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
-        held = _anygram.resident_bytes() or 0
-        # The smallest useful external sort: libsais's workspace and a window of 2^17 tokens.
-        floor = held + _anygram.build_reserve_bytes(mem_bytes) + _anygram.in_memory_sort_bytes(1 << 17, 4)
-        if mem_bytes < floor:
-            raise InvalidArgumentError(
-                f"a memory budget of {mem_bytes >> 20} MiB is too small: the process already holds {held >> 20} MiB "
-                f"and a build needs about {(floor - held) >> 20} MiB more at least; raise --mem")
+        _anygram.check_build_budget(mem_bytes, _anygram.resident_bytes() or 0)
     if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
         raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
     output = os.path.abspath(os.fspath(output))
@@ -500,15 +492,7 @@ def _choose_shards(shards, num_tokens: int, num_docs: int, width: int, mem: Opti
     if shards == "auto":
         budget = mem if mem is not None else _physical_memory() * 3 // 4
         held = (_anygram.resident_bytes() or 0) if held is None else held
-        available = budget - held - _anygram.build_reserve_bytes(budget)
-        per_shard = _anygram.max_in_memory_tokens(max(available, 0), width)
-        if per_shard < 1 << 16:
-            raise InvalidArgumentError(
-                f"--shards auto: a budget of {budget >> 20} MiB leaves {max(available, 0) >> 20} MiB for sorting "
-                f"(the process holds {held >> 20} MiB): raise --mem")
-        # Cuts fall at document starts and the resident set moves a little: aim under the limit.
-        shards = max(1, math.ceil(num_tokens / (per_shard * 0.9)))
-        return min(shards, num_docs)
+        return min(_anygram.shards_for_budget(num_tokens, width, budget, held), num_docs)
     if shards > num_docs:
         raise InvalidArgumentError(f"{shards} shards for {num_docs} documents: use at most {num_docs}")
     return shards

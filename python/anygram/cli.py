@@ -207,9 +207,9 @@ def _shown(query: Query) -> str:
 
 
 def cmd_build(args) -> int:
-    from .builder import CLI_WORDS, build_index, check_output
+    from .builder import build_index, check_output
 
-    check_output(args.output, [os.path.abspath(i) for i in args.input], args.overwrite, CLI_WORDS)
+    check_output(args.output, [os.path.abspath(i) for i in args.input], args.overwrite, _BUILD_FLAGS)
     report = build_index(
         args.input, args.output, tokenizer=args.tokenizer, shards=_shards_arg(args.shards),
         token_width=args.token_width, vocab_size=args.vocab_size, eos_token_id=args.eos_token_id,
@@ -838,11 +838,16 @@ def _check_flags(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
 
 # Python's names for arguments in messages the library raises, and the CLI's.
+# How check_output names build_index's arguments on the command line.
+_BUILD_FLAGS = {"output": "--output", "input": "input", "overwrite": "--overwrite"}
+
 _PYTHON_TO_CLI = [
     ("overwrite=True", "--overwrite"),
     ("strict=True", "--strict"),
     ("resume=False", "--no-resume"),
     ("fields=[...]", "--field"),
+    # The core names values; the command line adds the flag that sets them.
+    ("raise the memory budget", "raise the memory budget (--mem)"),
 ]
 
 

@@ -130,11 +130,29 @@ pub fn ptr_size_for(tokenized_bytes: &Bound<'_, PyAny>) -> PyResult<usize> {
     Ok(anygram::format::ptr_size_for(bytes))
 }
 
-/// Bytes of a memory budget kept free of the suffix sort's buffers.
+/// Raises unless a build can work within `mem_bytes` when the process holds
+/// `held_bytes` (the core's memory model, `anygram::build::check_budget`).
 #[pyfunction]
-pub fn build_reserve_bytes(mem_bytes: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub fn check_build_budget(mem_bytes: &Bound<'_, PyAny>, held_bytes: &Bound<'_, PyAny>) -> PyResult<()> {
     let mem: u64 = int_arg(mem_bytes, "mem_bytes", 0..=U64_MAX)?;
-    Ok(anygram::build::reserve_bytes(mem))
+    let held: u64 = int_arg(held_bytes, "held_bytes", 0..=U64_MAX)?;
+    anygram::build::check_budget(mem, held).map_err(errors::to_py)
+}
+
+/// The fewest shards of `num_tokens` whose suffix arrays sort in memory within
+/// `mem_bytes` when the process holds `held_bytes` (`anygram::build::shards_for_budget`).
+#[pyfunction]
+pub fn shards_for_budget(
+    num_tokens: &Bound<'_, PyAny>,
+    token_width: &Bound<'_, PyAny>,
+    mem_bytes: &Bound<'_, PyAny>,
+    held_bytes: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    let tokens: u64 = int_arg(num_tokens, "num_tokens", 0..=U64_MAX)?;
+    let width = width_arg(token_width)?;
+    let mem: u64 = int_arg(mem_bytes, "mem_bytes", 0..=U64_MAX)?;
+    let held: u64 = int_arg(held_bytes, "held_bytes", 0..=U64_MAX)?;
+    anygram::build::shards_for_budget(tokens, width, mem, held).map_err(errors::to_py)
 }
 
 /// Appends documents to an index directory's streams (`tokenized.all`,
@@ -351,7 +369,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(token_parameters, m)?,
         wrap_pyfunction!(tokenizer_token_width, m)?,
         wrap_pyfunction!(ptr_size_for, m)?,
-        wrap_pyfunction!(build_reserve_bytes, m)?,
+        wrap_pyfunction!(check_build_budget, m)?,
+        wrap_pyfunction!(shards_for_budget, m)?,
         wrap_pyfunction!(split_shards, m)?,
         wrap_pyfunction!(remove_streams, m)?,
         wrap_pyfunction!(finish_index, m)?,

@@ -44,6 +44,16 @@ use crate::format::{ptr_size_for, read_uint_le, TokenWidth};
 
 /// Default overlap: repeats shorter than this cost nothing extra.
 pub const DEFAULT_OVERLAP_TOKENS: u64 = 4096;
+
+/// The smallest part of an external sort: smaller parts make the merge wide and
+/// slow for nothing.
+pub const MIN_PART_TOKENS: u64 = 1 << 16;
+
+/// Bytes of sort buffers the smallest external sort of `width` tokens needs
+/// (one part of [`MIN_PART_TOKENS`] and its overlap).
+pub fn min_sort_bytes(width: TokenWidth) -> u64 {
+    super::memory::in_memory_sort_bytes(DEFAULT_OVERLAP_TOKENS + MIN_PART_TOKENS, width)
+}
 /// Pointers read per part per refill during the merge.
 const MERGE_READ_ENTRIES: usize = 1 << 16;
 /// Bytes of table buffered before each write during the merge.
@@ -70,15 +80,13 @@ impl PartPlan {
     pub fn for_budget(num_tokens: u64, width: TokenWidth, bytes: u64) -> Result<PartPlan> {
         let window = max_in_memory_tokens(bytes, width);
         let overlap = DEFAULT_OVERLAP_TOKENS;
-        // Parts much smaller than this make the merge wide and slow for nothing.
-        let min_part = 1 << 16;
-        if window < overlap + min_part {
-            let need = super::memory::in_memory_sort_bytes(overlap + min_part, width);
+        if window < overlap + MIN_PART_TOKENS {
             return Err(Error::InvalidArgument(format!(
                 "the memory budget leaves {} MiB for sorting, too little for an external \
-                 suffix sort (it needs at least {} MiB beyond what the process already uses): raise --mem",
+                 suffix sort (it needs at least {} MiB beyond what the process already uses): \
+                 raise the memory budget",
                 bytes >> 20,
-                need.div_ceil(1 << 20)
+                min_sort_bytes(width).div_ceil(1 << 20)
             )));
         }
         Self::with_sizes(num_tokens, width, window - overlap, overlap)

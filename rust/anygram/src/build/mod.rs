@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use external::{ExternalStats, PartPlan, DEFAULT_OVERLAP_TOKENS};
+pub use external::{min_sort_bytes, ExternalStats, PartPlan, DEFAULT_OVERLAP_TOKENS, MIN_PART_TOKENS};
 pub use sorter::{suffix_array, SuffixArray};
 
 use crate::error::{Error, Result};
@@ -208,6 +208,43 @@ pub fn reserve_bytes(mem: u64) -> u64 {
     RESERVE_BYTES.max(mem / 16)
 }
 
+/// Checks, before a build reads its inputs, that a budget of `mem` bytes can
+/// build a shard of any token width when the process already holds `held`: the
+/// reserve plus the smallest external sort of the widest tokens.
+pub fn check_budget(mem: u64, held: u64) -> Result<()> {
+    let more = reserve_bytes(mem).saturating_add(min_sort_bytes(TokenWidth::U32));
+    if mem < held.saturating_add(more) {
+        return Err(Error::InvalidArgument(format!(
+            "a memory budget of {} MiB is too small: the process already holds {} MiB \
+             and a build needs about {} MiB more at least; raise the memory budget",
+            mem >> 20,
+            held >> 20,
+            more >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// The fewest shards of `num_tokens` tokens (in all) whose suffix arrays each
+/// sort in memory within a budget of `mem` bytes when the process holds `held`.
+/// Shards are cut at document starts and the resident set moves a little, so
+/// each aims at 90% of what fits.
+pub fn shards_for_budget(num_tokens: u64, width: TokenWidth, mem: u64, held: u64) -> Result<u64> {
+    let available = mem.saturating_sub(held.saturating_add(reserve_bytes(mem)));
+    let per_shard = memory::max_in_memory_tokens(available, width);
+    if per_shard < MIN_PART_TOKENS {
+        return Err(Error::InvalidArgument(format!(
+            "a memory budget of {} MiB leaves {} MiB for sorting (the process holds {} MiB), \
+             too little to choose the number of shards: raise the memory budget",
+            mem >> 20,
+            available >> 20,
+            held >> 20
+        )));
+    }
+    let shards = (num_tokens as f64 / (per_shard as f64 * 0.9)).ceil() as u64;
+    Ok(shards.max(1))
+}
+
 /// How a shard of `num_tokens` is sorted within `mem` bytes when the process
 /// already holds `held`: in memory (`None`) or with a part plan, and the bytes
 /// available to the sort buffers.
@@ -221,7 +258,7 @@ pub fn plan_for_budget(
     let available = mem.checked_sub(held + reserve).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "a memory budget of {} MiB is below what the process already holds ({} MiB) \
-             plus a reserve of {} MiB: raise --mem",
+             plus a reserve of {} MiB: raise the memory budget",
             mem >> 20,
             held >> 20,
             reserve >> 20

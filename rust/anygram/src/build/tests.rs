@@ -217,8 +217,41 @@ fn budget_picks_in_memory_or_external_and_rejects_too_little() {
     // Too little: a clear error.
     for mem in [120 * mib, 148 * mib] {
         let err = plan_for_budget(n, TokenWidth::U16, mem, held).unwrap_err();
-        assert!(err.to_string().contains("raise --mem"), "{err}");
+        assert!(err.to_string().contains("raise the memory budget"), "{err}");
     }
+}
+
+#[test]
+fn the_budget_check_and_auto_shards_follow_the_memory_model() {
+    let mib = 1u64 << 20;
+    let held = 100 * mib;
+    // The floor: the reserve plus the smallest external sort of u32 tokens, whose plan it admits.
+    // (Below 768 MiB the reserve is its fixed 48 MiB.)
+    let floor = held + 48 * mib + min_sort_bytes(TokenWidth::U32);
+    assert_eq!(reserve_bytes(floor), 48 * mib);
+    check_budget(floor, held).unwrap();
+    let at_floor = PartPlan::for_budget(1 << 30, TokenWidth::U32, floor - held - 48 * mib);
+    assert!(at_floor.is_ok(), "the floor admits the smallest external sort");
+    let err = check_budget(floor - 1, held).unwrap_err();
+    assert!(err.to_string().contains("raise the memory budget"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
+    let mem = 1024 * mib;
+    check_budget(mem, held).unwrap();
+    let available = mem - held - reserve_bytes(mem);
+    assert!(PartPlan::for_budget(1 << 30, TokenWidth::U32, available - 1).is_ok());
+    // Auto shards: each shard's tokens sort in memory within what is left, with 10% slack.
+    for width in [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32] {
+        let per_shard = memory::max_in_memory_tokens(available, width);
+        for num_tokens in [1, per_shard / 2, per_shard, 3 * per_shard + 17] {
+            let shards = shards_for_budget(num_tokens, width, mem, held).unwrap();
+            assert!(num_tokens.div_ceil(shards) as f64 <= per_shard as f64 * 0.9 + 1.0);
+            if shards > 1 {
+                assert!(num_tokens as f64 / (shards - 1) as f64 > per_shard as f64 * 0.9 - 1.0);
+            }
+        }
+    }
+    let err = shards_for_budget(1 << 30, TokenWidth::U16, 150 * mib, held).unwrap_err();
+    assert!(err.to_string().contains("raise the memory budget"), "{err}");
 }
 
 #[test]
