@@ -47,7 +47,6 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 import numpy as np
 
 from . import _anygram
-from .atomic import fsync_directory
 from .corpus import PYTHON_INPUT, Document, SkipLog, input_paths, is_document_iterable, read_documents, read_records
 from .errors import AnygramError, BuildError, InvalidArgumentError
 from .paths import check_outputs, check_replaceable_index
@@ -787,17 +786,9 @@ def _release_free_memory() -> None:
 
 
 def _publish(tmp: str, output: str, overwrite: bool) -> None:
-    """Renames the finished build into place. An old index (checked again: it may have
-    changed during the build) is renamed aside first and removed once the new one is in
-    place, so the path always holds one whole index."""
-    if os.path.lexists(output):
-        if not overwrite:
-            raise InvalidArgumentError(f"{output} appeared during the build; the new index is not published")
+    """Renames the finished build into place (the core's ``publish_index``). An old index
+    is checked again first (it may have changed during the build); the core renames it
+    aside and removes it once the new one is in place."""
+    if overwrite and os.path.lexists(output):
         check_replaceable_index(output)
-        old = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.old-{os.getpid()}")
-        os.rename(output, old)
-        os.rename(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, output)
-    fsync_directory(os.path.dirname(output))
+    _anygram.publish_index(tmp, output, overwrite)

@@ -248,6 +248,14 @@ pub fn remove_streams(py: Python<'_>, index_dir: PathBuf, starts_dir: PathBuf) -
     call(py, || writer::remove_streams(&index_dir, &starts_dir))
 }
 
+/// Puts the finished index `tmp` at `output` (see
+/// `anygram::build::writer::publish_index`); an index there is replaced only with
+/// `replace`, once the caller has checked it holds index files only.
+#[pyfunction]
+pub fn publish_index(py: Python<'_>, tmp: PathBuf, output: PathBuf, replace: bool) -> PyResult<()> {
+    call(py, || writer::publish_index(&tmp, &output, replace))
+}
+
 /// Completes the index in `index_dir` (see `anygram::build::writer::finish_index`):
 /// accelerators, stored tokenizer (`{"path", "name", "sha256"}` or None),
 /// marker, checksums and the manifest (`build`: the build record, a dict of
@@ -374,6 +382,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(split_shards, m)?,
         wrap_pyfunction!(remove_streams, m)?,
         wrap_pyfunction!(finish_index, m)?,
+        wrap_pyfunction!(publish_index, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use anygram::build::writer::{shard_cuts, IndexWriter, IndexWriterOptions};
+use anygram::build::writer::{publish_index, shard_cuts, IndexWriter, IndexWriterOptions};
 use anygram::build::SuffixArrayOptions;
 use anygram::manifest::{Manifest, MANIFEST_FILE, MARKER_FILE};
 use anygram::{Engine, Error, OpenOptions, TokenWidth};
@@ -141,6 +141,32 @@ fn shards_split_at_documents_and_together_hold_every_one() {
         shard_cuts(&[0, 5], 10, 3),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+#[test]
+fn publishing_replaces_an_index_only_when_asked_and_leaves_nothing_aside() {
+    let width = TokenWidth::U16;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, output) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("idx"));
+    let (old_docs, new_docs) = (documents(width, 5), documents(width, 6));
+    write(&old, &old_docs, width, 1);
+    write(&new, &new_docs, width, 2);
+    publish_index(&old, &output, false).unwrap();
+    let err = publish_index(&new, &output, false).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("already exists")), "{err}");
+    let engine = Engine::open(&output, &OpenOptions::default()).unwrap();
+    assert_eq!(engine.num_documents(), old_docs.len() as u64);
+    drop(engine);
+    publish_index(&new, &output, true).unwrap();
+    let engine = Engine::open(&output, &OpenOptions::default()).unwrap();
+    assert_eq!(engine.shards().len(), 2);
+    assert_eq!(engine.num_documents(), new_docs.len() as u64);
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["idx"], "the old index is gone, nothing is left aside");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! 3. the suffix array of each shard ([`super::build_suffix_array_with`]).
 //! 4. [`finish_index`]: accelerators, the stored tokenizer, the marker file,
 //!    checksums and the typed manifest, all synced.
-//! 5. [`publish_new`]: one rename puts the index in place.
+//! 5. [`publish_index`]: one rename puts the index in place (an old one aside first).
 //!
 //! [`IndexWriter`] runs them all (a Rust user, a Ray task).
 
@@ -463,17 +463,35 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Puts the finished index `tmp` at `output` with one rename; `output` must
-/// not exist (replacing an index is the caller's choice, see `builder.py`).
-pub fn publish_new(tmp: &Path, output: &Path) -> Result<()> {
+/// Puts the finished index `tmp` at `output` with one rename. An index already
+/// at `output` is replaced only with `replace` (the caller has checked that it
+/// holds index files only): it is renamed aside first and removed once the new one
+/// is in place, so the path always holds one whole index.
+pub fn publish_index(tmp: &Path, output: &Path, replace: bool) -> Result<()> {
+    let parent = output.parent().unwrap_or(Path::new("."));
     if std::fs::symlink_metadata(output).is_ok() {
-        return Err(Error::InvalidArgument(format!(
-            "{} already exists; the new index is not published",
-            output.display()
-        )));
+        if !replace {
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists; the new index is not published",
+                output.display()
+            )));
+        }
+        let name = output.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("{} names no directory", output.display()))
+        })?;
+        let aside = parent.join(format!(
+            ".{}.old-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::rename(output, &aside).map_err(|e| Error::io(output, e))?;
+        std::fs::rename(tmp, output).map_err(|e| Error::io(output, e))?;
+        // The new index is in place: failing to remove the old one loses nothing.
+        let _ = std::fs::remove_dir_all(&aside);
+    } else {
+        std::fs::rename(tmp, output).map_err(|e| Error::io(output, e))?;
     }
-    std::fs::rename(tmp, output).map_err(|e| Error::io(output, e))?;
-    sync_directory(output.parent().unwrap_or(Path::new(".")))
+    sync_directory(parent)
 }
 
 /// How [`IndexWriter`] builds.
@@ -588,7 +606,7 @@ impl IndexWriter {
                 accelerator: self.options.accelerator,
             },
         )?;
-        publish_new(&index, &self.output)?;
+        publish_index(&index, &self.output, false)?;
         Ok(manifest)
     }
 }
