@@ -1,15 +1,54 @@
-"""Shared fixtures: small indexes built from token lists, and the brute-force oracle."""
+"""Shared fixtures: small indexes built from token lists, the brute-force oracle, the
+`anygram` command in a subprocess, a tiny language model."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
 
 import anygram
+
+# `anygram` subprocesses import the code under test (this process's path), from any directory.
+CLI_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+
+def run_cli(*args, check: bool = True, stdin: Optional[str] = None, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m anygram.cli ARGS`` (each argument as a string), its output captured; with
+    ``check``, asserts that it succeeded."""
+    proc = subprocess.run([sys.executable, "-m", "anygram.cli", *map(str, args)], capture_output=True, text=True,
+                          input=stdin, cwd=cwd, env=CLI_ENV)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def brute_longest_span(engine, ids):
+    """The leftmost of the longest ids[start:end] with a non-zero count, by trying them all."""
+    for length in range(len(ids), 0, -1):
+        for start in range(len(ids) - length + 1):
+            if engine.count(ids[start : start + length]) > 0:
+                return start, start + length
+    return 0, 0
+
+
+def tiny_gpt2(directory):
+    """A saved 1-layer GPT-2 of 20 token ids, random weights (torch's seed 0): ``(model, path)``."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=20, n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                     bos_token_id=None, eos_token_id=None)
+    path = os.path.join(str(directory), "m")
+    transformers.GPT2LMHeadModel(config).save_pretrained(path)
+    return transformers.GPT2LMHeadModel.from_pretrained(path).eval(), path
+
 
 SEPARATOR = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32}

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -20,13 +19,7 @@ import anygram.manifest
 from anygram import _anygram
 from anygram.errors import InvalidArgumentError
 from conftest import Oracle, build_from_tokens
-
-
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "anygram.cli", *args], capture_output=True, text=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from conftest import run_cli as cli
 
 
 def read_manifest(index):

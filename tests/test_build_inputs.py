@@ -4,22 +4,18 @@ counted (an error under ``strict``), never a traceback or a stray work directory
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import anygram
 from anygram.errors import BuildError, InvalidArgumentError
+from conftest import run_cli
 
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "anygram.cli", *map(str, args)], capture_output=True, text=True,
-                          env=ENV)
+# Failures are what these tests look at.
+cli = functools.partial(run_cli, check=False)
 
 
 def leftovers(directory):

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "anygram.cli", *args], capture_output=True, text=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from conftest import run_cli as run
 
 
 def test_build_query_inspect_verify(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 import anygram
 from anygram import cli
+from conftest import run_cli as run
 
 TEXTS = ["abc abd", "abc", "xyz ab"]
 # Commands whose only output is what they print; -o/--output redirects it there.
@@ -22,14 +23,6 @@ PRINTING = {"count", "prob", "ntd", "search", "info", "verify"}
 MAIN_OUTPUT = {"build", "eval-lm", "contamination", "dedup", "demo"}
 # Commands that print no results (a walkthrough, a script, a server, a group of maintenance commands).
 NO_FORMAT = {"demo", "completion", "serve", "index"}
-
-
-def run(*args, stdin=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "anygram.cli", *map(str, args)], capture_output=True, text=True,
-                          input=stdin)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")

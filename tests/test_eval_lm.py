@@ -13,7 +13,7 @@ import pytest
 import anygram
 from anygram import cli, evallm
 from anygram.mix import fit_lambda
-from conftest import Oracle, build_from_tokens
+from conftest import Oracle, build_from_tokens, tiny_gpt2
 
 
 def test_eval_lm_reports_what_a_direct_computation_gives(tmp_path, capsys):
@@ -86,12 +86,8 @@ def test_eval_lm_errors(tmp_path):
 
 def test_model_logprobs_sliding_window(tmp_path):
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=20, n_positions=64, n_embd=16, n_layer=1, n_head=2,
-                                     bos_token_id=None, eos_token_id=None)
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "m")
-    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "m").eval()
+    pytest.importorskip("transformers")
+    model, _ = tiny_gpt2(tmp_path)
     doc = np.random.default_rng(0).integers(0, 19, 40)
     seq = torch.tensor(np.concatenate([[19], doc]))[None]
     with torch.no_grad():

@@ -20,7 +20,7 @@ from anygram import evallm, scan
 from anygram.atomic import atomic_file, write_json_atomic
 from anygram.errors import InvalidArgumentError
 from anygram.workdir import Journal, UnusableJournal
-from conftest import build_from_tokens
+from conftest import build_from_tokens, tiny_gpt2
 
 PYTHON_PATH = os.pathsep.join(p for p in sys.path if p)
 
@@ -141,12 +141,9 @@ def test_a_truncated_compressed_eval_file_is_a_named_error(tmp_path, small_index
 
 
 def test_eval_lm_model_scoring_shows_a_progress_bar(tmp_path, capsys):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=20, n_positions=64, n_embd=16, n_layer=1, n_head=2,
-                                     bos_token_id=None, eos_token_id=None)
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "m")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tiny_gpt2(tmp_path)
     docs = [np.arange(30) % 19, np.arange(7) % 19]
     quiet = evallm.model_logprobs(str(tmp_path / "m"), docs, 19, window=16, stride=8, device="cpu", progress=False)
     assert "model log-probs" not in capsys.readouterr().err

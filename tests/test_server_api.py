@@ -18,7 +18,7 @@ from serving import Server
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import anygram
-from conftest import Oracle, build_from_tokens
+from conftest import Oracle, brute_longest_span, build_from_tokens
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "ñu", "über", "to", "it"]
 IDS_VOCAB, IDS_EOS = 12, 11
@@ -825,15 +825,6 @@ def test_serve_without_the_server_package_says_how_to_install_it(monkeypatch, ca
 
 
 # --- what the web page needs: longest matching span, query parsing, offline docs ----------------
-
-
-def brute_longest_span(engine, ids):
-    """The leftmost of the longest ids[start:end] with a non-zero count, by trying them all."""
-    for length in range(len(ids), 0, -1):
-        for start in range(len(ids) - length + 1):
-            if engine.count(ids[start : start + length]) > 0:
-                return start, start + length
-    return 0, 0
 
 
 def test_longest_match_is_the_longest_occurring_span(client, engines, corpora):

@@ -22,7 +22,7 @@ import pytest
 from serving import Server
 
 import anygram
-from conftest import build_from_tokens
+from conftest import brute_longest_span, build_from_tokens
 
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
 TEXTS = [
@@ -271,14 +271,6 @@ def test_ntd_view_draws_the_next_token_distribution(browser, site):
     summary = by_id(browser, "ntd-summary").text
     assert f"({expected['suffix_len']} tokens, {expected['prompt_cnt']} times)" in summary
     screenshot(browser, "ntd")
-
-
-def brute_longest_span(engine, ids):
-    for length in range(len(ids), 0, -1):
-        for start in range(len(ids) - length + 1):
-            if engine.count(ids[start : start + length]) > 0:
-                return start, start + length
-    return 0, 0
 
 
 def test_documents_view_shows_the_longest_span_when_the_text_is_absent(browser, site):

@@ -3,40 +3,14 @@
 //! file never changes an answer; the read counter shows ≤ 3 dependent reads per
 //! shard once the levels above the bottom one are resident.
 
+mod common;
+
 use std::path::Path;
 
 use anygram::accel::{self, WriteOptions};
-use anygram::build::build_suffix_array;
 use anygram::{Engine, OpenOptions, TokenWidth};
+use common::{big_corpus, open_with as open, write_plain_index};
 use proptest::prelude::*;
-
-/// Writes `docs` as shard 0 of `dir` in infini-gram's layout and builds its suffix array.
-fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth) {
-    let mut tokenized = Vec::new();
-    let mut offsets = Vec::new();
-    for doc in docs {
-        offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
-        width.encode_into(&[width.separator()], &mut tokenized);
-        width.encode_into(doc, &mut tokenized);
-    }
-    std::fs::write(dir.join("tokenized.0"), &tokenized).unwrap();
-    std::fs::write(dir.join("offset.0"), &offsets).unwrap();
-    build_suffix_array(&dir.join("tokenized.0"), &dir.join("table.0"), width, 2).unwrap();
-}
-
-fn open(dir: &Path, width: TokenWidth, accelerator: bool, resident_mem: Option<u64>) -> Engine {
-    Engine::open(
-        dir,
-        &OpenOptions {
-            token_width: Some(width.bytes()),
-            sample_keys: false,
-            accelerator,
-            resident_mem,
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap()
-}
 
 fn brute_count(stream: &[u32], query: &[u32]) -> u64 {
     stream.windows(query.len()).filter(|w| *w == query).count() as u64
@@ -81,7 +55,7 @@ proptest! {
         random in prop::collection::vec(prop::collection::vec(0usize..6, 1..10), 1..5),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        write_index(dir.path(), &docs, width);
+        write_plain_index(dir.path(), &docs, width, 1);
         let plain = open(dir.path(), width, false, None);
         accel::write(dir.path(), &plain.shards()[0], &WriteOptions { rate, key_bytes, node_keys: Some(node_keys) }).unwrap();
         let fast = open(dir.path(), width, true, resident);
@@ -115,26 +89,12 @@ proptest! {
     }
 }
 
-/// A corpus of `n` u16 tokens with ids whose byte order differs from their value order.
-fn big_corpus(n: usize, seed: u64) -> Vec<Vec<u32>> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut docs = Vec::new();
-    let mut left = n;
-    while left > 0 {
-        let len = rng.gen_range(1..400).min(left);
-        docs.push((0..len).map(|_| rng.gen_range(0..600u32)).collect());
-        left -= len;
-    }
-    docs
-}
-
 #[test]
 fn three_dependent_reads_per_shard_after_the_resident_levels() {
     let dir = tempfile::tempdir().unwrap();
     let width = TokenWidth::U16;
     let docs = big_corpus(300_000, 7);
-    write_index(dir.path(), &docs, width);
+    write_plain_index(dir.path(), &docs, width, 1);
     let plain = open(dir.path(), width, false, None);
     // Small nodes, so that the tree has several levels on this small shard.
     let options = WriteOptions {
@@ -194,7 +154,7 @@ fn long_patterns_tied_on_their_keys_finish_in_few_rounds() {
     let width = TokenWidth::U8;
     // One long repeated document: every suffix shares its first key bytes with thousands of others.
     let docs = vec![vec![7u32; 50_000]];
-    write_index(dir.path(), &docs, width);
+    write_plain_index(dir.path(), &docs, width, 1);
     let plain = open(dir.path(), width, false, None);
     accel::write(
         dir.path(),
@@ -223,7 +183,7 @@ fn corpus_files(dir: &Path, shift: u32, width: TokenWidth) -> Vec<Vec<u32>> {
         .into_iter()
         .map(|d| d.into_iter().map(|t| (t + shift) % 600).collect())
         .collect();
-    write_index(dir, &docs, width);
+    write_plain_index(dir, &docs, width, 1);
     docs
 }
 
@@ -312,7 +272,7 @@ fn a_damaged_accelerator_never_changes_an_answer() {
 fn write_options_are_checked() {
     let width = TokenWidth::U8;
     let dir = tempfile::tempdir().unwrap();
-    write_index(dir.path(), &[vec![1, 2, 3]], width);
+    write_plain_index(dir.path(), &[vec![1, 2, 3]], width, 1);
     let engine = open(dir.path(), width, false, None);
     let shard = &engine.shards()[0];
     for (options, needle) in [

@@ -4,49 +4,14 @@
 //! brute force, and an ∞-gram prob costs at most twice a count's rounds.
 //! `Shard::find_next` over a wide range finishes k-ary in few counted rounds.
 
+mod common;
+
 use std::path::Path;
 
 use anygram::accel::{self, WriteOptions};
-use anygram::build::build_suffix_array;
 use anygram::{Engine, OpenOptions, TokenWidth};
+use common::{big_corpus, open_with as open, shard_streams, write_plain_index};
 use proptest::prelude::*;
-
-/// Writes `docs` as `shards` shards of `dir` in infini-gram's layout.
-fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth, shards: usize) {
-    let per_shard = docs.len().div_ceil(shards).max(1);
-    for (s, part) in docs.chunks(per_shard).enumerate() {
-        let mut tokenized = Vec::new();
-        let mut offsets = Vec::new();
-        for doc in part {
-            offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
-            width.encode_into(&[width.separator()], &mut tokenized);
-            width.encode_into(doc, &mut tokenized);
-        }
-        std::fs::write(dir.join(format!("tokenized.{s}")), &tokenized).unwrap();
-        std::fs::write(dir.join(format!("offset.{s}")), &offsets).unwrap();
-        build_suffix_array(
-            &dir.join(format!("tokenized.{s}")),
-            &dir.join(format!("table.{s}")),
-            width,
-            1,
-        )
-        .unwrap();
-    }
-}
-
-fn open(dir: &Path, width: TokenWidth, accelerator: bool, resident_mem: Option<u64>) -> Engine {
-    Engine::open(
-        dir,
-        &OpenOptions {
-            token_width: Some(width.bytes()),
-            sample_keys: false,
-            accelerator,
-            resident_mem,
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap()
-}
 
 /// Writes every shard's accelerator.
 fn accelerate(dir: &Path, width: TokenWidth, options: &WriteOptions) {
@@ -54,18 +19,6 @@ fn accelerate(dir: &Path, width: TokenWidth, options: &WriteOptions) {
     for shard in plain.shards() {
         accel::write(dir, shard, options).unwrap();
     }
-}
-
-/// Every shard's token stream, separators included.
-fn streams(docs: &[Vec<u32>], sep: u32, shards: usize) -> Vec<Vec<u32>> {
-    let per_shard = docs.len().div_ceil(shards).max(1);
-    docs.chunks(per_shard)
-        .map(|part| {
-            part.iter()
-                .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
-                .collect()
-        })
-        .collect()
 }
 
 fn brute_count(streams: &[Vec<u32>], query: &[u32]) -> u64 {
@@ -123,12 +76,12 @@ proptest! {
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        write_index(dir.path(), &docs, width, shards);
+        write_plain_index(dir.path(), &docs, width, shards);
         accelerate(dir.path(), width, &WriteOptions { rate, key_bytes, node_keys: Some(node_keys) });
         let plain = open(dir.path(), width, false, None);
         let fast = open(dir.path(), width, true, Some(0));
         prop_assert!(fast.shards().iter().all(|s| s.accelerator().is_some()));
-        let streams = streams(&docs, width.separator(), shards);
+        let streams = shard_streams(&docs, width.separator(), shards);
         for (prefix, len, pick) in queries {
             let mut context: Vec<u32> = (0..prefix % 8).map(|_| rng.gen_range(0..alphabet + 1)).collect();
             let start = (pick as usize) % (base.len() - len);
@@ -156,27 +109,13 @@ proptest! {
     }
 }
 
-/// A corpus of u16 tokens with ids whose byte order differs from their value order.
-fn big_corpus(n: usize, seed: u64) -> Vec<Vec<u32>> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut docs = Vec::new();
-    let mut left = n;
-    while left > 0 {
-        let len = rng.gen_range(1..400).min(left);
-        docs.push((0..len).map(|_| rng.gen_range(0..600u32)).collect());
-        left -= len;
-    }
-    docs
-}
-
 #[test]
 fn infgram_prob_costs_at_most_twice_a_count_in_rounds() {
     use rand::{Rng, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let width = TokenWidth::U16;
     let docs = big_corpus(200_000, 11);
-    write_index(dir.path(), &docs, width, 2);
+    write_plain_index(dir.path(), &docs, width, 2);
     let options = WriteOptions {
         node_keys: Some(8),
         ..WriteOptions::default()
@@ -238,7 +177,7 @@ fn find_next_over_a_wide_range_is_exact_in_few_counted_rounds() {
     let docs: Vec<Vec<u32>> = (0..30)
         .map(|d| (0..1000u32).map(|i| (i * 7 + d * 3 + i / 13) % 3).collect())
         .collect();
-    write_index(dir.path(), &docs, width, 1);
+    write_plain_index(dir.path(), &docs, width, 1);
     let engine = open(dir.path(), width, false, None);
     let shard = &engine.shards()[0];
     for context in [vec![0u32], vec![1], vec![2], vec![0, 1], vec![2, 2]] {

@@ -5,44 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use anygram::build::build_suffix_array;
 use anygram::{Engine, OpenOptions, ScoreOptions, TokenWidth};
+use common::{shard_streams, write_plain_index};
 use proptest::prelude::*;
-
-/// Writes `docs` split into `shards` shards of `dir` in infini-gram's layout.
-fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth, shards: usize) {
-    let per_shard = docs.len().div_ceil(shards);
-    for (s, part) in docs.chunks(per_shard).enumerate() {
-        let mut tokenized = Vec::new();
-        let mut offsets = Vec::new();
-        for doc in part {
-            offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
-            width.encode_into(&[width.separator()], &mut tokenized);
-            width.encode_into(doc, &mut tokenized);
-        }
-        std::fs::write(dir.join(format!("tokenized.{s}")), &tokenized).unwrap();
-        std::fs::write(dir.join(format!("offset.{s}")), &offsets).unwrap();
-        build_suffix_array(
-            &dir.join(format!("tokenized.{s}")),
-            &dir.join(format!("table.{s}")),
-            width,
-            1,
-        )
-        .unwrap();
-    }
-}
-
-/// Every shard's stream, separators included, each ending with the end of its shard.
-fn streams(docs: &[Vec<u32>], sep: u32, shards: usize) -> Vec<Vec<u32>> {
-    let per_shard = docs.len().div_ceil(shards);
-    docs.chunks(per_shard)
-        .map(|part| {
-            part.iter()
-                .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
-                .collect()
-        })
-        .collect()
-}
 
 /// `(count, next-token counts)` of `query` (separators and shard ends as `eos`).
 fn brute(streams: &[Vec<u32>], query: &[u32], sep: u32, eos: u32) -> (u64, Vec<(u32, u64)>) {
@@ -89,7 +54,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let shards = shards.min(docs.len());
-        write_index(dir.path(), &docs, width, shards);
+        write_plain_index(dir.path(), &docs, width, shards);
         let engine = Engine::open(dir.path(), &OpenOptions {
             token_width: Some(width.bytes()),
             vocab_size: None,
@@ -103,7 +68,7 @@ proptest! {
             }
         }
         let sep = width.separator();
-        let all = streams(&docs, sep, shards);
+        let all = shard_streams(&docs, sep, shards);
         let options = ScoreOptions { sparse: true, top_max_support: Some(u64::MAX / 4), doc_start: false };
         let scores = engine.score(&text, &options).unwrap();
         prop_assert_eq!(scores.len(), text.len());
@@ -167,7 +132,7 @@ fn long_texts_join_across_chunks() {
     // sampled keys rather than extended token by token).
     let doc: Vec<u32> = (0..40_000u32).map(|i| (i * 7 + i / 13) % 11).collect();
     let docs = vec![doc.clone(), doc[500..].to_vec(), vec![1, 2, 3]];
-    write_index(dir.path(), &docs, width, 2);
+    write_plain_index(dir.path(), &docs, width, 2);
     let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
     engine.build_samples();
     assert!(engine.count(&[3]).unwrap() > 4096);
@@ -186,7 +151,7 @@ fn long_texts_join_across_chunks() {
 #[test]
 fn out_of_vocabulary_tokens_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U8, 1);
+    write_plain_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U8, 1);
     let engine = Engine::open(
         dir.path(),
         &OpenOptions {

@@ -5,30 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use anygram::build::build_suffix_array;
 use anygram::{Engine, OpenOptions, TokenWidth};
+use common::{shard_streams, write_plain_index};
 use proptest::prelude::*;
-
-/// Writes `docs` as shard 0 of `dir` in infini-gram's layout and builds its suffix array.
-fn write_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth) {
-    let mut tokenized = Vec::new();
-    let mut offsets = Vec::new();
-    for doc in docs {
-        offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
-        width.encode_into(&[width.separator()], &mut tokenized);
-        width.encode_into(doc, &mut tokenized);
-    }
-    std::fs::write(dir.join("tokenized.0"), &tokenized).unwrap();
-    std::fs::write(dir.join("offset.0"), &offsets).unwrap();
-    build_suffix_array(&dir.join("tokenized.0"), &dir.join("table.0"), width, 2).unwrap();
-}
-
-/// The corpus as one sequence, separators included, for brute-force counting.
-fn stream(docs: &[Vec<u32>], sep: u32) -> Vec<u32> {
-    docs.iter()
-        .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
-        .collect()
-}
 
 fn brute_count(stream: &[u32], query: &[u32]) -> u64 {
     if query.is_empty() {
@@ -83,7 +62,7 @@ proptest! {
         sample_rate in 1u64..5,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        write_index(dir.path(), &docs, width);
+        write_plain_index(dir.path(), &docs, width, 1);
         let sep = width.separator();
         let eos = 3u32;
         let engine = Engine::open(dir.path(), &OpenOptions {
@@ -93,7 +72,7 @@ proptest! {
             sample_keys: false,
             ..OpenOptions::default()
         }).unwrap();
-        let all = stream(&docs, sep);
+        let all = shard_streams(&docs, sep, 1).concat();
         let max_id = sep - 1;
         // First plain binary searches, then narrowed by sampled keys at a small rate.
         for pass in 0..2 {
@@ -155,7 +134,7 @@ proptest! {
 #[test]
 fn out_of_vocabulary_token_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
+    write_plain_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16, 1);
     let engine = Engine::open(
         dir.path(),
         &OpenOptions {
@@ -171,7 +150,7 @@ fn out_of_vocabulary_token_is_an_error() {
 #[test]
 fn missing_table_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    write_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16);
+    write_plain_index(dir.path(), &[vec![1, 2, 3]], TokenWidth::U16, 1);
     std::fs::remove_file(dir.path().join("table.0")).unwrap();
     let err = Engine::open(dir.path(), &OpenOptions::default())
         .err()
@@ -183,7 +162,7 @@ fn missing_table_is_an_error_not_a_crash() {
 #[test]
 fn truncated_table_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    write_index(dir.path(), &[vec![1, 2, 3], vec![4, 5]], TokenWidth::U16);
+    write_plain_index(dir.path(), &[vec![1, 2, 3], vec![4, 5]], TokenWidth::U16, 1);
     let table = std::fs::read(dir.path().join("table.0")).unwrap();
     std::fs::write(dir.path().join("table.0"), &table[..table.len() - 1]).unwrap();
     let err = Engine::open(
@@ -204,7 +183,7 @@ fn width_is_inferred_without_a_manifest() {
     for width in [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32] {
         let dir = tempfile::tempdir().unwrap();
         let docs: Vec<Vec<u32>> = (0..50).map(|i| vec![i % 7, i % 5, 1, 2]).collect();
-        write_index(dir.path(), &docs, width);
+        write_plain_index(dir.path(), &docs, width, 1);
         let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
         assert_eq!(engine.token_width(), width);
         let all = stream(&docs, width.separator());

@@ -7,26 +7,18 @@ mod common;
 
 use std::path::Path;
 
-use anygram::build::build_suffix_array;
 use anygram::scan::ScanControl;
 use anygram::{Engine, OpenOptions, TokenWidth};
+use common::IndexSpec;
 use proptest::prelude::*;
 
 /// Writes each element of `shards` (its documents) as one shard of `dir`.
 fn write_index(dir: &Path, shards: &[Vec<Vec<u32>>], width: TokenWidth) -> Engine {
-    for (s, docs) in shards.iter().enumerate() {
-        let mut tokenized = Vec::new();
-        let mut offsets = Vec::new();
-        for doc in docs {
-            offsets.extend_from_slice(&(tokenized.len() as u64).to_le_bytes());
-            width.encode_into(&[width.separator()], &mut tokenized);
-            width.encode_into(doc, &mut tokenized);
-        }
-        let tok = dir.join(format!("tokenized.{s}"));
-        std::fs::write(&tok, &tokenized).unwrap();
-        std::fs::write(dir.join(format!("offset.{s}")), &offsets).unwrap();
-        build_suffix_array(&tok, &dir.join(format!("table.{s}")), width, 2).unwrap();
-    }
+    let spec = IndexSpec {
+        shards: shards.to_vec(),
+        ..IndexSpec::default()
+    };
+    common::write_index(dir, &spec, width);
     let options = OpenOptions {
         token_width: Some(width.bytes()),
         sample_keys: false,

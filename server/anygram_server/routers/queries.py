@@ -8,11 +8,13 @@ what the Python API answers for the same query (``engine.count``, ``engine.prob`
 from __future__ import annotations
 
 import time
+from typing import Tuple
 
 from anygram.cnf import is_cnf_text
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from ..config import Limits
 from ..dependencies import Service, api_service
 from ..encoding import encode_answer, json_response
 from ..errors import BadRequestError
@@ -136,17 +138,24 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
     return json_response(await runner.run("score", work))
 
 
+def _documents_shown(body: SearchRequest, limits: Limits) -> Tuple[int, int]:
+    """``(maxnum, max_disp_len)`` of a search: as given or their defaults, within the limits,
+    their product (the document tokens of the answer) too."""
+    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    check_work(
+        ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
+    )
+    return maxnum, max_disp_len
+
+
 @router.post("/search", response_model=SearchResponse, summary="Documents holding an n-gram")
 async def search(body: SearchRequest, name: str, service: Service = Depends(api_service)) -> Response:
     """Documents where the n-gram occurs (as `engine.search_docs(query, maxnum,
     max_disp_len, seed)`): every occurrence up to `maxnum`, distinct ones drawn at random
     beyond. Each document adds `spans`, its text with every match marked."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
-    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
-    check_work(
-        ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
-    )
+    maxnum, max_disp_len = _documents_shown(body, limits)
 
     def work(deadline: Deadline) -> bytes:
         ids = token_ids(index, body.query, limits, "query")
@@ -170,11 +179,7 @@ async def longest_match(body: SearchRequest, name: str, service: Service = Depen
     (the leftmost of the longest; the whole query when it occurs, empty when no token
     does) and, as `search` answers for it, the documents where it occurs."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
-    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
-    check_work(
-        ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
-    )
+    maxnum, max_disp_len = _documents_shown(body, limits)
 
     def work(deadline: Deadline) -> bytes:
         query_ids = token_ids(index, body.query, limits, "query")

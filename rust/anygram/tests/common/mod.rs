@@ -120,6 +120,64 @@ pub fn write_index(dir: &Path, spec: &IndexSpec, width: TokenWidth) {
     }
 }
 
+/// Writes `docs` in infini-gram's layout only (no metadata, no manifest: open it
+/// with its token width), split into `shards` shards of consecutive documents
+/// (one empty shard when there are no documents).
+pub fn write_plain_index(dir: &Path, docs: &[Vec<u32>], width: TokenWidth, shards: usize) {
+    let per_shard = docs.len().div_ceil(shards).max(1);
+    let mut spec = IndexSpec {
+        shards: docs.chunks(per_shard).map(<[Vec<u32>]>::to_vec).collect(),
+        ..IndexSpec::default()
+    };
+    if spec.shards.is_empty() {
+        spec.shards.push(Vec::new());
+    }
+    write_index(dir, &spec, width);
+}
+
+/// Every shard's token stream as [`write_plain_index`] splits `docs`, separators
+/// (`sep`) included, for brute-force oracles.
+pub fn shard_streams(docs: &[Vec<u32>], sep: u32, shards: usize) -> Vec<Vec<u32>> {
+    let per_shard = docs.len().div_ceil(shards).max(1);
+    docs.chunks(per_shard)
+        .map(|part| {
+            part.iter()
+                .flat_map(|d| std::iter::once(sep).chain(d.iter().copied()))
+                .collect()
+        })
+        .collect()
+}
+
+/// A corpus of `n` u16 tokens in documents of 1 to 399 tokens, with ids (below
+/// 600) whose byte order differs from their value order.
+pub fn big_corpus(n: usize, seed: u64) -> Vec<Vec<u32>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut docs = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let len = rng.gen_range(1..400).min(left);
+        docs.push((0..len).map(|_| rng.gen_range(0..600u32)).collect());
+        left -= len;
+    }
+    docs
+}
+
+/// Opens without sampled keys, with or without the accelerator and its resident budget.
+pub fn open_with(dir: &Path, width: TokenWidth, accelerator: bool, resident_mem: Option<u64>) -> Engine {
+    Engine::open(
+        dir,
+        &OpenOptions {
+            token_width: Some(width.bytes()),
+            sample_keys: false,
+            accelerator,
+            resident_mem,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 /// Opens without sampled keys (tests set them explicitly when they want them).
 pub fn open(dir: &Path, width: TokenWidth) -> anygram::Result<Engine> {
     Engine::open(
