@@ -846,6 +846,8 @@ _PYTHON_TO_CLI = [
     ("strict=True", "--strict"),
     ("resume=False", "--no-resume"),
     ("fields=[...]", "--field"),
+    ("restart=True", "--restart"),
+    ("text_field=...", "--text-field"),
     # The core names values; the command line adds the flag that sets them.
     ("raise the memory budget", "raise the memory budget (--mem)"),
 ]

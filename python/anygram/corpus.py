@@ -369,7 +369,7 @@ def _read_parquet(path: str, skips: SkipLog, text_field: str) -> Iterator[Docume
     names = parquet.schema_arrow.names
     if text_field not in names:
         raise BuildError(f"{path}: no {text_field!r} column (columns: {', '.join(names)}); "
-                         "choose the text column with --text-field")
+                         "choose the text column with text_field=...")
     size = os.path.getsize(path)
     rows = max(parquet.metadata.num_rows, 1)
     row = 0

@@ -218,9 +218,9 @@ class OutputCheckpoint:
             if e.changed:
                 raise InvalidArgumentError(
                     f"{output} was written by a run with other arguments ({', '.join(e.changed)} differ); "
-                    "pass --restart to start over, or give another output path") from None
+                    "pass restart=True to start over, or give another output path") from None
             raise InvalidArgumentError(f"{self.journal.path}, the progress of {output}, is {e.reason}: pass "
-                                       "--restart to start over, or give another output path") from None
+                                       "restart=True to start over, or give another output path") from None
         self.journal.entries = saved or {}
 
     @property
