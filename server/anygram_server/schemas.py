@@ -54,6 +54,18 @@ UrlCount = bounded_int(1, strict=False)
 Query = Union[Text, List[TokenId]]
 Token = Union[TokenId, Text]
 
+
+def optional_count(default: int, what: str = ""):
+    """An optional :data:`Count` whose absence means ``default`` (lowered to the service's
+    limit): written only here, described at ``/docs`` and read back by :func:`default_of`."""
+    description = f"{what}; default {default}" if what else f"default {default}"
+    return Field(None, description=description, json_schema_extra={"x-default": default})
+
+
+def default_of(model: type, field: str) -> int:
+    """The default of ``model``'s :func:`optional_count` ``field``."""
+    return model.model_fields[field].json_schema_extra["x-default"]  # type: ignore[attr-defined,index]
+
 QUERY_TYPES = (
     "count",
     "prob",
@@ -116,9 +128,7 @@ class ProbResponse(BaseModel):
 class NtdRequest(BaseModel):
     contexts: List[Query]
     n: Optional[Count] = Field(None, description="n-gram order; null: the ∞-gram")
-    max_support: Optional[Count] = Field(
-        None, description="occurrences counted exactly, sampled beyond (approx); default 1000"
-    )
+    max_support: Optional[Count] = optional_count(1000, "occurrences counted exactly, sampled beyond (approx)")
     model_config = ConfigDict(json_schema_extra={"examples": [{"contexts": ["raise ValueError("]}]})
 
 
@@ -156,10 +166,8 @@ class ScoreResponse(BaseModel):
 
 class SearchRequest(BaseModel):
     query: Query
-    maxnum: Optional[Count] = Field(
-        None, description="documents to return (distinct occurrences, at random beyond); default 5"
-    )
-    max_disp_len: Optional[Count] = Field(None, description="tokens shown around each match; default 200")
+    maxnum: Optional[Count] = optional_count(5, "documents to return (distinct occurrences, at random beyond)")
+    max_disp_len: Optional[Count] = optional_count(200, "tokens shown around each match")
     seed: Optional[Seed] = Field(None, description="makes the random draw repeatable")
     model_config = ConfigDict(json_schema_extra={"examples": [{"query": "raise ValueError(", "maxnum": 3}]})
 
@@ -227,7 +235,7 @@ class ParseResponse(BaseModel):
 
 class DocsRequest(BaseModel):
     doc_ixs: List[Position]
-    max_disp_len: Optional[Count] = Field(None, description="default 1000")
+    max_disp_len: Optional[Count] = optional_count(1000)
     model_config = ConfigDict(json_schema_extra={"examples": [{"doc_ixs": [0, 1, 2], "max_disp_len": 100}]})
 
 
@@ -278,11 +286,11 @@ class InfiniGramRequest(BaseModel):
         None, description="token ids, or a CNF as clauses of n-grams of ids (triply nested)"
     )
     # Defaults (infini-gram's) are lowered to the service's limits where those are lower.
-    max_support: Optional[Count] = Field(None, description="default 1000")
-    max_clause_freq: Optional[Count] = Field(None, description="default 50000")
-    max_diff_tokens: Optional[Count] = Field(None, description="default 100")
-    maxnum: Optional[Count] = Field(None, description="default 1")
-    max_disp_len: Optional[Count] = Field(None, description="default 1000")
+    max_support: Optional[Count] = optional_count(1000)
+    max_clause_freq: Optional[Count] = optional_count(50000)
+    max_diff_tokens: Optional[Count] = optional_count(100)
+    maxnum: Optional[Count] = optional_count(1)
+    max_disp_len: Optional[Count] = optional_count(1000)
     seed: Optional[Seed] = Field(None, description="anygram's addition: a repeatable search_docs draw")
     s: Optional[Position] = Field(None, description="shard (get_doc_by_rank, get_doc_by_ptr)")
     rank: Optional[Position] = None

@@ -14,9 +14,12 @@ from ..errors import UnknownDocumentError
 from ..limit_checks import bounded, check_at_most, check_work
 from ..registry import ServedIndex
 from ..runner import Deadline
-from ..schemas import ERROR_RESPONSES, DocsRequest, DocsResponse, Document, UrlCount, UrlPosition
+from ..schemas import ERROR_RESPONSES, DocsRequest, DocsResponse, Document, UrlCount, UrlPosition, default_of
 
 router = APIRouter(prefix="/v1/indexes/{name}/docs", tags=["documents"], responses=ERROR_RESPONSES)
+
+# Tokens of a document shown when max_disp_len is absent (one document or many).
+DOCUMENT_TOKENS = default_of(DocsRequest, "max_disp_len")
 
 
 def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
@@ -35,12 +38,12 @@ def _check_doc_ixs(index: ServedIndex, doc_ixs, field: str) -> None:
 async def get_document(
     name: str,
     doc_ix: UrlPosition,
-    max_disp_len: Optional[UrlCount] = Query(None, description="default 1000"),
+    max_disp_len: Optional[UrlCount] = Query(None, description=f"default {DOCUMENT_TOKENS}"),
     service: Service = Depends(api_service),
 ) -> Response:
     """Document `doc_ix` (global over shards): its first `max_disp_len` tokens, metadata and text."""
     index, limits, runner = service.index(name), service.limits, service.runner
-    max_disp_len = bounded("max_disp_len", max_disp_len, 1000, limits.max_disp_len)
+    max_disp_len = bounded("max_disp_len", max_disp_len, DOCUMENT_TOKENS, limits.max_disp_len)
     _check_doc_ixs(index, [doc_ix], "doc_ix")
 
     def work(deadline: Deadline) -> bytes:
@@ -54,7 +57,7 @@ async def get_documents(body: DocsRequest, name: str, service: Service = Depends
     """Documents by index, read on all cores (as `engine.get_docs_by_ixs`)."""
     index, limits, runner = service.index(name), service.limits, service.runner
     check_at_most("doc_ixs", len(body.doc_ixs), limits.max_batch_size, "documents in one batch")
-    max_disp_len = bounded("max_disp_len", body.max_disp_len, 1000, limits.max_disp_len)
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, DOCUMENT_TOKENS, limits.max_disp_len)
     check_work(
         ("doc_ixs", "max_disp_len"),
         (len(body.doc_ixs), max_disp_len),

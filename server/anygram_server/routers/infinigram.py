@@ -30,7 +30,7 @@ from ..highlighting import add_spans, add_token_texts, cnf_needles, highlight
 from ..limit_checks import bounded, check_work
 from ..registry import ServedIndex
 from ..runner import Deadline
-from ..schemas import ERROR_RESPONSES, QUERY_TYPES, InfiniGramRequest
+from ..schemas import ERROR_RESPONSES, QUERY_TYPES, InfiniGramRequest, default_of
 from ..tokenization import Cnf, cnf_ids, token_ids, tokenize
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -79,16 +79,6 @@ async def query(body: InfiniGramRequest, service: Service = Depends(api_service)
     return json_response(await service.runner.run(body.query_type, work))
 
 
-# infini-gram's defaults of the optional parameters.
-DEFAULTS = {
-    "max_support": 1000,
-    "max_clause_freq": 50000,
-    "max_diff_tokens": 100,
-    "maxnum": 1,
-    "max_disp_len": 1000,
-}
-
-
 def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
     """Checks the parameters given against the limits and fills in the others."""
     for field, limit in (
@@ -98,7 +88,7 @@ def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
         ("maxnum", limits.max_maxnum),
         ("max_disp_len", limits.max_disp_len),
     ):
-        setattr(body, field, bounded(field, getattr(body, field), DEFAULTS[field], limit))
+        setattr(body, field, bounded(field, getattr(body, field), default_of(InfiniGramRequest, field), limit))
     # The work of the one query: what it returns at most.
     if body.query_type in ("search_docs", "search_docs_cnf"):
         check_work(

@@ -36,6 +36,7 @@ from ..schemas import (
     ScoreResponse,
     SearchRequest,
     SearchResponse,
+    default_of,
 )
 from ..scores import longest_occurring_span, score_many
 from ..tokenization import batch_token_ids, cnf_ids, one_token, parse_ids_text, token_ids, tokenize
@@ -91,7 +92,7 @@ async def ntd(body: NtdRequest, name: str, service: Service = Depends(api_servic
     max_support)`), each entry with its `token` text added."""
     index, limits, runner = service.index(name), service.limits, service.runner
     check_batch("contexts", len(body.contexts), limits)
-    max_support = bounded("max_support", body.max_support, 1000, limits.max_support)
+    max_support = bounded("max_support", body.max_support, default_of(NtdRequest, "max_support"), limits.max_support)
     # Each context's distribution has up to max_support entries, each a Python dict.
     check_work(
         ("contexts", "max_support"),
@@ -141,8 +142,8 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
 def _documents_shown(body: SearchRequest, limits: Limits) -> Tuple[int, int]:
     """``(maxnum, max_disp_len)`` of a search: as given or their defaults, within the limits,
     their product (the document tokens of the answer) too."""
-    maxnum = bounded("maxnum", body.maxnum, 5, limits.max_maxnum)
-    max_disp_len = bounded("max_disp_len", body.max_disp_len, 200, limits.max_disp_len)
+    maxnum = bounded("maxnum", body.maxnum, default_of(SearchRequest, "maxnum"), limits.max_maxnum)
+    max_disp_len = bounded("max_disp_len", body.max_disp_len, default_of(SearchRequest, "max_disp_len"), limits.max_disp_len)
     check_work(
         ("maxnum", "max_disp_len"), (maxnum, max_disp_len), limits.max_total_doc_tokens, "document tokens"
     )
