@@ -133,7 +133,10 @@ pub fn ptr_size_for(tokenized_bytes: &Bound<'_, PyAny>) -> PyResult<usize> {
 /// Raises unless a build can work within `mem_bytes` when the process holds
 /// `held_bytes` (the core's memory model, `anygram::build::check_budget`).
 #[pyfunction]
-pub fn check_build_budget(mem_bytes: &Bound<'_, PyAny>, held_bytes: &Bound<'_, PyAny>) -> PyResult<()> {
+pub fn check_build_budget(
+    mem_bytes: &Bound<'_, PyAny>,
+    held_bytes: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let mem: u64 = int_arg(mem_bytes, "mem_bytes", 0..=U64_MAX)?;
     let held: u64 = int_arg(held_bytes, "held_bytes", 0..=U64_MAX)?;
     anygram::build::check_budget(mem, held).map_err(errors::to_py)

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use anygram::accel::{self, WriteOptions};
-use anygram::{Engine, OpenOptions, TokenWidth};
+use anygram::TokenWidth;
 use common::{big_corpus, open_with as open, write_plain_index};
 use proptest::prelude::*;
 

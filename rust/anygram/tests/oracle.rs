@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use anygram::{Engine, OpenOptions, TokenWidth};
 use common::{shard_streams, write_plain_index};
 use proptest::prelude::*;

@@ -147,13 +147,20 @@ fn shards_split_at_documents_and_together_hold_every_one() {
 fn publishing_replaces_an_index_only_when_asked_and_leaves_nothing_aside() {
     let width = TokenWidth::U16;
     let dir = tempfile::tempdir().unwrap();
-    let (old, new, output) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("idx"));
+    let (old, new, output) = (
+        dir.path().join("old"),
+        dir.path().join("new"),
+        dir.path().join("idx"),
+    );
     let (old_docs, new_docs) = (documents(width, 5), documents(width, 6));
     write(&old, &old_docs, width, 1);
     write(&new, &new_docs, width, 2);
     publish_index(&old, &output, false).unwrap();
     let err = publish_index(&new, &output, false).unwrap_err();
-    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("already exists")), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("already exists")),
+        "{err}"
+    );
     let engine = Engine::open(&output, &OpenOptions::default()).unwrap();
     assert_eq!(engine.num_documents(), old_docs.len() as u64);
     drop(engine);
@@ -166,7 +173,11 @@ fn publishing_replaces_an_index_only_when_asked_and_leaves_nothing_aside() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["idx"], "the old index is gone, nothing is left aside");
+    assert_eq!(
+        names,
+        ["idx"],
+        "the old index is gone, nothing is left aside"
+    );
 }
 
 #[test]

@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use external::{min_sort_bytes, ExternalStats, PartPlan, DEFAULT_OVERLAP_TOKENS, MIN_PART_TOKENS};
+pub use external::{
+    min_sort_bytes, ExternalStats, PartPlan, DEFAULT_OVERLAP_TOKENS, MIN_PART_TOKENS,
+};
 pub use sorter::{suffix_array, SuffixArray};
 
 use crate::error::{Error, Result};

@@ -231,7 +231,10 @@ fn the_budget_check_and_auto_shards_follow_the_memory_model() {
     assert_eq!(reserve_bytes(floor), 48 * mib);
     check_budget(floor, held).unwrap();
     let at_floor = PartPlan::for_budget(1 << 30, TokenWidth::U32, floor - held - 48 * mib);
-    assert!(at_floor.is_ok(), "the floor admits the smallest external sort");
+    assert!(
+        at_floor.is_ok(),
+        "the floor admits the smallest external sort"
+    );
     let err = check_budget(floor - 1, held).unwrap_err();
     assert!(err.to_string().contains("raise the memory budget"), "{err}");
     assert!(!err.to_string().contains("--"), "{err}");

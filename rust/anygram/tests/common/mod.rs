@@ -164,7 +164,12 @@ pub fn big_corpus(n: usize, seed: u64) -> Vec<Vec<u32>> {
 }
 
 /// Opens without sampled keys, with or without the accelerator and its resident budget.
-pub fn open_with(dir: &Path, width: TokenWidth, accelerator: bool, resident_mem: Option<u64>) -> Engine {
+pub fn open_with(
+    dir: &Path,
+    width: TokenWidth,
+    accelerator: bool,
+    resident_mem: Option<u64>,
+) -> Engine {
     Engine::open(
         dir,
         &OpenOptions {
