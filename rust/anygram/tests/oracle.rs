@@ -184,7 +184,7 @@ fn width_is_inferred_without_a_manifest() {
         write_plain_index(dir.path(), &docs, width, 1);
         let engine = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
         assert_eq!(engine.token_width(), width);
-        let all = stream(&docs, width.separator());
+        let all = shard_streams(&docs, width.separator(), 1).concat();
         assert_eq!(engine.count(&[1, 2]).unwrap(), brute_count(&all, &[1, 2]));
     }
 }

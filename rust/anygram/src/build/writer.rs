@@ -468,7 +468,11 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
 /// holds index files only): it is renamed aside first and removed once the new one
 /// is in place, so the path always holds one whole index.
 pub fn publish_index(tmp: &Path, output: &Path, replace: bool) -> Result<()> {
-    let parent = output.parent().unwrap_or(Path::new("."));
+    // A bare name's parent is "": the current directory.
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     if std::fs::symlink_metadata(output).is_ok() {
         if !replace {
             return Err(Error::InvalidArgument(format!(
