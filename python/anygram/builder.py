@@ -229,6 +229,7 @@ def build_index(
     mem: Union[None, int, str] = None,
     resume: bool = True,
     accelerator: bool = False,
+    ray: Union[None, bool, str] = None,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
@@ -257,8 +258,10 @@ def build_index(
     with the same arguments (``resume=False`` starts afresh). ``accelerator=True`` writes each
     shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`): a few dependent reads a
     search for an index on disk or in object storage that does not fit in RAM; on an index in the
-    page cache, searches are faster without it. Returns a
-    :class:`BuildReport`.
+    page cache, searches are faster without it. ``ray=True`` (or a cluster address) sorts
+    the shards' suffix arrays as Ray tasks, one a shard, on a cluster whose nodes all see
+    the output's directory (:mod:`anygram.distributed.build`; the ``anygram[ray]`` extra):
+    the index is byte for byte the local one. Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
     if progress is None:
@@ -340,6 +343,11 @@ def build_index(
         seconds["write"] = split["seconds"]
 
         sa_reports = []
+        if ray:
+            from .distributed.build import sort_shards_on_ray
+
+            sort_shards_on_ray(work, shard_meta, width, workers, mem_bytes, _part_tokens, _overlap_tokens,
+                               progress, ray)
         for s, meta in enumerate(shard_meta):
             step = f"suffix_array.{s}"
             done = work.done(step)

@@ -1,0 +1,43 @@
+"""Connecting to Ray, and Ray's errors turned back into anygram's."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from ..errors import AnygramError, InvalidArgumentError
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise InvalidArgumentError("Ray is not installed: pip install 'anygram[ray]'") from None
+    return ray
+
+
+def connect(address: Union[bool, str, None] = True):
+    """The ``ray`` module, connected: to ``address`` (``ray://...``, ``HOST:PORT`` or
+    ``auto``), or for ``True`` to the cluster Ray finds itself (``RAY_ADDRESS``, a local
+    one it starts otherwise). An existing connection is kept."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        if address is True or address is None:
+            ray.init(log_to_driver=False)
+        elif isinstance(address, str) and address.strip():
+            ray.init(address=address.strip(), log_to_driver=False)
+        else:
+            raise InvalidArgumentError(f"ray must be True or a cluster address, got {address!r}")
+    return ray
+
+
+def get(refs: Any) -> Any:
+    """``ray.get``, re-raising an anygram error raised on a worker as itself (not wrapped in
+    Ray's ``RayTaskError``), so callers see the same error classes as locally."""
+    ray = import_ray()
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, AnygramError):
+            raise cause from None
+        raise
