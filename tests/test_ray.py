@@ -1,0 +1,203 @@
+"""anygram on a Ray cluster (anygram.distributed, the ``ray`` extra): a real two-node cluster
+on loopback, started once for the module (``ray.cluster_utils.Cluster``), against the local
+answers on the same files: builds byte for byte (also after a worker is SIGKILLed mid-sort),
+every query type of the cluster engine, contamination and dedup, and ``anygram serve --ray``."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import random
+
+# Every address Ray picks is 127.0.0.1 (its "no cluster" rule for the node IP), so that
+# nothing leaves loopback; read when ray is imported.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import numpy as np
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import anygram
+from anygram.distributed.build import KILL_ONCE_ENV
+from anygram.distributed.engine import ClusterEngine
+from byte_order_ids import BYTE_ORDER_IDS
+
+WIDTH = 2
+# Few distinct ids (so n-grams repeat) whose byte order differs from their numeric order.
+ALPHABET = BYTE_ORDER_IDS[WIDTH][:5]
+VOCAB = max(BYTE_ORDER_IDS[WIDTH]) + 1
+SHARDS = 3
+NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 << 20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    c.add_node(**NODE)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def _docs(seed: int, n: int = 240):
+    rng = random.Random(seed)
+    return [[rng.choice(ALPHABET) for _ in range(rng.randint(1, 120))] for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ray-corpus")
+    docs = _docs(1)
+    np.save(d / "corpus.npy", np.asarray([t for x in docs for t in x], dtype=np.uint16))
+    np.save(d / "corpus.offsets.npy", np.cumsum([0] + [len(x) for x in docs]).astype(np.int64))
+    return d, docs
+
+
+def _build(corpus_dir, out, **kw):
+    return anygram.build_index(str(corpus_dir / "corpus.npy"), str(out), token_width=WIDTH, vocab_size=VOCAB,
+                               eos_token_id=ALPHABET[0], shards=SHARDS, progress=False, accelerator=True,
+                               _part_tokens=2048, _overlap_tokens=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def local_index(corpus):
+    d, _ = corpus
+    _build(d, d / "local")
+    return d / "local"
+
+
+def _manifest(index):
+    with open(os.path.join(index, "anygram.json")) as f:
+        return json.load(f)
+
+
+def _assert_same_index(a, b, parts_reused: int = 0):
+    """Every file byte for byte; the manifest but for when and how long the build took
+    (and how many sorted parts a resumed shard found: ``parts_reused`` in all)."""
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    assert any(n.startswith("table.") for n in names) and any(n.startswith("accel.") for n in names)
+    for name in names:
+        if name == "anygram.json":
+            ma, mb = _manifest(a), _manifest(b)
+            assert sum(r["parts_reused"] for r in mb["build"]["suffix_arrays"]) == parts_reused
+            for m in (ma, mb):
+                del m["build"]["created_at"], m["build"]["seconds"]
+                for r in m["build"]["suffix_arrays"]:
+                    r["parts_reused"] = 0
+            assert ma == mb
+        else:
+            assert filecmp.cmp(os.path.join(a, name), os.path.join(b, name), shallow=False), name
+
+
+def test_build_on_ray_is_the_local_build(cluster, corpus, local_index):
+    d, _ = corpus
+    report = _build(d, d / "on-ray", ray=cluster.address)
+    assert report.num_shards == SHARDS
+    _assert_same_index(local_index, d / "on-ray")
+    assert not [n for n in os.listdir(d) if ".build-" in n]  # the work directory is gone
+
+
+def test_build_survives_a_worker_killed_mid_sort(cluster, corpus, local_index, monkeypatch):
+    d, _ = corpus
+    marker = d / "killed-once"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
+    _build(d, d / "after-kill", ray=True)
+    # The hook ran (a worker died with SIGKILL in its sort, after its first part) and Ray's
+    # retry finished the shard, reusing that part.
+    assert marker.exists() and "pid" in marker.read_text()
+    _assert_same_index(local_index, d / "after-kill", parts_reused=1)
+
+
+@pytest.fixture(scope="module")
+def engines(cluster, local_index):
+    local = anygram.Engine.open(str(local_index))
+    remote = ClusterEngine(str(local_index), groups=2, ray=True)
+    assert remote.info()["groups"] == [[0, 1], [2]]
+    yield local, remote
+    remote.close()
+
+
+def _queries(docs, seed=2, n=40):
+    rng = random.Random(seed)
+    out = [[], [ALPHABET[1]], [ALPHABET[4], ALPHABET[3]], [VOCAB - 1], [ALPHABET[2]] * 6]
+    for _ in range(n):
+        doc = rng.choice(docs)
+        i = rng.randrange(len(doc))
+        out.append(doc[i:i + rng.randint(1, 12)])
+        out.append([rng.choice(ALPHABET) for _ in range(rng.randint(1, 9))])
+    return out
+
+
+def test_counts_and_probabilities(engines, corpus):
+    local, remote = engines
+    queries = _queries(corpus[1])
+    assert [remote.count(q) for q in queries] == [local.count(q) for q in queries]
+    assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+    for q in queries:
+        assert remote.find(q) == local.find(q)
+    tokens = [ALPHABET[i % len(ALPHABET)] for i in range(len(queries))]
+    for q, t in zip(queries, tokens):
+        assert remote.prob(q, t) == local.prob(q, t)
+        assert remote.prob(q, t, n=3) == local.prob(q, t, n=3)
+        assert remote.infgram_prob(q, t) == local.infgram_prob(q, t)
+    for got, want in [(remote.prob_batch(queries, tokens, 2), local.prob_batch(queries, tokens, 2)),
+                      (remote.infgram_prob_batch(queries, tokens), local.infgram_prob_batch(queries, tokens))]:
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+            assert got[key].dtype == want[key].dtype
+
+
+@pytest.mark.parametrize("max_support", [1, 3, 7, 1000])
+def test_next_token_distributions(engines, corpus, max_support):
+    local, remote = engines
+    queries = _queries(corpus[1], seed=max_support)
+    sampled = 0
+    for q in queries:
+        want = local.ntd(q, max_support=max_support)
+        sampled += want["approx"]
+        assert remote.ntd(q, max_support=max_support) == want
+        assert remote.ntd(q, n=2, max_support=max_support) == local.ntd(q, n=2, max_support=max_support)
+        assert remote.infgram_ntd(q, max_support=max_support) == local.infgram_ntd(q, max_support=max_support)
+    assert remote.ntd_batch(queries, 3, max_support) == local.ntd_batch(queries, 3, max_support)
+    assert remote.infgram_ntd_batch(queries, max_support) == local.infgram_ntd_batch(queries, max_support)
+    if max_support < 1000:
+        assert sampled  # the sampled road is exercised
+
+
+def test_documents_and_search(engines, corpus):
+    local, remote = engines
+    for ix in [0, 1, 79, 80, 81, 150, local.num_documents - 1]:
+        assert remote.get_doc_by_ix(ix, 30) == local.get_doc_by_ix(ix, 30)
+    assert remote.get_docs_by_ixs([5, 200, 5], 7) == local.get_docs_by_ixs([5, 200, 5], 7)
+    for s in range(SHARDS):
+        assert remote.get_doc_by_ptr(s, 100, 20) == local.get_doc_by_ptr(s, 100, 20)
+        assert remote.get_doc_by_rank(s, 17, 20) == local.get_doc_by_rank(s, 17, 20)
+    assert remote.get_docs_by_ptrs([(2, 4), (0, 8)], 9) == local.get_docs_by_ptrs([(2, 4), (0, 8)], 9)
+    for q in _queries(corpus[1], seed=5, n=10):
+        for maxnum, seed in [(1, 0), (4, 7), (50, 2**64 - 1), (3, 12345)]:
+            assert remote.search_docs(q, maxnum, 25, seed) == local.search_docs(q, maxnum, 25, seed)
+    with pytest.raises(anygram.errors.InvalidQueryError):
+        remote.get_doc_by_ix(local.num_documents)
+    with pytest.raises(anygram.errors.InvalidQueryError):
+        remote.count([VOCAB])  # outside the vocabulary: the shard's error, unwrapped
+
+
+def test_cnf(engines):
+    local, remote = engines
+    a, b, c, d, e = ([x] for x in ALPHABET)
+    queries = [[[a + b], [c]], [[a, d], [e + e]], [[b + c + d]], [[a], [[VOCAB - 1]]], [[e + a + b], [d + d + d]]]
+    for q in queries:
+        for freq in (1, 5, 50000):
+            assert remote.find_cnf(q, freq, 20) == local.find_cnf(q, freq, 20)
+            assert remote.count_cnf(q, freq, 20) == local.count_cnf(q, freq, 20)
+            for maxnum, seed in [(2, 1), (40, 3)]:
+                assert remote.search_docs_cnf(q, maxnum, 10, freq, 20, seed) == \
+                    local.search_docs_cnf(q, maxnum, 10, freq, 20, seed)
