@@ -201,3 +201,51 @@ def test_cnf(engines):
             for maxnum, seed in [(2, 1), (40, 3)]:
                 assert remote.search_docs_cnf(q, maxnum, 10, freq, 20, seed) == \
                     local.search_docs_cnf(q, maxnum, 10, freq, 20, seed)
+
+
+def _eval_file(path, docs, seed):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(60):
+            doc = rng.choice(docs)
+            a = rng.randrange(len(doc))
+            # Pieces of the corpus joined with random ids: partial coverage, several fields.
+            text = doc[a:a + rng.randint(0, 40)] + [rng.choice(ALPHABET) for _ in range(rng.randint(1, 30))]
+            f.write(json.dumps({"id": f"ex{i}", "text": text, "other": rng.sample(ALPHABET, 3)}) + "\n")
+    return path
+
+
+def test_contamination_on_ray_is_local(cluster, corpus, local_index, tmp_path):
+    d, docs = corpus
+    engine = anygram.Engine.open(str(local_index))
+    eval_path = _eval_file(tmp_path / "eval.jsonl", docs, 3)
+    args = dict(min_len=6, fields=["text", "other"], k=3, batch_size=7)
+    want = anygram.scan.run_contamination(engine, str(eval_path), str(tmp_path / "local.jsonl"), **args)
+    got = anygram.scan.run_contamination(engine, str(eval_path), str(tmp_path / "ray.jsonl"), ray=True, **args)
+    assert got == want and 0 < want["num_contaminated"] < 60 and want["num_with_any_match"] > want["num_contaminated"]
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def other_index(corpus):
+    d, docs = corpus
+    rng = random.Random(9)
+    # Half copies of pieces of this corpus, half new text.
+    others = [rng.choice(docs)[:rng.randint(1, 60)] if i % 2 else _docs(10 + i, 1)[0] for i in range(90)]
+    o = d / "other"
+    o.mkdir()
+    np.save(o / "corpus.npy", np.asarray([t for x in others for t in x], dtype=np.uint16))
+    np.save(o / "corpus.offsets.npy", np.cumsum([0] + [len(x) for x in others]).astype(np.int64))
+    anygram.build_index(str(o / "corpus.npy"), str(o / "index"), token_width=WIDTH, vocab_size=VOCAB,
+                        eos_token_id=ALPHABET[0], shards=2, progress=False)
+    return anygram.Engine.open(str(o / "index"))
+
+
+@pytest.mark.parametrize("mode", ["self", "merge", "matching"])
+def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode):
+    engine = anygram.Engine.open(str(local_index))
+    args = dict(min_len=7) if mode == "self" else dict(min_len=10, against=other_index, method=mode)
+    want = anygram.scan.run_dedup(engine, str(tmp_path / "local.jsonl"), **args)
+    got = anygram.scan.run_dedup(engine, str(tmp_path / "ray.jsonl"), ray=True, **args)
+    assert got == want and want["documents_affected"] > 3
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()

@@ -34,32 +34,15 @@ from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
 from .sampling import sample_distinct
-
-# A shard's files, by infini-gram's names (the accelerator when there is one).
-_SHARD_FILES = ("tokenized", "table", "offset", "metadata", "metaoff", "accel")
-
-
-def _shard_view(index: str, s: int, into: str) -> str:
-    """A directory holding shard ``s`` of ``index`` as shard 0 (links, no copies)."""
-    view = os.path.join(into, f"shard.{s}")
-    os.makedirs(view)
-    for name in _SHARD_FILES:
-        source = os.path.join(index, f"{name}.{s}")
-        if os.path.exists(source):
-            os.symlink(source, os.path.join(view, f"{name}.0"))
-    return view
-
+from .views import shards_view
 
 class ShardGroup:
     """A group of an index's shards (the Ray actor's class): ``call`` runs an
     :class:`anygram.Engine` method on its shards for many argument tuples at once."""
 
-    def __init__(self, index: str, shards: List[int], token_width: int, vocab_size: int, eos_token_id: int):
-        from ..engine import Engine
-
+    def __init__(self, index: str, shards: List[int]):
         self.views = tempfile.mkdtemp(prefix="anygram-shards-")
-        self.engines = [Engine(_shard_view(index, s, self.views), token_width, vocab_size, eos_token_id, None)
-                        for s in shards]
+        self.engines = [shards_view(index, [s], os.path.join(self.views, f"shard.{s}")) for s in shards]
 
     def call(self, method: str, args: Sequence[Tuple], shards: Optional[Sequence[int]] = None) -> List[List[Any]]:
         """``[[engine.method(*a) for a in args] for each shard]`` (``shards``: positions in
@@ -126,7 +109,7 @@ class ClusterEngine:
         bounds = [round(g * self.num_shards / groups) for g in range(groups + 1)]
         self._groups = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
         actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardGroup)
-        self._actors = [actor.remote(path, g, self.token_width, self.vocab_size, self.eos_token_id)
+        self._actors = [actor.remote(path, g)
                         for g in self._groups]
         self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
         self._ray = ray_mod
