@@ -24,6 +24,9 @@ from anygram.distributed.build import KILL_ONCE_ENV
 from anygram.distributed.engine import ClusterEngine
 from byte_order_ids import BYTE_ORDER_IDS
 
+# Ray's own deprecation warnings (pydantic fields of Serve's config) are not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+
 WIDTH = 2
 # Few distinct ids (so n-grams repeat) whose byte order differs from their numeric order.
 ALPHABET = BYTE_ORDER_IDS[WIDTH][:5]
@@ -249,3 +252,53 @@ def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode
     got = anygram.scan.run_dedup(engine, str(tmp_path / "ray.jsonl"), ray=True, **args)
     assert got == want and want["documents_affected"] > 3
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def _without_latency(answer):
+    if isinstance(answer, dict):
+        return {k: _without_latency(v) for k, v in answer.items() if k != "latency"}
+    if isinstance(answer, list):
+        return [_without_latency(v) for v in answer]
+    return answer
+
+
+def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_path):
+    from ray import serve
+    from serving import Server
+
+    index = {"c": str(local_index)}
+    log = str(tmp_path / "ray-serve.log")
+    with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log) as on_ray:
+        try:
+            queries = _queries(corpus[1], seed=8, n=8)
+            bodies = []
+            for q in queries:
+                bodies += [{"query_type": t, "query_ids": q} for t in ("count", "find", "infgram_prob", "infgram_ntd")]
+                if q:
+                    bodies += [{"query_type": "prob", "query_ids": q}, {"query_type": "ntd", "query_ids": q,
+                                                                          "max_support": 3},
+                               {"query_type": "search_docs", "query_ids": q, "maxnum": 3, "seed": 5,
+                                "max_disp_len": 12}]
+            cnf = [[[ALPHABET[1], ALPHABET[2]]], [[ALPHABET[3]], [ALPHABET[4], ALPHABET[4]]]]
+            bodies += [{"query_type": t, "query_ids": cnf, "max_clause_freq": 7, "max_diff_tokens": 15, "maxnum": 2,
+                        "seed": 3} for t in ("count_cnf", "find_cnf", "search_docs_cnf")]
+            bodies += [{"query_type": "get_doc_by_ix", "doc_ix": 150, "max_disp_len": 10},
+                       {"query_type": "get_doc_by_rank", "s": 2, "rank": 33, "max_disp_len": 10},
+                       {"query_type": "get_doc_by_ptr", "s": 1, "ptr": 96, "max_disp_len": 10},
+                       {"query_type": "count", "query_ids": [VOCAB]}]  # an error, the same one
+            with local.client() as a, on_ray.client() as b:
+                for body in bodies:
+                    want, got = a.post("/", json={"index": "c", **body}), b.post("/", json={"index": "c", **body})
+                    assert got.status_code == want.status_code, (body, got.text)
+                    assert _without_latency(got.json()) == _without_latency(want.json()), body
+                batches = [("count", {"queries": queries}),
+                           ("prob", {"contexts": queries, "tokens": [ALPHABET[2]] * len(queries), "n": 2}),
+                           ("ntd", {"contexts": queries, "max_support": 5}),
+                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9})]
+                for route, body in batches:
+                    want, got = a.post(f"/v1/indexes/c/{route}", json=body), b.post(f"/v1/indexes/c/{route}", json=body)
+                    assert (got.status_code, _without_latency(got.json())) == \
+                        (want.status_code, _without_latency(want.json())), route
+                assert b.get("/v1/indexes/c").json() == a.get("/v1/indexes/c").json()
+        finally:
+            serve.shutdown()

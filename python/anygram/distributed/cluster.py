@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Union
 
 from ..errors import AnygramError, InvalidArgumentError
+
+
+_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}")
 
 
 def import_ray():
@@ -23,10 +27,12 @@ def connect(address: Union[bool, str, None] = True):
     if not ray.is_initialized():
         if address is True or address is None:
             ray.init(log_to_driver=False)
-        elif isinstance(address, str) and address.strip():
+        elif isinstance(address, str) and _ADDRESS.fullmatch(address.strip()):
             ray.init(address=address.strip(), log_to_driver=False)
         else:
-            raise InvalidArgumentError(f"ray must be True or a cluster address, got {address!r}")
+            # E.g. `--ray data.jsonl`: an input taken for the address.
+            raise InvalidArgumentError(f"--ray/ray= takes a cluster address (auto, HOST:PORT or ray://HOST:PORT), "
+                                       f"not {address!r}: write --ray=ADDRESS, or --ray alone after the inputs")
     return ray
 
 

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import IndexNotFoundError, InvalidArgumentError, InvalidQueryError
+from ..errors import AnygramError, IndexNotFoundError, InvalidArgumentError, InvalidQueryError
 from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
@@ -50,10 +50,6 @@ class ShardGroup:
         chosen = range(len(self.engines)) if shards is None else shards
         return [[getattr(self.engines[i], method)(*a) for a in args] for i in chosen]
 
-    def call_each(self, method: str, args_by_shard: Dict[int, Sequence[Tuple]]) -> Dict[int, List[Any]]:
-        """Other arguments for each shard (positions in the group)."""
-        return {i: [getattr(self.engines[i], method)(*a) for a in args] for i, args in args_by_shard.items()}
-
     def call_mixed(self, calls_by_shard: Dict[int, Sequence[Tuple[str, Tuple]]]) -> Dict[int, List[Any]]:
         """``(method, args)`` calls for each shard (positions in the group)."""
         return {i: [getattr(self.engines[i], m)(*a) for m, a in calls] for i, calls in calls_by_shard.items()}
@@ -70,15 +66,41 @@ def _powered_unit(total: int, max_support: int) -> int:
     return unit
 
 
+def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
+    """``groups`` contiguous groups of shards, as even as they come (at most one a shard)."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise InvalidArgumentError(f"groups must be a positive integer, got {groups!r}")
+    groups = min(groups, num_shards)
+    bounds = [round(g * num_shards / groups) for g in range(groups + 1)]
+    return [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
+
+
+def _results(responses: List[Any]) -> List[Any]:
+    """What Ray Serve's responses hold, an anygram error raised as itself."""
+    out = []
+    for response in responses:
+        try:
+            out.append(response.result())
+        except Exception as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, AnygramError):
+                raise cause from None
+            raise
+    return out
+
+
 class ClusterEngine:
     """The query methods of :class:`anygram.Engine` over an index whose shards are spread
     over Ray actors (``groups`` of them; default one group per node of the cluster, at most
     one per shard). Every node must see the index at ``path`` (a shared filesystem, or each
     group's shard files copied there). ``ray``: True or a cluster address (see
-    :func:`anygram.distributed.connect`)."""
+    :func:`anygram.distributed.connect`).
 
-    def __init__(self, path: str, groups: Optional[int] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None):
+    ``handles``: Ray Serve handles of :class:`ShardGroup` deployments instead of actors
+    (``anygram serve --ray``), with ``groups`` the list of each one's shards."""
+
+    def __init__(self, path: str, groups: Union[None, int, List[List[int]]] = None, ray: Union[bool, str] = True,
+                 tokenizer: Optional[str] = None, handles: Optional[List[Any]] = None):
         ray_mod = connect(ray)
         path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(path):
@@ -100,56 +122,53 @@ class ClusterEngine:
         self._doc_starts = np.cumsum([0] + self._shard_docs).tolist()
         self.num_documents = self._doc_starts[-1]
         self.num_tokens = sum(int(s["num_tokens"]) for s in shards)
-        if groups is None:
-            groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise InvalidArgumentError(f"groups must be a positive integer, got {groups!r}")
-        groups = min(groups, self.num_shards)
-        # Contiguous groups of shards, as even as they come; one actor each, spread over nodes.
-        bounds = [round(g * self.num_shards / groups) for g in range(groups + 1)]
-        self._groups = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
-        actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardGroup)
-        self._actors = [actor.remote(path, g)
-                        for g in self._groups]
-        self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
         self._ray = ray_mod
+        if handles is not None:
+            self._groups = [list(g) for g in groups]
+            self._actors, self._gather, self._owned = list(handles), _results, False
+        else:
+            if groups is None:
+                groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
+            self._groups = shard_groups(self.num_shards, groups)
+            actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardGroup)
+            self._actors, self._gather, self._owned = [actor.remote(path, g) for g in self._groups], get, True
+        if sorted(s for g in self._groups for s in g) != list(range(self.num_shards)):
+            raise InvalidArgumentError(f"the groups {self._groups} do not hold each of the {self.num_shards} shards once")
+        self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
 
     # -- fan-out ---------------------------------------------------------------------------
 
     def _all(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
         """``method`` on every shard for every argument tuple: results by shard, then tuple."""
-        replies = get([a.call.remote(method, list(args)) for a in self._actors])
+        replies = self._gather([a.call.remote(method, list(args)) for a in self._actors])
         return [per_shard for reply in replies for per_shard in reply]
 
     def _each(self, method: str, args_by_shard: Dict[int, Sequence[Tuple]]) -> Dict[int, List[Any]]:
         """``method`` with other arguments for each global shard."""
-        by_actor: Dict[int, Dict[int, Sequence[Tuple]]] = {}
-        for s, args in args_by_shard.items():
-            a, i = self._where[s]
-            by_actor.setdefault(a, {})[i] = args
-        actors = sorted(by_actor)
-        replies = get([self._actors[a].call_each.remote(method, by_actor[a]) for a in actors])
-        out: Dict[int, List[Any]] = {}
-        for a, reply in zip(actors, replies):
-            for i, results in reply.items():
-                out[self._groups[a][i]] = results
-        return out
+        return self._each_mixed({s: [(method, a) for a in args] for s, args in args_by_shard.items()})
 
     def _each_mixed(self, calls_by_shard: Dict[int, List[Tuple[str, Tuple]]]) -> Dict[int, List[Any]]:
-        """``(method, args)`` calls for each global shard."""
+        """``(method, args)`` calls for each global shard: one call per group."""
         by_actor: Dict[int, Dict[int, List[Tuple[str, Tuple]]]] = {}
         for s, calls in calls_by_shard.items():
             a, i = self._where[s]
             by_actor.setdefault(a, {})[i] = calls
         actors = sorted(by_actor)
-        replies = get([self._actors[a].call_mixed.remote(by_actor[a]) for a in actors])
+        replies = self._gather([self._actors[a].call_mixed.remote(by_actor[a]) for a in actors])
         return {self._groups[a][i]: results for a, reply in zip(actors, replies) for i, results in reply.items()}
 
     def close(self) -> None:
-        """Ends the actors."""
-        for a in self._actors:
-            self._ray.kill(a)
+        """Ends the actors (not Ray Serve's deployments: their application owns them)."""
+        if self._owned:
+            for a in self._actors:
+                self._ray.kill(a)
         self._actors = []
+
+    def score(self, *args, **kwargs):
+        raise InvalidArgumentError("score is not answered by a cluster engine yet: open the index with "
+                                   "anygram.Engine.open on one machine")
+
+    score_batch = score
 
     # -- arguments -------------------------------------------------------------------------
 
