@@ -302,3 +302,32 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
                 assert b.get("/v1/indexes/c").json() == a.get("/v1/indexes/c").json()
         finally:
             serve.shutdown()
+
+
+def test_cli_ray_flags(cluster, corpus, tmp_path):
+    """``anygram build|dedup --ray=ADDRESS`` (a driver process of its own) give the local output."""
+    import subprocess
+    import sys
+
+    d, _ = corpus
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "anygram.cli", *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    build = ["build", str(d / "corpus.npy"), "--token-width", "2", "--vocab-size", str(VOCAB), "--shards", "2",
+             "--accelerator", "-q"]
+    cli(*build, "-o", str(tmp_path / "local"))
+    cli(*build, "-o", str(tmp_path / "ray"), f"--ray={cluster.address}")
+    _assert_same_index(tmp_path / "local", tmp_path / "ray")
+    dedup = ["dedup", "-i", str(tmp_path / "local"), "--min-len", "7", "-q"]
+    cli(*dedup, "-o", str(tmp_path / "local.jsonl"))
+    cli(*dedup, "-o", str(tmp_path / "ray.jsonl"), "--ray", cluster.address)
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "local.jsonl").read_text().count("\n") > 3
+    # An input taken for the address is refused with a clear message, not sent to Ray.
+    wrong = subprocess.run([sys.executable, "-m", "anygram.cli", "build", "--ray", str(d / "corpus.npy"),
+                            str(d / "corpus.npy"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode != 0 and "--ray=ADDRESS" in wrong.stderr and not (tmp_path / "x").exists()

@@ -266,6 +266,10 @@ def build_index(
     started = time.perf_counter()
     if progress is None:
         progress = sys.stderr.isatty()
+    if ray:
+        from .distributed.cluster import check_address
+
+        check_address(ray)  # before any work: a wrong address fails now, not after tokenizing
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
         held = _anygram.resident_bytes() or 0

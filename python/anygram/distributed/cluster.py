@@ -19,20 +19,27 @@ def import_ray():
     return ray
 
 
+def check_address(address: Union[bool, str, None]) -> None:
+    """Raises unless ``address`` is True/None or shaped like a cluster address."""
+    if address is True or address is None:
+        return
+    if not (isinstance(address, str) and _ADDRESS.fullmatch(address.strip())):
+        # E.g. `--ray data.jsonl`: an input taken for the address.
+        raise InvalidArgumentError(f"--ray/ray= takes a cluster address (auto, HOST:PORT or ray://HOST:PORT), "
+                                   f"not {address!r}: write --ray=ADDRESS, or --ray alone after the inputs")
+
+
 def connect(address: Union[bool, str, None] = True):
     """The ``ray`` module, connected: to ``address`` (``ray://...``, ``HOST:PORT`` or
     ``auto``), or for ``True`` to the cluster Ray finds itself (``RAY_ADDRESS``, a local
     one it starts otherwise). An existing connection is kept."""
+    check_address(address)
     ray = import_ray()
     if not ray.is_initialized():
         if address is True or address is None:
             ray.init(log_to_driver=False)
-        elif isinstance(address, str) and _ADDRESS.fullmatch(address.strip()):
-            ray.init(address=address.strip(), log_to_driver=False)
         else:
-            # E.g. `--ray data.jsonl`: an input taken for the address.
-            raise InvalidArgumentError(f"--ray/ray= takes a cluster address (auto, HOST:PORT or ray://HOST:PORT), "
-                                       f"not {address!r}: write --ray=ADDRESS, or --ray alone after the inputs")
+            ray.init(address=address.strip(), log_to_driver=False)
     return ray
 
 
