@@ -21,7 +21,6 @@ tokenized on the driver with the index's tokenizer."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
