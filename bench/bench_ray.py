@@ -86,7 +86,7 @@ def main() -> int:
     ids = np.minimum(rng.zipf(1.3, size=args.tokens), 60000).astype(np.uint16)
     doc_lengths = rng.integers(50, 4000, size=args.tokens // 500)
     starts = np.concatenate([[0], np.cumsum(doc_lengths)])
-    starts = starts[starts < args.tokens]
+    starts = np.concatenate([starts[starts < args.tokens], [args.tokens]])
     np.save(os.path.join(work, "corpus.npy"), ids)
     np.save(os.path.join(work, "corpus.offsets.npy"), starts.astype(np.int64))
     common = dict(token_width=2, vocab_size=65535, shards=args.shards, progress=False)
@@ -113,7 +113,9 @@ def main() -> int:
         results["build"] = {
             "local_s": round(t_local, 2), "ray_s": round(t_ray, 2), "ray_over_local": round(t_ray / t_local, 3),
             "local_steps_s": report_local.seconds, "ray_steps_s": report_ray.seconds,
-            "suffix_array_tokens_per_s_one_core_local": round(args.tokens / report_local.seconds["suffix_array"]),
+            # The local build sorts with every core of this machine.
+            "suffix_array_tokens_per_s_per_core_local": round(args.tokens / report_local.seconds["suffix_array"]
+                                                              / (os.cpu_count() or 1)),
         }
         print("build", results["build"], flush=True)
 
@@ -158,17 +160,22 @@ def main() -> int:
 
         # Projection: suffix arrays scale with machines (a shard a task); per machine the
         # measured one-core rate times its cores; plus Ray's measured overhead per shard.
-        rate = results["build"]["suffix_array_tokens_per_s_one_core_local"]
+        rate = results["build"]["suffix_array_tokens_per_s_per_core_local"]
         overhead_per_shard = max(0.0, (results["build"]["ray_steps_s"].get("total", 0)
                                        - results["build"]["local_steps_s"].get("total", 0)) / args.shards)
         corpus = 1.4e12
-        projection = {}
+        steps = results["build"]["local_steps_s"]
+        # Not split over machines: the driver reads, tokenizes and cuts the shards (here .npy
+        # ids, so no tokenizer's cost), and writes checksums and the manifest.
+        serial_rate = args.tokens / (steps["tokenize"] + steps["write"] + steps["checksum"])
+        projection = {"driver_serial_hours": round(corpus / serial_rate / 3600, 2)}
         for machines in (1, 8, 32, 128):
             cores = 16
             sort_h = corpus / (rate * cores * machines) / 3600
             projection[str(machines)] = {"suffix_array_hours": round(sort_h, 2),
                                          "assumes": f"{cores} cores a machine at {rate:,} tokens/s/core (measured "
-                                                    f"here, 2-byte ids), shards >= machines, "
+                                                    f"here with all {os.cpu_count()} cores, 2-byte ids; libsais "
+                                                    f"scales less than linearly with cores), shards >= machines, "
                                                     f"+{overhead_per_shard:.2f} s Ray overhead a shard"}
         results["projection_1.4T_tokens"] = projection
         print("projection", json.dumps(projection, indent=1), flush=True)

@@ -331,3 +331,28 @@ def test_cli_ray_flags(cluster, corpus, tmp_path):
                             str(d / "corpus.npy"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
                            timeout=120)
     assert wrong.returncode != 0 and "--ray=ADDRESS" in wrong.stderr and not (tmp_path / "x").exists()
+
+
+def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
+    """Text is tokenized on the driver with the index's tokenizer (here UTF-8 bytes); documents
+    come back with their text, as locally."""
+    rng = random.Random(4)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "é", "日本"]
+    with open(tmp_path / "docs.jsonl", "w") as f:
+        for i in range(120):
+            f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))}) + "\n")
+    anygram.build_index(str(tmp_path / "docs.jsonl"), str(tmp_path / "idx"), shards=3, progress=False)
+    local = anygram.Engine.open(str(tmp_path / "idx"))
+    remote = ClusterEngine(str(tmp_path / "idx"), groups=2)
+    try:
+        for text in ["the cat", "日本 dog", "é", " on a mat", "zebra"]:
+            assert remote.count(text) == local.count(text)
+            assert remote.ntd(text, max_support=4) == local.ntd(text, max_support=4)
+            assert remote.prob(text, " ") == local.prob(text, " ")
+            assert remote.search_docs(text, 3, 20, 1) == local.search_docs(text, 3, 20, 1)
+            assert remote.count_cnf(f"{text} AND mat OR dog") == local.count_cnf(f"{text} AND mat OR dog")
+        assert remote.get_doc_by_ix(100)["text"] == local.get_doc_by_ix(100)["text"]
+        with pytest.raises(anygram.errors.InvalidQueryError):
+            remote.prob("the", "ca")  # two tokens: not one
+    finally:
+        remote.close()
