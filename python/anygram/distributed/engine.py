@@ -163,6 +163,12 @@ class ClusterEngine:
                 self._ray.kill(a)
         self._actors = []
 
+    def __enter__(self) -> "ClusterEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def score(self, *args, **kwargs):
         raise InvalidArgumentError("score is not answered by a cluster engine yet: open the index with "
                                    "anygram.Engine.open on one machine")
