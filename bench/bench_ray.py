@@ -144,7 +144,8 @@ def main() -> int:
                          "cluster_engine": percentiles(latencies(lambda q: fn(remote, q), queries))}
         remote.close()
         index = {"b": local_dir}
-        with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"]) as ray_http:
+        with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"],
+                                            ready_timeout=240) as ray_http:
             try:
                 for name, body in [("count", lambda q: {"query_type": "count", "query_ids": q}),
                                    ("infgram_prob", lambda q: {"query_type": "infgram_prob", "query_ids": q})]:

@@ -268,7 +268,8 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
 
     index = {"c": str(local_index)}
     log = str(tmp_path / "ray-serve.log")
-    with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log) as on_ray:
+    with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log,
+                                           ready_timeout=240) as on_ray:
         try:
             queries = _queries(corpus[1], seed=8, n=8)
             bodies = []
@@ -356,3 +357,15 @@ def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
             remote.prob("the", "ca")  # two tokens: not one
     finally:
         remote.close()
+
+
+def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
+    """A shard group's actor that dies (here killed; a lost node alike) is restarted by Ray and
+    the query retried: the answer is still the local one."""
+    local = anygram.Engine.open(str(local_index))
+    with ClusterEngine(str(local_index), groups=2) as remote:
+        queries = _queries(corpus[1], seed=12, n=5)
+        assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+        ray.kill(remote._actors[1], no_restart=False)
+        assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+        assert remote.ntd(queries[6], max_support=2) == local.ntd(queries[6], max_support=2)

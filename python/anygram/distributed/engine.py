@@ -65,6 +65,9 @@ def _powered_unit(total: int, max_support: int) -> int:
     return unit
 
 
+ACTOR_RESTARTS = 3
+
+
 def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
     """``groups`` contiguous groups of shards, as even as they come (at most one a shard)."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
@@ -129,7 +132,10 @@ class ClusterEngine:
             if groups is None:
                 groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
             self._groups = shard_groups(self.num_shards, groups)
-            actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardGroup)
+            # Queries only read: an actor lost with its node is restarted (it opens its shards
+            # again) and the calls in flight are retried.
+            actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
+                                   max_task_retries=ACTOR_RESTARTS)(ShardGroup)
             self._actors, self._gather, self._owned = [actor.remote(path, g) for g in self._groups], get, True
         if sorted(s for g in self._groups for s in g) != list(range(self.num_shards)):
             raise InvalidArgumentError(f"the groups {self._groups} do not hold each of the {self.num_shards} shards once")
