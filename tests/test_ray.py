@@ -369,3 +369,38 @@ def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
         ray.kill(remote._actors[1], no_restart=False)
         assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
         assert remote.ntd(queries[6], max_support=2) == local.ntd(queries[6], max_support=2)
+
+
+def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path, monkeypatch):
+    """Slices of the input files are read and tokenized as Ray tasks (a trained GPT-2-style
+    tokenizer, metadata, unreadable lines skipped and counted): the index is the local one."""
+    from trained_tokenizer import CORPUS, train_gpt2_like
+
+    tokenizer = train_gpt2_like(str(tmp_path / "tokenizer.json"))
+    rng = random.Random(6)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for f in range(7):
+        with open(inputs / f"part-{f}.jsonl", "w") as out:
+            for i in range(rng.randint(5, 40)):
+                if rng.random() < 0.05:
+                    out.write("{not json\n")  # skipped and counted alike
+                else:
+                    text = " ".join(rng.choice(CORPUS) for _ in range(rng.randint(1, 4)))
+                    out.write(json.dumps({"text": text, "source": f"{f}-{i}"}) + "\n")
+    args = dict(tokenizer=tokenizer, shards=3, progress=False, accelerator=True)
+    import anygram.distributed.build as ray_build
+
+    sliced, original = [], ray_build._slices
+
+    def recording(files, n):
+        sliced.append(original(files, n))
+        return sliced[-1]
+
+    monkeypatch.setattr(ray_build, "_slices", recording)
+    local = anygram.build_index(str(inputs), str(tmp_path / "local"), **args)
+    on_ray = anygram.build_index(str(inputs), str(tmp_path / "ray"), ray=True, **args)
+    assert len(sliced) == 1 and len(sliced[0]) == 4 and sum(map(len, sliced[0])) == 7  # 2 per CPU of the cluster
+    assert local.skipped and on_ray.skipped == local.skipped
+    assert on_ray.skipped_examples == local.skipped_examples
+    _assert_same_index(tmp_path / "local", tmp_path / "ray")

@@ -258,9 +258,9 @@ def build_index(
     with the same arguments (``resume=False`` starts afresh). ``accelerator=True`` writes each
     shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`): a few dependent reads a
     search for an index on disk or in object storage that does not fit in RAM; on an index in the
-    page cache, searches are faster without it. ``ray=True`` (or a cluster address) sorts
-    the shards' suffix arrays as Ray tasks, one a shard, on a cluster whose nodes all see
-    the output's directory (:mod:`anygram.distributed.build`; the ``anygram[ray]`` extra):
+    page cache, searches are faster without it. ``ray=True`` (or a cluster address) reads and
+    tokenizes slices of the input files and sorts the shards' suffix arrays as Ray tasks, on a
+    cluster whose nodes all see the inputs and the output's directory (:mod:`anygram.distributed.build`; the ``anygram[ray]`` extra):
     the index is byte for byte the local one. Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
@@ -323,6 +323,11 @@ def build_index(
 
         t0 = time.perf_counter()
         tokenized = work.done("tokenize")
+        if tokenized is None and ray and not from_python and getattr(tok, "json_directory", None) is None:
+            from .distributed.build import tokenize_on_ray
+
+            tokenized = tokenize_on_ray(work, files, tok, width, vocab, input_skips, metadata, root, text_field,
+                                        text_mode, _piece_chars or piece_chars_for(mem_bytes), progress, ray)
         if tokenized is None:
             source = _python_source(records, input_skips, text_field) if from_python else \
                 _file_source(files, input_skips, text_field, text_mode)

@@ -1,7 +1,10 @@
-"""A build's suffix arrays on a Ray cluster: one task a shard.
+"""A build on a Ray cluster: slices of the input files tokenized as tasks, then a task a
+shard for the suffix arrays.
 
-The driver (:func:`anygram.build_index` with ``ray=``) tokenizes the inputs and cuts the
-shards in its work directory as a local build does; then every shard whose suffix array
+The driver (:func:`anygram.build_index` with ``ray=``) has the input files read and tokenized
+as Ray tasks, a contiguous slice of files each (:func:`tokenize_on_ray`; documents from
+Python are tokenized on the driver), joins their streams in order and cuts the shards in its
+work directory as a local build does; then every shard whose suffix array
 is not in the journal yet becomes a Ray task that sorts it within ``mem`` and writes
 ``table.S`` beside ``tokenized.S`` (the work directory is on a filesystem every node
 sees). The driver records each finished shard in the journal as it arrives, so a rerun
@@ -15,8 +18,11 @@ external sort's finished parts (``parts.S/``) survive and are reused by the retr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 from .. import _anygram
 from ..progress import progress_bar
@@ -83,3 +89,108 @@ def sort_shards_on_ray(work, shard_meta: List[Dict[str, Any]], width: int, worke
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+
+def _tokenize_slice(slice_dir: str, files: List[str], tokenizer_path: Optional[str], width: int, vocab: int,
+                    metadata: bool, root: str, text_field: str, text_mode: str, piece_chars: int,
+                    strict: bool) -> Dict[str, Any]:
+    """Reads and tokenizes ``files`` (a slice of the inputs, in order) into streams in
+    ``slice_dir`` as the local build's tokenize step does (the Ray task's body)."""
+    from ..builder import _file_source, _StreamWriter, _tokenize_all
+    from ..corpus import SkipLog
+    from ..tokenizer import Tokenizer
+
+    os.makedirs(slice_dir, exist_ok=True)
+    skips = SkipLog(strict=strict)
+    tok = Tokenizer(tokenizer_path) if tokenizer_path is not None else None
+    writer = _StreamWriter(slice_dir, width, vocab, metadata)
+    encoder = _tokenize_all(_file_source(files, skips, text_field, text_mode), writer, tok, width, vocab, skips,
+                            root, False, piece_chars)
+    streams = dict(writer.finish(slice_dir))
+    return {"streams": streams, "counts": list(skips.counts.items()), "examples": list(skips.examples),
+            "fast": encoder.native is not None and encoder.native.is_fast,
+            "fallback_reason": encoder.fallback_reason}
+
+
+def _slices(files: List[str], n: int) -> List[List[str]]:
+    """Contiguous groups of ``files`` of about equal bytes, at most ``n``."""
+    sizes = [max(1, os.path.getsize(p)) for p in files]
+    total, groups, current, done = sum(sizes), [], [], 0
+    for path, size in zip(files, sizes):
+        current.append(path)
+        done += size
+        if done >= total * (len(groups) + 1) / n and len(groups) < n - 1:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def tokenize_on_ray(work, files: List[str], tok, width: int, vocab: int, skips, metadata: bool, root: str,
+                    text_field: str, text_mode: str, piece_chars: int, progress: bool, address) -> Dict[str, Any]:
+    """The build's tokenize step with slices of the input files as Ray tasks: the slices'
+    streams, joined in order, are the ones the local step writes (each document is
+    tokenized on its own). Returns what the local step returns (and journals it)."""
+    import time
+
+    from ..atomic import write_atomic
+    from ..errors import BuildError
+
+    t0 = time.perf_counter()
+    ray = connect(address)
+    n = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
+    groups = _slices(files, n)
+    task = ray.remote(_tokenize_slice).options(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)
+    refs = [task.remote(os.path.join(work.path, f"slice.{i}"), g, tok.path if tok is not None else None, width,
+                        vocab, metadata, root, text_field, text_mode, piece_chars, skips.strict)
+            for i, g in enumerate(groups)]
+    with progress_bar(len(groups), "tokenize on ray", " slices", progress) as bar:
+        results = []
+        for ref in refs:
+            results.append(get(ref))
+            bar.update(1)
+    # Join the slices' streams in order; start offsets shift by the bytes before them.
+    doc_starts, meta_starts = [], []
+    totals = {"num_documents": 0, "num_tokens": 0, "bytes": 0, "meta_bytes": 0 if metadata else None}
+    with open(os.path.join(work.index, "tokenized.all"), "wb") as tokens, \
+            (open(os.path.join(work.index, "metadata.all"), "wb") if metadata else open(os.devnull, "wb")) as meta:
+        for i, r in enumerate(results):
+            d = os.path.join(work.path, f"slice.{i}")
+            s = r["streams"]
+            with open(os.path.join(d, "tokenized.all"), "rb") as f:
+                shutil.copyfileobj(f, tokens, 1 << 24)
+            doc_starts.append(np.fromfile(os.path.join(d, "doc_starts.u64"), dtype="<u8") + np.uint64(totals["bytes"]))
+            if metadata:
+                with open(os.path.join(d, "metadata.all"), "rb") as f:
+                    shutil.copyfileobj(f, meta, 1 << 24)
+                meta_starts.append(np.fromfile(os.path.join(d, "meta_starts.u64"), dtype="<u8")
+                                   + np.uint64(totals["meta_bytes"]))
+                totals["meta_bytes"] += s["meta_bytes"]
+            for key in ("num_documents", "num_tokens", "bytes"):
+                totals[key] += s[key]
+            for reason, count in r["counts"]:
+                skips.counts[reason] += count
+            skips.examples.extend(r["examples"][:max(0, 20 - len(skips.examples))])
+        tokens.flush()
+        os.fsync(tokens.fileno())
+        if metadata:
+            meta.flush()
+            os.fsync(meta.fileno())
+    write_atomic(os.path.join(work.path, "doc_starts.u64"),
+                 np.concatenate(doc_starts).astype("<u8").tobytes() if doc_starts else b"")
+    write_atomic(os.path.join(work.path, "meta_starts.u64"),
+                 np.concatenate(meta_starts).astype("<u8").tobytes() if meta_starts else b"")
+    for i in range(len(groups)):
+        shutil.rmtree(os.path.join(work.path, f"slice.{i}"), ignore_errors=True)
+    if totals["num_documents"] == 0:
+        raise BuildError(f"no readable documents in {files} ({skips.total} skipped)")
+    tokenizer_path = None
+    if tok is not None:
+        reasons = [r["fallback_reason"] for r in results if r["fallback_reason"]]
+        fast = all(r["fast"] for r in results)
+        tokenizer_path = "fast byte-level" if fast else "tokenizers library" + (f" ({reasons[0]})" if reasons else "")
+    result = {**totals, "skipped": dict(skips.counts), "skipped_examples": list(skips.examples),
+              "tokenizer_path": tokenizer_path, "seconds": time.perf_counter() - t0}
+    work.finish("tokenize", result)
+    return result
