@@ -404,3 +404,28 @@ def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path, monkeypatch):
     assert local.skipped and on_ray.skipped == local.skipped
     assert on_ray.skipped_examples == local.skipped_examples
     _assert_same_index(tmp_path / "local", tmp_path / "ray")
+
+    # A driver killed after two slices were journaled: the rerun keeps them. It would stop at
+    # slice 0's journal entry if it tokenized that slice again (the pause hook), so finishing
+    # shows it did not.
+    import signal
+    import subprocess
+    import sys
+
+    command = ["-m", "anygram.cli", "build", str(inputs), "-o", str(tmp_path / "resumed"), "--tokenizer", tokenizer,
+               "--shards", "3", "--accelerator", "-q", f"--ray={cluster.address}"]
+    first = subprocess.Popen([sys.executable, *command], stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.1"})
+    seen = ""
+    while "paused at tokenize.4.slice.1" not in seen:
+        line = first.stderr.readline()
+        assert line, f"the build ended without pausing: {seen}"
+        seen += line
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    first.stderr.close()
+    again = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=240,
+                           env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.0"})
+    assert again.returncode == 0, again.stderr
+    assert "resum" in again.stderr.lower()
+    _assert_same_index(tmp_path / "local", tmp_path / "resumed")

@@ -128,27 +128,38 @@ def _slices(files: List[str], n: int) -> List[List[str]]:
 
 
 def tokenize_on_ray(work, files: List[str], tok, width: int, vocab: int, skips, metadata: bool, root: str,
-                    text_field: str, text_mode: str, piece_chars: int, progress: bool, address) -> Dict[str, Any]:
+                    text_field: str, text_mode: str, piece_chars: int, progress: bool,
+                    address) -> Optional[Dict[str, Any]]:
     """The build's tokenize step with slices of the input files as Ray tasks: the slices'
     streams, joined in order, are the ones the local step writes (each document is
-    tokenized on its own). Returns what the local step returns (and journals it)."""
+    tokenized on its own). Returns what the local step returns (and journals it), or None
+    for a single input file (the local step reads it)."""
     import time
 
     from ..atomic import write_atomic
     from ..errors import BuildError
 
+    if len(files) < 2:
+        return None  # one file is read by one process either way: the driver's local step
     t0 = time.perf_counter()
     ray = connect(address)
     n = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
     groups = _slices(files, n)
     task = ray.remote(_tokenize_slice).options(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)
-    refs = [task.remote(os.path.join(work.path, f"slice.{i}"), g, tok.path if tok is not None else None, width,
+    # A slice finished by an interrupted run is in the journal (under this slicing) and kept.
+    steps = [f"tokenize.{len(groups)}.slice.{i}" for i in range(len(groups))]
+    refs = [None if work.done(step) is not None and os.path.isdir(os.path.join(work.path, f"slice.{i}")) else
+            task.remote(os.path.join(work.path, f"slice.{i}"), g, tok.path if tok is not None else None, width,
                         vocab, metadata, root, text_field, text_mode, piece_chars, skips.strict)
-            for i, g in enumerate(groups)]
+            for i, (g, step) in enumerate(zip(groups, steps))]
     with progress_bar(len(groups), "tokenize on ray", " slices", progress) as bar:
         results = []
-        for ref in refs:
-            results.append(get(ref))
+        for step, ref in zip(steps, refs):
+            if ref is None:
+                results.append(work.done(step))
+            else:
+                results.append(get(ref))
+                work.finish(step, results[-1])
             bar.update(1)
     # Join the slices' streams in order; start offsets shift by the bytes before them.
     doc_starts, meta_starts = [], []
