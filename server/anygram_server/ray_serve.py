@@ -10,6 +10,7 @@ machine's engine does; a batch request is one call per group and round.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Any, Dict, List
@@ -84,7 +85,7 @@ def application(settings: Settings, groups_per_index: int, ray_address: Any = Tr
 
 def run(args, settings: Settings) -> int:
     """Deploys the service on the cluster (HTTP on ``--host``/``--port`` of the head node)
-    and waits; Ctrl-C takes it down."""
+    and waits; Ctrl-C or SIGTERM takes it down."""
     from ray import serve
 
     connect(args.ray)
@@ -93,6 +94,10 @@ def run(args, settings: Settings) -> int:
     names = ", ".join(spec.name for spec in settings.indexes)
     print(f"anygram serve --ray: http://{args.host}:{args.port}/  indexes: {names}  "
           f"({args.ray_groups} group(s) of shards each)", flush=True)
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # as Ctrl-C: the application is taken down, not left running
     try:
         while True:
             time.sleep(3600)

@@ -54,7 +54,6 @@ def sort_shard(index_dir: str, parts_dir: str, s: int, width: int, threads: int,
         progress=report if kill_once else None,
     ))
     result["seconds"] = time.perf_counter() - t0
-    result["node"] = os.uname().nodename
     return result
 
 
@@ -83,7 +82,6 @@ def sort_shards_on_ray(work, shard_meta: List[Dict[str, Any]], width: int, worke
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 s = pending.pop(ready[0])
                 result = get(ready[0])
-                result.pop("node", None)
                 work.finish(f"suffix_array.{s}", result)
                 bar.update(1)
         finally:
