@@ -268,9 +268,9 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
 
     index = {"c": str(local_index)}
     log = str(tmp_path / "ray-serve.log")
-    with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log,
-                                           ready_timeout=240) as on_ray:
-        try:
+    try:
+        with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log,
+                                               ready_timeout=240) as on_ray:
             queries = _queries(corpus[1], seed=8, n=8)
             bodies = []
             for q in queries:
@@ -301,8 +301,10 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
                     assert (got.status_code, _without_latency(got.json())) == \
                         (want.status_code, _without_latency(want.json())), route
                 assert b.get("/v1/indexes/c").json() == a.get("/v1/indexes/c").json()
-        finally:
-            serve.shutdown()
+        # SIGTERM (Server.stop) took the application down with it.
+        assert "anygram" not in serve.status().applications
+    finally:
+        serve.shutdown()
 
 
 def test_cli_ray_flags(cluster, corpus, local_index, tmp_path):
