@@ -35,23 +35,32 @@ from .cluster import connect, get
 from .sampling import sample_distinct
 from .views import shards_view
 
+# What a shard group answers: Engine's query and document methods (nothing else by name).
+QUERY_METHODS = frozenset({
+    "count", "count_batch", "find", "prob", "ntd", "find_cnf", "get_doc_by_ix", "get_doc_by_ptr", "get_doc_by_rank",
+})
+
+
 class ShardGroup:
-    """A group of an index's shards (the Ray actor's class): ``call`` runs an
-    :class:`anygram.Engine` method on its shards for many argument tuples at once."""
+    """A group of an index's shards (the Ray actor's, or Serve deployment's, class): runs
+    :class:`anygram.Engine` query methods on its shards, many calls in one."""
 
     def __init__(self, index: str, shards: List[int]):
         self.views = tempfile.mkdtemp(prefix="anygram-shards-")
         self.engines = [shards_view(index, [s], os.path.join(self.views, f"shard.{s}")) for s in shards]
 
-    def call(self, method: str, args: Sequence[Tuple], shards: Optional[Sequence[int]] = None) -> List[List[Any]]:
-        """``[[engine.method(*a) for a in args] for each shard]`` (``shards``: positions in
-        the group, default all)."""
-        chosen = range(len(self.engines)) if shards is None else shards
-        return [[getattr(self.engines[i], method)(*a) for a in args] for i in chosen]
+    def _method(self, i: int, name: str):
+        if name not in QUERY_METHODS:
+            raise InvalidArgumentError(f"a shard group answers {sorted(QUERY_METHODS)}, not {name!r}")
+        return getattr(self.engines[i], name)
+
+    def call(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
+        """``[[engine.method(*a) for a in args] for each shard]``."""
+        return [[self._method(i, method)(*a) for a in args] for i in range(len(self.engines))]
 
     def call_mixed(self, calls_by_shard: Dict[int, Sequence[Tuple[str, Tuple]]]) -> Dict[int, List[Any]]:
         """``(method, args)`` calls for each shard (positions in the group)."""
-        return {i: [getattr(self.engines[i], m)(*a) for m, a in calls] for i, calls in calls_by_shard.items()}
+        return {i: [self._method(i, m)(*a) for m, a in calls] for i, calls in calls_by_shard.items()}
 
     def __del__(self):
         shutil.rmtree(getattr(self, "views", ""), ignore_errors=True)
