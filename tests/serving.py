@@ -28,9 +28,10 @@ class Server:
         log_path: Optional[str] = None,
         env: Optional[Dict[str, str]] = None,
         preload: Optional[str] = None,
+        ready_timeout: float = 60.0,
     ):
         """``preload``: Python run in the server process before it starts (e.g. to make an
-        engine method fail as a bug would)."""
+        engine method fail as a bug would). ``ready_timeout``: seconds to wait for it to answer."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if preload is None:
@@ -47,7 +48,7 @@ class Server:
         self.proc = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
-        self._wait_ready()
+        self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

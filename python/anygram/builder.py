@@ -226,6 +226,7 @@ def build_index(
     mem: Union[None, int, str] = None,
     resume: bool = True,
     accelerator: bool = False,
+    ray: Union[None, bool, str] = None,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
@@ -254,12 +255,18 @@ def build_index(
     with the same arguments (``resume=False`` starts afresh). ``accelerator=True`` writes each
     shard's search accelerator (``accel.{s}``, see :mod:`anygram.accel`): a few dependent reads a
     search for an index on disk or in object storage that does not fit in RAM; on an index in the
-    page cache, searches are faster without it. Returns a
-    :class:`BuildReport`.
+    page cache, searches are faster without it. ``ray=True`` (or a cluster address) reads and
+    tokenizes slices of the input files and sorts the shards' suffix arrays as Ray tasks, on a
+    cluster whose nodes all see the inputs and the output's directory (:mod:`anygram.distributed.build`; the ``anygram[ray]`` extra):
+    the index is byte for byte the local one. Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
     if progress is None:
         progress = sys.stderr.isatty()
+    if ray:
+        from .distributed.cluster import check_address
+
+        check_address(ray)  # before any work: a wrong address fails now, not after tokenizing
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
         _anygram.check_build_budget(mem_bytes, _anygram.resident_bytes() or 0)
@@ -307,6 +314,11 @@ def build_index(
 
         t0 = time.perf_counter()
         tokenized = work.done("tokenize")
+        if tokenized is None and ray and not from_python and getattr(tok, "json_directory", None) is None:
+            from .distributed.build import tokenize_on_ray
+
+            tokenized = tokenize_on_ray(work, files, tok, width, vocab, input_skips, metadata, root, text_field,
+                                        text_mode, _piece_chars or piece_chars_for(mem_bytes), progress, ray)
         if tokenized is None:
             source = _python_source(records, input_skips, text_field) if from_python else \
                 _file_source(files, input_skips, text_field, text_mode)
@@ -331,6 +343,11 @@ def build_index(
         seconds["write"] = split["seconds"]
 
         sa_reports = []
+        if ray:
+            from .distributed.build import sort_shards_on_ray
+
+            sort_shards_on_ray(work, shard_meta, width, workers, mem_bytes, _part_tokens, _overlap_tokens,
+                               progress, ray)
         for s, meta in enumerate(shard_meta):
             step = f"suffix_array.{s}"
             done = work.done(step)

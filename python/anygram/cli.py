@@ -216,7 +216,7 @@ def cmd_build(args) -> int:
         text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
         strict=args.strict, overwrite=args.overwrite, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), mem=args.mem, resume=not args.no_resume,
-        accelerator=args.accelerator,
+        accelerator=args.accelerator, ray=args.ray,
     )
     # -o is the index here: the report always goes to stdout.
     _emit(args_printing_to_stdout(args), dataclasses.asdict(report), report.summary)
@@ -511,7 +511,7 @@ def cmd_contamination(args) -> int:
     summary = scan.run_contamination(
         engine, args.eval, out=args.output, min_len=args.min_len, threshold=args.threshold, fields=args.field,
         k=args.k, id_field=args.id_field, batch_size=args.batch_size, restart=args.restart,
-        progress=not args.quiet and sys.stderr.isatty())
+        progress=not args.quiet and sys.stderr.isatty(), ray=args.ray)
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2, ensure_ascii=False)
@@ -537,7 +537,7 @@ def cmd_dedup(args) -> int:
     against = Engine.open(args.against) if args.against else None
     summary = scan.run_dedup(engine, args.output, min_len=args.min_len, against=against, write=args.write,
                              split=args.split, token_ids=args.token_ids, restart=args.restart,
-                             method=args.method, progress=not args.quiet and sys.stderr.isatty())
+                             method=args.method, progress=not args.quiet and sys.stderr.isatty(), ray=args.ray)
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
@@ -615,6 +615,13 @@ def _add_printed_output(p: argparse.ArgumentParser, old_json_switch: bool = Fals
     _add_format(p, old_json_switch)
 
 
+def _add_ray(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help=f"{what} as Ray tasks on a cluster (the anygram[ray] extra): ADDRESS (ray://..., "
+                        "HOST:PORT, auto) or, alone, the one Ray finds (RAY_ADDRESS) or starts; every node must "
+                        "see the paths (a shared filesystem)")
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -648,6 +655,7 @@ def parser() -> argparse.ArgumentParser:
                    help="write the search accelerators (accel.N): a few reads a search for an index larger "
                         "than RAM or in object storage; slower on a hot page cache (see `anygram index "
                         "add-accelerator`)")
+    _add_ray(b, "sort the shards' suffix arrays")
     _add_format(b)
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_build)
@@ -754,6 +762,7 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("--html", help="write an HTML report here")
     co.add_argument("--batch-size", type=int, default=512, help="examples per parallel batch")
     co.add_argument("--restart", action="store_true", help="ignore a previous run's progress at -o/--output")
+    _add_ray(co, "scan the batches of examples")
     _add_format(co, old_json_switch=True)
     co.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     co.set_defaults(func=cmd_contamination)
@@ -782,6 +791,7 @@ def parser() -> argparse.ArgumentParser:
                     help="with --write: token ids, not decoded text (lossless where cuts split characters)")
     dd.add_argument("--summary", help="write the summary as JSON here")
     dd.add_argument("--restart", action="store_true", help="ignore a previous run's progress at -o/--output")
+    _add_ray(dd, "scan a shard per task")
     _add_format(dd)
     dd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dd.set_defaults(func=cmd_dedup)

@@ -57,6 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="serve on a Ray cluster with Ray Serve (the anygram[ray] extra): ADDRESS (auto, HOST:PORT) "
+                        "or, alone, the one Ray finds or starts; every node must see the index paths")
+    p.add_argument("--ray-groups", type=int, default=2, help="with --ray: deployments of shard groups per index")
 
     # The limits' flags, defaults and help: the table that config.Limits is made from.
     from .limits import LIMITS, flag_of
@@ -137,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
                 raise SystemExit(f"anygram serve: error: {settings.api_keys_file} holds no API key")
         except OSError as e:
             raise SystemExit(f"anygram serve: error: --api-key-file: {e}") from None
+    if args.ray:
+        from . import ray_serve
+
+        return ray_serve.run(args, settings)
     # Open every index now, so a wrong path fails here with anygram's message, not in a worker.
     registry = IndexRegistry(settings.indexes)
     names = ", ".join(f"{index.name} ({index.engine.num_tokens:,} tokens)" for index in registry)

@@ -5,6 +5,7 @@ output streamed to a file and a run that stops resumes where it stopped, through
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -72,10 +73,12 @@ def run_contamination(
     restart: bool = False,
     progress: bool = False,
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+    ray: Any = None,
 ) -> Dict[str, Any]:
     """The ``anygram contamination`` scan: streams one JSON line per example to
     ``out`` (resuming after the last complete line when a previous run with the
-    same arguments stopped) and returns the summary of all examples."""
+    same arguments stopped) and returns the summary of all examples. ``ray``: True or a
+    cluster address runs the batches as Ray tasks (:mod:`anygram.distributed.scans`)."""
     if not os.path.isfile(eval_path):
         raise InvalidArgumentError(f"{eval_path}: no such eval file")
     _check_scan_args(min_len, threshold, k)
@@ -110,7 +113,12 @@ def run_contamination(
             checkpoint.save(started=True)
         bar = held.enter_context(progress_bar(None, "contamination", " examples", progress))
         bar.update(skip)
-        for r in iter_contamination(
+        scan = iter_contamination
+        if ray:
+            from ..distributed.scans import iter_contamination as on_ray
+
+            scan = functools.partial(on_ray, ray=ray)
+        for r in scan(
             engine,
             read_jsonl(eval_path),
             min_len=min_len,
@@ -144,12 +152,14 @@ def run_dedup(
     restart: bool = False,
     progress: bool = False,
     method: str = "auto",
+    ray: Any = None,
 ) -> Dict[str, Any]:
     """The ``anygram dedup`` scan: writes one JSON line per affected document to
     ``ranges_path`` unit by unit (the whole index for self dedup, a chunk of
     documents for cross dedup), then, with ``write``, the cleaned corpus in batches of documents.
     Each step records its progress in ``ranges_path.progress.json``; rerunning with
-    the same arguments continues where it stopped. Returns the summary."""
+    the same arguments continues where it stopped. ``ray``: True or a cluster address
+    runs a unit per shard as Ray tasks (:mod:`anygram.distributed.scans`). Returns the summary."""
     check_min_len(min_len)
     _check_against(engine, against)
     check_outputs({"ranges_path": ranges_path, "ranges_path's progress file": progress_file(ranges_path),
@@ -162,9 +172,19 @@ def run_dedup(
         "against": None if against is None else _index_signature(against),
         "method": None if against is None else cross_method(engine, against, method),
     }
+    units_of, iterate = _dedup_units, iter_dedup_units
+    if ray:
+        from ..distributed import scans as on_ray
+
+        # Other units (a shard each): a run resumes only in the same form.
+        signature["units"] = "ray: a shard each"
+        def units_of(engine, against, method):
+            return on_ray.dedup_units(engine)
+
+        iterate = functools.partial(on_ray.iter_dedup_units, ray=ray)
     with output_checkpoint(ranges_path, signature, restart) as checkpoint:
         state = checkpoint.state
-        units = _dedup_units(engine, against, method)
+        units = units_of(engine, against, method)
         done_units = state.get("units_done", 0)
         size = state.get("ranges_size", 0) if done_units else 0
         totals = (
@@ -186,7 +206,7 @@ def run_dedup(
 
             try:
                 for j, (unit, arrays) in enumerate(
-                    iter_dedup_units(engine, min_len, against, skip=done_units, progress=tick, method=method),
+                    iterate(engine, min_len, against, skip=done_units, progress=tick, method=method),
                     start=done_units,
                 ):
                     for rec in ranges_records(arrays):

@@ -1,0 +1,418 @@
+"""anygram on a Ray cluster (anygram.distributed, the ``ray`` extra): a real two-node cluster
+on loopback, started once for the module (``ray.cluster_utils.Cluster``), against the local
+answers on the same files: builds byte for byte (also after a worker is SIGKILLed mid-sort),
+every query type of the cluster engine, contamination and dedup, and ``anygram serve --ray``."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import random
+
+# Every address Ray picks is 127.0.0.1 (its "no cluster" rule for the node IP), so that
+# nothing leaves loopback; read when ray is imported.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import numpy as np
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import anygram
+from anygram.distributed.build import KILL_ONCE_ENV
+from anygram.distributed.engine import ClusterEngine
+from byte_order_ids import BYTE_ORDER_IDS
+
+# Ray's own deprecation warnings (pydantic fields of Serve's config) are not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+
+WIDTH = 2
+# Few distinct ids (so n-grams repeat) whose byte order differs from their numeric order.
+ALPHABET = BYTE_ORDER_IDS[WIDTH][:5]
+VOCAB = max(BYTE_ORDER_IDS[WIDTH]) + 1
+SHARDS = 3
+NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 << 20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    c.add_node(**NODE)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def _docs(seed: int, n: int = 240):
+    rng = random.Random(seed)
+    return [[rng.choice(ALPHABET) for _ in range(rng.randint(1, 120))] for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ray-corpus")
+    docs = _docs(1)
+    np.save(d / "corpus.npy", np.asarray([t for x in docs for t in x], dtype=np.uint16))
+    np.save(d / "corpus.offsets.npy", np.cumsum([0] + [len(x) for x in docs]).astype(np.int64))
+    return d, docs
+
+
+def _build(corpus_dir, out, **kw):
+    return anygram.build_index(str(corpus_dir / "corpus.npy"), str(out), token_width=WIDTH, vocab_size=VOCAB,
+                               eos_token_id=ALPHABET[0], shards=SHARDS, progress=False, accelerator=True,
+                               _part_tokens=2048, _overlap_tokens=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def local_index(corpus):
+    d, _ = corpus
+    _build(d, d / "local")
+    return d / "local"
+
+
+def _manifest(index):
+    with open(os.path.join(index, "anygram.json")) as f:
+        return json.load(f)
+
+
+def _assert_same_index(a, b, parts_reused: int = 0):
+    """Every file byte for byte; the manifest but for when and how long the build took
+    (and how many sorted parts a resumed shard found: ``parts_reused`` in all)."""
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    assert any(n.startswith("table.") for n in names) and any(n.startswith("accel.") for n in names)
+    for name in names:
+        if name == "anygram.json":
+            ma, mb = _manifest(a), _manifest(b)
+            assert sum(r["parts_reused"] for r in mb["build"]["suffix_arrays"]) == parts_reused
+            for m in (ma, mb):
+                del m["build"]["created_at"], m["build"]["seconds"]
+                for r in m["build"]["suffix_arrays"]:
+                    r["parts_reused"] = 0
+            assert ma == mb
+        else:
+            assert filecmp.cmp(os.path.join(a, name), os.path.join(b, name), shallow=False), name
+
+
+def test_build_on_ray_is_the_local_build(cluster, corpus, local_index):
+    d, _ = corpus
+    report = _build(d, d / "on-ray", ray=cluster.address)
+    assert report.num_shards == SHARDS
+    _assert_same_index(local_index, d / "on-ray")
+    assert not [n for n in os.listdir(d) if ".build-" in n]  # the work directory is gone
+
+
+def test_build_survives_a_worker_killed_mid_sort(cluster, corpus, local_index, monkeypatch):
+    d, _ = corpus
+    marker = d / "killed-once"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
+    _build(d, d / "after-kill", ray=True)
+    # The hook ran (a worker died with SIGKILL in its sort, after its first part) and Ray's
+    # retry finished the shard, reusing that part.
+    assert marker.exists() and "pid" in marker.read_text()
+    _assert_same_index(local_index, d / "after-kill", parts_reused=1)
+
+
+@pytest.fixture(scope="module")
+def engines(cluster, local_index):
+    local = anygram.Engine.open(str(local_index))
+    remote = ClusterEngine(str(local_index), groups=2, ray=True)
+    assert remote.info()["groups"] == [[0, 1], [2]]
+    yield local, remote
+    remote.close()
+
+
+def _queries(docs, seed=2, n=40):
+    rng = random.Random(seed)
+    out = [[], [ALPHABET[1]], [ALPHABET[4], ALPHABET[3]], [VOCAB - 1], [ALPHABET[2]] * 6]
+    for _ in range(n):
+        doc = rng.choice(docs)
+        i = rng.randrange(len(doc))
+        out.append(doc[i:i + rng.randint(1, 12)])
+        out.append([rng.choice(ALPHABET) for _ in range(rng.randint(1, 9))])
+    return out
+
+
+def test_counts_and_probabilities(engines, corpus):
+    local, remote = engines
+    queries = _queries(corpus[1])
+    assert [remote.count(q) for q in queries] == [local.count(q) for q in queries]
+    assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+    for q in queries:
+        assert remote.find(q) == local.find(q)
+    tokens = [ALPHABET[i % len(ALPHABET)] for i in range(len(queries))]
+    for q, t in zip(queries, tokens):
+        assert remote.prob(q, t) == local.prob(q, t)
+        assert remote.prob(q, t, n=3) == local.prob(q, t, n=3)
+        assert remote.infgram_prob(q, t) == local.infgram_prob(q, t)
+    for got, want in [(remote.prob_batch(queries, tokens, 2), local.prob_batch(queries, tokens, 2)),
+                      (remote.infgram_prob_batch(queries, tokens), local.infgram_prob_batch(queries, tokens))]:
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+            assert got[key].dtype == want[key].dtype
+
+
+@pytest.mark.parametrize("max_support", [1, 3, 7, 1000])
+def test_next_token_distributions(engines, corpus, max_support):
+    local, remote = engines
+    queries = _queries(corpus[1], seed=max_support)
+    sampled = 0
+    for q in queries:
+        want = local.ntd(q, max_support=max_support)
+        sampled += want["approx"]
+        assert remote.ntd(q, max_support=max_support) == want
+        assert remote.ntd(q, n=2, max_support=max_support) == local.ntd(q, n=2, max_support=max_support)
+        assert remote.infgram_ntd(q, max_support=max_support) == local.infgram_ntd(q, max_support=max_support)
+    assert remote.ntd_batch(queries, 3, max_support) == local.ntd_batch(queries, 3, max_support)
+    assert remote.infgram_ntd_batch(queries, max_support) == local.infgram_ntd_batch(queries, max_support)
+    if max_support < 1000:
+        assert sampled  # the sampled road is exercised
+
+
+def test_documents_and_search(engines, corpus):
+    local, remote = engines
+    for ix in [0, 1, 79, 80, 81, 150, local.num_documents - 1]:
+        assert remote.get_doc_by_ix(ix, 30) == local.get_doc_by_ix(ix, 30)
+    assert remote.get_docs_by_ixs([5, 200, 5], 7) == local.get_docs_by_ixs([5, 200, 5], 7)
+    for s in range(SHARDS):
+        assert remote.get_doc_by_ptr(s, 100, 20) == local.get_doc_by_ptr(s, 100, 20)
+        assert remote.get_doc_by_rank(s, 17, 20) == local.get_doc_by_rank(s, 17, 20)
+    assert remote.get_docs_by_ptrs([(2, 4), (0, 8)], 9) == local.get_docs_by_ptrs([(2, 4), (0, 8)], 9)
+    for q in _queries(corpus[1], seed=5, n=10):
+        for maxnum, seed in [(1, 0), (4, 7), (50, 2**64 - 1), (3, 12345)]:
+            assert remote.search_docs(q, maxnum, 25, seed) == local.search_docs(q, maxnum, 25, seed)
+    with pytest.raises(anygram.errors.InvalidQueryError):
+        remote.get_doc_by_ix(local.num_documents)
+    with pytest.raises(anygram.errors.InvalidQueryError):
+        remote.count([VOCAB])  # outside the vocabulary: the shard's error, unwrapped
+
+
+def test_cnf(engines):
+    local, remote = engines
+    a, b, c, d, e = ([x] for x in ALPHABET)
+    queries = [[[a + b], [c]], [[a, d], [e + e]], [[b + c + d]], [[a], [[VOCAB - 1]]], [[e + a + b], [d + d + d]]]
+    for q in queries:
+        for freq in (1, 5, 50000):
+            assert remote.find_cnf(q, freq, 20) == local.find_cnf(q, freq, 20)
+            assert remote.count_cnf(q, freq, 20) == local.count_cnf(q, freq, 20)
+            for maxnum, seed in [(2, 1), (40, 3)]:
+                assert remote.search_docs_cnf(q, maxnum, 10, freq, 20, seed) == \
+                    local.search_docs_cnf(q, maxnum, 10, freq, 20, seed)
+
+
+def _eval_file(path, docs, seed):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(60):
+            doc = rng.choice(docs)
+            a = rng.randrange(len(doc))
+            # Pieces of the corpus joined with random ids: partial coverage, several fields.
+            text = doc[a:a + rng.randint(0, 40)] + [rng.choice(ALPHABET) for _ in range(rng.randint(1, 30))]
+            f.write(json.dumps({"id": f"ex{i}", "text": text, "other": rng.sample(ALPHABET, 3)}) + "\n")
+    return path
+
+
+def test_contamination_on_ray_is_local(cluster, corpus, local_index, tmp_path):
+    d, docs = corpus
+    engine = anygram.Engine.open(str(local_index))
+    eval_path = _eval_file(tmp_path / "eval.jsonl", docs, 3)
+    args = dict(min_len=6, fields=["text", "other"], k=3, batch_size=7)
+    want = anygram.scan.run_contamination(engine, str(eval_path), str(tmp_path / "local.jsonl"), **args)
+    got = anygram.scan.run_contamination(engine, str(eval_path), str(tmp_path / "ray.jsonl"), ray=True, **args)
+    assert got == want and 0 < want["num_contaminated"] < 60 and want["num_with_any_match"] > want["num_contaminated"]
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def other_index(corpus):
+    d, docs = corpus
+    rng = random.Random(9)
+    # Half copies of pieces of this corpus, half new text.
+    others = [rng.choice(docs)[:rng.randint(1, 60)] if i % 2 else _docs(10 + i, 1)[0] for i in range(90)]
+    o = d / "other"
+    o.mkdir()
+    np.save(o / "corpus.npy", np.asarray([t for x in others for t in x], dtype=np.uint16))
+    np.save(o / "corpus.offsets.npy", np.cumsum([0] + [len(x) for x in others]).astype(np.int64))
+    anygram.build_index(str(o / "corpus.npy"), str(o / "index"), token_width=WIDTH, vocab_size=VOCAB,
+                        eos_token_id=ALPHABET[0], shards=2, progress=False)
+    return anygram.Engine.open(str(o / "index"))
+
+
+@pytest.mark.parametrize("mode", ["self", "merge", "matching"])
+def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode):
+    engine = anygram.Engine.open(str(local_index))
+    args = dict(min_len=7) if mode == "self" else dict(min_len=10, against=other_index, method=mode)
+    want = anygram.scan.run_dedup(engine, str(tmp_path / "local.jsonl"), **args)
+    got = anygram.scan.run_dedup(engine, str(tmp_path / "ray.jsonl"), ray=True, **args)
+    assert got == want and want["documents_affected"] > 3
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def _without_latency(answer):
+    if isinstance(answer, dict):
+        return {k: _without_latency(v) for k, v in answer.items() if k != "latency"}
+    if isinstance(answer, list):
+        return [_without_latency(v) for v in answer]
+    return answer
+
+
+def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_path):
+    from ray import serve
+    from serving import Server
+
+    index = {"c": str(local_index)}
+    log = str(tmp_path / "ray-serve.log")
+    try:
+        with Server(index) as local, Server(index, ["--ray", cluster.address, "--ray-groups", "2"], log_path=log,
+                                               ready_timeout=240) as on_ray:
+            queries = _queries(corpus[1], seed=8, n=8)
+            bodies = []
+            for q in queries:
+                bodies += [{"query_type": t, "query_ids": q} for t in ("count", "find", "infgram_prob", "infgram_ntd")]
+                if q:
+                    bodies += [{"query_type": "prob", "query_ids": q}, {"query_type": "ntd", "query_ids": q,
+                                                                          "max_support": 3},
+                               {"query_type": "search_docs", "query_ids": q, "maxnum": 3, "seed": 5,
+                                "max_disp_len": 12}]
+            cnf = [[[ALPHABET[1], ALPHABET[2]]], [[ALPHABET[3]], [ALPHABET[4], ALPHABET[4]]]]
+            bodies += [{"query_type": t, "query_ids": cnf, "max_clause_freq": 7, "max_diff_tokens": 15, "maxnum": 2,
+                        "seed": 3} for t in ("count_cnf", "find_cnf", "search_docs_cnf")]
+            bodies += [{"query_type": "get_doc_by_ix", "doc_ix": 150, "max_disp_len": 10},
+                       {"query_type": "get_doc_by_rank", "s": 2, "rank": 33, "max_disp_len": 10},
+                       {"query_type": "get_doc_by_ptr", "s": 1, "ptr": 96, "max_disp_len": 10},
+                       {"query_type": "count", "query_ids": [VOCAB]}]  # an error, the same one
+            with local.client() as a, on_ray.client() as b:
+                for body in bodies:
+                    want, got = a.post("/", json={"index": "c", **body}), b.post("/", json={"index": "c", **body})
+                    assert got.status_code == want.status_code, (body, got.text)
+                    assert _without_latency(got.json()) == _without_latency(want.json()), body
+                batches = [("count", {"queries": queries}),
+                           ("prob", {"contexts": queries, "tokens": [ALPHABET[2]] * len(queries), "n": 2}),
+                           ("ntd", {"contexts": queries, "max_support": 5}),
+                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9})]
+                for route, body in batches:
+                    want, got = a.post(f"/v1/indexes/c/{route}", json=body), b.post(f"/v1/indexes/c/{route}", json=body)
+                    assert (got.status_code, _without_latency(got.json())) == \
+                        (want.status_code, _without_latency(want.json())), route
+                assert b.get("/v1/indexes/c").json() == a.get("/v1/indexes/c").json()
+        # SIGTERM (Server.stop) took the application down with it.
+        assert "anygram" not in serve.status().applications
+    finally:
+        serve.shutdown()
+
+
+def test_cli_ray_flags(cluster, corpus, local_index, tmp_path):
+    """``anygram dedup --ray ADDRESS`` (a driver process of its own) gives the local output (``build
+    --ray=`` in test_build_tokenized_on_ray_from_many_files); a wrong address fails at once."""
+    import subprocess
+    import sys
+
+    d, _ = corpus
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "anygram.cli", *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    dedup = ["dedup", "-i", str(local_index), "--min-len", "7", "-q"]
+    cli(*dedup, "-o", str(tmp_path / "local.jsonl"))
+    cli(*dedup, "-o", str(tmp_path / "ray.jsonl"), "--ray", cluster.address)
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "local.jsonl").read_text().count("\n") > 3
+    # An input taken for the address is refused with a clear message, not sent to Ray.
+    wrong = subprocess.run([sys.executable, "-m", "anygram.cli", "build", "--ray", str(d / "corpus.npy"),
+                            str(d / "corpus.npy"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode != 0 and "--ray=ADDRESS" in wrong.stderr and not (tmp_path / "x").exists()
+
+
+def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
+    """Text is tokenized on the driver with the index's tokenizer (here UTF-8 bytes); documents
+    come back with their text, as locally."""
+    rng = random.Random(4)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "é", "日本"]
+    with open(tmp_path / "docs.jsonl", "w") as f:
+        for i in range(120):
+            f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))}) + "\n")
+    anygram.build_index(str(tmp_path / "docs.jsonl"), str(tmp_path / "idx"), shards=3, progress=False)
+    local = anygram.Engine.open(str(tmp_path / "idx"))
+    remote = ClusterEngine(str(tmp_path / "idx"), groups=2)
+    try:
+        for text in ["the cat", "日本 dog", "é", " on a mat", "zebra"]:
+            assert remote.count(text) == local.count(text)
+            assert remote.ntd(text, max_support=4) == local.ntd(text, max_support=4)
+            assert remote.prob(text, " ") == local.prob(text, " ")
+            assert remote.search_docs(text, 3, 20, 1) == local.search_docs(text, 3, 20, 1)
+            assert remote.count_cnf(f"{text} AND mat OR dog") == local.count_cnf(f"{text} AND mat OR dog")
+        assert remote.get_doc_by_ix(100)["text"] == local.get_doc_by_ix(100)["text"]
+        with pytest.raises(anygram.errors.InvalidQueryError):
+            remote.prob("the", "ca")  # two tokens: not one
+    finally:
+        remote.close()
+
+
+def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
+    """A shard group's actor that dies (here killed; a lost node alike) is restarted by Ray and
+    the query retried: the answer is still the local one."""
+    local = anygram.Engine.open(str(local_index))
+    with ClusterEngine(str(local_index), groups=2) as remote:
+        queries = _queries(corpus[1], seed=12, n=5)
+        assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+        ray.kill(remote._actors[1], no_restart=False)
+        assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+        assert remote.ntd(queries[6], max_support=2) == local.ntd(queries[6], max_support=2)
+
+
+def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path):
+    """Slices of the input files are read and tokenized as Ray tasks (a trained GPT-2-style
+    tokenizer, metadata, unreadable lines skipped and counted), journaled one by one: the index
+    is the local one, also after the driver was killed mid-way."""
+    from trained_tokenizer import CORPUS, train_gpt2_like
+
+    tokenizer = train_gpt2_like(str(tmp_path / "tokenizer.json"))
+    rng = random.Random(6)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for f in range(7):
+        with open(inputs / f"part-{f}.jsonl", "w") as out:
+            for i in range(rng.randint(5, 40)):
+                if rng.random() < 0.05:
+                    out.write("{not json\n")  # skipped and counted alike
+                else:
+                    text = " ".join(rng.choice(CORPUS) for _ in range(rng.randint(1, 4)))
+                    out.write(json.dumps({"text": text, "source": f"{f}-{i}"}) + "\n")
+    args = dict(tokenizer=tokenizer, shards=3, progress=False, accelerator=True)
+    local = anygram.build_index(str(inputs), str(tmp_path / "local"), **args)
+    assert local.skipped
+
+    # The 7 files in 4 slices (2 per CPU of the cluster): a driver killed after two slices were
+    # journaled (it pauses there only if that slicing happened); the rerun keeps them: it would
+    # stop at slice 0's journal entry if it tokenized that slice again, so finishing shows it did
+    # not. The index is the local one, skipped lines and their examples included.
+    import signal
+    import subprocess
+    import sys
+
+    command = ["-m", "anygram.cli", "build", str(inputs), "-o", str(tmp_path / "resumed"), "--tokenizer", tokenizer,
+               "--shards", "3", "--accelerator", "-q", f"--ray={cluster.address}"]
+    first = subprocess.Popen([sys.executable, *command], stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.1"})
+    seen = ""
+    while "paused at tokenize.4.slice.1" not in seen:
+        line = first.stderr.readline()
+        assert line, f"the build ended without pausing: {seen}"
+        seen += line
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    first.stderr.close()
+    again = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=240,
+                           env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.0"})
+    assert again.returncode == 0, again.stderr
+    assert "resum" in again.stderr.lower()
+    _assert_same_index(tmp_path / "local", tmp_path / "resumed")
