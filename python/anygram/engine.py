@@ -294,6 +294,85 @@ class Engine(_anygram.Engine):
         Document ends count as ``eos_token_id``."""
         return _anygram.ntd_dense(self, contexts, max_support, vocab_size)
 
+    # --- Kneser-Ney smoothing and sampling (anygram.smoothing in the core) ---
+
+    def kneser_ney(self, document_ends: str = "eos") -> "_anygram.KneserNey":
+        """The interpolated Kneser-Ney model of this index (tokengrams 0.3.3's definition:
+        see ``anygram::smoothing``), made on first use and kept: its smoothed unigram
+        distribution and order-1 discount cost one pass over the distinct tokens.
+        ``document_ends``: ``"eos"`` counts a document end as ``eos_token_id`` (as
+        :meth:`ntd`), ``"skip"`` as no token at all (tokengrams' single token stream)."""
+        models = self.__dict__.setdefault("_kneser_ney", {})
+        if document_ends not in models:
+            models[document_ends] = _anygram.KneserNey(self, document_ends)
+        return models[document_ends]
+
+    @staticmethod
+    def _last(context, n: Optional[int]):
+        if n is None:
+            return context
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidQueryError(f"n must be a positive integer or None, not {n!r}")
+        return context[len(context) - (n - 1):] if n > 1 else context[:0]
+
+    def smoothed_probs(self, context, n: Optional[int] = None, document_ends: str = "eos"):
+        """The Kneser-Ney distribution of the token after ``context`` (its last ``n - 1``
+        tokens when ``n`` is given, else all of it): float64 array of ``vocab_size``."""
+        if isinstance(context, str):
+            context = self.tokenize(context)
+        return self.kneser_ney(document_ends).probs(self, self._last(context, n))
+
+    def smoothed_probs_batch(self, contexts, n: Optional[int] = None, document_ends: str = "eos"):
+        """:meth:`smoothed_probs` of many contexts on all cores: ``[len(contexts), vocab_size]``."""
+        contexts = [self.tokenize(c) if isinstance(c, str) else c for c in contexts]
+        return self.kneser_ney(document_ends).probs_batch(self, [self._last(c, n) for c in contexts])
+
+    def estimate_deltas(self, n: int, document_ends: str = "eos") -> Dict[int, float]:
+        """Estimates the Kneser-Ney discounts of orders 1..n from the n-grams seen once
+        and twice (visits every distinct prefix of up to n - 1 tokens: costly for large
+        n); returns the discounts by order (orders never estimated use 0.5)."""
+        model = self.kneser_ney(document_ends)
+        model.estimate_deltas(n)
+        return model.deltas()
+
+    def count_next(self, contexts, width: Optional[int] = None, document_ends: str = "eos"):
+        """Exact counts of every token after each context, dense: uint64
+        ``[len(contexts), width]`` (``width`` defaults to ``vocab_size``)."""
+        return _anygram.count_next_dense(self, contexts, width, document_ends)
+
+    def sample_batch(self, contexts, k: int, method: str = "kneser_ney", n: Optional[int] = None,
+                     num_samples: int = 1, seed: int = 0, document_ends: str = "eos"):
+        """``num_samples`` continuations of ``k`` tokens after each context, drawn
+        autoregressively on all cores: uint32 ``[len(contexts), num_samples, k]``.
+
+        ``method``: ``"kneser_ney"`` (the smoothed order-``n`` distribution),
+        ``"ngram"`` (the unsmoothed order-``n`` counts; an error when a context is never
+        followed by a token) or ``"infgram"`` (the exact ∞-gram distribution after the
+        whole sequence so far; ``n`` must be None). The same ``seed`` gives the same
+        samples on any number of threads."""
+        import numpy as np
+
+        contexts = [self.tokenize(c) if isinstance(c, str) else c for c in contexts]
+        if method == "infgram":
+            if n is not None:
+                raise InvalidQueryError("method='infgram' uses the whole context: leave n out")
+            rows = _anygram.sample_infgram(self, contexts, k, num_samples, seed)
+        elif method in ("kneser_ney", "ngram"):
+            if n is None:
+                raise InvalidQueryError(f"method={method!r} needs the order n")
+            if method == "ngram":
+                rows = _anygram.sample_unsmoothed(self, contexts, n, k, num_samples, seed, document_ends)
+            else:
+                rows = self.kneser_ney(document_ends).sample(self, contexts, n, k, num_samples, seed)
+        else:
+            raise InvalidQueryError(f"method must be 'kneser_ney', 'ngram' or 'infgram', not {method!r}")
+        return np.asarray(rows).reshape(len(contexts), num_samples, rows.shape[1])
+
+    def sample(self, context, k: int, method: str = "kneser_ney", n: Optional[int] = None,
+               num_samples: int = 1, seed: int = 0, document_ends: str = "eos"):
+        """:meth:`sample_batch` of one context: uint32 ``[num_samples, k]``."""
+        return self.sample_batch([context], k, method, n, num_samples, seed, document_ends)[0]
+
     def _add_text(self, doc: Dict[str, Any]) -> Dict[str, Any]:
         if self.tokenizer is not None:
             doc["text"] = self.tokenizer.decode(doc["token_ids"])

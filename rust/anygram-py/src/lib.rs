@@ -12,6 +12,7 @@ mod errors;
 mod lm;
 mod results;
 mod scan;
+mod smoothing;
 mod storage;
 mod tokenize;
 mod writer;
@@ -53,6 +54,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     scan::register(m)?;
+    smoothing::register(m)?;
     writer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

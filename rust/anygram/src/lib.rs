@@ -46,6 +46,7 @@ pub mod pool;
 pub mod reads;
 pub mod scan;
 pub mod shard;
+pub mod smoothing;
 pub mod storage;
 #[cfg(feature = "build")]
 pub mod tokenize;
