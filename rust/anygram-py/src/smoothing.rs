@@ -257,11 +257,31 @@ pub fn ngrams_seen_once_and_twice(
     call(py, || smoothing::ngrams_seen_once_and_twice(&core, n))
 }
 
+/// Positions of an n-gram in the documents laid end to end (separators left
+/// out; tokengrams' `positions`): uint64 array, at most `limit` (default 2^32).
+#[pyfunction]
+#[pyo3(signature = (engine, query, limit = None))]
+pub fn stream_positions<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    query: &Bound<'py, PyAny>,
+    limit: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let limit: u64 = opt_int_arg(limit, "limit", 0..=U64_MAX, 1 << 32)?;
+    let engine = engine.get();
+    let ids = engine.ids(py, query, "query")?;
+    let ids = ids.as_slice();
+    let core = engine.core();
+    let positions = call(py, || anygram::positions::stream_positions(core, ids, limit))?;
+    Ok(positions.into_pyarray(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyKneserNey>()?;
     m.add_function(wrap_pyfunction!(sample_unsmoothed, m)?)?;
     m.add_function(wrap_pyfunction!(sample_infgram, m)?)?;
     m.add_function(wrap_pyfunction!(count_next_dense, m)?)?;
     m.add_function(wrap_pyfunction!(ngrams_seen_once_and_twice, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_positions, m)?)?;
     Ok(())
 }

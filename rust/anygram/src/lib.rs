@@ -43,6 +43,7 @@ pub mod lm;
 pub mod manifest;
 pub mod mmap;
 pub mod pool;
+pub mod positions;
 pub mod reads;
 pub mod scan;
 pub mod shard;
