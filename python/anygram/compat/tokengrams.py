@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -141,9 +142,9 @@ class _Index:
     _engine: Engine
     _vocab: int
 
-    def _setup(self, engine: Engine, vocab: int, scratch: Optional[tempfile.TemporaryDirectory] = None) -> None:
+    def _setup(self, engine: Engine, vocab: int) -> None:
         _dtype(vocab)
-        self._engine, self._vocab, self._scratch = engine, vocab, scratch
+        self._engine, self._vocab = engine, vocab
 
     @property
     def engine(self) -> Engine:
@@ -273,10 +274,12 @@ class InMemoryIndex(_Positions, _Index):
         self._from_stream(array.astype(dtype), vocab, verbose)
 
     def _from_stream(self, stream: np.ndarray, vocab: int, verbose: bool) -> None:
-        scratch = tempfile.TemporaryDirectory(prefix="anygram-inmemory-")
+        scratch = tempfile.mkdtemp(prefix="anygram-inmemory-")
+        # Removed with the object (mapped files may go: Linux keeps them while mapped).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, scratch, True)
         self._tokens = np.array(stream, copy=True)
-        engine = Engine.open(_build([self._tokens], os.path.join(scratch.name, "index"), vocab, verbose))
-        self._setup(engine, vocab, scratch)
+        engine = Engine.open(_build([self._tokens], os.path.join(scratch, "index"), vocab, verbose))
+        self._setup(engine, vocab)
 
     @staticmethod
     def from_token_file(path: str, token_limit: Optional[int] = None, vocab: int = DEFAULT_VOCAB,
