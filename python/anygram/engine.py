@@ -294,6 +294,24 @@ class Engine(_anygram.Engine):
         Document ends count as ``eos_token_id``."""
         return _anygram.ntd_dense(self, contexts, max_support, vocab_size)
 
+    # --- infini-gram's creativity and attribute (anygram::attribution in the core) ---
+
+    def creativity(self, tokens) -> Dict[str, Any]:
+        """``{"rs"}``: for each position ``l`` of ``tokens`` (ids or text), where the longest
+        n-gram that starts at ``l`` and occurs in the corpus ends (infini-gram's ``creativity``;
+        one pass of matching statistics)."""
+        return {"rs": _anygram.creativity(self, tokens).tolist()}
+
+    def attribute(self, tokens, delim_ids: Sequence[int] = (), min_len: int = 1, max_cnt: int = 10,
+                  bow_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """``{"spans"}``: the spans of ``tokens`` that occur at most ``max_cnt`` times and are at
+        least ``min_len`` long (the longest occurring n-gram from each start, cut after the first
+        of ``delim_ids``; with ``bow_ids``, starting and ending where a word begins), each with
+        ``l``, ``r``, ``length``, ``count`` and ``docs`` (``{"s": shard, "ptr": byte offset}`` of
+        every occurrence): infini-gram's ``attribute`` with ``enforce_bow`` as ``bow_ids``."""
+        return {"spans": _anygram.attribute(self, tokens, list(delim_ids), min_len, max_cnt,
+                                            None if bow_ids is None else list(bow_ids))}
+
     # --- Kneser-Ney smoothing and sampling (anygram.smoothing in the core) ---
 
     def kneser_ney(self, document_ends: str = "eos") -> "_anygram.KneserNey":

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod accel;
+mod attribution;
 mod args;
 mod batch;
 mod build;
@@ -55,6 +56,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     scan::register(m)?;
     smoothing::register(m)?;
+    attribution::register(m)?;
     writer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -32,6 +32,7 @@
 
 pub mod accel;
 pub mod atomic;
+pub mod attribution;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod cnf;
