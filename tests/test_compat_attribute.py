@@ -64,4 +64,5 @@ def test_post_query_types(index):
         assert [(s["l"], s["r"]) for s in answer["spans"]] == [(0, 4), (2, 5), (5, 7)]
         for bad in ({"max_cnt": 0}, {"min_len": -1}, {"delim_ids": [99]}, {"max_cnt": 10**12}):
             response = client.post("/", json={**body, **bad})
-            assert response.status_code == 400, (bad, response.text)
+            assert response.status_code in (400, 422), (bad, response.text)
+            assert "error" in response.json()
