@@ -137,6 +137,7 @@ def _open(args):
     from .engine import Engine
 
     return Engine.open(args.index, tokenizer=getattr(args, "tokenizer", None),
+                       verbatim=getattr(args, "verbatim", False),
                        token_width=getattr(args, "token_width", None),
                        vocab_size=getattr(args, "vocab_size", None),
                        eos_token_id=getattr(args, "eos_token_id", None))
@@ -192,7 +193,7 @@ def _queries(args, what: str = "query") -> List[Tuple[str, Query]]:
 
 
 def _ids_of(engine, query: Query) -> List[int]:
-    return query if isinstance(query, list) else engine.tokenize(query)
+    return query if isinstance(query, list) else engine.tokenize_query(query)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -654,6 +655,9 @@ def _add_queries(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("-f", "--queries-file", metavar="FILE", help=f"read {whats} from FILE, one a line")
     p.add_argument("--as-ids", action="store_true",
                    help=f"the {whats} of arguments, -f and stdin are token ids (464,2068 or 464 2068), not text")
+    p.add_argument("--verbatim", action="store_true",
+                   help="tokenize text as it is (default: as infini-gram's service does, with a leading "
+                   "space for GPT-2/OLMo/NeoX-style tokenizers)")
 
 
 def _add_printed_output(p: argparse.ArgumentParser, old_json_switch: bool = False) -> None:

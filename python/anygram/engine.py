@@ -93,6 +93,7 @@ class Engine(_anygram.Engine):
         eos_token_id: Optional[int] = None,
         resident_mem: Optional[int] = None,
         accelerator: bool = True,
+        verbatim: bool = False,
     ) -> "Engine":
         """Opens the index in directory ``path``.
 
@@ -105,6 +106,10 @@ class Engine(_anygram.Engine):
         id but the separator; ``eos_token_id`` (reported as the token after a
         document's end) defaults to the tokenizer's end-of-text token, else to the
         separator value.
+
+        String queries are tokenized as infini-gram's service does (a leading space for
+        GPT-2/OLMo/NeoX-style byte-level BPE, Llama's lone leading ``▁`` dropped:
+        :meth:`Tokenizer.encode_query`); ``verbatim=True`` tokenizes them as they are.
 
         Shards with a search accelerator (``accel.{s}``, see :mod:`anygram.accel`)
         search through it (``accelerator=False``: never); ``resident_mem`` is the RAM,
@@ -161,7 +166,9 @@ class Engine(_anygram.Engine):
                 eos_token_id = tok.eos_token_id
             if vocab_size is None:
                 vocab_size = tok.vocab_size
-        encoder = tok.encode if tok is not None else None
+        if not isinstance(verbatim, bool):
+            raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
+        encoder = None if tok is None else (tok.encode if verbatim else tok.encode_query)
         if resident_mem is not None and (
             isinstance(resident_mem, bool) or not isinstance(resident_mem, int) or resident_mem < 0
         ):
@@ -174,12 +181,14 @@ class Engine(_anygram.Engine):
             )
         engine.tokenizer = tok
         engine.manifest = manifest
+        engine.verbatim = verbatim
         return engine
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The native constructor did the work; these are filled in by ``open``.
         self.tokenizer = None
         self.manifest = None
+        self.verbatim = False
 
     def search_docs(self, query, maxnum: int = 1, max_disp_len: int = 1000, seed: Optional[int] = None):
         """Documents holding the n-gram ``query``: ``{"cnt", "approx", "idxs", "documents"}``.
@@ -213,7 +222,7 @@ class Engine(_anygram.Engine):
             terms = []
             for term in clause:
                 if isinstance(term, str):
-                    term = self.tokenize(term)
+                    term = self.tokenize_query(term)
                 # Ids are checked (integers in the vocabulary, no casts) by the bindings.
                 terms.append(term)
             out.append(terms)
@@ -337,12 +346,12 @@ class Engine(_anygram.Engine):
         """The Kneser-Ney distribution of the token after ``context`` (its last ``n - 1``
         tokens when ``n`` is given, else all of it): float64 array of ``vocab_size``."""
         if isinstance(context, str):
-            context = self.tokenize(context)
+            context = self.tokenize_query(context)
         return self.kneser_ney(document_ends).probs(self, self._last(context, n))
 
     def smoothed_probs_batch(self, contexts, n: Optional[int] = None, document_ends: str = "eos"):
         """:meth:`smoothed_probs` of many contexts on all cores: ``[len(contexts), vocab_size]``."""
-        contexts = [self.tokenize(c) if isinstance(c, str) else c for c in contexts]
+        contexts = [self.tokenize_query(c) if isinstance(c, str) else c for c in contexts]
         return self.kneser_ney(document_ends).probs_batch(self, [self._last(c, n) for c in contexts])
 
     def estimate_deltas(self, n: int, document_ends: str = "eos") -> Dict[int, float]:
@@ -370,7 +379,7 @@ class Engine(_anygram.Engine):
         samples on any number of threads."""
         import numpy as np
 
-        contexts = [self.tokenize(c) if isinstance(c, str) else c for c in contexts]
+        contexts = [self.tokenize_query(c) if isinstance(c, str) else c for c in contexts]
         if method == "infgram":
             if n is not None:
                 raise InvalidQueryError("method='infgram' uses the whole context: leave n out")
@@ -397,10 +406,19 @@ class Engine(_anygram.Engine):
         return doc
 
     def tokenize(self, text: str) -> List[int]:
-        """The token ids of ``text`` under the index's tokenizer (no BOS/EOS)."""
+        """The token ids of ``text`` under the index's tokenizer (no BOS/EOS), as the build
+        encodes a document."""
         if self.tokenizer is None:
             raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
         return self.tokenizer.encode(text)
+
+    def tokenize_query(self, text: str, verbatim: Optional[bool] = None) -> List[int]:
+        """The token ids of a text query, as every string query of the engine gets them: as
+        infini-gram's service makes them unless ``verbatim`` (default: as the engine was
+        opened), see :meth:`Tokenizer.encode_query`."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
+        return self.tokenizer.encode_query(text, self.verbatim if verbatim is None else verbatim)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of token ids under the index's tokenizer."""

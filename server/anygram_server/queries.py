@@ -148,12 +148,13 @@ def bounded(field: str, value: Optional[int], default: int, limit: int) -> int:
     return value
 
 
-def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[int]:
+def tokenize(index: ServedIndex, text: str, limits: Limits, field: str, verbatim: bool = False) -> List[int]:
     check_at_most(field, len(text), limits.max_query_chars, "characters")
     if index.tokenizer is None:
         raise InvalidArgumentError(f"{field}: index {index.name!r} has no tokenizer; pass token ids")
     try:
-        ids = index.tokenizer.encode(text)
+        # infini-gram's service's tokenization (a leading space for byte-level BPE) unless verbatim.
+        ids = index.tokenizer.encode_query(text, verbatim)
     except (UnicodeError, TypeError):
         # JSON can carry lone surrogates (\ud800), which are not text; tokenizers fail on them.
         try:
@@ -213,7 +214,8 @@ def parse_ids_text(index: ServedIndex, text: str, limits: Limits, field: str) ->
 
 
 def cnf_ids(
-    index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False
+    index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False,
+    verbatim: bool = False,
 ) -> Cnf:
     """A CNF query as clauses of n-grams: ids, or text parsed by :func:`anygram.cnf.parse` whose
     terms are tokenized (or, with ``ids_text``, read by :func:`parse_ids_text`)."""
@@ -231,8 +233,10 @@ def cnf_ids(
         for t, term in enumerate(clause):
             where = f"{field}[{c}][{t}]"
             if isinstance(term, str):
-                read = parse_ids_text if ids_text else tokenize
-                ids = read(index, term, limits, where)
+                if ids_text:
+                    ids = parse_ids_text(index, term, limits, where)
+                else:
+                    ids = tokenize(index, term, limits, where, verbatim)
             else:
                 ids = list(term)
             if not ids:

@@ -120,9 +120,9 @@ def answer(
         raise BadRequestError("give exactly one of query and query_ids, not both", field="query")
     if body.query is not None:
         if q.is_cnf_text(body.query):
-            cnf = q.cnf_ids(index, body.query, limits, "query")
+            cnf = q.cnf_ids(index, body.query, limits, "query", verbatim=bool(body.verbatim))
         else:
-            ids = q.tokenize(index, body.query, limits, "query")
+            ids = q.tokenize(index, body.query, limits, "query", verbatim=bool(body.verbatim))
     elif body.query_ids is not None:
         if body.query_ids and isinstance(body.query_ids[0], list):
             cnf = q.cnf_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
