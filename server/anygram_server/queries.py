@@ -113,7 +113,8 @@ def check_work(fields: Sequence[str], factors: Sequence[int], limit: int, unit: 
 
 
 def batch_token_ids(
-    index: ServedIndex, queries: Sequence[Query], limits: Limits, field: str, deadline: Deadline
+    index: ServedIndex, queries: Sequence[Query], limits: Limits, field: str, deadline: Deadline,
+    verbatim: bool = False,
 ) -> List[List[int]]:
     """The token ids of every query of a batch (:func:`token_ids`), their total held to
     ``max_total_tokens`` as they are tokenized."""
@@ -121,7 +122,7 @@ def batch_token_ids(
     total = 0
     for i, query in enumerate(queries):
         deadline.check()
-        ids = token_ids(index, query, limits, f"{field}[{i}]")
+        ids = token_ids(index, query, limits, f"{field}[{i}]", verbatim)
         total += len(ids)
         if total > limits.max_total_tokens:
             raise LimitExceededError(
@@ -168,10 +169,10 @@ def tokenize(index: ServedIndex, text: str, limits: Limits, field: str, verbatim
     return ids
 
 
-def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str) -> List[int]:
+def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str, verbatim: bool = False) -> List[int]:
     """The ids of a query given as text or as ids, checked against the vocabulary and limits."""
     if isinstance(query, str):
-        return tokenize(index, query, limits, field)
+        return tokenize(index, query, limits, field, verbatim)
     ids = list(query)
     check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
     check_vocabulary(index, ids, field)
