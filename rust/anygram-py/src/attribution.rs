@@ -22,7 +22,11 @@ pub fn creativity<'py>(
     let ids = ids.as_slice();
     let core = engine.core();
     let rs = call(py, || attribution::creativity(core, ids))?;
-    Ok(rs.into_iter().map(|r| r as u64).collect::<Vec<_>>().into_pyarray(py))
+    Ok(rs
+        .into_iter()
+        .map(|r| r as u64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py))
 }
 
 /// The rare spans of `tokens` and where they occur (infini-gram's `attribute`).
@@ -41,7 +45,9 @@ pub fn attribute<'py>(
     let vocab = engine.core().vocab_size();
     let ids = engine.ids(py, tokens, "input_ids")?;
     let options = AttributeOptions {
-        delim_ids: token_ids(delim_ids, vocab, "delim_ids")?.as_slice().to_vec(),
+        delim_ids: token_ids(delim_ids, vocab, "delim_ids")?
+            .as_slice()
+            .to_vec(),
         min_len: int_arg(min_len, "min_len", 0..=MAX_AMOUNT)?,
         max_cnt: int_arg(max_cnt, "max_cnt", 1..=U64_MAX)?,
         bow_ids: match bow_ids {

@@ -4,8 +4,8 @@
 use pyo3::prelude::*;
 
 mod accel;
-mod attribution;
 mod args;
+mod attribution;
 mod batch;
 mod build;
 mod engine;

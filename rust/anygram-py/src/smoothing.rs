@@ -45,8 +45,7 @@ fn rows_to_array<T: numpy::Element + Copy + Default>(
 ) -> PyResult<Array2<T>> {
     let n = rows.len();
     let flat: Vec<T> = rows.into_iter().flatten().collect();
-    Array2::from_shape_vec((n, width), flat)
-        .map_err(|e| invalid_query(format!("array shape: {e}")))
+    Array2::from_shape_vec((n, width), flat).map_err(|e| invalid_query(format!("array shape: {e}")))
 }
 
 /// An interpolated Kneser-Ney model over an engine (tokengrams' definition,
@@ -146,7 +145,15 @@ impl PyKneserNey {
     ) -> PyResult<Bound<'py, PyArray2<u32>>> {
         let n = int_arg(n, "n", POSITIVE)?;
         let model = self.model();
-        run_sampler(py, engine, contexts, Sampling::KneserNey { n, model: &model }, k, num_samples, seed)
+        run_sampler(
+            py,
+            engine,
+            contexts,
+            Sampling::KneserNey { n, model: &model },
+            k,
+            num_samples,
+            seed,
+        )
     }
 }
 
@@ -190,7 +197,15 @@ pub fn sample_unsmoothed<'py>(
 ) -> PyResult<Bound<'py, PyArray2<u32>>> {
     let n = int_arg(n, "n", POSITIVE)?;
     let ends = ends_arg(document_ends)?;
-    run_sampler(py, engine, contexts, Sampling::Unsmoothed { n, ends }, k, num_samples, seed)
+    run_sampler(
+        py,
+        engine,
+        contexts,
+        Sampling::Unsmoothed { n, ends },
+        k,
+        num_samples,
+        seed,
+    )
 }
 
 /// Samples from the ∞-gram distributions (exact `infgram_ntd` after the whole
@@ -205,7 +220,15 @@ pub fn sample_infgram<'py>(
     num_samples: Option<&Bound<'py, PyAny>>,
     seed: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray2<u32>>> {
-    run_sampler(py, engine, contexts, Sampling::InfGram, k, num_samples, seed)
+    run_sampler(
+        py,
+        engine,
+        contexts,
+        Sampling::InfGram,
+        k,
+        num_samples,
+        seed,
+    )
 }
 
 /// Exact counts of each token after each context, dense:
@@ -272,7 +295,9 @@ pub fn stream_positions<'py>(
     let ids = engine.ids(py, query, "query")?;
     let ids = ids.as_slice();
     let core = engine.core();
-    let positions = call(py, || anygram::positions::stream_positions(core, ids, limit))?;
+    let positions = call(py, || {
+        anygram::positions::stream_positions(core, ids, limit)
+    })?;
     Ok(positions.into_pyarray(py))
 }
 

@@ -29,7 +29,11 @@ pub struct AttributedSpan {
 /// `tokens[l..]` that occurs (infini-gram's `creativity` `rs`).
 pub fn creativity(engine: &Engine, tokens: &[u32]) -> Result<Vec<usize>> {
     let ms = engine.matching_statistics(tokens)?;
-    Ok(ms.iter().enumerate().map(|(l, &m)| l + m as usize).collect())
+    Ok(ms
+        .iter()
+        .enumerate()
+        .map(|(l, &m)| l + m as usize)
+        .collect())
 }
 
 /// What an attribution keeps (infini-gram's `attribute` arguments).
@@ -71,7 +75,9 @@ pub fn attribute(
             continue;
         }
         let mut length = ends[l] - l;
-        if let Some(cut) = (l..(l + length).saturating_sub(1)).find(|&p| delims.contains(&tokens[p])) {
+        if let Some(cut) =
+            (l..(l + length).saturating_sub(1)).find(|&p| delims.contains(&tokens[p]))
+        {
             length = cut - l + 1;
         }
         if bow.is_some() {

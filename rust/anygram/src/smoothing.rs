@@ -96,12 +96,10 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
     if n == 0 {
         return Err(Error::InvalidQuery("n must be at least 1".into()));
     }
-    let width = engine.token_width().bytes();
     // Depth-first over prefixes, each with its ranges; the first level's
     // prefixes are spread over the pool.
     fn visit(
         engine: &Engine,
-        width: usize,
         prefix: &[u8],
         ranges: &[(u64, u64)],
         remaining: usize,
@@ -117,14 +115,14 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
             let mut longer = prefix.to_vec();
             engine.token_width().encode_into(&[token], &mut longer);
             let FindResult { ranges: inner, .. } = engine.find_bytes(&longer, ranges)?;
-            let (once, twice) = visit(engine, width, &longer, &inner, remaining - 1)?;
+            let (once, twice) = visit(engine, &longer, &inner, remaining - 1)?;
             seen = (seen.0 + once, seen.1 + twice);
         }
         Ok(seen)
     }
     let full = engine.full_ranges();
     if n == 1 {
-        return visit(engine, width, &[], &full, 1);
+        return visit(engine, &[], &full, 1);
     }
     let first: Vec<u32> = next_counts_in(engine, 0, &full)?
         .into_keys()
@@ -136,7 +134,7 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
             .map(|&token| {
                 let prefix = engine.encode(&[token])?;
                 let found = engine.find_bytes(&prefix, &full)?;
-                visit(engine, width, &prefix, &found.ranges, n - 1)
+                visit(engine, &prefix, &found.ranges, n - 1)
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -202,9 +200,9 @@ impl KneserNey {
     /// distinct prefix of up to n − 1 tokens: costly for large n).
     pub fn estimate_deltas(&mut self, engine: &Engine, n: usize) -> Result<()> {
         for order in 1..=n {
-            if !self.deltas.contains_key(&order) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.deltas.entry(order) {
                 let (once, twice) = ngrams_seen_once_and_twice(engine, order)?;
-                self.deltas.insert(order, discount_from(once, twice));
+                slot.insert(discount_from(once, twice));
             }
         }
         Ok(())
