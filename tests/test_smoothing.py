@@ -168,17 +168,17 @@ def first_tokens(samples: np.ndarray, vocab: int) -> np.ndarray:
 def test_samplers_draw_from_their_distributions(corpus):
     engine, docs, ids, vocab, eos, rng = corpus
     context = docs[0][:2]
-    draws = 4000
+    draws = 3000
     # Kneser-Ney of order 3: the first token follows the smoothed distribution after the last 2.
-    kn = engine.sample(context, 3, method="kneser_ney", n=3, num_samples=draws, seed=11)
-    assert kn.shape == (draws, 3) and kn.dtype == np.uint32
+    kn = engine.sample(context, 2, method="kneser_ney", n=3, num_samples=draws, seed=11)
+    assert kn.shape == (draws, 2) and kn.dtype == np.uint32
     assert chi_square_p(first_tokens(kn, vocab), engine.smoothed_probs(context[-2:])) > 1e-4
     # Unsmoothed bigram: the counts after the last token.
-    ngram = engine.sample(context, 2, method="ngram", n=2, num_samples=draws, seed=12)
+    ngram = engine.sample(context, 1, method="ngram", n=2, num_samples=draws, seed=12)
     counts = engine.count_next([context[-1:]])[0].astype(float)
     assert chi_square_p(first_tokens(ngram, vocab), counts) > 1e-4
     # ∞-gram: infini-gram's exact distribution after the whole context.
-    inf = engine.sample(context, 2, method="infgram", num_samples=draws, seed=13)
+    inf = engine.sample(context, 1, method="infgram", num_samples=draws, seed=13)
     ntd = engine.infgram_ntd(context, max_support=10**9)
     expected = np.zeros(vocab)
     for token, entry in ntd["result_by_token_id"].items():
