@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Every method of anygram.compat.InfiniGramEngine side by side with infini-gram 2.6.0's
 InfiniGramEngine, both in this process, on the same index files (built by infini-gram's own
-indexer): p50/p99 latency per call from Python, the ratio, and how many answers agree.
+indexer): p50/p99 latency per call from Python, the ratio, and how many answers agree; then
+every method of anygram.compat.tokengrams.MemmapIndex beside tokengrams 0.3.3's on the same
+token file and table (the same corpus, documents laid end to end), with Kneser-Ney
+probabilities and sampling throughput.
 
 Reads the first --docs documents of ../shared/data/docs.jsonl.zst (GPT-2 tokens, u16) when
 present, else a synthetic corpus of UTF-8 bytes (u8).
 
-Usage: python bench/bench_compat.py [--docs N] [--queries N] [--out bench/results]
+Usage: python bench/bench_compat.py [--docs N] [--queries N] [--peers infinigram,tokengrams] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 
@@ -105,7 +109,98 @@ def workload(index_dir: str, width: int, n: int, seed: int = 0):
         args["creativity"].append((text,))
         args["attribute"].append((text, [], 1, 1000, False))
         args["get_total_doc_cnt"].append(())
+    # The issue's goal: attribute/creativity of held-out-sized texts of 100-1,000 tokens.
+    args["creativity_1000"] = [(window(1000, 1000),) for _ in range(max(5, n // 20))]
+    args["attribute_1000"] = [(t, [], 1, 1000, False) for (t,) in args["creativity_1000"]]
     return args
+
+
+def tokengrams_workload(tokens: np.ndarray, vocab: int, n: int, seed: int = 1):
+    """Arguments per tokengrams method, windows of the token stream (so that most occur)."""
+    rng = random.Random(seed)
+
+    def window(lo, hi):
+        i = rng.randrange(len(tokens) - hi - 1)
+        return [int(t) for t in tokens[i:i + rng.randint(lo, hi)]]
+
+    args = {name: [] for name in ("count", "contains", "positions", "count_next", "batch_count_next",
+                                  "get_smoothed_probs", "batch_get_smoothed_probs", "sample_unsmoothed",
+                                  "sample_smoothed")}
+    for _ in range(n):
+        args["count"].append((window(1, 8),))
+        args["contains"].append((window(1, 8),))
+        args["positions"].append((window(2, 6),))
+        args["count_next"].append((window(1, 4),))
+        args["batch_count_next"].append(([window(1, 4) for _ in range(16)],))
+        args["get_smoothed_probs"].append((window(1, 4),))
+        args["batch_get_smoothed_probs"].append(([window(1, 4) for _ in range(8)],))
+    for _ in range(max(5, n // 10)):
+        args["sample_unsmoothed"].append((window(2, 2), 3, 20, 8))
+        args["sample_smoothed"].append((window(2, 2), 3, 20, 8))
+    return args
+
+
+def tokengrams_rows(index_dir: str, width: int, vocab: int, n: int, workdir: str):
+    """tokengrams 0.3.3 and the shim on one token file + table (built by tokengrams)."""
+    import tokengrams
+    from anygram.compat import tokengrams as shim
+
+    dtype = {1: np.uint8, 2: np.uint16}[width]
+    stream = np.memmap(os.path.join(index_dir, "tokenized.0"), dtype=dtype, mode="r")
+    tokens = np.asarray(stream[stream != 2 ** (8 * width) - 1], dtype=np.uint16)
+    token_path, table_path = os.path.join(workdir, "tokengrams.tokens"), os.path.join(workdir, "tokengrams.table")
+    tokens.tofile(token_path)
+    t0 = time.perf_counter()
+    theirs = tokengrams.MemmapIndex.build(token_path, table_path, vocab=vocab)
+    build_theirs = time.perf_counter() - t0
+    shutil.rmtree(table_path + ".anygram", ignore_errors=True)
+    t0 = time.perf_counter()
+    ours = shim.MemmapIndex(token_path, table_path, vocab=vocab)
+    convert_ours = time.perf_counter() - t0
+    # Both compute their smoothed unigram distribution once, on first use: not in the timings.
+    ours.get_smoothed_probs([]), theirs.get_smoothed_probs([])
+    rows = []
+    for method, calls in tokengrams_workload(tokens, vocab, n).items():
+        deterministic = not method.startswith("sample")
+        agree = None
+        if deterministic:
+            def same(a, b):
+                if method == "positions":
+                    return sorted(a) == sorted(b)
+                if "smoothed" in method:
+                    return bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=0))
+                return a == b
+            agree = sum(same(getattr(ours, method)(*a), getattr(theirs, method)(*a)) for a in calls)
+        t_ours, t_theirs = timed(getattr(ours, method), calls), timed(getattr(theirs, method), calls)
+        rows.append(row_of(method, calls, agree, t_ours, t_theirs, "tokengrams"))
+    return rows, {"tokens": int(len(tokens)), "tokengrams_build_s": build_theirs, "anygram_convert_s": convert_ours}
+
+
+def row_of(method, calls, agree, t_ours, t_theirs, peer):
+    row = {"peer": peer, "method": method, "calls": len(calls), "agree": agree,
+           "anygram_p50_us": float(np.percentile(t_ours, 50)),
+           "anygram_p99_us": float(np.percentile(t_ours, 99)),
+           "peer_p50_us": float(np.percentile(t_theirs, 50)),
+           "peer_p99_us": float(np.percentile(t_theirs, 99))}
+    row["ratio_p50"] = row["peer_p50_us"] / row["anygram_p50_us"]
+    row["ratio_p99"] = row["peer_p99_us"] / row["anygram_p99_us"]
+    shown = "-" if agree is None else f"{agree}/{len(calls)}"
+    print(f"{peer:10} {method:24} ours p50 {row['anygram_p50_us']:9.1f} p99 {row['anygram_p99_us']:9.1f} µs | "
+          f"peer p50 {row['peer_p50_us']:9.1f} p99 {row['peer_p99_us']:9.1f} µs | "
+          f"x{row['ratio_p50']:.1f} / x{row['ratio_p99']:.1f} | agree {shown}", flush=True)
+    return row
+
+
+def table(rows, peer_name):
+    lines = [f"| method | anygram p50 µs | anygram p99 µs | {peer_name} p50 µs | {peer_name} p99 µs | ratio p50 "
+             "| ratio p99 | same answer |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        shown = "- (random)" if r["agree"] is None else f"{r['agree']}/{r['calls']}"
+        lines.append(f"| {r['method']} | {r['anygram_p50_us']:.1f} | {r['anygram_p99_us']:.1f} | "
+                     f"{r['peer_p50_us']:.1f} | {r['peer_p99_us']:.1f} | {r['ratio_p50']:.1f}x | "
+                     f"{r['ratio_p99']:.1f}x | {shown} |")
+    return lines
 
 
 def comparable(method: str, answer):
@@ -135,6 +230,7 @@ def main() -> None:
     p.add_argument("--workdir", default=os.path.join(HERE, "results", "tmp"))
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--shared", default=SHARED, help="the shared data directory (default: ../shared/data)")
+    p.add_argument("--peers", default="infinigram,tokengrams", help="which peers to compare with")
     args = p.parse_args()
 
     from anygram.compat import InfiniGramEngine as Compat
@@ -149,46 +245,47 @@ def main() -> None:
     built = build_with_infinigram(corpus, index_dir, tokenizer_json=tokenizer, token_dtype=dtype, cpus=1)
     assert built.get("valid", True), "infini-gram's table is broken for this size (bench/peers/FACTS.md c)"
 
-    kwargs = dict(index_dir=index_dir, eos_token_id=eos, vocab_size=vocab, token_dtype=dtype)
-    ours, theirs = Compat(**kwargs), Peer(**kwargs)
     width = {"u8": 1, "u16": 2}[dtype]
-    work = workload(index_dir, width, args.queries)
-    rows = []
-    for method, calls in work.items():
-        agree = sum(comparable(method, getattr(ours, method)(*a))
-                    == comparable(method, getattr(theirs, method)(*a)) for a in calls)
-        t_ours, t_theirs = timed(getattr(ours, method), calls), timed(getattr(theirs, method), calls)
-        row = {"method": method, "calls": len(calls), "agree": agree,
-               "anygram_p50_us": float(np.percentile(t_ours, 50)),
-               "anygram_p99_us": float(np.percentile(t_ours, 99)),
-               "infinigram_p50_us": float(np.percentile(t_theirs, 50)),
-               "infinigram_p99_us": float(np.percentile(t_theirs, 99))}
-        row["ratio_p50"] = row["infinigram_p50_us"] / row["anygram_p50_us"]
-        row["ratio_p99"] = row["infinigram_p99_us"] / row["anygram_p99_us"]
-        rows.append(row)
-        print(f"{method:20} ours p50 {row['anygram_p50_us']:9.1f} p99 {row['anygram_p99_us']:9.1f} µs | "
-              f"infini-gram p50 {row['infinigram_p50_us']:9.1f} p99 {row['infinigram_p99_us']:9.1f} µs | "
-              f"x{row['ratio_p50']:.1f} / x{row['ratio_p99']:.1f} | agree {agree}/{len(calls)}", flush=True)
-
-    engine = ours.get_new_shards_by_index_dir()[index_dir]
-    lines = [
-        f"# anygram.compat.InfiniGramEngine vs infini-gram 2.6.0 ({engine.num_tokens:,} {dtype} tokens, "
-        f"{engine.num_documents:,} documents{', GPT-2' if tokenizer else ', synthetic UTF-8'})",
-        "",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; both engines in one process on "
-        f"infini-gram's own index files, hot page cache, {args.queries} calls per method, latency per call "
-        "from Python. "
-        "search_docs answers are compared on cnt/approx only (both draw at random); other differences "
-        "are infini-gram's defects listed in the README (ntd eos lumping, creativity misses).",
-        "",
-        "| method | compat p50 µs | compat p99 µs | infini-gram p50 µs | infini-gram p99 µs | ratio p50 "
-        "| ratio p99 | same answer |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['anygram_p50_us']:.1f} | {r['anygram_p99_us']:.1f} | "
-                     f"{r['infinigram_p50_us']:.1f} | {r['infinigram_p99_us']:.1f} | {r['ratio_p50']:.1f}x | "
-                     f"{r['ratio_p99']:.1f}x | {r['agree']}/{r['calls']} |")
+    peers = set(args.peers.split(","))
+    rows, facts = [], {}
+    lines = []
+    if "infinigram" in peers:
+        kwargs = dict(index_dir=index_dir, eos_token_id=eos, vocab_size=vocab, token_dtype=dtype)
+        ours, theirs = Compat(**kwargs), Peer(**kwargs)
+        for method, calls in workload(index_dir, width, args.queries).items():
+            name = method.replace("_1000", "")
+            agree = sum(comparable(name, getattr(ours, name)(*a)) == comparable(name, getattr(theirs, name)(*a))
+                        for a in calls)
+            t_ours, t_theirs = timed(getattr(ours, name), calls), timed(getattr(theirs, name), calls)
+            rows.append(row_of(method, calls, agree, t_ours, t_theirs, "infini-gram"))
+        engine = ours.get_new_shards_by_index_dir()[index_dir]
+        lines += [
+            f"# anygram.compat vs infini-gram 2.6.0 and tokengrams 0.3.3 ({engine.num_tokens:,} {dtype} tokens, "
+            f"{engine.num_documents:,} documents{', GPT-2' if tokenizer else ', synthetic UTF-8'})",
+            "",
+            f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the "
+            f"end); each pair in one process on the same files, hot page cache, {args.queries} calls per method, "
+            "latency per call from Python. "
+            "search_docs answers are compared on cnt/approx only (both draw at random); other differences "
+            "are infini-gram's defects listed in the README (ntd eos lumping, creativity misses). "
+            "`*_1000`: texts of 1,000 tokens.",
+            "",
+            "## InfiniGramEngine (infini-gram's index files)",
+            "",
+        ] + table([r for r in rows if r["peer"] == "infini-gram"], "infini-gram")
+    if "tokengrams" in peers:
+        tg_rows, facts = tokengrams_rows(index_dir, width, vocab, args.queries, args.workdir)
+        rows += tg_rows
+        lines += [
+            "",
+            f"## tokengrams MemmapIndex ({facts['tokens']:,} tokens, one token file + tokengrams' table; "
+            f"tokengrams built its table in {facts['tokengrams_build_s']:.1f} s, anygram converted it once in "
+            f"{facts['anygram_convert_s']:.1f} s)",
+            "",
+            "batch_count_next: 16 queries a call; batch_get_smoothed_probs: 8; sample_*: n=3, k=20, "
+            "8 samples a call (random: not compared).",
+            "",
+        ] + table(tg_rows, "tokengrams")
     report = "\n".join(lines)
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
@@ -196,7 +293,7 @@ def main() -> None:
     with open(stem + ".md", "w") as f:
         f.write(report + "\n")
     with open(stem + ".json", "w") as f:
-        json.dump({"rows": rows, "docs": args.docs, "dtype": dtype}, f, indent=2)
+        json.dump({"rows": rows, "docs": args.docs, "dtype": dtype, "tokengrams": facts}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from conftest import run_cli as run
 
 TEXTS = ["abc abd", "abc", "xyz ab"]
 # Commands whose only output is what they print; -o/--output redirects it there.
-PRINTING = {"count", "prob", "ntd", "search", "info", "verify"}
+PRINTING = {"count", "prob", "ntd", "search", "info", "verify", "creativity", "attribute"}
 # Commands with a main output of their own, named by -o/--output.
 MAIN_OUTPUT = {"build", "eval-lm", "contamination", "dedup", "demo"}
 # Commands that print no results (a walkthrough, a script, a server, a group of maintenance commands).

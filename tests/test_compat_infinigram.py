@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from anygram.compat import InfiniGramArgumentError, InfiniGramEngine
+from anygram.errors import InvalidQueryError
 from conftest import build_from_tokens
 from peer import PeerEngine
 from test_infinigram import check_known_deviation
@@ -240,6 +241,43 @@ def test_creativity_and_attribute(pair):
                         assert shown["token_ids"] == text[span["l"]:span["r"]]
     assert any(ours.attribute(flat[:20], [], 1, 1000, False)["spans"])
     assert deviations < 5
+
+
+def test_engine_creativity_and_attribute_answer_as_infinigram(pair):
+    """Engine.creativity / Engine.attribute (the core's, which the shim calls) on each
+    directory: infini-gram's exact ends and spans, with every occurrence's pointer."""
+    ours, theirs, docs, rng, width = pair
+    flat = [t for d in docs for t in d]
+    bow_ids = set(SYMBOLS[width][::2])
+    for part in ours._parts:
+        engine = part.engine
+        for _ in range(10):
+            i = rng.randrange(len(flat))
+            text = [t for t in flat[i:i + rng.randint(1, 14)] if t < engine.vocab_size]
+            exact = [l + max(0, next((n for n in range(len(text) - l, 0, -1) if engine.count(text[l:l + n])), 0))
+                     for l in range(len(text))]
+            assert engine.creativity(text) == {"rs": exact}
+            for delim_ids, min_len, max_cnt, bow in (([], 1, 10, None), ([SYMBOLS[width][2]], 2, 3, None),
+                                                     ([], 0, 1000, bow_ids)):
+                delim_ids = [t for t in delim_ids if t < engine.vocab_size]
+                bow_list = None if bow is None else [t for t in sorted(bow) if t < engine.vocab_size]
+                spans = engine.attribute(text, delim_ids, min_len, max_cnt, bow_list)["spans"]
+                expected = attribute_oracle(theirs, text, exact, set(delim_ids), min_len, max_cnt, bow or set(),
+                                            bow is not None, {}) if len(ours._parts) == 1 else None
+                if expected is not None:
+                    assert [(s["l"], s["r"], s["count"]) for s in spans] == [(e["l"], e["r"], e["count"]) for e in expected]
+                for span in spans:
+                    # (the pointers themselves are checked through the shim in the test above)
+                    assert span["length"] == span["r"] - span["l"] and len(span["docs"]) == span["count"]
+                    assert len({(d["s"], d["ptr"]) for d in span["docs"]}) == span["count"]
+    # Errors are the engine's: ids outside the vocabulary, bad bounds.
+    engine = ours._parts[0].engine
+    with pytest.raises(InvalidQueryError):
+        engine.attribute([engine.vocab_size], [], 1, 10)
+    with pytest.raises(InvalidQueryError, match="max_cnt"):
+        engine.attribute([1], [], 1, 0)
+    with pytest.raises(InvalidQueryError, match="min_len"):
+        engine.attribute([1], [], -1, 5)
 
 
 def test_documents(pair):

@@ -137,6 +137,7 @@ def _open(args):
     from .engine import Engine
 
     return Engine.open(args.index, tokenizer=getattr(args, "tokenizer", None),
+                       verbatim=getattr(args, "verbatim", False),
                        token_width=getattr(args, "token_width", None),
                        vocab_size=getattr(args, "vocab_size", None),
                        eos_token_id=getattr(args, "eos_token_id", None))
@@ -192,7 +193,7 @@ def _queries(args, what: str = "query") -> List[Tuple[str, Query]]:
 
 
 def _ids_of(engine, query: Query) -> List[int]:
-    return query if isinstance(query, list) else engine.tokenize(query)
+    return query if isinstance(query, list) else engine.tokenize_query(query)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -295,6 +296,52 @@ def cmd_ntd(args) -> int:
             parts.append(_table(["token_id", "token", "cont_cnt", "prob"],
                                 [[t["token_id"], repr(t.get("token", "")), f"{t['cont_cnt']:,}", t["prob"]]
                                  for t in r["top"]]))
+        return "\n\n".join(parts)
+
+    _emit(args, results[0] if len(results) == 1 else results, table, records=results, to_file=True)
+    return 0
+
+
+def cmd_creativity(args) -> int:
+    _check_print_output(args)
+    engine = _open(args)
+    queries = _queries(args, "text")
+    results = []
+    for given, query in queries:
+        ids = _ids_of(engine, query)
+        rs = engine.creativity(ids)["rs"]
+        results.append({"text": given, "token_ids": ids, "rs": rs,
+                        "longest": max((r - l for l, r in enumerate(rs)), default=0)})
+    rows = [[r["longest"], len(r["token_ids"]), _shown(q)] for r, (_, q) in zip(results, queries)]
+    _emit(args, results[0] if len(results) == 1 else results,
+          lambda: _table(["longest match", "tokens", "text"], rows), records=results, to_file=True)
+    return 0
+
+
+def cmd_attribute(args) -> int:
+    _check_print_output(args)
+    engine = _open(args)
+    queries = _queries(args, "text")
+    delim_ids = _parse_ids(args.delim_ids, "--delim-ids") if args.delim_ids else []
+    bow_ids = _parse_ids(args.bow_ids, "--bow-ids") if args.bow_ids is not None else None
+    results = []
+    for given, query in queries:
+        ids = _ids_of(engine, query)
+        spans = engine.attribute(ids, delim_ids, args.min_len, args.max_cnt, bow_ids)["spans"]
+        for span in spans:
+            span["docs"] = span["docs"][: args.max_docs]
+            if engine.tokenizer is not None:
+                span["text"] = engine.decode(ids[span["l"]:span["r"]])
+        results.append({"text": given, "token_ids": ids, "spans": spans})
+
+    def table() -> str:
+        parts = []
+        for r, (_, query) in zip(results, queries):
+            parts.append(f"text {_shown(query)}: {len(r['spans'])} span(s)")
+            parts.append(_table(["l", "r", "count", "span"],
+                                [[s["l"], s["r"], f"{s['count']:,}",
+                                  repr(s["text"]) if "text" in s else _shown(r["token_ids"][s["l"]:s["r"]])]
+                                 for s in r["spans"]]))
         return "\n\n".join(parts)
 
     _emit(args, results[0] if len(results) == 1 else results, table, records=results, to_file=True)
@@ -608,6 +655,9 @@ def _add_queries(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("-f", "--queries-file", metavar="FILE", help=f"read {whats} from FILE, one a line")
     p.add_argument("--as-ids", action="store_true",
                    help=f"the {whats} of arguments, -f and stdin are token ids (464,2068 or 464 2068), not text")
+    p.add_argument("--verbatim", action="store_true",
+                   help="tokenize text as it is (default: as infini-gram's service does, with a leading "
+                   "space for GPT-2/OLMo/NeoX-style tokenizers)")
 
 
 def _add_printed_output(p: argparse.ArgumentParser, old_json_switch: bool = False) -> None:
@@ -694,6 +744,23 @@ def parser() -> argparse.ArgumentParser:
     nt.add_argument("--top", type=int, default=10, help="show this many of the most frequent tokens")
     _add_printed_output(nt)
     nt.set_defaults(func=cmd_ntd)
+
+    cr = sub.add_parser("creativity", help="where the longest occurring n-gram from each token of a text ends")
+    _add_index(cr)
+    _add_queries(cr, "text")
+    _add_printed_output(cr)
+    cr.set_defaults(func=cmd_creativity)
+
+    at = sub.add_parser("attribute", help="the rare spans of a text and where they occur (infini-gram's attribute)")
+    _add_index(at)
+    _add_queries(at, "text")
+    at.add_argument("--min-len", type=int, default=1, help="shortest span kept (tokens)")
+    at.add_argument("--max-cnt", type=int, default=10, help="most occurrences a kept span may have")
+    at.add_argument("--delim-ids", help="token ids that end a span (comma or space separated)")
+    at.add_argument("--bow-ids", help="token ids that begin a word: spans start and end at one")
+    at.add_argument("--max-docs", type=int, default=10, help="occurrences listed per span")
+    _add_printed_output(at)
+    at.set_defaults(func=cmd_attribute)
 
     se = sub.add_parser("search", help="documents where an n-gram occurs, the match highlighted")
     _add_index(se)

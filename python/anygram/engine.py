@@ -93,6 +93,7 @@ class Engine(_anygram.Engine):
         eos_token_id: Optional[int] = None,
         resident_mem: Optional[int] = None,
         accelerator: bool = True,
+        verbatim: bool = False,
     ) -> "Engine":
         """Opens the index in directory ``path``.
 
@@ -105,6 +106,10 @@ class Engine(_anygram.Engine):
         id but the separator; ``eos_token_id`` (reported as the token after a
         document's end) defaults to the tokenizer's end-of-text token, else to the
         separator value.
+
+        String queries are tokenized as infini-gram's service does (a leading space for
+        GPT-2/OLMo/NeoX-style byte-level BPE, Llama's lone leading ``▁`` dropped:
+        :meth:`Tokenizer.encode_query`); ``verbatim=True`` tokenizes them as they are.
 
         Shards with a search accelerator (``accel.{s}``, see :mod:`anygram.accel`)
         search through it (``accelerator=False``: never); ``resident_mem`` is the RAM,
@@ -161,7 +166,9 @@ class Engine(_anygram.Engine):
                 eos_token_id = tok.eos_token_id
             if vocab_size is None:
                 vocab_size = tok.vocab_size
-        encoder = tok.encode if tok is not None else None
+        if not isinstance(verbatim, bool):
+            raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
+        encoder = None if tok is None else (tok.encode if verbatim else tok.encode_query)
         if resident_mem is not None and (
             isinstance(resident_mem, bool) or not isinstance(resident_mem, int) or resident_mem < 0
         ):
@@ -174,12 +181,14 @@ class Engine(_anygram.Engine):
             )
         engine.tokenizer = tok
         engine.manifest = manifest
+        engine.verbatim = verbatim
         return engine
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The native constructor did the work; these are filled in by ``open``.
         self.tokenizer = None
         self.manifest = None
+        self.verbatim = False
 
     def search_docs(self, query, maxnum: int = 1, max_disp_len: int = 1000, seed: Optional[int] = None):
         """Documents holding the n-gram ``query``: ``{"cnt", "approx", "idxs", "documents"}``.
@@ -213,7 +222,7 @@ class Engine(_anygram.Engine):
             terms = []
             for term in clause:
                 if isinstance(term, str):
-                    term = self.tokenize(term)
+                    term = self.tokenize_query(term)
                 # Ids are checked (integers in the vocabulary, no casts) by the bindings.
                 terms.append(term)
             out.append(terms)
@@ -294,16 +303,122 @@ class Engine(_anygram.Engine):
         Document ends count as ``eos_token_id``."""
         return _anygram.ntd_dense(self, contexts, max_support, vocab_size)
 
+    # --- infini-gram's creativity and attribute (anygram::attribution in the core) ---
+
+    def creativity(self, tokens) -> Dict[str, Any]:
+        """``{"rs"}``: for each position ``l`` of ``tokens`` (ids or text), where the longest
+        n-gram that starts at ``l`` and occurs in the corpus ends (infini-gram's ``creativity``;
+        one pass of matching statistics)."""
+        return {"rs": _anygram.creativity(self, tokens).tolist()}
+
+    def attribute(self, tokens, delim_ids: Sequence[int] = (), min_len: int = 1, max_cnt: int = 10,
+                  bow_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """``{"spans"}``: the spans of ``tokens`` that occur at most ``max_cnt`` times and are at
+        least ``min_len`` long (the longest occurring n-gram from each start, cut after the first
+        of ``delim_ids``; with ``bow_ids``, starting and ending where a word begins), each with
+        ``l``, ``r``, ``length``, ``count`` and ``docs`` (``{"s": shard, "ptr": byte offset}`` of
+        every occurrence): infini-gram's ``attribute`` with ``enforce_bow`` as ``bow_ids``."""
+        return {"spans": _anygram.attribute(self, tokens, list(delim_ids), min_len, max_cnt,
+                                            None if bow_ids is None else list(bow_ids))}
+
+    # --- Kneser-Ney smoothing and sampling (anygram.smoothing in the core) ---
+
+    def kneser_ney(self, document_ends: str = "eos") -> "_anygram.KneserNey":
+        """The interpolated Kneser-Ney model of this index (tokengrams 0.3.3's definition:
+        see ``anygram::smoothing``), made on first use and kept: its smoothed unigram
+        distribution and order-1 discount cost one pass over the distinct tokens.
+        ``document_ends``: ``"eos"`` counts a document end as ``eos_token_id`` (as
+        :meth:`ntd`), ``"skip"`` as no token at all (tokengrams' single token stream)."""
+        models = self.__dict__.setdefault("_kneser_ney", {})
+        if document_ends not in models:
+            models[document_ends] = _anygram.KneserNey(self, document_ends)
+        return models[document_ends]
+
+    @staticmethod
+    def _last(context, n: Optional[int]):
+        if n is None:
+            return context
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidQueryError(f"n must be a positive integer or None, not {n!r}")
+        return context[len(context) - (n - 1):] if n > 1 else context[:0]
+
+    def smoothed_probs(self, context, n: Optional[int] = None, document_ends: str = "eos"):
+        """The Kneser-Ney distribution of the token after ``context`` (its last ``n - 1``
+        tokens when ``n`` is given, else all of it): float64 array of ``vocab_size``."""
+        if isinstance(context, str):
+            context = self.tokenize_query(context)
+        return self.kneser_ney(document_ends).probs(self, self._last(context, n))
+
+    def smoothed_probs_batch(self, contexts, n: Optional[int] = None, document_ends: str = "eos"):
+        """:meth:`smoothed_probs` of many contexts on all cores: ``[len(contexts), vocab_size]``."""
+        contexts = [self.tokenize_query(c) if isinstance(c, str) else c for c in contexts]
+        return self.kneser_ney(document_ends).probs_batch(self, [self._last(c, n) for c in contexts])
+
+    def estimate_deltas(self, n: int, document_ends: str = "eos") -> Dict[int, float]:
+        """Estimates the Kneser-Ney discounts of orders 1..n from the n-grams seen once
+        and twice (visits every distinct prefix of up to n - 1 tokens: costly for large
+        n); returns the discounts by order (orders never estimated use 0.5)."""
+        model = self.kneser_ney(document_ends)
+        model.estimate_deltas(n)
+        return model.deltas()
+
+    def count_next(self, contexts, width: Optional[int] = None, document_ends: str = "eos"):
+        """Exact counts of every token after each context, dense: uint64
+        ``[len(contexts), width]`` (``width`` defaults to ``vocab_size``)."""
+        return _anygram.count_next_dense(self, contexts, width, document_ends)
+
+    def sample_batch(self, contexts, k: int, method: str = "kneser_ney", n: Optional[int] = None,
+                     num_samples: int = 1, seed: int = 0, document_ends: str = "eos"):
+        """``num_samples`` continuations of ``k`` tokens after each context, drawn
+        autoregressively on all cores: uint32 ``[len(contexts), num_samples, k]``.
+
+        ``method``: ``"kneser_ney"`` (the smoothed order-``n`` distribution),
+        ``"ngram"`` (the unsmoothed order-``n`` counts; an error when a context is never
+        followed by a token) or ``"infgram"`` (the exact ∞-gram distribution after the
+        whole sequence so far; ``n`` must be None). The same ``seed`` gives the same
+        samples on any number of threads."""
+        import numpy as np
+
+        contexts = [self.tokenize_query(c) if isinstance(c, str) else c for c in contexts]
+        if method == "infgram":
+            if n is not None:
+                raise InvalidQueryError("method='infgram' uses the whole context: leave n out")
+            rows = _anygram.sample_infgram(self, contexts, k, num_samples, seed)
+        elif method in ("kneser_ney", "ngram"):
+            if n is None:
+                raise InvalidQueryError(f"method={method!r} needs the order n")
+            if method == "ngram":
+                rows = _anygram.sample_unsmoothed(self, contexts, n, k, num_samples, seed, document_ends)
+            else:
+                rows = self.kneser_ney(document_ends).sample(self, contexts, n, k, num_samples, seed)
+        else:
+            raise InvalidQueryError(f"method must be 'kneser_ney', 'ngram' or 'infgram', not {method!r}")
+        return np.asarray(rows).reshape(len(contexts), num_samples, rows.shape[1])
+
+    def sample(self, context, k: int, method: str = "kneser_ney", n: Optional[int] = None,
+               num_samples: int = 1, seed: int = 0, document_ends: str = "eos"):
+        """:meth:`sample_batch` of one context: uint32 ``[num_samples, k]``."""
+        return self.sample_batch([context], k, method, n, num_samples, seed, document_ends)[0]
+
     def _add_text(self, doc: Dict[str, Any]) -> Dict[str, Any]:
         if self.tokenizer is not None:
             doc["text"] = self.tokenizer.decode(doc["token_ids"])
         return doc
 
     def tokenize(self, text: str) -> List[int]:
-        """The token ids of ``text`` under the index's tokenizer (no BOS/EOS)."""
+        """The token ids of ``text`` under the index's tokenizer (no BOS/EOS), as the build
+        encodes a document."""
         if self.tokenizer is None:
             raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
         return self.tokenizer.encode(text)
+
+    def tokenize_query(self, text: str, verbatim: Optional[bool] = None) -> List[int]:
+        """The token ids of a text query, as every string query of the engine gets them: as
+        infini-gram's service makes them unless ``verbatim`` (default: as the engine was
+        opened), see :meth:`Tokenizer.encode_query`."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
+        return self.tokenizer.encode_query(text, self.verbatim if verbatim is None else verbatim)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of token ids under the index's tokenizer."""

@@ -114,6 +114,49 @@ class Tokenizer:
             return list(utf8_bytes(text))
         return self._native.encode(text)
 
+    def encode_query(self, text: str, verbatim: bool = False) -> List[int]:
+        """Token ids of a text query as infini-gram's service makes them (the default for string
+        queries in the engine, the CLI and ``POST /``): byte-level BPE tokenizers that add no
+        prefix space of their own (GPT-2, OLMo, NeoX) get a leading space, as a word inside
+        running text has; SentencePiece-style ones (Llama) lose a lone leading ``▁`` token.
+        ``verbatim=True``: exactly :meth:`encode` (the text as it is, as the build encodes)."""
+        if verbatim or self._native is None:
+            return self.encode(text)
+        style = self._query_style()
+        if style == "space" and not text[:1].isspace():
+            return self.encode(" " + text)
+        ids = self.encode(text)
+        if style == "metaspace" and len(ids) > 1 and ids[0] == self._native.token_to_id("\u2581"):
+            return ids[1:]
+        return ids
+
+    def _query_style(self) -> str:
+        """How infini-gram's service adjusts a query for this tokenizer (read once from its
+        file): ``"space"``, ``"metaspace"`` or ``""``."""
+        if not hasattr(self, "_style"):
+            import json
+
+            with open(self.path, "rb") as f:
+                spec = json.load(f)
+
+            def parts(node):
+                if isinstance(node, dict):
+                    yield node
+                    for value in node.values():
+                        yield from parts(value)
+                elif isinstance(node, list):
+                    for value in node:
+                        yield from parts(value)
+
+            nodes = list(parts(spec.get("pre_tokenizer"))) + list(parts(spec.get("normalizer")))
+            if any(n.get("type") == "ByteLevel" and not n.get("add_prefix_space") for n in nodes):
+                self._style = "space"
+            elif any(n.get("type") == "Metaspace" or n.get("prepend") == "\u2581" for n in nodes):
+                self._style = "metaspace"
+            else:
+                self._style = ""
+        return self._style
+
     def encode_exact(self, text: str) -> List[int]:
         """Token ids through the ``tokenizers`` library alone, without the fast road
         (the reference the build checks the fast road against)."""

@@ -80,6 +80,8 @@ QUERY_TYPES = (
     "get_doc_by_ix",
     "get_doc_by_rank",
     "get_doc_by_ptr",
+    "creativity",
+    "attribute",
 )
 
 
@@ -296,6 +298,14 @@ class InfiniGramRequest(BaseModel):
     rank: Optional[Position] = None
     ptr: Optional[Position] = None
     doc_ix: Optional[Position] = None
+    verbatim: Optional[bool] = Field(
+        None, description="tokenize `query` as it is (default: as infini-gram's service, a leading space for GPT-2-style tokenizers)"
+    )
+    # attribute (infini-gram's arguments; bow_ids in place of its server-side word-start file)
+    delim_ids: Optional[List[TokenId]] = Field(None, description="attribute: tokens that end a span")
+    min_len: Optional[Position] = Field(None, description="attribute: shortest span kept, default 1")
+    max_cnt: Optional[Count] = Field(None, description="attribute: most occurrences of a kept span, default 10")
+    bow_ids: Optional[List[TokenId]] = Field(None, description="attribute: word-start tokens; spans start and end at one")
 
     model_config = ConfigDict(
         extra="ignore",

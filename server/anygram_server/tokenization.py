@@ -26,7 +26,8 @@ Cnf = List[List[List[int]]]
 
 
 def batch_token_ids(
-    index: ServedIndex, queries: Sequence[Query], limits: Limits, field: str, deadline: Deadline
+    index: ServedIndex, queries: Sequence[Query], limits: Limits, field: str, deadline: Deadline,
+    verbatim: bool = False,
 ) -> List[List[int]]:
     """The token ids of every query of a batch (:func:`token_ids`), their total held to
     ``max_total_tokens`` as they are tokenized."""
@@ -34,7 +35,7 @@ def batch_token_ids(
     total = 0
     for i, query in enumerate(queries):
         deadline.check()
-        ids = token_ids(index, query, limits, f"{field}[{i}]")
+        ids = token_ids(index, query, limits, f"{field}[{i}]", verbatim)
         total += len(ids)
         if total > limits.max_total_tokens:
             raise LimitExceededError(
@@ -47,12 +48,13 @@ def batch_token_ids(
     return out
 
 
-def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[int]:
+def tokenize(index: ServedIndex, text: str, limits: Limits, field: str, verbatim: bool = False) -> List[int]:
     check_at_most(field, len(text), limits.max_query_chars, "characters")
     if index.tokenizer is None:
         raise InvalidArgumentError(f"{field}: index {index.name!r} has no tokenizer; pass token ids")
     try:
-        ids = index.tokenizer.encode(text)
+        # infini-gram's service's tokenization (a leading space for byte-level BPE) unless verbatim.
+        ids = index.tokenizer.encode_query(text, verbatim)
     except (UnicodeError, TypeError):
         # JSON can carry lone surrogates (\ud800), which are not text; tokenizers fail on them.
         try:
@@ -66,10 +68,10 @@ def tokenize(index: ServedIndex, text: str, limits: Limits, field: str) -> List[
     return ids
 
 
-def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str) -> List[int]:
+def token_ids(index: ServedIndex, query: Query, limits: Limits, field: str, verbatim: bool = False) -> List[int]:
     """The ids of a query given as text or as ids, checked against the vocabulary and limits."""
     if isinstance(query, str):
-        return tokenize(index, query, limits, field)
+        return tokenize(index, query, limits, field, verbatim)
     ids = list(query)
     check_at_most(field, len(ids), limits.max_query_tokens, "tokens")
     check_vocabulary(index, ids, field)
@@ -112,7 +114,8 @@ def parse_ids_text(index: ServedIndex, text: str, limits: Limits, field: str) ->
 
 
 def cnf_ids(
-    index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False
+    index: ServedIndex, query: Union[str, Cnf], limits: Limits, field: str, ids_text: bool = False,
+    verbatim: bool = False,
 ) -> Cnf:
     """A CNF query as clauses of n-grams: ids, or text parsed by :func:`anygram.cnf.parse` whose
     terms are tokenized (or, with ``ids_text``, read by :func:`parse_ids_text`)."""
@@ -130,8 +133,10 @@ def cnf_ids(
         for t, term in enumerate(clause):
             where = f"{field}[{c}][{t}]"
             if isinstance(term, str):
-                read = parse_ids_text if ids_text else tokenize
-                ids = read(index, term, limits, where)
+                if ids_text:
+                    ids = parse_ids_text(index, term, limits, where)
+                else:
+                    ids = tokenize(index, term, limits, where, verbatim)
             else:
                 ids = list(term)
             if not ids:

@@ -640,6 +640,10 @@ class InfiniGramEngine:
         """``rs[l]``: where the longest n-gram that starts at ``l`` and occurs ends."""
         if not self._ids_ok(input_ids):
             return self._ids_error('input_ids')
+        if all(p.knows(input_ids) for p in self._parts):
+            # Occurring in the union is occurring in some directory: the largest end wins.
+            ends = [p.engine.creativity(input_ids)['rs'] for p in self._parts]
+            return {'rs': [max(column) for column in zip(*ends)] if input_ids else []}
         return {'rs': self._longest_prefix_ends(input_ids)}
 
     def attribute(self, input_ids: List[int], delim_ids: Iterable[int], min_len: int, max_cnt: int,
@@ -656,6 +660,16 @@ class InfiniGramEngine:
             return bad
         if type(enforce_bow) is not bool:
             return {'error': 'enforce_bow must be a boolean'}
+        engine = self._single(list(input_ids) + list(delim_ids))
+        if engine is not None:
+            found = engine.attribute(input_ids, list(delim_ids), min_len, max_cnt,
+                                     [t for t in sorted(self.bow_ids) if t < engine.vocab_size]
+                                     if enforce_bow else None)['spans']
+            for span in found:
+                span['unigram_logprob_sum'] = sum(
+                    self._unigram_logprobs.get(t, MISSING_UNIGRAM_LOGPROB) for t in input_ids[span['l']:span['r']])
+            return {'spans': [{k: span[k] for k in ('l', 'r', 'length', 'count', 'unigram_logprob_sum', 'docs')}
+                              for span in found]}
         n, delims = len(input_ids), set(delim_ids)
         ends = self._longest_prefix_ends(input_ids)
         spans, last_r = [], 0

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod accel;
 mod args;
+mod attribution;
 mod batch;
 mod build;
 mod engine;
@@ -12,6 +13,7 @@ mod errors;
 mod lm;
 mod results;
 mod scan;
+mod smoothing;
 mod storage;
 mod tokenize;
 mod writer;
@@ -53,6 +55,8 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;
     scan::register(m)?;
+    smoothing::register(m)?;
+    attribution::register(m)?;
     writer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -32,6 +32,7 @@
 
 pub mod accel;
 pub mod atomic;
+pub mod attribution;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod cnf;
@@ -43,9 +44,11 @@ pub mod lm;
 pub mod manifest;
 pub mod mmap;
 pub mod pool;
+pub mod positions;
 pub mod reads;
 pub mod scan;
 pub mod shard;
+pub mod smoothing;
 pub mod storage;
 #[cfg(feature = "build")]
 pub mod tokenize;

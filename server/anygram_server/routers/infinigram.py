@@ -99,6 +99,8 @@ def _check_parameters(body: InfiniGramRequest, limits: Limits) -> None:
         )
     if body.query_type in ("ntd", "infgram_ntd"):
         check_work(("max_support",), (body.max_support,), limits.max_total_support, "ntd entries")
+    if body.query_type == "attribute" and body.max_cnt is not None:
+        check_work(("max_cnt",), (body.max_cnt,), limits.max_total_support, "occurrences a span lists")
 
 
 def answer(
@@ -112,9 +114,9 @@ def answer(
         raise BadRequestError("give exactly one of query and query_ids, not both", field="query")
     if body.query is not None:
         if is_cnf_text(body.query):
-            cnf = cnf_ids(index, body.query, limits, "query")
+            cnf = cnf_ids(index, body.query, limits, "query", verbatim=bool(body.verbatim))
         else:
-            ids = tokenize(index, body.query, limits, "query")
+            ids = tokenize(index, body.query, limits, "query", verbatim=bool(body.verbatim))
     elif body.query_ids is not None:
         if body.query_ids and isinstance(body.query_ids[0], list):
             cnf = cnf_ids(index, body.query_ids, limits, "query_ids")  # type: ignore[arg-type]
@@ -270,6 +272,15 @@ def _get_doc_by_ptr(index, body, ids, cnf, deadline):
     return _document(index, body, index.engine.get_doc_by_ptr(body.s, body.ptr, body.max_disp_len), ids, cnf)
 
 
+def _creativity(index, body, ids, cnf, deadline):
+    return index.engine.creativity(ids or [])
+
+
+def _attribute(index, body, ids, cnf, deadline):
+    return index.engine.attribute(ids or [], body.delim_ids or [], 1 if body.min_len is None else body.min_len,
+                                  10 if body.max_cnt is None else body.max_cnt, body.bow_ids)
+
+
 HANDLERS: Dict[str, Callable[..., Dict[str, Any]]] = {
     "count": _count,
     "count_cnf": _count_cnf,
@@ -284,5 +295,7 @@ HANDLERS: Dict[str, Callable[..., Dict[str, Any]]] = {
     "get_doc_by_ix": _get_doc_by_ix,
     "get_doc_by_rank": _get_doc_by_rank,
     "get_doc_by_ptr": _get_doc_by_ptr,
+    "creativity": _creativity,
+    "attribute": _attribute,
 }
 assert set(HANDLERS) == set(QUERY_TYPES)

@@ -126,7 +126,8 @@ async def score(body: ScoreRequest, name: str, service: Service = Depends(api_se
     check_batch("texts", len(body.texts), limits)
 
     def work(deadline: Deadline) -> bytes:
-        texts = batch_token_ids(index, body.texts, limits, "texts", deadline)
+        # A text to score is taken as it is (its pieces join into it), not as a query.
+        texts = batch_token_ids(index, body.texts, limits, "texts", deadline, verbatim=True)
         start = time.perf_counter()
         scores = score_many(index, texts)
         latency = (time.perf_counter() - start) * 1e3
