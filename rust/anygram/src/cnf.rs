@@ -111,10 +111,18 @@ impl Engine {
         let encoded = self.check_cnf(cnf, max_clause_freq, max_diff_tokens)?;
         let num_shards = self.shards().len() as u64;
         let per_shard_budget = max_clause_freq.div_ceil(num_shards);
-        let per_shard = (0..self.shards().len())
-            .into_par_iter()
-            .map(|s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens))
-            .collect::<Result<Vec<_>>>()?;
+        let in_shard = |s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens);
+        // A query runs on the calling thread; only its parallel parts go to the pool.
+        let per_shard = if self.shards().len() == 1 {
+            vec![in_shard(0)?]
+        } else {
+            crate::pool::install(|| {
+                (0..self.shards().len())
+                    .into_par_iter()
+                    .map(in_shard)
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
         let mut count = 0u64;
         let mut approx = false;
         let mut ptrs_by_shard = Vec::with_capacity(per_shard.len());
@@ -218,7 +226,11 @@ impl Engine {
         for clause in &clauses[1..] {
             let sorted_ptrs = || -> Result<Vec<u64>> {
                 let mut ptrs = ptrs_of(clause)?;
-                ptrs.par_sort_unstable();
+                if ptrs.len() > PARALLEL_ITEMS {
+                    crate::pool::install(|| ptrs.par_sort_unstable());
+                } else {
+                    ptrs.sort_unstable();
+                }
                 Ok(ptrs)
             };
             let probe = if prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w) {
@@ -261,13 +273,14 @@ impl Engine {
 fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w: u64) -> bool {
     let span_bytes = reach.saturating_mul(2).saturating_add(w) as f64;
     let windows = windows as f64;
-    let mut text_cost = windows * clause.terms.len() as f64 * (40.0 + span_bytes / 16.0);
+    // A cache miss to reach the window's text, then the search itself.
+    let mut text_cost = windows * clause.terms.len() as f64 * (300.0 + span_bytes / 4.0);
     if clause.subsampled {
         let met = clause.count as f64 * (span_bytes / w as f64) / shard_tokens.max(1) as f64;
-        text_cost += windows * met * 80.0;
+        text_cost += windows * met * 60.0;
     }
     let kept: u64 = clause.ranges.iter().map(|(lo, hi)| hi - lo).sum();
-    let sort_cost = kept as f64 * 40.0 + windows * 80.0;
+    let sort_cost = kept as f64 * 50.0 + windows * 120.0;
     text_cost < sort_cost
 }
 
@@ -296,6 +309,10 @@ struct TermProbe<'c> {
     kept_from: Option<u64>,
     kept_until: Option<u64>,
 }
+
+/// Below this many windows or occurrences, a step runs on the calling thread:
+/// handing it to the pool would cost more than it saves.
+const PARALLEL_ITEMS: usize = 4096;
 
 /// Suffix comparisons longer than this (a passage repeated many times) give up:
 /// the clause then takes the sorted path, so no query pays more than this per check.
@@ -363,8 +380,8 @@ fn extend_all(
         }))
     };
     // Each window extends on its own: in parallel when there are many.
-    let next: Vec<Option<[Option<(u64, u64)>; 2]>> = if windows.len() > 4096 {
-        windows.par_iter().map(extend).collect::<Result<_>>()?
+    let next: Vec<Option<[Option<(u64, u64)>; 2]>> = if windows.len() > PARALLEL_ITEMS {
+        crate::pool::install(|| windows.par_iter().map(extend).collect::<Result<_>>())?
     } else {
         windows.iter().map(extend).collect::<Result<_>>()?
     };
