@@ -22,6 +22,7 @@
 //! libstdc++'s `uniform_int_distribution` does, so approximate counts agree too.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 
 use memchr::memmem;
 use rayon::prelude::*;
@@ -233,7 +234,12 @@ impl Engine {
                 }
                 Ok(ptrs)
             };
-            let probe = if prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w) {
+            let text = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
+                FORCE_TEXT => true,
+                FORCE_SORTED => false,
+                _ => prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w),
+            };
+            let probe = if text {
                 Probe::Text(TextProbe::new(shard, clause)?)
             } else {
                 Probe::Sorted(sorted_ptrs()?)
@@ -308,6 +314,24 @@ struct TermProbe<'c> {
     /// the one at `end` when `end < hi` (an occurrence must sort before it).
     kept_from: Option<u64>,
     kept_until: Option<u64>,
+}
+
+/// Tests only: every clause takes one probe (`FORCE_TEXT`, `FORCE_SORTED`),
+/// so that both are checked against infini-gram on the same queries; 0 chooses.
+static FORCED_PROBE: AtomicU8 = AtomicU8::new(0);
+const FORCE_TEXT: u8 = 1;
+const FORCE_SORTED: u8 = 2;
+
+/// Tests only: `Some(true)` makes every clause read the text around its windows,
+/// `Some(false)` sort its occurrences, `None` restores the cost model's choice.
+#[doc(hidden)]
+pub fn force_probe_for_tests(text: Option<bool>) {
+    let mode = match text {
+        Some(true) => FORCE_TEXT,
+        Some(false) => FORCE_SORTED,
+        None => 0,
+    };
+    FORCED_PROBE.store(mode, AtomicOrdering::Relaxed);
 }
 
 /// Below this many windows or occurrences, a step runs on the calling thread:
