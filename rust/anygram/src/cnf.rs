@@ -13,6 +13,13 @@
 //! another document, even though the other alone would satisfy the query. So a
 //! CNF count can be lower than the number of places where the query holds.
 //!
+//! A clause's occurrences nearest to each window are found one of two ways, by a
+//! cost model: reading the text within reach of the window (a substring search per
+//! n-gram; cheap when the windows are few), or sorting all the clause's (kept)
+//! occurrences and bisecting (when the windows are many). A subsampled clause's
+//! occurrence in the text counts only if its suffix lies in the kept run of ranks,
+//! which comparing it with the run's two bounding suffixes tells without its rank.
+//!
 //! A clause occurring more than `max_clause_freq` times (split evenly over shards,
 //! rounded up) is subsampled: each of its n-grams keeps a proportional, contiguous
 //! run of its suffix-array range, and the count is scaled back up by the integer
@@ -273,7 +280,7 @@ impl Engine {
 /// Whether a clause's occurrences near each window are better found by reading
 /// the text around the windows than by sorting all its (kept) occurrences: a cost
 /// model in rough nanoseconds. Reading costs a substring search of the window's
-/// neighbourhood per n-gram, plus, for a subsampled clause, a suffix comparison per
+/// neighbourhood per n-gram, plus, for a subsampled clause, suffix comparisons per
 /// occurrence met there (its expected number from the clause's density); sorting
 /// costs a pointer read and a sort step per kept occurrence and a search per window.
 fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w: u64) -> bool {
@@ -283,7 +290,8 @@ fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w:
     let mut text_cost = windows * clause.terms.len() as f64 * (300.0 + span_bytes / 4.0);
     if clause.subsampled {
         let met = clause.count as f64 * (span_bytes / w as f64) / shard_tokens.max(1) as f64;
-        text_cost += windows * met * 60.0;
+        // Each occurrence met: resuming the search, two suffix comparisons.
+        text_cost += windows * met * 200.0;
     }
     let kept: u64 = clause.ranges.iter().map(|(lo, hi)| hi - lo).sum();
     let sort_cost = kept as f64 * 50.0 + windows * 120.0;
