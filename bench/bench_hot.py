@@ -47,16 +47,18 @@ def percentiles(times):
 
 
 def interleaved(fns, queries, warm=200):
-    """Per-query µs of each fn, the fns taking turns on every query."""
+    """Per-query µs of each fn, the fns taking turns on every query; who goes first
+    rotates, since the first one also warms the page cache for the others."""
     for q in queries[:warm]:
         for fn in fns:
             fn(q)
     out = [[] for _ in fns]
-    for q in queries:
-        for times, fn in zip(out, fns):
+    for i, q in enumerate(queries):
+        for k in range(len(fns)):
+            j = (i + k) % len(fns)
             t0 = time.perf_counter_ns()
-            fn(q)
-            times.append((time.perf_counter_ns() - t0) / 1000)
+            fns[j](q)
+            out[j].append((time.perf_counter_ns() - t0) / 1000)
     return out
 
 
