@@ -259,7 +259,6 @@ fn list_token(
         )));
     };
     checked_token(token, vocab_size).ok_or_else(|| out_of_range(position, &token))
-
 }
 
 fn checked_token(token: i128, vocab_size: u64) -> Option<u32> {
@@ -438,7 +437,10 @@ impl<'py> QueryBatch<'py> {
                     }
                     compact.push((start, tokens.len()));
                 }
-                Ok(QueryBatch { tokens: Ids::Owned(tokens), spans: compact })
+                Ok(QueryBatch {
+                    tokens: Ids::Owned(tokens),
+                    spans: compact,
+                })
             }};
         }
         match (kind, dtype.itemsize()) {
@@ -446,11 +448,15 @@ impl<'py> QueryBatch<'py> {
                 let (readonly, spans) = with_elements!(u32);
                 let flat = readonly.as_slice()?;
                 for (i, &(a, b)) in spans.iter().enumerate() {
-                    if let Some(position) = flat[a..b].iter().position(|&t| t as u64 >= vocab_size) {
+                    if let Some(position) = flat[a..b].iter().position(|&t| t as u64 >= vocab_size)
+                    {
                         batch_token(flat[a + position] as i128, i, position, vocab_size)?;
                     }
                 }
-                Ok(QueryBatch { tokens: Ids::BorrowedFlat(readonly), spans })
+                Ok(QueryBatch {
+                    tokens: Ids::BorrowedFlat(readonly),
+                    spans,
+                })
             }
             (b'u', 1) => converted!(u8),
             (b'u', 2) => converted!(u16),

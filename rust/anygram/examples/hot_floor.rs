@@ -20,8 +20,12 @@ struct Query {
 fn answer(engine: &Engine, q: &Query) -> u64 {
     let result = match q.kind.as_str() {
         "count" => engine.count(&q.ids),
-        "prob" => engine.ngram_prob(&q.ids, q.token, Some(q.ids.len() + 1)).map(|r| r.cont_count),
-        "ntd" => engine.ngram_ntd(&q.ids, Some(q.ids.len() + 1), 1000).map(|r| r.prompt_count),
+        "prob" => engine
+            .ngram_prob(&q.ids, q.token, Some(q.ids.len() + 1))
+            .map(|r| r.cont_count),
+        "ntd" => engine
+            .ngram_ntd(&q.ids, Some(q.ids.len() + 1), 1000)
+            .map(|r| r.prompt_count),
         "infgram_prob" => engine.infgram_prob(&q.ids, q.token).map(|r| r.cont_count),
         "infgram_ntd" => engine.infgram_ntd(&q.ids, 1000).map(|r| r.prompt_count),
         other => panic!("unknown query kind {other}"),
@@ -73,9 +77,8 @@ fn main() {
         }
         let single = start.elapsed().as_secs_f64() * 1e6 / these.len() as f64;
         let start = Instant::now();
-        let pooled: u64 = anygram::pool::install(|| {
-            these.par_iter().map(|q| answer(&engine, q)).sum()
-        });
+        let pooled: u64 =
+            anygram::pool::install(|| these.par_iter().map(|q| answer(&engine, q)).sum());
         let pool = start.elapsed().as_secs_f64() * 1e6 / these.len() as f64;
         out.push(format!(
             "\"{kind}\": {{\"one_thread_us\": {single:.4}, \"pool_us\": {pool:.4}, \"queries\": {}, \"checksum\": {}}}",

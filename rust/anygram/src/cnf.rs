@@ -373,8 +373,16 @@ impl<'c> TextProbe<'c> {
                 kept_until: bound(end < hi, end)?,
             });
         }
-        let longest_term = clause.terms.iter().map(|t| t.len() as u64).max().unwrap_or(0);
-        Ok(TextProbe { terms, longest_term })
+        let longest_term = clause
+            .terms
+            .iter()
+            .map(|t| t.len() as u64)
+            .max()
+            .unwrap_or(0);
+        Ok(TextProbe {
+            terms,
+            longest_term,
+        })
     }
 }
 

@@ -33,7 +33,12 @@ const SHORT_RANGE: u64 = 4096;
 /// [`Engine::single_next_token`]: every occurrence followed by `next` is one token;
 /// some followed by `next` and some not are two, unless `next` is the eos id (the
 /// others might be document ends, which count as eos too).
-fn sparse_from_counts(context: &FindResult, cont: &FindResult, next: u32, eos: u32) -> Option<bool> {
+fn sparse_from_counts(
+    context: &FindResult,
+    cont: &FindResult,
+    next: u32,
+    eos: u32,
+) -> Option<bool> {
     if cont.count == context.count {
         Some(true)
     } else if cont.count > 0 && next != eos {
@@ -226,9 +231,17 @@ impl Engine {
                 out.prompt_count.push(context.count);
                 out.cont_count.push(cont.count);
                 let next = &bytes[i * w..(i + 1) * w];
-                let sparse = sparse_from_counts(&context, &cont, self.token_of(next), self.eos_token_id());
+                let sparse =
+                    sparse_from_counts(&context, &cont, self.token_of(next), self.eos_token_id());
                 if cont.count > 0 {
-                    self.push_extras(&mut out, context_bytes, &context, suffix_len, sparse, options)?;
+                    self.push_extras(
+                        &mut out,
+                        context_bytes,
+                        &context,
+                        suffix_len,
+                        sparse,
+                        options,
+                    )?;
                     out.suffix_len.push(suffix_len as u32);
                     context = cont;
                     continue;
