@@ -386,6 +386,9 @@ impl<'c> TextProbe<'c> {
     }
 }
 
+/// What one window becomes when a clause extends it: up to two windows.
+type Extended = [Option<(u64, u64)>; 2];
+
 /// Extends every window by one clause (see the module docs): each window gives
 /// one window, two, or none. `None` when a kept-run check gave up.
 fn extend_all(
@@ -395,7 +398,7 @@ fn extend_all(
     reach: u64,
     w: u64,
 ) -> Result<Option<Vec<(u64, u64)>>> {
-    let extend = |&(l, r): &(u64, u64)| -> Result<Option<[Option<(u64, u64)>; 2]>> {
+    let extend = |&(l, r): &(u64, u64)| -> Result<Option<Extended>> {
         // The last occurrence starting before r (as min(l, it)), and the first at
         // or after l (as max(r, it)).
         let (new_l, new_r) = match probe {
@@ -420,7 +423,7 @@ fn extend_all(
         }))
     };
     // Each window extends on its own: in parallel when there are many.
-    let next: Vec<Option<[Option<(u64, u64)>; 2]>> = if windows.len() > PARALLEL_ITEMS {
+    let next: Vec<Option<Extended>> = if windows.len() > PARALLEL_ITEMS {
         crate::pool::install(|| windows.par_iter().map(extend).collect::<Result<_>>())?
     } else {
         windows.iter().map(extend).collect::<Result<_>>()?
@@ -458,7 +461,7 @@ fn nearest_in_text(
     let mut gave_up = false;
     let mut counts = |term: &TermProbe, at: usize| -> Result<bool> {
         let p = from + at as u64;
-        if at as u64 % w != 0 {
+        if !(at as u64).is_multiple_of(w) {
             return Ok(false);
         }
         // Not before the kept run's first suffix, and before the suffix past it.
