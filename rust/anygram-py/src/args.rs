@@ -7,12 +7,13 @@
 use std::ops::RangeInclusive;
 
 use numpy::{
-    Element, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods,
+    Element, PyArrayDescrMethods, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyUnicodeEncodeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBool, PyString};
+use pyo3::types::{PyBool, PyList, PyString};
 
 use crate::errors::invalid_query;
 
@@ -141,6 +142,8 @@ pub fn type_name(value: &Bound<'_, PyAny>) -> String {
 pub enum Ids<'py> {
     Owned(Vec<u32>),
     Borrowed(PyReadonlyArray1<'py, u32>),
+    /// A whole C-contiguous `uint32` array of any shape (a batch's tokens).
+    BorrowedFlat(PyReadonlyArrayDyn<'py, u32>),
 }
 
 impl Ids<'_> {
@@ -149,6 +152,7 @@ impl Ids<'_> {
             Ids::Owned(ids) => ids,
             // Contiguity was checked when it was borrowed.
             Ids::Borrowed(array) => array.as_slice().unwrap_or(&[]),
+            Ids::BorrowedFlat(array) => array.as_slice().unwrap_or(&[]),
         }
     }
 }
@@ -158,7 +162,7 @@ impl Ids<'_> {
 pub fn token_ids<'py>(
     value: &Bound<'py, PyAny>,
     vocab_size: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
 ) -> PyResult<Ids<'py>> {
     let out_of_range = |position: usize, token: &dyn std::fmt::Display| {
         invalid_query(format!(
@@ -179,33 +183,82 @@ pub fn token_ids<'py>(
             type_name(value)
         ))
     };
+    if let Ok(list) = value.cast::<PyList>() {
+        // The common case, without collecting the items first.
+        let mut ids = Vec::with_capacity(list.len());
+        for (position, item) in list.iter().enumerate() {
+            ids.push(list_token(&item, position, vocab_size, what)?);
+        }
+        return Ok(Ids::Owned(ids));
+    }
     let items: Vec<Bound<'py, PyAny>> = value.extract().map_err(|_| not_ids())?;
     items
         .iter()
         .enumerate()
-        .map(|(position, item)| {
-            if item.is_instance_of::<PyBool>() {
-                return Err(invalid_query(format!(
-                    "{what}: position {position} is a bool, not a token id"
-                )));
-            }
-            let Ok(token) = item.extract::<i128>() else {
-                if item.cast::<pyo3::types::PyInt>().is_ok() {
-                    // An int too large even for i128.
-                    return Err(out_of_range(
-                        position,
-                        &item.repr().map(|r| r.to_string()).unwrap_or_default(),
-                    ));
-                }
-                return Err(invalid_query(format!(
-                    "{what}: position {position} is {}, not a token id (an int)",
-                    type_name(item)
-                )));
-            };
-            checked_token(token, vocab_size).ok_or_else(|| out_of_range(position, &token))
-        })
+        .map(|(position, item)| list_token(item, position, vocab_size, what))
         .collect::<PyResult<Vec<u32>>>()
         .map(Ids::Owned)
+}
+
+/// Appends the token ids of `value` (as [`token_ids`]) to `out`: a list's ints
+/// go straight in, with no buffer of their own.
+pub fn extend_ids(
+    value: &Bound<'_, PyAny>,
+    vocab_size: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+    out: &mut Vec<u32>,
+) -> PyResult<()> {
+    if let Ok(list) = value.cast::<PyList>() {
+        out.reserve(list.len());
+        for (position, item) in list.iter().enumerate() {
+            out.push(list_token(&item, position, vocab_size, what)?);
+        }
+        return Ok(());
+    }
+    out.extend_from_slice(token_ids(value, vocab_size, what)?.as_slice());
+    Ok(())
+}
+
+/// One token id of a sequence: an int in `[0, vocab_size)` (bool refused).
+#[inline]
+fn list_token(
+    item: &Bound<'_, PyAny>,
+    position: usize,
+    vocab_size: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> PyResult<u32> {
+    // The fast road: an int that fits an i64 (a bool is an int too: refused below).
+    if item.is_exact_instance_of::<pyo3::types::PyInt>() {
+        if let Ok(token) = item.extract::<i64>() {
+            if let Some(token) = checked_token(token as i128, vocab_size) {
+                return Ok(token);
+            }
+        }
+    }
+    let out_of_range = |position: usize, token: &dyn std::fmt::Display| {
+        invalid_query(format!(
+            "{what}: token id {token} at position {position} is outside the vocabulary [0, {vocab_size})"
+        ))
+    };
+    if item.is_instance_of::<PyBool>() {
+        return Err(invalid_query(format!(
+            "{what}: position {position} is a bool, not a token id"
+        )));
+    }
+    let Ok(token) = item.extract::<i128>() else {
+        if item.cast::<pyo3::types::PyInt>().is_ok() {
+            // An int too large even for i128.
+            return Err(out_of_range(
+                position,
+                &item.repr().map(|r| r.to_string()).unwrap_or_default(),
+            ));
+        }
+        return Err(invalid_query(format!(
+            "{what}: position {position} is {}, not a token id (an int)",
+            type_name(item)
+        )));
+    };
+    checked_token(token, vocab_size).ok_or_else(|| out_of_range(position, &token))
 }
 
 fn checked_token(token: i128, vocab_size: u64) -> Option<u32> {
@@ -218,7 +271,7 @@ fn checked_token(token: i128, vocab_size: u64) -> Option<u32> {
 fn array_ids<'py>(
     array: &Bound<'py, PyUntypedArray>,
     vocab_size: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
     out_of_range: &dyn Fn(usize, &dyn std::fmt::Display) -> PyErr,
 ) -> PyResult<Ids<'py>> {
     let dtype = array.dtype();
@@ -284,4 +337,226 @@ fn array_ids<'py>(
         ))),
     }?;
     Ok(Ids::Owned(ids))
+}
+
+/// How the rows of a batch given as one array are cut into queries: a 1-D array
+/// by `offsets` (n + 1 non-decreasing positions), a 2-D array by row, each row
+/// cut at its `lengths[i]` or at its first `fill` value, or whole.
+#[derive(Default)]
+pub struct BatchLayout {
+    pub offsets: Option<Vec<u64>>,
+    pub lengths: Option<Vec<u64>>,
+    pub fill: Option<i128>,
+}
+
+/// The queries of a batch: their tokens in one buffer (borrowed from a `uint32`
+/// numpy array, else converted once) and each query's span of it.
+pub struct QueryBatch<'py> {
+    tokens: Ids<'py>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl<'py> QueryBatch<'py> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The token ids of every query, in order.
+    pub fn slices(&self) -> Vec<&[u32]> {
+        let tokens = self.tokens.as_slice();
+        self.spans.iter().map(|&(a, b)| &tokens[a..b]).collect()
+    }
+
+    /// Collects queries one by one (lists, strings, 1-D arrays: `next_query`
+    /// converts query `i`).
+    pub fn gather(
+        count_hint: usize,
+        mut next_query: impl FnMut(usize, &mut Vec<u32>) -> PyResult<bool>,
+    ) -> PyResult<QueryBatch<'py>> {
+        let mut tokens = Vec::new();
+        let mut spans = Vec::with_capacity(count_hint);
+        loop {
+            let start = tokens.len();
+            if !next_query(spans.len(), &mut tokens)? {
+                break;
+            }
+            spans.push((start, tokens.len()));
+        }
+        Ok(QueryBatch {
+            tokens: Ids::Owned(tokens),
+            spans,
+        })
+    }
+
+    /// The queries of one integer numpy array (see [`BatchLayout`]): a native,
+    /// C-contiguous `uint32` array is borrowed as is, any other integer array is
+    /// converted once. Every token of a query is checked against the vocabulary
+    /// (padding is not); an error names the query.
+    pub fn from_array(
+        array: &Bound<'py, PyUntypedArray>,
+        layout: &BatchLayout,
+        vocab_size: u64,
+    ) -> PyResult<QueryBatch<'py>> {
+        let dtype = array.dtype();
+        let kind = dtype.kind();
+        if kind != b'i' && kind != b'u' {
+            return Err(invalid_query(format!(
+                "a batch array must have an integer dtype, not {}",
+                dtype.str().map(|s| s.to_string()).unwrap_or_default()
+            )));
+        }
+        if dtype.is_native_byteorder() == Some(false) || !array.is_c_contiguous() {
+            // Byte-swapped or strided: one copy into native, contiguous form.
+            let numpy = array.py().import("numpy")?;
+            let native = dtype.call_method1("newbyteorder", ("=",))?;
+            let converted = numpy.call_method1("ascontiguousarray", (array, native))?;
+            return Self::from_array(converted.cast::<PyUntypedArray>()?, layout, vocab_size);
+        }
+        let shape = array.shape().to_vec();
+        macro_rules! with_elements {
+            ($t:ty) => {{
+                let readonly: PyReadonlyArrayDyn<'py, $t> = array.as_any().extract()?;
+                let spans = {
+                    let flat = readonly.as_slice()?;
+                    let fill = layout.fill;
+                    row_spans(&shape, layout, |k| fill == Some(flat[k] as i128))?
+                };
+                (readonly, spans)
+            }};
+        }
+        macro_rules! converted {
+            ($t:ty) => {{
+                let (readonly, spans) = with_elements!($t);
+                let flat = readonly.as_slice()?;
+                let mut tokens = Vec::with_capacity(spans.iter().map(|(a, b)| b - a).sum());
+                let mut compact = Vec::with_capacity(spans.len());
+                for (i, &(a, b)) in spans.iter().enumerate() {
+                    let start = tokens.len();
+                    for (position, &t) in flat[a..b].iter().enumerate() {
+                        tokens.push(batch_token(t as i128, i, position, vocab_size)?);
+                    }
+                    compact.push((start, tokens.len()));
+                }
+                Ok(QueryBatch {
+                    tokens: Ids::Owned(tokens),
+                    spans: compact,
+                })
+            }};
+        }
+        match (kind, dtype.itemsize()) {
+            (b'u', 4) => {
+                let (readonly, spans) = with_elements!(u32);
+                let flat = readonly.as_slice()?;
+                for (i, &(a, b)) in spans.iter().enumerate() {
+                    if let Some(position) = flat[a..b].iter().position(|&t| t as u64 >= vocab_size)
+                    {
+                        batch_token(flat[a + position] as i128, i, position, vocab_size)?;
+                    }
+                }
+                Ok(QueryBatch {
+                    tokens: Ids::BorrowedFlat(readonly),
+                    spans,
+                })
+            }
+            (b'u', 1) => converted!(u8),
+            (b'u', 2) => converted!(u16),
+            (b'u', 8) => converted!(u64),
+            (b'i', 1) => converted!(i8),
+            (b'i', 2) => converted!(i16),
+            (b'i', 4) => converted!(i32),
+            (b'i', 8) => converted!(i64),
+            (_, size) => Err(invalid_query(format!(
+                "integer arrays of {size} bytes per element are not supported"
+            ))),
+        }
+    }
+}
+
+/// Token `t` at `position` of query `query` of a batch, checked.
+fn batch_token(t: i128, query: usize, position: usize, vocab_size: u64) -> PyResult<u32> {
+    checked_token(t, vocab_size).ok_or_else(|| {
+        invalid_query(format!(
+            "query {query}: token id {t} at position {position} is outside the vocabulary [0, {vocab_size})"
+        ))
+    })
+}
+
+/// The span `[start, end)` of the flat array each query takes (see [`BatchLayout`]);
+/// `is_fill(k)` tells whether flat element `k` is the fill value.
+fn row_spans(
+    shape: &[usize],
+    layout: &BatchLayout,
+    is_fill: impl Fn(usize) -> bool,
+) -> PyResult<Vec<(usize, usize)>> {
+    match (shape, &layout.offsets) {
+        ([len], Some(offsets)) => {
+            if layout.lengths.is_some() || layout.fill.is_some() {
+                return Err(invalid_query(
+                    "offsets cut a 1-D array; lengths and fill are for 2-D arrays".into(),
+                ));
+            }
+            if offsets.is_empty() {
+                return Err(invalid_query(
+                    "offsets must hold n + 1 positions for n queries (at least one)".into(),
+                ));
+            }
+            offsets
+                .windows(2)
+                .enumerate()
+                .map(|(i, pair)| {
+                    let (a, b) = (pair[0], pair[1]);
+                    if a > b || b > *len as u64 {
+                        return Err(invalid_query(format!(
+                            "query {i}: offsets {a}..{b} are not a non-decreasing range within the array's {len} tokens"
+                        )));
+                    }
+                    Ok((a as usize, b as usize))
+                })
+                .collect()
+        }
+        ([_], None) => Err(invalid_query(
+            "a 1-D array is one query: give offsets=[0, ..., len] to cut it into queries, or pass a 2-D array".into(),
+        )),
+        ([rows, cols], None) => {
+            if layout.lengths.is_some() && layout.fill.is_some() {
+                return Err(invalid_query("give lengths or fill, not both".into()));
+            }
+            if let Some(lengths) = &layout.lengths {
+                if lengths.len() != *rows {
+                    return Err(invalid_query(format!(
+                        "{} lengths for {rows} rows: give one length per row",
+                        lengths.len()
+                    )));
+                }
+            }
+            (0..*rows)
+                .map(|i| {
+                    let start = i * cols;
+                    let len = match &layout.lengths {
+                        Some(lengths) => {
+                            let len = lengths[i];
+                            if len > *cols as u64 {
+                                return Err(invalid_query(format!(
+                                    "query {i}: length {len} is longer than the rows' {cols} columns"
+                                )));
+                            }
+                            len as usize
+                        }
+                        None if layout.fill.is_some() => {
+                            (0..*cols).find(|&c| is_fill(start + c)).unwrap_or(*cols)
+                        }
+                        None => *cols,
+                    };
+                    Ok((start, start + len))
+                })
+                .collect()
+        }
+        ([_, _], Some(_)) => Err(invalid_query(
+            "offsets cut a 1-D array; a 2-D array's rows are cut by lengths or fill".into(),
+        )),
+        (dims, _) => Err(invalid_query(format!(
+            "a batch array must be 1-D (with offsets) or 2-D, not {}-D",
+            dims.len()
+        ))),
+    }
 }

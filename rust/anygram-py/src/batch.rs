@@ -107,3 +107,21 @@ pub fn _panic_for_test(py: Python<'_>, place: &str) -> PyResult<()> {
         .map(|_| ()),
     }
 }
+
+/// Tests only: `"text"` or `"sorted"` makes every CNF clause take that probe,
+/// `"auto"` restores the cost model's choice (see `anygram::cnf`).
+#[pyfunction]
+pub fn _cnf_probe_for_test(probe: &str) -> PyResult<()> {
+    let forced = match probe {
+        "text" => Some(true),
+        "sorted" => Some(false),
+        "auto" => None,
+        other => {
+            return Err(crate::errors::invalid_query(format!(
+                "probe must be text, sorted or auto, not {other}"
+            )))
+        }
+    };
+    anygram::cnf::force_probe_for_tests(forced);
+    Ok(())
+}

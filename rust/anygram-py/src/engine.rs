@@ -13,7 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::args::{
-    int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, Ids, U64_MAX,
+    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, BatchLayout,
+    Ids, QueryBatch, U64_MAX,
 };
 use crate::batch::{batch, call, quick};
 use crate::errors::invalid_query;
@@ -44,6 +45,17 @@ impl PyEngine {
         query: &Bound<'py, PyAny>,
         what: &str,
     ) -> PyResult<Ids<'py>> {
+        self.ids_labeled(py, query, &what)
+    }
+
+    /// [`Self::ids`] with the argument's name given as anything printable
+    /// (formatted only when there is an error to report).
+    pub(crate) fn ids_labeled<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        what: &dyn std::fmt::Display,
+    ) -> PyResult<Ids<'py>> {
         if query.is_instance_of::<PyString>() {
             let Some(encoder) = &self.encoder else {
                 return Err(invalid_query(format!(
@@ -56,27 +68,59 @@ impl PyEngine {
         token_ids(query, self.inner.vocab_size(), what)
     }
 
-    /// Many queries (any iterable of queries; a 2-D integer array gives its rows).
+    /// Many queries: any iterable of queries, or one integer array (see `many_with`).
     pub(crate) fn many<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
-    ) -> PyResult<Vec<Ids<'py>>> {
+    ) -> PyResult<QueryBatch<'py>> {
+        self.many_with(py, queries, &BatchLayout::default())
+    }
+
+    /// Many queries: an iterable of queries (lists of ids, strings, 1-D arrays),
+    /// or one integer numpy array cut by `layout` (a 2-D array's rows, a 1-D
+    /// array at its offsets), borrowed when it is `uint32`.
+    pub(crate) fn many_with<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        layout: &BatchLayout,
+    ) -> PyResult<QueryBatch<'py>> {
+        let vocab = self.inner.vocab_size();
+        if let Ok(array) = queries.cast::<PyUntypedArray>() {
+            return QueryBatch::from_array(array, layout, vocab);
+        }
+        if layout.offsets.is_some() || layout.lengths.is_some() || layout.fill.is_some() {
+            return Err(invalid_query(
+                "offsets, lengths and fill cut a numpy array of queries; a list of queries needs none"
+                    .into(),
+            ));
+        }
         if queries.is_instance_of::<PyString>() {
             return Err(invalid_query(
                 "a batch must be a list of queries, not a single string".into(),
             ));
         }
-        let items = queries.try_iter().map_err(|_| {
+        let mut items = queries.try_iter().map_err(|_| {
             invalid_query(format!(
                 "a batch must be a list of queries, not {}",
                 type_name(queries)
             ))
         })?;
-        items
-            .enumerate()
-            .map(|(i, query)| self.ids(py, &query?, &format!("query {i}")))
-            .collect()
+        let hint = queries.len().unwrap_or(0);
+        QueryBatch::gather(hint, |i, tokens| {
+            let Some(query) = items.next() else {
+                return Ok(false);
+            };
+            let query = query?;
+            let what = QueryLabel(i);
+            if query.is_instance_of::<PyString>() {
+                tokens.extend_from_slice(self.ids_labeled(py, &query, &what)?.as_slice());
+            } else {
+                extend_ids(&query, vocab, &what, tokens)?;
+            }
+            Ok(true)
+        })
     }
 
     /// A continuation token: an id, or a string that must tokenize to exactly one id.
@@ -104,7 +148,7 @@ impl PyEngine {
 
     fn tokens_many(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         if tokens.cast::<PyUntypedArray>().is_ok() {
-            return Ok(token_ids(tokens, self.inner.vocab_size(), "tokens")?
+            return Ok(token_ids(tokens, self.inner.vocab_size(), &"tokens")?
                 .as_slice()
                 .to_vec());
         }
@@ -126,7 +170,7 @@ impl PyEngine {
                 let ids = token_ids(
                     &term?,
                     self.inner.vocab_size(),
-                    &format!("clause {c}, n-gram {t}"),
+                    &format_args!("clause {c}, n-gram {t}"),
                 )?;
                 terms.push(ids.as_slice().to_vec());
             }
@@ -147,8 +191,36 @@ impl PyEngine {
 }
 
 /// The token slices of converted queries (what the batch helper shares between threads).
-pub(crate) fn slices<'a>(queries: &'a [Ids<'_>]) -> Vec<&'a [u32]> {
-    queries.iter().map(Ids::as_slice).collect()
+pub(crate) fn slices<'a>(queries: &'a QueryBatch<'_>) -> Vec<&'a [u32]> {
+    queries.slices()
+}
+
+/// "query i" in an error message, formatted only when there is one.
+struct QueryLabel(usize);
+
+impl std::fmt::Display for QueryLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query {}", self.0)
+    }
+}
+
+/// `offsets`, `lengths` and `fill` of a batch method (see `BatchLayout`).
+fn layout_args(
+    offsets: Option<&Bound<'_, PyAny>>,
+    lengths: Option<&Bound<'_, PyAny>>,
+    fill: Option<&Bound<'_, PyAny>>,
+) -> PyResult<BatchLayout> {
+    let positions = |value: Option<&Bound<'_, PyAny>>, name: &str| -> PyResult<Option<Vec<u64>>> {
+        match value {
+            Some(v) if !v.is_none() => int_list(v, name, 0..=MAX_AMOUNT).map(Some),
+            _ => Ok(None),
+        }
+    };
+    Ok(BatchLayout {
+        offsets: positions(offsets, "offsets")?,
+        lengths: positions(lengths, "lengths")?,
+        fill: maybe_int_arg(fill, "fill", -U64_MAX..=U64_MAX)?,
+    })
 }
 
 fn max_support_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
@@ -325,28 +397,38 @@ impl PyEngine {
         self.ntd(py, context, None, max_support)
     }
 
-    /// Counts of many n-grams at once, on all cores: a uint64 array.
+    /// Counts of many n-grams at once, on all cores: a uint64 array. `queries`
+    /// is a list of queries, a 2-D integer array (rows cut by `lengths` or at the
+    /// first `fill`) or a 1-D one cut at `offsets`; `uint32` arrays are not copied.
+    #[pyo3(signature = (queries, *, offsets = None, lengths = None, fill = None))]
     fn count_batch<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        lengths: Option<&Bound<'py, PyAny>>,
+        fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let queries = self.many(py, queries)?;
+        let queries = self.many_with(py, queries, &layout_args(offsets, lengths, fill)?)?;
         let counts = batch(py, &slices(&queries), |q| self.inner.count(q))?;
         Ok(counts.into_pyarray(py).into_any())
     }
 
     /// `prob` for many (context, token) pairs on all cores: a dict of arrays
     /// `prob`, `prompt_cnt`, `cont_cnt`, `suffix_len`.
-    #[pyo3(signature = (contexts, tokens, n = None))]
+    #[pyo3(signature = (contexts, tokens, n = None, *, offsets = None, lengths = None, fill = None))]
+    #[allow(clippy::too_many_arguments)]
     fn prob_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
         tokens: &Bound<'py, PyAny>,
         n: Option<&Bound<'py, PyAny>>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        lengths: Option<&Bound<'py, PyAny>>,
+        fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let contexts = self.many(py, contexts)?;
+        let contexts = self.many_with(py, contexts, &layout_args(offsets, lengths, fill)?)?;
         let tokens = self.tokens_many(py, tokens)?;
         let n = n_arg(n)?;
         if contexts.len() != tokens.len() {
@@ -362,25 +444,33 @@ impl PyEngine {
     }
 
     /// ∞-gram `prob_batch`.
+    #[pyo3(signature = (contexts, tokens, *, offsets = None, lengths = None, fill = None))]
     fn infgram_prob_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
         tokens: &Bound<'py, PyAny>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        lengths: Option<&Bound<'py, PyAny>>,
+        fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        self.prob_batch(py, contexts, tokens, None)
+        self.prob_batch(py, contexts, tokens, None, offsets, lengths, fill)
     }
 
     /// `ntd` for many contexts on all cores: a list of dicts.
-    #[pyo3(signature = (contexts, n = None, max_support = None))]
+    #[pyo3(signature = (contexts, n = None, max_support = None, *, offsets = None, lengths = None, fill = None))]
+    #[allow(clippy::too_many_arguments)]
     fn ntd_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
         n: Option<&Bound<'py, PyAny>>,
         max_support: Option<&Bound<'py, PyAny>>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        lengths: Option<&Bound<'py, PyAny>>,
+        fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let contexts = self.many(py, contexts)?;
+        let contexts = self.many_with(py, contexts, &layout_args(offsets, lengths, fill)?)?;
         let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
         let results = batch(py, &slices(&contexts), |c| {
             self.inner.ngram_ntd(c, n, max_support)
@@ -389,14 +479,17 @@ impl PyEngine {
     }
 
     /// ∞-gram `ntd_batch`.
-    #[pyo3(signature = (contexts, max_support = None))]
+    #[pyo3(signature = (contexts, max_support = None, *, offsets = None, lengths = None, fill = None))]
     fn infgram_ntd_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: &Bound<'py, PyAny>,
         max_support: Option<&Bound<'py, PyAny>>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        lengths: Option<&Bound<'py, PyAny>>,
+        fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.ntd_batch(py, contexts, None, max_support)
+        self.ntd_batch(py, contexts, None, max_support, offsets, lengths, fill)
     }
 
     /// Documents holding an n-gram: `{"cnt", "approx", "idxs", "documents"}`.
@@ -607,7 +700,8 @@ impl PyEngine {
     ) -> PyResult<anygram::cnf::CnfResult> {
         let cnf = self.cnf_ids(cnf)?;
         let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
-        call(py, || self.inner.find_cnf(&cnf, freq, diff))
+        // On the calling thread: the core hands only a query's large steps to the pool.
+        quick(py, || self.inner.find_cnf(&cnf, freq, diff))
     }
 }
 

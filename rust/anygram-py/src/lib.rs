@@ -44,6 +44,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::max_in_memory_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(checksum_files, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::_cnf_probe_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(accel::write_accelerators, m)?)?;
     m.add_function(wrap_pyfunction!(accel::count_reads, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;

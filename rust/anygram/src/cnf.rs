@@ -13,6 +13,13 @@
 //! another document, even though the other alone would satisfy the query. So a
 //! CNF count can be lower than the number of places where the query holds.
 //!
+//! A clause's occurrences nearest to each window are found one of two ways, by a
+//! cost model: reading the text within reach of the window (a substring search per
+//! n-gram; cheap when the windows are few), or sorting all the clause's (kept)
+//! occurrences and bisecting (when the windows are many). A subsampled clause's
+//! occurrence in the text counts only if its suffix lies in the kept run of ranks,
+//! which comparing it with the run's two bounding suffixes tells without its rank.
+//!
 //! A clause occurring more than `max_clause_freq` times (split evenly over shards,
 //! rounded up) is subsampled: each of its n-grams keeps a proportional, contiguous
 //! run of its suffix-array range, and the count is scaled back up by the integer
@@ -21,6 +28,10 @@
 //! 19260817 afresh for every clause of every shard, one draw per n-gram, scaled as
 //! libstdc++'s `uniform_int_distribution` does, so approximate counts agree too.
 
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
+
+use memchr::memmem;
 use rayon::prelude::*;
 
 use crate::engine::Engine;
@@ -43,6 +54,8 @@ struct Clause<'q> {
     terms: &'q [Vec<u8>],
     /// Per n-gram of the clause, its (possibly subsampled) rank range in this shard.
     ranges: Vec<RankRange>,
+    /// Per n-gram, its whole rank range (the same as `ranges` unless subsampled).
+    full: Vec<RankRange>,
     count: u64,
     subsampled: bool,
     scale: f64,
@@ -106,10 +119,18 @@ impl Engine {
         let encoded = self.check_cnf(cnf, max_clause_freq, max_diff_tokens)?;
         let num_shards = self.shards().len() as u64;
         let per_shard_budget = max_clause_freq.div_ceil(num_shards);
-        let per_shard = (0..self.shards().len())
-            .into_par_iter()
-            .map(|s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens))
-            .collect::<Result<Vec<_>>>()?;
+        let in_shard = |s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens);
+        // A query runs on the calling thread; only its parallel parts go to the pool.
+        let per_shard = if self.shards().len() == 1 {
+            vec![in_shard(0)?]
+        } else {
+            crate::pool::install(|| {
+                (0..self.shards().len())
+                    .into_par_iter()
+                    .map(in_shard)
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
         let mut count = 0u64;
         let mut approx = false;
         let mut ptrs_by_shard = Vec::with_capacity(per_shard.len());
@@ -158,6 +179,7 @@ impl Engine {
                 if count <= budget {
                     return Ok(Clause {
                         terms,
+                        full: ranges.clone(),
                         ranges,
                         count,
                         subsampled: false,
@@ -167,7 +189,7 @@ impl Engine {
                 // Keep a proportional run of every n-gram's range, placed as infini-gram does.
                 let mut rng = Mt19937::new(19260817);
                 let mut kept = 0;
-                let ranges: Vec<RankRange> = ranges
+                let kept_ranges: Vec<RankRange> = ranges
                     .iter()
                     .map(|&(lo, hi)| {
                         let len = hi - lo;
@@ -180,7 +202,8 @@ impl Engine {
                     .collect();
                 Ok(Clause {
                     terms,
-                    ranges,
+                    ranges: kept_ranges,
+                    full: ranges,
                     count,
                     subsampled: true,
                     // infini-gram's ratio: an integer division, so a small excess is not scaled.
@@ -209,61 +232,33 @@ impl Engine {
             ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
         let mut scale = clauses[0].scale;
         for clause in &clauses[1..] {
-            // The clause's occurrences nearest to each window: by reading the text
-            // around the window when there are few windows and the clause is frequent
-            // (and not subsampled: every occurrence counts), else from its sorted
-            // suffix-array entries.
-            let span = max_diff_tokens.saturating_mul(2).saturating_add(1);
-            let scan_text = !clause.subsampled
-                && (windows.len() as u64)
-                    .saturating_mul(span.saturating_mul(clause.terms.len() as u64))
-                    < clause.count.saturating_mul(16);
-            let sorted = if scan_text {
-                Vec::new()
-            } else {
+            let sorted_ptrs = || -> Result<Vec<u64>> {
                 let mut ptrs = ptrs_of(clause)?;
-                ptrs.par_sort_unstable();
-                ptrs
-            };
-            // Each window extends on its own: in parallel when there are many.
-            let longest_term = clause
-                .terms
-                .iter()
-                .map(|t| t.len() as u64)
-                .max()
-                .unwrap_or(0);
-            let extend = |&(l, r): &(u64, u64)| -> Result<[Option<(u64, u64)>; 2]> {
-                // The last occurrence starting before r, and the first at or after l.
-                let (new_l, new_r) = if scan_text {
-                    // Only the bytes within reach of the window matter: read those
-                    // (through the storage layer) and search them.
-                    let from = l.saturating_sub(reach);
-                    let to = r.saturating_add(reach).saturating_add(longest_term);
-                    let near = shard.tokenized_file().read_clipped(from, to - from)?;
-                    let (nl, nr) =
-                        nearest_in_text(&near, clause.terms, l - from, r - from, reach, w);
-                    (nl.map(|p| p + from), nr.map(|p| p + from))
+                if ptrs.len() > PARALLEL_ITEMS {
+                    crate::pool::install(|| ptrs.par_sort_unstable());
                 } else {
-                    let before = sorted.partition_point(|&p| p < r);
-                    let after = sorted.partition_point(|&p| p < l);
-                    (
-                        (before > 0).then(|| l.min(sorted[before - 1])),
-                        sorted.get(after).map(|&p| r.max(p)),
-                    )
-                };
-                let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
-                let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
-                Ok(match (left, right) {
-                    (Some(nl), Some(nr)) => [Some((nl, nr)), None],
-                    (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
-                })
+                    ptrs.sort_unstable();
+                }
+                Ok(ptrs)
             };
-            let next: Vec<[Option<(u64, u64)>; 2]> = if windows.len() > 4096 {
-                windows.par_iter().map(extend).collect::<Result<_>>()?
+            let text = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
+                FORCE_TEXT => true,
+                FORCE_SORTED => false,
+                _ => prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w),
+            };
+            let probe = if text {
+                Probe::Text(TextProbe::new(shard, clause)?)
             } else {
-                windows.iter().map(extend).collect::<Result<_>>()?
+                Probe::Sorted(sorted_ptrs()?)
             };
-            windows = next.into_iter().flatten().flatten().collect();
+            let next = match extend_all(shard, &windows, &probe, reach, w)? {
+                Some(next) => next,
+                // A kept-run check met suffixes equal for too long (a much repeated
+                // passage): this clause takes the sorted occurrences instead.
+                None => extend_all(shard, &windows, &Probe::Sorted(sorted_ptrs()?), reach, w)?
+                    .expect("the sorted probe always decides"),
+            };
+            windows = next;
             scale *= clause.scale;
         }
         let text = shard.tokenized_file();
@@ -282,51 +277,284 @@ impl Engine {
     }
 }
 
+/// Whether a clause's occurrences near each window are better found by reading
+/// the text around the windows than by sorting all its (kept) occurrences: a cost
+/// model in rough nanoseconds. Reading costs a substring search of the window's
+/// neighbourhood per n-gram, plus, for a subsampled clause, suffix comparisons per
+/// occurrence met there (its expected number from the clause's density); sorting
+/// costs a pointer read and a sort step per kept occurrence and a search per window.
+fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w: u64) -> bool {
+    let span_bytes = reach.saturating_mul(2).saturating_add(w) as f64;
+    let windows = windows as f64;
+    // A cache miss to reach the window's text, then the search itself.
+    let mut text_cost = windows * clause.terms.len() as f64 * (300.0 + span_bytes / 4.0);
+    if clause.subsampled {
+        let met = clause.count as f64 * (span_bytes / w as f64) / shard_tokens.max(1) as f64;
+        // Each occurrence met: resuming the search, two suffix comparisons.
+        text_cost += windows * met * 200.0;
+    }
+    let kept: u64 = clause.ranges.iter().map(|(lo, hi)| hi - lo).sum();
+    let sort_cost = kept as f64 * 50.0 + windows * 120.0;
+    text_cost < sort_cost
+}
+
+/// How a clause's occurrences nearest to each window are found.
+enum Probe<'c> {
+    Text(TextProbe<'c>),
+    /// The clause's kept occurrences, sorted.
+    Sorted(Vec<u64>),
+}
+
+/// Finding a clause's occurrences in the text around a window: a substring search
+/// per n-gram. When the clause is subsampled, an occurrence counts only if its
+/// suffix-array rank lies in the n-gram's kept run, which comparing its suffix with
+/// the suffixes bounding the run tells without knowing its rank.
+struct TextProbe<'c> {
+    terms: Vec<TermProbe<'c>>,
+    longest_term: u64,
+}
+
+struct TermProbe<'c> {
+    forward: memmem::Finder<'c>,
+    backward: memmem::FinderRev<'c>,
+    /// A subsampled n-gram's kept run `[start, end)` of its range `[lo, hi)`: the
+    /// suffix at `start` when `start > lo` (an occurrence must not sort before it),
+    /// the one at `end` when `end < hi` (an occurrence must sort before it).
+    kept_from: Option<u64>,
+    kept_until: Option<u64>,
+}
+
+/// Tests only: every clause takes one probe (`FORCE_TEXT`, `FORCE_SORTED`),
+/// so that both are checked against infini-gram on the same queries; 0 chooses.
+static FORCED_PROBE: AtomicU8 = AtomicU8::new(0);
+const FORCE_TEXT: u8 = 1;
+const FORCE_SORTED: u8 = 2;
+
+/// Tests only: `Some(true)` makes every clause read the text around its windows,
+/// `Some(false)` sort its occurrences, `None` restores the cost model's choice.
+#[doc(hidden)]
+pub fn force_probe_for_tests(text: Option<bool>) {
+    let mode = match text {
+        Some(true) => FORCE_TEXT,
+        Some(false) => FORCE_SORTED,
+        None => 0,
+    };
+    FORCED_PROBE.store(mode, AtomicOrdering::Relaxed);
+}
+
+/// Below this many windows or occurrences, a step runs on the calling thread:
+/// handing it to the pool would cost more than it saves.
+const PARALLEL_ITEMS: usize = 4096;
+
+/// Suffix comparisons longer than this (a passage repeated many times) give up:
+/// the clause then takes the sorted path, so no query pays more than this per check.
+const SUFFIX_COMPARE_LIMIT: u64 = 1 << 16;
+
+impl<'c> TextProbe<'c> {
+    fn new(shard: &crate::shard::Shard, clause: &'c Clause) -> Result<Self> {
+        let mut terms = Vec::new();
+        for ((term, &(start, end)), &(lo, hi)) in
+            clause.terms.iter().zip(&clause.ranges).zip(&clause.full)
+        {
+            if start == end {
+                continue;
+            }
+            let bound = |subsampled_side: bool, rank: u64| -> Result<Option<u64>> {
+                if clause.subsampled && subsampled_side {
+                    shard.ptr_at(rank).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            terms.push(TermProbe {
+                forward: memmem::Finder::new(term.as_slice()),
+                backward: memmem::FinderRev::new(term.as_slice()),
+                kept_from: bound(start > lo, start)?,
+                kept_until: bound(end < hi, end)?,
+            });
+        }
+        let longest_term = clause
+            .terms
+            .iter()
+            .map(|t| t.len() as u64)
+            .max()
+            .unwrap_or(0);
+        Ok(TextProbe {
+            terms,
+            longest_term,
+        })
+    }
+}
+
+/// What one window becomes when a clause extends it: up to two windows.
+type Extended = [Option<(u64, u64)>; 2];
+
+/// Extends every window by one clause (see the module docs): each window gives
+/// one window, two, or none. `None` when a kept-run check gave up.
+fn extend_all(
+    shard: &crate::shard::Shard,
+    windows: &[(u64, u64)],
+    probe: &Probe,
+    reach: u64,
+    w: u64,
+) -> Result<Option<Vec<(u64, u64)>>> {
+    let extend = |&(l, r): &(u64, u64)| -> Result<Option<Extended>> {
+        // The last occurrence starting before r (as min(l, it)), and the first at
+        // or after l (as max(r, it)).
+        let (new_l, new_r) = match probe {
+            Probe::Text(text) => match nearest_in_text(shard, text, l, r, reach, w)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+            Probe::Sorted(sorted) => {
+                let before = sorted.partition_point(|&p| p < r);
+                let after = sorted.partition_point(|&p| p < l);
+                (
+                    (before > 0).then(|| l.min(sorted[before - 1])),
+                    sorted.get(after).map(|&p| r.max(p)),
+                )
+            }
+        };
+        let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
+        let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
+        Ok(Some(match (left, right) {
+            (Some(nl), Some(nr)) => [Some((nl, nr)), None],
+            (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
+        }))
+    };
+    // Each window extends on its own: in parallel when there are many.
+    let next: Vec<Option<Extended>> = if windows.len() > PARALLEL_ITEMS {
+        crate::pool::install(|| windows.par_iter().map(extend).collect::<Result<_>>())?
+    } else {
+        windows.iter().map(extend).collect::<Result<_>>()?
+    };
+    let mut out = Vec::with_capacity(next.len());
+    for pair in next {
+        let Some(pair) = pair else { return Ok(None) };
+        out.extend(pair.into_iter().flatten());
+    }
+    Ok(Some(out))
+}
+
 /// The window bounds a clause extends `[l, r]` to, read off the text: the last
-/// occurrence starting before `r` (as `min(l, it)`) and the first at or after `l`
-/// (as `max(r, it)`), looking no further than `reach` bytes outside the window;
-/// beyond that an occurrence could not be used, so `None` is the same answer.
+/// (kept) occurrence starting before `r` (as `min(l, it)`) and the first at or
+/// after `l` (as `max(r, it)`), looking no further than `reach` bytes outside the
+/// window; beyond that an occurrence could not be used, so `None` is the same
+/// answer. `None` overall when a kept-run check gave up.
+#[allow(clippy::type_complexity)]
 fn nearest_in_text(
-    text: &[u8],
-    terms: &[Vec<u8>],
+    shard: &crate::shard::Shard,
+    probe: &TextProbe,
     l: u64,
     r: u64,
     reach: u64,
     w: u64,
-) -> (Option<u64>, Option<u64>) {
-    let occurs_at = |p: u64| {
-        let p = p as usize;
-        terms
-            .iter()
-            .any(|t| text.len() >= p + t.len() && &text[p..p + t.len()] == t.as_slice())
+) -> Result<Option<(Option<u64>, Option<u64>)>> {
+    let file = shard.tokenized_file();
+    // `from` is on the token grid (l is, reach is a multiple of w), so an
+    // occurrence is on the grid when its offset from `from` is.
+    let from = l.saturating_sub(reach);
+    let to = r.saturating_add(reach).saturating_add(probe.longest_term);
+    let text = file.read_clipped(from, to - from)?;
+    let (l_at, r_at) = ((l - from) as usize, (r - from) as usize);
+    let right_end = (r_at as u64).saturating_add(reach);
+    let mut gave_up = false;
+    let mut counts = |term: &TermProbe, at: usize| -> Result<bool> {
+        let p = from + at as u64;
+        if !(at as u64).is_multiple_of(w) {
+            return Ok(false);
+        }
+        // Not before the kept run's first suffix, and before the suffix past it.
+        let checks = [(term.kept_from, false), (term.kept_until, true)];
+        for (bound, must_be_less) in checks {
+            let Some(bound) = bound else { continue };
+            match compare_suffixes(file, p, bound)? {
+                None => {
+                    gave_up = true;
+                    return Ok(false);
+                }
+                Some(order) if (order == Ordering::Less) != must_be_less => return Ok(false),
+                Some(_) => {}
+            }
+        }
+        Ok(true)
     };
-    let mut new_l = None;
-    let mut p = r;
-    let floor = l.saturating_sub(reach);
-    while p >= floor + w {
-        p -= w;
-        if occurs_at(p) {
-            new_l = Some(l.min(p));
-            break;
+    let mut last_before_r: Option<usize> = None;
+    for term in &probe.terms {
+        let len = term.backward.needle().len();
+        // Starts in [searched_from, end) where end shrinks past each rejected match.
+        let searched_from = last_before_r.map_or(0, |p| p + 1);
+        let mut end = r_at.min(text.len().saturating_sub(len).saturating_add(1));
+        while end > searched_from {
+            let hay = &text[searched_from..(end - 1 + len).min(text.len())];
+            let Some(at) = term.backward.rfind(hay).map(|a| a + searched_from) else {
+                break;
+            };
+            if counts(term, at)? {
+                last_before_r = Some(at);
+                break;
+            }
+            end = at;
         }
     }
-    let new_r = if matches!(new_l, Some(nl) if nl == l && p >= l) {
+    let new_l = last_before_r.map(|at| l.min(from + at as u64));
+    let new_r = if matches!(last_before_r, Some(at) if at >= l_at) {
         // An occurrence inside the window: the first one at or after l is inside too.
         Some(r)
     } else {
-        let end = r.saturating_add(reach);
-        let mut p = r;
-        let mut found = None;
-        while p <= end && (p as usize) < text.len() {
-            if occurs_at(p) {
-                found = Some(p);
-                break;
+        let mut first_after_l: Option<usize> = None;
+        for term in &probe.terms {
+            let len = term.forward.needle().len();
+            let mut start = l_at;
+            // Starts in [start, limit]: no further than reach past the window.
+            let limit = match first_after_l {
+                Some(0) => break,
+                Some(p) => p as u64 - 1,
+                None => right_end,
+            };
+            while start as u64 <= limit && start + len <= text.len() {
+                let stop = (limit as usize).saturating_add(len).min(text.len());
+                let Some(at) = term.forward.find(&text[start..stop]).map(|a| a + start) else {
+                    break;
+                };
+                if counts(term, at)? {
+                    first_after_l = Some(at);
+                    break;
+                }
+                start = at + 1;
             }
-            p += w;
         }
-        found
+        first_after_l.map(|at| r.max(from + at as u64))
     };
-    (new_l, new_r)
+    if gave_up {
+        return Ok(None);
+    }
+    Ok(Some((new_l, new_r)))
+}
+
+/// The order of the suffixes at byte offsets `a` and `b` of a shard's text (the
+/// suffix array's order: bytewise, a proper prefix first); `None` when they agree
+/// on their first [`SUFFIX_COMPARE_LIMIT`] bytes.
+fn compare_suffixes(file: &crate::storage::IndexFile, a: u64, b: u64) -> Result<Option<Ordering>> {
+    if a == b {
+        return Ok(Some(Ordering::Equal));
+    }
+    let (mut offset, mut chunk) = (0u64, 64u64);
+    while offset < SUFFIX_COMPARE_LIMIT {
+        let x = file.read_clipped(a.saturating_add(offset), chunk)?;
+        let y = file.read_clipped(b.saturating_add(offset), chunk)?;
+        let common = x.len().min(y.len());
+        match x[..common].cmp(&y[..common]) {
+            Ordering::Equal => {}
+            order => return Ok(Some(order)),
+        }
+        if x.len() != y.len() || (x.len() as u64) < chunk {
+            return Ok(Some(x.len().cmp(&y.len())));
+        }
+        offset += chunk;
+        chunk *= 4;
+    }
+    Ok(None)
 }
 
 /// The 32-bit Mersenne Twister (MT19937, `rand_mt`'s reference implementation),

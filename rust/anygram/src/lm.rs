@@ -28,6 +28,26 @@ const CHUNK_TOKENS: usize = 4096;
 /// token; larger ones search with the sampled keys (fewer cold pages).
 const SHORT_RANGE: u64 = 4096;
 
+/// Whether the context found at `context` has one next token, when the counts of
+/// it followed by `next` (found at `cont`) already tell, saving the reads of
+/// [`Engine::single_next_token`]: every occurrence followed by `next` is one token;
+/// some followed by `next` and some not are two, unless `next` is the eos id (the
+/// others might be document ends, which count as eos too).
+fn sparse_from_counts(
+    context: &FindResult,
+    cont: &FindResult,
+    next: u32,
+    eos: u32,
+) -> Option<bool> {
+    if cont.count == context.count {
+        Some(true)
+    } else if cont.count > 0 && next != eos {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// What [`Engine::score`] computes beyond the probability and counts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScoreOptions {
@@ -210,14 +230,24 @@ impl Engine {
                 out.prob.push(cont.count as f64 / context.count as f64);
                 out.prompt_count.push(context.count);
                 out.cont_count.push(cont.count);
+                let next = &bytes[i * w..(i + 1) * w];
+                let sparse =
+                    sparse_from_counts(&context, &cont, self.token_of(next), self.eos_token_id());
                 if cont.count > 0 {
-                    self.push_extras(&mut out, context_bytes, &context, suffix_len, options)?;
+                    self.push_extras(
+                        &mut out,
+                        context_bytes,
+                        &context,
+                        suffix_len,
+                        sparse,
+                        options,
+                    )?;
                     out.suffix_len.push(suffix_len as u32);
                     context = cont;
                     continue;
                 }
             }
-            self.push_extras(&mut out, context_bytes, &context, suffix_len, options)?;
+            self.push_extras(&mut out, context_bytes, &context, suffix_len, None, options)?;
             out.suffix_len.push(suffix_len as u32);
             // The extended context never occurs: drop tokens from its left until it does.
             loop {
@@ -303,11 +333,15 @@ impl Engine {
         context_bytes: &[u8],
         context: &FindResult,
         suffix_len: usize,
+        known_sparse: Option<bool>,
         options: &ScoreOptions,
     ) -> Result<()> {
         if options.sparse {
-            out.sparse
-                .push(self.single_next_token(context_bytes, context)?);
+            let sparse = match known_sparse {
+                Some(sparse) => sparse,
+                None => self.single_next_token(context_bytes, context)?,
+            };
+            out.sparse.push(sparse);
         }
         if let Some(max_support) = options.top_max_support {
             let ntd = self.ntd_from(context_bytes.len(), context, max_support, suffix_len)?;
@@ -332,6 +366,11 @@ impl Engine {
             out.top_approx.push(ntd.approx);
         }
         Ok(())
+    }
+
+    /// The token id of one encoded token.
+    fn token_of(&self, bytes: &[u8]) -> u32 {
+        bytes.iter().rev().fold(0u32, |id, &b| (id << 8) | b as u32)
     }
 
     /// Whether every occurrence of the context (bytes `context_bytes`, found at

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Hot-path benchmark (issue 17): per-call cost, batch forms against the Rust floor,
+count_cnf by clause frequency against infini-gram, score beside KenLM; this build beside a
+baseline build of the package (e.g. main) in the same run, interleaved query by query so
+that a busy machine slows both alike.
+
+    cargo build --release -p anygram --example hot_floor
+    python bench/bench_hot.py --baseline /work/main/python/anygram
+
+The docs corpus index (../shared/data) is built once with `anygram build` into --workdir;
+infini-gram opens the same files. Queries are the query benchmark's (bench_queries.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import bench_queries  # noqa: E402
+
+
+def load_baseline(package_dir: str):
+    """The package at package_dir imported as `anygram_baseline` (its imports are relative)."""
+    tmp = tempfile.mkdtemp(prefix="anygram-baseline-")
+    shutil.copytree(package_dir, os.path.join(tmp, "anygram_baseline"))
+    sys.path.insert(0, tmp)
+    return importlib.import_module("anygram_baseline")
+
+
+def percentiles(times):
+    a = np.asarray(times)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def interleaved(fns, queries, warm=200):
+    """Per-query µs of each fn, the fns taking turns on every query; who goes first
+    rotates, since the first one also warms the page cache for the others."""
+    for q in queries[:warm]:
+        for fn in fns:
+            fn(q)
+    out = [[] for _ in fns]
+    for i, q in enumerate(queries):
+        for k in range(len(fns)):
+            j = (i + k) % len(fns)
+            t0 = time.perf_counter_ns()
+            fns[j](q)
+            out[j].append((time.perf_counter_ns() - t0) / 1000)
+    return out
+
+
+def per_query(fn, n, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6 / n
+
+
+def batch_forms(engine, kind, queries):
+    """name -> callable running the whole batch of one kind in one form."""
+    if kind in ("prob", "infgram_prob"):
+        contexts, tokens = [q[0] for q in queries], [q[1] for q in queries]
+    else:
+        contexts, tokens = queries, None
+    lengths = np.array([len(c) for c in contexts])
+    rows = np.zeros((len(contexts), max(1, lengths.max())), dtype=np.uint32)
+    for i, c in enumerate(contexts):
+        rows[i, :len(c)] = c
+    flat = np.concatenate([np.asarray(c, dtype=np.uint32) for c in contexts])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tok = np.asarray(tokens, dtype=np.uint32) if tokens is not None else None
+    batch = {
+        "count": lambda x, **kw: engine.count_batch(x, **kw),
+        # n past every context's length: the whole context, as the floor's n-gram queries
+        "prob": lambda x, **kw: engine.prob_batch(x, tok, n=11, **kw),
+        "ntd": lambda x, **kw: engine.ntd_batch(x, n=6, **kw),
+        "infgram_prob": lambda x, **kw: engine.infgram_prob_batch(x, tok, **kw),
+        "infgram_ntd": lambda x, **kw: engine.infgram_ntd_batch(x, **kw),
+    }[kind]
+    single = {
+        "count": lambda: [engine.count(c) for c in contexts],
+        "prob": lambda: [engine.prob(c, t, n=11) for c, t in zip(contexts, tokens)],
+        "ntd": lambda: [engine.ntd(c, n=6) for c in contexts],
+        "infgram_prob": lambda: [engine.infgram_prob(c, t) for c, t in zip(contexts, tokens)],
+        "infgram_ntd": lambda: [engine.infgram_ntd(c) for c in contexts],
+    }[kind]
+    forms = {"single-call loop": single, "lists": lambda: batch(contexts)}
+    try:
+        batch(rows, lengths=lengths)
+        forms["2-D uint32 + lengths"] = lambda: batch(rows, lengths=lengths)
+        forms["1-D uint32 + offsets"] = lambda: batch(flat, offsets=offsets)
+    except TypeError:  # a build without array batches
+        pass
+    return forms
+
+
+def floor_figures(index, sets, workdir):
+    exe = os.path.join(ROOT, "target", "release", "examples", "hot_floor")
+    if not os.path.exists(exe):
+        subprocess.run(["cargo", "build", "--release", "-p", "anygram", "--example", "hot_floor"], cwd=ROOT,
+                       check=True)
+    path = os.path.join(workdir, "floor-queries.tsv")
+    with open(path, "w") as f:
+        for kind in ("count", "ntd", "infgram_ntd"):
+            for q in sets[kind]:
+                f.write(f"{kind}\t{' '.join(map(str, q))}\t\n")
+        for kind in ("prob", "infgram_prob"):
+            for c, t in sets[kind]:
+                f.write(f"{kind}\t{' '.join(map(str, c))}\t{t}\n")
+    out = subprocess.run([exe, index, path], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", default="/tmp/anygram-bench-hot")
+    p.add_argument("--shared", default=os.path.abspath(os.path.join(ROOT, "..", "..", "shared", "data")))
+    p.add_argument("--baseline", help="another build's python/anygram directory (e.g. main's)")
+    p.add_argument("--queries", type=int, default=2000)
+    p.add_argument("--cnf-queries", type=int, default=1000)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--only", default="calls,batches,cnf,score")
+    args = p.parse_args()
+    if not os.path.exists(args.shared):
+        args.shared = "/work/shared/data"
+    bench_queries.SHARED = args.shared
+    only = set(args.only.split(","))
+    import anygram
+    from infini_gram.engine import InfiniGramEngine
+
+    os.makedirs(args.workdir, exist_ok=True)
+    index = os.path.join(args.workdir, "docs")
+    if not os.path.exists(os.path.join(index, "anygram.json")):
+        subprocess.run([sys.executable, "-m", "anygram.cli", "build", os.path.join(args.shared, "docs.jsonl.zst"),
+                        "--output", index, "--tokenizer", os.path.join(args.shared, "gpt2-tokenizer.json"),
+                        "--overwrite", "--quiet"], check=True)
+    ours = anygram.Engine.open(index, accelerator=False)
+    engines = {"this build": ours}
+    if args.baseline:
+        base = load_baseline(args.baseline)
+        engines["baseline"] = base.Engine.open(index, accelerator=False)
+    theirs = InfiniGramEngine(index_dir=index, eos_token_id=50256, vocab_size=50257, token_dtype="u16")
+    time.sleep(4)  # sampled keys, built in the background after open
+    sets = bench_queries.query_sets(ours, max(args.queries, args.cnf_queries), "heldout")
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "index_tokens": ours.num_tokens}
+    lines = [f"# Hot paths: this build vs baseline vs infini-gram, docs corpus ({ours.num_tokens:,} tokens)", "",
+             f"machine: {report['machine']}; load average at start {os.getloadavg()[0]:.1f}", ""]
+
+    if "calls" in only:
+        lines += ["## Single calls from Python (p50 / p99 µs, interleaved)", "",
+                  "| call | " + " | ".join(engines) + " |", "| --- |" + " ---: |" * len(engines)]
+        report["calls"] = {}
+        for kind, make in [("count", lambda e: lambda q: e.count(q)),
+                           ("prob", lambda e: lambda q: e.prob(q[0], q[1], n=11)),
+                           ("ntd", lambda e: lambda q: e.ntd(q, n=6))]:
+            times = interleaved([make(e) for e in engines.values()], sets[kind][:args.queries])
+            stats = [percentiles(t) for t in times]
+            report["calls"][kind] = dict(zip(engines, stats))
+            lines.append(f"| {kind} | " + " | ".join(f"{a:.2f} / {b:.1f}" for a, b in stats) + " |")
+        lines.append("")
+
+    if "batches" in only:
+        floor = floor_figures(index, {k: v[:args.queries] for k, v in sets.items()}, args.workdir)
+        report["floor"] = floor
+        lines += ["## Batches: µs per query (all cores), ratio to the Rust floor (pool)", "",
+                  "| query | form | " + " | ".join(engines) + " | Rust floor 1 thread | Rust floor pool | this/floor |",
+                  "| --- | --- |" + " ---: |" * (len(engines) + 3)]
+        report["batches"] = {}
+        for kind in ("count", "prob", "ntd", "infgram_prob", "infgram_ntd"):
+            queries = sets[kind][:args.queries]
+            forms = {name: batch_forms(e, kind, queries) for name, e in engines.items()}
+            for form in forms["this build"]:
+                row = {name: per_query(f[form], len(queries)) for name, f in forms.items() if form in f}
+                report["batches"][f"{kind} {form}"] = row
+                fl = floor[kind]
+                cells = [f"{row[n]:.2f}" if n in row else "n/a" for n in engines]
+                lines.append(f"| {kind} | {form} | " + " | ".join(cells) +
+                             f" | {fl['one_thread_us']:.2f} | {fl['pool_us']:.2f} | "
+                             f"{row['this build'] / fl['pool_us']:.2f}x |")
+        lines.append("")
+
+    if "cnf" in only:
+        queries = sets["count_cnf"][:args.cnf_queries]
+        fns = [lambda q, e=e: e.count_cnf(q, max_clause_freq=50000, max_diff_tokens=100) for e in engines.values()]
+        fns.append(lambda q: theirs.count_cnf(q, max_clause_freq=50000, max_diff_tokens=100))
+        mismatches = sum(fns[0](q) != fns[-1](q) for q in queries)
+        times = [np.asarray(t) for t in interleaved(fns, queries, warm=50)]
+        rarest = np.array([min(ours.count(c[0]) for c in q) for q in queries])
+        names = list(engines) + ["infini-gram"]
+        lines += [f"## count_cnf (two bigrams ≤ 30 tokens apart; max_clause_freq 50000, max_diff_tokens 100), "
+                  f"p50 / p99 µs; answers differing from infini-gram: {mismatches}/{len(queries)}", "",
+                  "| rarest clause's count | queries | " + " | ".join(names) + " | infini-gram / this (p50, p99) |",
+                  "| --- | ---: |" + " ---: |" * (len(names) + 1)]
+        report["cnf"] = {"mismatches": mismatches}
+        for lo, hi in [(0, 10**12), (0, 100), (100, 1000), (1000, 10000), (10000, 50000), (50000, 10**12)]:
+            m = (rarest >= lo) & (rarest < hi)
+            if not m.any():
+                continue
+            stats = [percentiles(t[m]) for t in times]
+            label = "all" if (lo, hi) == (0, 10**12) else f"[{lo}, {hi if hi < 10**12 else '∞'})"
+            report["cnf"][label] = dict(zip(names, stats))
+            lines.append(f"| {label} | {m.sum()} | " + " | ".join(f"{a:.0f} / {b:.0f}" for a, b in stats) +
+                         f" | {stats[-1][0] / stats[0][0]:.1f}x, {stats[-1][1] / stats[0][1]:.1f}x |")
+        lines.append("")
+
+    if "score" in only:
+        tokens = np.load(os.path.join(args.shared, "lm_eval", "heldout_tokens.npy")).astype(np.uint32)
+        offsets = np.load(os.path.join(args.shared, "lm_eval", "heldout_offsets.npy"))
+        texts = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)][:200]
+        n = sum(len(t) for t in texts)
+        lines += ["## score_batch (held-out documents), tokens/s on all cores", "", "| engine | tokens/s |",
+                  "| --- | ---: |"]
+        report["score"] = {}
+        for name, e in engines.items():
+            rate = n / (per_query(lambda: e.score_batch(texts), 1, repeat=2) / 1e6)
+            report["score"][name] = rate
+            lines.append(f"| {name} | {rate / 1e6:.2f}M |")
+        lines.append("")
+
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d")
+    with open(os.path.join(args.out, f"{stamp}-hot.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, f"{stamp}-hot.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
