@@ -287,12 +287,20 @@ class Engine(_anygram.Engine):
         with the document separator, so the first tokens are predicted from the
         documents that start the same way (a context that reaches the start counts
         it as one token of ``suffix_len``), backing off as usual. Without it the first
-        token's context is empty (every token position of the index)."""
+        token's context is empty (every token position of the index). A string is a whole
+        text: it is tokenized as the build encodes a document (:meth:`tokenize`, no query
+        leading space)."""
+        if isinstance(tokens, str) and self.tokenizer is not None:
+            tokens = self.tokenize(tokens)
         return _anygram.score(self, tokens, sparse, top, max_support, doc_start)
 
     def score_batch(self, texts, sparse: bool = True, top: bool = False,
                     max_support: int = 1000, doc_start: bool = False) -> List[Dict[str, Any]]:
-        """:meth:`score` of many texts on all cores: a list of dicts."""
+        """:meth:`score` of many texts on all cores: a list of dicts (strings tokenized as
+        :meth:`score` tokenizes them)."""
+        if self.tokenizer is not None and isinstance(texts, (list, tuple)) and \
+                any(isinstance(text, str) for text in texts):
+            texts = [self.tokenize(text) if isinstance(text, str) else text for text in texts]
         return _anygram.score_batch(self, texts, sparse, top, max_support, doc_start)
 
     def ntd_dense(self, contexts, max_support: int = 1000, vocab_size: Optional[int] = None) -> Dict[str, Any]:

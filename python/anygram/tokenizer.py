@@ -124,7 +124,11 @@ class Tokenizer:
             return self.encode(text)
         style = self._query_style()
         if style == "space" and not text[:1].isspace():
-            return self.encode(" " + text)
+            try:
+                return self.encode(" " + text)
+            except InvalidQueryError:
+                self.encode(text)  # raises the same error with positions in the user's text
+                raise
         ids = self.encode(text)
         if style == "metaspace" and len(ids) > 1 and ids[0] == self._native.token_to_id("\u2581"):
             return ids[1:]
