@@ -871,13 +871,17 @@ impl Accelerator {
         }
         let arity = self.layout.rate.max(MIN_ARITY);
         // Trivial searches need no reads; wide ones start from the tree, narrow
-        // ones (a context being extended) straight in the suffix array.
+        // ones (a context being extended) straight in the suffix array, unless
+        // the batch descends the tree anyway: then the tree's rounds serve them
+        // too, in fewer pages than reading the whole window.
         let trivial = |&(query, (w0, w1)): &(&[u8], RankRange)| query.is_empty() || w0 >= w1;
+        let is_wide = |i: usize| {
+            let (_, (w0, w1)) = searches[i];
+            !trivial(&searches[i]) && w1 - w0 > arity
+        };
+        let tree = !self.layout.levels.is_empty() && (0..searches.len()).any(is_wide);
         let wide: Vec<usize> = (0..searches.len())
-            .filter(|&i| {
-                let (_, (w0, w1)) = searches[i];
-                !trivial(&searches[i]) && w1 - w0 > arity && !self.layout.levels.is_empty()
-            })
+            .filter(|&i| tree && !trivial(&searches[i]))
             .collect();
         let wide_queries: Vec<&[u8]> = wide.iter().map(|&i| searches[i].0).collect();
         let Some(descent) = self.descend(shard, &wide_queries)? else {
