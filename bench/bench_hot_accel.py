@@ -47,13 +47,13 @@ def child(index: str, queries_file: str) -> None:
 
 
 def linked_index(index: str, name: str, pythonpath: str) -> str:
-    """A directory of links to `index`'s files plus an accelerator written by this build."""
+    """A directory of hard links to `index`'s files plus an accelerator written by this build."""
     target = os.path.join(os.path.dirname(index), f"{os.path.basename(index)}-{name}")
     if not os.path.isdir(target):
         os.makedirs(target)
         for f in os.listdir(index):
             if not f.startswith("accel."):
-                os.symlink(os.path.join(index, f), os.path.join(target, f))
+                os.link(os.path.join(index, f), os.path.join(target, f))
         code = f"import anygram._anygram as a; a.write_accelerators({target!r}, token_width=2)"
         subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": pythonpath})
     return target
@@ -64,15 +64,19 @@ def main() -> None:
     p.add_argument("--index", required=True)
     p.add_argument("--build", action="append", required=True, help="LABEL=PYTHONPATH")
     p.add_argument("--queries", type=int, default=3000)
+    p.add_argument("--shared", default=None,
+                   help="the shared data directory (held-out tokens in lm_eval/); default bench_queries'")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--queries-file", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args.index, args.queries_file)
+    args.index = os.path.abspath(args.index)
     builds = [b.split("=", 1) for b in args.build]
     queries_file = os.path.join(os.path.dirname(os.path.abspath(args.index)), "hot-queries.json")
     first_path = os.path.abspath(builds[0][1])
     code = ("import json, sys, anygram; sys.path.insert(0, %r); import bench_queries as b; "
+            + (f"b.SHARED = {args.shared!r}; " if args.shared else "") +
             "e = anygram.Engine.open(%r, token_width=2, vocab_size=%d, eos_token_id=%d); "
             "s = b.query_sets(e, %d, 'heldout'); "
             "json.dump({k: s[k] for k in %r}, open(%r, 'w'))") % (

@@ -1137,7 +1137,7 @@ pub(crate) fn finish(
             .into_iter()
             .map(|(start, len)| (start * ps, len * ps))
             .collect();
-        table.prefetch(&pointer_runs)?;
+        advise(table, &pointer_runs)?;
         for &(at, len) in &pointer_runs {
             reads::touch(table, at, len);
         }
@@ -1157,7 +1157,7 @@ pub(crate) fn finish(
                 text_reads.push((at, q.min(text.len() - at)));
             }
         }
-        text.prefetch(&text_reads)?;
+        advise(text, &text_reads)?;
         for &(at, len) in &text_reads {
             reads::touch(text, at, len);
         }

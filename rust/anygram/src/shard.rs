@@ -572,7 +572,11 @@ impl Shard {
         crate::reads::round(self.number);
         let at = self.ptr_at(rank)? + skip_bytes as u64;
         let w = self.width.bytes() as u64;
-        crate::reads::touch(&self.tokenized, at, w.min(self.tokenized.len().saturating_sub(at)));
+        crate::reads::touch(
+            &self.tokenized,
+            at,
+            w.min(self.tokenized.len().saturating_sub(at)),
+        );
         crate::reads::round(self.number);
         self.stored_at(at)
     }

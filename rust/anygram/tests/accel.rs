@@ -528,3 +528,26 @@ fn a_version_1_accelerator_is_ignored_and_verify_says_to_rebuild_it() {
     );
     assert_eq!(engine.find(&[1]).unwrap(), plain.find(&[1]).unwrap());
 }
+
+/// Next-token sampling reads a pointer and a token per sampled rank: the
+/// counter sees them (an ntd costs more than its context's search).
+#[test]
+fn next_token_sampling_reads_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let width = TokenWidth::U16;
+    let docs = big_corpus(20_000, 5);
+    write_index(dir.path(), &docs, width);
+    let engine = open(dir.path(), width, false, None);
+    let context = &docs[0][..1];
+    let (_, search) = anygram::reads::record(|| engine.find(context).unwrap());
+    let (ntd, sampled) = anygram::reads::record(|| engine.ntd(context, 1000).unwrap());
+    assert!(ntd.prompt_count > 1);
+    assert!(
+        sampled.max_rounds_per_shard() >= search.max_rounds_per_shard() + 2,
+        "{search:?} {sampled:?}"
+    );
+    assert!(
+        sampled.pages["tokenized.0"] > search.pages["tokenized.0"],
+        "{sampled:?}"
+    );
+}
