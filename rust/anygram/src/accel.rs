@@ -439,17 +439,18 @@ const BRACKETS: [fn(KeyClass) -> bool; 4] = [
 const TRIE_MAX_PATTERN: usize = 254;
 /// LCP value meaning "255 bytes or more".
 const LCP_SATURATED: u8 = 255;
-/// Bucket flag (in the trie's unused first LCP slot): a suffix of the bucket
-/// ends within [`TRIE_SPAN`] bytes of the shard's end, so its LCPs are not
-/// comparable with a pattern's; the bucket finishes in the suffix array.
-const FLAG_NEAR_END: u8 = 1;
 /// Bytes of every suffix the LCPs look at.
 const TRIE_SPAN: u64 = 256;
 
 /// A bucket's blind trie: for each rank `i` after the bucket's first, `lcp[i]`
 /// is the LCP in bytes of suffixes `i - 1` and `i` (capped at 255) and `c[i]`
 /// the byte of suffix `i` where they differ. Stored as `lcp` then `c`, one
-/// byte a rank; `lcp[0]` holds the bucket's flags.
+/// byte a rank; the first rank's two bytes are reserved (zero).
+///
+/// A suffix that ends (at the shard's end) within the compared bytes sorts
+/// before everything it is a prefix of, as if ended by a byte below all
+/// others: it is then the first child of its node, whose byte is never
+/// stored or needed, so such buckets need no special case.
 #[derive(Clone, Copy)]
 struct BucketTrie<'a> {
     lcp: &'a [u8],
@@ -474,10 +475,6 @@ impl<'a> BucketTrie<'a> {
             branch: &trie[rate..2 * rate],
             len,
         }
-    }
-
-    fn near_end(&self) -> bool {
-        self.lcp[0] & FLAG_NEAR_END != 0
     }
 
     /// The rank whose suffix a blind descent for `pattern` reaches, without
@@ -859,8 +856,8 @@ impl Accelerator {
     /// A wide search descends the tree to the bucket of each bound, then each
     /// bucket's trie names one candidate rank without reading text; one pointer
     /// and one text read at it place the bound. Bounds the tries cannot place
-    /// (long patterns tied on their keys, buckets at the shard's end, anything
-    /// inconsistent) and narrow searches finish k-ary in the suffix array.
+    /// (long patterns tied on their keys, anything inconsistent) and batches of
+    /// narrow searches only finish k-ary in the suffix array.
     pub fn find_batch(
         &self,
         shard: &Shard,
@@ -913,14 +910,12 @@ impl Accelerator {
                 }
                 let bucket = point - 1;
                 if let Some(trie) = self.trie(&descent.bottom, bucket, n) {
-                    if !trie.near_end() {
-                        probes.push(TrieProbe {
-                            search: i,
-                            which,
-                            bucket,
-                            candidate: trie.candidate(query),
-                        });
-                    }
+                    probes.push(TrieProbe {
+                        search: i,
+                        which,
+                        bucket,
+                        candidate: trie.candidate(query),
+                    });
                 }
             };
             if lower == upper {
@@ -968,15 +963,14 @@ impl Accelerator {
                 let Some(trie) = self.trie(&descent.bottom, probe.bucket, n) else {
                     continue;
                 };
-                if found.len() < query.len() {
-                    continue;
-                }
+                // A suffix that ends first sorts first: the pattern is above it.
                 let shared = found
                     .iter()
                     .zip(query)
                     .position(|(a, b)| a != b)
-                    .unwrap_or(query.len());
-                let above = shared < query.len() && query[shared] > found[shared];
+                    .unwrap_or(found.len().min(query.len()));
+                let above = shared < query.len()
+                    && (shared == found.len() || query[shared] > found[shared]);
                 let Some(place) = trie.place(query, probe.candidate, shared, above) else {
                     continue;
                 };
@@ -1438,10 +1432,8 @@ fn write_trie(shard: &Shard, first: u64, rate: u64, out: &mut [u8]) -> Result<()
     let text = shard.tokenized_file();
     let end = (first + rate).min(shard.num_tokens());
     let mut previous: Option<Cow<'_, [u8]>> = None;
-    let mut near_end = false;
     for (i, rank) in (first..end).enumerate() {
         let ptr = shard.ptr_at(rank)?;
-        near_end |= ptr + TRIE_SPAN > text.len();
         let suffix = text.read_clipped(ptr, TRIE_SPAN)?;
         if let Some(prev) = &previous {
             let shared = prev
@@ -1455,8 +1447,7 @@ fn write_trie(shard: &Shard, first: u64, rate: u64, out: &mut [u8]) -> Result<()
         }
         previous = Some(suffix);
     }
-    lcp[0] = if near_end { FLAG_NEAR_END } else { 0 };
-    branch[0] = 0;
+    (lcp[0], branch[0]) = (0, 0);
     Ok(())
 }
 
