@@ -758,11 +758,20 @@ impl Accelerator {
                     })
                 })
                 .collect();
+            // On the bottom level also the node of bucket p−1 when the window is
+            // empty (p = its start): the tries need it even without a key compared.
+            let bottom = self.layout.is_bottom(level);
             let wanted: BTreeSet<u64> = windows
                 .iter()
                 .flatten()
-                .filter(|(lo, hi)| lo < hi)
-                .map(|&(lo, _)| lo / fan_out)
+                .filter(|&&(lo, hi)| lo < hi || (bottom && lo > 0))
+                .map(|&(lo, hi)| {
+                    if lo < hi {
+                        lo / fan_out
+                    } else {
+                        (lo - 1) / fan_out
+                    }
+                })
                 .collect();
             if level >= self.resident_levels && !wanted.is_empty() {
                 let stride = self.layout.stride(level);
@@ -895,6 +904,8 @@ impl Accelerator {
         };
         let last_at = |p: u64| p.saturating_mul(rate).min(n);
 
+        // Placed bounds, by search: [lower, upper].
+        let mut placed: BTreeMap<usize, [Option<u64>; 2]> = BTreeMap::new();
         // The tries' candidates: at most one a bound, one a bucket.
         let mut probes: Vec<TrieProbe> = Vec::new();
         for (w, &i) in wide.iter().enumerate() {
@@ -904,8 +915,16 @@ impl Accelerator {
                 continue;
             }
             let (lower, upper) = (points[0], points[2]);
+            let (w0, _) = searches[i].1;
             let mut add = |point: u64, which: usize| {
                 if point == 0 {
+                    // Key 0 (rank 0) is not below the bound: it is the window's start.
+                    let bounds = placed.entry(i).or_insert([None, None]);
+                    for (b, bound) in bounds.iter_mut().enumerate() {
+                        if which == 2 || which == b {
+                            *bound = Some(w0);
+                        }
+                    }
                     return;
                 }
                 let bucket = point - 1;
@@ -925,8 +944,6 @@ impl Accelerator {
                 add(upper, 1);
             }
         }
-        // Placed bounds, by search: [lower, upper].
-        let mut placed: BTreeMap<usize, [Option<u64>; 2]> = BTreeMap::new();
         if !probes.is_empty() {
             let (table, text) = (shard.table_file(), shard.tokenized_file());
             let ps = shard.ptr_size() as u64;
