@@ -403,7 +403,9 @@ impl Engine {
     ///
     /// Without accelerators batches cannot share rounds (each search is its own
     /// binary search), so there the fewest searches win: binary lifting then
-    /// bisection over the length, O(log len) existence tests.
+    /// bisection over the length, O(log len) existence tests. (Measured on local
+    /// files too: bisection through the accelerator read more pages, 410 vs 255
+    /// at p95 on the docs corpus, and 38 rounds instead of 5 at p50.)
     fn longest_suffix_of(
         &self,
         query: &[u8],

@@ -564,9 +564,21 @@ impl Shard {
 
     /// The stored value `skip_bytes` after the suffix at `rank` (the token after a
     /// match of that many bytes): a token, the separator, or [`END_OF_SHARD`].
+    /// Two dependent reads (the pointer, then the token), counted by [`crate::reads`].
     #[inline]
     pub fn stored_after(&self, rank: u64, skip_bytes: usize) -> Result<u64> {
-        self.stored_at(self.ptr_at(rank)? + skip_bytes as u64)
+        let ps = self.ptr_size as u64;
+        crate::reads::touch(&self.table, rank * ps, ps);
+        crate::reads::round(self.number);
+        let at = self.ptr_at(rank)? + skip_bytes as u64;
+        let w = self.width.bytes() as u64;
+        crate::reads::touch(
+            &self.tokenized,
+            at,
+            w.min(self.tokenized.len().saturating_sub(at)),
+        );
+        crate::reads::round(self.number);
+        self.stored_at(at)
     }
 
     /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].
@@ -588,8 +600,7 @@ impl Shard {
         known_last: Option<u64>,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let next =
-            |rank: u64| -> Result<u64> { self.stored_at(self.ptr_at(rank)? + query_bytes as u64) };
+        let next = |rank: u64| self.stored_after(rank, query_bytes);
         if end - start < 4 * unit {
             let mut rank = start;
             while rank < end {
