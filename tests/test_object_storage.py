@@ -22,7 +22,7 @@ import pytest
 
 import anygram
 from anygram import _anygram
-from anygram.errors import IndexIOError, IndexNotFoundError, InvalidArgumentError
+from anygram.errors import CorruptIndexError, IndexIOError, IndexNotFoundError, InvalidArgumentError
 from conftest import build_from_tokens
 from serving import free_port
 
@@ -239,6 +239,24 @@ def test_a_500_mid_query_is_an_index_io_error_never_a_wrong_answer(served):
     # Shard 1's suffix array cannot be read: a count must fail, not answer from the other shards.
     with pytest.raises(IndexIOError, match="table.1"):
         engine.count([1, 2])
+
+
+def test_an_object_that_differs_from_the_manifest_is_a_corrupt_index_never_a_wrong_answer(served):
+    # The manifest records every file's size, so an open reads no listing; the
+    # size the server reports with each ranged GET must still be that size.
+    copy = served["root"] / "bucket" / "replaced"
+    shutil.copytree(served["local"], copy)
+    with open(copy / "table.1", "ab") as f:
+        f.write(b"\0" * 8)  # replaced after the build: the manifest is stale
+    engine = anygram.Engine.open("s3://bucket/replaced")  # the open does not read table.1
+    with pytest.raises(CorruptIndexError, match=r"table\.1.*replaced or truncated"):
+        engine.count([1, 2])
+    with open(copy / "tokenized.2", "r+b") as f:
+        f.truncate(os.path.getsize(copy / "tokenized.2") - 2)
+    # An empty cache (blocks read before the change would still be served).
+    _anygram.configure_storage(block_bytes=BLOCK_BYTES, cache_ram_bytes=64 << 20, retries=1)
+    with pytest.raises(CorruptIndexError, match=r"tokenized\.2"):
+        anygram.Engine.open("s3://bucket/replaced")
 
 
 def test_a_server_that_dies_mid_session_is_an_index_io_error(served, tmp_path):
