@@ -417,7 +417,11 @@ impl Accelerator {
             // header (sizes, width, pointer size) is still checked here.
             Header {
                 fingerprint: header.fingerprint,
-                ..Header::for_shard_without_fingerprint(shard, header.layout.clone(), header.body_checksum)
+                ..Header::for_shard_without_fingerprint(
+                    shard,
+                    header.layout.clone(),
+                    header.body_checksum,
+                )
             }
         } else {
             Header::for_shard(shard, header.layout.clone(), header.body_checksum)?
@@ -890,7 +894,10 @@ fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
 /// to their size; `None`: 1/100 of each shard's token stream and suffix array.
 /// A file that is not valid for its shard is ignored with a warning on stderr.
 pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
-    let sizes: Vec<u64> = shards.iter().map(|s| s.tokenized_len() + s.table_len()).collect();
+    let sizes: Vec<u64> = shards
+        .iter()
+        .map(|s| s.tokenized_len() + s.table_len())
+        .collect();
     // Concurrently: in object storage each open waits on round trips.
     crate::pool::install(|| {
         shards.par_iter().for_each(|shard| {
@@ -926,7 +933,11 @@ pub fn resident_budget(shard_bytes: &[u64], number: usize, resident_mem: Option<
 /// an open needs: the header, and the resident levels as a tree built with the
 /// default options would place them. A tree built otherwise is still opened
 /// right (its header tells its layout), at the cost of one more round trip.
-pub fn open_reads(accel_file: &IndexFile, num_tokens: u64, resident_budget: u64) -> Vec<(u64, u64)> {
+pub fn open_reads(
+    accel_file: &IndexFile,
+    num_tokens: u64,
+    resident_budget: u64,
+) -> Vec<(u64, u64)> {
     let guess = Layout::new(num_tokens, DEFAULT_RATE, DEFAULT_KEY_BYTES, None)
         .ok()
         .filter(|layout| layout.file_bytes() == accel_file.len());

@@ -290,7 +290,10 @@ impl Engine {
                 .collect();
             running
                 .into_iter()
-                .map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
                 .collect()
         });
         add_thread_round_trips(done.iter().map(|(_, trips)| *trips).max().unwrap_or(0));

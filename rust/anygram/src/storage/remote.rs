@@ -297,7 +297,10 @@ fn whole_objects() -> &'static Mutex<HashMap<String, ObjectInfo>> {
 /// serves blocks of another version of a file; a file that is not what the
 /// manifest says fails at its first read (a short or refused range), never
 /// silently.
-pub fn describe_dir<'a>(dir: &Url, files: impl IntoIterator<Item = (&'a str, u64, &'a str)>) -> Result<()> {
+pub fn describe_dir<'a>(
+    dir: &Url,
+    files: impl IntoIterator<Item = (&'a str, u64, &'a str)>,
+) -> Result<()> {
     let dir = super::as_dir(dir);
     let mut described = HashMap::new();
     for (name, size, checksum) in files {
@@ -360,7 +363,11 @@ pub fn read_whole(url: &Url, max_bytes: u64) -> Result<Option<Vec<u8>>> {
             PathBuf::from(url.as_str()),
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("the object is {} bytes but {} came back", meta.size, bytes.len()),
+                format!(
+                    "the object is {} bytes but {} came back",
+                    meta.size,
+                    bytes.len()
+                ),
             ),
         ));
     }
@@ -372,7 +379,10 @@ pub fn read_whole(url: &Url, max_bytes: u64) -> Result<Option<Vec<u8>>> {
     for block in 0..meta.size.div_ceil(file.block) {
         let from = block * file.block;
         let to = meta.size.min(from + file.block);
-        file.cache.put((info.identity, block), bytes.slice(from as usize..to as usize));
+        file.cache.put(
+            (info.identity, block),
+            bytes.slice(from as usize..to as usize),
+        );
     }
     whole_objects()
         .lock()
@@ -689,7 +699,8 @@ pub fn fetch_many(requests: &[(&RemoteFile, &[(u64, u64)])]) -> Result<()> {
         for k in 0..count {
             let from = (k * file.block) as usize;
             let to = bytes.len().min(((k + 1) * file.block) as usize);
-            file.cache.put((file.identity, first + k), bytes.slice(from..to));
+            file.cache
+                .put((file.identity, first + k), bytes.slice(from..to));
         }
     }
     Ok(())
