@@ -85,7 +85,7 @@ def served(tmp_path_factory):
 daemon off;
 pid {base}/nginx.pid;
 error_log {base}/nginx-error.log;
-events {{ worker_connections 64; }}
+events {{ worker_connections 512; }}
 http {{
   access_log off;
   client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;

@@ -638,7 +638,9 @@ pub fn fetch_many(requests: &[(&RemoteFile, &[(u64, u64)])]) -> Result<()> {
     for &(file, _, _) in &runs {
         stores.push(endpoint(&file.url)?.1);
     }
-    count_round_trip();
+    // One batch; on the critical path, one round trip per wave of GETs in flight.
+    BATCHES.fetch_add(1, Ordering::Relaxed);
+    add_thread_round_trips(runs.len().div_ceil(MAX_CONCURRENT_GETS) as u64);
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_GETS));
     let fetched: Vec<(usize, Bytes)> = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -708,6 +710,7 @@ pub fn fetch_many(requests: &[(&RemoteFile, &[(u64, u64)])]) -> Result<()> {
 
 /// Most bytes one ranged GET asks for (runs of blocks are cut there).
 const MAX_GET_BYTES: u64 = 16 << 20;
-/// Most GETs in flight at once (servers and proxies cap connections; beyond
-/// this a batch waits, which costs latency but never fails).
-const MAX_CONCURRENT_GETS: usize = 32;
+/// Most GETs in flight at once, per batch (servers and proxies cap
+/// connections; beyond this a batch goes in waves, each a round trip on the
+/// critical path, which costs latency but never fails).
+const MAX_CONCURRENT_GETS: usize = 64;
