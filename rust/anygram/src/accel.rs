@@ -179,6 +179,21 @@ impl Layout {
         })
     }
 
+    /// The top levels that fit `budget` bytes (always the root): how many, and their bytes.
+    fn resident(&self, budget: u64) -> (usize, u64) {
+        let mut resident_levels = 0;
+        let mut resident_bytes = 0u64;
+        for level in 0..self.levels.len() {
+            let more = self.level_bytes(level);
+            if level > 0 && resident_bytes + more > budget {
+                break;
+            }
+            resident_levels += 1;
+            resident_bytes += more;
+        }
+        (resident_levels, resident_bytes)
+    }
+
     fn is_bottom(&self, level: usize) -> bool {
         level + 1 == self.levels.len()
     }
@@ -248,15 +263,23 @@ struct Header {
 impl Header {
     fn for_shard(shard: &Shard, layout: Layout, body_checksum: u64) -> Result<Header> {
         Ok(Header {
+            fingerprint: fingerprint(shard)?,
+            ..Header::for_shard_without_fingerprint(shard, layout, body_checksum)
+        })
+    }
+
+    /// [`Header::for_shard`] with a zero fingerprint (no reads).
+    fn for_shard_without_fingerprint(shard: &Shard, layout: Layout, body_checksum: u64) -> Header {
+        Header {
             layout,
             token_width: shard.token_width().bytes() as u32,
             num_tokens: shard.num_tokens(),
             ptr_size: shard.ptr_size() as u32,
             tokenized_bytes: shard.tokenized_len(),
             table_bytes: shard.table_len(),
-            fingerprint: fingerprint(shard)?,
+            fingerprint: 0,
             body_checksum,
-        })
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -611,7 +634,23 @@ impl Accelerator {
         }
         let file = IndexFile::open(&path, "the search accelerator")?;
         let header = Header::decode(&file.read_clipped(0, HEADER_BYTES)?, &path)?;
-        let expected = Header::for_shard(shard, header.layout.clone(), header.body_checksum)?;
+        let expected = if shard.is_remote() {
+            // In object storage the fingerprint's 64 sampled pointers and texts
+            // would cost two more round trips at every open. Exactness does not
+            // rest on it: every search checks the tree's bracket against the
+            // suffix array and stops using a stale tree. Everything else in the
+            // header (sizes, width, pointer size) is still checked here.
+            Header {
+                fingerprint: header.fingerprint,
+                ..Header::for_shard_without_fingerprint(
+                    shard,
+                    header.layout.clone(),
+                    header.body_checksum,
+                )
+            }
+        } else {
+            Header::for_shard(shard, header.layout.clone(), header.body_checksum)?
+        };
         if header != expected {
             return Err(Error::corrupt(
                 &path,
@@ -629,16 +668,7 @@ impl Accelerator {
                 ),
             ));
         }
-        let mut resident_levels = 0;
-        let mut resident_bytes = 0u64;
-        for level in 0..layout.levels.len() {
-            let more = layout.level_bytes(level);
-            if level > 0 && resident_bytes + more > resident_budget {
-                break;
-            }
-            resident_levels += 1;
-            resident_bytes += more;
-        }
+        let (resident_levels, resident_bytes) = layout.resident(resident_budget);
         // One contiguous read (the levels are stored top-down).
         let resident = file.read_at(HEADER_BYTES, resident_bytes)?.into_owned();
         for level in 0..resident_levels {
@@ -1298,18 +1328,14 @@ fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
 /// to their size; `None`: 1/100 of each shard's token stream and suffix array.
 /// A file that is not valid for its shard is ignored with a warning on stderr.
 pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
-    let size = |s: &Shard| s.tokenized_len() + s.table_len();
-    let total: u64 = shards.iter().map(|s| size(s)).sum();
+    let sizes: Vec<u64> = shards
+        .iter()
+        .map(|s| s.tokenized_len() + s.table_len())
+        .collect();
     // Concurrently: in object storage each open waits on round trips.
     crate::pool::install(|| {
         shards.par_iter().for_each(|shard| {
-            let budget = match resident_mem {
-                Some(all) if total > 0 => {
-                    (all as u128 * size(shard) as u128 / total as u128) as u64
-                }
-                Some(all) => all,
-                None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
-            };
+            let budget = resident_budget(&sizes, shard.number, resident_mem);
             match Accelerator::open(dir, shard, budget) {
                 Ok(Some(accel)) => shard.set_accelerator(accel),
                 Ok(None) => {}
@@ -1320,6 +1346,39 @@ pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
             }
         })
     });
+}
+
+/// The resident budget of shard `number` whose token stream and suffix array
+/// take `shard_bytes[number]` of all shards' `shard_bytes`: its share of
+/// `resident_mem`, or by default 1/[`DEFAULT_RESIDENT_DIVISOR`] of its size.
+pub fn resident_budget(shard_bytes: &[u64], number: usize, resident_mem: Option<u64>) -> u64 {
+    let total: u64 = shard_bytes.iter().sum();
+    let size = shard_bytes[number];
+    match resident_mem {
+        Some(all) if total > 0 => (all as u128 * size as u128 / total as u128) as u64,
+        Some(all) => all,
+        None => size / DEFAULT_RESIDENT_DIVISOR,
+    }
+}
+
+/// The byte ranges of `accel_file` (shard of `num_tokens` tokens) that
+/// [`Accelerator::open`] will read with `resident_budget`, so that an index
+/// in object storage reads them in the same round trip as everything else
+/// an open needs: the header, and the resident levels as a tree built with the
+/// default options would place them. A tree built otherwise is still opened
+/// right (its header tells its layout), at the cost of one more round trip.
+pub fn open_reads(
+    accel_file: &IndexFile,
+    num_tokens: u64,
+    resident_budget: u64,
+) -> Vec<(u64, u64)> {
+    let guess = Layout::new(num_tokens, DEFAULT_RATE, DEFAULT_KEY_BYTES, None)
+        .ok()
+        .filter(|layout| layout.file_bytes() == accel_file.len());
+    match guess {
+        Some(layout) => vec![(0, HEADER_BYTES + layout.resident(resident_budget).1)],
+        None => vec![(0, HEADER_BYTES)],
+    }
 }
 
 /// Writes `dir/accel.{s}` for `shard` (replacing one that is there) atomically:
