@@ -192,7 +192,7 @@ def native_comparable(method: str, answer):
     return answer
 
 
-def check_against_brute_force(engine, table, ptr_size, sample, occ) -> Dict[str, dict]:
+def check_against_brute_force(engine, table, ptr_size, queries, occ) -> Dict[str, dict]:
     results = {}
     for method in ("count", "prob", "ntd", "infgram_prob"):
         agree, mismatches = 0, []
