@@ -319,11 +319,15 @@ def main() -> None:
     if os.path.exists(build_json):
         report["build"] = json.load(open(build_json))
     report["index_bytes"] = sum(os.path.getsize(os.path.join(args.index, f)) for f in os.listdir(args.index))
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d')}-{args.name}")
 
-    if not args.skip_verify:
-        print("anygram verify ...", flush=True)
-        report["verify"] = run_verify(args.index)
-        print(json.dumps(report["verify"], indent=1), flush=True)
+    def save() -> None:
+        """Written after every stage: a long run that is stopped keeps what it measured."""
+        with open(stem + ".json", "w") as f:
+            json.dump(report, f, indent=2, default=str)
+        with open(stem + ".md", "w") as f:
+            f.write(markdown(report) + "\n")
 
     t0 = time.perf_counter()
     engine = anygram.Engine.open(args.index)
@@ -346,12 +350,14 @@ def main() -> None:
     report["brute_force"] = {"patterns": len(patterns), "seconds": round(time.perf_counter() - t0, 1)}
     print(f"brute force: {len(patterns)} patterns in {report['brute_force']['seconds']} s", flush=True)
     report["absent_ngrams"] = sum(1 for q, in sample["count"] if occ[q].count == 0)
+    save()
 
     t0 = time.perf_counter()
     report["vs_brute_force"] = check_against_brute_force(engine, table, ptr_size, sample, occ)
     report["vs_brute_force_seconds"] = round(time.perf_counter() - t0, 1)
     for m, r in report["vs_brute_force"].items():
         print(f"  vs brute force {m:13} {r['agree']}/{r['queries']} agree", flush=True)
+    save()
 
     kwargs = dict(index_dir=args.index, eos_token_id=eos, vocab_size=vocab, token_dtype="u16")
     t0 = time.perf_counter()
@@ -365,6 +371,7 @@ def main() -> None:
         print(f"  vs infini-gram  {m:13} {r['agree']}/{r['queries']} agree"
               + (f" (+{r['infinigram_eos_lumping']} lumped into eos by infini-gram)"
                  if r.get("infinigram_eos_lumping") else ""), flush=True)
+    save()
 
     report["hot_latency_us"] = {}
     for method, calls in queries.items():
@@ -376,12 +383,12 @@ def main() -> None:
               f"infini-gram p50 {row['infini_gram']['p50']:8.1f} p99 {row['infini_gram']['p99']:8.1f} | "
               f"x{row['ratio_p50']:.1f}", flush=True)
 
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d')}-{args.name}")
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    with open(stem + ".md", "w") as f:
-        f.write(markdown(report) + "\n")
+    save()
+    if not args.skip_verify:
+        print("anygram verify ...", flush=True)
+        report["verify"] = run_verify(args.index)
+        print(json.dumps(report["verify"], indent=1), flush=True)
+        save()
     print(f"wrote {stem}.json and .md")
     failed = [f"{key}.{m}" for key in ("vs_brute_force", "vs_infinigram") for m, r in report[key].items()
               if r["agree"] + r.get("infinigram_eos_lumping", 0) != r["queries"]]
@@ -403,17 +410,23 @@ def markdown(r: dict) -> str:
         v = r["verify"]
         lines += [f"`anygram verify`: ok={v['report'].get('ok')}, {v['seconds']} s, peak RSS "
                   f"{(v['peak_rss_bytes'] or 0) / 2**30:.2f} GiB; {json.dumps(v['report'])}", ""]
+    if "vs_brute_force" not in r:
+        return "\n".join(lines)
     lines += [f"brute force over the mapped token stream: {r['brute_force']['patterns']} patterns in one pass, "
               f"{r['brute_force']['seconds']} s; {r['absent_ngrams']} of the brute-forced count queries are absent n-grams.", "",
               "| query | vs brute force | vs infini-gram 2.6.0 | anygram hot p50 / p99 µs | infini-gram hot p50 / p99 µs | ratio p50 |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for m in ("count", "find", "prob", "ntd", "infgram_prob"):
-        bf, ig, lat = r["vs_brute_force"].get(m), r["vs_infinigram"][m], r["hot_latency_us"][m]
-        lumped = ig.get("infinigram_eos_lumping")
-        lines.append(f"| {m} | {bf['agree']}/{bf['queries']} | {ig['agree']}/{ig['queries']}"
-                     f"{f' (+{lumped} eos-lumped by infini-gram)' if lumped else ''} | "
-                     f"{lat['anygram']['p50']:.1f} / {lat['anygram']['p99']:.1f} | "
-                     f"{lat['infini_gram']['p50']:.1f} / {lat['infini_gram']['p99']:.1f} | {lat['ratio_p50']:.1f}x |")
+        bf = r["vs_brute_force"][m]
+        ig = r.get("vs_infinigram", {}).get(m)
+        lat = r.get("hot_latency_us", {}).get(m)
+        lumped = ig.get("infinigram_eos_lumping") if ig else None
+        lines.append(f"| {m} | {bf['agree']}/{bf['queries']} | "
+                     + (f"{ig['agree']}/{ig['queries']}" if ig else "not run")
+                     + (f" (+{lumped} eos-lumped by infini-gram)" if lumped else "") + " | "
+                     + (f"{lat['anygram']['p50']:.1f} / {lat['anygram']['p99']:.1f} | "
+                        f"{lat['infini_gram']['p50']:.1f} / {lat['infini_gram']['p99']:.1f} | {lat['ratio_p50']:.1f}x |"
+                        if lat else "not run | not run | |"))
     lines += ["", "find vs brute force also compares the suffix-array pointers of the segment (decoded from "
               f"table.0 with numpy) with the brute-force positions, for {r['vs_brute_force']['find']['pointers_compared_for']} "
               f"n-grams of at most {POSITIONS_CHECKED_UP_TO:,} occurrences. ntd beyond max_support={MAX_SUPPORT} is "
