@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import hashlib
 import os
+import pickle
 import platform
 import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -123,6 +125,36 @@ def brute_force(tokens: np.ndarray, patterns: Sequence[Tuple[int, ...]], eos: in
     for occ in found.values():
         occ.next_tokens = Counter({int(k): int(v) for k, v in occ.next_tokens.items() if v})
     return found
+
+
+def stream_fingerprint(tokens: np.ndarray) -> str:
+    """Length and a hash of 64 spread blocks of 4096 tokens: which stream a cache belongs to."""
+    h = hashlib.sha256(str(len(tokens)).encode())
+    for start in np.linspace(0, max(len(tokens) - 4096, 0), 64).astype(np.int64):
+        h.update(np.asarray(tokens[start:start + 4096]).tobytes())
+    return h.hexdigest()
+
+
+def cached_brute_force(cache: Optional[str], tokens: np.ndarray, patterns, eos: int):
+    """``brute_force``'s answer and the seconds it took, through a pickle at ``cache`` (when
+    given) tied to the stream and the patterns: the scan can run on the token stream while the
+    suffix array of the same stream is still being built (``--brute-only``)."""
+    key = (stream_fingerprint(tokens), tuple(patterns), eos)
+    if cache and os.path.exists(cache):
+        with open(cache, "rb") as f:
+            saved = pickle.load(f)
+        if saved["key"] == key:
+            print(f"brute force: read from {cache}", flush=True)
+            return saved["occ"], saved["seconds"]
+        print(f"brute force: {cache} is for another stream or sample; scanning again", flush=True)
+    t0 = time.perf_counter()
+    occ = brute_force(tokens, patterns, eos)
+    seconds = time.perf_counter() - t0
+    if cache:
+        with open(cache + ".tmp", "wb") as f:
+            pickle.dump({"key": key, "occ": occ, "seconds": seconds}, f)
+        os.replace(cache + ".tmp", cache)
+    return occ, seconds
 
 
 def sa_positions(table: np.ndarray, ptr_size: int, lo: int, hi: int) -> np.ndarray:
@@ -306,9 +338,23 @@ def main() -> None:
     ap.add_argument("--brute", type=int, default=100,
                     help="queries of each type also checked by brute force (the first ones drawn)")
     ap.add_argument("--skip-verify", action="store_true")
+    ap.add_argument("--brute-cache", help="pickle of the brute-force scan (reused when it matches)")
+    ap.add_argument("--brute-only", metavar="TOKENS",
+                    help="only scan this token stream (tokenized.0, e.g. of a build still sorting) into "
+                         "--brute-cache, with --vocab-size/--eos-token-id")
+    ap.add_argument("--vocab-size", type=int, default=50257)
+    ap.add_argument("--eos-token-id", type=int, default=50256)
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--name", default="big-u16")
     args = ap.parse_args()
+
+    if args.brute_only:
+        tokens = np.memmap(args.brute_only, dtype="<u2", mode="r")
+        queries = draw_queries(tokens, args.vocab_size, args.eos_token_id, args.queries, args.seed)
+        patterns = patterns_needed({m: calls[:args.brute] for m, calls in queries.items()})
+        _, seconds = cached_brute_force(args.brute_cache, tokens, patterns, args.eos_token_id)
+        print(f"brute force: {len(patterns)} patterns in {seconds:.1f} s, saved in {args.brute_cache}")
+        return
 
     import anygram
     from anygram.compat import InfiniGramEngine as Compat
@@ -346,8 +392,8 @@ def main() -> None:
     sample = {m: calls[:args.brute] for m, calls in queries.items()}
     patterns = patterns_needed(sample)
     t0 = time.perf_counter()
-    occ = brute_force(tokens, patterns, eos)
-    report["brute_force"] = {"patterns": len(patterns), "seconds": round(time.perf_counter() - t0, 1)}
+    occ, seconds = cached_brute_force(args.brute_cache, tokens, patterns, eos)
+    report["brute_force"] = {"patterns": len(patterns), "seconds": round(seconds, 1)}
     print(f"brute force: {len(patterns)} patterns in {report['brute_force']['seconds']} s", flush=True)
     report["absent_ngrams"] = sum(1 for q, in sample["count"] if occ[q].count == 0)
     save()
