@@ -444,7 +444,8 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# One u16 shard past 2^32 bytes of text: {r['num_tokens']:,} tokens, "
+    past = "past" if r["text_bytes"] > 2**32 else "below"
+    lines = [f"# One u16 shard {past} 2^32 bytes of text: {r['num_tokens']:,} tokens, "
              f"{r['text_bytes'] / 2**30:.2f} GiB of text, {r['ptr_size']}-byte pointers",
              "", f"index {r['index']} ({r['index_bytes'] / 1e9:.1f} GB on disk); machine {r['machine']}.", ""]
     if "build" in r:
