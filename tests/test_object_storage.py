@@ -22,7 +22,7 @@ import pytest
 
 import anygram
 from anygram import _anygram
-from anygram.errors import IndexIOError, IndexNotFoundError, InvalidArgumentError
+from anygram.errors import CorruptIndexError, IndexIOError, IndexNotFoundError, InvalidArgumentError
 from conftest import build_from_tokens
 from serving import free_port
 
@@ -85,7 +85,7 @@ def served(tmp_path_factory):
 daemon off;
 pid {base}/nginx.pid;
 error_log {base}/nginx-error.log;
-events {{ worker_connections 64; }}
+events {{ worker_connections 512; }}
 http {{
   access_log off;
   client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;
@@ -171,26 +171,33 @@ def test_every_query_over_http_range_requests_equals_the_local_index(served):
     _same_answers(remote, local, served["docs"])
 
 
-def test_a_count_over_s3_costs_at_most_four_round_trips_per_shard(served):
-    # A fresh, empty cache: every read of this test goes to the server.
+def test_an_open_costs_two_round_trips_and_a_count_at_most_four(served):
+    # A copy never opened in this process, and a fresh, empty cache: every read
+    # of this test goes to the server.
+    shutil.copytree(served["local"], served["root"] / "bucket" / "fresh")
     _anygram.configure_storage(block_bytes=BLOCK_BYTES, cache_ram_bytes=64 << 20, retries=1)
+    # The open runs on the pool: count every batch the process sends meanwhile.
     before = _anygram.storage_batch_count()
-    remote = anygram.Engine.open("s3://bucket/idx")
+    remote = anygram.Engine.open("s3://bucket/fresh")
     opened = _anygram.storage_batch_count() - before
-    assert opened > 0  # the open really went to the server
+    # The manifest, then every shard's open reads (and accelerator levels) together.
+    assert opened == 2, opened
     local = anygram.Engine.open(served["local"])
-    worst = 0
+    worst = {"count": 0, "ntd": 0}
     for q in _queries(served["docs"], 2, n=30):
         if not q:
             continue
-        trips, gets = _anygram.storage_batch_count(), _anygram.storage_get_count()
+        trips = _anygram.storage_round_trips()
         assert remote.count(q) == local.count(q)
-        trips = _anygram.storage_batch_count() - trips
-        worst = max(worst, trips)
-    # The shards are searched one after another: each costs at most 4 round trips.
-    print(f"open: {opened} round trips for {SHARDS} shards; worst count: {worst}")
-    assert worst <= 4 * SHARDS, worst
-    assert worst > 0  # blocks of 64 bytes: counts did read through GETs
+        worst["count"] = max(worst["count"], _anygram.storage_round_trips() - trips)
+        trips = _anygram.storage_round_trips()
+        assert remote.ntd(q, max_support=4) == local.ntd(q, max_support=4)
+        worst["ntd"] = max(worst["ntd"], _anygram.storage_round_trips() - trips)
+    print(f"open: {opened} round trips for {SHARDS} shards; worst: {worst}")
+    # The shards are searched concurrently: a count costs one shard's rounds.
+    assert 0 < worst["count"] <= 4, worst
+    # ntd: the count, then two rounds per level of halving (max_support=4: a few).
+    assert worst["ntd"] <= 4 + 2 * 8, worst
 
 
 def _cli_env(served, **extra):
@@ -232,6 +239,24 @@ def test_a_500_mid_query_is_an_index_io_error_never_a_wrong_answer(served):
     # Shard 1's suffix array cannot be read: a count must fail, not answer from the other shards.
     with pytest.raises(IndexIOError, match="table.1"):
         engine.count([1, 2])
+
+
+def test_an_object_that_differs_from_the_manifest_is_a_corrupt_index_never_a_wrong_answer(served):
+    # The manifest records every file's size, so an open reads no listing; the
+    # size the server reports with each ranged GET must still be that size.
+    copy = served["root"] / "bucket" / "replaced"
+    shutil.copytree(served["local"], copy)
+    with open(copy / "table.1", "ab") as f:
+        f.write(b"\0" * 8)  # replaced after the build: the manifest is stale
+    engine = anygram.Engine.open("s3://bucket/replaced")  # the open does not read table.1
+    with pytest.raises(CorruptIndexError, match=r"table\.1.*replaced or truncated"):
+        engine.count([1, 2])
+    with open(copy / "tokenized.2", "r+b") as f:
+        f.truncate(os.path.getsize(copy / "tokenized.2") - 2)
+    # An empty cache (blocks read before the change would still be served).
+    _anygram.configure_storage(block_bytes=BLOCK_BYTES, cache_ram_bytes=64 << 20, retries=1)
+    with pytest.raises(CorruptIndexError, match=r"tokenized\.2"):
+        anygram.Engine.open("s3://bucket/replaced")
 
 
 def test_a_server_that_dies_mid_session_is_an_index_io_error(served, tmp_path):

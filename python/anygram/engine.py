@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _anygram
@@ -65,7 +66,8 @@ def _remote_tokenizer(url: str, manifest: Dict[str, Any], given: Optional[str]) 
         raise CorruptIndexError(
             f"{where}: the stored tokenizer has sha256 {actual}, but the manifest records {expected}: "
             "the file was changed after the build")
-    local = os.path.join(name_check_dir, "tokenizer.json")
+    # A private directory that lives as long as the process (the tokenizer keeps its path).
+    local = os.path.join(tempfile.mkdtemp(prefix="anygram-tokenizer-"), "tokenizer.json")
     with open(local, "wb") as f:
         f.write(data)
     return Tokenizer(local)
@@ -127,7 +129,13 @@ class Engine(_anygram.Engine):
         # The core's typed manifest, read through its storage layer (local or remote).
         manifest = read_manifest(path)
         tok: Optional[Tokenizer] = None
-        if manifest is not None and remote:
+        # A stored tokenizer in object storage is read after the core's open, whose one
+        # batch of GETs after the manifest's also fetches it: 2 round trips in all.
+        read_tokenizer_after_open = (remote and manifest is not None and tokenizer is None
+                                     and manifest.get("tokenizer") is not None)
+        if read_tokenizer_after_open:
+            pass
+        elif manifest is not None and remote:
             # The index is in object storage: its tokenizer is read through the core
             # into a local copy (the tokenizer library reads files), checked by hash.
             tok = _remote_tokenizer(path, manifest, tokenizer)
@@ -169,11 +177,19 @@ class Engine(_anygram.Engine):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
         encoder = None if tok is None else (tok.encode if verbatim else tok.encode_query)
+        if read_tokenizer_after_open:
+            # The tokenizer, read below, encodes every text query.
+            def encoder(text: Any) -> Any:
+                tokenizer = engine.tokenizer
+                return tokenizer.encode(text) if verbatim else tokenizer.encode_query(text)
+
         if resident_mem is not None and (
             isinstance(resident_mem, bool) or not isinstance(resident_mem, int) or resident_mem < 0
         ):
             raise InvalidArgumentError(f"resident_mem must be a number of bytes >= 0, got {resident_mem!r}")
         engine = cls(path, token_width, vocab_size, eos_token_id, encoder, resident_mem, bool(accelerator))
+        if read_tokenizer_after_open:
+            tok = _remote_tokenizer(path, manifest, None)
         if tok is not None and tok.vocab_size > engine.vocab_size:
             raise TokenizerMismatchError(
                 f"tokenizer {tok.name} has {tok.vocab_size} tokens but the index holds ids below "

@@ -52,6 +52,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(storage::index_file_exists, m)?)?;
     m.add_function(wrap_pyfunction!(storage::storage_get_count, m)?)?;
     m.add_function(wrap_pyfunction!(storage::storage_batch_count, m)?)?;
+    m.add_function(wrap_pyfunction!(storage::storage_round_trips, m)?)?;
     m.add_function(wrap_pyfunction!(storage::configure_storage, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lm::ntd_dense, m)?)?;

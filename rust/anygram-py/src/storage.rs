@@ -69,3 +69,11 @@ pub fn configure_storage(
     };
     call(py, || anygram::storage::configure(options))
 }
+
+/// Round trips on the calling thread's critical path (object storage): a
+/// query's batches, with the shards it searched concurrently counted once
+/// (the most any shard made). What a single query's latency is made of.
+#[pyfunction]
+pub fn storage_round_trips() -> u64 {
+    anygram::storage::thread_round_trips()
+}

@@ -55,7 +55,7 @@ use crate::storage::IndexFile;
 use std::borrow::Cow;
 
 /// Format version written by this build (and the only one it reads).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: [u8; 8] = *b"AGACCEL\0";
 /// Page size the nodes are laid out for.
 const PAGE: u64 = 4096;
@@ -101,16 +101,30 @@ impl Default for WriteOptions {
 }
 
 /// The shape of a tree: every offset in the file follows from it.
+///
+/// Every node ends with the XXH3-64 of the rest of its stride, checked where
+/// the node is read (resident levels at open), so a flipped bit in a key or a
+/// trie is never used. Bottom-level entries are a key followed by its bucket's
+/// blind trie (see [`BucketTrie`]); the bottom level has its own fan-out so
+/// that a node of keys and tries still fits a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
     rate: u64,
     key_bytes: usize,
+    /// Keys per node of the levels above the bottom one.
     node_keys: u64,
-    /// Bytes between nodes: a power of two ≤ a page, so no node straddles pages.
+    /// Bytes between those nodes: a power of two ≤ a page, so no node straddles pages.
     node_stride: u64,
+    /// Keys (with their buckets' tries) per bottom node.
+    bottom_node_keys: u64,
+    /// Bytes between bottom nodes (a power of two ≤ a page).
+    bottom_stride: u64,
     /// Keys per level, top (the root) first.
     levels: Vec<u64>,
 }
+
+/// Bytes at the end of every node: the checksum of the rest of it.
+const NODE_CHECKSUM_BYTES: u64 = 8;
 
 impl Layout {
     /// The tree for `num_tokens` suffixes; checks the parameters (they come from users).
@@ -126,19 +140,30 @@ impl Layout {
             )));
         }
         let entry = key_bytes as u64 + 1;
-        let node_keys = node_keys.unwrap_or(PAGE / entry);
-        if node_keys < 2 || node_keys.saturating_mul(entry) > PAGE {
+        let room = PAGE - NODE_CHECKSUM_BYTES;
+        let node_keys = node_keys.unwrap_or(room / entry);
+        if node_keys < 2 || node_keys.saturating_mul(entry) > room {
             return Err(Error::InvalidArgument(format!(
-                "accelerator node size must be at least 2 keys and fit a {PAGE}-byte page ({} keys of {entry} bytes), got {node_keys}",
-                PAGE / entry
+                "accelerator node size must be at least 2 keys and fit a {PAGE}-byte page with its checksum ({} keys of {entry} bytes), got {node_keys}",
+                room / entry
+            )));
+        }
+        // A bucket's trie: two bytes per rank.
+        let bottom_entry = rate.saturating_mul(2).saturating_add(entry);
+        let bottom_node_keys = node_keys.min(room / bottom_entry);
+        if bottom_node_keys < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "accelerator rate {rate} is too large: two keys of {key_bytes} bytes with their buckets' tries (2 bytes a rank) must fit a {PAGE}-byte page"
             )));
         }
         let mut levels = Vec::new();
         if num_tokens > 0 {
             levels.push(num_tokens.div_ceil(rate));
-            while *levels.last().unwrap_or(&0) > node_keys {
+            let mut fan_out = bottom_node_keys;
+            while *levels.last().unwrap_or(&0) > fan_out {
                 let below = *levels.last().unwrap_or(&0);
-                levels.push(below.div_ceil(node_keys));
+                levels.push(below.div_ceil(fan_out));
+                fan_out = node_keys;
             }
             levels.reverse();
         }
@@ -146,17 +171,66 @@ impl Layout {
             rate,
             key_bytes,
             node_keys,
-            node_stride: (node_keys * entry).next_power_of_two(),
+            node_stride: (node_keys * entry + NODE_CHECKSUM_BYTES).next_power_of_two(),
+            bottom_node_keys,
+            bottom_stride: (bottom_node_keys * bottom_entry + NODE_CHECKSUM_BYTES)
+                .next_power_of_two(),
             levels,
         })
     }
 
-    fn entry_bytes(&self) -> u64 {
+    /// The top levels that fit `budget` bytes (always the root): how many, and their bytes.
+    fn resident(&self, budget: u64) -> (usize, u64) {
+        let mut resident_levels = 0;
+        let mut resident_bytes = 0u64;
+        for level in 0..self.levels.len() {
+            let more = self.level_bytes(level);
+            if level > 0 && resident_bytes + more > budget {
+                break;
+            }
+            resident_levels += 1;
+            resident_bytes += more;
+        }
+        (resident_levels, resident_bytes)
+    }
+
+    fn is_bottom(&self, level: usize) -> bool {
+        level + 1 == self.levels.len()
+    }
+
+    /// Bytes of a key: the suffix's first `key_bytes` bytes and their count.
+    fn key_entry_bytes(&self) -> u64 {
         self.key_bytes as u64 + 1
     }
 
+    /// Bytes of an entry of `level`: a key, and on the bottom level its bucket's trie.
+    fn entry_bytes(&self, level: usize) -> u64 {
+        if self.is_bottom(level) {
+            self.key_entry_bytes() + 2 * self.rate
+        } else {
+            self.key_entry_bytes()
+        }
+    }
+
+    /// Keys per node of `level`.
+    fn fan_out(&self, level: usize) -> u64 {
+        if self.is_bottom(level) {
+            self.bottom_node_keys
+        } else {
+            self.node_keys
+        }
+    }
+
+    fn stride(&self, level: usize) -> u64 {
+        if self.is_bottom(level) {
+            self.bottom_stride
+        } else {
+            self.node_stride
+        }
+    }
+
     fn level_bytes(&self, level: usize) -> u64 {
-        self.levels[level].div_ceil(self.node_keys) * self.node_stride
+        self.levels[level].div_ceil(self.fan_out(level)) * self.stride(level)
     }
 
     fn level_offset(&self, level: usize) -> u64 {
@@ -167,11 +241,9 @@ impl Layout {
         self.level_offset(self.levels.len())
     }
 
-    /// File offset of key `index` of `level`.
-    fn entry_offset(&self, level: usize, index: u64) -> u64 {
-        self.level_offset(level)
-            + (index / self.node_keys) * self.node_stride
-            + (index % self.node_keys) * self.entry_bytes()
+    /// File offset of node `node` of `level`.
+    fn node_offset(&self, level: usize, node: u64) -> u64 {
+        self.level_offset(level) + node * self.stride(level)
     }
 }
 
@@ -191,15 +263,23 @@ struct Header {
 impl Header {
     fn for_shard(shard: &Shard, layout: Layout, body_checksum: u64) -> Result<Header> {
         Ok(Header {
+            fingerprint: fingerprint(shard)?,
+            ..Header::for_shard_without_fingerprint(shard, layout, body_checksum)
+        })
+    }
+
+    /// [`Header::for_shard`] with a zero fingerprint (no reads).
+    fn for_shard_without_fingerprint(shard: &Shard, layout: Layout, body_checksum: u64) -> Header {
+        Header {
             layout,
             token_width: shard.token_width().bytes() as u32,
             num_tokens: shard.num_tokens(),
             ptr_size: shard.ptr_size() as u32,
             tokenized_bytes: shard.tokenized_len(),
             table_bytes: shard.table_len(),
-            fingerprint: fingerprint(shard)?,
+            fingerprint: 0,
             body_checksum,
-        })
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -220,7 +300,7 @@ impl Header {
         }
         out.extend_from_slice(&self.num_tokens.to_le_bytes());
         out.extend_from_slice(&self.ptr_size.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(l.bottom_node_keys as u32).to_le_bytes());
         for v in [
             self.tokenized_bytes,
             self.table_bytes,
@@ -279,7 +359,10 @@ impl Header {
             Some(u32_at(28) as u64),
         )
         .map_err(|e| corrupt(e.to_string()))?;
-        if layout.levels != levels || layout.node_stride != u32_at(32) as u64 {
+        if layout.levels != levels
+            || layout.node_stride != u32_at(32) as u64
+            || layout.bottom_node_keys != u32_at(52) as u64
+        {
             return Err(corrupt(format!(
                 "its levels {levels:?} do not follow from its parameters ({:?})",
                 layout.levels
@@ -375,6 +458,171 @@ const BRACKETS: [fn(KeyClass) -> bool; 4] = [
     |c| c != KeyClass::Greater,
 ];
 
+/// Longest pattern the tries position (their LCPs saturate at 255).
+const TRIE_MAX_PATTERN: usize = 254;
+/// LCP value meaning "255 bytes or more".
+const LCP_SATURATED: u8 = 255;
+/// Bytes of every suffix the LCPs look at.
+const TRIE_SPAN: u64 = 256;
+
+/// A bucket's blind trie: for each rank `i` after the bucket's first, `lcp[i]`
+/// is the LCP in bytes of suffixes `i - 1` and `i` (capped at 255) and `c[i]`
+/// the byte of suffix `i` where they differ. Stored as `lcp` then `c`, one
+/// byte a rank; the first rank's two bytes are reserved (zero).
+///
+/// A suffix that ends (at the shard's end) within the compared bytes sorts
+/// before everything it is a prefix of, as if ended by a byte below all
+/// others: it is then the first child of its node, whose byte is never
+/// stored or needed, so such buckets need no special case.
+#[derive(Clone, Copy)]
+struct BucketTrie<'a> {
+    lcp: &'a [u8],
+    branch: &'a [u8],
+    /// Ranks in the bucket (fewer than the rate only in the last one).
+    len: usize,
+}
+
+/// Where a trie puts a pattern, relative to the bucket's first rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TriePlace {
+    /// First rank not below the pattern.
+    lower: usize,
+    /// First rank above it.
+    upper: usize,
+}
+
+impl<'a> BucketTrie<'a> {
+    fn new(trie: &'a [u8], rate: usize, len: usize) -> BucketTrie<'a> {
+        BucketTrie {
+            lcp: &trie[..rate],
+            branch: &trie[rate..2 * rate],
+            len,
+        }
+    }
+
+    /// The rank whose suffix a blind descent for `pattern` reaches, without
+    /// reading text: at each node (its depth the least LCP inside it), the child
+    /// whose branching byte is the pattern's, else the first child. Its suffix
+    /// shares with the pattern the longest prefix any suffix of the bucket does.
+    fn candidate(&self, pattern: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while hi - lo > 1 {
+            let depth = self.lcp[lo + 1..hi].iter().copied().min().unwrap_or(0);
+            if depth as usize >= pattern.len() || depth == LCP_SATURATED {
+                break;
+            }
+            let want = pattern[depth as usize];
+            let child_end =
+                |from: usize| (from + 1..hi).find(|&i| self.lcp[i] == depth).unwrap_or(hi);
+            // Children start at the boundaries of this depth; the first child's byte is never stored.
+            match (lo + 1..hi).find(|&i| self.lcp[i] == depth && self.branch[i] == want) {
+                Some(start) => (lo, hi) = (start, child_end(start)),
+                None => hi = child_end(lo),
+            }
+        }
+        lo
+    }
+
+    /// Places `pattern` given the suffix at `candidate` (see
+    /// [`BucketTrie::candidate`]) and `shared`, the bytes it shares with the
+    /// pattern; `None` for a combination a consistent trie cannot produce.
+    fn place(
+        &self,
+        pattern: &[u8],
+        candidate: usize,
+        shared: usize,
+        above: bool,
+    ) -> Option<TriePlace> {
+        let m = pattern.len();
+        let run_start = |min_lcp: usize| {
+            let mut start = candidate;
+            while start > 0 && self.lcp[start] as usize >= min_lcp {
+                start -= 1;
+            }
+            start
+        };
+        let run_end = |min_lcp: usize| {
+            let mut end = candidate + 1;
+            while end < self.len && self.lcp[end] as usize >= min_lcp {
+                end += 1;
+            }
+            end
+        };
+        if shared == m {
+            return Some(TriePlace {
+                lower: run_start(m),
+                upper: run_end(m),
+            });
+        }
+        let l = shared;
+        if !above {
+            // The pattern sorts before the candidate: before the ranks sharing more than l bytes with it.
+            let at = run_start(l + 1);
+            return Some(TriePlace {
+                lower: at,
+                upper: at,
+            });
+        }
+        // After the candidate: skip the siblings (at depth l) whose byte is below the pattern's.
+        let mut at = run_end(l + 1);
+        while at < self.len && self.lcp[at] as usize == l {
+            match self.branch[at].cmp(&pattern[l]) {
+                Ordering::Less => {
+                    at += 1;
+                    while at < self.len && self.lcp[at] as usize > l {
+                        at += 1;
+                    }
+                }
+                Ordering::Greater => break,
+                // The descent would have taken this child.
+                Ordering::Equal => return None,
+            }
+        }
+        Some(TriePlace {
+            lower: at,
+            upper: at,
+        })
+    }
+}
+
+/// One bound a trie places: which search, which bucket, and the candidate rank.
+struct TrieProbe {
+    search: usize,
+    /// 0: the lower bound, 1: the upper one, 2: both (one bucket holds them).
+    which: usize,
+    bucket: u64,
+    candidate: usize,
+}
+
+/// Starts a round's reads together where that can help: always in object
+/// storage; locally only when they span more than one page (a single page gains
+/// nothing from the hint, and the system call costs more than a resident read).
+fn advise(file: &IndexFile, ranges: &[(u64, u64)]) -> Result<()> {
+    if let IndexFile::Local(_) = file {
+        let mut pages = ranges
+            .iter()
+            .filter(|r| r.1 > 0)
+            .flat_map(|&(at, len)| [at / PAGE, (at + len - 1) / PAGE]);
+        let Some(first) = pages.next() else {
+            return Ok(());
+        };
+        if pages.all(|p| p == first) {
+            return Ok(());
+        }
+    }
+    file.prefetch(ranges)
+}
+
+/// The nodes one level of a descent reads, by node number.
+type Nodes<'a> = BTreeMap<u64, Cow<'a, [u8]>>;
+
+/// What a descent found: per query, the partition point of each of
+/// [`BRACKETS`] over the bottom keys; and the bottom nodes it read.
+struct Descent<'a> {
+    points: Vec<[u64; 4]>,
+    bottom: Nodes<'a>,
+}
+
 impl Accelerator {
     /// Opens `dir/accel.{s}` for `shard`, keeping the top levels that fit
     /// `resident_budget` bytes in RAM (at least the root). `Ok(None)` when there
@@ -386,7 +634,23 @@ impl Accelerator {
         }
         let file = IndexFile::open(&path, "the search accelerator")?;
         let header = Header::decode(&file.read_clipped(0, HEADER_BYTES)?, &path)?;
-        let expected = Header::for_shard(shard, header.layout.clone(), header.body_checksum)?;
+        let expected = if shard.is_remote() {
+            // In object storage the fingerprint's 64 sampled pointers and texts
+            // would cost two more round trips at every open. Exactness does not
+            // rest on it: every search checks the tree's bracket against the
+            // suffix array and stops using a stale tree. Everything else in the
+            // header (sizes, width, pointer size) is still checked here.
+            Header {
+                fingerprint: header.fingerprint,
+                ..Header::for_shard_without_fingerprint(
+                    shard,
+                    header.layout.clone(),
+                    header.body_checksum,
+                )
+            }
+        } else {
+            Header::for_shard(shard, header.layout.clone(), header.body_checksum)?
+        };
         if header != expected {
             return Err(Error::corrupt(
                 &path,
@@ -404,18 +668,20 @@ impl Accelerator {
                 ),
             ));
         }
-        let mut resident_levels = 0;
-        let mut resident_bytes = 0u64;
-        for level in 0..layout.levels.len() {
-            let more = layout.level_bytes(level);
-            if level > 0 && resident_bytes + more > resident_budget {
-                break;
-            }
-            resident_levels += 1;
-            resident_bytes += more;
-        }
+        let (resident_levels, resident_bytes) = layout.resident(resident_budget);
         // One contiguous read (the levels are stored top-down).
         let resident = file.read_at(HEADER_BYTES, resident_bytes)?.into_owned();
+        for level in 0..resident_levels {
+            let start = (layout.level_offset(level) - HEADER_BYTES) as usize;
+            let stride = layout.stride(level) as usize;
+            let bytes = &resident[start..start + layout.level_bytes(level) as usize];
+            if let Some(node) = bytes.chunks(stride).position(|n| !node_intact(n)) {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("search accelerator: node {node} of level {level} fails its checksum"),
+                ));
+            }
+        }
         Ok(Some(Accelerator {
             file,
             layout,
@@ -451,16 +717,40 @@ impl Accelerator {
         self.disabled.load(AtomicOrdering::Relaxed)
     }
 
-    /// Key `index` of `level` (from RAM or from the mapped file).
-    fn entry(&self, level: usize, index: u64) -> Result<Cow<'_, [u8]>> {
-        let at = self.layout.entry_offset(level, index);
-        let len = self.layout.entry_bytes();
+    /// Stops using the file (a warning the first time).
+    fn disable(&self, shard: &Shard, why: &str) {
+        if !self.disabled.swap(true, AtomicOrdering::Relaxed) {
+            eprintln!(
+                "anygram: warning: {} {why} (stale or corrupt); shard {} searches without it. Rebuild it with `anygram index add-accelerator`.",
+                self.file.path().display(),
+                shard.number
+            );
+        }
+    }
+
+    /// Node `node` of `level`, from RAM (checked at open) or from the file;
+    /// `None` when a node read from the file fails its checksum.
+    fn node(&self, level: usize, node: u64) -> Result<Option<Cow<'_, [u8]>>> {
+        let at = self.layout.node_offset(level, node);
+        let len = self.layout.stride(level);
         if level < self.resident_levels {
             let at = (at - HEADER_BYTES) as usize;
-            Ok(Cow::Borrowed(&self.resident[at..at + len as usize]))
-        } else {
-            self.file.read_at(at, len)
+            return Ok(Some(Cow::Borrowed(&self.resident[at..at + len as usize])));
         }
+        let bytes = self.file.read_at(at, len)?;
+        Ok(node_intact(&bytes).then_some(bytes))
+    }
+
+    /// Key `index` of `level` (its key bytes and length; not a bottom key's trie).
+    fn entry(&self, level: usize, index: u64) -> Result<Option<Vec<u8>>> {
+        let fan_out = self.layout.fan_out(level);
+        let Some(node) = self.node(level, index / fan_out)? else {
+            return Ok(None);
+        };
+        let at = ((index % fan_out) * self.layout.entry_bytes(level)) as usize;
+        Ok(Some(
+            node[at..at + self.layout.key_entry_bytes() as usize].to_vec(),
+        ))
     }
 
     fn classify(&self, entry: &[u8], query: &[u8]) -> KeyClass {
@@ -479,63 +769,106 @@ impl Accelerator {
 
     /// Descends the tree for every query at once: for each of [`BRACKETS`], its
     /// partition point over the bottom level's keys. One round of reads per
-    /// level kept on disk, shared by all the queries (their nodes are advised
-    /// together).
-    fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Result<Vec<[u64; 4]>> {
-        let b = self.layout.node_keys;
+    /// level kept on disk, shared by all the queries. `None` when a node read
+    /// fails its checksum.
+    fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Result<Option<Descent<'_>>> {
         let mut points = vec![[0u64; 4]; queries.len()];
+        let mut nodes = Nodes::new();
         for (level, &keys) in self.layout.levels.iter().enumerate() {
-            // Key p of the level above is key p·B here: the point lies in (p−1)·B, p·B].
+            let fan_out = self.layout.fan_out(level);
+            let entry_bytes = self.layout.entry_bytes(level) as usize;
+            // Key p of the level above is key p·F here: the point lies in (p−1)·F, p·F].
             let windows: Vec<[(u64, u64); 4]> = points
                 .iter()
                 .map(|ps| {
                     ps.map(|p| match (level, p) {
                         (0, _) => (0, keys),
                         (_, 0) => (0, 0),
-                        (_, p) => (((p - 1) * b + 1).min(keys), (p * b).min(keys)),
+                        (_, p) => (((p - 1) * fan_out + 1).min(keys), (p * fan_out).min(keys)),
                     })
                 })
                 .collect();
-            if level >= self.resident_levels {
-                let nodes: BTreeSet<u64> = windows
+            // On the bottom level also the node of bucket p−1 when the window is
+            // empty (p = its start): the tries need it even without a key compared.
+            let bottom = self.layout.is_bottom(level);
+            let wanted: BTreeSet<u64> = windows
+                .iter()
+                .flatten()
+                .filter(|&&(lo, hi)| lo < hi || (bottom && lo > 0))
+                .map(|&(lo, hi)| {
+                    if lo < hi {
+                        lo / fan_out
+                    } else {
+                        (lo - 1) / fan_out
+                    }
+                })
+                .collect();
+            if level >= self.resident_levels && !wanted.is_empty() {
+                let stride = self.layout.stride(level);
+                let ranges: Vec<(u64, u64)> = wanted
                     .iter()
-                    .flatten()
-                    .filter(|(lo, hi)| lo < hi)
-                    .map(|&(lo, _)| lo / b)
+                    .map(|&node| (self.layout.node_offset(level, node), stride))
                     .collect();
-                let ranges: Vec<(u64, u64)> = nodes
-                    .iter()
-                    .map(|&node| {
-                        (
-                            self.layout.level_offset(level) + node * self.layout.node_stride,
-                            self.layout.node_stride,
-                        )
-                    })
-                    .collect();
-                self.file.prefetch(&ranges)?;
+                advise(&self.file, &ranges)?;
                 for &(at, len) in &ranges {
                     reads::touch(&self.file, at, len);
                 }
-                if !nodes.is_empty() {
-                    reads::round(shard.number);
-                }
+                reads::round(shard.number);
+            }
+            nodes.clear();
+            for node in wanted {
+                let Some(bytes) = self.node(level, node)? else {
+                    return Ok(None);
+                };
+                nodes.insert(node, bytes);
             }
             for ((query, ps), ws) in queries.iter().zip(points.iter_mut()).zip(&windows) {
-                for (point, (&(lo, hi), below)) in ps.iter_mut().zip(ws.iter().zip(BRACKETS)) {
+                // Patterns no longer than a key never tie with one: two brackets suffice.
+                let exact = query.len() <= self.layout.key_bytes;
+                for (which, (&(lo, hi), below)) in ws.iter().zip(BRACKETS).enumerate() {
+                    if exact && which % 2 == 1 {
+                        ps[which] = ps[which - 1];
+                        continue;
+                    }
                     let (mut lo, mut hi) = (lo, hi);
-                    while lo < hi {
-                        let mid = lo + (hi - lo) / 2;
-                        if below(self.classify(&self.entry(level, mid)?, query)) {
-                            lo = mid + 1;
-                        } else {
-                            hi = mid;
+                    if lo < hi {
+                        let node = &nodes[&(lo / fan_out)];
+                        let base = lo / fan_out * fan_out;
+                        while lo < hi {
+                            let mid = lo + (hi - lo) / 2;
+                            let at = (mid - base) as usize * entry_bytes;
+                            if below(self.classify(&node[at..], query)) {
+                                lo = mid + 1;
+                            } else {
+                                hi = mid;
+                            }
                         }
                     }
-                    *point = lo;
+                    ps[which] = lo;
                 }
             }
         }
-        Ok(points)
+        Ok(Some(Descent {
+            points,
+            bottom: nodes,
+        }))
+    }
+
+    /// The trie of bucket `bucket`, from a bottom node the descent read.
+    fn trie<'n>(
+        &self,
+        bottom: &'n Nodes<'_>,
+        bucket: u64,
+        num_tokens: u64,
+    ) -> Option<BucketTrie<'n>> {
+        let fan_out = self.layout.bottom_node_keys;
+        let node = bottom.get(&(bucket / fan_out))?;
+        let entry = self.layout.entry_bytes(self.layout.levels.len() - 1) as usize;
+        let at = (bucket % fan_out) as usize * entry + self.layout.key_entry_bytes() as usize;
+        let rate = self.layout.rate as usize;
+        let first = bucket * self.layout.rate;
+        let len = (num_tokens - first).min(self.layout.rate) as usize;
+        Some(BucketTrie::new(&node[at..at + 2 * rate], rate, len))
     }
 
     /// The ranks of `within` whose suffixes start with `query`, as
@@ -558,6 +891,12 @@ impl Accelerator {
     /// [`Accelerator::find`] for many `(query, within)` searches at once, all
     /// their reads in shared rounds: the rounds of the slowest search, not
     /// their sum. `None` when the accelerator is disabled or inconsistent.
+    ///
+    /// A wide search descends the tree to the bucket of each bound, then each
+    /// bucket's trie names one candidate rank without reading text; one pointer
+    /// and one text read at it place the bound. Bounds the tries cannot place
+    /// (long patterns tied on their keys, anything inconsistent) and batches of
+    /// narrow searches only finish k-ary in the suffix array.
     pub fn find_batch(
         &self,
         shard: &Shard,
@@ -568,16 +907,23 @@ impl Accelerator {
         }
         let arity = self.layout.rate.max(MIN_ARITY);
         // Trivial searches need no reads; wide ones start from the tree, narrow
-        // ones (a context being extended) straight in the suffix array.
+        // ones (a context being extended) straight in the suffix array, unless
+        // the batch descends the tree anyway: then the tree's rounds serve them
+        // too, in fewer pages than reading the whole window.
         let trivial = |&(query, (w0, w1)): &(&[u8], RankRange)| query.is_empty() || w0 >= w1;
+        let is_wide = |i: usize| {
+            let (_, (w0, w1)) = searches[i];
+            !trivial(&searches[i]) && w1 - w0 > arity
+        };
+        let tree = !self.layout.levels.is_empty() && (0..searches.len()).any(is_wide);
         let wide: Vec<usize> = (0..searches.len())
-            .filter(|&i| {
-                let (_, (w0, w1)) = searches[i];
-                !trivial(&searches[i]) && w1 - w0 > arity && !self.layout.levels.is_empty()
-            })
+            .filter(|&i| tree && !trivial(&searches[i]))
             .collect();
         let wide_queries: Vec<&[u8]> = wide.iter().map(|&i| searches[i].0).collect();
-        let mut points = self.descend(shard, &wide_queries)?.into_iter();
+        let Some(descent) = self.descend(shard, &wide_queries)? else {
+            self.disable(shard, "has a node that fails its checksum");
+            return Ok(None);
+        };
         let (n, rate) = (shard.num_tokens(), self.layout.rate);
         let first_after = |p: u64| {
             if p == 0 {
@@ -587,26 +933,145 @@ impl Accelerator {
             }
         };
         let last_at = |p: u64| p.saturating_mul(rate).min(n);
+
+        // Placed bounds, by search: [lower, upper].
+        let mut placed: BTreeMap<usize, [Option<u64>; 2]> = BTreeMap::new();
+        // The tries' candidates: at most one a bound, one a bucket.
+        let mut probes: Vec<TrieProbe> = Vec::new();
+        for (w, &i) in wide.iter().enumerate() {
+            let query = searches[i].0;
+            let points = descent.points[w];
+            if query.len() > TRIE_MAX_PATTERN || points[0] != points[1] || points[2] != points[3] {
+                continue;
+            }
+            let (lower, upper) = (points[0], points[2]);
+            let (w0, _) = searches[i].1;
+            let mut add = |point: u64, which: usize| {
+                if point == 0 {
+                    // Key 0 (rank 0) is not below the bound: it is the window's start.
+                    let bounds = placed.entry(i).or_insert([None, None]);
+                    for (b, bound) in bounds.iter_mut().enumerate() {
+                        if which == 2 || which == b {
+                            *bound = Some(w0);
+                        }
+                    }
+                    return;
+                }
+                let bucket = point - 1;
+                if let Some(trie) = self.trie(&descent.bottom, bucket, n) {
+                    probes.push(TrieProbe {
+                        search: i,
+                        which,
+                        bucket,
+                        candidate: trie.candidate(query),
+                    });
+                }
+            };
+            if lower == upper {
+                add(lower, 2);
+            } else {
+                add(lower, 0);
+                add(upper, 1);
+            }
+        }
+        if !probes.is_empty() {
+            let (table, text) = (shard.table_file(), shard.tokenized_file());
+            let ps = shard.ptr_size() as u64;
+            let rank = |p: &TrieProbe| p.bucket * rate + p.candidate as u64;
+            let pointer_reads: Vec<(u64, u64)> =
+                probes.iter().map(|p| (rank(p) * ps, ps)).collect();
+            advise(table, &pointer_reads)?;
+            for &(at, len) in &pointer_reads {
+                reads::touch(table, at, len);
+            }
+            reads::round(shard.number);
+            let ptrs = probes
+                .iter()
+                .map(|p| shard.ptr_at(rank(p)))
+                .collect::<Result<Vec<u64>>>()?;
+            let text_reads: Vec<(u64, u64)> = probes
+                .iter()
+                .zip(&ptrs)
+                .map(|(p, &ptr)| {
+                    (
+                        ptr,
+                        (searches[p.search].0.len() as u64).min(text.len() - ptr),
+                    )
+                })
+                .collect();
+            advise(text, &text_reads)?;
+            for &(at, len) in &text_reads {
+                reads::touch(text, at, len);
+            }
+            reads::round(shard.number);
+            for (probe, &(at, len)) in probes.iter().zip(&text_reads) {
+                let (query, (w0, w1)) = searches[probe.search];
+                let found = text.read_at(at, len)?;
+                let Some(trie) = self.trie(&descent.bottom, probe.bucket, n) else {
+                    continue;
+                };
+                // A suffix that ends first sorts first: the pattern is above it.
+                let shared = found
+                    .iter()
+                    .zip(query)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(found.len().min(query.len()));
+                let above = shared < query.len()
+                    && (shared == found.len() || query[shared] > found[shared]);
+                let Some(place) = trie.place(query, probe.candidate, shared, above) else {
+                    continue;
+                };
+                // The bucket's first key lies before both bounds (else the descent chose it wrong).
+                let start = probe.bucket * rate;
+                let bounds = placed.entry(probe.search).or_insert([None, None]);
+                if probe.which != 1 && place.lower > 0 {
+                    bounds[0] = Some((start + place.lower as u64).clamp(w0, w1));
+                }
+                if probe.which != 0 && place.upper > 0 {
+                    bounds[1] = Some((start + place.upper as u64).clamp(w0, w1));
+                }
+            }
+        }
+
+        let mut ranges: Vec<RankRange> = searches
+            .iter()
+            .map(|&(query, (w0, w1))| if query.is_empty() { (w0, w1) } else { (w0, w0) })
+            .collect();
+        let mut wide_points = wide.iter().zip(&descent.points).peekable();
         let mut pending = Vec::new();
         for (i, search) in searches.iter().enumerate() {
             if trivial(search) {
                 continue;
             }
             let (query, (w0, w1)) = *search;
-            let bounds = if wide.binary_search(&i).is_ok() {
-                let points = points.next().expect("one descent per wide search");
-                let bracket = |surely: u64, maybe: u64, upper: bool| Bound {
-                    lo: first_after(surely).clamp(w0, w1),
-                    hi: last_at(maybe).clamp(w0, w1),
-                    upper,
-                    checked: false,
-                };
-                [
-                    bracket(points[0], points[1], false),
-                    bracket(points[2], points[3], true),
-                ]
-            } else {
-                [Bound::window(w0, w1, false), Bound::window(w0, w1, true)]
+            let bounds = match wide_points.peek() {
+                Some(&(&w, points)) if w == i => {
+                    wide_points.next();
+                    let known = placed.get(&i).copied().unwrap_or([None, None]);
+                    if let [Some(lower), Some(upper)] = known {
+                        if lower > upper {
+                            self.disable(shard, "disagrees with the suffix array");
+                            return Ok(None);
+                        }
+                        ranges[i] = (lower, upper);
+                        continue;
+                    }
+                    let bracket =
+                        |surely: u64, maybe: u64, upper: bool, known: Option<u64>| match known {
+                            Some(at) => Bound::window(at, at, upper),
+                            None => Bound {
+                                lo: first_after(surely).clamp(w0, w1),
+                                hi: last_at(maybe).clamp(w0, w1),
+                                upper,
+                                checked: false,
+                            },
+                        };
+                    [
+                        bracket(points[0], points[1], false, known[0]),
+                        bracket(points[2], points[3], true, known[1]),
+                    ]
+                }
+                _ => [Bound::window(w0, w1, false), Bound::window(w0, w1, true)],
             };
             pending.push(Finishing {
                 index: i,
@@ -616,25 +1081,24 @@ impl Accelerator {
                 bounds,
             });
         }
+        if pending.is_empty() {
+            return Ok(Some(ranges));
+        }
         let Some(found) = finish(shard, arity, &mut pending)? else {
-            if !self.disabled.swap(true, AtomicOrdering::Relaxed) {
-                eprintln!(
-                    "anygram: warning: {} disagrees with the suffix array (stale or corrupt); shard {} searches without it. Rebuild it with `anygram index add-accelerator`.",
-                    self.file.path().display(),
-                    shard.number
-                );
-            }
+            self.disable(shard, "disagrees with the suffix array");
             return Ok(None);
         };
-        let mut ranges: Vec<RankRange> = searches
-            .iter()
-            .map(|&(query, (w0, w1))| if query.is_empty() { (w0, w1) } else { (w0, w0) })
-            .collect();
         for (index, range) in found {
             ranges[index] = range;
         }
         Ok(Some(ranges))
     }
+}
+
+/// Whether a node's bytes match the checksum at its end.
+fn node_intact(node: &[u8]) -> bool {
+    let (body, sum) = node.split_at(node.len() - NODE_CHECKSUM_BYTES as usize);
+    xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() == sum
 }
 
 /// One search being finished in the suffix array: the ranks of `window` whose
@@ -714,7 +1178,7 @@ pub(crate) fn finish(
             .into_iter()
             .map(|(start, len)| (start * ps, len * ps))
             .collect();
-        table.prefetch(&pointer_runs)?;
+        advise(table, &pointer_runs)?;
         for &(at, len) in &pointer_runs {
             reads::touch(table, at, len);
         }
@@ -734,7 +1198,7 @@ pub(crate) fn finish(
                 text_reads.push((at, q.min(text.len() - at)));
             }
         }
-        text.prefetch(&text_reads)?;
+        advise(text, &text_reads)?;
         for &(at, len) in &text_reads {
             reads::touch(text, at, len);
         }
@@ -864,18 +1328,14 @@ fn runs(ranks: &[u64]) -> Vec<(u64, u64)> {
 /// to their size; `None`: 1/100 of each shard's token stream and suffix array.
 /// A file that is not valid for its shard is ignored with a warning on stderr.
 pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
-    let size = |s: &Shard| s.tokenized_len() + s.table_len();
-    let total: u64 = shards.iter().map(|s| size(s)).sum();
+    let sizes: Vec<u64> = shards
+        .iter()
+        .map(|s| s.tokenized_len() + s.table_len())
+        .collect();
     // Concurrently: in object storage each open waits on round trips.
     crate::pool::install(|| {
         shards.par_iter().for_each(|shard| {
-            let budget = match resident_mem {
-                Some(all) if total > 0 => {
-                    (all as u128 * size(shard) as u128 / total as u128) as u64
-                }
-                Some(all) => all,
-                None => size(shard) / DEFAULT_RESIDENT_DIVISOR,
-            };
+            let budget = resident_budget(&sizes, shard.number, resident_mem);
             match Accelerator::open(dir, shard, budget) {
                 Ok(Some(accel)) => shard.set_accelerator(accel),
                 Ok(None) => {}
@@ -886,6 +1346,39 @@ pub fn attach(dir: &Path, shards: &[Arc<Shard>], resident_mem: Option<u64>) {
             }
         })
     });
+}
+
+/// The resident budget of shard `number` whose token stream and suffix array
+/// take `shard_bytes[number]` of all shards' `shard_bytes`: its share of
+/// `resident_mem`, or by default 1/[`DEFAULT_RESIDENT_DIVISOR`] of its size.
+pub fn resident_budget(shard_bytes: &[u64], number: usize, resident_mem: Option<u64>) -> u64 {
+    let total: u64 = shard_bytes.iter().sum();
+    let size = shard_bytes[number];
+    match resident_mem {
+        Some(all) if total > 0 => (all as u128 * size as u128 / total as u128) as u64,
+        Some(all) => all,
+        None => size / DEFAULT_RESIDENT_DIVISOR,
+    }
+}
+
+/// The byte ranges of `accel_file` (shard of `num_tokens` tokens) that
+/// [`Accelerator::open`] will read with `resident_budget`, so that an index
+/// in object storage reads them in the same round trip as everything else
+/// an open needs: the header, and the resident levels as a tree built with the
+/// default options would place them. A tree built otherwise is still opened
+/// right (its header tells its layout), at the cost of one more round trip.
+pub fn open_reads(
+    accel_file: &IndexFile,
+    num_tokens: u64,
+    resident_budget: u64,
+) -> Vec<(u64, u64)> {
+    let guess = Layout::new(num_tokens, DEFAULT_RATE, DEFAULT_KEY_BYTES, None)
+        .ok()
+        .filter(|layout| layout.file_bytes() == accel_file.len());
+    match guess {
+        Some(layout) => vec![(0, HEADER_BYTES + layout.resident(resident_budget).1)],
+        None => vec![(0, HEADER_BYTES)],
+    }
 }
 
 /// Writes `dir/accel.{s}` for `shard` (replacing one that is there) atomically:
@@ -926,14 +1419,15 @@ pub fn write_all(engine: &Engine, options: &WriteOptions) -> Result<Vec<PathBuf>
 fn write_file(file: &File, tmp: &Path, shard: &Shard, layout: Layout) -> Result<()> {
     let io = |e| Error::io(tmp, e);
     file.set_len(layout.file_bytes()).map_err(io)?;
-    let entry = layout.entry_bytes() as usize;
-    let (b, stride) = (layout.node_keys, layout.node_stride as usize);
+    let key_entry = layout.key_entry_bytes() as usize;
     if let Some(bottom) = layout.levels.len().checked_sub(1) {
+        let (b, stride) = (layout.bottom_node_keys, layout.bottom_stride as usize);
+        let entry = layout.entry_bytes(bottom) as usize;
         let keys = layout.levels[bottom];
         let nodes = keys.div_ceil(b);
         let chunk_nodes = ((8 << 20) / stride as u64).max(1);
         // The first key of every bottom node: the level above, built as we go.
-        let mut above = Vec::with_capacity(nodes as usize * entry);
+        let mut above = Vec::with_capacity(nodes as usize * key_entry);
         for first in (0..nodes).step_by(chunk_nodes as usize) {
             let count = chunk_nodes.min(nodes - first);
             let mut chunk = vec![0u8; count as usize * stride];
@@ -948,36 +1442,51 @@ fn write_file(file: &File, tmp: &Path, shard: &Shard, layout: Layout) -> Result<
                             if index >= keys {
                                 break;
                             }
-                            write_key(shard, index * layout.rate, out)?;
+                            let (key, trie) = out.split_at_mut(key_entry);
+                            write_key(shard, index * layout.rate, key)?;
+                            write_trie(shard, index * layout.rate, layout.rate, trie)?;
                         }
+                        seal_node(node);
                         Ok::<(), Error>(())
                     })
             })?;
             for node in chunk.chunks(stride) {
-                above.extend_from_slice(&node[..entry]);
+                above.extend_from_slice(&node[..key_entry]);
             }
-            let at = layout.level_offset(bottom) + first * stride as u64;
+            let at = layout.node_offset(bottom, first);
             file.write_all_at(&chunk, at).map_err(io)?;
         }
-        // Upper levels: every B-th key of the level below, bottom-up.
+        // Upper levels: the first key of every node of the level below, bottom-up.
         let mut level_keys = above;
+        let (b, stride) = (layout.node_keys as usize, layout.node_stride as usize);
         for level in (0..bottom).rev() {
-            debug_assert_eq!(level_keys.len() as u64, layout.levels[level] * entry as u64);
+            debug_assert_eq!(
+                level_keys.len() as u64,
+                layout.levels[level] * key_entry as u64
+            );
             let mut bytes = vec![0u8; layout.level_bytes(level) as usize];
-            for (node, keys) in level_keys.chunks(b as usize * entry).enumerate() {
-                bytes[node * stride..node * stride + keys.len()].copy_from_slice(keys);
+            for (node, keys) in level_keys.chunks(b * key_entry).enumerate() {
+                let node = &mut bytes[node * stride..(node + 1) * stride];
+                node[..keys.len()].copy_from_slice(keys);
+                seal_node(node);
             }
             file.write_all_at(&bytes, layout.level_offset(level))
                 .map_err(io)?;
             level_keys = level_keys
-                .chunks(b as usize * entry)
-                .flat_map(|node| node[..entry].iter().copied())
+                .chunks(b * key_entry)
+                .flat_map(|node| node[..key_entry].iter().copied())
                 .collect();
         }
     }
     let body_checksum = checksum_body(file, layout.file_bytes()).map_err(io)?;
     let header = Header::for_shard(shard, layout, body_checksum)?;
     file.write_all_at(&header.encode(), 0).map_err(io)
+}
+
+/// Ends `node` with the checksum of the rest of it.
+fn seal_node(node: &mut [u8]) {
+    let (body, sum) = node.split_at_mut(node.len() - NODE_CHECKSUM_BYTES as usize);
+    sum.copy_from_slice(&xxhash_rust::xxh3::xxh3_64(body).to_le_bytes());
 }
 
 /// The key of the suffix at `rank`: its first `key_bytes` bytes, zero-padded,
@@ -989,6 +1498,32 @@ fn write_key(shard: &Shard, rank: u64, out: &mut [u8]) -> Result<()> {
     out[..text.len()].copy_from_slice(&text);
     out[text.len()..key_bytes].fill(0);
     out[key_bytes] = text.len() as u8;
+    Ok(())
+}
+
+/// The blind trie of the bucket of `rate` ranks from `first` (see
+/// [`BucketTrie`]): `rate` LCP bytes, then `rate` branching bytes.
+fn write_trie(shard: &Shard, first: u64, rate: u64, out: &mut [u8]) -> Result<()> {
+    let (lcp, branch) = out.split_at_mut(rate as usize);
+    let text = shard.tokenized_file();
+    let end = (first + rate).min(shard.num_tokens());
+    let mut previous: Option<Cow<'_, [u8]>> = None;
+    for (i, rank) in (first..end).enumerate() {
+        let ptr = shard.ptr_at(rank)?;
+        let suffix = text.read_clipped(ptr, TRIE_SPAN)?;
+        if let Some(prev) = &previous {
+            let shared = prev
+                .iter()
+                .zip(suffix.iter())
+                .take(LCP_SATURATED as usize)
+                .take_while(|(a, b)| a == b)
+                .count();
+            lcp[i] = shared as u8;
+            branch[i] = suffix.get(shared).copied().unwrap_or(0);
+        }
+        previous = Some(suffix);
+    }
+    (lcp[0], branch[0]) = (0, 0);
     Ok(())
 }
 
@@ -1028,24 +1563,29 @@ pub fn verify_shard(dir: &Path, shard: &Shard) -> Vec<String> {
     }
     let layout = &accel.layout;
     for (level, &keys) in layout.levels.iter().enumerate() {
-        let below = layout.levels.get(level + 1);
-        let entry = |level: usize, index: u64| {
-            accel
-                .entry(level, index)
-                .map(Cow::into_owned)
-                .unwrap_or_default()
-        };
+        let below = layout
+            .levels
+            .get(level + 1)
+            .map(|_| layout.fan_out(level + 1));
+        let entry = |level: usize, index: u64| accel.entry(level, index).ok().flatten();
         for index in 0..keys {
             let key = entry(level, index);
+            if key.is_none() {
+                return vec![format!(
+                    "{path}: search accelerator node of key {index} of level {level} fails its checksum"
+                )];
+            }
             if index > 0 && entry(level, index - 1) > key {
                 return vec![format!(
                     "{path}: search accelerator level {level} is not sorted at key {index}"
                 )];
             }
-            if below.is_some() && entry(level + 1, index * layout.node_keys) != key {
-                return vec![format!(
-                    "{path}: search accelerator key {index} of level {level} differs from the level below"
-                )];
+            if let Some(fan_out) = below {
+                if entry(level + 1, index * fan_out) != key {
+                    return vec![format!(
+                        "{path}: search accelerator key {index} of level {level} differs from the level below"
+                    )];
+                }
             }
         }
     }

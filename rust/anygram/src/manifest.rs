@@ -273,7 +273,19 @@ impl Manifest {
         };
         let text = String::from_utf8(bytes)
             .map_err(|e| Error::corrupt(&path, format!("manifest is not UTF-8: {e}")))?;
-        Manifest::parse(&text).map(Some).map_err(|e| e.at(&path))
+        let manifest = Manifest::parse(&text).map_err(|e| e.at(&path))?;
+        if !manifest.files.is_empty() {
+            // The manifest lists every file of the index with its size: in object
+            // storage that is the directory listing (no LIST, no HEAD per file).
+            crate::storage::describe_dir(
+                dir,
+                manifest
+                    .files
+                    .iter()
+                    .map(|(name, meta)| (name.as_str(), meta.size, meta.xxh3_64.as_str())),
+            )?;
+        }
+        Ok(Some(manifest))
     }
 
     /// Parses and checks a manifest's JSON text. The version is checked first,

@@ -64,15 +64,21 @@ fn key_of(bytes: &[u8], pad: u8) -> u128 {
     u128::from_be_bytes(buf)
 }
 
-impl Shard {
-    /// Maps shard `number` of `dir` and checks, in O(1), that its files agree
-    /// with each other (and with the manifest, when there is one).
-    pub fn open(
-        dir: &Path,
-        number: usize,
-        width: TokenWidth,
-        manifest: Option<&Manifest>,
-    ) -> Result<Shard> {
+/// The files of one shard, opened (their sizes known) but not yet read: an
+/// index opens every shard's files first, then reads what all the checks of
+/// [`Shard::from_files`] need in one batch ([`ShardFiles::open_reads`]).
+pub struct ShardFiles {
+    number: usize,
+    tokenized: IndexFile,
+    table: IndexFile,
+    offsets: IndexFile,
+    metadata: Option<(IndexFile, IndexFile)>,
+}
+
+impl ShardFiles {
+    /// Opens the files of shard `number` of `dir` (no reads: locally maps
+    /// them; remotely their sizes come from the manifest or one listing).
+    pub fn open(dir: &Path, number: usize) -> Result<ShardFiles> {
         let tokenized = IndexFile::open(
             &dir.join(shard_file("tokenized", number)),
             "the token stream",
@@ -106,6 +112,64 @@ impl Shard {
                 })
             }
         };
+        Ok(ShardFiles {
+            number,
+            tokenized,
+            table,
+            offsets,
+            metadata,
+        })
+    }
+
+    /// The O(1) reads of [`Shard::from_files`]'s checks: the first token and
+    /// the first and last document offsets.
+    pub fn open_reads(&self, width: TokenWidth) -> Vec<(&IndexFile, Vec<(u64, u64)>)> {
+        let last_offset = self.offsets.len().saturating_sub(8);
+        vec![
+            (&self.tokenized, vec![(0, width.bytes() as u64)]),
+            (&self.offsets, vec![(0, 8), (last_offset, 8)]),
+        ]
+    }
+
+    /// The token stream (its size tells the shard's token count).
+    pub fn tokenized(&self) -> &IndexFile {
+        &self.tokenized
+    }
+    /// The suffix array.
+    pub fn table(&self) -> &IndexFile {
+        &self.table
+    }
+}
+
+impl Shard {
+    /// Maps shard `number` of `dir` and checks, in O(1), that its files agree
+    /// with each other (and with the manifest, when there is one).
+    pub fn open(
+        dir: &Path,
+        number: usize,
+        width: TokenWidth,
+        manifest: Option<&Manifest>,
+    ) -> Result<Shard> {
+        Shard::from_files(dir, ShardFiles::open(dir, number)?, width, manifest)
+    }
+
+    /// [`Shard::open`] on files already opened (and their open reads started).
+    pub fn from_files(
+        dir: &Path,
+        files: ShardFiles,
+        width: TokenWidth,
+        manifest: Option<&Manifest>,
+    ) -> Result<Shard> {
+        // The reads of the checks below, started together (one round trip
+        // remotely; none when the index's open already fetched them).
+        crate::storage::prefetch_all(&files.open_reads(width))?;
+        let ShardFiles {
+            number,
+            tokenized,
+            table,
+            offsets,
+            metadata,
+        } = files;
 
         if let Some(manifest) = manifest {
             for file in [&tokenized, &table, &offsets] {
@@ -158,9 +222,6 @@ impl Shard {
         }
         let num_documents = offsets.len() / 8;
         if num_tokens > 0 {
-            // The three O(1) reads of open, started together (one round trip remotely).
-            tokenized.prefetch(&[(0, w)])?;
-            offsets.prefetch(&[(0, 8), (offsets.len().saturating_sub(8), 8)])?;
             let first = width.read_token(&tokenized.read_at(0, w)?);
             if first != width.separator() {
                 return Err(Error::corrupt(
@@ -549,7 +610,7 @@ impl Shard {
         counts: &mut BTreeMap<u32, u64>,
     ) -> Result<()> {
         let mut stored = BTreeMap::new();
-        self.count_stored_next(query_bytes, range, unit, None, None, &mut stored)?;
+        self.count_stored_next(query_bytes, range, unit, &mut stored)?;
         let separator = self.width.separator() as u64;
         for (value, count) in stored {
             let token = if value == END_OF_SHARD || value == separator {
@@ -564,9 +625,21 @@ impl Shard {
 
     /// The stored value `skip_bytes` after the suffix at `rank` (the token after a
     /// match of that many bytes): a token, the separator, or [`END_OF_SHARD`].
+    /// Two dependent reads (the pointer, then the token), counted by [`crate::reads`].
     #[inline]
     pub fn stored_after(&self, rank: u64, skip_bytes: usize) -> Result<u64> {
-        self.stored_at(self.ptr_at(rank)? + skip_bytes as u64)
+        let ps = self.ptr_size as u64;
+        crate::reads::touch(&self.table, rank * ps, ps);
+        crate::reads::round(self.number);
+        let at = self.ptr_at(rank)? + skip_bytes as u64;
+        let w = self.width.bytes() as u64;
+        crate::reads::touch(
+            &self.tokenized,
+            at,
+            w.min(self.tokenized.len().saturating_sub(at)),
+        );
+        crate::reads::round(self.number);
+        self.stored_at(at)
     }
 
     /// The stored value after `ptr`: a token, the separator, or [`END_OF_SHARD`].
@@ -579,46 +652,135 @@ impl Shard {
         Ok(self.width.read_token(&self.tokenized.read_at(ptr, w)?) as u64)
     }
 
+    /// infini-gram's sampling of the values after a range: a range of fewer
+    /// than `4·unit` ranks samples one rank per `unit` (its middle); a wider one
+    /// whose first and last values agree counts whole; otherwise it is halved.
+    /// Walked breadth-first, so that every lookup of one level of halving goes
+    /// out together ([`Shard::stored_after_many`]: two rounds of reads, the
+    /// pointers then the texts): an ntd costs two rounds per level, not two per
+    /// lookup. The ranks looked up and the counts are exactly the depth-first
+    /// recursion's.
     fn count_stored_next(
         &self,
         query_bytes: usize,
-        (start, end): RankRange,
+        range: RankRange,
         unit: u64,
-        known_first: Option<u64>,
-        known_last: Option<u64>,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        let next =
-            |rank: u64| -> Result<u64> { self.stored_at(self.ptr_at(rank)? + query_bytes as u64) };
-        if end - start < 4 * unit {
-            let mut rank = start;
-            while rank < end {
-                let whole = rank + unit <= end;
-                let sample = if whole {
-                    rank + unit / 2
+        // A range still to look at, with the values already known at its ends.
+        struct Pending {
+            range: RankRange,
+            first: Option<u64>,
+            last: Option<u64>,
+        }
+        let mut level = vec![Pending {
+            range,
+            first: None,
+            last: None,
+        }];
+        while !level.is_empty() {
+            // Every rank this level needs: the samples of narrow ranges, the
+            // unknown ends of wide ones.
+            let mut wanted: Vec<u64> = Vec::new();
+            for p in &level {
+                let (start, end) = p.range;
+                if end - start < 4 * unit {
+                    let mut rank = start;
+                    while rank < end {
+                        wanted.push(if rank + unit <= end {
+                            rank + unit / 2
+                        } else {
+                            (rank + end) / 2
+                        });
+                        rank += unit;
+                    }
                 } else {
-                    (rank + end) / 2
-                };
-                *counts.entry(next(sample)?).or_insert(0) += if whole { unit } else { end - rank };
-                rank += unit;
+                    if p.first.is_none() {
+                        wanted.push(start);
+                    }
+                    if p.last.is_none() {
+                        wanted.push(end - 1);
+                    }
+                }
             }
-            return Ok(());
+            let values = self.stored_after_many(&wanted, query_bytes)?;
+            let mut values = values.into_iter();
+            let mut next_level = Vec::new();
+            for p in level {
+                let (start, end) = p.range;
+                if end - start < 4 * unit {
+                    let mut rank = start;
+                    while rank < end {
+                        let weight = if rank + unit <= end { unit } else { end - rank };
+                        let value = values.next().expect("one value per wanted rank");
+                        *counts.entry(value).or_insert(0) += weight;
+                        rank += unit;
+                    }
+                    continue;
+                }
+                let first = match p.first {
+                    Some(v) => v,
+                    None => values.next().expect("one value per wanted rank"),
+                };
+                let last = match p.last {
+                    Some(v) => v,
+                    None => values.next().expect("one value per wanted rank"),
+                };
+                if first == last {
+                    *counts.entry(first).or_insert(0) += end - start;
+                    continue;
+                }
+                let mid = (start + end) / 2;
+                next_level.push(Pending {
+                    range: (start, mid),
+                    first: Some(first),
+                    last: None,
+                });
+                next_level.push(Pending {
+                    range: (mid, end),
+                    first: None,
+                    last: Some(last),
+                });
+            }
+            level = next_level;
         }
-        let first = match known_first {
-            Some(t) => t,
-            None => next(start)?,
-        };
-        let last = match known_last {
-            Some(t) => t,
-            None => next(end - 1)?,
-        };
-        if first == last {
-            *counts.entry(first).or_insert(0) += end - start;
-            return Ok(());
+        Ok(())
+    }
+
+    /// [`Shard::stored_after`] for many ranks, in two rounds of reads issued
+    /// together (one round trip each in object storage): every pointer, then
+    /// the token after each.
+    fn stored_after_many(&self, ranks: &[u64], skip_bytes: usize) -> Result<Vec<u64>> {
+        if ranks.is_empty() {
+            return Ok(Vec::new());
         }
-        let mid = (start + end) / 2;
-        self.count_stored_next(query_bytes, (start, mid), unit, Some(first), None, counts)?;
-        self.count_stored_next(query_bytes, (mid, end), unit, None, Some(last), counts)
+        let ps = self.ptr_size as u64;
+        let w = self.width.bytes() as u64;
+        let entries: Vec<(u64, u64)> = ranks
+            .iter()
+            .filter(|&&r| r < self.num_tokens)
+            .map(|&r| (r * ps, ps))
+            .collect();
+        self.table.prefetch(&entries)?;
+        for &(at, len) in &entries {
+            crate::reads::touch(&self.table, at, len);
+        }
+        crate::reads::round(self.number);
+        let ptrs = ranks
+            .iter()
+            .map(|&r| Ok(self.ptr_at(r)? + skip_bytes as u64))
+            .collect::<Result<Vec<u64>>>()?;
+        let texts: Vec<(u64, u64)> = ptrs
+            .iter()
+            .filter(|&&p| p.saturating_add(w) <= self.tokenized.len())
+            .map(|&p| (p, w))
+            .collect();
+        self.tokenized.prefetch(&texts)?;
+        for &(at, len) in &texts {
+            crate::reads::touch(&self.tokenized, at, len);
+        }
+        crate::reads::round(self.number);
+        ptrs.iter().map(|&p| self.stored_at(p)).collect()
     }
 
     /// The document holding byte offset `ptr` (< the tokens' size): the last

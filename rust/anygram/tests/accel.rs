@@ -134,6 +134,11 @@ fn three_dependent_reads_per_shard_after_the_resident_levels() {
             .map(|(_, p)| p)
             .sum();
         assert!(pages <= 2, "one bottom node per bound: {reads:?}");
+        // The tries: one pointer (and the text at it, which may straddle two
+        // pages) per bound, never the k-ary finishing over the bucket.
+        let table = reads.pages.get("table.0").copied().unwrap_or(0);
+        let text = reads.pages.get("tokenized.0").copied().unwrap_or(0);
+        assert!(table <= 2 && text <= 4, "{query:?}: {reads:?}");
         let (_, reads) = anygram::reads::record(|| plain.find(query).unwrap());
         plain_rounds = plain_rounds.max(reads.max_rounds_per_shard());
         // With only the root in RAM, each level below costs one more round.
@@ -325,5 +330,180 @@ fn write_options_are_checked() {
     assert!(
         names.iter().all(|n| !n.to_string_lossy().contains("tmp")),
         "{names:?}"
+    );
+}
+
+/// Corpora longer than the tries' 256-byte span (suffixes that end inside it
+/// are at the shard's end), with long repeats:
+/// copies of one document, so that neighbouring suffixes share ≥ 255 bytes and
+/// long patterns tie on their keys across buckets.
+fn repetitive_corpus() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>)> {
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+    .prop_flat_map(|width| {
+        let token = prop::sample::select(alphabet(width));
+        let base = prop::collection::vec(token.clone(), 100..400);
+        let other = prop::collection::vec(prop::collection::vec(token, 0..300), 1..6);
+        (Just(width), base, 2usize..8, other)
+    })
+    .prop_map(|(width, base, copies, other)| {
+        let mut docs: Vec<Vec<u32>> = (0..copies).map(|_| base.clone()).collect();
+        docs.extend(other);
+        (width, docs)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// The tries' blind descent and placement against brute force and the plain
+    /// search: every width, ids whose byte order differs from their value order,
+    /// LCPs that saturate at 255, patterns past 254 bytes (finished in the suffix
+    /// array), and a correct file is never found inconsistent.
+    #[test]
+    fn trie_search_equals_brute_force(
+        (width, docs) in repetitive_corpus(),
+        rate in prop_oneof![Just(2u64), Just(5), Just(16), Just(64)],
+        key_bytes in prop_oneof![Just(1usize), Just(3), Just(8), Just(32)],
+        node_keys in prop_oneof![Just(None), Just(Some(2u64)), Just(Some(3))],
+        picks in prop::collection::vec((0usize..1000, 0usize..1000, 1usize..150), 1..12),
+        random in prop::collection::vec(prop::collection::vec(0usize..6, 1..6), 1..5),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_index(dir.path(), &docs, width);
+        let plain = open(dir.path(), width, false, None);
+        accel::write(dir.path(), &plain.shards()[0], &WriteOptions { rate, key_bytes, node_keys }).unwrap();
+        let fast = open(dir.path(), width, true, Some(0));
+        let tree = fast.shards()[0].accelerator().expect("the accelerator is attached");
+
+        let sep = width.separator();
+        let stream: Vec<u32> = docs.iter().flat_map(|d| std::iter::once(sep).chain(d.iter().copied())).collect();
+        let symbols = alphabet(width);
+        let mut queries: Vec<Vec<u32>> = picks.iter().map(|&(doc, start, len)| {
+            let doc = &docs[doc % docs.len()];
+            if doc.is_empty() { return vec![symbols[1]]; }
+            let start = start % doc.len();
+            doc[start..doc.len().min(start + len)].to_vec()
+        }).collect();
+        // A match plus one more token: right beside the matches in suffix order.
+        let extended: Vec<Vec<u32>> = queries.iter().flat_map(|q| {
+            symbols.iter().map(move |&s| q.iter().copied().chain(std::iter::once(s)).collect())
+        }).collect();
+        queries.extend(extended);
+        queries.extend(random.iter().map(|q| q.iter().map(|&i| symbols[i % symbols.len()]).collect::<Vec<u32>>()));
+        for query in &queries {
+            let got = fast.find(query).unwrap();
+            prop_assert_eq!(got.count, brute_count(&stream, query), "query {:?}", query);
+            prop_assert_eq!(&got, &plain.find(query).unwrap(), "query {:?}", query);
+        }
+        prop_assert!(!tree.is_disabled(), "a correct accelerator was found inconsistent");
+    }
+}
+
+/// Flips one bit in the trie bytes of every bottom node that the resident
+/// levels do not hold: each damaged node fails its checksum when read, the
+/// search finishes without the accelerator (warned once), and every answer
+/// stays right.
+#[test]
+fn a_flipped_bit_in_a_trie_is_never_a_wrong_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let width = TokenWidth::U16;
+    let docs = big_corpus(60_000, 11);
+    write_index(dir.path(), &docs, width);
+    let plain = open(dir.path(), width, false, None);
+    let path = accel::write(dir.path(), &plain.shards()[0], &WriteOptions::default()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let probe = open(dir.path(), width, true, Some(0));
+    let tree = probe.shards()[0].accelerator().unwrap();
+    // The bottom level is the file's tail; its nodes are whole pages (default layout).
+    let bottom_start = 4096 + tree.top_levels_bytes(tree.num_levels() - 1) as usize;
+    assert_eq!(bottom_start % 4096, 0);
+    // Byte 33 + 5 of a node: the LCP of rank 5 in its first bucket.
+    for node in (bottom_start..bytes.len()).step_by(4096) {
+        bytes[node + 33 + 5] ^= 0x04;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let fast = open(dir.path(), width, true, Some(0));
+    assert!(
+        fast.shards()[0].accelerator().is_some(),
+        "the header and root are intact"
+    );
+    for doc in docs.iter().take(40) {
+        for len in [1, 2, 4] {
+            let query = &doc[..doc.len().min(len)];
+            assert_eq!(
+                fast.find(query).unwrap(),
+                plain.find(query).unwrap(),
+                "{query:?}"
+            );
+        }
+    }
+    assert!(fast.shards()[0].accelerator().unwrap().is_disabled());
+    // A resident damaged node is refused at open.
+    let resident = open(dir.path(), width, true, Some(u64::MAX));
+    assert!(resident.shards()[0].accelerator().is_none());
+    let problems = anygram::verify::verify(&fast).problems;
+    assert!(
+        problems.iter().any(|p| p.contains("checksum")),
+        "{problems:?}"
+    );
+}
+
+/// A version-1 file (the k-ary accelerator, no tries) is ignored with a
+/// warning, and `verify` says to rebuild it.
+#[test]
+fn a_version_1_accelerator_is_ignored_and_verify_says_to_rebuild_it() {
+    let width = TokenWidth::U16;
+    let dir = tempfile::tempdir().unwrap();
+    corpus_files(dir.path(), 0, width);
+    let plain = open(dir.path(), width, false, None);
+    let path = accel::write(dir.path(), &plain.shards()[0], &WriteOptions::default()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        accel::FORMAT_VERSION
+    );
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    // Re-seal the header so that only the version differs.
+    let levels = u32::from_le_bytes(bytes[36..40].try_into().unwrap()) as usize;
+    let checksum_at = 88 + 8 * levels;
+    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..checksum_at]);
+    bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let engine = open(dir.path(), width, true, None);
+    assert!(engine.shards()[0].accelerator().is_none());
+    let problems = anygram::verify::verify(&engine).problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("version 1") && p.contains("add-accelerator")),
+        "{problems:?}"
+    );
+    assert_eq!(engine.find(&[1]).unwrap(), plain.find(&[1]).unwrap());
+}
+
+/// Next-token sampling reads a pointer and a token per sampled rank: the
+/// counter sees them (an ntd costs more than its context's search).
+#[test]
+fn next_token_sampling_reads_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let width = TokenWidth::U16;
+    let docs = big_corpus(20_000, 5);
+    write_index(dir.path(), &docs, width);
+    let engine = open(dir.path(), width, false, None);
+    let context = &docs[0][..1];
+    let (_, search) = anygram::reads::record(|| engine.find(context).unwrap());
+    let (ntd, sampled) = anygram::reads::record(|| engine.ntd(context, 1000).unwrap());
+    assert!(ntd.prompt_count > 1);
+    assert!(
+        sampled.max_rounds_per_shard() >= search.max_rounds_per_shard() + 2,
+        "{search:?} {sampled:?}"
+    );
+    assert!(
+        sampled.pages["tokenized.0"] > search.pages["tokenized.0"],
+        "{sampled:?}"
     );
 }

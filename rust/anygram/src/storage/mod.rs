@@ -22,7 +22,10 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::mmap::MappedFile;
 
-pub use remote::{batch_count as remote_batch_count, get_count as remote_get_count};
+pub use remote::{
+    add_thread_round_trips, batch_count as remote_batch_count, get_count as remote_get_count,
+    thread_round_trips,
+};
 
 /// The object backend's cache and retry settings (process-wide; see [`configure`]).
 #[derive(Debug, Clone)]
@@ -165,6 +168,13 @@ pub fn file_exists(path: &Path) -> Result<bool> {
 /// The whole content of a small file (the manifest, the tokenizer), local or
 /// remote; `what` names it for the errors.
 pub fn read_whole(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>> {
+    if let Some(url) = url_of(path)? {
+        // One GET that also tells the size: no HEAD or LIST first.
+        return remote::read_whole(&url, max_bytes)?.ok_or_else(|| Error::MissingFile {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        });
+    }
     let file = IndexFile::open(path, what)?;
     if file.len() > max_bytes {
         return Err(Error::corrupt(
@@ -176,6 +186,35 @@ pub fn read_whole(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>> {
         ));
     }
     Ok(file.read_at(0, file.len())?.into_owned())
+}
+
+/// Records the files of the index directory `dir` as its manifest lists them
+/// (name, size, XXH3): in object storage, opening them then needs no LIST or
+/// HEAD, and their blocks are cached under the recorded checksum. Nothing to
+/// do for a local directory.
+pub fn describe_dir<'a>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (&'a str, u64, &'a str)>,
+) -> Result<()> {
+    match url_of(dir)? {
+        Some(url) => remote::describe_dir(&url, files),
+        None => Ok(()),
+    }
+}
+
+/// Starts the reads of many files together: each `(file, ranges)` as
+/// [`IndexFile::prefetch`] would, but the remote ones all in one concurrent
+/// batch of GETs (one round trip for an open's or a search round's reads of
+/// every shard).
+pub fn prefetch_all(requests: &[(&IndexFile, Vec<(u64, u64)>)]) -> Result<()> {
+    let mut remote_requests = Vec::new();
+    for (file, ranges) in requests {
+        match file {
+            IndexFile::Local(_) => file.prefetch(ranges)?,
+            IndexFile::Remote(r) => remote_requests.push((r, ranges.as_slice())),
+        }
+    }
+    remote::fetch_many(&remote_requests)
 }
 
 /// A message for operations that need the index on local disk.

@@ -35,6 +35,30 @@ pub fn batch_count() -> u64 {
     BATCHES.load(Ordering::Relaxed)
 }
 
+thread_local! {
+    /// Round trips on this thread's critical path: its own batches, plus, for
+    /// work it fanned out to threads and waited on, the most any of them made.
+    static TRIPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Round trips on the calling thread's critical path so far: what a query's
+/// latency is made of (batches of concurrent shards overlap and count once).
+pub fn thread_round_trips() -> u64 {
+    TRIPS.with(|t| t.get())
+}
+
+/// Adds `n` round trips to the calling thread's critical path (the most that
+/// any of the threads it waited on made).
+pub fn add_thread_round_trips(n: u64) {
+    TRIPS.with(|t| t.set(t.get() + n));
+}
+
+/// One more batch of requests, on this thread.
+fn count_round_trip() {
+    BATCHES.fetch_add(1, Ordering::Relaxed);
+    add_thread_round_trips(1);
+}
+
 /// One bucket (or HTTP origin): its client and runtime, remade after a fork.
 struct Endpoint {
     made_in: u32,
@@ -252,17 +276,153 @@ fn identity_of(url: &Url, meta: &object_store::ObjectMeta) -> u64 {
 /// The objects of one directory, by name.
 type Listing = Arc<HashMap<String, ObjectInfo>>;
 
-/// Listings of remote directories, each made once (one LIST for all the
-/// files of an index); `None` where the store cannot list (plain HTTP).
-fn listing(dir: &Url) -> Result<Option<Listing>> {
+/// Directory listings known in this process, by directory URL: made by one
+/// LIST, or taken from an index manifest ([`describe_dir`]); `None` where the
+/// store cannot list (plain HTTP) and no manifest described the directory.
+fn listings() -> &'static Mutex<HashMap<String, Option<Listing>>> {
     static LISTINGS: OnceLock<Mutex<HashMap<String, Option<Listing>>>> = OnceLock::new();
-    let key = dir.as_str().to_string();
-    if let Some(found) = LISTINGS
-        .get_or_init(Default::default)
+    LISTINGS.get_or_init(Default::default)
+}
+
+/// Objects whose size and identity a whole-object GET told (the manifest
+/// itself, read before anything says how big it is), by URL.
+fn whole_objects() -> &'static Mutex<HashMap<String, ObjectInfo>> {
+    static KNOWN: OnceLock<Mutex<HashMap<String, ObjectInfo>>> = OnceLock::new();
+    KNOWN.get_or_init(Default::default)
+}
+
+/// Records that directory `dir` holds exactly `files` (name, size, checksum),
+/// as an index manifest says: opening them then costs no LIST or HEAD. The
+/// identity of each block comes from the recorded checksum, so a cache never
+/// serves blocks of another version of a file; a file that is not what the
+/// manifest says fails at its first read (a short or refused range), never
+/// silently.
+pub fn describe_dir<'a>(
+    dir: &Url,
+    files: impl IntoIterator<Item = (&'a str, u64, &'a str)>,
+) -> Result<()> {
+    let dir = super::as_dir(dir);
+    let mut described = HashMap::new();
+    for (name, size, checksum) in files {
+        let url = dir.join(name).map_err(|e| bad_url(&dir, e))?;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(url.as_str().as_bytes());
+        h.update(&size.to_le_bytes());
+        h.update(b"manifest xxh3 ");
+        h.update(checksum.as_bytes());
+        described.insert(
+            name.to_string(),
+            ObjectInfo {
+                size,
+                identity: h.digest(),
+            },
+        );
+    }
+    listings()
         .lock()
         .unwrap()
-        .get(&key)
-    {
+        .insert(dir.as_str().to_string(), Some(Arc::new(described)));
+    Ok(())
+}
+
+/// The whole object at `url` (at most `max_bytes`), in one GET that also tells
+/// its size: the way to read a file nothing has described yet (the manifest).
+/// `Ok(None)` when there is no such object. Later reads of it in this process
+/// come from the cache.
+pub fn read_whole(url: &Url, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+    let known = whole_objects().lock().unwrap().get(url.as_str()).cloned();
+    let described = match known {
+        Some(info) => Some(info),
+        None => described_info(url)?,
+    };
+    if let Some(info) = described {
+        check_small(url, info.size, max_bytes)?;
+        let file = RemoteFile::with_info(url, info)?;
+        return file.read_at(0, file.len()).map(Some);
+    }
+    let (runtime, store) = endpoint(url)?;
+    let path = object_path(url)?;
+    GETS.fetch_add(1, Ordering::Relaxed);
+    count_round_trip();
+    let got = runtime.block_on(async {
+        let result = store.get(&path).await?;
+        let meta = result.meta.clone();
+        if meta.size > max_bytes {
+            return Ok(Err(meta.size));
+        }
+        result.bytes().await.map(|bytes| Ok((meta, bytes)))
+    });
+    let (meta, bytes) = match got {
+        Ok(Ok(found)) => found,
+        Ok(Err(size)) => return check_small(url, size, max_bytes).map(|_| None),
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(io_error(url.as_str(), e)),
+    };
+    if bytes.len() as u64 != meta.size {
+        return Err(Error::io(
+            PathBuf::from(url.as_str()),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the object is {} bytes but {} came back",
+                    meta.size,
+                    bytes.len()
+                ),
+            ),
+        ));
+    }
+    let info = ObjectInfo {
+        size: meta.size,
+        identity: identity_of(url, &meta),
+    };
+    let file = RemoteFile::with_info(url, info.clone())?;
+    for block in 0..meta.size.div_ceil(file.block) {
+        let from = block * file.block;
+        let to = meta.size.min(from + file.block);
+        file.cache.put(
+            (info.identity, block),
+            bytes.slice(from as usize..to as usize),
+        );
+    }
+    whole_objects()
+        .lock()
+        .unwrap()
+        .insert(url.as_str().to_string(), info);
+    Ok(Some(bytes.to_vec()))
+}
+
+fn check_small(url: &Url, size: u64, max_bytes: u64) -> Result<()> {
+    if size > max_bytes {
+        return Err(Error::corrupt(
+            PathBuf::from(url.as_str()),
+            format!("{size} bytes, more than the {max_bytes} this file may be"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a listing already known in this process says of `url` (no request).
+fn described_info(url: &Url) -> Result<Option<ObjectInfo>> {
+    let dir = dir_of(url)?;
+    let listing = listings().lock().unwrap().get(dir.as_str()).cloned();
+    Ok(match listing {
+        Some(Some(files)) => files.get(file_name_of(url)).cloned(),
+        _ => None,
+    })
+}
+
+fn file_name_of(url: &Url) -> &str {
+    url.path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("")
+}
+
+/// The listing of remote directory `dir`, made once (one LIST for all the
+/// files of an index) unless a manifest described it; `None` where the store
+/// cannot list (plain HTTP).
+fn listing(dir: &Url) -> Result<Option<Listing>> {
+    let key = dir.as_str().to_string();
+    if let Some(found) = listings().lock().unwrap().get(&key) {
         return Ok(found.clone());
     }
     if matches!(dir.scheme(), "http" | "https") && !is_cloud_https(dir) {
@@ -271,6 +431,7 @@ fn listing(dir: &Url) -> Result<Option<Listing>> {
     let (runtime, store) = endpoint(dir)?;
     let (_, prefix) = ObjectStoreScheme::parse(dir).map_err(|e| bad_url(dir, e))?;
     let prefix = ObjectPath::parse(prefix).map_err(|e| bad_url(dir, e))?;
+    count_round_trip();
     let listed = runtime
         .block_on(store.list_with_delimiter(Some(&prefix)))
         .map_err(|e| io_error(dir.as_str(), e))?;
@@ -288,12 +449,7 @@ fn listing(dir: &Url) -> Result<Option<Listing>> {
         }
     }
     let files = Some(Arc::new(files));
-    LISTINGS
-        .get()
-        .unwrap()
-        .lock()
-        .unwrap()
-        .insert(key, files.clone());
+    listings().lock().unwrap().insert(key, files.clone());
     Ok(files)
 }
 
@@ -312,16 +468,15 @@ fn dir_of(url: &Url) -> Result<Url> {
 
 /// Size and identity of the object at `url`, or `None` when there is none.
 fn info(url: &Url) -> Result<Option<ObjectInfo>> {
-    let name = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .unwrap_or("")
-        .to_string();
+    if let Some(known) = whole_objects().lock().unwrap().get(url.as_str()) {
+        return Ok(Some(known.clone()));
+    }
     if let Some(files) = listing(&dir_of(url)?)? {
-        return Ok(files.get(&name).cloned());
+        return Ok(files.get(file_name_of(url)).cloned());
     }
     let (runtime, store) = endpoint(url)?;
     let path = object_path(url)?;
+    count_round_trip();
     match runtime.block_on(store.head(&path)) {
         Ok(meta) => Ok(Some(ObjectInfo {
             size: meta.size,
@@ -353,19 +508,21 @@ impl RemoteFile {
     pub fn open(url: &Url, what: &str) -> Result<RemoteFile> {
         let display = PathBuf::from(url.as_str());
         let info = info(url)?.ok_or_else(|| Error::MissingFile {
-            path: display.clone(),
+            path: display,
             what: what.to_string(),
         })?;
-        let block = current_options()?.block_bytes;
-        let cache = current_cache()?;
+        RemoteFile::with_info(url, info)
+    }
+
+    fn with_info(url: &Url, info: ObjectInfo) -> Result<RemoteFile> {
         Ok(RemoteFile {
             url: url.clone(),
             path: object_path(url)?,
-            display,
+            display: PathBuf::from(url.as_str()),
             len: info.size,
             identity: info.identity,
-            block,
-            cache,
+            block: current_options()?.block_bytes,
+            cache: current_cache()?,
         })
     }
 
@@ -387,6 +544,11 @@ impl RemoteFile {
     /// Fetches every block of `ranges` that is not cached, all in one concurrent
     /// batch of ranged GETs (one round trip).
     pub fn fetch(&self, ranges: &[(u64, u64)]) -> Result<()> {
+        fetch_many(&[(self, ranges)])
+    }
+
+    /// The blocks of `ranges` (clipped to the file) that are not cached.
+    fn missing_blocks(&self, ranges: &[(u64, u64)]) -> Vec<u64> {
         let mut missing: Vec<u64> = Vec::new();
         for &(start, len) in ranges {
             if len == 0 || start >= self.len {
@@ -401,43 +563,7 @@ impl RemoteFile {
         }
         missing.sort_unstable();
         missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let (runtime, store) = endpoint(&self.url)?;
-        BATCHES.fetch_add(1, Ordering::Relaxed);
-        let fetched: Vec<(u64, Bytes)> = runtime.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for &block in &missing {
-                let (store, path) = (store.clone(), self.path.clone());
-                let range = block * self.block..self.len.min((block + 1) * self.block);
-                tasks.spawn(async move {
-                    GETS.fetch_add(1, Ordering::Relaxed);
-                    store.get_range(&path, range.clone()).await.map(|b| (block, range, b))
-                });
-            }
-            let mut out = Vec::with_capacity(missing.len());
-            while let Some(done) = tasks.join_next().await {
-                let (block, range, bytes) = done
-                    .map_err(|e| Error::io(self.display.clone(), std::io::Error::other(e.to_string())))?
-                    .map_err(|e| io_error(self.url.as_str(), e))?;
-                if bytes.len() as u64 != range.end - range.start {
-                    return Err(Error::io(
-                        self.display.clone(),
-                        std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("bytes {}..{} came back as {} bytes (the object changed or the server is wrong)", range.start, range.end, bytes.len()),
-                        ),
-                    ));
-                }
-                out.push((block, bytes));
-            }
-            Ok::<_, Error>(out)
-        })?;
-        for (block, bytes) in fetched {
-            self.cache.put((self.identity, block), bytes);
-        }
-        Ok(())
+        missing
     }
 
     /// Bytes `[start, start + len)`, which must lie inside the file.
@@ -473,10 +599,118 @@ impl RemoteFile {
         // The cache cannot even hold one read's blocks: read them uncached.
         let (runtime, store) = endpoint(&self.url)?;
         GETS.fetch_add(1, Ordering::Relaxed);
-        BATCHES.fetch_add(1, Ordering::Relaxed);
+        count_round_trip();
         let bytes = runtime
             .block_on(store.get_range(&self.path, start..end))
             .map_err(|e| io_error(self.url.as_str(), e))?;
         Ok(bytes.to_vec())
     }
 }
+
+/// Fetches every block of every `(file, ranges)` that is not cached, all in one
+/// concurrent batch of ranged GETs: one round trip for reads of many files
+/// (an open's reads of every shard, a search round of every shard). A failed
+/// GET (after the store's retries) is the batch's error, naming the file.
+pub fn fetch_many(requests: &[(&RemoteFile, &[(u64, u64)])]) -> Result<()> {
+    // Runs of consecutive missing blocks of one file go as one ranged GET
+    // (a resident region of many blocks is one request, not hundreds).
+    let mut runs: Vec<(&RemoteFile, u64, u64)> = Vec::new();
+    for &(file, ranges) in requests {
+        for block in file.missing_blocks(ranges) {
+            match runs.last_mut() {
+                Some((f, first, count))
+                    if std::ptr::eq(*f, file)
+                        && *first + *count == block
+                        && (*count + 1) * file.block <= MAX_GET_BYTES =>
+                {
+                    *count += 1
+                }
+                _ => runs.push((file, block, 1)),
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    // Every file of an index lives behind one endpoint; its runtime runs them all.
+    let (runtime, _) = endpoint(&runs[0].0.url)?;
+    let mut stores = Vec::with_capacity(runs.len());
+    for &(file, _, _) in &runs {
+        stores.push(endpoint(&file.url)?.1);
+    }
+    // One batch; on the critical path, one round trip per wave of GETs in flight.
+    BATCHES.fetch_add(1, Ordering::Relaxed);
+    add_thread_round_trips(runs.len().div_ceil(MAX_CONCURRENT_GETS) as u64);
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_GETS));
+    let fetched: Vec<(usize, Bytes)> = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (&(file, first, count), store)) in runs.iter().zip(stores).enumerate() {
+            let path = file.path.clone();
+            let range = first * file.block..file.len.min((first + count) * file.block);
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                GETS.fetch_add(1, Ordering::Relaxed);
+                let options = object_store::GetOptions {
+                    range: Some(range.clone().into()),
+                    ..Default::default()
+                };
+                let got = match store.get_opts(&path, options).await {
+                    Ok(result) => {
+                        let object_size = result.meta.size;
+                        result.bytes().await.map(|bytes| (object_size, bytes))
+                    }
+                    Err(e) => Err(e),
+                };
+                (i, range, got)
+            });
+        }
+        let mut out = Vec::with_capacity(runs.len());
+        while let Some(done) = tasks.join_next().await {
+            let (i, range, got) =
+                done.map_err(|e| Error::io(PathBuf::new(), std::io::Error::other(e.to_string())))?;
+            let file = runs[i].0;
+            let (object_size, bytes) = got.map_err(|e| io_error(file.url.as_str(), e))?;
+            // The size the server reports (Content-Range) must be the one the
+            // file was opened with (a listing's or the manifest's): else the
+            // object was replaced or the manifest is stale.
+            if object_size != file.len {
+                return Err(Error::corrupt(
+                    file.display.clone(),
+                    format!(
+                        "the object is {object_size} bytes, but {} were expected (from the index manifest or the listing): it was replaced or truncated",
+                        file.len
+                    ),
+                ));
+            }
+            if bytes.len() as u64 != range.end - range.start {
+                return Err(Error::io(
+                    file.display.clone(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("bytes {}..{} came back as {} bytes (the object changed or the server is wrong)", range.start, range.end, bytes.len()),
+                    ),
+                ));
+            }
+            out.push((i, bytes));
+        }
+        Ok::<_, Error>(out)
+    })?;
+    for (i, bytes) in fetched {
+        let (file, first, count) = runs[i];
+        for k in 0..count {
+            let from = (k * file.block) as usize;
+            let to = bytes.len().min(((k + 1) * file.block) as usize);
+            file.cache
+                .put((file.identity, first + k), bytes.slice(from..to));
+        }
+    }
+    Ok(())
+}
+
+/// Most bytes one ranged GET asks for (runs of blocks are cut there).
+const MAX_GET_BYTES: u64 = 16 << 20;
+/// Most GETs in flight at once, per batch (servers and proxies cap
+/// connections; beyond this a batch goes in waves, each a round trip on the
+/// critical path, which costs latency but never fails).
+const MAX_CONCURRENT_GETS: usize = 64;
