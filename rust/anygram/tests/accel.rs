@@ -373,7 +373,7 @@ proptest! {
         random in prop::collection::vec(prop::collection::vec(0usize..6, 1..6), 1..5),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        write_index(dir.path(), &docs, width);
+        write_plain_index(dir.path(), &docs, width, 1);
         let plain = open(dir.path(), width, false, None);
         accel::write(dir.path(), &plain.shards()[0], &WriteOptions { rate, key_bytes, node_keys }).unwrap();
         let fast = open(dir.path(), width, true, Some(0));
@@ -412,7 +412,7 @@ fn a_flipped_bit_in_a_trie_is_never_a_wrong_answer() {
     let dir = tempfile::tempdir().unwrap();
     let width = TokenWidth::U16;
     let docs = big_corpus(60_000, 11);
-    write_index(dir.path(), &docs, width);
+    write_plain_index(dir.path(), &docs, width, 1);
     let plain = open(dir.path(), width, false, None);
     let path = accel::write(dir.path(), &plain.shards()[0], &WriteOptions::default()).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
@@ -492,7 +492,7 @@ fn next_token_sampling_reads_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let width = TokenWidth::U16;
     let docs = big_corpus(20_000, 5);
-    write_index(dir.path(), &docs, width);
+    write_plain_index(dir.path(), &docs, width, 1);
     let engine = open(dir.path(), width, false, None);
     let context = &docs[0][..1];
     let (_, search) = anygram::reads::record(|| engine.find(context).unwrap());
