@@ -111,7 +111,10 @@ class ClusterEngine:
     (``anygram serve --ray``), with ``groups`` the list of each one's shards."""
 
     def __init__(self, path: str, groups: Union[None, int, List[List[int]]] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None, handles: Optional[List[Any]] = None):
+                 tokenizer: Optional[str] = None, handles: Optional[List[Any]] = None, verbatim: bool = False):
+        if not isinstance(verbatim, bool):
+            raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
+        self.verbatim = verbatim
         ray_mod = connect(ray)
         path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(path):
@@ -197,12 +200,18 @@ class ClusterEngine:
             raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
         return self.tokenizer.encode(text)
 
+    def tokenize_query(self, text: str, verbatim: Optional[bool] = None) -> List[int]:
+        """A text query's ids exactly as :meth:`anygram.Engine.tokenize_query` makes them."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
+        return self.tokenizer.encode_query(text, self.verbatim if verbatim is None else verbatim)
+
     def _ids(self, query: Any) -> Any:
-        return self.tokenize(query) if isinstance(query, str) else query
+        return self.tokenize_query(query) if isinstance(query, str) else query
 
     def _token(self, token: Any, what: str = "token") -> Any:
         if isinstance(token, str):
-            ids = self.tokenize(token)
+            ids = self.tokenize_query(token)
             if len(ids) != 1:
                 raise InvalidQueryError(f"{what} {token!r} is {len(ids)} tokens {ids}; it must be exactly one")
             return ids[0]
