@@ -201,10 +201,10 @@ class ClusterEngine:
         return self.tokenizer.encode(text)
 
     def tokenize_query(self, text: str, verbatim: Optional[bool] = None) -> List[int]:
-        """A text query's ids exactly as :meth:`anygram.Engine.tokenize_query` makes them."""
-        if self.tokenizer is None:
-            raise InvalidArgumentError(f"index {self.path} has no tokenizer: pass token ids")
-        return self.tokenizer.encode_query(text, self.verbatim if verbatim is None else verbatim)
+        """A text query's ids: the local engine's rule, called rather than repeated."""
+        from ..engine import Engine
+
+        return Engine.tokenize_query(self, text, verbatim)  # type: ignore[arg-type]
 
     def _ids(self, query: Any) -> Any:
         return self.tokenize_query(query) if isinstance(query, str) else query
