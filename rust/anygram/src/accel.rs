@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -433,6 +433,173 @@ pub struct Accelerator {
     body_checksum: u64,
     /// Set when a search found the tree inconsistent with the suffix array.
     disabled: AtomicBool,
+    /// The nodes below the resident levels whose checksum already held.
+    checked: CheckedNodes,
+}
+
+/// Which nodes of a local file have passed their checksum, one bit each: a
+/// node is checked the first time a search reads it, not at every read (a
+/// 4 KiB hash would cost a hot search as much as its whole descent). Nodes
+/// of a remote file are checked at every read: the bytes may come anew from
+/// the store.
+struct CheckedNodes {
+    /// The first bit of each level's nodes.
+    first_bit: Vec<u64>,
+    bits: Vec<AtomicU64>,
+}
+
+impl CheckedNodes {
+    fn new(layout: &Layout) -> CheckedNodes {
+        let mut first_bit = Vec::with_capacity(layout.levels.len());
+        let mut total = 0u64;
+        for (level, &keys) in layout.levels.iter().enumerate() {
+            first_bit.push(total);
+            total += keys.div_ceil(layout.fan_out(level));
+        }
+        CheckedNodes {
+            first_bit,
+            bits: (0..total.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn bit(&self, level: usize, node: u64) -> (usize, u64) {
+        let bit = self.first_bit[level] + node;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn is_checked(&self, level: usize, node: u64) -> bool {
+        let (word, mask) = self.bit(level, node);
+        self.bits[word].load(AtomicOrdering::Relaxed) & mask != 0
+    }
+
+    fn mark(&self, level: usize, node: u64) {
+        let (word, mask) = self.bit(level, node);
+        self.bits[word].fetch_or(mask, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Whether a shard's recent rounds of reads were served from RAM. Hinting a
+/// round's reads together (`madvise(WILLNEED)`) lets a cold round's reads
+/// overlap, but on pages already in RAM it is a system call that costs more
+/// than the whole hot search; so local rounds are hinted only until
+/// [`Warmth::HOT_AFTER`] rounds in a row have been fast, and again from the
+/// first slow one. Reads in object storage are always started together.
+#[derive(Default)]
+pub(crate) struct Warmth {
+    fast_rounds: AtomicU32,
+    /// Searches that asked [`Warmth::take_tree`] while hot.
+    searches: AtomicU32,
+    /// A [`SearchPath`] other than the adaptive one, when pinned.
+    pinned: AtomicU8,
+}
+
+/// Which search a shard with an accelerator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchPath {
+    /// The tree (few rounds of reads) while reads are slow or remote; the
+    /// plain search narrowed by the tree's keys while a local shard's reads
+    /// come from RAM (less CPU: see [`Warmth`]).
+    #[default]
+    Adaptive,
+    /// Always the tree (benchmarks of rounds, tests of the tree).
+    Tree,
+    /// Always the plain binary search, narrowed by the tree's keys.
+    Narrowed,
+}
+
+impl Warmth {
+    /// Fast rounds in a row after which rounds are no longer hinted.
+    const HOT_AFTER: u32 = 16;
+    /// While hot, one search in this many still takes the tree (and is timed).
+    const RECHECK_EVERY: u32 = 64;
+    /// A round that read from disk took at least one device read (tens of µs
+    /// on an SSD); a round from RAM takes under a µs a read (a first touch
+    /// of a mapped page that is in the page cache: a minor fault).
+    const DISK_ROUND: std::time::Duration = std::time::Duration::from_micros(20);
+    const RAM_READ: std::time::Duration = std::time::Duration::from_micros(1);
+
+    pub(crate) fn is_hot(&self) -> bool {
+        match self.pinned.load(AtomicOrdering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => self.fast_rounds.load(AtomicOrdering::Relaxed) >= Self::HOT_AFTER,
+        }
+    }
+
+    /// Whether searches may trade rounds for CPU: the reads are hot and not
+    /// being counted (a counted query reports the rounds that matter where
+    /// rounds cost).
+    pub(crate) fn rounds_are_free(&self) -> bool {
+        self.is_hot() && !reads::active()
+    }
+
+    pub(crate) fn pin(&self, path: SearchPath) {
+        let code = match path {
+            SearchPath::Adaptive => 0,
+            SearchPath::Tree => 1,
+            SearchPath::Narrowed => 2,
+        };
+        self.pinned.store(code, AtomicOrdering::Relaxed);
+    }
+
+    /// Whether a search should take the tree (rounds of reads): always while
+    /// reads are slow or counted, and one search in [`Warmth::RECHECK_EVERY`] while they
+    /// are fast, so that a shard whose pages leave RAM is noticed.
+    pub(crate) fn take_tree(&self) -> bool {
+        match self.pinned.load(AtomicOrdering::Relaxed) {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        if !self.rounds_are_free() {
+            return true;
+        }
+        self.searches.fetch_add(1, AtomicOrdering::Relaxed) % Self::RECHECK_EVERY == 0
+    }
+
+    fn record(&self, elapsed: std::time::Duration, reads: usize) {
+        if elapsed < Self::DISK_ROUND + Self::RAM_READ * reads as u32 {
+            if !self.is_hot() {
+                self.fast_rounds.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+        } else {
+            self.fast_rounds.store(0, AtomicOrdering::Relaxed);
+        }
+    }
+}
+
+/// One round of reads in flight: started together where that helps, and
+/// timed on local files so that [`Warmth`] learns whether hints pay.
+struct Round<'s> {
+    warmth: Option<&'s Warmth>,
+    started: std::time::Instant,
+    reads: usize,
+}
+
+impl<'s> Round<'s> {
+    /// Starts reading `ranges` of `file`, one of `shard`'s files, and counts them.
+    fn start(shard: &'s Shard, file: &IndexFile, ranges: &[(u64, u64)]) -> Result<Round<'s>> {
+        let local = matches!(file, IndexFile::Local(_));
+        if !(local && shard.warmth().is_hot()) {
+            advise(file, ranges)?;
+        }
+        for &(at, len) in ranges {
+            reads::touch(file, at, len);
+        }
+        reads::round(shard.number);
+        Ok(Round {
+            warmth: local.then(|| shard.warmth()),
+            started: std::time::Instant::now(),
+            reads: ranges.len(),
+        })
+    }
+
+    /// The round's reads are done.
+    fn end(self) {
+        if let Some(warmth) = self.warmth {
+            warmth.record(self.started.elapsed(), self.reads);
+        }
+    }
 }
 
 /// Where a key's suffix lies relative to a pattern.
@@ -684,6 +851,7 @@ impl Accelerator {
         }
         Ok(Some(Accelerator {
             file,
+            checked: CheckedNodes::new(&layout),
             layout,
             resident,
             resident_levels,
@@ -738,7 +906,17 @@ impl Accelerator {
             return Ok(Some(Cow::Borrowed(&self.resident[at..at + len as usize])));
         }
         let bytes = self.file.read_at(at, len)?;
-        Ok(node_intact(&bytes).then_some(bytes))
+        let local = matches!(self.file, IndexFile::Local(_));
+        if local && self.checked.is_checked(level, node) {
+            return Ok(Some(bytes));
+        }
+        if !node_intact(&bytes) {
+            return Ok(None);
+        }
+        if local {
+            self.checked.mark(level, node);
+        }
+        Ok(Some(bytes))
     }
 
     /// Key `index` of `level` (its key bytes and length; not a bottom key's trie).
@@ -803,18 +981,16 @@ impl Accelerator {
                     }
                 })
                 .collect();
-            if level >= self.resident_levels && !wanted.is_empty() {
+            let round = if level >= self.resident_levels && !wanted.is_empty() {
                 let stride = self.layout.stride(level);
                 let ranges: Vec<(u64, u64)> = wanted
                     .iter()
                     .map(|&node| (self.layout.node_offset(level, node), stride))
                     .collect();
-                advise(&self.file, &ranges)?;
-                for &(at, len) in &ranges {
-                    reads::touch(&self.file, at, len);
-                }
-                reads::round(shard.number);
-            }
+                Some(Round::start(shard, &self.file, &ranges)?)
+            } else {
+                None
+            };
             nodes.clear();
             for node in wanted {
                 let Some(bytes) = self.node(level, node)? else {
@@ -822,6 +998,7 @@ impl Accelerator {
                 };
                 nodes.insert(node, bytes);
             }
+            round.map(Round::end);
             for ((query, ps), ws) in queries.iter().zip(points.iter_mut()).zip(&windows) {
                 // Patterns no longer than a key never tie with one: two brackets suffice.
                 let exact = query.len() <= self.layout.key_bytes;
@@ -869,6 +1046,76 @@ impl Accelerator {
         let first = bucket * self.layout.rate;
         let len = (num_tokens - first).min(self.layout.rate) as usize;
         Some(BucketTrie::new(&node[at..at + 2 * rate], rate, len))
+    }
+
+    /// Narrows `within` to the ranks that can hold suffixes starting with
+    /// `query`: a descent of the tree for the two outer brackets only (the
+    /// last key surely below the pattern, the first surely above), one
+    /// search, no allocation, no suffix-array read. The plain binary search
+    /// finishes inside: the cheaper search for a shard whose reads come from
+    /// RAM. `None` when a node fails its checksum or the accelerator is
+    /// disabled.
+    pub fn narrow(
+        &self,
+        shard: &Shard,
+        query: &[u8],
+        within: RankRange,
+    ) -> Result<Option<RankRange>> {
+        if self.is_disabled() {
+            return Ok(None);
+        }
+        if self.layout.levels.is_empty() {
+            return Ok(Some(within));
+        }
+        let mut points = [0u64; 2];
+        for (level, &keys) in self.layout.levels.iter().enumerate() {
+            let fan_out = self.layout.fan_out(level);
+            let entry_bytes = self.layout.entry_bytes(level) as usize;
+            for (point, below) in points.iter_mut().zip([BRACKETS[0], BRACKETS[3]]) {
+                // As in `descend`: key p above is key p·F here.
+                let (mut lo, mut hi) = match (level, *point) {
+                    (0, _) => (0, keys),
+                    (_, 0) => (0, 0),
+                    (_, p) => (((p - 1) * fan_out + 1).min(keys), (p * fan_out).min(keys)),
+                };
+                if lo < hi {
+                    let number = lo / fan_out;
+                    let Some(node) = self.node(level, number)? else {
+                        self.disable(shard, "has a node that fails its checksum");
+                        return Ok(None);
+                    };
+                    let base = number * fan_out;
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        let at = (mid - base) as usize * entry_bytes;
+                        if below(self.classify(&node[at..], query)) {
+                            lo = mid + 1;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                }
+                *point = lo;
+            }
+        }
+        // Bottom key k is the suffix at rank k·rate: matches start after the
+        // last key below the pattern and end at the first key above it.
+        let (rate, keys) = (
+            self.layout.rate,
+            self.layout.levels[self.layout.levels.len() - 1],
+        );
+        let lo = if points[0] == 0 {
+            0
+        } else {
+            (points[0] - 1) * rate + 1
+        };
+        let hi = if points[1] >= keys {
+            shard.num_tokens()
+        } else {
+            points[1] * rate
+        };
+        let lo = lo.clamp(within.0, within.1);
+        Ok(Some((lo, hi.clamp(lo, within.1))))
     }
 
     /// The ranks of `within` whose suffixes start with `query`, as
@@ -980,15 +1227,12 @@ impl Accelerator {
             let rank = |p: &TrieProbe| p.bucket * rate + p.candidate as u64;
             let pointer_reads: Vec<(u64, u64)> =
                 probes.iter().map(|p| (rank(p) * ps, ps)).collect();
-            advise(table, &pointer_reads)?;
-            for &(at, len) in &pointer_reads {
-                reads::touch(table, at, len);
-            }
-            reads::round(shard.number);
+            let round = Round::start(shard, table, &pointer_reads)?;
             let ptrs = probes
                 .iter()
                 .map(|p| shard.ptr_at(rank(p)))
                 .collect::<Result<Vec<u64>>>()?;
+            round.end();
             let text_reads: Vec<(u64, u64)> = probes
                 .iter()
                 .zip(&ptrs)
@@ -999,11 +1243,7 @@ impl Accelerator {
                     )
                 })
                 .collect();
-            advise(text, &text_reads)?;
-            for &(at, len) in &text_reads {
-                reads::touch(text, at, len);
-            }
-            reads::round(shard.number);
+            let round = Round::start(shard, text, &text_reads)?;
             for (probe, &(at, len)) in probes.iter().zip(&text_reads) {
                 let (query, (w0, w1)) = searches[probe.search];
                 let found = text.read_at(at, len)?;
@@ -1031,6 +1271,7 @@ impl Accelerator {
                     bounds[1] = Some((start + place.upper as u64).clamp(w0, w1));
                 }
             }
+            round.end();
         }
 
         let mut ranges: Vec<RankRange> = searches
@@ -1084,7 +1325,7 @@ impl Accelerator {
         if pending.is_empty() {
             return Ok(Some(ranges));
         }
-        let Some(found) = finish(shard, arity, &mut pending)? else {
+        let Some(found) = finish(shard, finishing_arity(shard, arity), &mut pending)? else {
             self.disable(shard, "disagrees with the suffix array");
             return Ok(None);
         };
@@ -1127,6 +1368,19 @@ impl<'a> Finishing<'a> {
                 Bound::window(window.0, window.1, true),
             ],
         }
+    }
+}
+
+/// Probes a bound per round of [`finish`] while a local shard's reads come
+/// from RAM: rounds cost nothing then, compared ranks do.
+const HOT_ARITY: u64 = 4;
+
+/// The arity of [`finish`]'s rounds on `shard`: `cold_arity` unless its reads are hot.
+pub(crate) fn finishing_arity(shard: &Shard, cold_arity: u64) -> u64 {
+    if !shard.is_remote() && shard.warmth().rounds_are_free() {
+        HOT_ARITY.min(cold_arity)
+    } else {
+        cold_arity
     }
 }
 
@@ -1178,15 +1432,12 @@ pub(crate) fn finish(
             .into_iter()
             .map(|(start, len)| (start * ps, len * ps))
             .collect();
-        advise(table, &pointer_runs)?;
-        for &(at, len) in &pointer_runs {
-            reads::touch(table, at, len);
-        }
-        reads::round(shard.number);
+        let round = Round::start(shard, table, &pointer_runs)?;
         let ptr_values = ranks
             .iter()
             .map(|&r| shard.ptr_at(r))
             .collect::<Result<Vec<u64>>>()?;
+        round.end();
         let ptrs = |rank: &u64| ptr_values[ranks.binary_search(rank).expect("a probed rank")];
         // Round 2: the text each search compares at each of its pointers, all
         // advised before any is read.
@@ -1198,11 +1449,7 @@ pub(crate) fn finish(
                 text_reads.push((at, q.min(text.len() - at)));
             }
         }
-        advise(text, &text_reads)?;
-        for &(at, len) in &text_reads {
-            reads::touch(text, at, len);
-        }
-        reads::round(shard.number);
+        let round = Round::start(shard, text, &text_reads)?;
         for (search, ranks) in searches.iter_mut().zip(&probes) {
             let order = ranks
                 .iter()
@@ -1219,6 +1466,7 @@ pub(crate) fn finish(
                 }
             }
         }
+        round.end();
     }
     // Bounds that cross mean the tree lied about a bracket.
     Ok(searches

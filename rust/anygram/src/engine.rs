@@ -35,6 +35,8 @@ pub struct OpenOptions {
     /// RAM for the accelerators' top levels, all shards together; `None`: 1% of
     /// the index (always at least each tree's root).
     pub resident_mem: Option<u64>,
+    /// How shards with an accelerator search (adaptive by default).
+    pub search_path: crate::accel::SearchPath,
 }
 
 impl Default for OpenOptions {
@@ -46,6 +48,7 @@ impl Default for OpenOptions {
             sample_keys: true,
             accelerator: true,
             resident_mem: None,
+            search_path: crate::accel::SearchPath::default(),
         }
     }
 }
@@ -177,6 +180,9 @@ impl Engine {
         })?;
         if options.accelerator {
             crate::accel::attach(dir, &shards, options.resident_mem);
+        }
+        for shard in &shards {
+            shard.warmth().pin(options.search_path);
         }
         if options.sample_keys {
             // Sampled keys speed searches up; queries need not wait for them.
@@ -452,9 +458,12 @@ impl Engine {
     ///
     /// Without accelerators batches cannot share rounds (each search is its own
     /// binary search), so there the fewest searches win: binary lifting then
-    /// bisection over the length, O(log len) existence tests. (Measured on local
-    /// files too: bisection through the accelerator read more pages, 410 vs 255
-    /// at p95 on the docs corpus, and 38 rounds instead of 5 at p50.)
+    /// bisection over the length, O(log len) existence tests. The same holds
+    /// when every shard is local and its reads come from RAM: rounds then cost
+    /// nothing and the batches' extra searches cost CPU (hot, on the docs
+    /// corpus, 18 µs bisecting against 40 µs in batches). Cold, bisection
+    /// through the accelerator read more pages, 410 vs 255 at p95 on the docs
+    /// corpus, and 38 rounds instead of 5 at p50.
     fn longest_suffix_of(
         &self,
         query: &[u8],
@@ -462,7 +471,8 @@ impl Engine {
         next: Option<&[u8]>,
     ) -> Result<SuffixMatch> {
         let active = |s: &Arc<Shard>| s.accelerator().is_some_and(|a| !a.is_disabled());
-        if !self.shards.iter().all(active) {
+        let hot = |s: &Arc<Shard>| !s.is_remote() && s.warmth().rounds_are_free();
+        if !self.shards.iter().all(active) || self.shards.iter().all(hot) {
             let mut found = self.longest_suffix_bisect(query, len)?;
             if let Some(next) = next {
                 found.cont = Some(self.find_bytes(

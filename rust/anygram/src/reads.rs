@@ -64,8 +64,9 @@ pub fn record<R>(work: impl FnOnce() -> R) -> (R, ReadCount) {
     (result, count)
 }
 
+/// Whether the calling thread's reads are being recorded ([`record`]).
 #[inline]
-fn active() -> bool {
+pub(crate) fn active() -> bool {
     ACTIVE.with(|a| a.get())
 }
 

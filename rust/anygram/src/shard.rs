@@ -41,6 +41,8 @@ pub struct Shard {
     samples: std::sync::OnceLock<SampleIndex>,
     /// The persistent search tree, when the shard has a valid one (see [`crate::accel`]).
     accel: std::sync::OnceLock<crate::accel::Accelerator>,
+    /// Whether this shard's recent rounds of reads came from RAM.
+    warmth: crate::accel::Warmth,
 }
 
 /// Every `rate`-th suffix's first 16 bytes, as big-endian `u128` (so integer order is
@@ -288,6 +290,7 @@ impl Shard {
             num_documents,
             samples: std::sync::OnceLock::new(),
             accel: std::sync::OnceLock::new(),
+            warmth: Default::default(),
         })
     }
 
@@ -295,6 +298,11 @@ impl Shard {
     pub fn set_accelerator(&self, accel: crate::accel::Accelerator) {
         let _ = self.accel.set(accel);
     }
+    /// Whether this shard's recent rounds of reads came from RAM (see [`crate::accel::Warmth`]).
+    pub(crate) fn warmth(&self) -> &crate::accel::Warmth {
+        &self.warmth
+    }
+
     /// The search accelerator, when the shard has one.
     pub fn accelerator(&self) -> Option<&crate::accel::Accelerator> {
         self.accel.get()
@@ -438,9 +446,12 @@ impl Shard {
     /// Narrows `within` to the ranks that can hold suffixes starting with `query`,
     /// using the sampled keys when they are built.
     #[inline]
-    fn narrow(&self, query: &[u8], within: RankRange) -> RankRange {
+    fn narrow(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
         let Some(samples) = self.samples.get() else {
-            return within;
+            if let Some(accel) = self.accel.get() {
+                return Ok(accel.narrow(self, query, within)?.unwrap_or(within));
+            }
+            return Ok(within);
         };
         let low_key = key_of(query, 0x00);
         let high_key = key_of(query, 0xFF);
@@ -460,7 +471,17 @@ impl Shard {
             (first - 1) * samples.rate + 1
         };
         let hi = (past * samples.rate).min(self.num_tokens);
-        (within.0.max(lo), within.1.min(hi).max(within.0.max(lo)))
+        Ok((within.0.max(lo), within.1.min(hi).max(within.0.max(lo))))
+    }
+
+    /// The accelerator, when a search should go through its tree: always for
+    /// a shard in object storage or read from disk; for a local shard whose
+    /// reads come from RAM the plain binary search, narrowed by the
+    /// accelerator's bottom keys, costs less CPU (rounds cost nothing there),
+    /// so only an occasional search takes the tree to notice a cooling cache.
+    fn tree(&self) -> Option<&crate::accel::Accelerator> {
+        let accel = self.accel.get()?;
+        (self.is_remote() || self.warmth.take_tree()).then_some(accel)
     }
 
     /// The ranks whose suffixes start with `query` (bytes of whole tokens),
@@ -470,12 +491,12 @@ impl Shard {
         if query.is_empty() {
             return Ok(within);
         }
-        if let Some(accel) = self.accel.get() {
+        if let Some(accel) = self.tree() {
             if let Some(range) = accel.find(self, query, within)? {
                 return Ok(range);
             }
         }
-        let (mut lo, mut hi) = self.narrow(query, within);
+        let (mut lo, mut hi) = self.narrow(query, within)?;
         // Both bounds share their search until the first matching rank; then the
         // lower bound continues on the left and the upper bound on the right.
         while lo < hi {
@@ -501,7 +522,7 @@ impl Shard {
     /// accelerator their reads share rounds (the rounds of the slowest search,
     /// not their sum); without it they run one after another.
     pub fn find_batch(&self, searches: &[(&[u8], RankRange)]) -> Result<Vec<RankRange>> {
-        if let Some(accel) = self.accel.get() {
+        if let Some(accel) = self.tree() {
             if let Some(ranges) = accel.find_batch(self, searches)? {
                 return Ok(ranges);
             }
@@ -523,7 +544,8 @@ impl Shard {
         if range.1.saturating_sub(range.0) > FIND_NEXT_BISECT_MAX {
             let mut search = [crate::accel::Finishing::within(0, next, skip_bytes, range)];
             // Bounds inside a window that holds them cannot contradict it.
-            if let Some(found) = crate::accel::finish(self, FIND_NEXT_ARITY, &mut search)? {
+            let arity = crate::accel::finishing_arity(self, FIND_NEXT_ARITY);
+            if let Some(found) = crate::accel::finish(self, arity, &mut search)? {
                 return Ok(found[0].1);
             }
         }
@@ -548,13 +570,13 @@ impl Shard {
         if query.is_empty() {
             return Ok(within.0 < within.1);
         }
-        if let Some(accel) = self.accel.get() {
+        if let Some(accel) = self.tree() {
             // Both bounds cost the same rounds as one.
             if let Some((lo, hi)) = accel.find(self, query, within)? {
                 return Ok(lo < hi);
             }
         }
-        let (mut lo, mut hi) = self.narrow(query, within);
+        let (mut lo, mut hi) = self.narrow(query, within)?;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.compare_at(mid, query)? {

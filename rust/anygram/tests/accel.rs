@@ -7,9 +7,10 @@ mod common;
 
 use std::path::Path;
 
+use anygram::accel::SearchPath;
 use anygram::accel::{self, WriteOptions};
 use anygram::TokenWidth;
-use common::{big_corpus, open_with as open, write_plain_index};
+use common::{big_corpus, open_searching, open_with as open, write_plain_index};
 use proptest::prelude::*;
 
 fn brute_count(stream: &[u32], query: &[u32]) -> u64 {
@@ -59,6 +60,9 @@ proptest! {
         let plain = open(dir.path(), width, false, None);
         accel::write(dir.path(), &plain.shards()[0], &WriteOptions { rate, key_bytes, node_keys: Some(node_keys) }).unwrap();
         let fast = open(dir.path(), width, true, resident);
+        // The search a shard whose reads come from RAM runs: the plain one
+        // inside the bracket of the tree's keys.
+        let narrowed = open_searching(dir.path(), width, true, resident, SearchPath::Narrowed);
         let tree = fast.shards()[0].accelerator().expect("the accelerator is attached");
         prop_assert!(tree.resident_levels() >= 1);
         prop_assert!(anygram::verify::verify(&fast).problems.is_empty());
@@ -79,13 +83,18 @@ proptest! {
             let got = fast.find(query).unwrap();
             prop_assert_eq!(&got, &expected, "query {:?}", query);
             prop_assert_eq!(got.count, brute_count(&stream, query));
+            prop_assert_eq!(&narrowed.find(query).unwrap(), &expected, "narrowed, query {:?}", query);
             // Narrow windows (a context's range) and ∞-gram back-off.
             if let Some((&last, context)) = query.split_last() {
-                prop_assert_eq!(fast.prob(context, last).unwrap(), plain.prob(context, last).unwrap());
-                prop_assert_eq!(fast.infgram_prob(context, last).unwrap(), plain.infgram_prob(context, last).unwrap());
+                let (prob, infgram) = (plain.prob(context, last).unwrap(), plain.infgram_prob(context, last).unwrap());
+                prop_assert_eq!(fast.prob(context, last).unwrap(), prob);
+                prop_assert_eq!(fast.infgram_prob(context, last).unwrap(), infgram);
+                prop_assert_eq!(narrowed.prob(context, last).unwrap(), prob);
+                prop_assert_eq!(narrowed.infgram_prob(context, last).unwrap(), infgram);
             }
         }
         prop_assert!(!tree.is_disabled(), "a correct accelerator was found inconsistent");
+        prop_assert!(!narrowed.shards()[0].accelerator().unwrap().is_disabled());
     }
 }
 
@@ -394,10 +403,15 @@ proptest! {
         }).collect();
         queries.extend(extended);
         queries.extend(random.iter().map(|q| q.iter().map(|&i| symbols[i % symbols.len()]).collect::<Vec<u32>>()));
-        for query in &queries {
+        let narrowed = open_searching(dir.path(), width, true, Some(0), SearchPath::Narrowed);
+        // The default: the tree until the shard's reads prove to come from RAM, then mostly narrowed.
+        let adaptive = open_searching(dir.path(), width, true, Some(0), SearchPath::Adaptive);
+        for query in queries.iter().chain(&queries) {
             let got = fast.find(query).unwrap();
             prop_assert_eq!(got.count, brute_count(&stream, query), "query {:?}", query);
             prop_assert_eq!(&got, &plain.find(query).unwrap(), "query {:?}", query);
+            prop_assert_eq!(&narrowed.find(query).unwrap(), &got, "narrowed, query {:?}", query);
+            prop_assert_eq!(&adaptive.find(query).unwrap(), &got, "adaptive, query {:?}", query);
         }
         prop_assert!(!tree.is_disabled(), "a correct accelerator was found inconsistent");
     }
@@ -427,6 +441,7 @@ fn a_flipped_bit_in_a_trie_is_never_a_wrong_answer() {
     }
     std::fs::write(&path, &bytes).unwrap();
     let fast = open(dir.path(), width, true, Some(0));
+    let narrowed = open_searching(dir.path(), width, true, Some(0), SearchPath::Narrowed);
     assert!(
         fast.shards()[0].accelerator().is_some(),
         "the header and root are intact"
@@ -434,14 +449,17 @@ fn a_flipped_bit_in_a_trie_is_never_a_wrong_answer() {
     for doc in docs.iter().take(40) {
         for len in [1, 2, 4] {
             let query = &doc[..doc.len().min(len)];
+            let expected = plain.find(query).unwrap();
+            assert_eq!(fast.find(query).unwrap(), expected, "{query:?}");
             assert_eq!(
-                fast.find(query).unwrap(),
-                plain.find(query).unwrap(),
-                "{query:?}"
+                narrowed.find(query).unwrap(),
+                expected,
+                "narrowed, {query:?}"
             );
         }
     }
     assert!(fast.shards()[0].accelerator().unwrap().is_disabled());
+    assert!(narrowed.shards()[0].accelerator().unwrap().is_disabled());
     // A resident damaged node is refused at open.
     let resident = open(dir.path(), width, true, Some(u64::MAX));
     assert!(resident.shards()[0].accelerator().is_none());

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anygram::accel::SearchPath;
 use anygram::build::build_suffix_array;
 use anygram::manifest::checksum_file;
 use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE};
@@ -163,12 +164,25 @@ pub fn big_corpus(n: usize, seed: u64) -> Vec<Vec<u32>> {
     docs
 }
 
-/// Opens without sampled keys, with or without the accelerator and its resident budget.
+/// Opens without sampled keys, with or without the accelerator and its
+/// resident budget; an accelerator is searched through its tree at every
+/// search (pinned: the adaptive choice would depend on timing).
 pub fn open_with(
     dir: &Path,
     width: TokenWidth,
     accelerator: bool,
     resident_mem: Option<u64>,
+) -> Engine {
+    open_searching(dir, width, accelerator, resident_mem, SearchPath::Tree)
+}
+
+/// [`open_with`] searching the accelerator's shards by `search_path`.
+pub fn open_searching(
+    dir: &Path,
+    width: TokenWidth,
+    accelerator: bool,
+    resident_mem: Option<u64>,
+    search_path: SearchPath,
 ) -> Engine {
     Engine::open(
         dir,
@@ -177,6 +191,7 @@ pub fn open_with(
             sample_keys: false,
             accelerator,
             resident_mem,
+            search_path,
             ..OpenOptions::default()
         },
     )
