@@ -79,10 +79,13 @@ def to_queries(sets: dict) -> dict:
 
 
 def open_anygram(index: str, accelerator: bool = True):
+    """With its accelerator: the adaptive search (the tree while reads are slow). Without:
+    no sampled keys either, i.e. the plain binary search that infini-gram runs (and no
+    background pass over the suffix array competing with the timed queries)."""
     import anygram
 
     return anygram.Engine.open(index, token_width=2, vocab_size=VOCAB, eos_token_id=EOS,
-                               accelerator=accelerator)
+                               accelerator=accelerator, sample_keys=accelerator)
 
 
 def open_infinigram(index: str):
@@ -233,7 +236,8 @@ def percentile(values, p) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--index", default=os.path.join(HERE, "results", "tmp", "docs-infinigram"),
-                   help="infini-gram's index of the docs corpus (bench_queries.py builds it)")
+                   help="an index in infini-gram's layout, u16 GPT-2 ids (e.g. the docs corpus, or "
+                        "bench/big's 2.5B-token index)")
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--cache-fraction", type=float, default=0.01)
     p.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -305,7 +309,7 @@ def main() -> None:
                             "s3_p95_ms": rounds * S3_ROUND_S * 1e3}
 
     num_tokens = os.path.getsize(os.path.join(args.index, "tokenized.0")) // 2
-    result = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
+    result = {"date": datetime.date.today().isoformat(), "name": args.name, "machine": platform.machine(),
               "cores": os.cpu_count(), "index": args.index, "index_bytes": index_bytes(args.index),
               "tokens": num_tokens, "queries_per_type": args.queries, "cache_fraction": args.cache_fraction,
               "reads": reads, "timings": timings, "projection": projection}
@@ -322,7 +326,7 @@ def main() -> None:
 def report(r: dict) -> str:
     a, t = r["timings"]["anygram"], r["timings"]["infini-gram"]
     lines = [
-        f"# Cold cache: anygram vs infini-gram 2.6.0, docs corpus ({r['tokens']:,} GPT-2 tokens, "
+        f"# Cold cache: anygram vs infini-gram 2.6.0, {r.get('name', 'docs-cold')} ({r['tokens']:,} u16 tokens, "
         f"{r['index_bytes'] / 2**20:.0f} MiB of index files)",
         "",
         f"{r['machine']}, {r['cores']} cores, local disk; {r['queries_per_type']} held-out queries per type; "
@@ -364,8 +368,7 @@ def report(r: dict) -> str:
               "and a token read). On this machine's disk reads barely overlap (a 4 KiB random read costs "
               "~56 µs alone, ~60-75 µs each at queue depth 8-64), so a cold query's latency follows its "
               "pages more than its rounds. The projection assumes patterns tie on their 32-byte keys no "
-              "more often than here (a longer tie adds k-ary rounds). This is the 30M-token docs corpus; "
-              "the 2.5B-token index of issue 14 is a later step.", ""]
+              "more often than here (a longer tie adds k-ary rounds).", ""]
     return "\n".join(lines)
 
 

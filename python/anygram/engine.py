@@ -96,6 +96,8 @@ class Engine(_anygram.Engine):
         resident_mem: Optional[int] = None,
         accelerator: bool = True,
         verbatim: bool = False,
+        sample_keys: bool = True,
+        search_path: str = "adaptive",
     ) -> "Engine":
         """Opens the index in directory ``path``.
 
@@ -116,8 +118,12 @@ class Engine(_anygram.Engine):
         Shards with a search accelerator (``accel.{s}``, see :mod:`anygram.accel`)
         search through it (``accelerator=False``: never); ``resident_mem`` is the RAM,
         in bytes for all shards, that its top levels may take (default: 1% of the
-        index, always at least each tree's root). Without one a shard samples keys in
-        the background after open. Raises :class:`IndexNotFoundError`,
+        index, always at least each tree's root). ``search_path``: ``"adaptive"`` (the
+        tree while a shard's reads are slow or remote, the plain binary search inside
+        the tree's bracket once a local shard's reads come from RAM), ``"tree"``
+        (always: a benchmark of rounds) or ``"narrowed"``. Without an accelerator a
+        local shard samples keys in the background after open (``sample_keys=False``:
+        not; searches are then plain binary searches). Raises :class:`IndexNotFoundError`,
         :class:`CorruptIndexError`, :class:`TokenizerMismatchError`.
         """
         path = os.fspath(path)
@@ -187,7 +193,8 @@ class Engine(_anygram.Engine):
             isinstance(resident_mem, bool) or not isinstance(resident_mem, int) or resident_mem < 0
         ):
             raise InvalidArgumentError(f"resident_mem must be a number of bytes >= 0, got {resident_mem!r}")
-        engine = cls(path, token_width, vocab_size, eos_token_id, encoder, resident_mem, bool(accelerator))
+        engine = cls(path, token_width, vocab_size, eos_token_id, encoder, resident_mem, bool(accelerator),
+                     bool(sample_keys), search_path)
         if read_tokenizer_after_open:
             tok = _remote_tokenizer(path, manifest, None)
         if tok is not None and tok.vocab_size > engine.vocab_size:

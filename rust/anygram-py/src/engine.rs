@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anygram::accel::SearchPath;
 use anygram::{Engine, OpenOptions};
 use numpy::{IntoPyArray, PyUntypedArray};
 use pyo3::prelude::*;
@@ -242,7 +243,7 @@ fn seed_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true))]
+    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true, sample_keys = true, search_path = "adaptive"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -253,13 +254,27 @@ impl PyEngine {
         encoder: Option<Py<PyAny>>,
         resident_mem: Option<&Bound<'_, PyAny>>,
         accelerator: bool,
+        sample_keys: bool,
+        search_path: &str,
     ) -> PyResult<Self> {
+        let search_path = match search_path {
+            "adaptive" => SearchPath::Adaptive,
+            "tree" => SearchPath::Tree,
+            "narrowed" => SearchPath::Narrowed,
+            other => {
+                return Err(crate::errors::to_py(anygram::Error::InvalidArgument(format!(
+                    "search_path must be 'adaptive', 'tree' or 'narrowed', got {other:?}"
+                ))))
+            }
+        };
         let options = OpenOptions {
             token_width: maybe_int_arg(token_width, "token_width", 1..=4)?,
             vocab_size: maybe_int_arg(vocab_size, "vocab_size", 1..=u32::MAX as i128)?,
             eos_token_id: maybe_int_arg(eos_token_id, "eos_token_id", 0..=u32::MAX as i128)?,
             resident_mem: maybe_int_arg(resident_mem, "resident_mem", 0..=i64::MAX as i128)?,
             accelerator,
+            sample_keys,
+            search_path,
             ..OpenOptions::default()
         };
         let inner = call(py, || Engine::open(&path, &options))?;
