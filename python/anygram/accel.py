@@ -4,7 +4,7 @@ An accelerator is a static search tree over sampled suffix keys (see
 ``rust/anygram/src/accel.rs``): with it, a count, find or document search costs
 at most 3 dependent reads per shard after the tree's resident levels, and
 opening the index reads no more than those levels (no pass over the suffix
-array). ``anygram build`` writes one by default; :func:`add_accelerator` (the
+array). ``anygram build --accelerator`` writes one; :func:`add_accelerator` (the
 command ``anygram index add-accelerator``) adds it to an existing index,
 infini-gram's included.
 """
@@ -17,8 +17,9 @@ from typing import List, Optional
 from . import _anygram
 from .errors import InvalidArgumentError
 
-DEFAULT_RATE = 64
-DEFAULT_KEY_BYTES = 32
+# The core's defaults (one owner: rust/anygram/src/accel.rs).
+DEFAULT_RATE = _anygram.ACCEL_DEFAULT_RATE
+DEFAULT_KEY_BYTES = _anygram.ACCEL_DEFAULT_KEY_BYTES
 
 
 def _check_int(name: str, value, low: int) -> int:

@@ -715,8 +715,11 @@ def parser() -> argparse.ArgumentParser:
     ac = ix_sub.add_parser("add-accelerator",
                            help="write the search accelerators (accel.N) of an index, infini-gram's included")
     ac.add_argument("--index", "-i", required=True, help="index directory")
-    ac.add_argument("--rate", type=int, default=64, help="one key per this many suffix-array ranks")
-    ac.add_argument("--key-bytes", type=int, default=32, help="bytes of each suffix kept in a key (1..255)")
+    from .accel import DEFAULT_KEY_BYTES, DEFAULT_RATE
+
+    ac.add_argument("--rate", type=int, default=DEFAULT_RATE, help="one key per this many suffix-array ranks")
+    ac.add_argument("--key-bytes", type=int, default=DEFAULT_KEY_BYTES,
+                    help="bytes of each suffix kept in a key (1..255)")
     ac.add_argument("--token-width", type=int, choices=[1, 2, 4], help="for indexes without a manifest")
     ac.set_defaults(func=cmd_add_accelerator)
 

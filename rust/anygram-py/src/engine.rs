@@ -262,9 +262,9 @@ impl PyEngine {
             "tree" => SearchPath::Tree,
             "narrowed" => SearchPath::Narrowed,
             other => {
-                return Err(crate::errors::to_py(anygram::Error::InvalidArgument(format!(
-                    "search_path must be 'adaptive', 'tree' or 'narrowed', got {other:?}"
-                ))))
+                return Err(crate::errors::to_py(anygram::Error::InvalidArgument(
+                    format!("search_path must be 'adaptive', 'tree' or 'narrowed', got {other:?}"),
+                )))
             }
         };
         let options = OpenOptions {

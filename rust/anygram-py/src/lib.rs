@@ -46,6 +46,8 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batch::_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_cnf_probe_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(accel::write_accelerators, m)?)?;
+    m.add("ACCEL_DEFAULT_RATE", anygram::accel::DEFAULT_RATE)?;
+    m.add("ACCEL_DEFAULT_KEY_BYTES", anygram::accel::DEFAULT_KEY_BYTES)?;
     m.add_function(wrap_pyfunction!(accel::count_reads, m)?)?;
     m.add_function(wrap_pyfunction!(lm::score, m)?)?;
     m.add_function(wrap_pyfunction!(storage::read_index_file, m)?)?;

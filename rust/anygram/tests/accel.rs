@@ -435,9 +435,10 @@ fn a_flipped_bit_in_a_trie_is_never_a_wrong_answer() {
     // The bottom level is the file's tail; its nodes are whole pages (default layout).
     let bottom_start = 4096 + tree.top_levels_bytes(tree.num_levels() - 1) as usize;
     assert_eq!(bottom_start % 4096, 0);
-    // Byte 33 + 5 of a node: the LCP of rank 5 in its first bucket.
+    // Byte key_bytes + 1 + 5 of a node: the LCP of rank 5 in its first bucket.
+    let lcp_5 = tree.key_bytes() + 1 + 5;
     for node in (bottom_start..bytes.len()).step_by(4096) {
-        bytes[node + 33 + 5] ^= 0x04;
+        bytes[node + lcp_5] ^= 0x04;
     }
     std::fs::write(&path, &bytes).unwrap();
     let fast = open(dir.path(), width, true, Some(0));
