@@ -187,15 +187,33 @@ impl Engine {
         if options.sample_keys {
             // Sampled keys speed searches up; queries need not wait for them.
             // A shard with an accelerator needs no pass over its suffix array.
-            let shards = shards.clone();
-            crate::pool::spawn(move || {
-                // Remote shards skip them: one GET per 64 ranks would cost more
-                // than the searches they save.
-                shards
-                    .par_iter()
-                    .filter(|s| s.accelerator().is_none() && !s.is_remote())
-                    .for_each(|s| s.build_samples())
-            });
+            // Remote shards skip them (one GET per 64 ranks would cost more than
+            // the searches they save), and so do shards too large to stay in
+            // RAM: there nearly every sampled read would be a disk read, minutes
+            // of them competing with the queries; an accelerator is the
+            // persistent form of these keys.
+            let ram = crate::build::memory::physical_memory_bytes().unwrap_or(u64::MAX);
+            let sampled: Vec<Arc<Shard>> = shards
+                .iter()
+                .filter(|s| s.accelerator().is_none() && !s.is_remote())
+                .filter(|s| {
+                    let fits = s.tokenized_len().saturating_add(s.table_len()) <= ram / 2;
+                    if !fits {
+                        eprintln!(
+                            "anygram: warning: shard {} ({} bytes) is larger than half this machine's RAM and has no search accelerator: its searches are plain binary searches ({} dependent reads each on a cold cache). `anygram index add-accelerator --index {}` makes them 3.",
+                            s.number,
+                            s.tokenized_len() + s.table_len(),
+                            2 * (64 - s.num_tokens().leading_zeros()),
+                            dir.display()
+                        );
+                    }
+                    fits
+                })
+                .cloned()
+                .collect();
+            if !sampled.is_empty() {
+                crate::pool::spawn(move || sampled.par_iter().for_each(|s| s.build_samples()));
+            }
         }
         Ok(Engine {
             dir: dir.to_path_buf(),
