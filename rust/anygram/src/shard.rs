@@ -24,6 +24,9 @@ pub const END_OF_SHARD: u64 = u64::MAX;
 const FIND_NEXT_BISECT_MAX: u64 = 4096;
 /// Probes a bound per k-ary round of [`Shard::find_next`].
 const FIND_NEXT_ARITY: u64 = 64;
+/// Levels of infini-gram's next-token sampling settled per round trip in
+/// object storage (reading ahead up to 2^levels ranks a range).
+const NTD_REMOTE_LEVELS: usize = 3;
 
 /// The mapped files of one shard and what was derived from their sizes.
 pub struct Shard {
@@ -680,8 +683,12 @@ impl Shard {
     /// Walked breadth-first, so that every lookup of one level of halving goes
     /// out together ([`Shard::stored_after_many`]: two rounds of reads, the
     /// pointers then the texts): an ntd costs two rounds per level, not two per
-    /// lookup. The ranks looked up and the counts are exactly the depth-first
-    /// recursion's.
+    /// lookup. In object storage, where a round trip costs far more than a
+    /// read, each round also reads ahead the ranks the next
+    /// [`NTD_REMOTE_LEVELS`]` - 1` levels could need (their positions do not
+    /// depend on the values), so that several levels settle per round trip.
+    /// The counts are exactly the depth-first recursion's: read-ahead values
+    /// that a settled range does not need are never used.
     fn count_stored_next(
         &self,
         query_bytes: usize,
@@ -689,82 +696,84 @@ impl Shard {
         unit: u64,
         counts: &mut BTreeMap<u64, u64>,
     ) -> Result<()> {
-        // A range still to look at, with the values already known at its ends.
-        struct Pending {
-            range: RankRange,
-            first: Option<u64>,
-            last: Option<u64>,
-        }
-        let mut level = vec![Pending {
-            range,
-            first: None,
-            last: None,
-        }];
-        while !level.is_empty() {
-            // Every rank this level needs: the samples of narrow ranges, the
-            // unknown ends of wide ones.
-            let mut wanted: Vec<u64> = Vec::new();
-            for p in &level {
-                let (start, end) = p.range;
-                if end - start < 4 * unit {
-                    let mut rank = start;
-                    while rank < end {
-                        wanted.push(if rank + unit <= end {
-                            rank + unit / 2
-                        } else {
-                            (rank + end) / 2
-                        });
-                        rank += unit;
-                    }
+        let narrow = |(start, end): RankRange| end - start < 4 * unit;
+        // The ranks a narrow range samples.
+        let samples = |(start, end): RankRange| {
+            (start..end).step_by(unit as usize).map(move |rank| {
+                if rank + unit <= end {
+                    rank + unit / 2
                 } else {
-                    if p.first.is_none() {
-                        wanted.push(start);
-                    }
-                    if p.last.is_none() {
-                        wanted.push(end - 1);
-                    }
+                    (rank + end) / 2
+                }
+            })
+        };
+        let halves = |(start, end): RankRange| {
+            let mid = (start + end) / 2;
+            [(start, mid), (mid, end)]
+        };
+        // The ranks `range` and the ranges it splits into could need over `depth` levels.
+        fn ahead(
+            range: RankRange,
+            depth: usize,
+            narrow: &dyn Fn(RankRange) -> bool,
+            samples: &dyn Fn(RankRange) -> Vec<u64>,
+            halves: &dyn Fn(RankRange) -> [RankRange; 2],
+            out: &mut Vec<u64>,
+        ) {
+            if narrow(range) {
+                out.extend(samples(range));
+                return;
+            }
+            out.extend([range.0, range.1 - 1]);
+            if depth > 1 {
+                for half in halves(range) {
+                    ahead(half, depth - 1, narrow, samples, halves, out);
                 }
             }
+        }
+        let depth = if self.is_remote() {
+            NTD_REMOTE_LEVELS
+        } else {
+            1
+        };
+        let sample_list = |r: RankRange| samples(r).collect::<Vec<u64>>();
+        let mut known: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        let mut pending = vec![range];
+        while !pending.is_empty() {
+            let mut wanted: Vec<u64> = Vec::new();
+            for &range in &pending {
+                ahead(range, depth, &narrow, &sample_list, &halves, &mut wanted);
+            }
+            wanted.retain(|rank| !known.contains_key(rank));
+            wanted.sort_unstable();
+            wanted.dedup();
             let values = self.stored_after_many(&wanted, query_bytes)?;
-            let mut values = values.into_iter();
-            let mut next_level = Vec::new();
-            for p in level {
-                let (start, end) = p.range;
-                if end - start < 4 * unit {
-                    let mut rank = start;
-                    while rank < end {
-                        let weight = if rank + unit <= end { unit } else { end - rank };
-                        let value = values.next().expect("one value per wanted rank");
-                        *counts.entry(value).or_insert(0) += weight;
-                        rank += unit;
+            known.extend(wanted.into_iter().zip(values));
+            // Settle what the known values settle; the rest waits for the next round.
+            let mut next = Vec::new();
+            while let Some(range) = pending.pop() {
+                let (start, end) = range;
+                if narrow(range) {
+                    if samples(range).all(|rank| known.contains_key(&rank)) {
+                        for (i, rank) in samples(range).enumerate() {
+                            let from = start + i as u64 * unit;
+                            let weight = unit.min(end - from);
+                            *counts.entry(known[&rank]).or_insert(0) += weight;
+                        }
+                    } else {
+                        next.push(range);
                     }
                     continue;
                 }
-                let first = match p.first {
-                    Some(v) => v,
-                    None => values.next().expect("one value per wanted rank"),
-                };
-                let last = match p.last {
-                    Some(v) => v,
-                    None => values.next().expect("one value per wanted rank"),
-                };
-                if first == last {
-                    *counts.entry(first).or_insert(0) += end - start;
-                    continue;
+                match (known.get(&start), known.get(&(end - 1))) {
+                    (Some(&first), Some(&last)) if first == last => {
+                        *counts.entry(first).or_insert(0) += end - start;
+                    }
+                    (Some(_), Some(_)) => pending.extend(halves(range)),
+                    _ => next.push(range),
                 }
-                let mid = (start + end) / 2;
-                next_level.push(Pending {
-                    range: (start, mid),
-                    first: Some(first),
-                    last: None,
-                });
-                next_level.push(Pending {
-                    range: (mid, end),
-                    first: None,
-                    last: Some(last),
-                });
             }
-            level = next_level;
+            pending = next;
         }
         Ok(())
     }

@@ -62,7 +62,10 @@ pub fn resident_bytes() -> Option<u64> {
 pub fn physical_memory_bytes() -> Option<u64> {
     // SAFETY: sysconf only reads a system constant.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
-    u64::try_from(pages).ok().filter(|&p| p > 0).map(|p| p * page_size())
+    u64::try_from(pages)
+        .ok()
+        .filter(|&p| p > 0)
+        .map(|p| p * page_size())
 }
 
 /// The kernel's page size: statm counts pages, and they are 16 or 64 KiB on
