@@ -183,10 +183,14 @@ def test_an_open_costs_two_round_trips_and_a_count_at_most_four(served):
     # The manifest, then every shard's open reads (and accelerator levels) together.
     assert opened == 2, opened
     local = anygram.Engine.open(served["local"])
-    worst = {"count": 0, "ntd": 0}
+    worst = {"count": 0, "ntd": 0, "infgram_prob": 0}
     for q in _queries(served["docs"], 2, n=30):
         if not q:
             continue
+        if len(q) > 1:  # first: the count below would cache this query's blocks
+            trips = _anygram.storage_round_trips()
+            assert remote.infgram_prob(q[:-1], q[-1]) == local.infgram_prob(q[:-1], q[-1])
+            worst["infgram_prob"] = max(worst["infgram_prob"], _anygram.storage_round_trips() - trips)
         trips = _anygram.storage_round_trips()
         assert remote.count(q) == local.count(q)
         worst["count"] = max(worst["count"], _anygram.storage_round_trips() - trips)
@@ -199,6 +203,9 @@ def test_an_open_costs_two_round_trips_and_a_count_at_most_four(served):
     # ntd: the count, then two rounds per three levels of halving (reading ahead the ranks
     # the next levels could need; max_support=4: at most 9 levels here).
     assert worst["ntd"] <= 4 + 2 * 3, worst
+    # ∞-gram prob: one batch of every short suffix length with its continuation settles
+    # these contexts (at most 16 tokens): a count's rounds.
+    assert worst["infgram_prob"] <= 4, worst
 
 
 def _cli_env(served, **extra):

@@ -509,17 +509,22 @@ impl Engine {
             },
             cont: None,
         };
+        // In object storage a round trip costs far more than a read: the first
+        // batch then holds every length up to SUFFIX_BATCH (then doubling) with
+        // its continuation, which settles most queries in one batch's rounds,
+        // as many as a count's.
+        let eager = self.shards.iter().any(|s| s.is_remote());
         let (mut lo, mut hi) = (0usize, len + 1);
         let mut first_batch = true;
         while hi - lo > 1 {
-            let candidates = if first_batch {
-                doubling_lengths(len)
-            } else {
-                split_evenly(lo, hi)
+            let candidates = match (first_batch, eager) {
+                (true, false) => doubling_lengths(len),
+                (true, true) => eager_lengths(len),
+                (false, _) => split_evenly(lo, hi),
             };
             // The bracket's batch carries the continuations, so that its answer
             // is final: the candidates', and the best so far's inside its range.
-            let with_next = next.filter(|_| !first_batch);
+            let with_next = next.filter(|_| !first_batch || eager);
             first_batch = false;
             let mut searches: Vec<(Vec<u8>, Vec<RankRange>)> = Vec::new();
             for &n in &candidates {
@@ -725,6 +730,18 @@ fn doubling_lengths(len: usize) -> Vec<usize> {
     if len > 0 {
         lengths.push(len);
     }
+    lengths
+}
+
+/// The first batch of candidate lengths in object storage: every length up to
+/// [`SUFFIX_BATCH`], then doubling, and `len` itself.
+fn eager_lengths(len: usize) -> Vec<usize> {
+    let mut lengths: Vec<usize> = (1..=len.min(SUFFIX_BATCH)).collect();
+    lengths.extend(
+        doubling_lengths(len)
+            .into_iter()
+            .filter(|&n| n > SUFFIX_BATCH),
+    );
     lengths
 }
 
