@@ -4,7 +4,9 @@ several builds of the package side by side in one run.
 
 Each build runs in its own child process (its own PYTHONPATH) over the same
 index files, all in the page cache: count, prob and infgram_prob from Python,
-p50/p95 in µs, through the accelerator and through the plain search. A build
+p50/p95 in µs, through the accelerator (its default adaptive search; and the
+tree pinned, ``search_path="tree"``, where the build has it) and through the
+plain search (no accelerator: sampled keys in RAM). A build
 that reads another accelerator format version gets its own directory of links
 to the index with an accelerator it writes itself (e.g. /work/main's v1).
 
@@ -19,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -40,14 +43,21 @@ def child(index: str, queries_file: str) -> None:
             while f.read(1 << 24):
                 pass
     out = {}
-    for accelerator in (True, False):
-        engine = anygram.Engine.open(index, token_width=2, vocab_size=VOCAB, eos_token_id=EOS,
-                                     accelerator=accelerator)
+    # The accelerator's default (adaptive: the tree while reads are slow, the plain search
+    # inside its bracket once they come from RAM), the tree pinned, and no accelerator.
+    modes = {"accel": dict(accelerator=True), "tree": dict(accelerator=True, search_path="tree"),
+             "plain": dict(accelerator=False)}
+    for mode, options in modes.items():
+        try:
+            engine = anygram.Engine.open(index, token_width=2, vocab_size=VOCAB, eos_token_id=EOS, **options)
+        except TypeError:  # a build without search_path
+            continue
+        if not options["accelerator"]:
+            time.sleep(3)  # the sampled keys, built in the background after open
         pair = calls(engine, None)
         for kind in KINDS:
             us = time_calls(pair[kind][0], queries[kind])
-            out[f"{kind}/{'accel' if accelerator else 'plain'}"] = {
-                "p50_us": float(np.percentile(us, 50)), "p95_us": float(np.percentile(us, 95))}
+            out[f"{kind}/{mode}"] = {"p50_us": float(np.percentile(us, 50)), "p95_us": float(np.percentile(us, 95))}
     print(json.dumps(out))
 
 
@@ -96,14 +106,13 @@ def main() -> None:
                              check=True, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": path})
         rows[label] = json.loads(res.stdout.strip().splitlines()[-1])
-    print("| query | " + " | ".join(f"{label} accel p50/p95 µs | {label} plain p50/p95 µs" for label, _ in builds) + " |")
-    print("| --- |" + " ---: |" * (2 * len(builds)))
+    columns = [(label, mode) for label, _ in builds for mode in ("accel", "tree", "plain")
+               if f"{KINDS[0]}/{mode}" in rows[label]]
+    print("| query | " + " | ".join(f"{label} {mode} p50/p95 µs" for label, mode in columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
     for kind in KINDS:
-        cells = []
-        for label, _ in builds:
-            for mode in ("accel", "plain"):
-                r = rows[label][f"{kind}/{mode}"]
-                cells.append(f"{r['p50_us']:.1f} / {r['p95_us']:.1f}")
+        cells = [f"{rows[label][f'{kind}/{mode}']['p50_us']:.1f} / {rows[label][f'{kind}/{mode}']['p95_us']:.1f}"
+                 for label, mode in columns]
         print(f"| {kind} | " + " | ".join(cells) + " |")
 
 
