@@ -385,7 +385,40 @@ impl Shard {
             )));
         }
         let ps = self.ptr_size as u64;
-        let ptr = read_uint_le(&self.table.read_at(rank * ps, ps)?);
+        self.checked_ptr(rank, read_uint_le(&self.table.read_at(rank * ps, ps)?))
+    }
+
+    /// The pointers of the ranks `[lo, hi)`, in rank order, read in one piece
+    /// (each checked as [`Shard::ptr_at`] checks it).
+    pub fn ptrs_in(&self, lo: u64, hi: u64) -> Result<Vec<u64>> {
+        if lo > hi || hi > self.num_tokens {
+            return Err(Error::InvalidQuery(format!(
+                "ranks [{lo}, {hi}) are out of range [0, {}) of shard {}",
+                self.num_tokens, self.number
+            )));
+        }
+        let ps = self.ptr_size;
+        let bytes = self.table.read_at(lo * ps as u64, (hi - lo) * ps as u64)?;
+        let ptrs: Vec<u64> = match ps {
+            4 => bytes
+                .chunks_exact(4)
+                .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64)
+                .collect(),
+            _ => bytes.chunks_exact(ps).map(read_uint_le).collect(),
+        };
+        // Checked in a second pass: a loop without early exits that the compiler vectorizes.
+        let (len, w) = (self.tokenized.len(), self.width.bytes() as u64);
+        if ptrs.iter().any(|&p| p >= len || !p.is_multiple_of(w)) {
+            for (rank, &ptr) in (lo..hi).zip(&ptrs) {
+                self.checked_ptr(rank, ptr)?;
+            }
+        }
+        Ok(ptrs)
+    }
+
+    /// `ptr` (the entry of `rank`) if it lies on the token grid, else the corruption.
+    #[inline]
+    fn checked_ptr(&self, rank: u64, ptr: u64) -> Result<u64> {
         if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.table.path(),
