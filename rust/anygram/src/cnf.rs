@@ -688,7 +688,52 @@ impl Mt19937 {
 
 #[cfg(test)]
 mod tests {
-    use super::Mt19937;
+    use super::{holds_separator, Mt19937, SortedOccurrences};
+
+    #[test]
+    fn separator_check_needs_a_whole_aligned_token() {
+        // 0x12FF, 0xFF34 (little-endian FF 12 34 FF): 0xFF bytes, no separator.
+        assert!(!holds_separator(&[0xFF, 0x12, 0x34, 0xFF], 2));
+        // 0xFF00, 0x00FF: FF FF across the two tokens, not a token.
+        assert!(!holds_separator(&[0x00, 0xFF, 0xFF, 0x00], 2));
+        assert!(holds_separator(&[0x00, 0xFF, 0xFF, 0xFF], 2));
+        assert!(holds_separator(&[0x01, 0xFF], 1));
+        assert!(!holds_separator(&[0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0], 4));
+        assert!(holds_separator(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF], 4));
+        assert!(!holds_separator(&[], 2));
+    }
+
+    #[test]
+    fn sorted_occurrences_answer_as_binary_searches_do() {
+        // Occurrences spread out, clustered in one block (a repeated passage), and
+        // none at all; windows anywhere, some wider than blocks.
+        let mut rng = Mt19937::new(7);
+        for case in 0..60u64 {
+            let text_len = 1 + rng.uniform_up_to(if case % 2 == 0 { 5_000 } else { 1 << 20 });
+            let n = rng.uniform_up_to(300) as usize * (case % 3 != 0) as usize;
+            let ptrs: Vec<u64> = (0..n)
+                .map(|i| match i % 4 {
+                    0 => (text_len / 2 + rng.uniform_up_to(8)).min(text_len - 1),
+                    _ => rng.uniform_up_to(text_len - 1),
+                })
+                .collect();
+            let occurrences = SortedOccurrences::new(&ptrs, text_len);
+            let mut sorted = ptrs.clone();
+            sorted.sort_unstable();
+            assert_eq!(occurrences.sorted, sorted);
+            for _ in 0..200 {
+                let l = rng.uniform_up_to(text_len - 1);
+                let r = (l + rng.uniform_up_to(text_len / 8 + 1)).min(text_len - 1);
+                let before = sorted.partition_point(|&p| p < r);
+                let after = sorted.partition_point(|&p| p < l);
+                let want = (
+                    (before > 0).then(|| l.min(sorted[before - 1])),
+                    sorted.get(after).map(|&p| r.max(p)),
+                );
+                assert_eq!(occurrences.nearest(l, r), want, "case {case}, window ({l}, {r})");
+            }
+        }
+    }
 
     #[test]
     fn mersenne_twister_matches_the_reference_sequence() {
