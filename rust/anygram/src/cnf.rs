@@ -254,7 +254,19 @@ impl Engine {
             windows = next;
             scale *= clause.scale;
         }
-        let ptrs = windows_within_documents(shard.tokenized_file(), &windows, w as usize)?;
+        let text = shard.tokenized_file();
+        let ptrs = if windows.len() > PARALLEL_ITEMS {
+            // Pieces on the pool, kept in order.
+            let pieces = crate::pool::install(|| {
+                windows
+                    .par_chunks(PARALLEL_ITEMS)
+                    .map(|piece| windows_within_documents(text, piece, w as usize))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            pieces.concat()
+        } else {
+            windows_within_documents(text, &windows, w as usize)?
+        };
         Ok((ptrs, scale, present))
     }
 }
@@ -501,7 +513,14 @@ fn extend_all(
     // Per window, the last occurrence starting before r (as min(l, it)) and the
     // first at or after l (as max(r, it)).
     let nearest: Vec<(Option<u64>, Option<u64>)> = match probe {
-        Probe::Sorted(sorted) => windows.iter().map(|&(l, r)| sorted.nearest(l, r)).collect(),
+        Probe::Sorted(sorted) => {
+            let nearest = |&(l, r): &(u64, u64)| sorted.nearest(l, r);
+            if windows.len() > PARALLEL_ITEMS {
+                crate::pool::install(|| windows.par_iter().map(nearest).collect())
+            } else {
+                windows.iter().map(nearest).collect()
+            }
+        }
         Probe::Text(text) => {
             let find = |&(l, r): &(u64, u64)| nearest_in_text(shard, text, l, r, reach, w);
             // Each window on its own: in parallel when there are many.
@@ -730,7 +749,11 @@ mod tests {
                     (before > 0).then(|| l.min(sorted[before - 1])),
                     sorted.get(after).map(|&p| r.max(p)),
                 );
-                assert_eq!(occurrences.nearest(l, r), want, "case {case}, window ({l}, {r})");
+                assert_eq!(
+                    occurrences.nearest(l, r),
+                    want,
+                    "case {case}, window ({l}, {r})"
+                );
             }
         }
     }
