@@ -471,7 +471,7 @@ impl Shard {
     /// Narrows `within` to the ranks that can hold suffixes starting with `query`,
     /// using the sampled keys when they are built.
     #[inline]
-    fn narrow(&self, query: &[u8], within: RankRange) -> RankRange {
+    pub fn narrow(&self, query: &[u8], within: RankRange) -> RankRange {
         let Some(samples) = self.samples.get() else {
             return within;
         };
