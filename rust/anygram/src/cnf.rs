@@ -15,8 +15,10 @@
 //!
 //! A clause's occurrences nearest to each window are found one of two ways, by a
 //! cost model: reading the text within reach of the window (a substring search per
-//! n-gram; cheap when the windows are few), or sorting all the clause's (kept)
-//! occurrences and bisecting (when the windows are many). A subsampled clause's
+//! n-gram; cheap when the windows are few), or from all the clause's (kept)
+//! occurrences bucket-sorted by block of text, each window a table read and a
+//! gallop away (when the windows are many). Text is read a few windows ahead
+//! (`crate::interleave`), so that the cache misses of the windows overlap. A subsampled clause's
 //! occurrence in the text counts only if its suffix lies in the kept run of ranks,
 //! which comparing it with the run's two bounding suffixes tells without its rank.
 //!
