@@ -18,6 +18,14 @@ pub fn prefetch(bytes: &[u8], at: usize) {
     }
 }
 
+/// Hints that `items[i]` will be read soon (no-op past the end).
+#[inline(always)]
+pub fn prefetch_item<T>(items: &[T], i: usize) {
+    if let Some(item) = items.get(i) {
+        prefetch_ptr(item as *const T as *const u8);
+    }
+}
+
 #[inline(always)]
 fn prefetch_ptr(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -81,6 +89,11 @@ impl BoundSearch {
         } else {
             order != std::cmp::Ordering::Greater
         };
+        self.step_before(before);
+    }
+
+    /// Takes the next step given whether the probed item lies before the bound.
+    fn step_before(&mut self, before: bool) {
         if self.size > 1 {
             let half = self.size / 2;
             if before {
@@ -171,9 +184,7 @@ fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>>
     };
     let ps = shard.ptr_size();
     let mut searches: Vec<BoundSearch> = Vec::with_capacity(2 * queries.len());
-    for query in queries {
-        // The sampled keys narrow the range (queries here are not empty).
-        let range = shard.narrow(query, (0, shard.num_tokens()));
+    for range in narrow_interleaved(shard, queries) {
         searches.push(BoundSearch::new(range, true));
         searches.push(BoundSearch::new(range, false));
     }
@@ -214,6 +225,50 @@ fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>>
         .map(|(bounds, error)| match error {
             Some(e) => Err(e),
             None => Ok((bounds[0].base, bounds[1].base.max(bounds[0].base))),
+        })
+        .collect()
+}
+
+/// [`Shard::narrow`] of each query over the whole shard, the searches of the
+/// sampled keys (two a query) stepped in lockstep with the keys ahead prefetched.
+fn narrow_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<(u64, u64)> {
+    let full = (0, shard.num_tokens());
+    let narrowings: Vec<_> = queries.iter().map(|q| shard.narrowing(q, full)).collect();
+    let mut searches: Vec<BoundSearch> = Vec::with_capacity(2 * queries.len());
+    for narrowing in &narrowings {
+        let keys = narrowing.as_ref().map_or(0, |n| n.keys.len() as u64);
+        searches.push(BoundSearch::new((0, keys), true));
+        searches.push(BoundSearch::new((0, keys), false));
+    }
+    while searches.iter().any(|s| !s.done) {
+        for (j, s) in searches.iter().enumerate().filter(|(_, s)| !s.done) {
+            if let Some(n) = &narrowings[j / 2] {
+                prefetch_item(n.keys, s.probe() as usize);
+            }
+        }
+        for (j, s) in searches.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+            let Some(n) = &narrowings[j / 2] else {
+                continue;
+            };
+            let key = n.keys[s.probe() as usize];
+            // Below the query's low key (lower bound); at or below its high key (upper).
+            let before = if s.lower {
+                key < n.low_key
+            } else {
+                key <= n.high_key
+            };
+            s.step_before(before);
+        }
+    }
+    narrowings
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match n {
+            Some(n) => n.range(
+                searches[2 * i].base as usize,
+                searches[2 * i + 1].base as usize,
+            ),
+            None => full,
         })
         .collect()
 }
