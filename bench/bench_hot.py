@@ -5,7 +5,7 @@ baseline build of the package (e.g. main) in the same run, interleaved query by 
 that a busy machine slows both alike.
 
     cargo build --release -p anygram --example hot_floor
-    python bench/bench_hot.py --baseline /work/main/python/anygram
+    python bench/bench_hot.py --baseline /work/main/python/anygram [--index DIR] [--kenlm]
 
 The docs corpus index (../shared/data) is built once with `anygram build` into --workdir;
 infini-gram opens the same files. Queries are the query benchmark's (bench_queries.py).
@@ -111,9 +111,8 @@ def batch_forms(engine, kind, queries):
 
 def floor_figures(index, sets, workdir):
     exe = os.path.join(ROOT, "target", "release", "examples", "hot_floor")
-    if not os.path.exists(exe):
-        subprocess.run(["cargo", "build", "--release", "-p", "anygram", "--example", "hot_floor"], cwd=ROOT,
-                       check=True)
+    # A no-op when the example is up to date with this tree.
+    subprocess.run(["cargo", "build", "--release", "-p", "anygram", "--example", "hot_floor"], cwd=ROOT, check=True)
     path = os.path.join(workdir, "floor-queries.tsv")
     with open(path, "w") as f:
         for kind in ("count", "ntd", "infgram_ntd"):
@@ -126,6 +125,82 @@ def floor_figures(index, sets, workdir):
     return json.loads(out.stdout)
 
 
+def kenlm_model(index: str, arpa: str):
+    """KenLM's model of the index's corpus (bench/kenlm_arpa.py writes the ARPA file once)."""
+    import kenlm
+
+    if not os.path.exists(arpa):
+        subprocess.run([sys.executable, os.path.join(HERE, "kenlm_arpa.py"), index, arpa], check=True)
+    return kenlm.Model(arpa)
+
+
+def cpu_and_wall(fn, repeat=3):
+    """Best wall seconds and best CPU seconds (all threads of this process) of fn()."""
+    wall, cpu = float("inf"), float("inf")
+    for _ in range(repeat):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
+
+
+def training_index(args, engine_modules):
+    """The docs corpus without its held-out documents (bench_score.py's), built once into
+    --workdir; opened by every engine under test."""
+    import bench_score
+
+    index = os.path.join(args.workdir, "docs-train")
+    if not os.path.exists(os.path.join(index, "anygram.json")):
+        bench_score.SHARED = args.shared
+        corpus = os.path.join(args.workdir, "docs-train.jsonl")
+        bench_score.training_corpus(corpus)
+        subprocess.run([sys.executable, "-m", "anygram.cli", "build", corpus, "--output", index, "--tokenizer",
+                        os.path.join(args.shared, "gpt2-tokenizer.json"), "--overwrite", "--quiet"], check=True)
+        os.remove(corpus)
+    return index, {name: m.Engine.open(index, accelerator=False) for name, m in engine_modules.items()}
+
+
+def score_section(engine_modules, args, lines):
+    """Tokens/s of score_batch and a loop of score beside KenLM's score and full_scores on the
+    held-out documents (token ids as words), all models built from the docs corpus without
+    them; one run. Tokens per CPU-second as well: our batch uses every core, KenLM one thread."""
+    index, engines = training_index(args, engine_modules)
+    time.sleep(3)  # sampled keys, built in the background after open
+    tokens = np.load(os.path.join(args.shared, "lm_eval", "heldout_tokens.npy")).astype(np.uint32)
+    offsets = np.load(os.path.join(args.shared, "lm_eval", "heldout_offsets.npy"))
+    texts = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)][:args.score_docs]
+    n = sum(len(t) for t in texts)
+    runs = {}
+    for name, e in engines.items():
+        e.score_batch(texts[:20])  # page cache
+        runs[f"{name}: score_batch (all cores)"] = cpu_and_wall(lambda e=e: e.score_batch(texts))
+        runs[f"{name}: score_batch, sparse=False"] = cpu_and_wall(lambda e=e: e.score_batch(texts, sparse=False))
+        runs[f"{name}: score, a call per text"] = cpu_and_wall(lambda e=e: [e.score(t) for t in texts])
+    kenlm_note = ""
+    if args.kenlm:
+        arpa = os.path.join(args.workdir, "docs-train.4gram.arpa")
+        model = kenlm_model(index, arpa)
+        t0 = time.perf_counter()
+        sentences = [" ".join(map(str, t.tolist())) for t in texts]
+        to_words = time.perf_counter() - t0
+        runs["KenLM: Model.score (1 thread)"] = cpu_and_wall(
+            lambda: [model.score(s, bos=True, eos=False) for s in sentences])
+        runs["KenLM: Model.full_scores (1 thread)"] = cpu_and_wall(
+            lambda: [list(model.full_scores(s, bos=True, eos=False)) for s in sentences])
+        kenlm_note = (f"KenLM: {model.order}-gram from bench/kenlm_arpa.py ({arpa}); its input is "
+                      f"text, so the ids were joined into strings beforehand ({to_words:.2f} s, not counted).")
+    lines += [f"## score (∞-gram LM) beside KenLM: {len(texts)} held-out documents, {n:,} tokens; "
+              f"index and KenLM model: the docs corpus without them ({engines['this build'].num_tokens:,} tokens)",
+              "",
+              "| what | tokens/s (wall) | tokens per CPU-second |", "| --- | ---: | ---: |"]
+    out = {}
+    for name, (wall, cpu) in runs.items():
+        out[name] = {"tokens_per_second": n / wall, "tokens_per_cpu_second": n / cpu}
+        lines.append(f"| {name} | {n / wall / 1e6:.2f}M | {n / cpu / 1e6:.2f}M |")
+    lines += ["", kenlm_note, ""] if kenlm_note else [""]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="/tmp/anygram-bench-hot")
@@ -135,6 +210,11 @@ def main() -> None:
     p.add_argument("--cnf-queries", type=int, default=1000)
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--only", default="calls,batches,cnf,score")
+    p.add_argument("--index", help="an existing build of the docs corpus (default: built into --workdir)")
+    p.add_argument("--name", default="hot", help="results go to bench/results/DATE-NAME.{md,json}")
+    p.add_argument("--score-docs", type=int, default=749, help="held-out documents scored")
+    p.add_argument("--kenlm", action="store_true", help="score beside KenLM (its model written once by "
+                   "bench/kenlm_arpa.py into --workdir)")
     args = p.parse_args()
     if not os.path.exists(args.shared):
         args.shared = "/work/shared/data"
@@ -144,16 +224,18 @@ def main() -> None:
     from infini_gram.engine import InfiniGramEngine
 
     os.makedirs(args.workdir, exist_ok=True)
-    index = os.path.join(args.workdir, "docs")
+    index = args.index or os.path.join(args.workdir, "docs")
     if not os.path.exists(os.path.join(index, "anygram.json")):
         subprocess.run([sys.executable, "-m", "anygram.cli", "build", os.path.join(args.shared, "docs.jsonl.zst"),
                         "--output", index, "--tokenizer", os.path.join(args.shared, "gpt2-tokenizer.json"),
                         "--overwrite", "--quiet"], check=True)
     ours = anygram.Engine.open(index, accelerator=False)
     engines = {"this build": ours}
+    modules = {"this build": anygram}
     if args.baseline:
         base = load_baseline(args.baseline)
         engines["baseline"] = base.Engine.open(index, accelerator=False)
+        modules["baseline"] = base
     theirs = InfiniGramEngine(index_dir=index, eos_token_id=50256, vocab_size=50257, token_dtype="u16")
     time.sleep(4)  # sampled keys, built in the background after open
     sets = bench_queries.query_sets(ours, max(args.queries, args.cnf_queries), "heldout")
@@ -177,7 +259,8 @@ def main() -> None:
     if "batches" in only:
         floor = floor_figures(index, {k: v[:args.queries] for k, v in sets.items()}, args.workdir)
         report["floor"] = floor
-        lines += ["## Batches: µs per query (all cores), ratio to the Rust floor (pool)", "",
+        lines += ["## Batches: µs per query (all cores), ratio to the Rust floor (pool; for count's batch "
+                  "forms the floor is the interleaved Rust loop, `interleave::count_many`)", "",
                   "| query | form | " + " | ".join(engines) + " | Rust floor 1 thread | Rust floor pool | this/floor |",
                   "| --- | --- |" + " ---: |" * (len(engines) + 3)]
         report["batches"] = {}
@@ -187,7 +270,8 @@ def main() -> None:
             for form in forms["this build"]:
                 row = {name: per_query(f[form], len(queries)) for name, f in forms.items() if form in f}
                 report["batches"][f"{kind} {form}"] = row
-                fl = floor[kind]
+                # count_batch interleaves its searches: its floor is the interleaved Rust loop.
+                fl = floor.get(f"{kind} interleaved", floor[kind]) if form != "single-call loop" else floor[kind]
                 cells = [f"{row[n]:.2f}" if n in row else "n/a" for n in engines]
                 lines.append(f"| {kind} | {form} | " + " | ".join(cells) +
                              f" | {fl['one_thread_us']:.2f} | {fl['pool_us']:.2f} | "
@@ -219,26 +303,15 @@ def main() -> None:
         lines.append("")
 
     if "score" in only:
-        tokens = np.load(os.path.join(args.shared, "lm_eval", "heldout_tokens.npy")).astype(np.uint32)
-        offsets = np.load(os.path.join(args.shared, "lm_eval", "heldout_offsets.npy"))
-        texts = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)][:200]
-        n = sum(len(t) for t in texts)
-        lines += ["## score_batch (held-out documents), tokens/s on all cores", "", "| engine | tokens/s |",
-                  "| --- | ---: |"]
-        report["score"] = {}
-        for name, e in engines.items():
-            rate = n / (per_query(lambda: e.score_batch(texts), 1, repeat=2) / 1e6)
-            report["score"][name] = rate
-            lines.append(f"| {name} | {rate / 1e6:.2f}M |")
-        lines.append("")
+        report["score"] = score_section(modules, args, lines)
 
     text = "\n".join(lines)
     print(text)
     os.makedirs(args.out, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
-    with open(os.path.join(args.out, f"{stamp}-hot.md"), "w") as f:
+    with open(os.path.join(args.out, f"{stamp}-{args.name}.md"), "w") as f:
         f.write(text + "\n")
-    with open(os.path.join(args.out, f"{stamp}-hot.json"), "w") as f:
+    with open(os.path.join(args.out, f"{stamp}-{args.name}.json"), "w") as f:
         json.dump(report, f, indent=2)
 
 

@@ -88,6 +88,31 @@ pub fn batch<I: Sync, T: Send>(
     })
 }
 
+/// The batch form for work that handles many items at once (interleaved searches):
+/// `work(group)` gives one result per item of a group of up to `group` items; the
+/// groups run on all cores of the pool, in order; an error names its query.
+pub fn batch_grouped<I: Sync, T: Send>(
+    py: Python<'_>,
+    items: &[I],
+    group: usize,
+    work: impl Fn(&[I]) -> Vec<anygram::Result<T>> + Sync + Send,
+) -> PyResult<Vec<T>> {
+    call(py, || {
+        let per_group = items
+            .par_chunks(group.max(1))
+            .enumerate()
+            .map(|(g, chunk)| {
+                work(chunk)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, result)| result.map_err(|e| (g * group.max(1) + j, e)))
+                    .collect::<Result<Vec<T>, (usize, anygram::Error)>>()
+            })
+            .collect::<Result<Vec<Vec<T>>, (usize, anygram::Error)>>()?;
+        Ok::<_, (usize, anygram::Error)>(per_group.into_iter().flatten().collect())
+    })
+}
+
 /// A deliberate panic through [`call`] (`"call"`) or on a pool thread of
 /// [`batch`] (`"batch"`): lets the tests check that no panic reaches Python as
 /// a `PanicException`, independently of whether the core has panics left.

@@ -17,7 +17,7 @@ use crate::args::{
     extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, BatchLayout,
     Ids, QueryBatch, U64_MAX,
 };
-use crate::batch::{batch, call, quick};
+use crate::batch::{batch, batch_grouped, call, quick};
 use crate::errors::invalid_query;
 use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
 
@@ -425,7 +425,13 @@ impl PyEngine {
         fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let queries = self.many_with(py, queries, &layout_args(offsets, lengths, fill)?)?;
-        let counts = batch(py, &slices(&queries), |q| self.inner.count(q))?;
+        // Groups of queries whose binary searches interleave (memory-level parallelism).
+        let counts = batch_grouped(
+            py,
+            &slices(&queries),
+            4 * anygram::interleave::GROUP,
+            |group| anygram::interleave::count_many(&self.inner, group),
+        )?;
         Ok(counts.into_pyarray(py).into_any())
     }
 

@@ -15,8 +15,10 @@
 //!
 //! A clause's occurrences nearest to each window are found one of two ways, by a
 //! cost model: reading the text within reach of the window (a substring search per
-//! n-gram; cheap when the windows are few), or sorting all the clause's (kept)
-//! occurrences and bisecting (when the windows are many). A subsampled clause's
+//! n-gram; cheap when the windows are few), or from all the clause's (kept)
+//! occurrences bucket-sorted by block of text, each window a table read and a
+//! gallop away (when the windows are many). Text is read a few windows ahead
+//! (`crate::interleave`), so that the cache misses of the windows overlap. A subsampled clause's
 //! occurrence in the text counts only if its suffix lies in the kept run of ranks,
 //! which comparing it with the run's two bounding suffixes tells without its rank.
 //!
@@ -219,27 +221,20 @@ impl Engine {
         let ptrs_of = |clause: &Clause| -> Result<Vec<u64>> {
             let mut ptrs = Vec::new();
             for &(lo, hi) in &clause.ranges {
-                for rank in lo..hi {
-                    ptrs.push(shard.ptr_at(rank)?);
-                }
+                ptrs.extend(shard.ptrs_in(lo, hi)?);
             }
             Ok(ptrs)
         };
         let w = self.token_width().bytes() as u64;
         // A reach past the whole shard is the same as no limit: saturate, never wrap.
         let reach = max_diff_tokens.saturating_mul(w);
+        let text_len = shard.tokenized_file().len();
         let mut windows: Vec<(u64, u64)> =
             ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
         let mut scale = clauses[0].scale;
         for clause in &clauses[1..] {
-            let sorted_ptrs = || -> Result<Vec<u64>> {
-                let mut ptrs = ptrs_of(clause)?;
-                if ptrs.len() > PARALLEL_ITEMS {
-                    crate::pool::install(|| ptrs.par_sort_unstable());
-                } else {
-                    ptrs.sort_unstable();
-                }
-                Ok(ptrs)
+            let sorted_ptrs = || -> Result<SortedOccurrences> {
+                Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
             };
             let text = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
                 FORCE_TEXT => true,
@@ -262,18 +257,140 @@ impl Engine {
             scale *= clause.scale;
         }
         let text = shard.tokenized_file();
-        let separator = &vec![0xFFu8; w as usize][..];
-        let mut ptrs = Vec::with_capacity(windows.len());
-        for (l, r) in windows {
-            let spans_documents = text
-                .read_at(l, r - l)?
-                .chunks_exact(w as usize)
-                .any(|token| token == separator);
-            if !spans_documents {
-                ptrs.push(l);
+        let ptrs = if windows.len() > PARALLEL_ITEMS {
+            // Pieces on the pool, kept in order.
+            let pieces = crate::pool::install(|| {
+                windows
+                    .par_chunks(PARALLEL_ITEMS)
+                    .map(|piece| windows_within_documents(text, piece, w as usize))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            pieces.concat()
+        } else {
+            windows_within_documents(text, &windows, w as usize)?
+        };
+        Ok((ptrs, scale, present))
+    }
+}
+
+/// Whether `tokens` (whole tokens of `w` bytes) hold a document separator (all ones):
+/// the bytes 0xFF found by `memchr` (vectorized; rare in text), each checked for a
+/// whole separator token around it.
+fn holds_separator(tokens: &[u8], w: usize) -> bool {
+    memchr::memchr_iter(0xFF, tokens).any(|at| {
+        let start = at - at % w;
+        tokens[start..start + w].iter().all(|&byte| byte == 0xFF)
+    })
+}
+
+/// The starts of the windows that hold no document separator, in order. Each
+/// window's text is a miss at an unrelated place of the file: for a mapped file the
+/// text of the windows ahead is prefetched so that the misses overlap.
+fn windows_within_documents(
+    file: &crate::storage::IndexFile,
+    windows: &[(u64, u64)],
+    w: usize,
+) -> Result<Vec<u64>> {
+    let mut starts = Vec::with_capacity(windows.len());
+    let mapped = match file {
+        crate::storage::IndexFile::Local(_) => Some(file.local_bytes()?),
+        _ => None,
+    };
+    for (i, &(l, r)) in windows.iter().enumerate() {
+        let text = match mapped {
+            Some(mapped) => {
+                if let Some(&(ahead, _)) = windows.get(i + crate::interleave::AHEAD) {
+                    crate::interleave::prefetch(mapped, ahead as usize);
+                }
+                match mapped.get(l as usize..r as usize) {
+                    Some(text) => std::borrow::Cow::Borrowed(text),
+                    None => file.read_at(l, r - l)?, // out of range: its error
+                }
+            }
+            None => file.read_at(l, r - l)?,
+        };
+        if !holds_separator(&text, w) {
+            starts.push(l);
+        }
+    }
+    Ok(starts)
+}
+
+/// The index of the first of `sorted[from..]` that is not below `bound` (`sorted` is
+/// ascending): a galloping search from `from`, so a lookup that starts near its
+/// answer pays the logarithm of the distance, not of the whole list.
+fn first_not_below(sorted: &[u64], from: usize, bound: u64) -> usize {
+    let mut step = 1;
+    let mut hi = from;
+    while hi < sorted.len() && sorted[hi] < bound {
+        hi = from + step;
+        step *= 2;
+    }
+    let hi = hi.min(sorted.len());
+    let lo = (from + step / 4).min(hi); // the last probe known below `bound` (or `from`)
+    lo + sorted[lo..hi].partition_point(|&p| p < bound)
+}
+
+/// A clause's kept occurrences, sorted, with a table of where each block of
+/// `2^shift` bytes of text starts among them: a window's nearest occurrences are
+/// a table read and a short gallop away, with no binary search over the whole list
+/// (and no sort of the windows). The blocks also sort the occurrences: a counting
+/// sort by block, then each block's few occurrences sorted, in linear time.
+struct SortedOccurrences {
+    sorted: Vec<u64>,
+    shift: u32,
+    /// `block_start[b]`: the first occurrence at or after byte `b << shift`; one
+    /// more entry than blocks, the end.
+    block_start: Vec<usize>,
+}
+
+impl SortedOccurrences {
+    /// `ptrs` in any order, each below `text_len`.
+    fn new(ptrs: &[u64], text_len: u64) -> Self {
+        // About one block per occurrence (the table stays as small as the list).
+        let shift = (text_len / (ptrs.len() as u64).max(1)).max(1).ilog2();
+        let blocks = (text_len >> shift) as usize + 1;
+        let mut block_start = vec![0usize; blocks + 1];
+        for &p in ptrs {
+            block_start[(p >> shift) as usize + 1] += 1;
+        }
+        for b in 1..block_start.len() {
+            block_start[b] += block_start[b - 1];
+        }
+        let mut next = block_start.clone();
+        let mut sorted = vec![0u64; ptrs.len()];
+        for &p in ptrs {
+            let slot = &mut next[(p >> shift) as usize];
+            sorted[*slot] = p;
+            *slot += 1;
+        }
+        for pair in block_start.windows(2) {
+            if pair[1] - pair[0] > 1 {
+                sorted[pair[0]..pair[1]].sort_unstable();
             }
         }
-        Ok((ptrs, scale, present))
+        SortedOccurrences {
+            sorted,
+            shift,
+            block_start,
+        }
+    }
+
+    /// The index of the first occurrence at or after `bound`.
+    fn first_not_below(&self, bound: u64) -> usize {
+        let block = ((bound >> self.shift) as usize).min(self.block_start.len() - 1);
+        first_not_below(&self.sorted, self.block_start[block], bound)
+    }
+
+    /// The last occurrence before `r` (as `min(l, it)`) and the first at or after `l`
+    /// (as `max(r, it)`), as `nearest_in_text` gives them.
+    fn nearest(&self, l: u64, r: u64) -> (Option<u64>, Option<u64>) {
+        let after = self.first_not_below(l);
+        let before = first_not_below(&self.sorted, after, r);
+        (
+            (before > 0).then(|| l.min(self.sorted[before - 1])),
+            self.sorted.get(after).map(|&p| r.max(p)),
+        )
     }
 }
 
@@ -302,7 +419,7 @@ fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w:
 enum Probe<'c> {
     Text(TextProbe<'c>),
     /// The clause's kept occurrences, sorted.
-    Sorted(Vec<u64>),
+    Sorted(SortedOccurrences),
 }
 
 /// Finding a clause's occurrences in the text around a window: a substring search
@@ -386,9 +503,6 @@ impl<'c> TextProbe<'c> {
     }
 }
 
-/// What one window becomes when a clause extends it: up to two windows.
-type Extended = [Option<(u64, u64)>; 2];
-
 /// Extends every window by one clause (see the module docs): each window gives
 /// one window, two, or none. `None` when a kept-run check gave up.
 fn extend_all(
@@ -398,40 +512,43 @@ fn extend_all(
     reach: u64,
     w: u64,
 ) -> Result<Option<Vec<(u64, u64)>>> {
-    let extend = |&(l, r): &(u64, u64)| -> Result<Option<Extended>> {
-        // The last occurrence starting before r (as min(l, it)), and the first at
-        // or after l (as max(r, it)).
-        let (new_l, new_r) = match probe {
-            Probe::Text(text) => match nearest_in_text(shard, text, l, r, reach, w)? {
+    // Per window, the last occurrence starting before r (as min(l, it)) and the
+    // first at or after l (as max(r, it)).
+    let nearest: Vec<(Option<u64>, Option<u64>)> = match probe {
+        Probe::Sorted(sorted) => {
+            let nearest = |&(l, r): &(u64, u64)| sorted.nearest(l, r);
+            if windows.len() > PARALLEL_ITEMS {
+                crate::pool::install(|| windows.par_iter().map(nearest).collect())
+            } else {
+                windows.iter().map(nearest).collect()
+            }
+        }
+        Probe::Text(text) => {
+            let find = |&(l, r): &(u64, u64)| nearest_in_text(shard, text, l, r, reach, w);
+            // Each window on its own: in parallel when there are many.
+            let found: Vec<Option<_>> = if windows.len() > PARALLEL_ITEMS {
+                crate::pool::install(|| windows.par_iter().map(find).collect::<Result<_>>())?
+            } else {
+                windows.iter().map(find).collect::<Result<_>>()?
+            };
+            match found.into_iter().collect::<Option<Vec<_>>>() {
                 Some(found) => found,
                 None => return Ok(None),
-            },
-            Probe::Sorted(sorted) => {
-                let before = sorted.partition_point(|&p| p < r);
-                let after = sorted.partition_point(|&p| p < l);
-                (
-                    (before > 0).then(|| l.min(sorted[before - 1])),
-                    sorted.get(after).map(|&p| r.max(p)),
-                )
             }
-        };
+        }
+    };
+    let mut out = Vec::with_capacity(windows.len());
+    for (&(l, r), (new_l, new_r)) in windows.iter().zip(nearest) {
         let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
         let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
-        Ok(Some(match (left, right) {
-            (Some(nl), Some(nr)) => [Some((nl, nr)), None],
-            (left, right) => [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))],
-        }))
-    };
-    // Each window extends on its own: in parallel when there are many.
-    let next: Vec<Option<Extended>> = if windows.len() > PARALLEL_ITEMS {
-        crate::pool::install(|| windows.par_iter().map(extend).collect::<Result<_>>())?
-    } else {
-        windows.iter().map(extend).collect::<Result<_>>()?
-    };
-    let mut out = Vec::with_capacity(next.len());
-    for pair in next {
-        let Some(pair) = pair else { return Ok(None) };
-        out.extend(pair.into_iter().flatten());
+        match (left, right) {
+            (Some(nl), Some(nr)) => out.push((nl, nr)),
+            (left, right) => out.extend(
+                [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))]
+                    .into_iter()
+                    .flatten(),
+            ),
+        }
     }
     Ok(Some(out))
 }
@@ -592,7 +709,56 @@ impl Mt19937 {
 
 #[cfg(test)]
 mod tests {
-    use super::Mt19937;
+    use super::{holds_separator, Mt19937, SortedOccurrences};
+
+    #[test]
+    fn separator_check_needs_a_whole_aligned_token() {
+        // 0x12FF, 0xFF34 (little-endian FF 12 34 FF): 0xFF bytes, no separator.
+        assert!(!holds_separator(&[0xFF, 0x12, 0x34, 0xFF], 2));
+        // 0xFF00, 0x00FF: FF FF across the two tokens, not a token.
+        assert!(!holds_separator(&[0x00, 0xFF, 0xFF, 0x00], 2));
+        assert!(holds_separator(&[0x00, 0xFF, 0xFF, 0xFF], 2));
+        assert!(holds_separator(&[0x01, 0xFF], 1));
+        assert!(!holds_separator(&[0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0], 4));
+        assert!(holds_separator(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF], 4));
+        assert!(!holds_separator(&[], 2));
+    }
+
+    #[test]
+    fn sorted_occurrences_answer_as_binary_searches_do() {
+        // Occurrences spread out, clustered in one block (a repeated passage), and
+        // none at all; windows anywhere, some wider than blocks.
+        let mut rng = Mt19937::new(7);
+        for case in 0..60u64 {
+            let text_len = 1 + rng.uniform_up_to(if case % 2 == 0 { 5_000 } else { 1 << 20 });
+            let n = rng.uniform_up_to(300) as usize * (case % 3 != 0) as usize;
+            let ptrs: Vec<u64> = (0..n)
+                .map(|i| match i % 4 {
+                    0 => (text_len / 2 + rng.uniform_up_to(8)).min(text_len - 1),
+                    _ => rng.uniform_up_to(text_len - 1),
+                })
+                .collect();
+            let occurrences = SortedOccurrences::new(&ptrs, text_len);
+            let mut sorted = ptrs.clone();
+            sorted.sort_unstable();
+            assert_eq!(occurrences.sorted, sorted);
+            for _ in 0..200 {
+                let l = rng.uniform_up_to(text_len - 1);
+                let r = (l + rng.uniform_up_to(text_len / 8 + 1)).min(text_len - 1);
+                let before = sorted.partition_point(|&p| p < r);
+                let after = sorted.partition_point(|&p| p < l);
+                let want = (
+                    (before > 0).then(|| l.min(sorted[before - 1])),
+                    sorted.get(after).map(|&p| r.max(p)),
+                );
+                assert_eq!(
+                    occurrences.nearest(l, r),
+                    want,
+                    "case {case}, window ({l}, {r})"
+                );
+            }
+        }
+    }
 
     #[test]
     fn mersenne_twister_matches_the_reference_sequence() {

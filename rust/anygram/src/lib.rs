@@ -40,6 +40,7 @@ pub mod documents;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod interleave;
 pub mod lm;
 pub mod manifest;
 pub mod mmap;

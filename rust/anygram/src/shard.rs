@@ -69,6 +69,40 @@ fn key_of(bytes: &[u8], pad: u8) -> u128 {
     u128::from_be_bytes(buf)
 }
 
+/// A search of the sampled keys that narrows a rank range ([`Shard::narrowing`]).
+pub struct Narrowing<'s> {
+    /// The sampled keys that lie inside the range, ascending.
+    pub keys: &'s [u128],
+    /// Keys below this one sort before every suffix that starts with the query.
+    pub low_key: u128,
+    /// Keys above this one sort after every suffix that starts with the query.
+    pub high_key: u128,
+    from: u64,
+    rate: u64,
+    within: RankRange,
+    num_tokens: u64,
+}
+
+impl Narrowing<'_> {
+    /// The narrowed range, given the number of `keys` below `low_key` (`first`)
+    /// and at or below `high_key` (`past`).
+    #[inline]
+    pub fn range(&self, first: usize, past: usize) -> RankRange {
+        // Samples below `first` are < query: the matches start after the last of them.
+        let first = self.from + first as u64;
+        // Sample `past` and later are > every suffix starting with query.
+        let past = self.from + past as u64;
+        let lo = if first == 0 {
+            0
+        } else {
+            (first - 1) * self.rate + 1
+        };
+        let hi = (past * self.rate).min(self.num_tokens);
+        let within = self.within;
+        (within.0.max(lo), within.1.min(hi).max(within.0.max(lo)))
+    }
+}
+
 /// The files of one shard, opened (their sizes known) but not yet read: an
 /// index opens every shard's files first, then reads what all the checks of
 /// [`Shard::from_files`] need in one batch ([`ShardFiles::open_reads`]).
@@ -396,7 +430,40 @@ impl Shard {
             )));
         }
         let ps = self.ptr_size as u64;
-        let ptr = read_uint_le(&self.table.read_at(rank * ps, ps)?);
+        self.checked_ptr(rank, read_uint_le(&self.table.read_at(rank * ps, ps)?))
+    }
+
+    /// The pointers of the ranks `[lo, hi)`, in rank order, read in one piece
+    /// (each checked as [`Shard::ptr_at`] checks it).
+    pub fn ptrs_in(&self, lo: u64, hi: u64) -> Result<Vec<u64>> {
+        if lo > hi || hi > self.num_tokens {
+            return Err(Error::InvalidQuery(format!(
+                "ranks [{lo}, {hi}) are out of range [0, {}) of shard {}",
+                self.num_tokens, self.number
+            )));
+        }
+        let ps = self.ptr_size;
+        let bytes = self.table.read_at(lo * ps as u64, (hi - lo) * ps as u64)?;
+        let ptrs: Vec<u64> = match ps {
+            4 => bytes
+                .chunks_exact(4)
+                .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64)
+                .collect(),
+            _ => bytes.chunks_exact(ps).map(read_uint_le).collect(),
+        };
+        // Checked in a second pass: a loop without early exits that the compiler vectorizes.
+        let (len, w) = (self.tokenized.len(), self.width.bytes() as u64);
+        if ptrs.iter().any(|&p| p >= len || !p.is_multiple_of(w)) {
+            for (rank, &ptr) in (lo..hi).zip(&ptrs) {
+                self.checked_ptr(rank, ptr)?;
+            }
+        }
+        Ok(ptrs)
+    }
+
+    /// `ptr` (the entry of `rank`) if it lies on the token grid, else the corruption.
+    #[inline]
+    fn checked_ptr(&self, rank: u64, ptr: u64) -> Result<u64> {
         if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
             return Err(Error::corrupt(
                 self.table.path(),
@@ -449,32 +516,38 @@ impl Shard {
     /// Narrows `within` to the ranks that can hold suffixes starting with `query`,
     /// using the sampled keys when they are built.
     #[inline]
-    fn narrow(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
-        let Some(samples) = self.samples.get() else {
+    pub fn narrow(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
+        let Some(narrowing) = self.narrowing(query, within) else {
             if let Some(accel) = self.accel.get() {
                 return Ok(accel.narrow(self, query, within)?.unwrap_or(within));
             }
             return Ok(within);
         };
-        let low_key = key_of(query, 0x00);
-        let high_key = key_of(query, 0xFF);
+        let first = narrowing.keys.partition_point(|&k| k < narrowing.low_key);
+        let past = narrowing.keys.partition_point(|&k| k <= narrowing.high_key);
+        Ok(narrowing.range(first, past))
+    }
+
+    /// [`Shard::narrow`] in two steps, for callers that search the keys themselves
+    /// (interleaved with other searches): the keys to search and the two keys to
+    /// find, then `range` of the two partition points. `None` without sampled keys.
+    #[inline]
+    pub fn narrowing(&self, query: &[u8], within: RankRange) -> Option<Narrowing<'_>> {
+        let samples = self.samples.get()?;
         // Only the samples inside `within` can narrow it further: a narrow range
         // (a context being extended) skips the search over all keys. A bound at
         // the edge of this slice falls outside `within` and is clipped below.
         let from = (within.0 / samples.rate) as usize;
         let to = (within.1.div_ceil(samples.rate) as usize).min(samples.keys.len());
-        let keys = &samples.keys[from.min(to)..to];
-        // Samples below `first` are < query: the matches start after the last of them.
-        let first = (from.min(to) + keys.partition_point(|&k| k < low_key)) as u64;
-        // Sample `past` and later are > every suffix starting with query.
-        let past = (from.min(to) + keys.partition_point(|&k| k <= high_key)) as u64;
-        let lo = if first == 0 {
-            0
-        } else {
-            (first - 1) * samples.rate + 1
-        };
-        let hi = (past * samples.rate).min(self.num_tokens);
-        Ok((within.0.max(lo), within.1.min(hi).max(within.0.max(lo))))
+        Some(Narrowing {
+            keys: &samples.keys[from.min(to)..to],
+            low_key: key_of(query, 0x00),
+            high_key: key_of(query, 0xFF),
+            from: from.min(to) as u64,
+            rate: samples.rate,
+            within,
+            num_tokens: self.num_tokens,
+        })
     }
 
     /// The accelerator, when a search should go through its tree: always for
