@@ -1,0 +1,96 @@
+//! infini-gram's document calls for `anygram.compat.InfiniGramEngine`: each
+//! answer is infini-gram's dict (its seven keys, `doc_ix` counted from
+//! `first_doc`, the directory's first document), built here in one call for a
+//! whole list of requests, so that the shim spends no Python per document.
+//! The shim checks the arguments first (infini-gram's error dicts); the core
+//! checks them again (an out-of-range value is an error, never a wrong window).
+
+use anygram::documents::Document;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::batch::quick;
+use crate::engine::PyEngine;
+
+fn infinigram_doc<'py>(
+    py: Python<'py>,
+    d: &Document,
+    first_doc: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let doc_ix = first_doc.checked_add(d.doc_ix).ok_or_else(|| {
+        pyo3::exceptions::PyOverflowError::new_err("first_doc + doc_ix overflows")
+    })?;
+    out.set_item(intern!(py, "doc_ix"), doc_ix)?;
+    out.set_item(intern!(py, "doc_len"), d.doc_len)?;
+    out.set_item(intern!(py, "disp_len"), d.disp_len)?;
+    out.set_item(intern!(py, "needle_offset"), d.needle_offset)?;
+    out.set_item(intern!(py, "metadata"), &d.metadata)?;
+    out.set_item(intern!(py, "token_ids"), PyList::new(py, &d.token_ids)?)?;
+    out.set_item(intern!(py, "blocked"), false)?;
+    Ok(out)
+}
+
+fn infinigram_docs<'py>(
+    py: Python<'py>,
+    docs: &[Document],
+    first_doc: u64,
+) -> PyResult<Bound<'py, PyList>> {
+    let dicts = docs
+        .iter()
+        .map(|d| infinigram_doc(py, d, first_doc))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, dicts)
+}
+
+/// Windows `(shard, ptr or rank, tokens before, tokens from it on)` of one
+/// directory's engine (`Engine::get_doc_window`), as infini-gram's dicts.
+#[pyfunction]
+pub fn infinigram_windows<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    requests: Vec<(usize, u64, u64, u64)>,
+    by_rank: bool,
+    first_doc: u64,
+) -> PyResult<Bound<'py, PyList>> {
+    let core = engine.get().core();
+    let docs = quick(py, || {
+        requests
+            .iter()
+            .map(|&(shard, at, before, after)| {
+                if by_rank {
+                    core.get_doc_window_by_rank(shard, at, before, after)
+                } else {
+                    core.get_doc_window(shard, at, before, after)
+                }
+            })
+            .collect::<anygram::Result<Vec<_>>>()
+    })?;
+    infinigram_docs(py, &docs, first_doc)
+}
+
+/// The first tokens of documents `(doc_ix in the directory, max tokens)`
+/// (`Engine::get_doc_head`), as infini-gram's dicts.
+#[pyfunction]
+pub fn infinigram_heads<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    requests: Vec<(u64, u64)>,
+    first_doc: u64,
+) -> PyResult<Bound<'py, PyList>> {
+    let core = engine.get().core();
+    let docs = quick(py, || {
+        requests
+            .iter()
+            .map(|&(doc_ix, max_tokens)| core.get_doc_head(doc_ix, max_tokens))
+            .collect::<anygram::Result<Vec<_>>>()
+    })?;
+    infinigram_docs(py, &docs, first_doc)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(infinigram_windows, m)?)?;
+    m.add_function(wrap_pyfunction!(infinigram_heads, m)?)?;
+    Ok(())
+}
