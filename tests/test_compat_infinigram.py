@@ -529,3 +529,33 @@ def test_several_directories_answer_as_one_index(tmp_path):
         exact = two.ntd(q, max_support=10**9)
         assert exact == one.ntd(q, max_support=10**9)
         assert two.creativity(q) == one.creativity(q)
+
+
+def test_native_document_calls_check_their_arguments(tmp_path):
+    """The shim checks arguments first (infini-gram's error dicts); the native calls it uses
+    check them again: an out-of-range value is an error naming it, never a wrong window."""
+    from anygram import _anygram
+
+    path = build_from_tokens(str(tmp_path), [[1, 2, 3], [], [4, 5]], 2, 100, 0)
+    engine = InfiniGramEngine(path, 0, vocab_size=100)._parts[0].engine
+    def shown(docs):
+        return [{k: v for k, v in d.items() if k != "metadata"} for d in docs]
+
+    # ptr 4: the second token of document 0; 1 token before it, 2 from it on; doc_ix from 10
+    assert shown(_anygram.infinigram_windows(engine, [(0, 4, 1, 2)], False, 10)) == [
+        {"doc_ix": 10, "doc_len": 3, "disp_len": 3, "needle_offset": 1, "token_ids": [1, 2, 3], "blocked": False}]
+    heads = _anygram.infinigram_heads(engine, [(2, 0), (2, 1)], 0)
+    assert shown(heads) == [
+        {"doc_ix": 2, "doc_len": 2, "disp_len": 0, "needle_offset": 0, "token_ids": [], "blocked": False},
+        {"doc_ix": 2, "doc_len": 2, "disp_len": 1, "needle_offset": 0, "token_ids": [4], "blocked": False}]
+    assert heads[0]["metadata"] == engine.get_doc_by_ix(2)["metadata"]
+    for request, by_rank in (((1, 0, 1, 1), False), ((0, 3, 1, 1), False), ((0, 2 * 9, 1, 1), False),
+                             ((0, 9, 1, 1), True)):
+        with pytest.raises(InvalidQueryError):
+            _anygram.infinigram_windows(engine, [request], by_rank, 0)
+    with pytest.raises(InvalidQueryError):
+        _anygram.infinigram_heads(engine, [(3, 1)], 0)
+    with pytest.raises((OverflowError, TypeError)):
+        _anygram.infinigram_windows(engine, [(0, -2, 1, 1)], False, 0)
+    with pytest.raises(OverflowError):
+        _anygram.infinigram_heads(engine, [(1, 1)], 2**64 - 1)  # doc_ix past 2^64
