@@ -6,12 +6,14 @@
 //! checks them again (an out-of-range value is an error, never a wrong window).
 
 use anygram::documents::Document;
+use anygram::smoothing::{self, DocumentEnds};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::batch::quick;
-use crate::engine::PyEngine;
+use crate::args::int_arg;
+use crate::batch::{batch, quick};
+use crate::engine::{slices, PyEngine};
 
 fn infinigram_doc<'py>(
     py: Python<'py>,
@@ -89,7 +91,49 @@ pub fn infinigram_heads<'py>(
     infinigram_docs(py, &docs, first_doc)
 }
 
+/// tokengrams' `count_next` / `batch_count_next`: for each context a list of
+/// `width` counts, one per next token (a document end counts as nothing, as
+/// tokengrams sees one token stream). Built as Python lists here, tokengrams'
+/// answer type, from the sparse counts: a list of zeros made whole, then the
+/// tokens that occur set, instead of a dense array converted element by element.
+#[pyfunction]
+pub fn tokengrams_count_next<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    contexts: &Bound<'py, PyAny>,
+    width: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let engine = engine.get();
+    let core = engine.core();
+    let width: usize = int_arg(width, "width", 1..=smoothing::MAX_DENSE_VOCAB as i128)?;
+    let contexts = engine.many(py, contexts)?;
+    let contexts = slices(&contexts);
+    let count = |c: &&[u32]| smoothing::next_token_counts(core, c, DocumentEnds::Skip);
+    // One context runs here: a hop to the pool would cost more than it saves.
+    let sparse = if contexts.len() == 1 {
+        vec![quick(py, || count(&contexts[0]))?]
+    } else {
+        batch(py, &contexts, count)?
+    };
+    let zeros = PyList::new(py, [0u64])?;
+    let rows = PyList::empty(py);
+    for counts in sparse {
+        let row = zeros.as_any().mul(width)?.cast_into::<PyList>()?;
+        for (token, n) in counts {
+            if token as usize >= width {
+                return Err(crate::errors::invalid_query(format!(
+                    "token {token} follows this context but does not fit width {width}"
+                )));
+            }
+            row.set_item(token as usize, n)?;
+        }
+        rows.append(row)?;
+    }
+    Ok(rows)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tokengrams_count_next, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_windows, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_heads, m)?)?;
     Ok(())
