@@ -157,7 +157,8 @@ class _Index:
         return bool(self._engine.verify()["ok"])
 
     def contains(self, query: Sequence[int]) -> bool:
-        return self.count(query) > 0
+        # tokengrams: the empty query occurs nowhere (as it counts 0)
+        return bool(len(query)) and _anygram.tokengrams_contains(self._engine, query)
 
     def count(self, query: Sequence[int]) -> int:
         # tokengrams counts the empty query as 0 (it finds no positions for it).

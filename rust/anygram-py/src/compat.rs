@@ -132,7 +132,31 @@ pub fn tokengrams_count_next<'py>(
     Ok(rows)
 }
 
+/// tokengrams' `contains`: whether the n-gram occurs, each shard searched for
+/// one bound only (a count searches for two).
+#[pyfunction]
+pub fn tokengrams_contains(
+    py: Python<'_>,
+    engine: &Bound<'_, PyEngine>,
+    query: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let engine = engine.get();
+    let ids = engine.ids(py, query, "query")?;
+    let ids = ids.as_slice();
+    let core = engine.core();
+    quick(py, || {
+        let bytes = core.encode(ids)?;
+        for shard in core.shards() {
+            if shard.contains(&bytes, (0, shard.num_tokens()))? {
+                return Ok(true);
+            }
+        }
+        Ok::<_, anygram::Error>(false)
+    })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tokengrams_contains, m)?)?;
     m.add_function(wrap_pyfunction!(tokengrams_count_next, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_windows, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_heads, m)?)?;
