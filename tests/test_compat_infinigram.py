@@ -11,6 +11,7 @@ import os
 import random
 import sys
 
+import numpy as np
 import pytest
 
 from anygram.compat import InfiniGramArgumentError, InfiniGramEngine
@@ -316,6 +317,59 @@ def test_documents(pair):
             same(ours, theirs, width, "get_docs_by_ranks_2", [(s, 0, 2, 2)])
 
 
+def separator_pointers(ours, width):
+    """(global shard, byte ptr) of every document separator, read straight from the
+    tokenized.N files (the brute-force side), with the tokens that follow each separator up
+    to the next one: the document it opens."""
+    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32}[width]
+    separator = 2 ** (8 * width) - 1
+    out, s = [], 0
+    for path in ours.get_new_shards_by_index_dir():
+        local = 0
+        while os.path.exists(os.path.join(path, f"tokenized.{local}")):
+            tokens = np.fromfile(os.path.join(path, f"tokenized.{local}"), dtype=dtype).tolist()
+            starts = [i for i, t in enumerate(tokens) if t == separator] + [len(tokens)]
+            for i, j in zip(starts, starts[1:]):
+                out.append((s, i * width, tokens[i + 1:j]))
+            s, local = s + 1, local + 1
+    return out
+
+
+def test_pointer_on_a_separator(pair):
+    """Regression (bench_compat: 1 get_docs_by_ptrs call in 200 differed). A pointer on the
+    separator that opens a document: both engines show the same window, that document's first
+    tokens (the separator is no token of it); the match starts before the window, so no
+    token of the window precedes it: needle_offset 0. infini-gram computes ptr - start with
+    start = ptr + width in u64, and answers (2^64 - width) // width (README, differences)."""
+    ours, theirs, docs, rng, width = pair
+    pointers = separator_pointers(ours, width)
+    assert len(pointers) == len(docs)
+    wrapped = separator_offset(width)
+    for s, ptr, doc in rng.sample(pointers, 12) + [p for p in pointers if not p[2]][:2]:
+        if ptr % 2:
+            continue  # refused by infini-gram (u8 odd pointers: test_error_responses)
+        for mdl in (1, 2, 5, 1000):
+            mine, peer = ours.get_doc_by_ptr(s, ptr, mdl), theirs.get_doc_by_ptr(s, ptr, mdl)
+            expected = doc[:(mdl + 1) // 2 - 1]  # [ptr, ptr + ceil(mdl/2)) clipped to the document
+            assert mine["token_ids"] == peer["token_ids"] == expected
+            assert (mine["needle_offset"], peer["needle_offset"]) == (0, wrapped)
+            assert dict(mine, needle_offset=None) == dict(peer, needle_offset=None)
+        # In a batch (as in the bench): only that item differs, and only so.
+        batch = [(s, ptr)] + [(s, ptr + 2 * width)] * (len(doc) >= 2)
+        mine, peer = ours.get_docs_by_ptrs(batch, 7), theirs.get_docs_by_ptrs(batch, 7)
+        assert (mine[0]["needle_offset"], peer[0]["needle_offset"]) == (0, wrapped)
+        assert [dict(mine[0], needle_offset=None)] + mine[1:] == [dict(peer[0], needle_offset=None)] + peer[1:]
+        for needle_len, ctx in ((1, 0), (0, 3), (5, 50)):
+            mine = ours.get_doc_by_ptr_2(s, ptr, needle_len, ctx)
+            peer = theirs.get_docs_by_ptrs_2([(s, ptr, needle_len, ctx)])[0]
+            assert mine["token_ids"] == peer["token_ids"] == doc[:max(needle_len + ctx - 1, 0)]
+            assert (mine["needle_offset"], peer["needle_offset"]) == (0, wrapped)
+        # A window of 0 tokens ends before it starts there: infini-gram raises, ours is empty.
+        with pytest.raises(ValueError):
+            theirs.get_doc_by_ptr_2(s, ptr, 0, 0)
+        assert ours.get_doc_by_ptr_2(s, ptr, 0, 0)["token_ids"] == []
+
+
 def test_search_docs(pair):
     ours, theirs, docs, rng, width = pair
     flat = [t for d in docs for t in d]
@@ -475,3 +529,33 @@ def test_several_directories_answer_as_one_index(tmp_path):
         exact = two.ntd(q, max_support=10**9)
         assert exact == one.ntd(q, max_support=10**9)
         assert two.creativity(q) == one.creativity(q)
+
+
+def test_native_document_calls_check_their_arguments(tmp_path):
+    """The shim checks arguments first (infini-gram's error dicts); the native calls it uses
+    check them again: an out-of-range value is an error naming it, never a wrong window."""
+    from anygram import _anygram
+
+    path = build_from_tokens(str(tmp_path), [[1, 2, 3], [], [4, 5]], 2, 100, 0)
+    engine = InfiniGramEngine(path, 0, vocab_size=100)._parts[0].engine
+    def shown(docs):
+        return [{k: v for k, v in d.items() if k != "metadata"} for d in docs]
+
+    # ptr 4: the second token of document 0; 1 token before it, 2 from it on; doc_ix from 10
+    assert shown(_anygram.infinigram_windows(engine, [(0, 4, 1, 2)], False, 10)) == [
+        {"doc_ix": 10, "doc_len": 3, "disp_len": 3, "needle_offset": 1, "token_ids": [1, 2, 3], "blocked": False}]
+    heads = _anygram.infinigram_heads(engine, [(2, 0), (2, 1)], 0)
+    assert shown(heads) == [
+        {"doc_ix": 2, "doc_len": 2, "disp_len": 0, "needle_offset": 0, "token_ids": [], "blocked": False},
+        {"doc_ix": 2, "doc_len": 2, "disp_len": 1, "needle_offset": 0, "token_ids": [4], "blocked": False}]
+    assert heads[0]["metadata"] == engine.get_doc_by_ix(2)["metadata"]
+    for request, by_rank in (((1, 0, 1, 1), False), ((0, 3, 1, 1), False), ((0, 2 * 9, 1, 1), False),
+                             ((0, 9, 1, 1), True)):
+        with pytest.raises(InvalidQueryError):
+            _anygram.infinigram_windows(engine, [request], by_rank, 0)
+    with pytest.raises(InvalidQueryError):
+        _anygram.infinigram_heads(engine, [(3, 1)], 0)
+    with pytest.raises((OverflowError, TypeError)):
+        _anygram.infinigram_windows(engine, [(0, -2, 1, 1)], False, 0)
+    with pytest.raises(OverflowError):
+        _anygram.infinigram_heads(engine, [(1, 1)], 2**64 - 1)  # doc_ix past 2^64

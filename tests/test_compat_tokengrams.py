@@ -119,6 +119,18 @@ def test_anygram_index_opens_directly(tmp_path):
     assert sorted(index.positions([2, 3])) == [1, 5]
     assert index.count_next([2]) == [0, 0, 0, 2, 0, 0, 0, 0, 0, 0]
     assert sorted(index.positions([2])) == [1, 4, 5, 7]
+    # The native list builder behind count_next: rows are separate lists; a width the
+    # counts do not fit, or none at all, is an error.
+    from anygram import _anygram
+
+    rows = _anygram.tokengrams_count_next(index.engine, [[2], [2], [3]], 10)
+    assert rows == [[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]] * 2 + [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0]]
+    rows[0][0] = 7
+    assert rows[1][0] == 0
+    with pytest.raises(InvalidQueryError, match="does not fit width 3"):
+        _anygram.tokengrams_count_next(index.engine, [[2]], 3)
+    with pytest.raises(InvalidQueryError, match="width"):
+        _anygram.tokengrams_count_next(index.engine, [[2]], 0)
 
 
 def test_samplers(tmp_path):

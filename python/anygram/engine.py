@@ -339,7 +339,7 @@ class Engine(_anygram.Engine):
     def creativity(self, tokens) -> Dict[str, Any]:
         """``{"rs"}``: for each position ``l`` of ``tokens`` (ids or text), where the longest
         n-gram that starts at ``l`` and occurs in the corpus ends (infini-gram's ``creativity``;
-        one pass of matching statistics)."""
+        one search of the rest of the text per start)."""
         return {"rs": _anygram.creativity(self, tokens).tolist()}
 
     def attribute(self, tokens, delim_ids: Sequence[int] = (), min_len: int = 1, max_cnt: int = 10,

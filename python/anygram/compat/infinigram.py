@@ -25,6 +25,7 @@ import os
 import random
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .. import _anygram
 from ..engine import Engine
 from ..errors import InvalidArgumentError, InvalidQueryError
 from ..manifest import read_manifest
@@ -144,6 +145,10 @@ class InfiniGramEngine:
         # global shard number -> (part, shard inside the part)
         self._shards: List[Tuple[_Part, int]] = [(p, s) for p in self._parts for s in range(p.num_shards)]
         self._total_doc_cnt = first_doc
+        # Asked on every document call: computed once.
+        self._tok_cnts = [part.shard_tokens[local] for part, local in self._shards]
+        self._ds_sizes = [count * self.token_width for count in self._tok_cnts]
+        self._one_part = self._parts[0] if len(self._parts) == 1 else None
 
         self._unigram_logprobs: Dict[int, float] = {}
         if precompute_unigram_logprobs:
@@ -201,25 +206,23 @@ class InfiniGramEngine:
         return None
 
     def _bad_shard(self, s: Any) -> Optional[Dict[str, str]]:
-        if not (_is_int(s) and 0 <= s < len(self._shards)):
+        if not (type(s) is int and 0 <= s < len(self._shards)):
             return {'error': f's must be an integer in range [0, {len(self._shards)})'}
         return None
 
     def _bad_rank(self, s: Any, rank: Any) -> Optional[Dict[str, str]]:
-        bad = self._bad_shard(s)
-        if bad:
-            return bad
-        tok_cnt = self._tok_cnt(s)
-        if not (_is_int(rank) and 0 <= rank < tok_cnt):
+        if not (type(s) is int and 0 <= s < len(self._shards)):
+            return self._bad_shard(s)
+        tok_cnt = self._tok_cnts[s]
+        if not (type(rank) is int and 0 <= rank < tok_cnt):
             return {'error': f'ptr must be an integer in range [0, {tok_cnt})'}  # sic: infini-gram says ptr
         return None
 
     def _bad_ptr(self, s: Any, ptr: Any) -> Optional[Dict[str, str]]:
-        bad = self._bad_shard(s)
-        if bad:
-            return bad
-        ds_size = self._tok_cnt(s) * self.token_width
-        if not (_is_int(ptr) and 0 <= ptr < ds_size and ptr % 2 == 0):
+        if not (type(s) is int and 0 <= s < len(self._shards)):
+            return self._bad_shard(s)
+        ds_size = self._ds_sizes[s]
+        if not (type(ptr) is int and 0 <= ptr < ds_size and ptr % 2 == 0):
             return {'error': f'ptr must be an even integer in range [0, {ds_size})'}
         if ptr % self.token_width:
             # infini-gram only checks evenness (and crashes on such a u32 ptr)
@@ -236,8 +239,7 @@ class InfiniGramEngine:
         return part.engine.get_doc_by_rank(local, rank, 1)['ptr']
 
     def _tok_cnt(self, s: int) -> int:
-        part, local = self._shards[s]
-        return part.shard_tokens[local]
+        return self._tok_cnts[s]
 
     # ---- counting ------------------------------------------------------------------------------
 
@@ -459,36 +461,44 @@ class InfiniGramEngine:
         out['doc_ix'] += part.first_doc
         return out
 
+    def _windows(self, requests: List[Tuple[int, int, int, int]], by_rank: bool) -> List[Dict[str, Any]]:
+        """infini-gram's document dicts of windows ``(s, ptr or rank, tokens before, tokens
+        from it on)`` (arguments checked): one native call per directory."""
+        part = self._one_part
+        if part is not None:
+            return _anygram.infinigram_windows(part.engine, requests, by_rank, 0)
+        out = []
+        for s, at, before, after in requests:
+            part, local = self._shards[s]
+            out += _anygram.infinigram_windows(part.engine, [(local, at, before, after)], by_rank, part.first_doc)
+        return out
+
+    def _heads(self, requests: List[Tuple[int, int]]) -> List[Dict[str, Any]]:
+        """infini-gram's dicts of the first tokens of documents ``(doc_ix, tokens)``."""
+        part = self._one_part
+        if part is not None:
+            return _anygram.infinigram_heads(part.engine, requests, 0)
+        out = []
+        for doc_ix, tokens in requests:
+            part = next(p for p in reversed(self._parts) if p.first_doc <= doc_ix)
+            out += _anygram.infinigram_heads(part.engine, [(doc_ix - part.first_doc, tokens)], part.first_doc)
+        return out
+
+    @staticmethod
+    def _around(s: int, at: int, max_disp_len: int) -> Tuple[int, int, int, int]:
+        """infini-gram's window of ``max_disp_len`` tokens: half before, the rest from ``at`` on."""
+        return s, at, max_disp_len // 2, max_disp_len - max_disp_len // 2
+
+    def _doc(self, part: _Part, doc: Dict[str, Any]) -> Dict[str, Any]:
+        out = {k: doc[k] for k in DOC_FIELDS}
+        out['doc_ix'] += part.first_doc
+        return out
+
     def _doc_by_rank(self, s: int, rank: int, max_disp_len: int) -> Dict[str, Any]:
-        part, local = self._shards[s]
-        return self._doc(part, part.engine.get_doc_by_rank(local, rank, max_disp_len))
+        return self._windows([self._around(s, rank, max_disp_len)], True)[0]
 
     def _doc_by_ptr(self, s: int, ptr: int, max_disp_len: int) -> Dict[str, Any]:
-        part, local = self._shards[s]
-        return self._doc(part, part.engine.get_doc_by_ptr(local, ptr, max_disp_len))
-
-    def _doc_by_ix(self, doc_ix: int, max_disp_len: int) -> Dict[str, Any]:
-        part = next(p for p in reversed(self._parts) if p.first_doc <= doc_ix)
-        return self._doc(part, part.engine.get_doc_by_ix(doc_ix - part.first_doc, max_disp_len))
-
-    def _doc_by_ptr_2(self, s: int, ptr: int, needle_len: int, max_ctx_len: int) -> Dict[str, Any]:
-        """infini-gram's asymmetric window: ``max_ctx_len`` tokens before ``ptr``,
-        ``needle_len + max_ctx_len`` from it on, clipped to the document. Cut from the
-        symmetric window of twice the larger side."""
-        after = needle_len + max_ctx_len
-        doc = self._doc_by_ptr(s, ptr, 2 * max(after, 1))
-        before = min(max_ctx_len, doc['needle_offset'])
-        start = doc['needle_offset'] - before
-        doc['token_ids'] = doc['token_ids'][start:doc['needle_offset'] + after]
-        doc['disp_len'] = len(doc['token_ids'])
-        doc['needle_offset'] = before
-        return doc
-
-    def _doc_by_ix_2(self, doc_ix: int, max_ctx_len: int) -> Dict[str, Any]:
-        doc = self._doc_by_ix(doc_ix, max(max_ctx_len, 1))
-        doc['token_ids'] = doc['token_ids'][:max_ctx_len]
-        doc['disp_len'] = len(doc['token_ids'])
-        return doc
+        return self._windows([self._around(s, ptr, max_disp_len)], False)[0]
 
     def search_docs(self, input_ids: List[int], maxnum: Optional[int] = None,
                     max_disp_len: Optional[int] = None) -> Dict[str, Any]:
@@ -547,7 +557,7 @@ class InfiniGramEngine:
     def get_doc_by_rank(self, s: int, rank: int, max_disp_len: Optional[int] = None) -> Dict[str, Any]:
         max_disp_len = self.max_disp_len if max_disp_len is None else max_disp_len
         bad = self._bad_positive(max_disp_len=max_disp_len) or self._bad_rank(s, rank)
-        return bad or self._doc_by_rank(s, rank, max_disp_len)
+        return bad or self._windows([self._around(s, rank, max_disp_len)], True)[0]
 
     def get_docs_by_ranks(self, list_of_s_and_rank: List[Tuple[int, int]],
                           max_disp_len: Optional[int] = None) -> Any:
@@ -555,12 +565,12 @@ class InfiniGramEngine:
         bad = self._bad_positive(max_disp_len=max_disp_len)
         for s, rank in list_of_s_and_rank:
             bad = bad or self._bad_rank(s, rank)
-        return bad or [self._doc_by_rank(s, rank, max_disp_len) for s, rank in list_of_s_and_rank]
+        return bad or self._windows([self._around(s, rank, max_disp_len) for s, rank in list_of_s_and_rank], True)
 
     def get_doc_by_ptr(self, s: int, ptr: int, max_disp_len: Optional[int] = None) -> Dict[str, Any]:
         max_disp_len = self.max_disp_len if max_disp_len is None else max_disp_len
         bad = self._bad_positive(max_disp_len=max_disp_len) or self._bad_ptr(s, ptr)
-        return bad or self._doc_by_ptr(s, ptr, max_disp_len)
+        return bad or self._windows([self._around(s, ptr, max_disp_len)], False)[0]
 
     def get_docs_by_ptrs(self, list_of_s_and_ptr: List[Tuple[int, int]],
                          max_disp_len: Optional[int] = None) -> Any:
@@ -568,26 +578,27 @@ class InfiniGramEngine:
         bad = self._bad_positive(max_disp_len=max_disp_len)
         for s, ptr in list_of_s_and_ptr:
             bad = bad or self._bad_ptr(s, ptr)
-        return bad or [self._doc_by_ptr(s, ptr, max_disp_len) for s, ptr in list_of_s_and_ptr]
+        return bad or self._windows([self._around(s, ptr, max_disp_len) for s, ptr in list_of_s_and_ptr], False)
 
     def get_doc_by_ix(self, doc_ix: int, max_disp_len: Optional[int] = None) -> Dict[str, Any]:
         max_disp_len = self.max_disp_len if max_disp_len is None else max_disp_len
         bad = self._bad_positive(max_disp_len=max_disp_len) or self._bad_doc_ix(doc_ix)
-        return bad or self._doc_by_ix(doc_ix, max_disp_len)
+        return bad or self._heads([(doc_ix, max_disp_len)])[0]
 
     def get_docs_by_ixs(self, list_of_doc_ix: List[int], max_disp_len: Optional[int] = None) -> Any:
         max_disp_len = self.max_disp_len if max_disp_len is None else max_disp_len
         bad = self._bad_positive(max_disp_len=max_disp_len)
         for doc_ix in list_of_doc_ix:
             bad = bad or self._bad_doc_ix(doc_ix)
-        return bad or [self._doc_by_ix(ix, max_disp_len) for ix in list_of_doc_ix]
+        return bad or self._heads([(ix, max_disp_len) for ix in list_of_doc_ix])
+
+    # The _2 forms: infini-gram's asymmetric window, max_ctx_len tokens before the pointer,
+    # needle_len + max_ctx_len from it on (clipped to the document).
 
     def get_doc_by_rank_2(self, s: int, rank: int, needle_len: int, max_ctx_len: int) -> Dict[str, Any]:
         bad = (self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len)
                or self._bad_rank(s, rank))
-        if bad:
-            return bad
-        return self._doc_by_ptr_2(s, self._ptr_of_rank(s, rank), needle_len, max_ctx_len)
+        return bad or self._windows([(s, rank, max_ctx_len, needle_len + max_ctx_len)], True)[0]
 
     def get_docs_by_ranks_2(self, requests: List[Tuple[int, int, int, int]]) -> Any:
         for s, rank, needle_len, max_ctx_len in requests:
@@ -595,11 +606,11 @@ class InfiniGramEngine:
                    or self._bad_rank(s, rank))
             if bad:
                 return bad
-        return [self.get_doc_by_rank_2(*request) for request in requests]
+        return self._windows([(s, rank, ctx, needle + ctx) for s, rank, needle, ctx in requests], True)
 
     def get_doc_by_ptr_2(self, s: int, ptr: int, needle_len: int, max_ctx_len: int) -> Dict[str, Any]:
         bad = self._bad_non_negative(needle_len=needle_len, max_ctx_len=max_ctx_len) or self._bad_ptr(s, ptr)
-        return bad or self._doc_by_ptr_2(s, ptr, needle_len, max_ctx_len)
+        return bad or self._windows([(s, ptr, max_ctx_len, needle_len + max_ctx_len)], False)[0]
 
     def get_docs_by_ptrs_2(self, requests: List[Tuple[int, int, int, int]]) -> Any:
         for s, ptr, needle_len, max_ctx_len in requests:
@@ -607,18 +618,18 @@ class InfiniGramEngine:
                    or self._bad_ptr(s, ptr))
             if bad:
                 return bad
-        return [self._doc_by_ptr_2(*request) for request in requests]
+        return self._windows([(s, ptr, ctx, needle + ctx) for s, ptr, needle, ctx in requests], False)
 
     def get_doc_by_ix_2(self, doc_ix: int, max_ctx_len: int) -> Dict[str, Any]:
         bad = self._bad_non_negative(max_ctx_len=max_ctx_len) or self._bad_doc_ix(doc_ix)
-        return bad or self._doc_by_ix_2(doc_ix, max_ctx_len)
+        return bad or self._heads([(doc_ix, max_ctx_len)])[0]
 
     def get_docs_by_ixs_2(self, requests: List[Tuple[int, int]]) -> Any:
         for doc_ix, max_ctx_len in requests:
             bad = self._bad_non_negative(max_ctx_len=max_ctx_len) or self._bad_doc_ix(doc_ix)
             if bad:
                 return bad
-        return [self._doc_by_ix_2(doc_ix, max_ctx_len) for doc_ix, max_ctx_len in requests]
+        return self._heads([(doc_ix, max_ctx_len) for doc_ix, max_ctx_len in requests])
 
     def get_total_doc_cnt(self) -> int:
         return self._total_doc_cnt
@@ -642,9 +653,21 @@ class InfiniGramEngine:
             return self._ids_error('input_ids')
         if all(p.knows(input_ids) for p in self._parts):
             # Occurring in the union is occurring in some directory: the largest end wins.
+            if self._one_part is not None:
+                return self._one_part.engine.creativity(input_ids)
             ends = [p.engine.creativity(input_ids)['rs'] for p in self._parts]
             return {'rs': [max(column) for column in zip(*ends)] if input_ids else []}
         return {'rs': self._longest_prefix_ends(input_ids)}
+
+    def _unigram_logprob_sum(self, span: Sequence[int]) -> float:
+        """infini-gram's sum, added left to right in doubles as its C++ does (not ``sum()``,
+        which compensates from Python 3.12 on)."""
+        if not self._unigram_logprobs:  # every token missing: exact, as -10000 * k is
+            return MISSING_UNIGRAM_LOGPROB * len(span)
+        total, get = 0.0, self._unigram_logprobs.get
+        for token in span:
+            total += get(token, MISSING_UNIGRAM_LOGPROB)
+        return total
 
     def attribute(self, input_ids: List[int], delim_ids: Iterable[int], min_len: int, max_cnt: int,
                   enforce_bow: bool) -> Dict[str, Any]:
@@ -665,11 +688,11 @@ class InfiniGramEngine:
             found = engine.attribute(input_ids, list(delim_ids), min_len, max_cnt,
                                      [t for t in sorted(self.bow_ids) if t < engine.vocab_size]
                                      if enforce_bow else None)['spans']
-            for span in found:
-                span['unigram_logprob_sum'] = sum(
-                    self._unigram_logprobs.get(t, MISSING_UNIGRAM_LOGPROB) for t in input_ids[span['l']:span['r']])
-            return {'spans': [{k: span[k] for k in ('l', 'r', 'length', 'count', 'unigram_logprob_sum', 'docs')}
-                              for span in found]}
+            for span in found:  # infini-gram's key order: the sum before the docs
+                docs = span.pop('docs')
+                span['unigram_logprob_sum'] = self._unigram_logprob_sum(input_ids[span['l']:span['r']])
+                span['docs'] = docs
+            return {'spans': found}
         n, delims = len(input_ids), set(delim_ids)
         ends = self._longest_prefix_ends(input_ids)
         spans, last_r = [], 0
@@ -693,11 +716,8 @@ class InfiniGramEngine:
             last_r = l + length
             docs = [{'s': s, 'ptr': self._ptr_of_rank(s, rank)}
                     for s, (lo, hi) in enumerate(found['segment_by_shard']) for rank in range(lo, hi)]
-            logprob = 0.0
-            for token in span:
-                logprob += self._unigram_logprobs.get(token, MISSING_UNIGRAM_LOGPROB)
             spans.append({'l': l, 'r': l + length, 'length': length, 'count': found['cnt'],
-                          'unigram_logprob_sum': logprob, 'docs': docs})
+                          'unigram_logprob_sum': self._unigram_logprob_sum(span), 'docs': docs})
         return {'spans': spans}
 
 

@@ -35,6 +35,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import _anygram
 from ..engine import Engine
 from ..errors import CorruptIndexError, IndexNotFoundError, InvalidArgumentError
 
@@ -156,17 +157,18 @@ class _Index:
         return bool(self._engine.verify()["ok"])
 
     def contains(self, query: Sequence[int]) -> bool:
-        return self.count(query) > 0
+        # tokengrams: the empty query occurs nowhere (as it counts 0)
+        return bool(len(query)) and _anygram.tokengrams_contains(self._engine, query)
 
     def count(self, query: Sequence[int]) -> int:
         # tokengrams counts the empty query as 0 (it finds no positions for it).
         return int(self._engine.count(query)) if len(query) else 0
 
     def count_next(self, query: Sequence[int]) -> List[int]:
-        return self._engine.count_next([query], width=self._vocab, document_ends=_ENDS)[0].tolist()
+        return _anygram.tokengrams_count_next(self._engine, [query], self._vocab)[0]
 
     def batch_count_next(self, queries: Sequence[Sequence[int]]) -> List[List[int]]:
-        return self._engine.count_next(list(queries), width=self._vocab, document_ends=_ENDS).tolist()
+        return _anygram.tokengrams_count_next(self._engine, list(queries), self._vocab)
 
     def get_smoothed_probs(self, query: Sequence[int]) -> List[float]:
         return self._engine.smoothed_probs(query, document_ends=_ENDS).tolist()
@@ -203,8 +205,6 @@ class _Positions:
         """Where ``query`` starts in the token stream (unordered, as tokengrams)."""
         if not len(query):
             return []
-        from .. import _anygram
-
         return _anygram.stream_positions(self._engine, query).tolist()
 
 

@@ -3,6 +3,7 @@
 
 use anygram::attribution::{self, AttributeOptions};
 use numpy::{IntoPyArray, PyArray1};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -58,21 +59,27 @@ pub fn attribute<'py>(
     let ids = ids.as_slice();
     let core = engine.core();
     let spans = call(py, || attribution::attribute(core, ids, &options))?;
+    // Interned keys: a text's spans can hold tens of thousands of occurrences, and a
+    // key made afresh for each of their dicts costs as much as the dict.
+    let (key_s, key_ptr) = (intern!(py, "s"), intern!(py, "ptr"));
     let out = PyList::empty(py);
     for span in spans {
         let d = PyDict::new(py);
-        d.set_item("l", span.l)?;
-        d.set_item("r", span.r)?;
-        d.set_item("length", span.r - span.l)?;
-        d.set_item("count", span.count)?;
-        let docs = PyList::empty(py);
-        for (s, ptr) in span.occurrences {
-            let doc = PyDict::new(py);
-            doc.set_item("s", s)?;
-            doc.set_item("ptr", ptr)?;
-            docs.append(doc)?;
-        }
-        d.set_item("docs", docs)?;
+        d.set_item(intern!(py, "l"), span.l)?;
+        d.set_item(intern!(py, "r"), span.r)?;
+        d.set_item(intern!(py, "length"), span.r - span.l)?;
+        d.set_item(intern!(py, "count"), span.count)?;
+        let docs = span
+            .occurrences
+            .into_iter()
+            .map(|(s, ptr)| {
+                let doc = PyDict::new(py);
+                doc.set_item(key_s, s)?;
+                doc.set_item(key_ptr, ptr)?;
+                Ok(doc)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item(intern!(py, "docs"), PyList::new(py, docs)?)?;
         out.append(d)?;
     }
     Ok(out)

@@ -8,6 +8,7 @@ mod args;
 mod attribution;
 mod batch;
 mod build;
+mod compat;
 mod engine;
 mod errors;
 mod lm;
@@ -61,6 +62,7 @@ fn _anygram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     scan::register(m)?;
     smoothing::register(m)?;
     attribution::register(m)?;
+    compat::register(m)?;
     writer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -119,6 +119,83 @@ impl Engine {
         )))
     }
 
+    /// infini-gram's asymmetric window (its `_2` calls): the document holding byte
+    /// `ptr` of shard `shard`, with at most `before` tokens before `ptr` and `after`
+    /// tokens from it on, clipped to the document; either may be 0.
+    /// [`Engine::get_doc_by_ptr`] is the window of `max_disp_len / 2` and the rest.
+    pub fn get_doc_window(
+        &self,
+        shard: usize,
+        ptr: u64,
+        before: u64,
+        after: u64,
+    ) -> Result<Document> {
+        let s = self.shards().get(shard).ok_or_else(|| {
+            Error::InvalidQuery(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
+        })?;
+        let w = self.token_width().bytes() as u64;
+        let size = s.num_tokens() * w;
+        if ptr >= size || !ptr.is_multiple_of(w) {
+            return Err(Error::InvalidQuery(format!(
+                "ptr {ptr} must be a multiple of {w} in [0, {size}) for shard {shard}"
+            )));
+        }
+        let local = s.document_of(ptr)?;
+        let (doc_start, doc_end) = s.document_tokens_span(local)?;
+        let disp_start = doc_start
+            .max(ptr.saturating_sub(before.saturating_mul(w)))
+            .min(doc_end);
+        let disp_end = doc_end
+            .min(ptr.saturating_add(after.saturating_mul(w)))
+            .max(disp_start);
+        self.document(shard, local, disp_start, disp_end, ptr)
+    }
+
+    /// [`Engine::get_doc_window`] at suffix-array rank `rank` of shard `shard`.
+    pub fn get_doc_window_by_rank(
+        &self,
+        shard: usize,
+        rank: u64,
+        before: u64,
+        after: u64,
+    ) -> Result<Document> {
+        let s = self.shards().get(shard).ok_or_else(|| {
+            Error::InvalidQuery(format!(
+                "shard {shard} is out of range [0, {})",
+                self.shards().len()
+            ))
+        })?;
+        if rank >= s.num_tokens() {
+            return Err(Error::InvalidQuery(format!(
+                "rank {rank} is out of range [0, {}) for shard {shard}",
+                s.num_tokens()
+            )));
+        }
+        self.get_doc_window(shard, s.ptr_at(rank)?, before, after)
+    }
+
+    /// The first `max_tokens` tokens of document `doc_ix` (global); 0 is an empty
+    /// window (infini-gram's `get_doc_by_ix_2`).
+    pub fn get_doc_head(&self, doc_ix: u64, max_tokens: u64) -> Result<Document> {
+        let mut local = doc_ix;
+        for (shard, s) in self.shards().iter().enumerate() {
+            if local < s.num_documents() {
+                let w = self.token_width().bytes() as u64;
+                let (doc_start, doc_end) = s.document_tokens_span(local)?;
+                let disp_end = doc_end.min(doc_start.saturating_add(max_tokens.saturating_mul(w)));
+                return self.document(shard, local, doc_start, disp_end, doc_start);
+            }
+            local -= s.num_documents();
+        }
+        Err(Error::InvalidQuery(format!(
+            "document index {doc_ix} is out of range [0, {})",
+            self.num_documents()
+        )))
+    }
+
     fn document(
         &self,
         shard: usize,
