@@ -78,14 +78,14 @@ def to_queries(sets: dict) -> dict:
     return json.loads(json.dumps(out))  # lists, not tuples, on both sides of the pipe
 
 
-def open_anygram(index: str, accelerator: bool = True):
+def open_anygram(index: str, accelerator: bool = True, search_path: str = "adaptive"):
     """With its accelerator: the adaptive search (the tree while reads are slow). Without:
     no sampled keys either, i.e. the plain binary search that infini-gram runs (and no
     background pass over the suffix array competing with the timed queries)."""
     import anygram
 
     return anygram.Engine.open(index, token_width=2, vocab_size=VOCAB, eos_token_id=EOS,
-                               accelerator=accelerator, sample_keys=accelerator)
+                               accelerator=accelerator, sample_keys=accelerator, search_path=search_path)
 
 
 def open_infinigram(index: str):
@@ -168,7 +168,8 @@ def child(args) -> None:
         with open(os.path.join(group.path, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
     before_open = anon_bytes()
-    engine = open_anygram(args.index) if args.child == "anygram" else open_infinigram(args.index)
+    engine = (open_anygram(args.index, search_path=args.search_path) if args.child == "anygram"
+              else open_infinigram(args.index))
     resident = anon_bytes() - before_open
     fns = engine_calls(args.child, engine)
     # Warm the code and the allocator on a few queries; hot: every query once,
@@ -216,7 +217,8 @@ def run_child(engine: str, args, queries_file: str, cold: bool) -> dict:
     if cold:
         drop_index_cache(args.index)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", engine, "--index", args.index,
-           "--queries-file", queries_file, "--cache-fraction", str(args.cache_fraction)]
+           "--queries-file", queries_file, "--cache-fraction", str(args.cache_fraction),
+           "--search-path", args.search_path]
     if cold:
         cmd += ["--cgroup", name]
     try:
@@ -246,6 +248,9 @@ def main() -> None:
     p.add_argument("--name", default="docs-cold",
                    help="results go to OUT/DATE-NAME.{md,json} (an existing file is not overwritten)")
     p.add_argument("--hot", action="store_true", help="hot-cache timings of both engines only")
+    p.add_argument("--search-path", default="adaptive", choices=["adaptive", "tree", "narrowed"],
+                   help="anygram's search through the accelerator (Engine.open's search_path)")
+    p.add_argument("--engines", default="anygram,infini-gram", help="the engines timed cold, in order")
     p.add_argument("--child", choices=["anygram", "infini-gram"], help=argparse.SUPPRESS)
     p.add_argument("--queries-file", help=argparse.SUPPRESS)
     p.add_argument("--cgroup", help=argparse.SUPPRESS)
@@ -293,7 +298,7 @@ def main() -> None:
     del fast, plain
 
     timings = {}
-    for engine in ["anygram", "infini-gram"]:
+    for engine in args.engines.split(","):
         print(f"cold run: {engine} ...", flush=True)
         timings[engine] = run_child(engine, args, queries_file, cold=True)
         for kind, k in timings[engine]["kinds"].items():
@@ -301,6 +306,8 @@ def main() -> None:
                   f"disk {k['disk_kib_per_query']:8.1f} KiB/q  faults {k['major_faults_per_query']:6.1f}/q",
                   flush=True)
     os.remove(queries_file)
+    if set(timings) != {"anygram", "infini-gram"}:
+        return  # a partial run (--engines): its lines above are the result
 
     projection = {}
     for kind in ("count", "infgram_prob"):

@@ -512,10 +512,12 @@ pub enum SearchPath {
 }
 
 impl Warmth {
-    /// Fast rounds in a row after which rounds are no longer hinted.
-    const HOT_AFTER: u32 = 16;
+    /// Fast rounds in a row after which rounds are no longer hinted. A cold
+    /// shard has runs of fast rounds too (pages a query shares with earlier
+    /// ones): the run must be long enough not to be one of those.
+    const HOT_AFTER: u32 = 64;
     /// While hot, one search in this many still takes the tree (and is timed).
-    const RECHECK_EVERY: u32 = 64;
+    const RECHECK_EVERY: u32 = 16;
     /// A round that read from disk took at least one device read (tens of µs
     /// on an SSD); a round from RAM takes under a µs a read (a first touch
     /// of a mapped page that is in the page cache: a minor fault).
@@ -559,6 +561,14 @@ impl Warmth {
             return true;
         }
         self.searches.fetch_add(1, AtomicOrdering::Relaxed) % Self::RECHECK_EVERY == 0
+    }
+
+    /// A plain search run because reads were hot: one that took as long as a
+    /// disk read means they no longer are.
+    pub(crate) fn record_search(&self, elapsed: std::time::Duration) {
+        if elapsed >= Self::DISK_ROUND {
+            self.fast_rounds.store(0, AtomicOrdering::Relaxed);
+        }
     }
 
     fn record(&self, elapsed: std::time::Duration, reads: usize) {

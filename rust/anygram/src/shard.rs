@@ -572,6 +572,25 @@ impl Shard {
                 return Ok(range);
             }
         }
+        self.timed_if_narrowed(|| self.plain_find(query, within))
+    }
+
+    /// Runs `search`, the plain search; where the shard has an accelerator it
+    /// was chosen because reads came from RAM, so a slow one (a read from disk)
+    /// sends the next searches back to the tree at once.
+    #[inline]
+    fn timed_if_narrowed<T>(&self, search: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.accel.get().is_none() {
+            return search();
+        }
+        let started = std::time::Instant::now();
+        let found = search();
+        self.warmth.record_search(started.elapsed());
+        found
+    }
+
+    /// [`Shard::find`] by binary search (inside the sampled keys' or the tree's bracket).
+    fn plain_find(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
         let (mut lo, mut hi) = self.narrow(query, within)?;
         // Both bounds share their search until the first matching rank; then the
         // lower bound continues on the left and the upper bound on the right.
@@ -652,16 +671,18 @@ impl Shard {
                 return Ok(lo < hi);
             }
         }
-        let (mut lo, mut hi) = self.narrow(query, within)?;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.compare_at(mid, query)? {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Ok(true),
+        self.timed_if_narrowed(|| {
+            let (mut lo, mut hi) = self.narrow(query, within)?;
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.compare_at(mid, query)? {
+                    Ordering::Less => lo = mid + 1,
+                    Ordering::Greater => hi = mid,
+                    Ordering::Equal => return Ok(true),
+                }
             }
-        }
-        Ok(false)
+            Ok(false)
+        })
     }
 
     /// The first rank in `[lo, hi)` for which `before` is false (`before` must
