@@ -517,7 +517,11 @@ impl Warmth {
     /// ones): the run must be long enough not to be one of those.
     const HOT_AFTER: u32 = 64;
     /// While hot, one search in this many still takes the tree (and is timed).
-    const RECHECK_EVERY: u32 = 16;
+    const RECHECK_EVERY: u32 = 64;
+    /// A plain search this slow read the disk: on a cold cache its dozen
+    /// dependent reads take far longer; from RAM even a long one (a pattern
+    /// tied over thousands of ranks) takes less.
+    const SLOW_SEARCH: std::time::Duration = std::time::Duration::from_micros(100);
     /// A round that read from disk took at least one device read (tens of µs
     /// on an SSD); a round from RAM takes under a µs a read (a first touch
     /// of a mapped page that is in the page cache: a minor fault).
@@ -566,7 +570,7 @@ impl Warmth {
     /// A plain search run because reads were hot: one that took as long as a
     /// disk read means they no longer are.
     pub(crate) fn record_search(&self, elapsed: std::time::Duration) {
-        if elapsed >= Self::DISK_ROUND {
+        if elapsed >= Self::SLOW_SEARCH {
             self.fast_rounds.store(0, AtomicOrdering::Relaxed);
         }
     }
