@@ -192,12 +192,20 @@ impl Engine {
             // RAM: there nearly every sampled read would be a disk read, minutes
             // of them competing with the queries; an accelerator is the
             // persistent form of these keys.
-            let ram = crate::build::memory::physical_memory_bytes().unwrap_or(u64::MAX);
+            let ram = crate::mmap::physical_memory_bytes().unwrap_or(u64::MAX);
+            let fits_in_ram =
+                |s: &Shard| s.tokenized_len().saturating_add(s.table_len()) <= ram / 2;
+            // A shard with an accelerator samples only once its reads prove hot.
+            for shard in &shards {
+                if shard.accelerator().is_some() && !shard.is_remote() && fits_in_ram(shard) {
+                    shard.allow_sampling_when_hot();
+                }
+            }
             let sampled: Vec<Arc<Shard>> = shards
                 .iter()
                 .filter(|s| s.accelerator().is_none() && !s.is_remote())
                 .filter(|s| {
-                    let fits = s.tokenized_len().saturating_add(s.table_len()) <= ram / 2;
+                    let fits = fits_in_ram(s);
                     if !fits {
                         eprintln!(
                             "anygram: warning: shard {} ({} bytes) is larger than half this machine's RAM and has no search accelerator: its searches are plain binary searches ({} dependent reads each on a cold cache). `anygram index add-accelerator --index {}` makes them 3.",
@@ -296,7 +304,14 @@ impl Engine {
         work: impl Fn(&Arc<Shard>) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         if self.shards.len() < 2 || !self.shards[0].is_remote() {
-            return self.shards.iter().map(work).collect();
+            return self
+                .shards
+                .iter()
+                .map(|shard| {
+                    shard.sample_when_hot();
+                    work(shard)
+                })
+                .collect();
         }
         use crate::storage::{add_thread_round_trips, thread_round_trips};
         let work = &work;

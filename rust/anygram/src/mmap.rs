@@ -139,3 +139,18 @@ impl MappedFile {
         }
     }
 }
+
+/// The machine's physical memory in bytes (`None` where the system does not
+/// say): how much of an index can stay in the page cache at best.
+pub fn physical_memory_bytes() -> Option<u64> {
+    // SAFETY: sysconf only reads system constants.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let pages = u64::try_from(pages).ok().filter(|&p| p > 0)?;
+    let page = u64::try_from(page).ok().filter(|&p| p > 0)?;
+    Some(pages * page)
+}

@@ -58,16 +58,6 @@ pub fn resident_bytes() -> Option<u64> {
     Some(resident_pages * page_size())
 }
 
-/// The machine's physical memory in bytes (`None` where the system does not say).
-pub fn physical_memory_bytes() -> Option<u64> {
-    // SAFETY: sysconf only reads a system constant.
-    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
-    u64::try_from(pages)
-        .ok()
-        .filter(|&p| p > 0)
-        .map(|p| p * page_size())
-}
-
 /// The kernel's page size: statm counts pages, and they are 16 or 64 KiB on
 /// some kernels (arm64, ppc64), not always 4 KiB.
 fn page_size() -> u64 {
