@@ -245,6 +245,18 @@ impl Layout {
         self.level_offset(self.levels.len())
     }
 
+    /// The keys of `level` that hold a partition point, given its point `p`
+    /// one level up: key p above is key p·F here, so the point lies in
+    /// ((p−1)·F, p·F]; all keys on the root level; none below point 0.
+    fn window(&self, level: usize, p: u64) -> (u64, u64) {
+        let (keys, fan_out) = (self.levels[level], self.fan_out(level));
+        match (level, p) {
+            (0, _) => (0, keys),
+            (_, 0) => (0, 0),
+            (_, p) => (((p - 1) * fan_out + 1).min(keys), (p * fan_out).min(keys)),
+        }
+    }
+
     /// File offset of node `node` of `level`.
     fn node_offset(&self, level: usize, node: u64) -> u64 {
         self.level_offset(level) + node * self.stride(level)
@@ -564,7 +576,9 @@ impl Warmth {
         if !self.rounds_are_free() {
             return true;
         }
-        self.searches.fetch_add(1, AtomicOrdering::Relaxed) % Self::RECHECK_EVERY == 0
+        self.searches
+            .fetch_add(1, AtomicOrdering::Relaxed)
+            .is_multiple_of(Self::RECHECK_EVERY)
     }
 
     /// A plain search run because reads were hot: one that took as long as a
@@ -949,6 +963,30 @@ impl Accelerator {
         ))
     }
 
+    /// The first key of `keys` (all in `node`, whose first key is key `base`)
+    /// for which `below` is false, by binary search.
+    fn partition_in_node(
+        &self,
+        node: &[u8],
+        base: u64,
+        keys: (u64, u64),
+        entry_bytes: usize,
+        query: &[u8],
+        below: fn(KeyClass) -> bool,
+    ) -> u64 {
+        let (mut lo, mut hi) = keys;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = (mid - base) as usize * entry_bytes;
+            if below(self.classify(&node[at..], query)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
     fn classify(&self, entry: &[u8], query: &[u8]) -> KeyClass {
         let key_bytes = self.layout.key_bytes;
         let known = (entry[key_bytes] as usize).min(key_bytes);
@@ -970,19 +1008,13 @@ impl Accelerator {
     fn descend(&self, shard: &Shard, queries: &[&[u8]]) -> Result<Option<Descent<'_>>> {
         let mut points = vec![[0u64; 4]; queries.len()];
         let mut nodes = Nodes::new();
-        for (level, &keys) in self.layout.levels.iter().enumerate() {
+        for level in 0..self.layout.levels.len() {
             let fan_out = self.layout.fan_out(level);
             let entry_bytes = self.layout.entry_bytes(level) as usize;
             // Key p of the level above is key p·F here: the point lies in (p−1)·F, p·F].
             let windows: Vec<[(u64, u64); 4]> = points
                 .iter()
-                .map(|ps| {
-                    ps.map(|p| match (level, p) {
-                        (0, _) => (0, keys),
-                        (_, 0) => (0, 0),
-                        (_, p) => (((p - 1) * fan_out + 1).min(keys), (p * fan_out).min(keys)),
-                    })
-                })
+                .map(|ps| ps.map(|p| self.layout.window(level, p)))
                 .collect();
             // On the bottom level also the node of bucket p−1 when the window is
             // empty (p = its start): the tries need it even without a key compared.
@@ -1016,7 +1048,9 @@ impl Accelerator {
                 };
                 nodes.insert(node, bytes);
             }
-            round.map(Round::end);
+            if let Some(round) = round {
+                round.end();
+            }
             for ((query, ps), ws) in queries.iter().zip(points.iter_mut()).zip(&windows) {
                 // Patterns no longer than a key never tie with one: two brackets suffice.
                 let exact = query.len() <= self.layout.key_bytes;
@@ -1025,21 +1059,19 @@ impl Accelerator {
                         ps[which] = ps[which - 1];
                         continue;
                     }
-                    let (mut lo, mut hi) = (lo, hi);
-                    if lo < hi {
+                    ps[which] = if lo < hi {
                         let node = &nodes[&(lo / fan_out)];
-                        let base = lo / fan_out * fan_out;
-                        while lo < hi {
-                            let mid = lo + (hi - lo) / 2;
-                            let at = (mid - base) as usize * entry_bytes;
-                            if below(self.classify(&node[at..], query)) {
-                                lo = mid + 1;
-                            } else {
-                                hi = mid;
-                            }
-                        }
-                    }
-                    ps[which] = lo;
+                        self.partition_in_node(
+                            node,
+                            lo / fan_out * fan_out,
+                            (lo, hi),
+                            entry_bytes,
+                            query,
+                            below,
+                        )
+                    } else {
+                        lo
+                    };
                 }
             }
         }
@@ -1086,32 +1118,25 @@ impl Accelerator {
             return Ok(Some(within));
         }
         let mut points = [0u64; 2];
-        for (level, &keys) in self.layout.levels.iter().enumerate() {
+        for level in 0..self.layout.levels.len() {
             let fan_out = self.layout.fan_out(level);
             let entry_bytes = self.layout.entry_bytes(level) as usize;
             for (point, below) in points.iter_mut().zip([BRACKETS[0], BRACKETS[3]]) {
-                // As in `descend`: key p above is key p·F here.
-                let (mut lo, mut hi) = match (level, *point) {
-                    (0, _) => (0, keys),
-                    (_, 0) => (0, 0),
-                    (_, p) => (((p - 1) * fan_out + 1).min(keys), (p * fan_out).min(keys)),
-                };
+                let (mut lo, hi) = self.layout.window(level, *point);
                 if lo < hi {
                     let number = lo / fan_out;
                     let Some(node) = self.node(level, number)? else {
                         self.disable(shard, "has a node that fails its checksum");
                         return Ok(None);
                     };
-                    let base = number * fan_out;
-                    while lo < hi {
-                        let mid = lo + (hi - lo) / 2;
-                        let at = (mid - base) as usize * entry_bytes;
-                        if below(self.classify(&node[at..], query)) {
-                            lo = mid + 1;
-                        } else {
-                            hi = mid;
-                        }
-                    }
+                    lo = self.partition_in_node(
+                        &node,
+                        number * fan_out,
+                        (lo, hi),
+                        entry_bytes,
+                        query,
+                        below,
+                    );
                 }
                 *point = lo;
             }
