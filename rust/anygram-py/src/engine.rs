@@ -275,7 +275,6 @@ impl PyEngine {
             accelerator,
             sample_keys,
             search_path,
-            ..OpenOptions::default()
         };
         let inner = call(py, || Engine::open(&path, &options))?;
         Ok(PyEngine {
