@@ -58,65 +58,19 @@ impl Engine {
     /// `max_disp_len` tokens around it: half before, half after (as infini-gram).
     pub fn get_doc_by_ptr(&self, shard: usize, ptr: u64, max_disp_len: u64) -> Result<Document> {
         Self::check_max_disp_len(max_disp_len)?;
-        let s = self.shards().get(shard).ok_or_else(|| {
-            Error::InvalidQuery(format!(
-                "shard {shard} is out of range [0, {})",
-                self.shards().len()
-            ))
-        })?;
-        let w = self.token_width().bytes() as u64;
-        let size = s.num_tokens() * w;
-        if ptr >= size || !ptr.is_multiple_of(w) {
-            return Err(Error::InvalidQuery(format!(
-                "ptr {ptr} must be a multiple of {w} in [0, {size}) for shard {shard}"
-            )));
-        }
-        let local = s.document_of(ptr)?;
-        let (doc_start, doc_end) = s.document_tokens_span(local)?;
-        // A window larger than the document is the whole document: saturate, never wrap.
-        let before = (max_disp_len / 2).saturating_mul(w);
-        let after = max_disp_len.div_ceil(2).saturating_mul(w);
-        let disp_start = doc_start.max(ptr.saturating_sub(before)).min(doc_end);
-        let disp_end = doc_end.min(ptr.saturating_add(after)).max(disp_start);
-        self.document(shard, local, disp_start, disp_end, ptr)
+        self.get_doc_window(shard, ptr, max_disp_len / 2, max_disp_len.div_ceil(2))
     }
 
     /// The document at suffix-array rank `rank` of shard `shard` (see [`Engine::get_doc_by_ptr`]).
     pub fn get_doc_by_rank(&self, shard: usize, rank: u64, max_disp_len: u64) -> Result<Document> {
-        let s = self.shards().get(shard).ok_or_else(|| {
-            Error::InvalidQuery(format!(
-                "shard {shard} is out of range [0, {})",
-                self.shards().len()
-            ))
-        })?;
-        if rank >= s.num_tokens() {
-            return Err(Error::InvalidQuery(format!(
-                "rank {rank} is out of range [0, {}) for shard {shard}",
-                s.num_tokens()
-            )));
-        }
-        let ptr = s.ptr_at(rank)?;
-        self.get_doc_by_ptr(shard, ptr, max_disp_len)
+        Self::check_max_disp_len(max_disp_len)?;
+        self.get_doc_window_by_rank(shard, rank, max_disp_len / 2, max_disp_len.div_ceil(2))
     }
 
     /// Document `doc_ix` (global), its first `max_disp_len` tokens.
     pub fn get_doc_by_ix(&self, doc_ix: u64, max_disp_len: u64) -> Result<Document> {
         Self::check_max_disp_len(max_disp_len)?;
-        let mut local = doc_ix;
-        for (shard, s) in self.shards().iter().enumerate() {
-            if local < s.num_documents() {
-                let w = self.token_width().bytes() as u64;
-                let (doc_start, doc_end) = s.document_tokens_span(local)?;
-                let disp_end =
-                    doc_end.min(doc_start.saturating_add(max_disp_len.saturating_mul(w)));
-                return self.document(shard, local, doc_start, disp_end, doc_start);
-            }
-            local -= s.num_documents();
-        }
-        Err(Error::InvalidQuery(format!(
-            "document index {doc_ix} is out of range [0, {})",
-            self.num_documents()
-        )))
+        self.get_doc_head(doc_ix, max_disp_len)
     }
 
     /// infini-gram's asymmetric window (its `_2` calls): the document holding byte
