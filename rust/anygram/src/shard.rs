@@ -5,6 +5,7 @@
 //! suffix's first `query.len()` bytes (fewer at the end of the file) against the
 //! query, lexicographically, a shorter prefix ordering first.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -943,6 +944,53 @@ impl Shard {
         }
         crate::reads::round(self.number);
         ptrs.iter().map(|&p| self.stored_at(p)).collect()
+    }
+
+    /// For each suffix in `range`, in rank order: up to `before` bytes of the
+    /// text just before it (fewer at the start of the shard) and the stored
+    /// value `after` bytes into it (a token, the separator or [`END_OF_SHARD`]).
+    /// Two rounds of reads, each issued together: the range's pointers in one
+    /// piece, then every window. What the ∞-gram needs to extend a rare suffix
+    /// to the left without a search per length.
+    pub fn occurrence_windows(
+        &self,
+        range: RankRange,
+        before: u64,
+        after: u64,
+    ) -> Result<Vec<(Cow<'_, [u8]>, u64)>> {
+        // Hints as the tree's rounds give them: remote, or local while cold.
+        let hint = self.is_remote() || (self.accelerator().is_some() && !self.warmth().is_hot());
+        let ps = self.ptr_size as u64;
+        let entries = [(range.0 * ps, (range.1.saturating_sub(range.0)) * ps)];
+        if hint {
+            self.table.prefetch(&entries)?;
+        }
+        crate::reads::touch(&self.table, entries[0].0, entries[0].1);
+        crate::reads::round(self.number);
+        let ptrs = self.ptrs_in(range.0, range.1)?;
+        let w = self.width.bytes() as u64;
+        let mut windows = Vec::with_capacity(2 * ptrs.len());
+        for &ptr in &ptrs {
+            windows.push((ptr.saturating_sub(before), ptr.min(before)));
+            let next = ptr.saturating_add(after);
+            if next.saturating_add(w) <= self.tokenized.len() {
+                windows.push((next, w));
+            }
+        }
+        if hint {
+            self.tokenized.prefetch(&windows)?;
+        }
+        for &(at, len) in &windows {
+            crate::reads::touch(&self.tokenized, at, len);
+        }
+        crate::reads::round(self.number);
+        ptrs.iter()
+            .map(|&ptr| {
+                let start = ptr.saturating_sub(before);
+                let text = self.tokenized.read_at(start, ptr - start)?;
+                Ok((text, self.stored_at(ptr.saturating_add(after))?))
+            })
+            .collect()
     }
 
     /// The document holding byte offset `ptr` (< the tokens' size): the last

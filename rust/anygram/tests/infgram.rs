@@ -138,6 +138,7 @@ fn infgram_prob_costs_at_most_twice_a_count_in_rounds() {
     let mut count_rounds = 0;
     let mut infgram_rounds = 0;
     let mut long_matches = 0;
+    let mut past_keys_rounds = 0;
     for i in 0..120 {
         let doc = &docs[rng.gen_range(0..docs.len())];
         // Either a passage of the corpus (its whole length occurs: up to 100
@@ -155,6 +156,11 @@ fn infgram_prob_costs_at_most_twice_a_count_in_rounds() {
         assert_eq!(got, plain.infgram_prob(&context, token).unwrap());
         long_matches += (got.suffix_len > 16) as usize;
         infgram_rounds = infgram_rounds.max(reads.max_rounds_per_shard());
+        if got.suffix_len > 32 {
+            // Longer than the 64-byte keys: settled from the text of the rare
+            // 32-token suffix's occurrences, not by searches tied on keys.
+            past_keys_rounds = past_keys_rounds.max(reads.max_rounds_per_shard());
+        }
         let (_, reads) = anygram::reads::record(|| fast.count(&context).unwrap());
         count_rounds = count_rounds.max(reads.max_rounds_per_shard());
     }
@@ -166,6 +172,10 @@ fn infgram_prob_costs_at_most_twice_a_count_in_rounds() {
     assert!(
         infgram_rounds <= 2 * count_rounds,
         "infgram_prob {infgram_rounds} rounds, a count {count_rounds}"
+    );
+    assert!(
+        (1..=count_rounds + 2).contains(&past_keys_rounds),
+        "a match past the keys: {past_keys_rounds} rounds, a count {count_rounds}"
     );
 }
 
@@ -207,5 +217,45 @@ fn find_next_over_a_wide_range_is_exact_in_few_counted_rounds() {
                 assert!(rounds >= 1, "reads are counted: {reads:?}");
             }
         }
+    }
+}
+
+#[test]
+fn a_rare_context_after_boilerplate_longer_than_the_keys_costs_a_count_and_two_rounds() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let width = TokenWidth::U16;
+    // Every document opens with the same 48 tokens (more than the 32 a 64-byte
+    // key holds), so a context that spans them ties on its key over every
+    // document; ids up to 600, whose bytes sort unlike their values.
+    let boilerplate: Vec<u32> = (0..48).map(|_| rng.gen_range(0..600)).collect();
+    let docs: Vec<Vec<u32>> = (0..400)
+        .map(|_| {
+            let mut doc = boilerplate.clone();
+            doc.extend((0..40).map(|_| rng.gen_range(0..600u32)));
+            doc
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_plain_index(dir.path(), &docs, width, 1);
+    accelerate(dir.path(), width, &WriteOptions::default());
+    let plain = open(dir.path(), width, false, None);
+    let fast = open(dir.path(), width, true, None);
+    let streams = shard_streams(&docs, width.separator(), 1);
+    for doc in docs.iter().take(20) {
+        let context = &doc[..58];
+        let token = doc[58];
+        let (got, reads) = anygram::reads::record(|| fast.infgram_prob(context, token).unwrap());
+        assert_eq!(got, plain.infgram_prob(context, token).unwrap());
+        let (suffix_len, prompt, cont) = brute_infgram(&streams, context, token);
+        assert_eq!((got.suffix_len, got.prompt_count, got.cont_count), (suffix_len, prompt, cont));
+        // A count of a pattern within the keys' length costs 3 rounds here.
+        let (_, count_reads) = anygram::reads::record(|| fast.count(&context[..32]).unwrap());
+        assert!(count_reads.max_rounds_per_shard() <= 3);
+        assert!(
+            reads.max_rounds_per_shard() <= 3 + 2,
+            "infgram_prob {} rounds",
+            reads.max_rounds_per_shard(),
+        );
     }
 }
