@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import AnygramError, IndexNotFoundError, InvalidArgumentError, InvalidQueryError
+from ..errors import IndexNotFoundError, InvalidArgumentError, InvalidQueryError
 from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
@@ -42,7 +42,7 @@ QUERY_METHODS = frozenset({
 
 
 class ShardGroup:
-    """A group of an index's shards (the Ray actor's, or Serve deployment's, class): runs
+    """A group of an index's shards (the Ray actor's class): runs
     :class:`anygram.Engine` query methods on its shards, many calls in one."""
 
     def __init__(self, index: str, shards: List[int]):
@@ -86,20 +86,6 @@ def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
     return [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
 
 
-def _results(responses: List[Any]) -> List[Any]:
-    """What Ray Serve's responses hold, an anygram error raised as itself."""
-    out = []
-    for response in responses:
-        try:
-            out.append(response.result())
-        except Exception as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, AnygramError):
-                raise cause from None
-            raise
-    return out
-
-
 class ClusterEngine:
     """The query methods of :class:`anygram.Engine` over an index whose shards are spread
     over Ray actors (``groups`` of them; default one group per node of the cluster, at most
@@ -107,11 +93,11 @@ class ClusterEngine:
     group's shard files copied there). ``ray``: True or a cluster address (see
     :func:`anygram.distributed.connect`).
 
-    ``handles``: Ray Serve handles of :class:`ShardGroup` deployments instead of actors
-    (``anygram serve --ray``), with ``groups`` the list of each one's shards."""
+    A query is one Ray call per group straight to its actor (the driver's cost beside the
+    local engine's is Ray's round trip: the payloads are a few ids and numbers)."""
 
-    def __init__(self, path: str, groups: Union[None, int, List[List[int]]] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None, handles: Optional[List[Any]] = None, verbatim: bool = False):
+    def __init__(self, path: str, groups: Optional[int] = None, ray: Union[bool, str] = True,
+                 tokenizer: Optional[str] = None, verbatim: bool = False):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
         self.verbatim = verbatim
@@ -137,27 +123,21 @@ class ClusterEngine:
         self.num_documents = self._doc_starts[-1]
         self.num_tokens = sum(int(s["num_tokens"]) for s in shards)
         self._ray = ray_mod
-        if handles is not None:
-            self._groups = [list(g) for g in groups]
-            self._actors, self._gather, self._owned = list(handles), _results, False
-        else:
-            if groups is None:
-                groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
-            self._groups = shard_groups(self.num_shards, groups)
-            # Queries only read: an actor lost with its node is restarted (it opens its shards
-            # again) and the calls in flight are retried.
-            actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
-                                   max_task_retries=ACTOR_RESTARTS)(ShardGroup)
-            self._actors, self._gather, self._owned = [actor.remote(path, g) for g in self._groups], get, True
-        if sorted(s for g in self._groups for s in g) != list(range(self.num_shards)):
-            raise InvalidArgumentError(f"the groups {self._groups} do not hold each of the {self.num_shards} shards once")
+        if groups is None:
+            groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
+        self._groups = shard_groups(self.num_shards, groups)
+        # Queries only read: an actor lost with its node is restarted (it opens its shards
+        # again) and the calls in flight are retried.
+        actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
+                               max_task_retries=ACTOR_RESTARTS)(ShardGroup)
+        self._actors = [actor.remote(path, g) for g in self._groups]
         self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
 
     # -- fan-out ---------------------------------------------------------------------------
 
     def _all(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
         """``method`` on every shard for every argument tuple: results by shard, then tuple."""
-        replies = self._gather([a.call.remote(method, list(args)) for a in self._actors])
+        replies = get([a.call.remote(method, list(args)) for a in self._actors])
         return [per_shard for reply in replies for per_shard in reply]
 
     def _each(self, method: str, args_by_shard: Dict[int, Sequence[Tuple]]) -> Dict[int, List[Any]]:
@@ -171,14 +151,13 @@ class ClusterEngine:
             a, i = self._where[s]
             by_actor.setdefault(a, {})[i] = calls
         actors = sorted(by_actor)
-        replies = self._gather([self._actors[a].call_mixed.remote(by_actor[a]) for a in actors])
+        replies = get([self._actors[a].call_mixed.remote(by_actor[a]) for a in actors])
         return {self._groups[a][i]: results for a, reply in zip(actors, replies) for i, results in reply.items()}
 
     def close(self) -> None:
-        """Ends the actors (not Ray Serve's deployments: their application owns them)."""
-        if self._owned:
-            for a in self._actors:
-                self._ray.kill(a)
+        """Ends the actors."""
+        for a in self._actors:
+            self._ray.kill(a)
         self._actors = []
 
     def __enter__(self) -> "ClusterEngine":
