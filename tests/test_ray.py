@@ -254,6 +254,42 @@ def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
 
+@pytest.mark.parametrize("plan", ["per shard", "whole"])
+@pytest.mark.parametrize("mode", ["self", "merge", "matching"])
+def test_dedup_plans_give_the_local_ranges(cluster, local_index, other_index, mode, plan):
+    """Either plan (a task a shard, or the core's whole pass in one task cut by shard) gives
+    the local scan's arrays, unit by unit and after a resume (``skip``)."""
+    from anygram.distributed import scans
+
+    engine = anygram.Engine.open(str(local_index))
+    args = dict(min_len=7) if mode == "self" else dict(min_len=10, against=other_index, method=mode)
+    local = [a for _, a in anygram.scan.iter_dedup_units(engine, **args)]
+    want = {key: np.concatenate([a[key] for a in local]) for key in local[0]}
+    units = list(scans.iter_dedup_units(engine, ray=True, plan=plan, **args))
+    assert [u.shard for u, _ in units] == list(range(SHARDS))
+    for key in want:
+        assert np.concatenate([a[key] for _, a in units]).tolist() == want[key].tolist(), key
+    assert len(want["doc_ix"]) > 3
+    resumed = list(scans.iter_dedup_units(engine, ray=True, plan=plan, skip=2, **args))
+    assert [u.shard for u, _ in resumed] == [2] and resumed[0][1]["doc_ix"].tolist() == units[2][1]["doc_ix"].tolist()
+
+
+def test_dedup_plan_by_cost():
+    from anygram.distributed.scans import dedup_plan
+
+    # Self dedup: shard S's task also reads the S shards before it, so the last task alone
+    # costs about the whole pass: one task wins until the matching statistics (30 times
+    # dearer a token) are cheaper for the late shards and the nodes are many.
+    assert dedup_plan([100] * 4, nodes=2) == "whole"
+    assert dedup_plan([100] * 4, nodes=1000) == "whole"
+    assert dedup_plan([100] * 200, nodes=100) == "per shard"
+    assert dedup_plan([100] * 200, nodes=10) == "whole"
+    # Cross, merged: each task reads the other index whole.
+    assert dedup_plan([100] * 8, nodes=8, against_tokens=10) == "per shard"
+    assert dedup_plan([100] * 8, nodes=2, against_tokens=10_000) == "whole"
+    assert dedup_plan([100] * 8, nodes=1, against_tokens=10, method="matching") == "per shard"
+
+
 def _without_latency(answer):
     if isinstance(answer, dict):
         return {k: _without_latency(v) for k, v in answer.items() if k != "latency"}
