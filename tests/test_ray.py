@@ -175,6 +175,36 @@ def test_next_token_distributions(engines, corpus, max_support):
         assert sampled  # the sampled road is exercised
 
 
+def _assert_same_scores(got, want):
+    assert sorted(got) == sorted(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert got[key].dtype == want[key].dtype, key
+
+
+@pytest.mark.parametrize("max_support", [2, 1000])
+def test_scores_and_creativity(engines, corpus, max_support):
+    """score (every option; the modes of contexts several shards hold merged from their
+    sampled distributions), score_batch and creativity equal the local engine's."""
+    local, remote = engines
+    rng = random.Random(max_support)
+    texts = [[], [ALPHABET[2]], [VOCAB - 1, ALPHABET[1]]] + [
+        rng.choice(corpus[1])[:40] + [rng.choice(ALPHABET) for _ in range(rng.randint(0, 30))] for _ in range(12)]
+    for options in [{}, {"sparse": False}, {"top": True}, {"top": True, "sparse": False}, {"doc_start": True}]:
+        args = {"max_support": max_support, **options}
+        for text in texts:
+            _assert_same_scores(remote.score(text, **args), local.score(text, **args))
+        for got, want in zip(remote.score_batch(texts, **args), local.score_batch(texts, **args)):
+            _assert_same_scores(got, want)
+    scored = local.score_batch(texts, top=True, max_support=max_support)
+    assert any(s["sparse"].any() for s in scored) and any((~s["sparse"]).any() for s in scored)
+    assert all(s["top_approx"].any() for s in scored[3:])  # sampled modes (5 ids: every context is frequent)
+    for text in texts:
+        assert remote.creativity(text) == local.creativity(text)
+    with pytest.raises(anygram.errors.InvalidArgumentError):
+        remote.score(texts[4], top=True, doc_start=True)
+
+
 def test_documents_and_search(engines, corpus):
     local, remote = engines
     for ix in [0, 1, 79, 80, 81, 150, local.num_documents - 1]:
@@ -310,7 +340,8 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
             queries = _queries(corpus[1], seed=8, n=8)
             bodies = []
             for q in queries:
-                bodies += [{"query_type": t, "query_ids": q} for t in ("count", "find", "infgram_prob", "infgram_ntd")]
+                bodies += [{"query_type": t, "query_ids": q}
+                           for t in ("count", "find", "infgram_prob", "infgram_ntd", "creativity")]
                 if q:
                     bodies += [{"query_type": "prob", "query_ids": q}, {"query_type": "ntd", "query_ids": q,
                                                                           "max_support": 3},
@@ -331,7 +362,8 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
                 batches = [("count", {"queries": queries}),
                            ("prob", {"contexts": queries, "tokens": [ALPHABET[2]] * len(queries), "n": 2}),
                            ("ntd", {"contexts": queries, "max_support": 5}),
-                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9})]
+                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9}),
+                           ("score", {"texts": [q + queries[3] for q in queries]})]
                 for route, body in batches:
                     want, got = a.post(f"/v1/indexes/c/{route}", json=body), b.post(f"/v1/indexes/c/{route}", json=body)
                     assert (got.status_code, _without_latency(got.json())) == \

@@ -14,7 +14,12 @@ can merge shard by shard exactly as the core merges its shards (``engine.rs``):
   samples alike);
 - CNF: each shard with the core's per-shard budget, ``ceil(max_clause_freq / shards)``;
 - ``search_docs``: the draw is the core's for the seed (:mod:`.sampling`) over the total,
-  then each chosen occurrence is read from its shard.
+  then each chosen occurrence is read from its shard;
+- ``score``: each shard scores the whole text; per position the ∞-gram's merge above; the
+  distribution is sparse when every shard with that longest suffix has one next token and
+  it is the same one (their modes, asked for then); its mode (``top``) is a shard's own
+  where one shard has that suffix, else the ``ntd`` merge's for that context;
+- ``creativity``: per start, the furthest end over the shards.
 
 A batch is one actor call per group and round, whatever its size. Queries given as text are
 tokenized on the driver with the index's tokenizer."""
@@ -38,6 +43,7 @@ from .views import shards_view
 # What a shard group answers: Engine's query and document methods (nothing else by name).
 QUERY_METHODS = frozenset({
     "count", "count_batch", "find", "prob", "ntd", "find_cnf", "get_doc_by_ix", "get_doc_by_ptr", "get_doc_by_rank",
+    "score_batch", "creativity",
 })
 
 
@@ -165,12 +171,6 @@ class ClusterEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def score(self, *args, **kwargs):
-        raise InvalidArgumentError("score is not answered by a cluster engine yet: open the index with "
-                                   "anygram.Engine.open on one machine")
-
-    score_batch = score
 
     # -- arguments -------------------------------------------------------------------------
 
@@ -302,6 +302,103 @@ class ClusterEngine:
                         "result_by_token_id": {t: {"cont_cnt": c, "prob": c / total} for t, c in sorted(merged.items())},
                         "approx": unit > 1, "suffix_len": longest})
         return out
+
+    def _merged_ntds(self, requests: List[Tuple[List[int], Optional[int], List[int], List[int], int]]
+                     ) -> List[Dict[int, int]]:
+        """Next-token counts of contexts over the shards that hold them: ``(context, n,
+        shards, their counts, max_support)`` each, every shard sampled with the one unit of
+        the total (round 2 of :meth:`_ntds`). Returns each context's merged counts and unit."""
+        calls: Dict[int, List[Tuple]] = {}
+        units = []
+        for context, n, at, counts, max_support in requests:
+            unit = _powered_unit(sum(counts), max_support)
+            units.append(unit)
+            for s, count in zip(at, counts):
+                calls.setdefault(s, []).append((context, n, -(-count // unit)))
+        answers = self._each("ntd", calls) if calls else {}
+        taken = {s: 0 for s in answers}
+        out = []
+        for (_, _, at, _, _), unit in zip(requests, units):
+            merged: Dict[int, int] = {}
+            for s in at:
+                answer = answers[s][taken[s]]
+                taken[s] += 1
+                for token, entry in answer["result_by_token_id"].items():
+                    merged[token] = merged.get(token, 0) + entry["cont_cnt"]
+            out.append((merged, unit))
+        return out
+
+    # -- a whole text ----------------------------------------------------------------------
+
+    def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
+              doc_start: bool = False) -> Dict[str, Any]:
+        """As :meth:`anygram.Engine.score` (the same arrays)."""
+        return self.score_batch([tokens], sparse, top, max_support, doc_start)[0]
+
+    def score_batch(self, texts, sparse: bool = True, top: bool = False, max_support: int = 1000,
+                    doc_start: bool = False) -> List[Dict[str, Any]]:
+        """As :meth:`anygram.Engine.score_batch`: one call per group for all the texts (and
+        one more round for the modes of contexts that several shards hold)."""
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise InvalidQueryError("texts must be a list of texts (token ids or strings)")
+        texts = [self.tokenize(t) if isinstance(t, str) else t for t in texts]
+        if top and doc_start:
+            # A context that reaches the document start holds the separator, which no ntd query can.
+            raise InvalidArgumentError("score with top=True and doc_start=True is not answered by a cluster engine: "
+                                       "open the index with anygram.Engine.open on one machine")
+        # The shards' modes tell which one token a sparse distribution has.
+        per_shard = [r[0] for r in self._all("score_batch", [(texts, sparse, top or sparse, max_support, doc_start)])]
+        out = []
+        wanted = []  # (text, position, context, shards, counts) whose mode needs the shards' merged ntd
+        for t in range(len(texts)):
+            answers = [shard[t] for shard in per_shard]
+            suffix = np.max([a["suffix_len"] for a in answers], axis=0)
+            result: Dict[str, Any] = {"prob": np.empty(len(suffix), dtype=np.float64), "suffix_len": suffix,
+                                      "prompt_cnt": np.zeros(len(suffix), dtype=np.uint64),
+                                      "cont_cnt": np.zeros(len(suffix), dtype=np.uint64)}
+            holds = [a["suffix_len"] == suffix for a in answers]  # shards whose suffix is the longest
+            for a, h in zip(answers, holds):
+                result["prompt_cnt"] += np.where(h, a["prompt_cnt"], 0).astype(np.uint64)
+                result["cont_cnt"] += np.where(h, a["cont_cnt"], 0).astype(np.uint64)
+            prompt, cont = result["prompt_cnt"].tolist(), result["cont_cnt"].tolist()
+            result["prob"][:] = [c / p if p else -1.0 for p, c in zip(prompt, cont)]
+            holds = [h & (a["prompt_cnt"] > 0) for a, h in zip(answers, holds)]
+            if sparse:
+                modes = [np.where(h, a["top_token"], -1) for a, h in zip(answers, holds)]
+                every_sparse = np.logical_and.reduce([~h | a["sparse"] for a, h in zip(answers, holds)])
+                highest, lowest = np.max(modes, axis=0), np.min(np.where(np.array(holds), modes, 2**62), axis=0)
+                result["sparse"] = every_sparse & np.any(holds, axis=0) & (highest == lowest)
+            if top:
+                result["top_token"] = np.full(len(suffix), -1, dtype=np.int64)
+                result["top_prob"] = np.zeros(len(suffix), dtype=np.float64)
+                result["top_approx"] = np.zeros(len(suffix), dtype=bool)
+                shards_at = np.sum(holds, axis=0)
+                for i in np.flatnonzero(shards_at == 1).tolist():
+                    a = answers[next(s for s, h in enumerate(holds) if h[i])]
+                    for key in ("top_token", "top_prob", "top_approx"):
+                        result[key][i] = a[key][i]
+                for i in np.flatnonzero(shards_at > 1).tolist():
+                    at = [s for s, h in enumerate(holds) if h[i]]
+                    n = int(suffix[i])
+                    wanted.append((t, i, list(texts[t][i - n:i]) if n else [], at,
+                                   [int(answers[s]["prompt_cnt"][i]) for s in at]))
+            out.append(result)
+        if wanted:
+            merged = self._merged_ntds([(context, None, at, counts, max_support)
+                                        for _, _, context, at, counts in wanted])
+            for (t, i, _, _, counts), (dist, unit) in zip(wanted, merged):
+                if dist:
+                    # First maximum by id order: the smallest id wins ties (the core's rule).
+                    token = max(sorted(dist), key=lambda k: (dist[k], -k))
+                    out[t]["top_token"][i] = token
+                    out[t]["top_prob"][i] = dist[token] / sum(counts)
+                out[t]["top_approx"][i] = unit > 1
+        return out
+
+    def creativity(self, tokens) -> Dict[str, Any]:
+        """As :meth:`anygram.Engine.creativity`: per start, the furthest end over the shards."""
+        rs = [r[0]["rs"] for r in self._all("creativity", [(self._ids(tokens),)])]
+        return {"rs": np.max(rs, axis=0).tolist() if rs and len(rs[0]) else []}
 
     # -- documents -------------------------------------------------------------------------
 
