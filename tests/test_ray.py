@@ -203,6 +203,10 @@ def test_scores_and_creativity(engines, corpus, max_support):
         assert remote.creativity(text) == local.creativity(text)
     with pytest.raises(anygram.errors.InvalidArgumentError):
         remote.score(texts[4], top=True, doc_start=True)
+    # What the cluster does not answer says so, naming the method (a 400 over HTTP).
+    for name in ("attribute", "kneser_ney", "sample", "ntd_dense", "count_next"):
+        with pytest.raises(anygram.errors.InvalidArgumentError, match=name):
+            getattr(remote, name)(texts[4])
 
 
 def test_documents_and_search(engines, corpus):

@@ -172,7 +172,35 @@ class ClusterEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _one_machine_only(name: str):
+        def method(self, *args, **kwargs):
+            raise InvalidArgumentError(f"{name} is not answered by a cluster engine: open the index with "
+                                       "anygram.Engine.open on one machine")
+        method.__name__ = name
+        method.__doc__ = f"Not on a cluster: {name} needs the whole index in one process."
+        return method
+
+    # Their merge is not a sum or a maximum over shards (Kneser-Ney's continuation counts,
+    # attribute's kept spans), or they read local files (verify, count_reads).
+    attribute = _one_machine_only("attribute")
+    kneser_ney = _one_machine_only("kneser_ney")
+    smoothed_probs = _one_machine_only("smoothed_probs")
+    smoothed_probs_batch = _one_machine_only("smoothed_probs_batch")
+    estimate_deltas = _one_machine_only("estimate_deltas")
+    sample = _one_machine_only("sample")
+    sample_batch = _one_machine_only("sample_batch")
+    count_next = _one_machine_only("count_next")
+    ntd_dense = _one_machine_only("ntd_dense")
+    count_reads = _one_machine_only("count_reads")
+    verify = _one_machine_only("verify")
+    del _one_machine_only
+
     # -- arguments -------------------------------------------------------------------------
+
+    def decode(self, ids) -> str:
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: nothing to decode with")
+        return self.tokenizer.decode(ids)
 
     def tokenize(self, text: str) -> List[int]:
         if self.tokenizer is None:
