@@ -108,6 +108,17 @@ def test_build_on_ray_is_the_local_build(cluster, corpus, local_index):
     assert not [n for n in os.listdir(d) if ".build-" in n]  # the work directory is gone
 
 
+@pytest.mark.parametrize("ray_arg", [None, True])
+def test_build_to_object_storage_is_refused(cluster, corpus, tmp_path, monkeypatch, ray_arg):
+    """The core's storage layer reads object storage but does not write it: a build whose
+    output is a URL fails at once naming it (before, it wrote a local ``s3:`` directory)."""
+    d, _ = corpus
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="output s3://bucket/idx: .*not supported"):
+        _build(d, "s3://bucket/idx", ray=ray_arg)
+    assert os.listdir(tmp_path) == []
+
+
 def test_build_survives_a_worker_killed_mid_sort(cluster, corpus, local_index, monkeypatch):
     d, _ = corpus
     marker = d / "killed-once"
