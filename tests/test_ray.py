@@ -220,6 +220,18 @@ def test_scores_and_creativity(engines, corpus, max_support):
             getattr(remote, name)(texts[4])
 
 
+def test_rounds_from_several_threads(engines, corpus):
+    """The compiled graph runs one round at a time: threads sharing the engine (as the Serve
+    ingress's do) each get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, remote = engines
+    queries = _queries(corpus[1], seed=21)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: (remote.count(q), remote.ntd(q, max_support=3)), queries))
+    assert got == [(local.count(q), local.ntd(q, max_support=3)) for q in queries]
+
+
 def test_documents_and_search(engines, corpus):
     local, remote = engines
     for ix in [0, 1, 79, 80, 81, 150, local.num_documents - 1]:
@@ -440,11 +452,12 @@ def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
         remote.close()
 
 
-def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus, compiled):
     """A shard group's actor that dies (here killed; a lost node alike) is restarted by Ray and
-    the query retried: the answer is still the local one."""
+    the query retried (through a compiled graph made again, or by Ray): still the local answer."""
     local = anygram.Engine.open(str(local_index))
-    with ClusterEngine(str(local_index), groups=2) as remote:
+    with ClusterEngine(str(local_index), groups=2, compiled=compiled) as remote:
         queries = _queries(corpus[1], seed=12, n=5)
         assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
         ray.kill(remote._actors[1], no_restart=False)
