@@ -12,8 +12,8 @@ Ray's overhead, not its scaling), side by side with the local forms on the same 
    ``--per-shard-plan`` also the task-a-shard plan) locally and with ``ray=``, outputs
    compared byte for byte;
 3. query latency p50/p99 of ``count`` and ``infgram_prob``: the local engine, the cluster
-   engine (a compiled graph over the groups' actors, and with ``compiled=False`` plain actor
-   calls), and HTTP ``POST /`` to ``anygram serve`` and to ``anygram serve --ray`` (Ray Serve);
+   engine (a call per group's actor), and HTTP ``POST /`` to ``anygram serve`` and to
+   ``anygram serve --ray`` (Ray Serve);
 4. a projection for a 1.4T-token corpus on N machines from the measured per-core
    suffix-array throughput (shards >= machines; the driver's tokenization and the
    finish step are not split, and are stated apart).
@@ -183,18 +183,14 @@ def main() -> int:
             at = int(qrng.integers(0, args.tokens - 16))
             queries.append(ids[at:at + int(qrng.integers(1, 12))].tolist())
         remote = ClusterEngine(local_dir, groups=2)
-        plain = ClusterEngine(local_dir, groups=2, compiled=False)
         remote.count(queries[0])  # actors up
-        plain.count(queries[0])
         lat = {"load_before": load()}
         for name, fn in [("count", lambda e, q: e.count(q)),
                          ("infgram_prob", lambda e, q: e.infgram_prob(q[:-1], q[-1]))]:
             lat[name] = {"local_engine": percentiles(latencies(lambda q: fn(engine, q), queries)),
                          "cluster_engine": percentiles(latencies(lambda q: fn(remote, q), queries)),
-                         "cluster_engine_plain_calls": percentiles(latencies(lambda q: fn(plain, q), queries)),
                          "load": load()}
         remote.close()
-        plain.close()
         index = {"b": local_dir}
         with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"],
                                             ready_timeout=240) as ray_http:

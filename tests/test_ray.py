@@ -221,8 +221,7 @@ def test_scores_and_creativity(engines, corpus, max_support):
 
 
 def test_rounds_from_several_threads(engines, corpus):
-    """The compiled graph runs one round at a time: threads sharing the engine (as the Serve
-    ingress's do) each get their own answers."""
+    """Threads sharing the engine (as the Serve ingress's do) each get their own answers."""
     from concurrent.futures import ThreadPoolExecutor
 
     local, remote = engines
@@ -452,12 +451,11 @@ def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
         remote.close()
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus, compiled):
+def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
     """A shard group's actor that dies (here killed; a lost node alike) is restarted by Ray and
-    the query retried (through a compiled graph made again, or by Ray): still the local answer."""
+    the query retried: the answer is still the local one."""
     local = anygram.Engine.open(str(local_index))
-    with ClusterEngine(str(local_index), groups=2, compiled=compiled) as remote:
+    with ClusterEngine(str(local_index), groups=2) as remote:
         queries = _queries(corpus[1], seed=12, n=5)
         assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
         ray.kill(remote._actors[1], no_restart=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ..errors import AnygramError, InvalidArgumentError
 
@@ -43,12 +43,12 @@ def connect(address: Union[bool, str, None] = True):
     return ray
 
 
-def get(refs: Any, timeout: Optional[float] = None) -> Any:
+def get(refs: Any) -> Any:
     """``ray.get``, re-raising an anygram error raised on a worker as itself (not wrapped in
     Ray's ``RayTaskError``), so callers see the same error classes as locally."""
     ray = import_ray()
     try:
-        return ray.get(refs, timeout=timeout)
+        return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, AnygramError):

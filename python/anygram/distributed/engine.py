@@ -29,8 +29,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
-import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -80,9 +78,6 @@ class ShardGroup:
             return self.call(request[1], request[2])
         return self.call_mixed(request[1])
 
-    def ready(self) -> bool:
-        return True
-
     def __del__(self):
         shutil.rmtree(getattr(self, "views", ""), ignore_errors=True)
 
@@ -96,10 +91,6 @@ def _powered_unit(total: int, max_support: int) -> int:
 
 
 ACTOR_RESTARTS = 3
-# A round's answer is waited for this long (Ray's compiled graphs give up after 10 s by default).
-ROUND_TIMEOUT_S = 7 * 24 * 3600
-# How long a restarted shard group may take to open its shards again.
-ACTOR_START_S = 300
 
 
 def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
@@ -118,17 +109,14 @@ class ClusterEngine:
     group's shard files copied there). ``ray``: True or a cluster address (see
     :func:`anygram.distributed.connect`).
 
-    A query is one round of calls, one per group, of a few ids and numbers each. With
-    ``compiled=True`` (the default) a round runs through a Ray compiled graph over the
-    groups' actors (:meth:`ShardGroup.serve`; inputs and answers through channels the
-    actors keep reading, not a task submitted per call): ~0.4-0.6 ms a round on the
-    benchmark's cluster where plain actor calls took ~1.4-1.8 ms. Rounds are then one at a
-    time (a lock; from several threads they wait their turn), and a group's actor that
-    dies is restarted by Ray and the graph compiled again, the round retried.
-    ``compiled=False``: plain actor calls (rounds from several threads overlap)."""
+    A query is one round of calls, one per group, straight to its actor (:meth:`ShardGroup.serve`),
+    of a few ids and numbers each: beside the local engine it costs Ray's round trip. (A Ray
+    compiled graph over the actors was tried: faster in a microbenchmark, but a round of the
+    test suite hung with every actor and the driver waiting on its channels, and the driver
+    busy-polls its channel while it waits, which shared cores cannot afford.)"""
 
     def __init__(self, path: str, groups: Optional[int] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None, verbatim: bool = False, compiled: bool = True):
+                 tokenizer: Optional[str] = None, verbatim: bool = False):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
         self.verbatim = verbatim
@@ -157,66 +145,23 @@ class ClusterEngine:
         if groups is None:
             groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
         self._groups = shard_groups(self.num_shards, groups)
-        if not isinstance(compiled, bool):
-            raise InvalidArgumentError(f"compiled must be True or False, got {compiled!r}")
         # Queries only read: an actor lost with its node is restarted (it opens its shards
-        # again) and the calls in flight are retried (by Ray; with a compiled graph by
-        # _round, since a graph's loop retried by Ray on the new actor reads dead channels).
+        # again) and the calls in flight are retried.
         actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
-                               max_task_retries=0 if compiled else ACTOR_RESTARTS)(ShardGroup)
+                               max_task_retries=ACTOR_RESTARTS)(ShardGroup)
         self._actors = [actor.remote(path, g) for g in self._groups]
         self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
-        self._lock = threading.Lock()
-        self._graph = self._compile() if compiled else None
-
-    def _compile(self):
-        """The compiled graph of one round: input ``i`` goes to group ``i``'s actor."""
-        from ray.dag import InputNode, MultiOutputNode
-
-        ray = self._ray
-        deadline = time.monotonic() + ACTOR_START_S
-        for a in self._actors:  # opened (or restarted): their errors surface here
-            while True:
-                try:
-                    get(a.ready.remote())
-                    break
-                except ray.exceptions.ActorUnavailableError:  # restarting
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-        with InputNode() as requests:
-            graph = MultiOutputNode([a.serve.bind(requests[i]) for i, a in enumerate(self._actors)])
-        return graph.experimental_compile()
 
     # -- fan-out ---------------------------------------------------------------------------
 
     def _round(self, requests: List[Optional[Tuple]]) -> List[Any]:
         """One round: ``requests[i]`` for group ``i`` (None: nothing); their replies."""
-        if self._graph is None:
-            wanted = [i for i, r in enumerate(requests) if r is not None]
-            replies = get([self._actors[i].serve.remote(requests[i]) for i in wanted])
-            out: List[Any] = [None] * len(requests)
-            for i, reply in zip(wanted, replies):
-                out[i] = reply
-            return out
-        ray = self._ray
-        with self._lock:
-            for attempt in range(ACTOR_RESTARTS + 1):
-                try:
-                    return get(self._graph.execute(*requests), timeout=ROUND_TIMEOUT_S)
-                except ray.exceptions.RayError as e:
-                    # A group's actor died (Ray restarts it) and with it the graph's loop: a new
-                    # graph over the same actors. An error of the work itself is raised as is.
-                    lost = not isinstance(e, ray.exceptions.RayTaskError) or \
-                        isinstance(getattr(e, "cause", None), ray.exceptions.RayError)
-                    if not lost or attempt == ACTOR_RESTARTS:
-                        raise
-                    try:
-                        self._graph.teardown()
-                    except Exception:  # the dead loop's error again: nothing left to end
-                        pass
-                    self._graph = self._compile()
-        raise AssertionError("unreachable")
+        wanted = [i for i, r in enumerate(requests) if r is not None]
+        replies = get([self._actors[i].serve.remote(requests[i]) for i in wanted])
+        out: List[Any] = [None] * len(requests)
+        for i, reply in zip(wanted, replies):
+            out[i] = reply
+        return out
 
     def _all(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
         """``method`` on every shard for every argument tuple: results by shard, then tuple."""
@@ -238,10 +183,7 @@ class ClusterEngine:
                 for i, results in reply.items()}
 
     def close(self) -> None:
-        """Ends the graph and the actors."""
-        if self._graph is not None:
-            self._graph.teardown()
-            self._graph = None
+        """Ends the actors."""
         for a in self._actors:
             self._ray.kill(a)
         self._actors = []
