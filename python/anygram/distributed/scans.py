@@ -34,9 +34,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from .. import _anygram
+from ..errors import InvalidArgumentError
 from ..scan.common import check_min_len
 from ..scan.contamination_scan import _check_scan_args, _example_result, _example_texts, _ids_of
-from ..errors import InvalidArgumentError
 from ..scan.dedup_scan import MATCHING_COST_RATIO, DedupUnit, _check_against, cross_method
 from .cluster import connect, get
 from .views import shards_view
