@@ -215,7 +215,11 @@ def test_scores_and_creativity(engines, corpus, max_support):
     with pytest.raises(anygram.errors.InvalidArgumentError):
         remote.score(texts[4], top=True, doc_start=True)
     # What the cluster does not answer says so, naming the method (a 400 over HTTP).
-    for name in ("attribute", "kneser_ney", "sample", "ntd_dense", "count_next"):
+    contexts = [[], texts[1], texts[4][:3], [VOCAB - 1]]
+    for ends in ("eos", "skip"):
+        got, want = remote.count_next(contexts, 600, ends), local.count_next(contexts, 600, ends)
+        assert got.dtype == want.dtype and got.tolist() == want.tolist() and want.sum() > 0
+    for name in ("attribute", "kneser_ney", "sample", "ntd_dense"):
         with pytest.raises(anygram.errors.InvalidArgumentError, match=name):
             getattr(remote, name)(texts[4])
 

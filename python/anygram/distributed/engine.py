@@ -19,7 +19,7 @@ can merge shard by shard exactly as the core merges its shards (``engine.rs``):
   distribution is sparse when every shard with that longest suffix has one next token and
   it is the same one (their modes, asked for then); its mode (``top``) is a shard's own
   where one shard has that suffix, else the ``ntd`` merge's for that context;
-- ``creativity``: per start, the furthest end over the shards.
+- ``creativity``: per start, the furthest end over the shards; ``count_next``: the sum.
 
 A batch is one actor call per group and round, whatever its size. Queries given as text are
 tokenized on the driver with the index's tokenizer."""
@@ -43,7 +43,7 @@ from .views import shards_view
 # What a shard group answers: Engine's query and document methods (nothing else by name).
 QUERY_METHODS = frozenset({
     "count", "count_batch", "find", "prob", "ntd", "find_cnf", "get_doc_by_ix", "get_doc_by_ptr", "get_doc_by_rank",
-    "score_batch", "creativity",
+    "score_batch", "creativity", "count_next",
 })
 
 
@@ -203,7 +203,8 @@ class ClusterEngine:
         return method
 
     # Their merge is not a sum or a maximum over shards (Kneser-Ney's continuation counts,
-    # attribute's kept spans), or they read local files (verify, count_reads).
+    # attribute's kept spans, ntd_dense's sampled rows), or they read local files (verify,
+    # count_reads).
     attribute = _one_machine_only("attribute")
     kneser_ney = _one_machine_only("kneser_ney")
     smoothed_probs = _one_machine_only("smoothed_probs")
@@ -211,7 +212,6 @@ class ClusterEngine:
     estimate_deltas = _one_machine_only("estimate_deltas")
     sample = _one_machine_only("sample")
     sample_batch = _one_machine_only("sample_batch")
-    count_next = _one_machine_only("count_next")
     ntd_dense = _one_machine_only("ntd_dense")
     count_reads = _one_machine_only("count_reads")
     verify = _one_machine_only("verify")
@@ -377,6 +377,17 @@ class ClusterEngine:
                     merged[token] = merged.get(token, 0) + entry["cont_cnt"]
             out.append((merged, unit))
         return out
+
+    def count_next(self, contexts, width: Optional[int] = None, document_ends: str = "eos") -> np.ndarray:
+        """As :meth:`anygram.Engine.count_next`: exact counts, the shards' sum."""
+        if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
+            raise InvalidQueryError("contexts must be a list of contexts (token ids or strings)")
+        contexts = [self._ids(c) for c in contexts]
+        per_shard = [r[0] for r in self._all("count_next", [(contexts, width, document_ends)])]
+        total = per_shard[0].copy()
+        for counts in per_shard[1:]:
+            total += counts
+        return total
 
     # -- a whole text ----------------------------------------------------------------------
 
