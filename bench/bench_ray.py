@@ -7,20 +7,24 @@ Ray's overhead, not its scaling), side by side with the local forms on the same 
 
 1. build: ``build_index(..., shards=S)`` locally and with ``ray=`` (suffix arrays as Ray
    tasks), same arguments (the test suite checks the files are byte for byte the same);
-2. self dedup: ``run_dedup`` locally (one pass over all shards) and with ``ray=`` (a task
-   per shard: within the shard, then against the shards before it);
+2. scans: contamination (``run_contamination``: batches of examples as tasks) and self
+   dedup (``run_dedup``: the plan Ray's cost model picks for this cluster; with
+   ``--per-shard-plan`` also the task-a-shard plan) locally and with ``ray=``, outputs
+   compared byte for byte;
 3. query latency p50/p99 of ``count`` and ``infgram_prob``: the local engine, the cluster
-   engine (actors, one call per group), and HTTP ``POST /`` to ``anygram serve`` and to
+   engine (a call per group's actor), and HTTP ``POST /`` to ``anygram serve`` and to
    ``anygram serve --ray`` (Ray Serve);
 4. a projection for a 1.4T-token corpus on N machines from the measured per-core
    suffix-array throughput (shards >= machines; the driver's tokenization and the
    finish step are not split, and are stated apart).
 
-The corpus is random u16 ids from a Zipf law (repeats at every length), --tokens in all.
+The corpus is random u16 ids from a Zipf law with copies of earlier spans (so that dedup
+removes something), --tokens in all.
 The machine is shared (2 cores, other jobs running): ratios within one run are the ones
-to compare.
+to compare; each figure has the 1-minute load average beside it (``load``).
 
-Usage: python bench/bench_ray.py [--tokens 20000000] [--shards 4] [--queries 300] [--out results/...json]
+Usage: python bench/bench_ray.py [--tokens 20000000] [--shards 4] [--queries 300] [--eval-examples 2000]
+       [--per-shard-plan] [--out results/...json]
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def latencies(fn, queries):
     out = []
     for q in queries:
@@ -66,6 +74,8 @@ def main() -> int:
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--dedup-min-len", type=int, default=32)
+    ap.add_argument("--eval-examples", type=int, default=2000, help="contamination: examples of 100-1000 tokens")
+    ap.add_argument("--per-shard-plan", action="store_true", help="also time self dedup with a task a shard")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None, help="write the figures here as JSON")
     args = ap.parse_args()
@@ -84,6 +94,12 @@ def main() -> int:
     work = args.workdir or tempfile.mkdtemp(prefix="anygram-bench-ray-")
     rng = np.random.default_rng(0)
     ids = np.minimum(rng.zipf(1.3, size=args.tokens), 60000).astype(np.uint16)
+    # Copies of earlier spans (~2.5% of the text), so that self dedup has something to remove:
+    # random Zipf text alone repeats no window of 32 tokens.
+    for _ in range(args.tokens // 20000):
+        length = int(rng.integers(50, 1000))
+        src, dst = sorted(int(x) for x in rng.integers(0, args.tokens - length, size=2))
+        ids[dst:dst + length] = ids[src:src + length]
     doc_lengths = rng.integers(50, 4000, size=args.tokens // 500)
     starts = np.concatenate([[0], np.cumsum(doc_lengths)])
     starts = np.concatenate([starts[starts < args.tokens], [args.tokens]])
@@ -106,12 +122,14 @@ def main() -> int:
         local_dir, ray_dir = os.path.join(work, "local"), os.path.join(work, "on-ray")
         for d in (local_dir, ray_dir):
             shutil.rmtree(d, ignore_errors=True)
+        l0 = load()
         t_local, report_local = timed(lambda: anygram.build_index(os.path.join(work, "corpus.npy"), local_dir,
                                                                    **common))
         t_ray, report_ray = timed(lambda: anygram.build_index(os.path.join(work, "corpus.npy"), ray_dir,
                                                                ray=True, **common))
         results["build"] = {
             "local_s": round(t_local, 2), "ray_s": round(t_ray, 2), "ray_over_local": round(t_ray / t_local, 3),
+            "load": [l0, load()],
             "local_steps_s": report_local.seconds, "ray_steps_s": report_ray.seconds,
             # The local build sorts with every core of this machine.
             "suffix_array_tokens_per_s_per_core_local": round(args.tokens / report_local.seconds["suffix_array"]
@@ -120,14 +138,52 @@ def main() -> int:
         print("build", results["build"], flush=True)
 
         engine = anygram.Engine.open(local_dir)
+
+        def same_files(a, b):
+            with open(os.path.join(work, a), "rb") as fa, open(os.path.join(work, b), "rb") as fb:
+                return fa.read() == fb.read()
+
+        # Contamination: pieces of the corpus with random ids between them (partial matches).
+        erng = np.random.default_rng(2)
+        with open(os.path.join(work, "eval.jsonl"), "w") as f:
+            for i in range(args.eval_examples):
+                at = int(erng.integers(0, args.tokens - 1000))
+                piece = ids[at:at + int(erng.integers(50, 500))].tolist()
+                noise = erng.integers(1, 60000, size=int(erng.integers(50, 500))).tolist()
+                f.write(json.dumps({"id": i, "text": piece + noise}) + "\n")
+        scan_args = dict(min_len=13, restart=True)
+        l0 = load()
+        t_local, _ = timed(lambda: anygram.scan.run_contamination(
+            engine, os.path.join(work, "eval.jsonl"), os.path.join(work, "cont-local.jsonl"), **scan_args))
+        t_ray, _ = timed(lambda: anygram.scan.run_contamination(
+            engine, os.path.join(work, "eval.jsonl"), os.path.join(work, "cont-ray.jsonl"), ray=True, **scan_args))
+        results["contamination"] = {"examples": args.eval_examples, "local_s": round(t_local, 2),
+                                    "ray_s": round(t_ray, 2), "ray_over_local": round(t_ray / t_local, 3),
+                                    "identical_output": same_files("cont-local.jsonl", "cont-ray.jsonl"),
+                                    "load": [l0, load()]}
+        print("contamination", results["contamination"], flush=True)
+
+        from anygram.distributed.scans import dedup_plan
+
+        l0 = load()
         t_local, _ = timed(lambda: anygram.scan.run_dedup(engine, os.path.join(work, "dedup-local.jsonl"),
                                                           min_len=args.dedup_min_len, restart=True))
         t_ray, _ = timed(lambda: anygram.scan.run_dedup(engine, os.path.join(work, "dedup-ray.jsonl"),
                                                         min_len=args.dedup_min_len, restart=True, ray=True))
-        same = open(os.path.join(work, "dedup-local.jsonl"), "rb").read() == \
-            open(os.path.join(work, "dedup-ray.jsonl"), "rb").read()
-        results["dedup_self"] = {"local_s": round(t_local, 2), "ray_s": round(t_ray, 2),
-                                 "ray_over_local": round(t_ray / t_local, 3), "identical_output": same}
+        nodes = len([n for n in ray.nodes() if n["Alive"]])
+        with open(os.path.join(work, "dedup-local.jsonl")) as f:
+            affected = sum(1 for _ in f)
+        results["dedup_self"] = {"local_s": round(t_local, 2), "ray_s": round(t_ray, 2), "documents_affected": affected,
+                                 "ray_over_local": round(t_ray / t_local, 3),
+                                 "plan": dedup_plan([i["num_tokens"] for i in engine.shard_info()], nodes),
+                                 "identical_output": same_files("dedup-local.jsonl", "dedup-ray.jsonl"),
+                                 "load": [l0, load()]}
+        if args.per_shard_plan:
+            from anygram.distributed.scans import iter_dedup_units
+
+            t_per_shard, _ = timed(lambda: list(iter_dedup_units(engine, args.dedup_min_len, ray=True,
+                                                                 plan="per shard")))
+            results["dedup_self"]["per_shard_plan_s"] = round(t_per_shard, 2)
         print("dedup", results["dedup_self"], flush=True)
 
         qrng = np.random.default_rng(1)
@@ -137,11 +193,12 @@ def main() -> int:
             queries.append(ids[at:at + int(qrng.integers(1, 12))].tolist())
         remote = ClusterEngine(local_dir, groups=2)
         remote.count(queries[0])  # actors up
-        lat = {}
+        lat = {"load_before": load()}
         for name, fn in [("count", lambda e, q: e.count(q)),
                          ("infgram_prob", lambda e, q: e.infgram_prob(q[:-1], q[-1]))]:
             lat[name] = {"local_engine": percentiles(latencies(lambda q: fn(engine, q), queries)),
-                         "cluster_engine": percentiles(latencies(lambda q: fn(remote, q), queries))}
+                         "cluster_engine": percentiles(latencies(lambda q: fn(remote, q), queries)),
+                         "load": load()}
         remote.close()
         index = {"b": local_dir}
         with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"],
@@ -154,6 +211,7 @@ def main() -> int:
                             c.post("/", json={"index": "b", **body(queries[0])}).raise_for_status()
                             lat[name][label] = percentiles(latencies(
                                 lambda q: c.post("/", json={"index": "b", **body(q)}).raise_for_status(), queries))
+                            lat[name][label]["load"] = load()
             finally:
                 serve.shutdown()
         results["latency"] = lat

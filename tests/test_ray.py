@@ -108,6 +108,17 @@ def test_build_on_ray_is_the_local_build(cluster, corpus, local_index):
     assert not [n for n in os.listdir(d) if ".build-" in n]  # the work directory is gone
 
 
+@pytest.mark.parametrize("ray_arg", [None, True])
+def test_build_to_object_storage_is_refused(cluster, corpus, tmp_path, monkeypatch, ray_arg):
+    """The core's storage layer reads object storage but does not write it: a build whose
+    output is a URL fails at once naming it (before, it wrote a local ``s3:`` directory)."""
+    d, _ = corpus
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="output s3://bucket/idx: .*not supported"):
+        _build(d, "s3://bucket/idx", ray=ray_arg)
+    assert os.listdir(tmp_path) == []
+
+
 def test_build_survives_a_worker_killed_mid_sort(cluster, corpus, local_index, monkeypatch):
     d, _ = corpus
     marker = d / "killed-once"
@@ -173,6 +184,55 @@ def test_next_token_distributions(engines, corpus, max_support):
     assert remote.infgram_ntd_batch(queries, max_support) == local.infgram_ntd_batch(queries, max_support)
     if max_support < 1000:
         assert sampled  # the sampled road is exercised
+
+
+def _assert_same_scores(got, want):
+    assert sorted(got) == sorted(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert got[key].dtype == want[key].dtype, key
+
+
+@pytest.mark.parametrize("max_support", [2, 1000])
+def test_scores_and_creativity(engines, corpus, max_support):
+    """score (every option; the modes of contexts several shards hold merged from their
+    sampled distributions), score_batch and creativity equal the local engine's."""
+    local, remote = engines
+    rng = random.Random(max_support)
+    texts = [[], [ALPHABET[2]], [VOCAB - 1, ALPHABET[1]]] + [
+        rng.choice(corpus[1])[:40] + [rng.choice(ALPHABET) for _ in range(rng.randint(0, 30))] for _ in range(12)]
+    for options in [{}, {"sparse": False}, {"top": True}, {"top": True, "sparse": False}, {"doc_start": True}]:
+        args = {"max_support": max_support, **options}
+        for text in texts:
+            _assert_same_scores(remote.score(text, **args), local.score(text, **args))
+        for got, want in zip(remote.score_batch(texts, **args), local.score_batch(texts, **args)):
+            _assert_same_scores(got, want)
+    scored = local.score_batch(texts, top=True, max_support=max_support)
+    assert any(s["sparse"].any() for s in scored) and any((~s["sparse"]).any() for s in scored)
+    assert all(s["top_approx"].any() for s in scored[3:])  # sampled modes (5 ids: every context is frequent)
+    for text in texts:
+        assert remote.creativity(text) == local.creativity(text)
+    with pytest.raises(anygram.errors.InvalidArgumentError):
+        remote.score(texts[4], top=True, doc_start=True)
+    # What the cluster does not answer says so, naming the method (a 400 over HTTP).
+    contexts = [[], texts[1], texts[4][:3], [VOCAB - 1]]
+    for ends in ("eos", "skip"):
+        got, want = remote.count_next(contexts, 600, ends), local.count_next(contexts, 600, ends)
+        assert got.dtype == want.dtype and got.tolist() == want.tolist() and want.sum() > 0
+    for name in ("attribute", "kneser_ney", "sample", "ntd_dense"):
+        with pytest.raises(anygram.errors.InvalidArgumentError, match=name):
+            getattr(remote, name)(texts[4])
+
+
+def test_rounds_from_several_threads(engines, corpus):
+    """Threads sharing the engine (as the Serve ingress's do) each get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, remote = engines
+    queries = _queries(corpus[1], seed=21)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: (remote.count(q), remote.ntd(q, max_support=3)), queries))
+    assert got == [(local.count(q), local.ntd(q, max_support=3)) for q in queries]
 
 
 def test_documents_and_search(engines, corpus):
@@ -254,6 +314,42 @@ def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
 
+@pytest.mark.parametrize("plan", ["per shard", "whole"])
+@pytest.mark.parametrize("mode", ["self", "merge", "matching"])
+def test_dedup_plans_give_the_local_ranges(cluster, local_index, other_index, mode, plan):
+    """Either plan (a task a shard, or the core's whole pass in one task cut by shard) gives
+    the local scan's arrays, unit by unit and after a resume (``skip``)."""
+    from anygram.distributed import scans
+
+    engine = anygram.Engine.open(str(local_index))
+    args = dict(min_len=7) if mode == "self" else dict(min_len=10, against=other_index, method=mode)
+    local = [a for _, a in anygram.scan.iter_dedup_units(engine, **args)]
+    want = {key: np.concatenate([a[key] for a in local]) for key in local[0]}
+    units = list(scans.iter_dedup_units(engine, ray=True, plan=plan, **args))
+    assert [u.shard for u, _ in units] == list(range(SHARDS))
+    for key in want:
+        assert np.concatenate([a[key] for _, a in units]).tolist() == want[key].tolist(), key
+    assert len(want["doc_ix"]) > 3
+    resumed = list(scans.iter_dedup_units(engine, ray=True, plan=plan, skip=2, **args))
+    assert [u.shard for u, _ in resumed] == [2] and resumed[0][1]["doc_ix"].tolist() == units[2][1]["doc_ix"].tolist()
+
+
+def test_dedup_plan_by_cost():
+    from anygram.distributed.scans import dedup_plan
+
+    # Self dedup: shard S's task also reads the S shards before it, so the last task alone
+    # costs about the whole pass: one task wins until the matching statistics (30 times
+    # dearer a token) are cheaper for the late shards and the nodes are many.
+    assert dedup_plan([100] * 4, nodes=2) == "whole"
+    assert dedup_plan([100] * 4, nodes=1000) == "whole"
+    assert dedup_plan([100] * 200, nodes=100) == "per shard"
+    assert dedup_plan([100] * 200, nodes=10) == "whole"
+    # Cross, merged: each task reads the other index whole.
+    assert dedup_plan([100] * 8, nodes=8, against_tokens=10) == "per shard"
+    assert dedup_plan([100] * 8, nodes=2, against_tokens=10_000) == "whole"
+    assert dedup_plan([100] * 8, nodes=1, against_tokens=10, method="matching") == "per shard"
+
+
 def _without_latency(answer):
     if isinstance(answer, dict):
         return {k: _without_latency(v) for k, v in answer.items() if k != "latency"}
@@ -274,7 +370,8 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
             queries = _queries(corpus[1], seed=8, n=8)
             bodies = []
             for q in queries:
-                bodies += [{"query_type": t, "query_ids": q} for t in ("count", "find", "infgram_prob", "infgram_ntd")]
+                bodies += [{"query_type": t, "query_ids": q}
+                           for t in ("count", "find", "infgram_prob", "infgram_ntd", "creativity")]
                 if q:
                     bodies += [{"query_type": "prob", "query_ids": q}, {"query_type": "ntd", "query_ids": q,
                                                                           "max_support": 3},
@@ -295,7 +392,8 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
                 batches = [("count", {"queries": queries}),
                            ("prob", {"contexts": queries, "tokens": [ALPHABET[2]] * len(queries), "n": 2}),
                            ("ntd", {"contexts": queries, "max_support": 5}),
-                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9})]
+                           ("search", {"query": queries[6], "maxnum": 2, "seed": 9}),
+                           ("score", {"texts": [q + queries[3] for q in queries]})]
                 for route, body in batches:
                     want, got = a.post(f"/v1/indexes/c/{route}", json=body), b.post(f"/v1/indexes/c/{route}", json=body)
                     assert (got.status_code, _without_latency(got.json())) == \

@@ -267,6 +267,13 @@ def build_index(
         from .distributed.cluster import check_address
 
         check_address(ray)  # before any work: a wrong address fails now, not after tokenizing
+    from .engine import is_url
+
+    if isinstance(output, str) and is_url(output):
+        # The core's storage layer only reads object storage (abspath would make a local "s3:" directory).
+        raise InvalidArgumentError(f"output {output}: a build writes to a local directory (or, with ray, a path "
+                                   "every node sees); writing to object storage is not supported: build to a "
+                                   "directory, then copy it there (queries read indexes in object storage)")
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
         _anygram.check_build_budget(mem_bytes, _anygram.resident_bytes() or 0)

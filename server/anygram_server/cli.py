@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                    help="serve on a Ray cluster with Ray Serve (the anygram[ray] extra): ADDRESS (auto, HOST:PORT) "
                         "or, alone, the one Ray finds or starts; every node must see the index paths")
-    p.add_argument("--ray-groups", type=int, default=2, help="with --ray: deployments of shard groups per index")
+    p.add_argument("--ray-groups", type=int, default=2, help="with --ray: groups of shards per index (a Ray actor each)")
 
     # The limits' flags, defaults and help: the table that config.Limits is made from.
     from .limits import LIMITS, flag_of

@@ -1,11 +1,16 @@
 """``anygram serve --ray``: the same HTTP service, on a Ray cluster through Ray Serve.
 
-Each served index is cut into groups of shards; each group is a Ray Serve deployment
-(:class:`anygram.distributed.engine.ShardGroup`: the group's shards opened on its node).
 The ingress deployment runs this package's FastAPI app (every route, limit and error of
-``anygram serve``) over a :class:`~anygram.distributed.engine.ClusterEngine` per index
-that fans each query out to the groups' deployments and merges the answers exactly as one
-machine's engine does; a batch request is one call per group and round.
+``anygram serve``) over a :class:`~anygram.distributed.engine.ClusterEngine` per index.
+Each served index is cut into groups of shards; each group is a Ray actor
+(:class:`anygram.distributed.engine.ShardGroup`, the group's shards opened on its node)
+that the ingress replica starts and owns, and calls straight through its actor handle:
+a query is one Ray call per group (a batch request one per group and round), merged
+exactly as one machine's engine merges its shards. Not Serve deployments of their own:
+a call through a Serve handle (its router, its asyncio hops) cost ~5 ms more per request
+on the benchmark's cluster than a plain actor call (bench/bench_ray.py). A group's actor
+that dies is restarted by Ray; one whose ingress replica dies goes with it, and Serve's
+new replica starts its own.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, List
 
 from anygram.distributed.cluster import connect
-from anygram.distributed.engine import ClusterEngine, ShardGroup, shard_groups
+from anygram.distributed.engine import ClusterEngine, shard_groups
 from anygram.manifest import read_manifest
 
 from .config import IndexSpec, Settings
@@ -42,16 +47,14 @@ class _ClusterRegistry(IndexRegistry):
 
 
 class Gateway:
-    """The ingress deployment: the service's app over cluster engines. ``groups`` and
-    ``handles``: for each index, its groups of shards and their deployments' handles."""
+    """The ingress deployment: the service's app over cluster engines, ``groups_per_index``
+    shard groups (actors this replica owns) each."""
 
-    def __init__(self, settings_json: str, groups: Dict[str, List[List[int]]], *handles: Any):
+    def __init__(self, settings_json: str, groups_per_index: int):
         self.settings = Settings.model_validate_json(settings_json)
-        handles_left = list(handles)
         indexes = []
         for spec in self.settings.indexes:
-            mine = [handles_left.pop(0) for _ in groups[spec.name]]
-            engine = ClusterEngine(spec.path, groups=groups[spec.name], tokenizer=spec.tokenizer, handles=mine)
+            engine = ClusterEngine(spec.path, groups=groups_per_index, tokenizer=spec.tokenizer)
             indexes.append(_ClusterIndex(spec, engine))
         self.registry = _ClusterRegistry(indexes)
 
@@ -62,25 +65,19 @@ class Gateway:
 
 
 def application(settings: Settings, groups_per_index: int, ray_address: Any = True):
-    """The Ray Serve application of ``settings``' indexes, ``groups_per_index`` deployments
-    of shard groups each (connects to the cluster first)."""
+    """The Ray Serve application of ``settings``' indexes, ``groups_per_index`` shard
+    groups each (connects to the cluster first; the indexes are checked here, so that a
+    wrong one fails before anything is deployed)."""
     from ray import serve
 
     connect(ray_address)
-    groups: Dict[str, List[List[int]]] = {}
-    bound = []
     for spec in settings.indexes:
-        manifest = read_manifest(spec.path)
-        if manifest is None:
+        if read_manifest(spec.path) is None:
             raise SystemExit(f"anygram serve --ray: error: {spec.path} has no manifest (an index built by anygram "
                              "is needed)")
-        groups[spec.name] = shard_groups(len(manifest["shards"]), groups_per_index)
-        for g in groups[spec.name]:
-            name = f"{spec.name}-shards-{g[0]}-{g[-1]}"
-            deployment = serve.deployment(ShardGroup, name=name, ray_actor_options={"num_cpus": 0})
-            bound.append(deployment.bind(spec.path, g))
+    shard_groups(1, groups_per_index)  # the number checked before deploying
     gateway = serve.deployment(serve.ingress()(Gateway), name="gateway", ray_actor_options={"num_cpus": 0})
-    return gateway.bind(settings.model_dump_json(), groups, *bound)
+    return gateway.bind(settings.model_dump_json(), groups_per_index)
 
 
 def run(args, settings: Settings) -> int:

@@ -14,7 +14,12 @@ can merge shard by shard exactly as the core merges its shards (``engine.rs``):
   samples alike);
 - CNF: each shard with the core's per-shard budget, ``ceil(max_clause_freq / shards)``;
 - ``search_docs``: the draw is the core's for the seed (:mod:`.sampling`) over the total,
-  then each chosen occurrence is read from its shard.
+  then each chosen occurrence is read from its shard;
+- ``score``: each shard scores the whole text; per position the ∞-gram's merge above; the
+  distribution is sparse when every shard with that longest suffix has one next token and
+  it is the same one (their modes, asked for then); its mode (``top``) is a shard's own
+  where one shard has that suffix, else the ``ntd`` merge's for that context;
+- ``creativity``: per start, the furthest end over the shards; ``count_next``: the sum.
 
 A batch is one actor call per group and round, whatever its size. Queries given as text are
 tokenized on the driver with the index's tokenizer."""
@@ -28,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import AnygramError, IndexNotFoundError, InvalidArgumentError, InvalidQueryError
+from ..errors import IndexNotFoundError, InvalidArgumentError, InvalidQueryError
 from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
@@ -38,11 +43,12 @@ from .views import shards_view
 # What a shard group answers: Engine's query and document methods (nothing else by name).
 QUERY_METHODS = frozenset({
     "count", "count_batch", "find", "prob", "ntd", "find_cnf", "get_doc_by_ix", "get_doc_by_ptr", "get_doc_by_rank",
+    "score_batch", "creativity", "count_next",
 })
 
 
 class ShardGroup:
-    """A group of an index's shards (the Ray actor's, or Serve deployment's, class): runs
+    """A group of an index's shards (the Ray actor's class): runs
     :class:`anygram.Engine` query methods on its shards, many calls in one."""
 
     def __init__(self, index: str, shards: List[int]):
@@ -61,6 +67,16 @@ class ShardGroup:
     def call_mixed(self, calls_by_shard: Dict[int, Sequence[Tuple[str, Tuple]]]) -> Dict[int, List[Any]]:
         """``(method, args)`` calls for each shard (positions in the group)."""
         return {i: [self._method(i, m)(*a) for m, a in calls] for i, calls in calls_by_shard.items()}
+
+    def serve(self, request: Optional[Tuple]) -> Any:
+        """One round's work for this group, the one method a cluster engine calls: None
+        (nothing this round), ``("all", method, args)`` (:meth:`call`) or ``("each",
+        calls_by_shard)`` (:meth:`call_mixed`)."""
+        if request is None:
+            return None
+        if request[0] == "all":
+            return self.call(request[1], request[2])
+        return self.call_mixed(request[1])
 
     def __del__(self):
         shutil.rmtree(getattr(self, "views", ""), ignore_errors=True)
@@ -86,20 +102,6 @@ def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
     return [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
 
 
-def _results(responses: List[Any]) -> List[Any]:
-    """What Ray Serve's responses hold, an anygram error raised as itself."""
-    out = []
-    for response in responses:
-        try:
-            out.append(response.result())
-        except Exception as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, AnygramError):
-                raise cause from None
-            raise
-    return out
-
-
 class ClusterEngine:
     """The query methods of :class:`anygram.Engine` over an index whose shards are spread
     over Ray actors (``groups`` of them; default one group per node of the cluster, at most
@@ -107,11 +109,14 @@ class ClusterEngine:
     group's shard files copied there). ``ray``: True or a cluster address (see
     :func:`anygram.distributed.connect`).
 
-    ``handles``: Ray Serve handles of :class:`ShardGroup` deployments instead of actors
-    (``anygram serve --ray``), with ``groups`` the list of each one's shards."""
+    A query is one round of calls, one per group, straight to its actor (:meth:`ShardGroup.serve`),
+    of a few ids and numbers each: beside the local engine it costs Ray's round trip. (A Ray
+    compiled graph over the actors was tried: faster in a microbenchmark, but a round of the
+    test suite hung with every actor and the driver waiting on its channels, and the driver
+    busy-polls its channel while it waits, which shared cores cannot afford.)"""
 
-    def __init__(self, path: str, groups: Union[None, int, List[List[int]]] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None, handles: Optional[List[Any]] = None, verbatim: bool = False):
+    def __init__(self, path: str, groups: Optional[int] = None, ray: Union[bool, str] = True,
+                 tokenizer: Optional[str] = None, verbatim: bool = False):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
         self.verbatim = verbatim
@@ -137,27 +142,30 @@ class ClusterEngine:
         self.num_documents = self._doc_starts[-1]
         self.num_tokens = sum(int(s["num_tokens"]) for s in shards)
         self._ray = ray_mod
-        if handles is not None:
-            self._groups = [list(g) for g in groups]
-            self._actors, self._gather, self._owned = list(handles), _results, False
-        else:
-            if groups is None:
-                groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
-            self._groups = shard_groups(self.num_shards, groups)
-            # Queries only read: an actor lost with its node is restarted (it opens its shards
-            # again) and the calls in flight are retried.
-            actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
-                                   max_task_retries=ACTOR_RESTARTS)(ShardGroup)
-            self._actors, self._gather, self._owned = [actor.remote(path, g) for g in self._groups], get, True
-        if sorted(s for g in self._groups for s in g) != list(range(self.num_shards)):
-            raise InvalidArgumentError(f"the groups {self._groups} do not hold each of the {self.num_shards} shards once")
+        if groups is None:
+            groups = len([n for n in ray_mod.nodes() if n.get("Alive")]) or 1
+        self._groups = shard_groups(self.num_shards, groups)
+        # Queries only read: an actor lost with its node is restarted (it opens its shards
+        # again) and the calls in flight are retried.
+        actor = ray_mod.remote(num_cpus=0, scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
+                               max_task_retries=ACTOR_RESTARTS)(ShardGroup)
+        self._actors = [actor.remote(path, g) for g in self._groups]
         self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
 
     # -- fan-out ---------------------------------------------------------------------------
 
+    def _round(self, requests: List[Optional[Tuple]]) -> List[Any]:
+        """One round: ``requests[i]`` for group ``i`` (None: nothing); their replies."""
+        wanted = [i for i, r in enumerate(requests) if r is not None]
+        replies = get([self._actors[i].serve.remote(requests[i]) for i in wanted])
+        out: List[Any] = [None] * len(requests)
+        for i, reply in zip(wanted, replies):
+            out[i] = reply
+        return out
+
     def _all(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
         """``method`` on every shard for every argument tuple: results by shard, then tuple."""
-        replies = self._gather([a.call.remote(method, list(args)) for a in self._actors])
+        replies = self._round([("all", method, list(args))] * len(self._actors))
         return [per_shard for reply in replies for per_shard in reply]
 
     def _each(self, method: str, args_by_shard: Dict[int, Sequence[Tuple]]) -> Dict[int, List[Any]]:
@@ -170,15 +178,14 @@ class ClusterEngine:
         for s, calls in calls_by_shard.items():
             a, i = self._where[s]
             by_actor.setdefault(a, {})[i] = calls
-        actors = sorted(by_actor)
-        replies = self._gather([self._actors[a].call_mixed.remote(by_actor[a]) for a in actors])
-        return {self._groups[a][i]: results for a, reply in zip(actors, replies) for i, results in reply.items()}
+        replies = self._round([("each", by_actor[a]) if a in by_actor else None for a in range(len(self._actors))])
+        return {self._groups[a][i]: results for a, reply in enumerate(replies) if reply is not None
+                for i, results in reply.items()}
 
     def close(self) -> None:
-        """Ends the actors (not Ray Serve's deployments: their application owns them)."""
-        if self._owned:
-            for a in self._actors:
-                self._ray.kill(a)
+        """Ends the actors."""
+        for a in self._actors:
+            self._ray.kill(a)
         self._actors = []
 
     def __enter__(self) -> "ClusterEngine":
@@ -187,13 +194,35 @@ class ClusterEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def score(self, *args, **kwargs):
-        raise InvalidArgumentError("score is not answered by a cluster engine yet: open the index with "
-                                   "anygram.Engine.open on one machine")
+    def _one_machine_only(name: str):
+        def method(self, *args, **kwargs):
+            raise InvalidArgumentError(f"{name} is not answered by a cluster engine: open the index with "
+                                       "anygram.Engine.open on one machine")
+        method.__name__ = name
+        method.__doc__ = f"Not on a cluster: {name} needs the whole index in one process."
+        return method
 
-    score_batch = score
+    # Their merge is not a sum or a maximum over shards (Kneser-Ney's continuation counts,
+    # attribute's kept spans, ntd_dense's sampled rows), or they read local files (verify,
+    # count_reads).
+    attribute = _one_machine_only("attribute")
+    kneser_ney = _one_machine_only("kneser_ney")
+    smoothed_probs = _one_machine_only("smoothed_probs")
+    smoothed_probs_batch = _one_machine_only("smoothed_probs_batch")
+    estimate_deltas = _one_machine_only("estimate_deltas")
+    sample = _one_machine_only("sample")
+    sample_batch = _one_machine_only("sample_batch")
+    ntd_dense = _one_machine_only("ntd_dense")
+    count_reads = _one_machine_only("count_reads")
+    verify = _one_machine_only("verify")
+    del _one_machine_only
 
     # -- arguments -------------------------------------------------------------------------
+
+    def decode(self, ids) -> str:
+        if self.tokenizer is None:
+            raise InvalidArgumentError(f"index {self.path} has no tokenizer: nothing to decode with")
+        return self.tokenizer.decode(ids)
 
     def tokenize(self, text: str) -> List[int]:
         if self.tokenizer is None:
@@ -323,6 +352,114 @@ class ClusterEngine:
                         "result_by_token_id": {t: {"cont_cnt": c, "prob": c / total} for t, c in sorted(merged.items())},
                         "approx": unit > 1, "suffix_len": longest})
         return out
+
+    def _merged_ntds(self, requests: List[Tuple[List[int], Optional[int], List[int], List[int], int]]
+                     ) -> List[Dict[int, int]]:
+        """Next-token counts of contexts over the shards that hold them: ``(context, n,
+        shards, their counts, max_support)`` each, every shard sampled with the one unit of
+        the total (round 2 of :meth:`_ntds`). Returns each context's merged counts and unit."""
+        calls: Dict[int, List[Tuple]] = {}
+        units = []
+        for context, n, at, counts, max_support in requests:
+            unit = _powered_unit(sum(counts), max_support)
+            units.append(unit)
+            for s, count in zip(at, counts):
+                calls.setdefault(s, []).append((context, n, -(-count // unit)))
+        answers = self._each("ntd", calls) if calls else {}
+        taken = {s: 0 for s in answers}
+        out = []
+        for (_, _, at, _, _), unit in zip(requests, units):
+            merged: Dict[int, int] = {}
+            for s in at:
+                answer = answers[s][taken[s]]
+                taken[s] += 1
+                for token, entry in answer["result_by_token_id"].items():
+                    merged[token] = merged.get(token, 0) + entry["cont_cnt"]
+            out.append((merged, unit))
+        return out
+
+    def count_next(self, contexts, width: Optional[int] = None, document_ends: str = "eos") -> np.ndarray:
+        """As :meth:`anygram.Engine.count_next`: exact counts, the shards' sum."""
+        if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
+            raise InvalidQueryError("contexts must be a list of contexts (token ids or strings)")
+        contexts = [self._ids(c) for c in contexts]
+        per_shard = [r[0] for r in self._all("count_next", [(contexts, width, document_ends)])]
+        total = per_shard[0].copy()
+        for counts in per_shard[1:]:
+            total += counts
+        return total
+
+    # -- a whole text ----------------------------------------------------------------------
+
+    def score(self, tokens, sparse: bool = True, top: bool = False, max_support: int = 1000,
+              doc_start: bool = False) -> Dict[str, Any]:
+        """As :meth:`anygram.Engine.score` (the same arrays)."""
+        return self.score_batch([tokens], sparse, top, max_support, doc_start)[0]
+
+    def score_batch(self, texts, sparse: bool = True, top: bool = False, max_support: int = 1000,
+                    doc_start: bool = False) -> List[Dict[str, Any]]:
+        """As :meth:`anygram.Engine.score_batch`: one call per group for all the texts (and
+        one more round for the modes of contexts that several shards hold)."""
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise InvalidQueryError("texts must be a list of texts (token ids or strings)")
+        texts = [self.tokenize(t) if isinstance(t, str) else t for t in texts]
+        if top and doc_start:
+            # A context that reaches the document start holds the separator, which no ntd query can.
+            raise InvalidArgumentError("score with top=True and doc_start=True is not answered by a cluster engine: "
+                                       "open the index with anygram.Engine.open on one machine")
+        # The shards' modes tell which one token a sparse distribution has.
+        per_shard = [r[0] for r in self._all("score_batch", [(texts, sparse, top or sparse, max_support, doc_start)])]
+        out = []
+        wanted = []  # (text, position, context, shards, counts) whose mode needs the shards' merged ntd
+        for t in range(len(texts)):
+            answers = [shard[t] for shard in per_shard]
+            suffix = np.max([a["suffix_len"] for a in answers], axis=0)
+            result: Dict[str, Any] = {"prob": np.empty(len(suffix), dtype=np.float64), "suffix_len": suffix,
+                                      "prompt_cnt": np.zeros(len(suffix), dtype=np.uint64),
+                                      "cont_cnt": np.zeros(len(suffix), dtype=np.uint64)}
+            holds = [a["suffix_len"] == suffix for a in answers]  # shards whose suffix is the longest
+            for a, h in zip(answers, holds):
+                result["prompt_cnt"] += np.where(h, a["prompt_cnt"], 0).astype(np.uint64)
+                result["cont_cnt"] += np.where(h, a["cont_cnt"], 0).astype(np.uint64)
+            prompt, cont = result["prompt_cnt"].tolist(), result["cont_cnt"].tolist()
+            result["prob"][:] = [c / p if p else -1.0 for p, c in zip(prompt, cont)]
+            holds = [h & (a["prompt_cnt"] > 0) for a, h in zip(answers, holds)]
+            if sparse:
+                modes = [np.where(h, a["top_token"], -1) for a, h in zip(answers, holds)]
+                every_sparse = np.logical_and.reduce([~h | a["sparse"] for a, h in zip(answers, holds)])
+                highest, lowest = np.max(modes, axis=0), np.min(np.where(np.array(holds), modes, 2**62), axis=0)
+                result["sparse"] = every_sparse & np.any(holds, axis=0) & (highest == lowest)
+            if top:
+                result["top_token"] = np.full(len(suffix), -1, dtype=np.int64)
+                result["top_prob"] = np.zeros(len(suffix), dtype=np.float64)
+                result["top_approx"] = np.zeros(len(suffix), dtype=bool)
+                shards_at = np.sum(holds, axis=0)
+                for i in np.flatnonzero(shards_at == 1).tolist():
+                    a = answers[next(s for s, h in enumerate(holds) if h[i])]
+                    for key in ("top_token", "top_prob", "top_approx"):
+                        result[key][i] = a[key][i]
+                for i in np.flatnonzero(shards_at > 1).tolist():
+                    at = [s for s, h in enumerate(holds) if h[i]]
+                    n = int(suffix[i])
+                    wanted.append((t, i, list(texts[t][i - n:i]) if n else [], at,
+                                   [int(answers[s]["prompt_cnt"][i]) for s in at]))
+            out.append(result)
+        if wanted:
+            merged = self._merged_ntds([(context, None, at, counts, max_support)
+                                        for _, _, context, at, counts in wanted])
+            for (t, i, _, _, counts), (dist, unit) in zip(wanted, merged):
+                if dist:
+                    # First maximum by id order: the smallest id wins ties (the core's rule).
+                    token = max(sorted(dist), key=lambda k: (dist[k], -k))
+                    out[t]["top_token"][i] = token
+                    out[t]["top_prob"][i] = dist[token] / sum(counts)
+                out[t]["top_approx"][i] = unit > 1
+        return out
+
+    def creativity(self, tokens) -> Dict[str, Any]:
+        """As :meth:`anygram.Engine.creativity`: per start, the furthest end over the shards."""
+        rs = [r[0]["rs"] for r in self._all("creativity", [(self._ids(tokens),)])]
+        return {"rs": np.max(rs, axis=0).tolist() if rs and len(rs[0]) else []}
 
     # -- documents -------------------------------------------------------------------------
 
