@@ -58,19 +58,14 @@ pub enum DocumentEnds {
 }
 
 /// Exact counts of the tokens that follow the `query_bytes`-long matches at
-/// `ranges` (one per shard), summed over shards, document ends as [`DOCUMENT_END`].
+/// `ranges` (one per shard), summed over shards, in ascending token order,
+/// document ends as [`DOCUMENT_END`] (the last entry, as it is the largest id).
 fn next_counts_in(
     engine: &Engine,
     query_bytes: usize,
     ranges: &[(u64, u64)],
-) -> Result<BTreeMap<u32, u64>> {
-    let mut counts = BTreeMap::new();
-    for (shard, &range) in engine.shards().iter().zip(ranges) {
-        if range.1 > range.0 {
-            shard.count_next_tokens(query_bytes, range, 1, DOCUMENT_END, &mut counts)?;
-        }
-    }
-    Ok(counts)
+) -> Result<Vec<(u32, u64)>> {
+    crate::next_tokens::next_token_counts_in(engine.shards(), query_bytes, ranges, DOCUMENT_END)
 }
 
 /// Exact next-token counts after `context` (sparse, ascending token ids).
@@ -82,12 +77,17 @@ pub fn next_token_counts(
     let query = engine.encode(context)?;
     let found = engine.find_bytes(&query, &engine.full_ranges())?;
     let mut counts = next_counts_in(engine, query.len(), &found.ranges)?;
-    if let Some(ended) = counts.remove(&DOCUMENT_END) {
+    if counts.last().is_some_and(|&(token, _)| token == DOCUMENT_END) {
+        let (_, ended) = counts.pop().expect("checked above");
         if ends == DocumentEnds::Eos {
-            *counts.entry(engine.eos_token_id()).or_insert(0) += ended;
+            let eos = engine.eos_token_id();
+            match counts.binary_search_by_key(&eos, |&(token, _)| token) {
+                Ok(at) => counts[at].1 += ended,
+                Err(at) => counts.insert(at, (eos, ended)),
+            }
         }
     }
-    Ok(counts.into_iter().collect())
+    Ok(counts)
 }
 
 /// How many distinct `n`-grams (within documents) occur exactly once and
@@ -106,7 +106,7 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
     ) -> Result<(u64, u64)> {
         let counts = next_counts_in(engine, prefix.len(), ranges)?;
         let mut seen = (0u64, 0u64);
-        for (&token, &count) in counts.iter().filter(|(&t, _)| t != DOCUMENT_END) {
+        for &(token, count) in counts.iter().filter(|&&(t, _)| t != DOCUMENT_END) {
             if remaining == 1 {
                 seen.0 += (count == 1) as u64;
                 seen.1 += (count == 2) as u64;
@@ -125,7 +125,8 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
         return visit(engine, &[], &full, 1);
     }
     let first: Vec<u32> = next_counts_in(engine, 0, &full)?
-        .into_keys()
+        .into_iter()
+        .map(|(token, _)| token)
         .filter(|&t| t != DOCUMENT_END)
         .collect();
     let per_token = crate::pool::install(|| {
