@@ -185,8 +185,12 @@ class _Index:
                 seed: Optional[int]) -> List[List[int]]:
         if seed is None:
             seed = secrets.randbits(64)
-        drawn = self._engine.sample(query, k, method=method, n=n, num_samples=num_samples, seed=seed,
-                                    document_ends=_ENDS)
+        if method == "ngram":
+            # Through the index's memo: a frequent context is counted once, not per call.
+            drawn = _anygram.tokengrams_sample_unsmoothed(self._next_counts, [query], n, k, num_samples, seed)
+        else:
+            drawn = self._engine.sample(query, k, method=method, n=n, num_samples=num_samples, seed=seed,
+                                        document_ends=_ENDS)
         prefix = list(query)
         return [prefix + row for row in drawn.tolist()]
 

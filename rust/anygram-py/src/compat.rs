@@ -155,6 +155,31 @@ pub fn tokengrams_count_next<'py>(
     Ok(rows)
 }
 
+/// tokengrams' `sample_unsmoothed`: `num_samples` samples of `k` tokens after
+/// each context from the order-`n` counts (a document end counts as nothing),
+/// the frequent contexts' counts kept in the memo between calls:
+/// uint32[len(contexts) · num_samples, k].
+#[pyfunction]
+#[pyo3(signature = (memo, contexts, n, k, num_samples = None, seed = None))]
+pub fn tokengrams_sample_unsmoothed<'py>(
+    py: Python<'py>,
+    memo: &Bound<'py, PyNextTokenMemo>,
+    contexts: &Bound<'py, PyAny>,
+    n: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    num_samples: Option<&Bound<'py, PyAny>>,
+    seed: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, numpy::PyArray2<u32>>> {
+    let n = int_arg(n, "n", crate::engine::POSITIVE)?;
+    let memo = memo.get();
+    let how = smoothing::Sampling::Unsmoothed {
+        n,
+        ends: DocumentEnds::Skip,
+        memo: Some(&memo.memo),
+    };
+    crate::smoothing::run_sampler(py, memo.engine.bind(py), contexts, how, k, num_samples, seed)
+}
+
 /// tokengrams' `contains`: whether the n-gram occurs, each shard searched for
 /// one bound only (a count searches for two).
 #[pyfunction]
@@ -181,6 +206,7 @@ pub fn tokengrams_contains(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNextTokenMemo>()?;
     m.add_function(wrap_pyfunction!(tokengrams_contains, m)?)?;
+    m.add_function(wrap_pyfunction!(tokengrams_sample_unsmoothed, m)?)?;
     m.add_function(wrap_pyfunction!(tokengrams_count_next, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_windows, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_heads, m)?)?;

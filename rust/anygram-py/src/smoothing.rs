@@ -157,7 +157,7 @@ impl PyKneserNey {
     }
 }
 
-fn run_sampler<'py>(
+pub(crate) fn run_sampler<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     contexts: &Bound<'py, PyAny>,
@@ -201,7 +201,11 @@ pub fn sample_unsmoothed<'py>(
         py,
         engine,
         contexts,
-        Sampling::Unsmoothed { n, ends },
+        Sampling::Unsmoothed {
+            n,
+            ends,
+            memo: None,
+        },
         k,
         num_samples,
         seed,

@@ -236,9 +236,12 @@ impl<'a> LocalValues<'a> {
     #[inline]
     fn value_at(&self, ptr: usize) -> u64 {
         let at = ptr + self.skip_bytes;
-        match self.text.get(at..at + self.width) {
-            Some(bytes) => self.shard.token_width().read_token(bytes) as u64,
-            None => END_OF_SHARD,
+        // Read by width here: a call per value would cost as much as the loop.
+        match (self.width, self.text.get(at..at + self.width)) {
+            (1, Some(b)) => b[0] as u64,
+            (2, Some(b)) => u16::from_le_bytes([b[0], b[1]]) as u64,
+            (_, Some(b)) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64,
+            (_, None) => END_OF_SHARD,
         }
     }
 
@@ -366,24 +369,34 @@ impl NextTokenMemo {
     /// [`raw_next_counts`] of `context` in `engine` (the engine this memo was
     /// filled from), remembered when the context is frequent.
     pub fn counts(&self, engine: &Engine, context: &[u32]) -> Result<Arc<Vec<(u32, u64)>>> {
-        let read = |e: &RwLock<HashMap<Vec<u32>, Arc<Vec<(u32, u64)>>>>| {
-            e.read().unwrap_or_else(|p| p.into_inner()).get(context).cloned()
-        };
-        if let Some(known) = read(&self.entries) {
+        if let Some(known) = self.get(context) {
             return Ok(known);
         }
         let counts = Arc::new(raw_next_counts(engine, context)?);
-        let occurrences: u64 = counts.iter().map(|&(_, c)| c).sum();
-        if occurrences >= self.min_occurrences && counts.len() <= self.max_pairs {
-            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-            if self.pairs.load(Ordering::Relaxed) + counts.len() > self.max_pairs {
-                entries.clear();
-                self.pairs.store(0, Ordering::Relaxed);
-            }
-            if entries.insert(context.to_vec(), counts.clone()).is_none() {
-                self.pairs.fetch_add(counts.len(), Ordering::Relaxed);
-            }
-        }
+        self.offer(context, &counts);
         Ok(counts)
+    }
+
+    /// The remembered counts of `context`, if any.
+    pub fn get(&self, context: &[u32]) -> Option<Arc<Vec<(u32, u64)>>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.get(context).cloned()
+    }
+
+    /// Keeps `counts` (the raw counts of `context` in this memo's engine) if
+    /// the context is frequent enough.
+    pub fn offer(&self, context: &[u32], counts: &Arc<Vec<(u32, u64)>>) {
+        let occurrences: u64 = counts.iter().map(|&(_, c)| c).sum();
+        if occurrences < self.min_occurrences || counts.len() > self.max_pairs {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if self.pairs.load(Ordering::Relaxed) + counts.len() > self.max_pairs {
+            entries.clear();
+            self.pairs.store(0, Ordering::Relaxed);
+        }
+        if entries.insert(context.to_vec(), counts.clone()).is_none() {
+            self.pairs.fetch_add(counts.len(), Ordering::Relaxed);
+        }
     }
 }

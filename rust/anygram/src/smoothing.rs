@@ -302,6 +302,8 @@ pub enum Sampling<'a> {
         n: usize,
         /// What a document end counts as.
         ends: DocumentEnds,
+        /// Frequent contexts' counts kept between batches (filled from this engine).
+        memo: Option<&'a NextTokenMemo>,
     },
     /// The Kneser-Ney distribution after the last n − 1 tokens.
     KneserNey {
@@ -395,10 +397,20 @@ fn sample_with(
     sequence.reserve(k);
     for _ in 0..k {
         let token = match how {
-            Sampling::Unsmoothed { n, ends } => {
+            Sampling::Unsmoothed { n, ends, memo: kept } => {
                 check_order(n)?;
                 let recent = &sequence[sequence.len().saturating_sub(n - 1)..];
-                let counts = next_token_counts_memo(engine, memo, recent, ends)?;
+                let raw = match kept.and_then(|kept| kept.get(recent)) {
+                    Some(known) => known,
+                    None => {
+                        let counts = memo.counts(engine, recent)?;
+                        if let Some(kept) = kept {
+                            kept.offer(recent, &counts);
+                        }
+                        counts
+                    }
+                };
+                let counts = with_document_ends(engine, &raw, ends);
                 draw_counts(&mut rng, &counts).ok_or_else(|| {
                     Error::InvalidQuery(format!(
                         "unsmoothed sampling stopped: no token follows the context {recent:?} in the index"
