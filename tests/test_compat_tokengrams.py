@@ -163,6 +163,25 @@ def test_count_next_of_frequent_contexts_is_exact_and_remembered(tmp_path):
     assert index.batch_count_next(frequent * 3) == [index.count_next(q) for q in frequent * 3]
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_positions_in_many_documents_equal_brute_force(tmp_path, shards):
+    # Documents of 0-40 tokens over few ids (byte order differs from numeric order): a
+    # frequent id's occurrences are placed by one walk over the document offsets, a rare
+    # n-gram's by bisection; both against the documents laid end to end.
+    rng = np.random.default_rng(5)
+    ids = [0x0001, 0x00FF, 0x0100, 0x01FE]
+    docs = [[ids[int(i)] for i in rng.integers(0, 4, size=int(rng.integers(0, 40)))] for _ in range(300)]
+    path = build_from_tokens(str(tmp_path), docs, 2, 0x0200, 0, shards=shards)
+    index = shim.MemmapIndex(path, vocab=0x0200)
+    stream = [t for d in docs for t in d]
+    starts = set(np.cumsum([0] + [len(d) for d in docs]).tolist())
+    for query in ([0x0001], [0x00FF, 0x0100], [0x01FE, 0x01FE, 0x0001, 0x00FF], [0x0100] * 5):
+        expected = [i for i in range(len(stream) - len(query) + 1) if stream[i:i + len(query)] == query
+                    # an n-gram within one document: no document starts inside it
+                    and not any(i < s < i + len(query) for s in starts)]
+        assert sorted(index.positions(query)) == expected, query
+
+
 def test_samplers(tmp_path):
     rng = np.random.default_rng(3)
     vocab = 12

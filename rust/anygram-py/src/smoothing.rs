@@ -299,7 +299,9 @@ pub fn stream_positions<'py>(
     let ids = engine.ids(py, query, "query")?;
     let ids = ids.as_slice();
     let core = engine.core();
-    let positions = call(py, || {
+    // On the calling thread: most n-grams occur a few times (the core takes
+    // the pool itself for many occurrences).
+    let positions = quick(py, || {
         anygram::positions::stream_positions(core, ids, limit)
     })?;
     Ok(positions.into_pyarray(py))
