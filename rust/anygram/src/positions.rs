@@ -50,8 +50,12 @@ fn shard_positions(shard: &Shard, lo: u64, hi: u64) -> Result<Vec<u64>> {
     let count = hi - lo;
     // Each document before a token (its own included) adds one separator.
     let position = |ptr: u64, doc: u64| ptr / width - (doc + 1);
-    if docs <= 1 || count.saturating_mul(64 - docs.leading_zeros() as u64) < docs + count {
-        // Few pointers (or one document): each bisected.
+    if docs == 1 && shard.document_start(0)? == 0 {
+        // One document (a tokengrams token file): every pointer is in it.
+        return Ok(ptrs.iter().map(|&ptr| position(ptr, 0)).collect());
+    }
+    if count.saturating_mul(64 - docs.leading_zeros() as u64) < docs + count {
+        // Few pointers: each bisected.
         let place = |&ptr: &u64| Ok(position(ptr, shard.document_of(ptr)?));
         return if count >= PARALLEL_MIN {
             crate::pool::install(|| ptrs.par_iter().map(place).collect())
