@@ -249,6 +249,9 @@ impl<'a> LocalValues<'a> {
     /// cut into up to [`LANES`] pieces galloped in lockstep, each round's
     /// pointers then texts hinted together, so that their misses overlap.
     fn gallop(&self, lo: u64, hi: u64, runs: &mut Vec<(u64, u64)>) -> Result<()> {
+        if lo >= hi {
+            return Ok(());
+        }
         let lanes_wanted = ((hi - lo) / LANE_MIN_RANKS).clamp(1, LANES as u64);
         let piece = (hi - lo).div_ceil(lanes_wanted);
         let mut lanes: Vec<Lane> = (lo..hi)
