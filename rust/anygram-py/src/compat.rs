@@ -131,7 +131,8 @@ pub fn tokengrams_count_next<'py>(
     let width: usize = int_arg(width, "width", 1..=smoothing::MAX_DENSE_VOCAB as i128)?;
     let contexts = engine.many(py, contexts)?;
     let contexts = slices(&contexts);
-    let count = |c: &&[u32]| smoothing::next_token_counts_memo(core, &memo.memo, c, DocumentEnds::Skip);
+    let count =
+        |c: &&[u32]| smoothing::next_token_counts_memo(core, &memo.memo, c, DocumentEnds::Skip);
     // One context runs here: a hop to the pool would cost more than it saves.
     let sparse = if contexts.len() == 1 {
         vec![quick(py, || count(&contexts[0]))?]
@@ -177,7 +178,15 @@ pub fn tokengrams_sample_unsmoothed<'py>(
         ends: DocumentEnds::Skip,
         memo: Some(&memo.memo),
     };
-    crate::smoothing::run_sampler(py, memo.engine.bind(py), contexts, how, k, num_samples, seed)
+    crate::smoothing::run_sampler(
+        py,
+        memo.engine.bind(py),
+        contexts,
+        how,
+        k,
+        num_samples,
+        seed,
+    )
 }
 
 /// tokengrams' `contains`: whether the n-gram occurs, each shard searched for

@@ -198,7 +198,11 @@ impl Lane {
                 lo: probe + 1,
                 hi,
             },
-            Phase::Bisect { value, lo, .. } => Phase::Bisect { value, lo, hi: probe },
+            Phase::Bisect { value, lo, .. } => Phase::Bisect {
+                value,
+                lo,
+                hi: probe,
+            },
             Phase::Done => Phase::Done,
         };
     }
@@ -321,6 +325,9 @@ pub fn raw_next_counts(engine: &Engine, context: &[u32]) -> Result<Vec<(u32, u64
     next_token_counts_in(engine.shards(), query.len(), &found.ranges, DOCUMENT_END)
 }
 
+/// Raw next-token counts as a memo hands them out.
+pub type SharedCounts = Arc<Vec<(u32, u64)>>;
+
 /// Remembered next-token counts of one engine's contexts (the index is
 /// immutable, so an answer never goes stale): a frequent context's exact count
 /// visits thousands of runs spread over the text, while a context that
@@ -332,7 +339,7 @@ pub struct NextTokenMemo {
     min_occurrences: u64,
     /// Most `(token, count)` pairs held; past it the memo starts over empty.
     max_pairs: usize,
-    entries: RwLock<HashMap<Vec<u32>, Arc<Vec<(u32, u64)>>>>,
+    entries: RwLock<HashMap<Vec<u32>, SharedCounts>>,
     pairs: AtomicUsize,
 }
 
@@ -371,7 +378,7 @@ impl NextTokenMemo {
 
     /// [`raw_next_counts`] of `context` in `engine` (the engine this memo was
     /// filled from), remembered when the context is frequent.
-    pub fn counts(&self, engine: &Engine, context: &[u32]) -> Result<Arc<Vec<(u32, u64)>>> {
+    pub fn counts(&self, engine: &Engine, context: &[u32]) -> Result<SharedCounts> {
         if let Some(known) = self.get(context) {
             return Ok(known);
         }
@@ -381,14 +388,14 @@ impl NextTokenMemo {
     }
 
     /// The remembered counts of `context`, if any.
-    pub fn get(&self, context: &[u32]) -> Option<Arc<Vec<(u32, u64)>>> {
+    pub fn get(&self, context: &[u32]) -> Option<SharedCounts> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.get(context).cloned()
     }
 
     /// Keeps `counts` (the raw counts of `context` in this memo's engine) if
     /// the context is frequent enough.
-    pub fn offer(&self, context: &[u32], counts: &Arc<Vec<(u32, u64)>>) {
+    pub fn offer(&self, context: &[u32], counts: &SharedCounts) {
         let occurrences: u64 = counts.iter().map(|&(_, c)| c).sum();
         if occurrences < self.min_occurrences || counts.len() > self.max_pairs {
             return;

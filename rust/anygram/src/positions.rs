@@ -35,7 +35,11 @@ pub fn stream_positions(engine: &Engine, tokens: &[u32], limit: u64) -> Result<V
     let mut before = 0u64;
     for (shard, &(lo, hi)) in engine.shards().iter().zip(&found.ranges) {
         if hi > lo {
-            out.extend(shard_positions(shard, lo, hi)?.into_iter().map(|p| p + before));
+            out.extend(
+                shard_positions(shard, lo, hi)?
+                    .into_iter()
+                    .map(|p| p + before),
+            );
         }
         before += shard.num_tokens() - shard.num_documents();
     }

@@ -36,8 +36,8 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::engine::{Engine, FindResult};
-use crate::next_tokens::{raw_next_counts, NextTokenMemo, DOCUMENT_END};
 use crate::error::{Error, Result};
+use crate::next_tokens::{raw_next_counts, NextTokenMemo, DOCUMENT_END};
 
 /// Largest vocabulary a dense distribution is made for (a row is 8 bytes a token).
 pub const MAX_DENSE_VOCAB: u64 = 1 << 24;
@@ -69,7 +69,10 @@ fn next_counts_in(
 /// document ends counted as `ends` says.
 fn with_document_ends(engine: &Engine, raw: &[(u32, u64)], ends: DocumentEnds) -> Vec<(u32, u64)> {
     let mut counts = raw.to_vec();
-    if counts.last().is_some_and(|&(token, _)| token == DOCUMENT_END) {
+    if counts
+        .last()
+        .is_some_and(|&(token, _)| token == DOCUMENT_END)
+    {
         let (_, ended) = counts.pop().expect("checked above");
         if ends == DocumentEnds::Eos {
             let eos = engine.eos_token_id();
@@ -88,7 +91,11 @@ pub fn next_token_counts(
     context: &[u32],
     ends: DocumentEnds,
 ) -> Result<Vec<(u32, u64)>> {
-    Ok(with_document_ends(engine, &raw_next_counts(engine, context)?, ends))
+    Ok(with_document_ends(
+        engine,
+        &raw_next_counts(engine, context)?,
+        ends,
+    ))
 }
 
 /// [`next_token_counts`] through `memo` (filled from this engine).
@@ -98,7 +105,11 @@ pub fn next_token_counts_memo(
     context: &[u32],
     ends: DocumentEnds,
 ) -> Result<Vec<(u32, u64)>> {
-    Ok(with_document_ends(engine, &memo.counts(engine, context)?, ends))
+    Ok(with_document_ends(
+        engine,
+        &memo.counts(engine, context)?,
+        ends,
+    ))
 }
 
 /// How many distinct `n`-grams (within documents) occur exactly once and
@@ -377,7 +388,15 @@ pub fn sample(
     seed: u64,
     index: u64,
 ) -> Result<Vec<u32>> {
-    sample_with(engine, &NextTokenMemo::new(0, 0), context, how, k, seed, index)
+    sample_with(
+        engine,
+        &NextTokenMemo::new(0, 0),
+        context,
+        how,
+        k,
+        seed,
+        index,
+    )
 }
 
 /// [`sample`] with the unsmoothed counts through `memo` (a batch's samples
@@ -397,7 +416,11 @@ fn sample_with(
     sequence.reserve(k);
     for _ in 0..k {
         let token = match how {
-            Sampling::Unsmoothed { n, ends, memo: kept } => {
+            Sampling::Unsmoothed {
+                n,
+                ends,
+                memo: kept,
+            } => {
                 check_order(n)?;
                 let recent = &sequence[sequence.len().saturating_sub(n - 1)..];
                 let raw = match kept.and_then(|kept| kept.get(recent)) {

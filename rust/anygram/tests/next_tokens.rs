@@ -121,7 +121,8 @@ fn wide_ranges_counted_in_pieces_equal_brute_force() {
                     if rng.gen_bool(0.6) {
                         0x0100
                     } else {
-                        [0x0001, 0x00FF, 0x01FE, 0x0201, 0x02FF, 0x0300, 0xFF00][rng.gen_range(0..7)]
+                        [0x0001, 0x00FF, 0x01FE, 0x0201, 0x02FF, 0x0300, 0xFF00]
+                            [rng.gen_range(0..7)]
                     }
                 })
                 .collect()
@@ -131,9 +132,18 @@ fn wide_ranges_counted_in_pieces_equal_brute_force() {
     write_plain_index(dir.path(), &docs, width, 1);
     let engine = open(dir.path(), width, 0x10000 - 1, 0x00FF);
     let streams = shard_streams(&docs, width.separator(), 1);
-    for (query, split) in [(vec![], true), (vec![0x0100], true), (vec![0x0100, 0x0100], false)] {
+    for (query, split) in [
+        (vec![], true),
+        (vec![0x0100], true),
+        (vec![0x0100, 0x0100], false),
+    ] {
         let found = engine.find(&query).unwrap();
-        assert_eq!(found.count >= 1 << 18, split, "{query:?} occurs {} times", found.count);
+        assert_eq!(
+            found.count >= 1 << 18,
+            split,
+            "{query:?} occurs {} times",
+            found.count
+        );
         assert_eq!(
             next_token_counts(&engine, &query, DocumentEnds::Eos).unwrap(),
             brute_next(&streams, width.separator(), &query, Some(0x00FF)),
