@@ -123,14 +123,63 @@ def test_anygram_index_opens_directly(tmp_path):
     # counts do not fit, or none at all, is an error.
     from anygram import _anygram
 
-    rows = _anygram.tokengrams_count_next(index.engine, [[2], [2], [3]], 10)
+    memo = _anygram.NextTokenMemo(index.engine)
+    rows = _anygram.tokengrams_count_next(memo, [[2], [2], [3]], 10)
     assert rows == [[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]] * 2 + [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0]]
     rows[0][0] = 7
     assert rows[1][0] == 0
     with pytest.raises(InvalidQueryError, match="does not fit width 3"):
-        _anygram.tokengrams_count_next(index.engine, [[2]], 3)
+        _anygram.tokengrams_count_next(memo, [[2]], 3)
     with pytest.raises(InvalidQueryError, match="width"):
-        _anygram.tokengrams_count_next(index.engine, [[2]], 0)
+        _anygram.tokengrams_count_next(memo, [[2]], 0)
+
+
+def brute_count_next(tokens, query, vocab):
+    """What follows each occurrence of ``query`` in one token stream (nothing after its end)."""
+    counts = [0] * vocab
+    n = len(query)
+    for i in range(len(tokens) - n):
+        if tokens[i:i + n] == query:
+            counts[tokens[i + n]] += 1
+    return counts
+
+
+def test_count_next_of_frequent_contexts_is_exact_and_remembered(tmp_path):
+    # Ids whose little-endian bytes order differently from their values (0x00FF < 0x0100),
+    # one of them frequent enough (>= 1,024 occurrences) for the index to remember its
+    # counts: the second answer comes from the memo and must equal the first and brute force.
+    rng = np.random.default_rng(11)
+    ids = [0x0001, 0x00FF, 0x0100, 0x01FE, 0xFF00, 0x0002]
+    vocab = 0xFF01
+    tokens = [ids[int(i)] for i in np.minimum(rng.zipf(1.3, size=20000) - 1, 5)]
+    index = shim.InMemoryIndex(tokens, vocab=vocab)
+    frequent = [[0x0001], [0x0001, 0x0001], [], [0x00FF]]
+    assert index.count([0x0001]) >= 1024 and index.count([0x0001, 0x0001]) >= 1024
+    for query in frequent + [[0xFF00, 0x0001], [0x0002]]:
+        expected = brute_count_next(tokens, query, vocab) if query else \
+            np.bincount(tokens, minlength=vocab).tolist()
+        assert index.count_next(query) == expected, query
+        assert index.count_next(query) == expected, query
+    assert index.batch_count_next(frequent * 3) == [index.count_next(q) for q in frequent * 3]
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_positions_in_many_documents_equal_brute_force(tmp_path, shards):
+    # Documents of 0-40 tokens over few ids (byte order differs from numeric order): a
+    # frequent id's occurrences are placed by one walk over the document offsets, a rare
+    # n-gram's by bisection; both against the documents laid end to end.
+    rng = np.random.default_rng(5)
+    ids = [0x0001, 0x00FF, 0x0100, 0x01FE]
+    docs = [[ids[int(i)] for i in rng.integers(0, 4, size=int(rng.integers(0, 40)))] for _ in range(300)]
+    path = build_from_tokens(str(tmp_path), docs, 2, 0x0200, 0, shards=shards)
+    index = shim.MemmapIndex(path, vocab=0x0200)
+    stream = [t for d in docs for t in d]
+    starts = set(np.cumsum([0] + [len(d) for d in docs]).tolist())
+    for query in ([0x0001], [0x00FF, 0x0100], [0x01FE, 0x01FE, 0x0001, 0x00FF], [0x0100] * 5):
+        expected = [i for i in range(len(stream) - len(query) + 1) if stream[i:i + len(query)] == query
+                    # an n-gram within one document: no document starts inside it
+                    and not any(i < s < i + len(query) for s in starts)]
+        assert sorted(index.positions(query)) == expected, query
 
 
 def test_samplers(tmp_path):

@@ -146,6 +146,8 @@ class _Index:
     def _setup(self, engine: Engine, vocab: int) -> None:
         _dtype(vocab)
         self._engine, self._vocab = engine, vocab
+        # Frequent contexts' next-token counts, kept with the index (it never changes).
+        self._next_counts = _anygram.NextTokenMemo(engine)
 
     @property
     def engine(self) -> Engine:
@@ -165,10 +167,10 @@ class _Index:
         return int(self._engine.count(query)) if len(query) else 0
 
     def count_next(self, query: Sequence[int]) -> List[int]:
-        return _anygram.tokengrams_count_next(self._engine, [query], self._vocab)[0]
+        return _anygram.tokengrams_count_next(self._next_counts, [query], self._vocab)[0]
 
     def batch_count_next(self, queries: Sequence[Sequence[int]]) -> List[List[int]]:
-        return _anygram.tokengrams_count_next(self._engine, list(queries), self._vocab)
+        return _anygram.tokengrams_count_next(self._next_counts, list(queries), self._vocab)
 
     def get_smoothed_probs(self, query: Sequence[int]) -> List[float]:
         return self._engine.smoothed_probs(query, document_ends=_ENDS).tolist()
@@ -183,8 +185,12 @@ class _Index:
                 seed: Optional[int]) -> List[List[int]]:
         if seed is None:
             seed = secrets.randbits(64)
-        drawn = self._engine.sample(query, k, method=method, n=n, num_samples=num_samples, seed=seed,
-                                    document_ends=_ENDS)
+        if method == "ngram":
+            # Through the index's memo: a frequent context is counted once, not per call.
+            drawn = _anygram.tokengrams_sample_unsmoothed(self._next_counts, [query], n, k, num_samples, seed)
+        else:
+            drawn = self._engine.sample(query, k, method=method, n=n, num_samples=num_samples, seed=seed,
+                                        document_ends=_ENDS)
         prefix = list(query)
         return [prefix + row for row in drawn.tolist()]
 

@@ -6,6 +6,7 @@
 //! checks them again (an out-of-range value is an error, never a wrong window).
 
 use anygram::documents::Document;
+use anygram::next_tokens::NextTokenMemo;
 use anygram::smoothing::{self, DocumentEnds};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -91,24 +92,47 @@ pub fn infinigram_heads<'py>(
     infinigram_docs(py, &docs, first_doc)
 }
 
+/// Remembered exact next-token counts of one engine's frequent contexts
+/// (`anygram::next_tokens::NextTokenMemo`): the tokengrams shim keeps one per
+/// index object, so that a context of a common token is counted once.
+#[pyclass(frozen, module = "anygram._anygram", name = "NextTokenMemo")]
+pub struct PyNextTokenMemo {
+    engine: Py<PyEngine>,
+    memo: NextTokenMemo,
+}
+
+#[pymethods]
+impl PyNextTokenMemo {
+    #[new]
+    fn new(engine: Py<PyEngine>) -> Self {
+        PyNextTokenMemo {
+            engine,
+            memo: NextTokenMemo::frequent(),
+        }
+    }
+}
+
 /// tokengrams' `count_next` / `batch_count_next`: for each context a list of
 /// `width` counts, one per next token (a document end counts as nothing, as
-/// tokengrams sees one token stream). Built as Python lists here, tokengrams'
-/// answer type, from the sparse counts: a list of zeros made whole, then the
-/// tokens that occur set, instead of a dense array converted element by element.
+/// tokengrams sees one token stream), through the memo's engine and counts.
+/// Built as Python lists here, tokengrams' answer type, from the sparse counts:
+/// a list of zeros made whole, then the tokens that occur set, instead of a
+/// dense array converted element by element.
 #[pyfunction]
 pub fn tokengrams_count_next<'py>(
     py: Python<'py>,
-    engine: &Bound<'py, PyEngine>,
+    memo: &Bound<'py, PyNextTokenMemo>,
     contexts: &Bound<'py, PyAny>,
     width: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let engine = engine.get();
+    let memo = memo.get();
+    let engine = memo.engine.bind(py).get();
     let core = engine.core();
     let width: usize = int_arg(width, "width", 1..=smoothing::MAX_DENSE_VOCAB as i128)?;
     let contexts = engine.many(py, contexts)?;
     let contexts = slices(&contexts);
-    let count = |c: &&[u32]| smoothing::next_token_counts(core, c, DocumentEnds::Skip);
+    let count =
+        |c: &&[u32]| smoothing::next_token_counts_memo(core, &memo.memo, c, DocumentEnds::Skip);
     // One context runs here: a hop to the pool would cost more than it saves.
     let sparse = if contexts.len() == 1 {
         vec![quick(py, || count(&contexts[0]))?]
@@ -130,6 +154,39 @@ pub fn tokengrams_count_next<'py>(
         rows.append(row)?;
     }
     Ok(rows)
+}
+
+/// tokengrams' `sample_unsmoothed`: `num_samples` samples of `k` tokens after
+/// each context from the order-`n` counts (a document end counts as nothing),
+/// the frequent contexts' counts kept in the memo between calls:
+/// uint32[len(contexts) · num_samples, k].
+#[pyfunction]
+#[pyo3(signature = (memo, contexts, n, k, num_samples = None, seed = None))]
+pub fn tokengrams_sample_unsmoothed<'py>(
+    py: Python<'py>,
+    memo: &Bound<'py, PyNextTokenMemo>,
+    contexts: &Bound<'py, PyAny>,
+    n: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    num_samples: Option<&Bound<'py, PyAny>>,
+    seed: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, numpy::PyArray2<u32>>> {
+    let n = int_arg(n, "n", crate::engine::POSITIVE)?;
+    let memo = memo.get();
+    let how = smoothing::Sampling::Unsmoothed {
+        n,
+        ends: DocumentEnds::Skip,
+        memo: Some(&memo.memo),
+    };
+    crate::smoothing::run_sampler(
+        py,
+        memo.engine.bind(py),
+        contexts,
+        how,
+        k,
+        num_samples,
+        seed,
+    )
 }
 
 /// tokengrams' `contains`: whether the n-gram occurs, each shard searched for
@@ -156,7 +213,9 @@ pub fn tokengrams_contains(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyNextTokenMemo>()?;
     m.add_function(wrap_pyfunction!(tokengrams_contains, m)?)?;
+    m.add_function(wrap_pyfunction!(tokengrams_sample_unsmoothed, m)?)?;
     m.add_function(wrap_pyfunction!(tokengrams_count_next, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_windows, m)?)?;
     m.add_function(wrap_pyfunction!(infinigram_heads, m)?)?;

@@ -157,7 +157,7 @@ impl PyKneserNey {
     }
 }
 
-fn run_sampler<'py>(
+pub(crate) fn run_sampler<'py>(
     py: Python<'py>,
     engine: &Bound<'py, PyEngine>,
     contexts: &Bound<'py, PyAny>,
@@ -201,7 +201,11 @@ pub fn sample_unsmoothed<'py>(
         py,
         engine,
         contexts,
-        Sampling::Unsmoothed { n, ends },
+        Sampling::Unsmoothed {
+            n,
+            ends,
+            memo: None,
+        },
         k,
         num_samples,
         seed,
@@ -295,7 +299,9 @@ pub fn stream_positions<'py>(
     let ids = engine.ids(py, query, "query")?;
     let ids = ids.as_slice();
     let core = engine.core();
-    let positions = call(py, || {
+    // On the calling thread: most n-grams occur a few times (the core takes
+    // the pool itself for many occurrences).
+    let positions = quick(py, || {
         anygram::positions::stream_positions(core, ids, limit)
     })?;
     Ok(positions.into_pyarray(py))

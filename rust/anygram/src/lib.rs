@@ -44,6 +44,7 @@ pub mod interleave;
 pub mod lm;
 pub mod manifest;
 pub mod mmap;
+pub mod next_tokens;
 pub mod pool;
 pub mod positions;
 pub mod reads;

@@ -37,6 +37,7 @@ use rayon::prelude::*;
 
 use crate::engine::{Engine, FindResult};
 use crate::error::{Error, Result};
+use crate::next_tokens::{raw_next_counts, NextTokenMemo, DOCUMENT_END};
 
 /// Largest vocabulary a dense distribution is made for (a row is 8 bytes a token).
 pub const MAX_DENSE_VOCAB: u64 = 1 << 24;
@@ -44,10 +45,6 @@ pub const MAX_DENSE_VOCAB: u64 = 1 << 24;
 const UNIGRAM_EPSILON: f64 = 1e-9;
 /// tokengrams' discount for an order whose delta was never estimated.
 const DEFAULT_DELTA: f64 = 0.5;
-/// Marks a document end in next-token counts (no token has this id: the
-/// largest vocabulary leaves `u32::MAX` to the separator).
-const DOCUMENT_END: u32 = u32::MAX;
-
 /// What follows a match that ends its document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocumentEnds {
@@ -58,19 +55,34 @@ pub enum DocumentEnds {
 }
 
 /// Exact counts of the tokens that follow the `query_bytes`-long matches at
-/// `ranges` (one per shard), summed over shards, document ends as [`DOCUMENT_END`].
+/// `ranges` (one per shard), summed over shards, in ascending token order,
+/// document ends as [`DOCUMENT_END`] (the last entry, as it is the largest id).
 fn next_counts_in(
     engine: &Engine,
     query_bytes: usize,
     ranges: &[(u64, u64)],
-) -> Result<BTreeMap<u32, u64>> {
-    let mut counts = BTreeMap::new();
-    for (shard, &range) in engine.shards().iter().zip(ranges) {
-        if range.1 > range.0 {
-            shard.count_next_tokens(query_bytes, range, 1, DOCUMENT_END, &mut counts)?;
+) -> Result<Vec<(u32, u64)>> {
+    crate::next_tokens::next_token_counts_in(engine.shards(), query_bytes, ranges, DOCUMENT_END)
+}
+
+/// Raw counts (ascending, document ends as [`DOCUMENT_END`], last) with the
+/// document ends counted as `ends` says.
+fn with_document_ends(engine: &Engine, raw: &[(u32, u64)], ends: DocumentEnds) -> Vec<(u32, u64)> {
+    let mut counts = raw.to_vec();
+    if counts
+        .last()
+        .is_some_and(|&(token, _)| token == DOCUMENT_END)
+    {
+        let (_, ended) = counts.pop().expect("checked above");
+        if ends == DocumentEnds::Eos {
+            let eos = engine.eos_token_id();
+            match counts.binary_search_by_key(&eos, |&(token, _)| token) {
+                Ok(at) => counts[at].1 += ended,
+                Err(at) => counts.insert(at, (eos, ended)),
+            }
         }
     }
-    Ok(counts)
+    counts
 }
 
 /// Exact next-token counts after `context` (sparse, ascending token ids).
@@ -79,15 +91,25 @@ pub fn next_token_counts(
     context: &[u32],
     ends: DocumentEnds,
 ) -> Result<Vec<(u32, u64)>> {
-    let query = engine.encode(context)?;
-    let found = engine.find_bytes(&query, &engine.full_ranges())?;
-    let mut counts = next_counts_in(engine, query.len(), &found.ranges)?;
-    if let Some(ended) = counts.remove(&DOCUMENT_END) {
-        if ends == DocumentEnds::Eos {
-            *counts.entry(engine.eos_token_id()).or_insert(0) += ended;
-        }
-    }
-    Ok(counts.into_iter().collect())
+    Ok(with_document_ends(
+        engine,
+        &raw_next_counts(engine, context)?,
+        ends,
+    ))
+}
+
+/// [`next_token_counts`] through `memo` (filled from this engine).
+pub fn next_token_counts_memo(
+    engine: &Engine,
+    memo: &NextTokenMemo,
+    context: &[u32],
+    ends: DocumentEnds,
+) -> Result<Vec<(u32, u64)>> {
+    Ok(with_document_ends(
+        engine,
+        &memo.counts(engine, context)?,
+        ends,
+    ))
 }
 
 /// How many distinct `n`-grams (within documents) occur exactly once and
@@ -106,7 +128,7 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
     ) -> Result<(u64, u64)> {
         let counts = next_counts_in(engine, prefix.len(), ranges)?;
         let mut seen = (0u64, 0u64);
-        for (&token, &count) in counts.iter().filter(|(&t, _)| t != DOCUMENT_END) {
+        for &(token, count) in counts.iter().filter(|&&(t, _)| t != DOCUMENT_END) {
             if remaining == 1 {
                 seen.0 += (count == 1) as u64;
                 seen.1 += (count == 2) as u64;
@@ -125,7 +147,8 @@ pub fn ngrams_seen_once_and_twice(engine: &Engine, n: usize) -> Result<(u64, u64
         return visit(engine, &[], &full, 1);
     }
     let first: Vec<u32> = next_counts_in(engine, 0, &full)?
-        .into_keys()
+        .into_iter()
+        .map(|(token, _)| token)
         .filter(|&t| t != DOCUMENT_END)
         .collect();
     let per_token = crate::pool::install(|| {
@@ -163,6 +186,8 @@ pub struct KneserNey {
     order_one: Vec<f64>,
     /// Discount of order `i + 1` at index `i`, where estimated.
     deltas: BTreeMap<usize, f64>,
+    /// The frequent contexts' counts (shared by the model's clones).
+    memo: std::sync::Arc<NextTokenMemo>,
 }
 
 impl KneserNey {
@@ -184,6 +209,7 @@ impl KneserNey {
             vocab,
             order_one: Vec::new(),
             deltas,
+            memo: std::sync::Arc::new(NextTokenMemo::frequent()),
         };
         let unigram_counts = next_token_counts(engine, &[], ends)?;
         let total: u64 = unigram_counts.iter().map(|&(_, c)| c).sum();
@@ -260,11 +286,14 @@ impl KneserNey {
 
     /// The smoothed distribution of the token after `context` (every suffix of
     /// it interpolated, as tokengrams' `get_smoothed_probs`): `vocab_size` values.
+    /// `engine` is the one the model was made from (its frequent contexts'
+    /// counts are remembered with the model).
     pub fn probs(&self, engine: &Engine, context: &[u32]) -> Result<Vec<f64>> {
         engine.encode(context)?;
         let mut row = self.order_one.clone();
         for len in 1..=context.len() {
-            let counts = next_token_counts(engine, &context[context.len() - len..], self.ends)?;
+            let suffix = &context[context.len() - len..];
+            let counts = next_token_counts_memo(engine, &self.memo, suffix, self.ends)?;
             if counts.is_empty() {
                 // A longer context is followed by nothing either.
                 break;
@@ -284,6 +313,8 @@ pub enum Sampling<'a> {
         n: usize,
         /// What a document end counts as.
         ends: DocumentEnds,
+        /// Frequent contexts' counts kept between batches (filled from this engine).
+        memo: Option<&'a NextTokenMemo>,
     },
     /// The Kneser-Ney distribution after the last n − 1 tokens.
     KneserNey {
@@ -357,16 +388,52 @@ pub fn sample(
     seed: u64,
     index: u64,
 ) -> Result<Vec<u32>> {
+    sample_with(
+        engine,
+        &NextTokenMemo::new(0, 0),
+        context,
+        how,
+        k,
+        seed,
+        index,
+    )
+}
+
+/// [`sample`] with the unsmoothed counts through `memo` (a batch's samples
+/// share their contexts' counts: every sample of a context starts from it).
+fn sample_with(
+    engine: &Engine,
+    memo: &NextTokenMemo,
+    context: &[u32],
+    how: Sampling<'_>,
+    k: usize,
+    seed: u64,
+    index: u64,
+) -> Result<Vec<u32>> {
     engine.encode(context)?;
     let mut rng = sample_rng(seed, index);
     let mut sequence = context.to_vec();
     sequence.reserve(k);
     for _ in 0..k {
         let token = match how {
-            Sampling::Unsmoothed { n, ends } => {
+            Sampling::Unsmoothed {
+                n,
+                ends,
+                memo: kept,
+            } => {
                 check_order(n)?;
                 let recent = &sequence[sequence.len().saturating_sub(n - 1)..];
-                let counts = next_token_counts(engine, recent, ends)?;
+                let raw = match kept.and_then(|kept| kept.get(recent)) {
+                    Some(known) => known,
+                    None => {
+                        let counts = memo.counts(engine, recent)?;
+                        if let Some(kept) = kept {
+                            kept.offer(recent, &counts);
+                        }
+                        counts
+                    }
+                };
+                let counts = with_document_ends(engine, &raw, ends);
                 draw_counts(&mut rng, &counts).ok_or_else(|| {
                     Error::InvalidQuery(format!(
                         "unsmoothed sampling stopped: no token follows the context {recent:?} in the index"
@@ -407,12 +474,14 @@ pub fn sample_batch(
     let rows = contexts.len().checked_mul(num_samples).ok_or_else(|| {
         Error::InvalidQuery("too many samples: contexts × num_samples overflows".into())
     })?;
+    // Only this batch's contexts: no older than the call, so kept whatever their count.
+    let memo = NextTokenMemo::new(0, crate::next_tokens::MEMO_MAX_PAIRS);
     crate::pool::install(|| {
         (0..rows)
             .into_par_iter()
             .map(|row| {
                 let context = contexts[row / num_samples.max(1)];
-                sample(engine, context, how, k, seed, row as u64)
+                sample_with(engine, &memo, context, how, k, seed, row as u64)
             })
             .collect()
     })
