@@ -170,6 +170,17 @@ pub fn count_many(engine: &Engine, queries: &[&[u32]]) -> Vec<Result<u64>> {
         .collect()
 }
 
+/// Whether every shard of `engine` is searched in lockstep by [`find_many`] (mapped
+/// files, no accelerator): elsewhere searches run one after another, and
+/// speculative ones would only add reads.
+pub(crate) fn lockstep_applies(engine: &Engine) -> bool {
+    engine.shards().iter().all(|shard| {
+        matches!(shard.tokenized_file(), IndexFile::Local(_))
+            && matches!(shard.table_file(), IndexFile::Local(_))
+            && shard.accelerator().is_none()
+    })
+}
+
 /// Where each of the encoded `queries` occurs over the whole index, as
 /// [`Engine::find_bytes`] over every shard's whole range gives it, the searches
 /// of a mapped shard stepped in lockstep (see [`count_many`]): for searches that
@@ -309,6 +320,10 @@ fn narrow_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<(u64, u64)> {
 /// twice this many misses in flight, about what a core's line-fill buffers hold.
 const HOT_PROBES: usize = 7;
 
+/// A range whose suffix-array entries take at most this many bytes has them all
+/// hinted before [`find_hot`]'s first round.
+const HINT_WHOLE_TABLE_BYTES: u64 = 1024;
+
 /// [`Shard::find`] of one query on a shard whose pages are in RAM, for latency:
 /// the sampled keys searched for both bounds at once with the next level's keys
 /// hinted, then both bounds finished k-ary in the suffix array, each round hinting
@@ -384,11 +399,21 @@ fn bounds_hot(shard: &Shard, query: &[u8], (lo, hi): (u64, u64)) -> Result<(u64,
     let (mut lower, mut upper) = ((lo, hi), (lo, hi));
     let mut probes = [0u64; 2 * HOT_PROBES];
     let mut ptrs = [0u64; 2 * HOT_PROBES];
-    loop {
-        let mut n = spread(lower, &mut probes, 0);
-        if upper != lower {
-            n = spread(upper, &mut probes, n);
+    // A narrow range's pointers (a bucket or two of sampled keys) fit a few lines:
+    // hinted all at once, only the first round waits for them.
+    if (hi - lo).saturating_mul(ps as u64) <= HINT_WHOLE_TABLE_BYTES {
+        for at in (lo as usize * ps..hi as usize * ps).step_by(64) {
+            prefetch(table, at);
         }
+    }
+    loop {
+        // One bracket for both bounds: all the round's probes spread over it.
+        let n = if upper == lower {
+            spread(lower, 2 * HOT_PROBES, &mut probes, 0)
+        } else {
+            let n = spread(lower, HOT_PROBES, &mut probes, 0);
+            spread(upper, HOT_PROBES, &mut probes, n)
+        };
         if n == 0 {
             break;
         }
@@ -433,12 +458,12 @@ fn bounds_hot(shard: &Shard, query: &[u8], (lo, hi): (u64, u64)) -> Result<(u64,
     Ok((lower.0, upper.0.max(lower.0)))
 }
 
-/// Writes into `probes[at..]` up to [`HOT_PROBES`] ranks spread evenly over the
+/// Writes into `probes[at..]` up to `most` ranks spread evenly over the
 /// undecided ranks `[lo, hi)` of a bracket `[lo, hi]` (every one of them when
 /// fewer); returns the new end.
-fn spread((lo, hi): (u64, u64), probes: &mut [u64], at: usize) -> usize {
+fn spread((lo, hi): (u64, u64), most: usize, probes: &mut [u64], at: usize) -> usize {
     let n = hi - lo;
-    let m = (HOT_PROBES as u64).min(n);
+    let m = (most as u64).min(n);
     for j in 0..m {
         probes[at + j as usize] = lo + (j + 1) * n / (m + 1);
     }

@@ -212,6 +212,12 @@ impl Engine {
             self.longest_occurring_suffix(&bytes[..from * w])?
         };
         let mut start = from - suffix_len;
+        // Speculative searches only where they overlap (see `interleave::find_many`).
+        let drop_candidates = if crate::interleave::lockstep_applies(self) {
+            DROP_CANDIDATES
+        } else {
+            1
+        };
         let mut out = Scores::with_capacity(positions - from, options);
         for i in from..positions {
             let suffix_len = i - start;
@@ -263,7 +269,7 @@ impl Engine {
                     context = everything.clone();
                     break;
                 }
-                let last = (first + DROP_CANDIDATES - 1).min(i);
+                let last = (first + drop_candidates - 1).min(i);
                 let candidates: Vec<&[u8]> =
                     (first..=last).map(|s| &bytes[s * w..(i + 1) * w]).collect();
                 let found = if candidates.len() == 1 {
