@@ -39,7 +39,7 @@ fn prefetch_ptr(ptr: *const u8) {
     let _ = ptr;
 }
 
-use crate::engine::Engine;
+use crate::engine::{Engine, FindResult};
 use crate::error::Result;
 use crate::shard::Shard;
 use crate::storage::IndexFile;
@@ -170,6 +170,49 @@ pub fn count_many(engine: &Engine, queries: &[&[u32]]) -> Vec<Result<u64>> {
         .collect()
 }
 
+/// Whether every shard of `engine` is searched in lockstep by [`find_many`] (mapped
+/// files, no accelerator): elsewhere searches run one after another, and
+/// speculative ones would only add reads.
+pub(crate) fn lockstep_applies(engine: &Engine) -> bool {
+    engine.shards().iter().all(|shard| {
+        matches!(shard.tokenized_file(), IndexFile::Local(_))
+            && matches!(shard.table_file(), IndexFile::Local(_))
+            && shard.accelerator().is_none()
+    })
+}
+
+/// Where each of the encoded `queries` occurs over the whole index, as
+/// [`Engine::find_bytes`] over every shard's whole range gives it, the searches
+/// of a mapped shard stepped in lockstep (see [`count_many`]): for searches that
+/// are independent of each other, e.g. speculative ones, whose misses overlap.
+pub(crate) fn find_many(engine: &Engine, queries: &[&[u8]]) -> Result<Vec<FindResult>> {
+    let mut found: Vec<FindResult> = queries
+        .iter()
+        .map(|_| FindResult {
+            count: 0,
+            ranges: Vec::with_capacity(engine.shards().len()),
+        })
+        .collect();
+    for shard in engine.shards() {
+        let whole = (0, shard.num_tokens());
+        let mapped = matches!(shard.tokenized_file(), IndexFile::Local(_))
+            && matches!(shard.table_file(), IndexFile::Local(_))
+            && shard.accelerator().is_none()
+            && queries.iter().all(|q| !q.is_empty());
+        let ranges: Vec<Result<(u64, u64)>> = if mapped {
+            find_interleaved(shard, queries)
+        } else {
+            queries.iter().map(|q| shard.find(q, whole)).collect()
+        };
+        for (result, range) in found.iter_mut().zip(ranges) {
+            let range = range?;
+            result.count += range.1 - range.0;
+            result.ranges.push(range);
+        }
+    }
+    Ok(found)
+}
+
 /// [`Shard::find`] of each query over the whole shard, the searches stepped in
 /// lockstep (see [`count_many`]); the shard's files are mapped.
 fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>> {
@@ -271,4 +314,158 @@ fn narrow_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<(u64, u64)> {
             None => full,
         })
         .collect()
+}
+
+/// Ranks each bound probes in one round of [`find_hot`]: with two bounds, up to
+/// twice this many misses in flight, about what a core's line-fill buffers hold.
+const HOT_PROBES: usize = 7;
+
+/// A range whose suffix-array entries take at most this many bytes has them all
+/// hinted before [`find_hot`]'s first round.
+const HINT_WHOLE_TABLE_BYTES: u64 = 1024;
+
+/// [`Shard::find`] of one query on a shard whose pages are in RAM, for latency:
+/// the sampled keys searched for both bounds at once with the next level's keys
+/// hinted, then both bounds finished k-ary in the suffix array, each round hinting
+/// the pointers of all its probes, then their texts, then comparing. A round
+/// costs about two memory latencies where a bisection step costs two, and takes
+/// up to [`HOT_PROBES`] steps' worth of range at once. `None` where it does not
+/// apply (files not mapped, or no sign that they are in RAM: neither sampled
+/// keys, built after open, nor an accelerator that chose the plain path).
+pub(crate) fn find_hot(
+    shard: &Shard,
+    query: &[u8],
+    within: (u64, u64),
+) -> Option<Result<(u64, u64)>> {
+    let (IndexFile::Local(_), IndexFile::Local(_)) = (shard.table_file(), shard.tokenized_file())
+    else {
+        return None;
+    };
+    let range = match shard.narrowing(query, within) {
+        Some(narrowing) => narrow_hot(&narrowing),
+        None if shard.accelerator().is_some() => match shard.narrow(query, within) {
+            Ok(range) => range,
+            Err(e) => return Some(Err(e)),
+        },
+        None => return None,
+    };
+    Some(bounds_hot(shard, query, range))
+}
+
+/// The two partition points of a [`Narrowing`]'s keys (below its low key, at or
+/// below its high key) in one branch-free loop, the keys both outcomes of each
+/// step would probe next hinted: the tail of the search, past the cached top
+/// levels, then overlaps its misses.
+fn narrow_hot(narrowing: &crate::shard::Narrowing<'_>) -> (u64, u64) {
+    let keys = narrowing.keys;
+    if keys.is_empty() {
+        return narrowing.range(0, 0);
+    }
+    let (low, high) = (narrowing.low_key, narrowing.high_key);
+    let (mut first, mut past, mut size) = (0usize, 0usize, keys.len());
+    while size > 1 {
+        let half = size / 2;
+        let next_half = (size - half) / 2;
+        prefetch_item(keys, first + next_half);
+        prefetch_item(keys, first + half + next_half);
+        prefetch_item(keys, past + next_half);
+        prefetch_item(keys, past + half + next_half);
+        if keys[first + half] < low {
+            first += half;
+        }
+        if keys[past + half] <= high {
+            past += half;
+        }
+        size -= half;
+    }
+    first += (keys[first] < low) as usize;
+    past += (keys[past] <= high) as usize;
+    narrowing.range(first, past)
+}
+
+/// Both bounds of `query` inside `range` (which holds them), k-ary: each bound is
+/// known to lie in a bracket `[lo, hi]`; a round probes up to [`HOT_PROBES`] ranks
+/// spread over each open bracket (one set while the two brackets are the same),
+/// and every probe's order narrows both brackets (ranks sorted ⇒ suffixes sorted).
+fn bounds_hot(shard: &Shard, query: &[u8], (lo, hi): (u64, u64)) -> Result<(u64, u64)> {
+    let (Ok(table), Ok(text)) = (
+        shard.table_file().local_bytes(),
+        shard.tokenized_file().local_bytes(),
+    ) else {
+        return shard.find(query, (lo, hi));
+    };
+    let ps = shard.ptr_size();
+    // [lo, hi] brackets of the first rank not below the query and of the first above it.
+    let (mut lower, mut upper) = ((lo, hi), (lo, hi));
+    let mut probes = [0u64; 2 * HOT_PROBES];
+    let mut ptrs = [0u64; 2 * HOT_PROBES];
+    // A narrow range's pointers (a bucket or two of sampled keys) fit a few lines:
+    // hinted all at once, only the first round waits for them.
+    if (hi - lo).saturating_mul(ps as u64) <= HINT_WHOLE_TABLE_BYTES {
+        for at in (lo as usize * ps..hi as usize * ps).step_by(64) {
+            prefetch(table, at);
+        }
+    }
+    loop {
+        // One bracket for both bounds: all the round's probes spread over it.
+        let n = if upper == lower {
+            spread(lower, 2 * HOT_PROBES, &mut probes, 0)
+        } else {
+            let n = spread(lower, HOT_PROBES, &mut probes, 0);
+            spread(upper, HOT_PROBES, &mut probes, n)
+        };
+        if n == 0 {
+            break;
+        }
+        let probes = &probes[..n];
+        for &rank in probes {
+            prefetch(table, (rank as usize).saturating_mul(ps));
+            crate::reads::touch(shard.table_file(), rank * ps as u64, ps as u64);
+        }
+        crate::reads::round(shard.number);
+        for (&rank, ptr) in probes.iter().zip(ptrs.iter_mut()) {
+            *ptr = shard.ptr_at(rank)?;
+            prefetch(text, *ptr as usize);
+        }
+        for (&rank, &ptr) in probes.iter().zip(&ptrs) {
+            let start = ptr as usize;
+            let end = start.saturating_add(query.len()).min(text.len());
+            crate::reads::touch(shard.tokenized_file(), ptr, (end - start) as u64);
+            match text[start..end].cmp(query) {
+                std::cmp::Ordering::Less => {
+                    lower.0 = lower.0.max(rank + 1);
+                    upper.0 = upper.0.max(rank + 1);
+                }
+                std::cmp::Ordering::Equal => {
+                    lower.1 = lower.1.min(rank);
+                    upper.0 = upper.0.max(rank + 1);
+                }
+                std::cmp::Ordering::Greater => {
+                    lower.1 = lower.1.min(rank);
+                    upper.1 = upper.1.min(rank);
+                }
+            }
+        }
+        crate::reads::round(shard.number);
+        // A bracket emptied by a table that is not sorted: stop, never loop.
+        if lower.0 > lower.1 || upper.0 > upper.1 {
+            return Err(crate::Error::corrupt(
+                shard.table_file().path(),
+                format!("suffix array is not sorted around ranks {lo}..{hi}"),
+            ));
+        }
+    }
+    Ok((lower.0, upper.0.max(lower.0)))
+}
+
+/// Writes into `probes[at..]` up to `most` ranks spread evenly over the
+/// undecided ranks `[lo, hi)` of a bracket `[lo, hi]` (every one of them when
+/// fewer); returns the new end.
+fn spread((lo, hi): (u64, u64), most: usize, probes: &mut [u64], at: usize) -> usize {
+    let n = hi - lo;
+    let m = (most as u64).min(n);
+    for j in 0..m {
+        probes[at + j as usize] = lo + (j + 1) * n / (m + 1);
+    }
+    at + m as usize
 }

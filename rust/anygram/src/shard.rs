@@ -639,6 +639,10 @@ impl Shard {
 
     /// [`Shard::find`] by binary search (inside the sampled keys' or the tree's bracket).
     fn plain_find(&self, query: &[u8], within: RankRange) -> Result<RankRange> {
+        // Pages in RAM: the search that overlaps its misses (interleave.rs).
+        if let Some(found) = crate::interleave::find_hot(self, query, within) {
+            return found;
+        }
         let (mut lo, mut hi) = self.narrow(query, within)?;
         // Both bounds share their search until the first matching rank; then the
         // lower bound continues on the left and the upper bound on the right.

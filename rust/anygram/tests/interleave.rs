@@ -78,3 +78,56 @@ fn interleaved_counts_match_brute_force() {
         }
     }
 }
+
+/// A single count on a shard with sampled keys takes the hot search (k-ary bounds,
+/// `interleave::find_hot`); it and the interleaved batch against brute force, on a small alphabet so that matches span many ranks
+/// and many probe rounds, with queries taken from the text (they occur) and random.
+#[test]
+fn hot_searches_match_brute_force() {
+    for (case, width) in [TokenWidth::U8, TokenWidth::U16, TokenWidth::U32]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(100 + case as u64);
+        let ids = &byte_order_tokens(width)[..3];
+        let docs: Vec<Vec<u32>> = (0..30)
+            .map(|_| {
+                (0..rng.gen_range(0..400))
+                    .map(|_| ids[rng.gen_range(0..ids.len())])
+                    .collect()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_plain_index(dir.path(), &docs, width, 2);
+        let streams = shard_streams(&docs, width.separator(), 2);
+        let engine = open(dir.path(), width).unwrap();
+        let rate = [1, 16, 64][case];
+        engine
+            .shards()
+            .iter()
+            .for_each(|s| s.build_samples_every(rate));
+        let queries: Vec<Vec<u32>> = (0..300)
+            .map(|_| {
+                let len = rng.gen_range(1..24);
+                let doc = &docs[rng.gen_range(0..docs.len())];
+                if rng.gen_bool(0.7) && doc.len() > len {
+                    let at = rng.gen_range(0..doc.len() - len);
+                    doc[at..at + len].to_vec()
+                } else {
+                    (0..len).map(|_| ids[rng.gen_range(0..ids.len())]).collect()
+                }
+            })
+            .collect();
+        for query in &queries {
+            assert_eq!(
+                engine.count(query).unwrap(),
+                brute_count(&streams, query),
+                "{width:?} rate {rate} {query:?}"
+            );
+        }
+        let slices: Vec<&[u32]> = queries.iter().map(Vec::as_slice).collect();
+        for (query, count) in queries.iter().zip(count_many(&engine, &slices)) {
+            assert_eq!(count.unwrap(), brute_count(&streams, query), "{query:?}");
+        }
+    }
+}
