@@ -566,14 +566,18 @@ impl Engine {
             if settled {
                 break;
             }
-            let candidates = match (first_batch, eager) {
-                (true, false) => doubling_lengths(len.min(untied)),
-                (true, true) => eager_lengths(len.min(untied)),
-                (false, _) => split_evenly(lo, hi),
+            // A batch that brackets the answer: the first; or, when every
+            // length within the keys occurs (and is frequent), the doubling
+            // lengths past them. Then one inside the bracket.
+            let (candidates, bracketing) = match (first_batch, eager) {
+                (true, false) => (doubling_lengths(len.min(untied)), true),
+                (true, true) => (eager_lengths(len.min(untied)), true),
+                (false, _) if hi > len => (doubling_lengths_from(lo, len), true),
+                (false, _) => (split_evenly(lo, hi), false),
             };
             // The bracket's batch carries the continuations, so that its answer
             // is final: the candidates', and the best so far's inside its range.
-            let with_next = next.filter(|_| !first_batch || eager);
+            let with_next = next.filter(|_| !bracketing || eager);
             first_batch = false;
             let mut searches: Vec<(Vec<u8>, Vec<RankRange>)> = Vec::new();
             for &n in &candidates {
@@ -764,7 +768,8 @@ impl Engine {
     pub fn infgram_prob(&self, context: &[u32], token: u32) -> Result<ProbResult> {
         let query = self.encode_with(context, token)?;
         let (prompt_bytes, next) = query.split_at(query.len() - self.width.bytes());
-        let found = self.longest_suffix_of(prompt_bytes, context.len(), Some(next), Want::Counts)?;
+        let found =
+            self.longest_suffix_of(prompt_bytes, context.len(), Some(next), Want::Counts)?;
         let (prompt, cont) = (found.prompt.count, found.cont.map_or(0, |c| c.count));
         Ok(ProbResult {
             prompt_count: prompt,
@@ -849,6 +854,15 @@ fn doubling_lengths(len: usize) -> Vec<usize> {
     if len > 0 {
         lengths.push(len);
     }
+    lengths
+}
+
+/// The lengths `2·lo`, `4·lo`, … below `len`, and `len` itself (`0 < lo < len`).
+fn doubling_lengths_from(lo: usize, len: usize) -> Vec<usize> {
+    let mut lengths: Vec<usize> = std::iter::successors(lo.checked_mul(2), |n| n.checked_mul(2))
+        .take_while(|&n| n < len)
+        .collect();
+    lengths.push(len);
     lengths
 }
 

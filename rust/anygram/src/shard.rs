@@ -378,10 +378,11 @@ impl Shard {
     /// Whether this shard's recent rounds of reads came from RAM (see [`crate::accel::Warmth`]).
     /// Whether a round of reads costs a device read or a round trip: in object
     /// storage, or locally while the accelerator's rounds read the disk (a
-    /// shard without one is taken to be in RAM, as its plain searches assume).
-    /// Slow rounds are worth batching and hinting, and reading ahead.
+    /// shard without one is taken to be in RAM, as its plain searches assume),
+    /// or while reads are counted (a counted query reports the rounds that
+    /// matter where rounds cost). Slow rounds are worth hinting and reading ahead.
     pub(crate) fn reads_are_slow(&self) -> bool {
-        self.is_remote() || (self.accelerator().is_some() && !self.warmth().is_hot())
+        self.is_remote() || (self.accelerator().is_some() && !self.warmth().rounds_are_free())
     }
 
     pub(crate) fn warmth(&self) -> &crate::accel::Warmth {

@@ -248,7 +248,10 @@ fn a_rare_context_after_boilerplate_longer_than_the_keys_costs_a_count_and_two_r
         let (got, reads) = anygram::reads::record(|| fast.infgram_prob(context, token).unwrap());
         assert_eq!(got, plain.infgram_prob(context, token).unwrap());
         let (suffix_len, prompt, cont) = brute_infgram(&streams, context, token);
-        assert_eq!((got.suffix_len, got.prompt_count, got.cont_count), (suffix_len, prompt, cont));
+        assert_eq!(
+            (got.suffix_len, got.prompt_count, got.cont_count),
+            (suffix_len, prompt, cont)
+        );
         // A count of a pattern within the keys' length costs 3 rounds here.
         let (_, count_reads) = anygram::reads::record(|| fast.count(&context[..32]).unwrap());
         assert!(count_reads.max_rounds_per_shard() <= 3);
