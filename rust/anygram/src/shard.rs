@@ -375,7 +375,6 @@ impl Shard {
         }
     }
 
-    /// Whether this shard's recent rounds of reads came from RAM (see [`crate::accel::Warmth`]).
     /// Whether a round of reads costs a device read or a round trip: in object
     /// storage, or locally while the accelerator's rounds read the disk (a
     /// shard without one is taken to be in RAM, as its plain searches assume),
@@ -385,6 +384,7 @@ impl Shard {
         self.is_remote() || (self.accelerator().is_some() && !self.warmth().rounds_are_free())
     }
 
+    /// Whether this shard's recent rounds of reads came from RAM (see [`crate::accel::Warmth`]).
     pub(crate) fn warmth(&self) -> &crate::accel::Warmth {
         &self.warmth
     }
