@@ -560,7 +560,12 @@ impl Engine {
             if settled && (next.is_none() || best.cont.is_some()) {
                 break;
             }
-            if want == Want::Counts && lo > 0 && best.prompt.count <= EXTEND_MAX_OCCURRENCES {
+            let window_bytes = ((hi - lo - 1).min(len - lo) * self.width.bytes()) as u64;
+            if want == Want::Counts
+                && lo > 0
+                && best.prompt.count <= EXTEND_MAX_OCCURRENCES
+                && best.prompt.count.saturating_mul(window_bytes) <= EXTEND_MAX_BYTES
+            {
                 return self.extend_rare_suffix(query, len, (lo, hi), &best.prompt, next);
             }
             if settled {
@@ -826,6 +831,10 @@ const SUFFIX_BATCH: usize = 16;
 /// the longest one from its text (two rounds: its pointers, then one window
 /// each) rather than a batch of searches (three rounds, a few pages each).
 const EXTEND_MAX_OCCURRENCES: u64 = 64;
+
+/// Most text [`Engine::extend_rare_suffix`] reads before the occurrences, all
+/// together: a context of many thousand tokens searches its lengths instead.
+const EXTEND_MAX_BYTES: u64 = 1 << 20;
 
 /// What a caller of [`Engine::longest_suffix_of`] needs of the answer.
 #[derive(Clone, Copy, PartialEq, Eq)]
