@@ -602,7 +602,7 @@ impl Warmth {
 
 /// One round of reads in flight: started together where that helps, and
 /// timed on local files so that [`Warmth`] learns whether hints pay.
-struct Round<'s> {
+pub(crate) struct Round<'s> {
     warmth: Option<&'s Warmth>,
     started: std::time::Instant,
     reads: usize,
@@ -610,7 +610,11 @@ struct Round<'s> {
 
 impl<'s> Round<'s> {
     /// Starts reading `ranges` of `file`, one of `shard`'s files, and counts them.
-    fn start(shard: &'s Shard, file: &IndexFile, ranges: &[(u64, u64)]) -> Result<Round<'s>> {
+    pub(crate) fn start(
+        shard: &'s Shard,
+        file: &IndexFile,
+        ranges: &[(u64, u64)],
+    ) -> Result<Round<'s>> {
         let local = matches!(file, IndexFile::Local(_));
         if !(local && shard.warmth().is_hot()) {
             advise(file, ranges)?;
@@ -627,7 +631,7 @@ impl<'s> Round<'s> {
     }
 
     /// The round's reads are done.
-    fn end(self) {
+    pub(crate) fn end(self) {
         if let Some(warmth) = self.warmth {
             warmth.record(self.started.elapsed(), self.reads);
         }

@@ -560,7 +560,7 @@ impl Engine {
             if settled && (next.is_none() || best.cont.is_some()) {
                 break;
             }
-            let window_bytes = ((hi - lo - 1).min(len - lo) * self.width.bytes()) as u64;
+            let window_bytes = (extension_reach(len, (lo, hi)) * self.width.bytes()) as u64;
             if want == Want::Counts
                 && lo > 0
                 && best.prompt.count <= EXTEND_MAX_OCCURRENCES
@@ -648,7 +648,7 @@ impl Engine {
     ) -> Result<SuffixMatch> {
         let w = self.width.bytes();
         let prefix = &query[..(len - lo) * w];
-        let reach = (hi - lo - 1).min(len - lo);
+        let reach = extension_reach(len, (lo, hi));
         let next = next.map(|bytes| self.width.read_token(bytes) as u64);
         // Per occurrence: how many tokens before it match the context's, and
         // whether `next` follows it.
@@ -835,6 +835,12 @@ const EXTEND_MAX_OCCURRENCES: u64 = 64;
 /// Most text [`Engine::extend_rare_suffix`] reads before the occurrences, all
 /// together: a context of many thousand tokens searches its lengths instead.
 const EXTEND_MAX_BYTES: u64 = 1 << 20;
+
+/// Tokens [`Engine::extend_rare_suffix`] reads before each occurrence of the
+/// `lo`-token suffix of a `len`-token context when the `hi`-token one is absent.
+fn extension_reach(len: usize, (lo, hi): (usize, usize)) -> usize {
+    (hi - lo - 1).min(len - lo)
+}
 
 /// What a caller of [`Engine::longest_suffix_of`] needs of the answer.
 #[derive(Clone, Copy, PartialEq, Eq)]

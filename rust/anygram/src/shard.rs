@@ -964,8 +964,8 @@ impl Shard {
     /// For each suffix in `range`, in rank order: up to `before` bytes of the
     /// text just before it (fewer at the start of the shard) and the stored
     /// value `after` bytes into it (a token, the separator or [`END_OF_SHARD`]).
-    /// Two rounds of reads, each issued together: the range's pointers in one
-    /// piece, then every window. What the ∞-gram needs to extend a rare suffix
+    /// Two rounds of reads ([`crate::accel::Round`]: hinted together, timed), the
+    /// range's pointers in one piece, then every window. What the ∞-gram needs to extend a rare suffix
     /// to the left without a search per length.
     pub fn occurrence_windows(
         &self,
@@ -973,15 +973,12 @@ impl Shard {
         before: u64,
         after: u64,
     ) -> Result<Vec<(Cow<'_, [u8]>, u64)>> {
-        let hint = self.reads_are_slow();
+        use crate::accel::Round;
         let ps = self.ptr_size as u64;
         let entries = [(range.0 * ps, (range.1.saturating_sub(range.0)) * ps)];
-        if hint {
-            self.table.prefetch(&entries)?;
-        }
-        crate::reads::touch(&self.table, entries[0].0, entries[0].1);
-        crate::reads::round(self.number);
+        let round = Round::start(self, &self.table, &entries)?;
         let ptrs = self.ptrs_in(range.0, range.1)?;
+        round.end();
         let w = self.width.bytes() as u64;
         let mut windows = Vec::with_capacity(2 * ptrs.len());
         for &ptr in &ptrs {
@@ -991,20 +988,17 @@ impl Shard {
                 windows.push((next, w));
             }
         }
-        if hint {
-            self.tokenized.prefetch(&windows)?;
-        }
-        for &(at, len) in &windows {
-            crate::reads::touch(&self.tokenized, at, len);
-        }
-        crate::reads::round(self.number);
-        ptrs.iter()
+        let round = Round::start(self, &self.tokenized, &windows)?;
+        let found = ptrs
+            .iter()
             .map(|&ptr| {
                 let start = ptr.saturating_sub(before);
                 let text = self.tokenized.read_at(start, ptr - start)?;
                 Ok((text, self.stored_at(ptr.saturating_add(after))?))
             })
-            .collect()
+            .collect();
+        round.end();
+        found
     }
 
     /// The document holding byte offset `ptr` (< the tokens' size): the last
