@@ -21,7 +21,7 @@ can merge shard by shard exactly as the core merges its shards (``engine.rs``):
   where one shard has that suffix, else the ``ntd`` merge's for that context;
 - ``creativity``: per start, the furthest end over the shards; ``count_next``: the sum.
 
-A batch is one actor call per group and round, whatever its size. Queries given as text are
+A batch is one request per group and round, whatever its size (:mod:`.transport`). Queries given as text are
 tokenized on the driver with the index's tokenizer."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
 from .sampling import sample_distinct
+from .transport import Channel, Lost, QueryServer, ShardGroupError, round_trip, values
 from .views import shards_view
 
 # What a shard group answers: Engine's query and document methods (nothing else by name).
@@ -49,14 +50,25 @@ QUERY_METHODS = frozenset({
 
 class ShardGroup:
     """A group of an index's shards (the Ray actor's class): runs
-    :class:`anygram.Engine` query methods on its shards, many calls in one."""
+    :class:`anygram.Engine` query methods on its shards, many calls in one.
+
+    Queries reach it through its :class:`~.transport.QueryServer`, listening on its node's IP
+    (as Ray reports it: never every interface) at the port :meth:`address` tells; Ray only
+    starts it, restarts it, and asks it for that address."""
 
     def __init__(self, index: str, shards: List[int]):
+        from ray.util import get_node_ip_address
+
         self.views = tempfile.mkdtemp(prefix="anygram-shards-")
         self.engines = [shards_view(index, [s], os.path.join(self.views, f"shard.{s}")) for s in shards]
+        self.server = QueryServer(self.serve, get_node_ip_address())
 
-    def _method(self, i: int, name: str):
-        if name not in QUERY_METHODS:
+    def address(self) -> Tuple[str, int]:
+        """Where this group answers query frames."""
+        return self.server.address
+
+    def _method(self, i: int, name: Any):
+        if not isinstance(name, str) or name not in QUERY_METHODS:
             raise InvalidArgumentError(f"a shard group answers {sorted(QUERY_METHODS)}, not {name!r}")
         return getattr(self.engines[i], name)
 
@@ -68,18 +80,32 @@ class ShardGroup:
         """``(method, args)`` calls for each shard (positions in the group)."""
         return {i: [self._method(i, m)(*a) for m, a in calls] for i, calls in calls_by_shard.items()}
 
-    def serve(self, request: Optional[Tuple]) -> Any:
-        """One round's work for this group, the one method a cluster engine calls: None
+    def serve(self, request: Any) -> Any:
+        """One round's work for this group, the one thing a cluster engine asks: None
         (nothing this round), ``("all", method, args)`` (:meth:`call`) or ``("each",
-        calls_by_shard)`` (:meth:`call_mixed`)."""
+        calls_by_shard)`` (:meth:`call_mixed`). Its shape is checked first: it comes from
+        the network."""
         if request is None:
             return None
-        if request[0] == "all":
+        if _is_call_list(request, 3) and request[0] == "all" and isinstance(request[1], str) \
+                and _is_call_list(request[2]) and all(_is_call_list(a) for a in request[2]):
             return self.call(request[1], request[2])
-        return self.call_mixed(request[1])
+        if _is_call_list(request, 2) and request[0] == "each" and isinstance(request[1], dict) and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(self.engines)
+                and _is_call_list(calls) and all(_is_call_list(c, 2) and _is_call_list(c[1]) for c in calls)
+                for i, calls in request[1].items()):
+            return self.call_mixed(request[1])
+        raise InvalidArgumentError(f"a malformed shard-group request: {request!r:.200}")
 
     def __del__(self):
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.close()
         shutil.rmtree(getattr(self, "views", ""), ignore_errors=True)
+
+
+def _is_call_list(value: Any, length: Optional[int] = None) -> bool:
+    return isinstance(value, (list, tuple)) and (length is None or len(value) == length)
 
 
 def _powered_unit(total: int, max_support: int) -> int:
@@ -91,6 +117,9 @@ def _powered_unit(total: int, max_support: int) -> int:
 
 
 ACTOR_RESTARTS = 3
+# A round's default time limit: a group that has not answered by then is an error, not a
+# hang (a killed actor's connection fails at once; this is for a stalled or vanished one).
+DEFAULT_TIMEOUT_S = 120.0
 
 
 def shard_groups(num_shards: int, groups: int) -> List[List[int]]:
@@ -109,16 +138,23 @@ class ClusterEngine:
     group's shard files copied there). ``ray``: True or a cluster address (see
     :func:`anygram.distributed.connect`).
 
-    A query is one round of calls, one per group, straight to its actor (:meth:`ShardGroup.serve`),
-    of a few ids and numbers each: beside the local engine it costs Ray's round trip. (A Ray
-    compiled graph over the actors was tried: faster in a microbenchmark, but a round of the
-    test suite hung with every actor and the driver waiting on its channels, and the driver
-    busy-polls its channel while it waits, which shared cores cannot afford.)"""
+    A query is one round of requests, one per group, sent together straight to the groups'
+    sockets (:mod:`.transport`: Ray only starts the actors, restarts them and tells where
+    they listen), of a few ids and numbers each. A Ray actor call costs 0.7-1.3 ms by
+    itself, more than a query may add; a Ray compiled graph was faster but hung in the test
+    suite and busy-polled a core while it waited. A group whose connection fails (its actor
+    died) is found again through Ray once it is restarted and asked again (queries only
+    read); a round that gets no answer within ``timeout`` seconds raises
+    :class:`~.transport.ShardGroupError`."""
 
     def __init__(self, path: str, groups: Optional[int] = None, ray: Union[bool, str] = True,
-                 tokenizer: Optional[str] = None, verbatim: bool = False):
+                 tokenizer: Optional[str] = None, verbatim: bool = False, timeout: float = DEFAULT_TIMEOUT_S):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self._channels: List[Channel] = []
         self.verbatim = verbatim
         ray_mod = connect(ray)
         path = os.path.abspath(os.fspath(path))
@@ -151,17 +187,50 @@ class ClusterEngine:
                                max_task_retries=ACTOR_RESTARTS)(ShardGroup)
         self._actors = [actor.remote(path, g) for g in self._groups]
         self._where = {s: (a, i) for a, g in enumerate(self._groups) for i, s in enumerate(g)}
+        addresses = get([a.address.remote() for a in self._actors])
+        self._channels = [Channel(self._group_name(a), address) for a, address in enumerate(addresses)]
+
+    def _group_name(self, a: int) -> str:
+        group = self._groups[a]
+        shards = f"shard {group[0]}" if len(group) == 1 else f"shards {group[0]}-{group[-1]}"
+        return f"shard group {a} ({shards})"
 
     # -- fan-out ---------------------------------------------------------------------------
 
     def _round(self, requests: List[Optional[Tuple]]) -> List[Any]:
         """One round: ``requests[i]`` for group ``i`` (None: nothing); their replies."""
+        if not self._channels:
+            raise InvalidArgumentError(f"{self!r} is closed")
         wanted = [i for i, r in enumerate(requests) if r is not None]
-        replies = get([self._actors[i].serve.remote(requests[i]) for i in wanted])
+        outcomes = round_trip([(self._channels[i], requests[i]) for i in wanted], self.timeout)
+        lost = [k for k, outcome in enumerate(outcomes) if isinstance(outcome, Lost)]
+        if lost:
+            for k in lost:
+                self._find_again(wanted[k], outcomes[k].reason)
+            again = round_trip([(self._channels[wanted[k]], requests[wanted[k]]) for k in lost], self.timeout)
+            for k, outcome in zip(lost, again):
+                if isinstance(outcome, Lost):
+                    channel = self._channels[wanted[k]]
+                    raise ShardGroupError(f"{channel.name} at {channel.address[0]}:{channel.address[1]}: the "
+                                          f"connection failed again after Ray restarted it: {outcome.reason}")
+                outcomes[k] = outcome
+        replies = values(outcomes)
         out: List[Any] = [None] * len(requests)
         for i, reply in zip(wanted, replies):
             out[i] = reply
         return out
+
+    def _find_again(self, a: int, reason: str) -> None:
+        """Group ``a``'s connection failed (``reason``): its actor died. Ray restarts it;
+        its (new) address, once it answers, replaces the old connections."""
+        channel = self._channels[a]
+        try:
+            address = self._ray.get(self._actors[a].address.remote(), timeout=self.timeout)
+        except Exception as e:  # the actor out of restarts, or not back within the timeout
+            raise ShardGroupError(f"{channel.name} at {channel.address[0]}:{channel.address[1]}: its connection "
+                                  f"failed ({reason}) and Ray did not bring its actor back: "
+                                  f"{type(e).__name__}: {e}") from None
+        channel.moved(address)
 
     def _all(self, method: str, args: Sequence[Tuple]) -> List[List[Any]]:
         """``method`` on every shard for every argument tuple: results by shard, then tuple."""
@@ -183,10 +252,17 @@ class ClusterEngine:
                 for i, results in reply.items()}
 
     def close(self) -> None:
-        """Ends the actors."""
+        """Closes the connections and ends the actors."""
+        channels, self._channels = self._channels, []
+        for channel in channels:
+            channel.close()
         for a in self._actors:
             self._ray.kill(a)
         self._actors = []
+
+    def __del__(self):
+        for channel in getattr(self, "_channels", []):
+            channel.close()
 
     def __enter__(self) -> "ClusterEngine":
         return self

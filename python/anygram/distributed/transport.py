@@ -1,0 +1,460 @@
+"""The query data plane between a :class:`~anygram.distributed.engine.ClusterEngine` and its
+shard groups: length-prefixed msgpack frames over persistent TCP connections.
+
+Ray stays the control plane (it places the shard-group actors, restarts them, and tells the
+driver each one's address); a query goes straight from the driver to the groups' sockets,
+because a Ray actor call alone costs more than the 1 ms a cluster query may add.
+
+A frame is ``MAGIC``, the body's length (u64, little-endian) and the body, msgpack of plain
+values: None, bools, ints, floats, str, bytes, lists, dicts, and as extension types tuples,
+integers beyond 64 bits, and numpy arrays and scalars as a dtype/shape header and their raw
+bytes (numeric, boolean and fixed-width string dtypes only, never objects). Nothing is
+unpickled: a frame can only make values, and the shard group checks a request's shape and
+its method names against its allow-list before calling anything.
+
+Security: the port is unauthenticated (anyone who reaches it can run queries on the group's
+shards, nothing else). The shard group binds its node's IP as Ray reports it (127.0.0.1 for
+a loopback cluster), never 0.0.0.0, so put the cluster on a private network, as Ray's own
+ports must be.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import msgpack
+import numpy as np
+
+from .. import errors as anygram_errors
+from ..errors import AnygramError, InternalError, InvalidArgumentError
+
+MAGIC = b"AGQ1"
+HEADER = struct.Struct("<4sQ")
+# The largest request a shard group reads (a batch of millions of queries fits); a frame that
+# claims more is refused before anything is allocated for it.
+MAX_REQUEST_BYTES = 1 << 30
+# How long a shard group waits for a client to take a reply before dropping the connection.
+SEND_TIMEOUT_S = 60.0
+# How many idle connections a client keeps per group (one per thread that queried at once).
+MAX_IDLE = 16
+
+_TUPLE, _NDARRAY, _NPSCALAR, _BIGINT = 1, 2, 3, 4
+_SAFE_DTYPE_KINDS = frozenset("biufcSU")
+
+
+class ShardGroupError(AnygramError, ConnectionError):
+    """A shard group of a cluster engine that could not be reached, or did not answer
+    within the engine's timeout; the message names the group and its address."""
+
+
+class FrameError(InvalidArgumentError):
+    """A frame that is not a well-formed anygram query frame."""
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_TUPLE, _pack(list(obj)))
+    if isinstance(obj, np.ndarray):
+        _check_dtype(obj.dtype)
+        header = _pack([obj.dtype.str, list(obj.shape)])
+        return msgpack.ExtType(_NDARRAY, struct.pack("<I", len(header)) + header + obj.tobytes(order="C"))
+    if isinstance(obj, np.generic):
+        _check_dtype(obj.dtype)
+        return msgpack.ExtType(_NPSCALAR, _pack([obj.dtype.str, obj.tobytes()]))
+    if isinstance(obj, int):
+        if -(1 << 63) <= obj < (1 << 64):
+            return int(obj)  # an int subclass
+        return msgpack.ExtType(_BIGINT, str(int(obj)).encode())
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    raise TypeError(f"a cluster query cannot carry a {type(obj).__name__}")
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in _SAFE_DTYPE_KINDS or dtype.hasobject:
+        raise TypeError(f"a cluster query cannot carry arrays of dtype {dtype}")
+
+
+def _pack(obj: Any) -> bytes:
+    # strict_types: tuples and int/float/dict subclasses go through _default, so tuples stay tuples.
+    return msgpack.packb(obj, default=_default, strict_types=True, use_bin_type=True)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _TUPLE:
+        return tuple(_unpack(data))
+    if code == _NDARRAY:
+        (size,) = struct.unpack_from("<I", data)
+        dtype_str, shape = _unpack(data[4:4 + size])
+        dtype = np.dtype(dtype_str)
+        _check_dtype(dtype)
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ValueError(f"bad array shape {shape!r}")
+        return np.frombuffer(data, dtype=dtype, offset=4 + size).reshape(shape).copy()
+    if code == _NPSCALAR:
+        dtype_str, raw = _unpack(data)
+        dtype = np.dtype(dtype_str)
+        _check_dtype(dtype)
+        (value,) = np.frombuffer(raw, dtype=dtype, count=1)
+        return value
+    if code == _BIGINT:
+        return int(data.decode("ascii"))
+    raise ValueError(f"unknown extension type {code}")
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def encode_frame(value: Any) -> bytes:
+    body = _pack(value)
+    return HEADER.pack(MAGIC, len(body)) + body
+
+
+def decode_body(body: bytes) -> Any:
+    """A frame's body as values; :class:`FrameError` for anything that is not one."""
+    try:
+        return _unpack(body)
+    except Exception as e:  # msgpack's and our checks' errors alike: the frame is not ours
+        raise FrameError(f"malformed query frame: {type(e).__name__}: {e}") from None
+
+
+def _frame_length(header: bytes, limit: Optional[int]) -> int:
+    magic, length = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise FrameError(f"not an anygram query frame (it starts {bytes(header[:4])!r})")
+    if limit is not None and length > limit:
+        raise FrameError(f"a frame of {length} bytes is over the limit of {limit}")
+    return length
+
+
+# Errors a reply may name: anygram's own and the builtins an engine's argument checks raise.
+_ERRORS = {cls.__name__: cls for cls in vars(anygram_errors).values()
+           if isinstance(cls, type) and issubclass(cls, AnygramError)}
+_ERRORS.update({cls.__name__: cls for cls in (TypeError, ValueError, OverflowError, IndexError, KeyError)})
+
+
+def _error_reply(error: BaseException) -> bytes:
+    name = type(error).__name__
+    if _ERRORS.get(name) is not type(error):
+        name, message = "InternalError", f"{type(error).__name__}: {error}"
+    else:
+        message = str(error.args[0]) if len(error.args) == 1 else str(error)
+    return encode_frame([1, name, message])
+
+
+def _reply_value(reply: Any) -> Any:
+    """A decoded reply's value, or the error it names raised as its class."""
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == 0:
+        return reply[1]
+    if isinstance(reply, list) and len(reply) == 3 and reply[0] == 1:
+        raise _ERRORS.get(reply[1], InternalError)(reply[2])
+    raise InternalError(f"a shard group sent a malformed reply: {reply!r:.200}")
+
+
+# -- the shard group's side -------------------------------------------------------------------
+
+class QueryServer:
+    """Answers query frames on ``host`` (an ephemeral port): one thread with a selector over
+    the listening socket and every connection; each complete frame's request is passed to
+    ``handle`` and its value (or error) sent back on the same connection. A malformed frame
+    gets an error reply, or its connection closed when the framing itself is wrong; the
+    server goes on."""
+
+    def __init__(self, handle: Callable[[Any], Any], host: str):
+        self._handle = handle
+        self._listener = socket.create_server((host, 0))
+        self._listener.setblocking(False)
+        self.address: Tuple[str, int] = self._listener.getsockname()[:2]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="anygram-query-server", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            for key, _ in self._selector.select():
+                if key.data == "wake":
+                    return
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.fileobj, key.data)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._selector.register(conn, selectors.EVENT_READ, bytearray())
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        conn.close()
+
+    def _read(self, conn: socket.socket, buffer: bytearray) -> None:
+        try:
+            data = conn.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        buffer += data
+        while len(buffer) >= HEADER.size:
+            try:
+                length = _frame_length(bytes(buffer[:HEADER.size]), MAX_REQUEST_BYTES)
+            except FrameError:
+                self._drop(conn)  # not our framing: nothing on this connection can be trusted
+                return
+            if len(buffer) < HEADER.size + length:
+                return
+            body = bytes(buffer[HEADER.size:HEADER.size + length])
+            del buffer[:HEADER.size + length]
+            if not self._send(conn, self._answer(body)):
+                return
+
+    def _answer(self, body: bytes) -> bytes:
+        try:
+            value = self._handle(decode_body(body))
+        except Exception as e:
+            return _error_reply(e)
+        try:
+            return encode_frame([0, value])
+        except Exception as e:
+            return _error_reply(InternalError(f"a shard group's answer could not be encoded: {e}"))
+
+    def _send(self, conn: socket.socket, frame: bytes) -> bool:
+        try:
+            conn.settimeout(SEND_TIMEOUT_S)
+            conn.sendall(frame)
+            conn.setblocking(False)
+            return True
+        except OSError:
+            self._drop(conn)
+            return False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()
+        self._selector.close()
+        self._wake_w.close()
+
+
+# -- the client's side ------------------------------------------------------------------------
+
+def _keepalive(sock: socket.socket) -> None:
+    """A peer host that vanishes mid-query is noticed by TCP within ~25 s (Linux's options)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+class Channel:
+    """A shard group's address and the idle connections to it: each round takes its own
+    (threads never share one) and gives it back when the reply was read whole. Forked
+    children drop the connections they inherited and open their own."""
+
+    def __init__(self, name: str, address: Tuple[str, int]):
+        self.name = name
+        self.address = (str(address[0]), int(address[1]))
+        self._idle: List[socket.socket] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def take(self, timeout: float) -> socket.socket:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = [], os.getpid()  # the parent's: left to it, not closed here
+            if self._idle:
+                return self._idle.pop()
+            address = self.address
+        sock = socket.create_connection(address, timeout=max(timeout, 0.001))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _keepalive(sock)
+        sock.setblocking(False)
+        return sock
+
+    def give(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and len(self._idle) < MAX_IDLE:
+                self._idle.append(sock)
+                return
+        sock.close()
+
+    def moved(self, address: Tuple[str, int]) -> None:
+        """The group's (restarted) actor listens at ``address``: the old connections go."""
+        with self._lock:
+            self.address = (str(address[0]), int(address[1]))
+            idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = (self._idle if self._pid == os.getpid() else []), []
+        for sock in idle:
+            sock.close()
+
+
+class Lost:
+    """A round's outcome for a group whose connection failed (refused, reset, closed)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class _Exchange:
+    __slots__ = ("channel", "sock", "out", "sent", "header", "body", "got", "outcome")
+
+    def __init__(self, channel: Channel, frame: bytes):
+        self.channel = channel
+        self.sock: Optional[socket.socket] = None
+        self.out = memoryview(frame)
+        self.sent = 0
+        self.header = bytearray(HEADER.size)
+        self.body: Optional[bytearray] = None
+        self.got = 0
+        self.outcome: Any = None
+
+    def fail(self, reason: str) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.outcome = Lost(reason)
+
+    def send_some(self) -> bool:
+        """Sends what the socket takes; True once the whole request is out."""
+        while self.sent < len(self.out):
+            try:
+                self.sent += self.sock.send(self.out[self.sent:])
+            except (BlockingIOError, InterruptedError):
+                return False
+        return True
+
+    def read_some(self) -> bool:
+        """Reads what arrived; True once the whole reply is in (``outcome`` set)."""
+        while True:
+            target = self.header if self.body is None else self.body
+            if self.got < len(target):
+                try:
+                    n = self.sock.recv_into(memoryview(target)[self.got:])
+                except (BlockingIOError, InterruptedError):
+                    return False
+                if n == 0:
+                    raise ConnectionResetError("the shard group closed the connection")
+                self.got += n
+                continue
+            if self.body is None:
+                self.body = bytearray(_frame_length(bytes(self.header), None))
+                self.got = 0
+                continue
+            self.outcome = decode_body(self.body)
+            self.channel.give(self.sock)
+            self.sock = None
+            return True
+
+
+def round_trip(requests: Sequence[Tuple[Channel, Any]], timeout: float) -> List[Any]:
+    """Sends each request to its channel's group and reads every reply, all at once (one
+    selector, non-blocking sockets), within ``timeout`` seconds for the whole round.
+    Returns per request its value or a :class:`Lost` (its connection failed: the caller
+    may find the group again and retry). A group's error reply is raised (the first one,
+    after every reply was read, so that no connection is left mid-reply); a round that
+    runs out of time raises :class:`ShardGroupError` naming the groups it waited on."""
+    deadline = time.monotonic() + timeout
+    exchanges = [_Exchange(channel, encode_frame(request)) for channel, request in requests]
+    selector = selectors.DefaultSelector()
+    try:
+        for ex in exchanges:
+            try:
+                ex.sock = ex.channel.take(deadline - time.monotonic())
+                if ex.send_some():
+                    selector.register(ex.sock, selectors.EVENT_READ, ex)
+                else:
+                    selector.register(ex.sock, selectors.EVENT_WRITE, ex)
+            except OSError as e:
+                ex.fail(f"{type(e).__name__}: {e}")
+        waiting = len(selector.get_map())
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                late = [f"{ex.channel.name} at {ex.channel.address[0]}:{ex.channel.address[1]}"
+                        for ex in exchanges if ex.sock is not None]
+                raise ShardGroupError(f"no answer within {timeout:g} s from {', '.join(late)}")
+            for key, events in selector.select(remaining):
+                ex = key.data
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        if ex.send_some():
+                            selector.modify(ex.sock, selectors.EVENT_READ, ex)
+                        continue
+                    sock = ex.sock
+                    if ex.read_some():
+                        selector.unregister(sock)
+                        waiting -= 1
+                except (OSError, FrameError) as e:
+                    selector.unregister(ex.sock)
+                    ex.fail(f"{type(e).__name__}: {e}")
+                    waiting -= 1
+    finally:
+        for ex in exchanges:
+            if ex.sock is not None:  # mid-exchange: its connection cannot be reused
+                ex.sock.close()
+                ex.sock = None
+        selector.close()
+    return [ex.outcome if isinstance(ex.outcome, Lost) else _Reply(ex.outcome) for ex in exchanges]
+
+
+class _Reply:
+    __slots__ = ("decoded",)
+
+    def __init__(self, decoded: Any):
+        self.decoded = decoded
+
+
+def values(outcomes: Sequence[Any]) -> List[Any]:
+    """The replies' values (Lost entries kept), raising the first error a group replied."""
+    out = []
+    first_error: Optional[BaseException] = None
+    for outcome in outcomes:
+        if isinstance(outcome, _Reply):
+            try:
+                outcome = _reply_value(outcome.decoded)
+            except Exception as e:
+                first_error = first_error or e
+        out.append(outcome)
+    if first_error is not None:
+        raise first_error
+    return out
