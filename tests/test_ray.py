@@ -22,6 +22,7 @@ from ray.cluster_utils import Cluster
 import anygram
 from anygram.distributed.build import KILL_ONCE_ENV
 from anygram.distributed.engine import ClusterEngine
+from anygram.distributed.transport import ShardGroupError
 from byte_order_ids import BYTE_ORDER_IDS
 
 # Ray's own deprecation warnings (pydantic fields of Serve's config) are not ours to fix.
@@ -457,16 +458,109 @@ def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
         remote.close()
 
 
+def _pid(actor) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda group: os.getpid()))
+
+
 def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
-    """A shard group's actor that dies (here killed; a lost node alike) is restarted by Ray and
-    the query retried: the answer is still the local one."""
+    """A shard group's actor process SIGKILLed (as when its node dies) is restarted by Ray and
+    found again at its new port: the next queries get the local answers. A group Ray cannot
+    bring back (out of restarts) is a ShardGroupError naming it, at once, not a hang."""
+    import signal
+    import time
+
     local = anygram.Engine.open(str(local_index))
-    with ClusterEngine(str(local_index), groups=2) as remote:
+    with ClusterEngine(str(local_index), groups=2, timeout=30) as remote:
         queries = _queries(corpus[1], seed=12, n=5)
         assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
-        ray.kill(remote._actors[1], no_restart=False)
+        before = remote._channels[1].address
+        os.kill(_pid(remote._actors[1]), signal.SIGKILL)
         assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+        assert remote._channels[1].address != before  # the restarted actor's own socket
         assert remote.ntd(queries[6], max_support=2) == local.ntd(queries[6], max_support=2)
+        ray.kill(remote._actors[0], no_restart=True)
+        with pytest.raises(ray.exceptions.RayActorError):  # gone for good (ray.kill returns at once)
+            ray.get(remote._actors[0].address.remote(), timeout=30)
+        t0 = time.monotonic()
+        with pytest.raises(ShardGroupError, match=r"shard group 0 \(shards 0-1\) at 127\.0\.0\.1:\d+"):
+            remote.count(queries[6])
+        assert time.monotonic() - t0 < 30
+
+
+def _frame_reply(address, data: bytes):
+    """``data`` sent raw to a shard group's port: its decoded reply, or None when the group
+    closed the connection."""
+    import socket
+    import struct
+
+    from anygram.distributed import transport
+
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return None
+            received += chunk
+            if len(received) >= 12 and len(received) >= 12 + struct.unpack_from("<Q", received, 4)[0]:
+                return transport.decode_body(received[12:])
+
+
+def test_malformed_frames_are_refused_and_the_group_goes_on(engines, corpus):
+    """What reaches a shard group's port is checked: a frame that is not ours closes that
+    connection, a well-framed body that is not a valid request gets an error reply (only the
+    allow-listed Engine methods run, nothing is unpickled); the group still answers."""
+    import struct
+
+    from anygram.distributed.transport import HEADER, MAGIC, encode_frame
+
+    local, remote = engines
+    address = remote._channels[0].address
+    assert address[0] == "127.0.0.1"  # the node's IP as Ray gives it, not every interface
+    assert _frame_reply(address, b"GET / HTTP/1.1\r\n\r\n") is None
+    assert _frame_reply(address, HEADER.pack(MAGIC, 1 << 40)) is None  # over the limit: nothing allocated
+    body = b"\x80\x04\x95garbage"  # a pickle's opening: not msgpack
+    reply = _frame_reply(address, struct.pack("<4sQ", MAGIC, len(body)) + body)
+    assert reply[:2] == [1, "InvalidArgumentError"] and reply[2].startswith("malformed query frame")
+    for request, error in [(["all", "verify", [[]]], "verify"), (["all", "__init__", [["x", [0]]]], "__init__"),
+                           (["each", {5: [["count", [[1]]]]}], "malformed"), (["all", "count", 3], "malformed"),
+                           ({"all": 1}, "malformed"), (["each", {0: [["count"]]}], "malformed")]:
+        reply = _frame_reply(address, encode_frame(request))
+        assert reply[:2] == [1, "InvalidArgumentError"] and error in reply[2], request
+    queries = _queries(corpus[1], seed=13, n=10)
+    assert remote.count_batch(queries).tolist() == local.count_batch(queries).tolist()
+    assert _frame_reply(address, encode_frame(["all", "count", [[queries[6]]]])) == \
+        [0, [[local.find(queries[6])["segment_by_shard"][i][1] - local.find(queries[6])["segment_by_shard"][i][0]]
+             for i in (0, 1)]]
+
+
+def test_transport_values_and_timeouts():
+    """Values keep their types across the wire (tuples, numpy arrays and scalars, ints of any
+    size, int-keyed maps); a group that never answers is a ShardGroupError after the round's
+    timeout, not a hang."""
+    import socket
+    import time
+
+    from anygram.distributed import transport
+
+    values = [None, True, 2**64 - 1, -2**63, 2**70, 0.1, "é", b"\0", (1, (2, [3])), {7: {"cnt": (1, 2)}},
+              np.arange(6, dtype=np.uint64).reshape(2, 3), np.array([], dtype=np.int16), np.float64(0.5), np.int32(-3)]
+    back = transport.decode_body(transport.encode_frame(values)[transport.HEADER.size:])
+    for a, b in zip(values, back):
+        assert type(a) is type(b)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all() and b.flags.writeable
+        else:
+            assert a == b
+    with pytest.raises(TypeError, match="object"):
+        transport.encode_frame(np.array([{}], dtype=object))
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        channel = transport.Channel("shard group 9 (shard 9)", silent.getsockname())
+        t0 = time.monotonic()
+        with pytest.raises(ShardGroupError, match=r"no answer within 0\.5 s from shard group 9"):
+            transport.round_trip([(channel, ["all", "count", [[[1]]]])], 0.5)
+        assert 0.5 <= time.monotonic() - t0 < 5
 
 
 def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path):

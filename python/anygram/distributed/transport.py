@@ -149,12 +149,11 @@ _ERRORS.update({cls.__name__: cls for cls in (TypeError, ValueError, OverflowErr
 
 
 def _error_reply(error: BaseException) -> bytes:
-    name = type(error).__name__
-    if _ERRORS.get(name) is not type(error):
-        name, message = "InternalError", f"{type(error).__name__}: {error}"
-    else:
-        message = str(error.args[0]) if len(error.args) == 1 else str(error)
-    return encode_frame([1, name, message])
+    # The nearest class the client knows (a FrameError is an InvalidArgumentError there).
+    known = next((cls for cls in type(error).__mro__ if _ERRORS.get(cls.__name__) is cls), None)
+    if known is None:
+        return encode_frame([1, "InternalError", f"{type(error).__name__}: {error}"])
+    return encode_frame([1, known.__name__, str(error.args[0]) if len(error.args) == 1 else str(error)])
 
 
 def _reply_value(reply: Any) -> Any:
