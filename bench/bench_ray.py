@@ -12,8 +12,10 @@ Ray's overhead, not its scaling), side by side with the local forms on the same 
    ``--per-shard-plan`` also the task-a-shard plan) locally and with ``ray=``, outputs
    compared byte for byte;
 3. query latency p50/p99 of ``count`` and ``infgram_prob``: the local engine, the cluster
-   engine (a call per group's actor), and HTTP ``POST /`` to ``anygram serve`` and to
-   ``anygram serve --ray`` (Ray Serve);
+   engine (a request per group over its direct connection), and HTTP ``POST /`` to
+   ``anygram serve`` and to ``anygram serve --ray`` (Ray Serve); beside them the floors
+   of what they are built on, in the same run: a bare Ray actor call (one, and two at once),
+   and a bare Ray Serve app (a FastAPI ingress whose ``POST /`` returns a constant);
 4. a projection for a 1.4T-token corpus on N machines from the measured per-core
    suffix-array throughput (shards >= machines; the driver's tokenization and the
    finish step are not split, and are stated apart).
@@ -24,7 +26,7 @@ The machine is shared (2 cores, other jobs running): ratios within one run are t
 to compare; each figure has the 1-minute load average beside it (``load``).
 
 Usage: python bench/bench_ray.py [--tokens 20000000] [--shards 4] [--queries 300] [--eval-examples 2000]
-       [--per-shard-plan] [--out results/...json]
+       [--per-shard-plan] [--queries-only] [--out results/...json]
 """
 
 from __future__ import annotations
@@ -76,20 +78,18 @@ def main() -> int:
     ap.add_argument("--dedup-min-len", type=int, default=32)
     ap.add_argument("--eval-examples", type=int, default=2000, help="contamination: examples of 100-1000 tokens")
     ap.add_argument("--per-shard-plan", action="store_true", help="also time self dedup with a task a shard")
+    ap.add_argument("--queries-only", action="store_true",
+                    help="build locally only and time the queries (no Ray build, scans or projection)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None, help="write the figures here as JSON")
     args = ap.parse_args()
 
-    import httpx
     import ray
-    from ray import serve
     from ray.cluster_utils import Cluster
 
     import anygram
-    from anygram.distributed.engine import ClusterEngine
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-    from serving import Server
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))  # serving.py
 
     work = args.workdir or tempfile.mkdtemp(prefix="anygram-bench-ray-")
     rng = np.random.default_rng(0)
@@ -122,6 +122,10 @@ def main() -> int:
         local_dir, ray_dir = os.path.join(work, "local"), os.path.join(work, "on-ray")
         for d in (local_dir, ray_dir):
             shutil.rmtree(d, ignore_errors=True)
+        if args.queries_only:
+            anygram.build_index(os.path.join(work, "corpus.npy"), local_dir, **common)
+            query_latency(args, ids, local_dir, cluster, results)
+            return 0
         l0 = load()
         t_local, report_local = timed(lambda: anygram.build_index(os.path.join(work, "corpus.npy"), local_dir,
                                                                    **common))
@@ -186,36 +190,7 @@ def main() -> int:
             results["dedup_self"]["per_shard_plan_s"] = round(t_per_shard, 2)
         print("dedup", results["dedup_self"], flush=True)
 
-        qrng = np.random.default_rng(1)
-        queries = []
-        for _ in range(args.queries):
-            at = int(qrng.integers(0, args.tokens - 16))
-            queries.append(ids[at:at + int(qrng.integers(1, 12))].tolist())
-        remote = ClusterEngine(local_dir, groups=2)
-        remote.count(queries[0])  # actors up
-        lat = {"load_before": load()}
-        for name, fn in [("count", lambda e, q: e.count(q)),
-                         ("infgram_prob", lambda e, q: e.infgram_prob(q[:-1], q[-1]))]:
-            lat[name] = {"local_engine": percentiles(latencies(lambda q: fn(engine, q), queries)),
-                         "cluster_engine": percentiles(latencies(lambda q: fn(remote, q), queries)),
-                         "load": load()}
-        remote.close()
-        index = {"b": local_dir}
-        with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"],
-                                            ready_timeout=240) as ray_http:
-            try:
-                for name, body in [("count", lambda q: {"query_type": "count", "query_ids": q}),
-                                   ("infgram_prob", lambda q: {"query_type": "infgram_prob", "query_ids": q})]:
-                    for label, server in [("http_local_serve", local_http), ("http_ray_serve", ray_http)]:
-                        with server.client() as c:
-                            c.post("/", json={"index": "b", **body(queries[0])}).raise_for_status()
-                            lat[name][label] = percentiles(latencies(
-                                lambda q: c.post("/", json={"index": "b", **body(q)}).raise_for_status(), queries))
-                            lat[name][label]["load"] = load()
-            finally:
-                serve.shutdown()
-        results["latency"] = lat
-        print("latency", json.dumps(lat, indent=1), flush=True)
+        query_latency(args, ids, local_dir, cluster, results)
 
         # Projection: suffix arrays scale with machines (a shard a task); per machine the
         # measured one-core rate times its cores; plus Ray's measured overhead per shard.
@@ -243,10 +218,126 @@ def main() -> int:
         cluster.shutdown()
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
     return 0
+
+
+def query_latency(args, ids, local_dir, cluster, results) -> None:
+    """Query latency: local engine, cluster engine, HTTP to both services, and the floors of
+    Ray (an actor call) and Ray Serve (an app that does nothing) measured in the same run."""
+    import httpx
+    import ray
+    from ray import serve
+
+    import anygram
+    from anygram.distributed.engine import ClusterEngine
+    from serving import Server, free_port
+
+    engine = anygram.Engine.open(local_dir)
+    qrng = np.random.default_rng(1)
+    queries = []
+    for _ in range(args.queries):
+        at = int(qrng.integers(0, args.tokens - 16))
+        queries.append(ids[at:at + int(qrng.integers(1, 12))].tolist())
+    lat = {"load_before": load()}
+
+    @ray.remote(num_cpus=0, scheduling_strategy="SPREAD")
+    class Ping:
+        def ping(self):
+            return None
+
+    pings = [Ping.remote(), Ping.remote()]
+    ray.get([p.ping.remote() for p in pings])
+    lat["ray_actor_call"] = {"one": percentiles(latencies(lambda q: ray.get(pings[0].ping.remote()), queries)),
+                             "two_at_once": percentiles(latencies(lambda q: ray.get([p.ping.remote() for p in pings]),
+                                                                  queries)),
+                             "load": load()}
+    remote = ClusterEngine(local_dir, groups=2)
+    remote.count(queries[0])  # actors up, connections open
+    for name, fn in [("count", lambda e, q: e.count(q)),
+                     ("infgram_prob", lambda e, q: e.infgram_prob(q[:-1], q[-1]))]:
+        # Interleaved rounds, so that both see the same load.
+        local_s, cluster_s = [], []
+        for r in range(3):
+            local_s += latencies(lambda q: fn(engine, q), queries)
+            cluster_s += latencies(lambda q: fn(remote, q), queries)
+        local_p, cluster_p = percentiles(local_s), percentiles(cluster_s)
+        lat[name] = {"local_engine": local_p, "cluster_engine": cluster_p,
+                     "cluster_added_p50_ms": round(cluster_p["p50_ms"] - local_p["p50_ms"], 4), "load": load()}
+        print(name, lat[name], flush=True)
+    remote.close()
+
+    # Ray Serve's own floor: an app whose POST / returns a constant, on this cluster.
+    from fastapi import FastAPI
+
+    bare = FastAPI()
+
+    @bare.post("/")
+    async def constant(body: dict):  # async: no thread hop in the replica
+        return {"count": 0}
+
+    @serve.deployment(name="bare", ray_actor_options={"num_cpus": 0})
+    @serve.ingress(bare)
+    class Bare:
+        pass
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(Bare.bind(), name="bare", route_prefix="/")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            c.post("/", json={"query_ids": queries[0]}).raise_for_status()
+            lat["http_bare_serve_app"] = percentiles(latencies(
+                lambda q: c.post("/", json={"query_ids": q}).raise_for_status(), queries * 2))
+            lat["http_bare_serve_app"]["load"] = load()
+            # Ray's own floor again, with Serve up (its proxy and controller now share the cores).
+            lat["ray_actor_call"]["one_with_serve_up"] = percentiles(latencies(
+                lambda q: ray.get(pings[0].ping.remote()), queries))
+    finally:
+        serve.shutdown()
+        for p in pings:
+            ray.kill(p)
+    print("bare serve app", lat["http_bare_serve_app"], flush=True)
+
+    index = {"b": local_dir}
+    with Server(index) as local_http, Server(index, ["--ray", cluster.address, "--ray-groups", "2"],
+                                        ready_timeout=240) as ray_http:
+        try:
+            for name, body in [("count", lambda q: {"query_type": "count", "query_ids": q}),
+                               ("infgram_prob", lambda q: {"query_type": "infgram_prob", "query_ids": q})]:
+                with local_http.client() as a, ray_http.client() as b:
+                    a.post("/", json={"index": "b", **body(queries[0])}).raise_for_status()
+                    b.post("/", json={"index": "b", **body(queries[0])}).raise_for_status()
+                    local_s, ray_s = [], []
+                    # The engine call's own time inside each app (the answer's "latency", ms).
+                    in_app = {"local": [], "ray": []}
+
+                    def post(client, q, label):
+                        response = client.post("/", json={"index": "b", **body(q)}).raise_for_status()
+                        in_app[label].append(response.json()["latency"] / 1e3)
+
+                    for r in range(2):
+                        local_s += latencies(lambda q: post(a, q, "local"), queries)
+                        ray_s += latencies(lambda q: post(b, q, "ray"), queries)
+                lat[name]["http_local_serve"] = percentiles(local_s)
+                lat[name]["http_ray_serve"] = percentiles(ray_s)
+                lat[name]["http_local_serve"]["engine_call_in_app"] = percentiles(in_app["local"])
+                lat[name]["http_ray_serve"]["engine_call_in_app"] = percentiles(in_app["ray"])
+                lat[name]["http_ray_serve_over_bare_serve_app_p50_ms"] = round(
+                    lat[name]["http_ray_serve"]["p50_ms"] - lat["http_bare_serve_app"]["p50_ms"], 4)
+                lat[name]["http_load"] = load()
+            # A route of the same app that calls no shard (GET /v1/indexes/b): the app's own floor.
+            with local_http.client() as a, ray_http.client() as b:
+                for label, client in [("http_local_serve", a), ("http_ray_serve", b)]:
+                    lat.setdefault("index_info_no_shard", {})[label] = percentiles(latencies(
+                        lambda q: client.get("/v1/indexes/b").raise_for_status(), queries))
+                lat["index_info_no_shard"]["load"] = load()
+        finally:
+            serve.shutdown()
+    results["latency"] = lat
+    print("latency", json.dumps(lat, indent=1), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@ The ingress deployment runs this package's FastAPI app (every route, limit and e
 ``anygram serve``) over a :class:`~anygram.distributed.engine.ClusterEngine` per index.
 Each served index is cut into groups of shards; each group is a Ray actor
 (:class:`anygram.distributed.engine.ShardGroup`, the group's shards opened on its node)
-that the ingress replica starts and owns, and calls straight through its actor handle:
-a query is one Ray call per group (a batch request one per group and round), merged
-exactly as one machine's engine merges its shards. Not Serve deployments of their own:
-a call through a Serve handle (its router, its asyncio hops) cost ~5 ms more per request
-on the benchmark's cluster than a plain actor call (bench/bench_ray.py). A group's actor
-that dies is restarted by Ray; one whose ingress replica dies goes with it, and Serve's
-new replica starts its own.
+that the ingress replica starts and owns. Queries go from the replica straight to the
+groups' sockets over the cluster engine's direct transport (:mod:`anygram.distributed.transport`:
+a request per group, sent together; a batch request one per group and round), merged
+exactly as one machine's engine merges its shards; Ray only places and restarts the groups.
+Not Serve deployments of their own: a call through a Serve handle (its router, its asyncio
+hops) cost ~5 ms more per request on the benchmark's cluster than a plain actor call, and a
+plain actor call ~1 ms more than the direct transport (bench/bench_ray.py). What remains
+beside ``anygram serve`` is Serve's own HTTP proxy hop to the replica. A group's actor that
+dies is restarted by Ray and found again; one whose ingress replica dies goes with it, and
+Serve's new replica starts its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from typing import Any, List
 
 from anygram.distributed.cluster import connect
-from anygram.distributed.engine import ClusterEngine, shard_groups
+from anygram.distributed.engine import DEFAULT_TIMEOUT_S, ClusterEngine, shard_groups
 from anygram.manifest import read_manifest
 
 from .config import IndexSpec, Settings
@@ -54,7 +57,10 @@ class Gateway:
         self.settings = Settings.model_validate_json(settings_json)
         indexes = []
         for spec in self.settings.indexes:
-            engine = ClusterEngine(spec.path, groups=groups_per_index, tokenizer=spec.tokenizer)
+            # Never shorter than the time budget (which answers 504 first); a stalled group then
+            # frees its engine thread with an error rather than holding it for good.
+            timeout = max(DEFAULT_TIMEOUT_S, self.settings.limits.time_budget_s)
+            engine = ClusterEngine(spec.path, groups=groups_per_index, tokenizer=spec.tokenizer, timeout=timeout)
             indexes.append(_ClusterIndex(spec, engine))
         self.registry = _ClusterRegistry(indexes)
 
