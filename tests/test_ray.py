@@ -499,7 +499,10 @@ def _frame_reply(address, data: bytes):
         sock.sendall(data)
         received = b""
         while True:
-            chunk = sock.recv(1 << 16)
+            try:
+                chunk = sock.recv(1 << 16)
+            except ConnectionResetError:  # closed with our bytes unread
+                return None
             if not chunk:
                 return None
             received += chunk

@@ -39,8 +39,11 @@ HEADER = struct.Struct("<4sQ")
 # The largest request a shard group reads (a batch of millions of queries fits); a frame that
 # claims more is refused before anything is allocated for it.
 MAX_REQUEST_BYTES = 1 << 30
-# How long a shard group waits for a client to take a reply before dropping the connection.
-SEND_TIMEOUT_S = 60.0
+# How long a shard group waits on a frame's next bytes (and a reply's client) before dropping
+# the connection: a stalled or malicious client holds a connection's thread no longer.
+READ_TIMEOUT_S = 60.0
+# Connections a shard group serves at once (a thread each); beyond, new ones are closed.
+MAX_CONNECTIONS = 256
 # How many idle connections a client keeps per group (one per thread that queried at once).
 MAX_IDLE = 16
 
@@ -168,71 +171,60 @@ def _reply_value(reply: Any) -> Any:
 # -- the shard group's side -------------------------------------------------------------------
 
 class QueryServer:
-    """Answers query frames on ``host`` (an ephemeral port): one thread with a selector over
-    the listening socket and every connection; each complete frame's request is passed to
-    ``handle`` and its value (or error) sent back on the same connection. A malformed frame
-    gets an error reply, or its connection closed when the framing itself is wrong; the
-    server goes on."""
+    """Answers query frames on ``host`` (an ephemeral port). A thread accepts connections and
+    each connection gets a thread of its own (a client keeps one connection per thread that
+    queries, so queries from several client threads run at once, as on one machine); each
+    complete frame's request is passed to ``handle`` and its value (or error) sent back on
+    the same connection. A body that is not a valid request gets an error reply; a frame
+    that is not ours, or that stalls mid-way for ``READ_TIMEOUT_S``, closes its connection.
+    The server goes on either way."""
 
-    def __init__(self, handle: Callable[[Any], Any], host: str):
+    def __init__(self, handle: Callable[[Any], Any], host: str, max_connections: int = MAX_CONNECTIONS):
         self._handle = handle
+        self._max_connections = max_connections
         self._listener = socket.create_server((host, 0))
-        self._listener.setblocking(False)
         self.address: Tuple[str, int] = self._listener.getsockname()[:2]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._connections: set = set()
+        self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="anygram-query-server", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._accept_loop, name="anygram-query-accept", daemon=True).start()
 
-    def _loop(self) -> None:
+    def _accept_loop(self) -> None:
         while not self._closed:
-            for key, _ in self._selector.select():
-                if key.data == "wake":
-                    return
-                if key.data is None:
-                    self._accept()
-                else:
-                    self._read(key.fileobj, key.data)
-
-    def _accept(self) -> None:
-        try:
-            conn, _ = self._listener.accept()
-        except OSError:
-            return
-        conn.setblocking(False)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._selector.register(conn, selectors.EVENT_READ, bytearray())
-
-    def _drop(self, conn: socket.socket) -> None:
-        self._selector.unregister(conn)
-        conn.close()
-
-    def _read(self, conn: socket.socket, buffer: bytearray) -> None:
-        try:
-            data = conn.recv(1 << 20)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-            return
-        buffer += data
-        while len(buffer) >= HEADER.size:
             try:
-                length = _frame_length(bytes(buffer[:HEADER.size]), MAX_REQUEST_BYTES)
-            except FrameError:
-                self._drop(conn)  # not our framing: nothing on this connection can be trusted
-                return
-            if len(buffer) < HEADER.size + length:
-                return
-            body = bytes(buffer[HEADER.size:HEADER.size + length])
-            del buffer[:HEADER.size + length]
-            if not self._send(conn, self._answer(body)):
-                return
+                conn, _ = self._listener.accept()
+            except OSError:
+                if self._closed:
+                    return
+                time.sleep(0.01)  # e.g. out of descriptors for a moment
+                continue
+            with self._lock:
+                if self._closed or len(self._connections) >= self._max_connections:
+                    conn.close()
+                    continue
+                self._connections.add(conn)
+            threading.Thread(target=self._serve_connection, args=(conn,), name="anygram-query-conn",
+                             daemon=True).start()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _keepalive(conn)  # a client host that vanishes frees its thread
+            while True:
+                conn.settimeout(None)  # idle between requests: as long as the client likes
+                first = conn.recv(HEADER.size)
+                if not first:
+                    return
+                conn.settimeout(READ_TIMEOUT_S)
+                header = first + _recv_exactly(conn, HEADER.size - len(first))
+                length = _frame_length(header, MAX_REQUEST_BYTES)
+                conn.sendall(self._answer(_recv_exactly(conn, length)))
+        except (OSError, FrameError):
+            return  # the peer went away, stalled, or does not speak this protocol
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
 
     def _answer(self, body: bytes) -> bytes:
         try:
@@ -244,30 +236,31 @@ class QueryServer:
         except Exception as e:
             return _error_reply(InternalError(f"a shard group's answer could not be encoded: {e}"))
 
-    def _send(self, conn: socket.socket, frame: bytes) -> bool:
-        try:
-            conn.settimeout(SEND_TIMEOUT_S)
-            conn.sendall(frame)
-            conn.setblocking(False)
-            return True
-        except OSError:
-            self._drop(conn)
-            return False
-
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        for key in list(self._selector.get_map().values()):
-            key.fileobj.close()
-        self._selector.close()
-        self._wake_w.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            connections, self._connections = self._connections, set()
+        self._listener.close()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes its thread, which closes it
+            except OSError:
+                pass
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    """``size`` bytes, read as they come (a frame's length is checked against the limit
+    before this is called, so a claimed size allocates nothing)."""
+    chunks, left = [], size
+    while left:
+        chunk = conn.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionResetError("the peer closed the connection mid-frame")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 # -- the client's side ------------------------------------------------------------------------
