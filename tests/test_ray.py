@@ -479,12 +479,50 @@ def test_cluster_engine_survives_a_killed_actor(cluster, local_index, corpus):
         assert remote._channels[1].address != before  # the restarted actor's own socket
         assert remote.ntd(queries[6], max_support=2) == local.ntd(queries[6], max_support=2)
         ray.kill(remote._actors[0], no_restart=True)
-        with pytest.raises(ray.exceptions.RayActorError):  # gone for good (ray.kill returns at once)
-            ray.get(remote._actors[0].address.remote(), timeout=30)
+        deadline = time.monotonic() + 30
+        while True:  # ray.kill returns before the actor is gone: wait until Ray says it is
+            try:
+                ray.get(remote._actors[0].address.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         t0 = time.monotonic()
         with pytest.raises(ShardGroupError, match=r"shard group 0 \(shards 0-1\) at 127\.0\.0\.1:\d+"):
             remote.count(queries[6])
         assert time.monotonic() - t0 < 30
+        idle = [sock for channel in remote._channels for sock in channel._idle]
+        assert idle
+    assert all(sock.fileno() == -1 for sock in idle)  # close() closed the connections
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="closed"):
+        remote.count(queries[6])
+
+
+def test_transport_connections_after_fork():
+    """A forked child never writes on its parent's connections (replies would cross): it opens
+    its own, and the parent's go on answering the parent."""
+    import signal
+
+    from anygram.distributed import transport
+
+    server = transport.QueryServer(lambda request: [request, os.getpid()], "127.0.0.1")
+    try:
+        channel = transport.Channel("shard group 0 (shard 0)", server.address)
+        assert transport.values(transport.round_trip([(channel, "parent")], 10)) == [["parent", os.getpid()]]
+        (inherited,) = channel._idle
+        pid = os.fork()
+        if pid == 0:  # the child: only sockets, then out without running the parent's cleanups
+            signal.alarm(20)
+            ok = transport.values(transport.round_trip([(channel, "child")], 10)) == [["child", os.getppid()]]
+            os._exit(0 if ok and channel._idle and channel._idle[0] is not inherited else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert channel._idle == [inherited]
+        assert transport.values(transport.round_trip([(channel, "again")], 10)) == [["again", os.getpid()]]
+        channel.close()
+        assert inherited.fileno() == -1
+    finally:
+        server.close()
 
 
 def _frame_reply(address, data: bytes):
