@@ -508,17 +508,21 @@ def test_transport_connections_after_fork():
     server = transport.QueryServer(lambda request: [request, os.getpid()], "127.0.0.1")
     try:
         channel = transport.Channel("shard group 0 (shard 0)", server.address)
-        assert transport.values(transport.round_trip([(channel, "parent")], 10)) == [["parent", os.getpid()]]
+
+        def ask(request):
+            return transport.reply_values(transport.round_trip([(channel, request)], 10))
+
+        assert ask("parent") == [["parent", os.getpid()]]
         (inherited,) = channel._idle
         pid = os.fork()
         if pid == 0:  # the child: only sockets, then out without running the parent's cleanups
             signal.alarm(20)
-            ok = transport.values(transport.round_trip([(channel, "child")], 10)) == [["child", os.getppid()]]
+            ok = ask("child") == [["child", os.getppid()]]
             os._exit(0 if ok and channel._idle and channel._idle[0] is not inherited else 1)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert channel._idle == [inherited]
-        assert transport.values(transport.round_trip([(channel, "again")], 10)) == [["again", os.getpid()]]
+        assert ask("again") == [["again", os.getpid()]]
         channel.close()
         assert inherited.fileno() == -1
     finally:

@@ -21,8 +21,8 @@ can merge shard by shard exactly as the core merges its shards (``engine.rs``):
   where one shard has that suffix, else the ``ntd`` merge's for that context;
 - ``creativity``: per start, the furthest end over the shards; ``count_next``: the sum.
 
-A batch is one request per group and round, whatever its size (:mod:`.transport`). Queries given as text are
-tokenized on the driver with the index's tokenizer."""
+A batch is one request per group and round, whatever its size (:mod:`.transport`). Queries
+given as text are tokenized on the driver with the index's tokenizer."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
 from .sampling import sample_distinct
-from .transport import Channel, Lost, QueryServer, ShardGroupError, round_trip, values
+from .transport import Channel, Lost, QueryServer, ShardGroupError, reply_values, round_trip
 from .views import shards_view
 
 # What a shard group answers: Engine's query and document methods (nothing else by name).
@@ -151,7 +151,8 @@ class ClusterEngine:
                  tokenizer: Optional[str] = None, verbatim: bool = False, timeout: float = DEFAULT_TIMEOUT_S):
         if not isinstance(verbatim, bool):
             raise InvalidArgumentError(f"verbatim must be True or False, got {verbatim!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not 0 < timeout < float("inf"):
             raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self._channels: List[Channel] = []
@@ -214,7 +215,7 @@ class ClusterEngine:
                     raise ShardGroupError(f"{channel.name} at {channel.address[0]}:{channel.address[1]}: the "
                                           f"connection failed again after Ray restarted it: {outcome.reason}")
                 outcomes[k] = outcome
-        replies = values(outcomes)
+        replies = reply_values(outcomes)
         out: List[Any] = [None] * len(requests)
         for i, reply in zip(wanted, replies):
             out[i] = reply
@@ -227,8 +228,8 @@ class ClusterEngine:
         try:
             address = self._ray.get(self._actors[a].address.remote(), timeout=self.timeout)
         except Exception as e:  # the actor out of restarts, or not back within the timeout
-            raise ShardGroupError(f"{channel.name} at {channel.address[0]}:{channel.address[1]}: its connection "
-                                  f"failed ({reason}) and Ray did not bring its actor back: "
+            raise ShardGroupError(f"{channel.name} at {channel.address[0]}:{channel.address[1]}: its "
+                                  f"connection failed ({reason}) and Ray did not bring its actor back: "
                                   f"{type(e).__name__}: {e}") from None
         channel.moved(address)
 

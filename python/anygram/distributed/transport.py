@@ -436,7 +436,7 @@ class _Reply:
         self.decoded = decoded
 
 
-def values(outcomes: Sequence[Any]) -> List[Any]:
+def reply_values(outcomes: Sequence[Any]) -> List[Any]:
     """The replies' values (Lost entries kept), raising the first error a group replied."""
     out = []
     first_error: Optional[BaseException] = None
