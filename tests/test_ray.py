@@ -600,6 +600,9 @@ def test_transport_values_and_timeouts():
             assert a == b
     with pytest.raises(TypeError, match="object"):
         transport.encode_frame(np.array([{}], dtype=object))
+    for timeout in (0, -1, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(anygram.errors.InvalidArgumentError, match="timeout"):
+            ClusterEngine("no-such-index", timeout=timeout)  # checked before anything else
     with socket.create_server(("127.0.0.1", 0)) as silent:
         channel = transport.Channel("shard group 9 (shard 9)", silent.getsockname())
         t0 = time.monotonic()
