@@ -267,6 +267,16 @@ def query_latency(args, ids, local_dir, cluster, results) -> None:
         lat[name] = {"local_engine": local_p, "cluster_engine": cluster_p,
                      "cluster_added_p50_ms": round(cluster_p["p50_ms"] - local_p["p50_ms"], 4), "load": load()}
         print(name, lat[name], flush=True)
+    # Throughput with 4 client threads sharing each engine (as the Serve ingress's engine threads
+    # do): each thread its own connection to a group, each connection its own thread there.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        for label, e in [("local_engine", engine), ("cluster_engine", remote)]:
+            elapsed, _ = timed(lambda: list(pool.map(e.count, queries * 4)))
+            lat.setdefault("count_4_threads_per_s", {})[label] = round(len(queries) * 4 / elapsed)
+    lat["count_4_threads_per_s"]["load"] = load()
+    print("4 threads", lat["count_4_threads_per_s"], flush=True)
     remote.close()
 
     # Ray Serve's own floor: an app whose POST / returns a constant, on this cluster.
