@@ -224,6 +224,25 @@ def main() -> int:
     return 0
 
 
+def direct_ingress_url(accepts) -> str:
+    """With RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (Ray Serve's experimental flag: the ingress
+    replica serves HTTP itself, on a port of its range, no proxy hop), the replica's URL
+    whose answer ``accepts``; "" when there is none."""
+    import httpx
+
+    if os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") != "1":
+        return ""
+    low = int(os.environ.get("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "30000"))
+    for port in range(low, low + 20):
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if accepts(httpx.Client(base_url=url, timeout=2)):
+                return url
+        except httpx.HTTPError:
+            continue
+    return ""
+
+
 def query_latency(args, ids, local_dir, cluster, results) -> None:
     """Query latency: local engine, cluster engine, HTTP to both services, and the floors of
     Ray (an actor call) and Ray Serve (an app that does nothing) measured in the same run."""
@@ -302,6 +321,11 @@ def query_latency(args, ids, local_dir, cluster, results) -> None:
             lat["http_bare_serve_app"] = percentiles(latencies(
                 lambda q: c.post("/", json={"query_ids": q}).raise_for_status(), queries * 2))
             lat["http_bare_serve_app"]["load"] = load()
+            direct = direct_ingress_url(lambda c: c.post("/", json={}).json() == {"count": 0})
+            if direct:
+                with httpx.Client(base_url=direct) as d:
+                    lat["http_bare_serve_app"]["direct_ingress"] = percentiles(latencies(
+                        lambda q: d.post("/", json={"query_ids": q}).raise_for_status(), queries * 2))
             # Ray's own floor again, with Serve up (its proxy and controller now share the cores).
             lat["ray_actor_call"]["one_with_serve_up"] = percentiles(latencies(
                 lambda q: ray.get(pings[0].ping.remote()), queries))
@@ -335,6 +359,11 @@ def query_latency(args, ids, local_dir, cluster, results) -> None:
                 lat[name]["http_ray_serve"] = percentiles(ray_s)
                 lat[name]["http_local_serve"]["engine_call_in_app"] = percentiles(in_app["local"])
                 lat[name]["http_ray_serve"]["engine_call_in_app"] = percentiles(in_app["ray"])
+                direct = direct_ingress_url(lambda c: c.get("/v1/indexes/b").status_code == 200)
+                if direct:
+                    with httpx.Client(base_url=direct) as d:
+                        lat[name]["http_ray_serve_direct_ingress"] = percentiles(latencies(
+                            lambda q: d.post("/", json={"index": "b", **body(q)}).raise_for_status(), queries * 2))
                 lat[name]["http_ray_serve_over_bare_serve_app_p50_ms"] = round(
                     lat[name]["http_ray_serve"]["p50_ms"] - lat["http_bare_serve_app"]["p50_ms"], 4)
                 lat[name]["http_load"] = load()
