@@ -15,7 +15,10 @@ Ray's overhead, not its scaling), side by side with the local forms on the same 
    engine (a request per group over its direct connection), and HTTP ``POST /`` to
    ``anygram serve`` and to ``anygram serve --ray`` (Ray Serve); beside them the floors
    of what they are built on, in the same run: a bare Ray actor call (one, and two at once),
-   and a bare Ray Serve app (a FastAPI ingress whose ``POST /`` returns a constant);
+   and a bare Ray Serve app (a FastAPI ingress whose ``POST /`` returns a constant); with
+   ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` in the environment (Ray Serve's experimental flag,
+   inherited by the bench's cluster) also both apps on their replica's own port, no proxy hop;
+   and ``count``'s throughput with 4 client threads sharing each engine;
 4. a projection for a 1.4T-token corpus on N machines from the measured per-core
    suffix-array throughput (shards >= machines; the driver's tokenization and the
    finish step are not split, and are stated apart).
