@@ -11,10 +11,13 @@
 //! `R` ranks costs `O(D·log(R/D))`, and never more than about `R` lookups
 //! (short runs are probed one by one).
 //!
-//! Local shards read the mapped files directly (a lookup is one pointer and
-//! one token, no system call). A shard in object storage keeps
-//! [`Shard::count_next_tokens`]' breadth-first bisection, whose lookups of one
-//! level share a round trip.
+//! This module owns exact next-token counting: ntd's exact case, the
+//! tokengrams shim, Kneser-Ney and the samplers all come here. Where pages are
+//! in RAM the gallop reads the mapped files directly (a lookup is one pointer
+//! and one token, no system call). Where reads are slow (object storage, a cold
+//! shard with an accelerator) or being counted, it takes
+//! [`Shard::count_next_tokens`]' breadth-first bisection instead, whose lookups
+//! of one level share a round of reads: fewer rounds for the same answer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +49,7 @@ pub fn next_token_runs(
     if lo >= hi {
         return Ok(Vec::new());
     }
-    if shard.is_remote() {
+    if shard.reads_are_slow() || crate::reads::active() {
         let mut counts = BTreeMap::new();
         shard.count_next_tokens(skip_bytes, range, 1, document_end, &mut counts)?;
         return Ok(counts.into_iter().collect());

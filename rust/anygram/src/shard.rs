@@ -761,7 +761,10 @@ impl Shard {
     /// Adds to `counts` how often each token follows the `query_bytes`-long
     /// matches at ranks `range`.
     ///
-    /// With `unit == 1` this is exact. With a larger `unit` it is infini-gram's
+    /// With `unit == 1` this is exact, in rounds of reads that go out together;
+    /// exact counts should come through [`crate::next_tokens::next_token_runs`],
+    /// which calls this where reads are slow and gallops where they are not.
+    /// With a larger `unit` it is infini-gram's
     /// sampling, reproduced step for step so that answers agree: a run of ranks
     /// whose first and last continuation agree is counted whole (suffixes are
     /// sorted, so the whole run continues with that token); below `4 * unit`
@@ -929,6 +932,7 @@ impl Shard {
     /// together (one round trip each in object storage): every pointer, then
     /// the token after each.
     fn stored_after_many(&self, ranks: &[u64], skip_bytes: usize) -> Result<Vec<u64>> {
+        use crate::accel::Round;
         if ranks.is_empty() {
             return Ok(Vec::new());
         }
@@ -939,26 +943,21 @@ impl Shard {
             .filter(|&&r| r < self.num_tokens)
             .map(|&r| (r * ps, ps))
             .collect();
-        self.table.prefetch(&entries)?;
-        for &(at, len) in &entries {
-            crate::reads::touch(&self.table, at, len);
-        }
-        crate::reads::round(self.number);
+        let round = Round::start(self, &self.table, &entries)?;
         let ptrs = ranks
             .iter()
             .map(|&r| Ok(self.ptr_at(r)? + skip_bytes as u64))
             .collect::<Result<Vec<u64>>>()?;
+        round.end();
         let texts: Vec<(u64, u64)> = ptrs
             .iter()
             .filter(|&&p| p.saturating_add(w) <= self.tokenized.len())
             .map(|&p| (p, w))
             .collect();
-        self.tokenized.prefetch(&texts)?;
-        for &(at, len) in &texts {
-            crate::reads::touch(&self.tokenized, at, len);
-        }
-        crate::reads::round(self.number);
-        ptrs.iter().map(|&p| self.stored_at(p)).collect()
+        let round = Round::start(self, &self.tokenized, &texts)?;
+        let values = ptrs.iter().map(|&p| self.stored_at(p)).collect();
+        round.end();
+        values
     }
 
     /// For each suffix in `range`, in rank order: up to `before` bytes of the
