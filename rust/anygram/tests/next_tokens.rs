@@ -151,3 +151,49 @@ fn wide_ranges_counted_in_pieces_equal_brute_force() {
         );
     }
 }
+
+/// A frequent context followed by hundreds of distinct tokens, some often and
+/// most rarely: runs of one rank beside runs of thousands, so that lanes switch
+/// between scanning short runs and galloping over long ones, in every width,
+/// with ids whose byte order differs from their numeric order (but in u8).
+#[test]
+fn short_and_long_runs_mixed_equal_brute_force() {
+    use rand::{Rng, SeedableRng};
+    for width in WIDTHS {
+        let id = |s: u32| match width {
+            TokenWidth::U8 => s + 3,
+            TokenWidth::U16 => (s << 8) | (250 - s),
+            TokenWidth::U32 => (s << 24) | (250 - s),
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let frequent = id(0);
+        let docs: Vec<Vec<u32>> = (0..300)
+            .map(|_| {
+                (0..300)
+                    .map(|_| {
+                        if rng.gen_bool(0.3) {
+                            frequent
+                        } else {
+                            // Skewed toward small symbols: a few long runs, many short ones.
+                            id(1 + (199.0 * rng.gen::<f64>().powi(3)) as u32)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_plain_index(dir.path(), &docs, width, 1);
+        let eos = id(1);
+        let engine = open(dir.path(), width, u64::from(id(199).max(id(0))) + 1, eos);
+        let streams = shard_streams(&docs, width.separator(), 1);
+        for query in [vec![], vec![frequent], vec![frequent, frequent], vec![id(1)]] {
+            for (ends, eos) in [(DocumentEnds::Eos, Some(eos)), (DocumentEnds::Skip, None)] {
+                assert_eq!(
+                    next_token_counts(&engine, &query, ends).unwrap(),
+                    brute_next(&streams, width.separator(), &query, eos),
+                    "{width:?}, context {query:?}"
+                );
+            }
+        }
+    }
+}
