@@ -71,6 +71,9 @@ def sort_shard(index_dir: str, parts_dir: str, s: int, width: int, threads: int,
     return result
 
 
+# The variables that say where object storage is and how to sign in (object_store's
+# and anygram's): a task that uploads gets the driver's.
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "AZURE_", "ANYGRAM_STORAGE_")
 # A shard's files that exist once its suffix array is sorted (its accelerator comes later,
 # from the driver's finish step).
 SHARD_FILES = ("tokenized", "offset", "metadata", "metaoff", "table")
@@ -89,6 +92,11 @@ def sort_shards_on_ray(work, shard_meta: List[Dict[str, Any]], width: int, worke
     # A task's CPUs: the threads it sorts with (0: one; Ray's scheduler spreads the shards).
     task = ray.remote(sort_shard).options(num_cpus=max(1, workers), max_retries=TASK_RETRIES,
                                           retry_exceptions=False)
+    if upload_to is not None:
+        # The tasks reach the object store as the driver does (its credentials and
+        # endpoint), whatever their nodes' environment holds.
+        forwarded = {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
+        task = task.options(runtime_env={"env_vars": forwarded})
     kill_once = os.environ.get(KILL_ONCE_ENV) or None
     pending = {
         task.remote(os.path.abspath(work.index), os.path.abspath(os.path.join(work.path, f"parts.{s}")), s, width,

@@ -205,16 +205,32 @@ pub fn upload_file(local: &Path, url: &Url, record_dir: Option<&Path>) -> Result
 
 /// An error of the first request to a destination: its URL, and what usually causes it.
 fn destination_error(url: &Url, e: object_store::Error) -> Error {
-    let hint = match &e {
-        object_store::Error::NotFound { .. } => "not found: does the bucket exist?",
-        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. } => {
-            "refused: check the credentials (e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and their rights"
-        }
-        _ => "failed (does the bucket exist, and do the credentials allow writing to it?)",
+    // S3-compatible stores answer a missing bucket or refused credentials with a
+    // status and code that object_store passes on only inside its message.
+    let text = e.to_string();
+    let says = |codes: &[&str]| codes.iter().any(|code| text.contains(code));
+    let hint = if matches!(e, object_store::Error::NotFound { .. })
+        || says(&["NoSuchBucket", "ContainerNotFound", "BucketNotFound"])
+    {
+        "the bucket does not exist (create it first)"
+    } else if matches!(
+        e,
+        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+    ) || says(&[
+        "403 Forbidden",
+        "401 Unauthorized",
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AuthenticationFailed",
+    ]) {
+        "the credentials were refused: check them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the store's own variables) and their rights on the bucket"
+    } else {
+        "the store did not answer as expected (does the bucket exist, and do the credentials allow writing to it?)"
     };
     Error::io(
         PathBuf::from(url.as_str()),
-        std::io::Error::other(format!("cannot write an index there: {hint}: {e}")),
+        std::io::Error::other(format!("cannot write an index there: {hint}: {text}")),
     )
 }
 
