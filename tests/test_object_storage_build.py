@@ -31,16 +31,16 @@ VOCAB = max(BYTE_ORDER_IDS[WIDTH]) + 1
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """s3s-fs over ``root`` with an empty bucket ``bucket``; the process's S3 variables
+    """s3s-fs over ``root`` with an empty bucket ``builds`` (a name of its own: clients are made once per bucket and process); the process's S3 variables
     point at it (few retries, so that a failure fails within seconds)."""
     root = tmp_path_factory.mktemp("s3-root")
-    (root / "bucket").mkdir()
+    (root / "builds").mkdir()
     proc, port = start_s3(str(root))
     env = {**s3_env(port), "ANYGRAM_STORAGE_RETRIES": "1"}
     with environment(env):
         _anygram.configure_storage(cache_ram_bytes=64 << 20, retries=1)
         try:
-            yield {"root": root, "bucket": root / "bucket", "env": env, "port": port}
+            yield {"root": root, "bucket": root / "builds", "env": env, "port": port}
         finally:
             proc.terminate()
             proc.wait(10)
@@ -117,26 +117,26 @@ def _fresh_reads():
 
 def test_a_build_into_s3_is_the_local_build(s3, corpus, local_index, tmp_path):
     d, docs = corpus
-    report = _build(d, "s3://bucket/idx", tmp=str(tmp_path))
-    assert report.output == "s3://bucket/idx" and report.num_shards == 3
+    report = _build(d, "s3://builds/idx", tmp=str(tmp_path))
+    assert report.output == "s3://builds/idx" and report.num_shards == 3
     assert_same_files(local_index, s3["bucket"] / "idx")
     # The staging work directory is gone once the index is published.
     assert os.listdir(tmp_path) == []
     # The uploaded bytes verify as an index (s3s-fs stores each object as a plain file).
     run_cli("verify", "--index", s3["bucket"] / "idx")
     _fresh_reads()
-    _same_answers(anygram.Engine.open("s3://bucket/idx"), anygram.Engine.open(str(local_index)), docs)
+    _same_answers(anygram.Engine.open("s3://builds/idx"), anygram.Engine.open(str(local_index)), docs)
 
 
 def test_publish_refuses_to_overwrite_an_index_unless_asked(s3, corpus, local_index, tmp_path):
     d, docs = corpus
-    _build(d, "s3://bucket/twice", tmp=str(tmp_path))
+    _build(d, "s3://builds/twice", tmp=str(tmp_path))
     before = {n: (s3["bucket"] / "twice" / n).stat().st_mtime_ns for n in os.listdir(s3["bucket"] / "twice")}
-    cli = ["build", d / "corpus.npy", "-o", "s3://bucket/twice", "--token-width", WIDTH, "--vocab-size", VOCAB,
+    cli = ["build", d / "corpus.npy", "-o", "s3://builds/twice", "--token-width", WIDTH, "--vocab-size", VOCAB,
            "--eos-token-id", ALPHABET[0], "--shards", 2, "--accelerator", "--tmp", tmp_path, "-q"]
     refused = _cli(s3, *cli)
     assert refused.returncode != 0
-    assert "s3://bucket/twice" in refused.stderr and "--overwrite" in refused.stderr, refused.stderr
+    assert "s3://builds/twice" in refused.stderr and "--overwrite" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     # Nothing was touched, and no work directory was made.
     assert {n: (s3["bucket"] / "twice" / n).stat().st_mtime_ns for n in os.listdir(s3["bucket"] / "twice")} == before
@@ -147,7 +147,7 @@ def test_publish_refuses_to_overwrite_an_index_unless_asked(s3, corpus, local_in
     _build(d, tmp_path / "local-2", shards=2)
     assert_same_files(tmp_path / "local-2", s3["bucket"] / "twice")
     _fresh_reads()
-    engine = anygram.Engine.open("s3://bucket/twice")
+    engine = anygram.Engine.open("s3://builds/twice")
     assert len(_manifest_without_times(s3["bucket"] / "twice")["shards"]) == 2
     _same_answers(engine, anygram.Engine.open(str(tmp_path / "local-2")), docs, seed=5)
 
@@ -159,26 +159,26 @@ def test_a_publish_cut_off_midway_leaves_no_index_and_a_rerun_completes_it(s3, c
     # publish fails after the files before it (in name order) are up.
     (dest / "table.1").mkdir(parents=True)
     with pytest.raises(IndexIOError, match="table.1"):
-        _build(d, "s3://bucket/cut", tmp=str(tmp_path))
+        _build(d, "s3://builds/cut", tmp=str(tmp_path))
     uploaded = {n: (dest / n).stat().st_mtime_ns for n in os.listdir(dest) if n != "table.1"}
     assert "table.0" in uploaded and "tokenized.0" not in uploaded
     assert "anygram.json" not in uploaded
     # Without its manifest the index never opens (its marker file says what is missing).
     _fresh_reads()
     with pytest.raises((CorruptIndexError, IndexNotFoundError), match="anygram.json"):
-        anygram.Engine.open("s3://bucket/cut")
+        anygram.Engine.open("s3://builds/cut")
     # The work directory stays, with the finished steps and what was uploaded.
     (work,) = os.listdir(tmp_path)
     assert sorted(os.listdir(tmp_path / work / "uploaded")) == sorted(f"{n}.json" for n in uploaded)
 
     (dest / "table.1").rmdir()
-    _build(d, "s3://bucket/cut", tmp=str(tmp_path))
+    _build(d, "s3://builds/cut", tmp=str(tmp_path))
     # The rerun uploaded only what was missing (the manifest is rewritten: it is last).
     assert {n: (dest / n).stat().st_mtime_ns for n in uploaded} == uploaded
     assert_same_files(local_index, dest)
     assert os.listdir(tmp_path) == []
     _fresh_reads()
-    _same_answers(anygram.Engine.open("s3://bucket/cut"), anygram.Engine.open(str(local_index)), docs, seed=7)
+    _same_answers(anygram.Engine.open("s3://builds/cut"), anygram.Engine.open(str(local_index)), docs, seed=7)
 
 
 def test_a_changed_object_is_uploaded_again(s3, tmp_path):
@@ -189,7 +189,7 @@ def test_a_changed_object_is_uploaded_again(s3, tmp_path):
     rng = np.random.default_rng(1)
     local.write_bytes(rng.integers(0, 256, part + 1, dtype=np.uint8).tobytes())
     record = tmp_path / "record"
-    url = "s3://bucket/single/table.0"
+    url = "s3://builds/single/table.0"
     assert _anygram.upload_index_file(str(local), url, str(record)) is True
     assert (s3["bucket"] / "single" / "table.0").read_bytes() == local.read_bytes()
     assert _anygram.upload_index_file(str(local), url, str(record)) is False
@@ -200,19 +200,19 @@ def test_a_changed_object_is_uploaded_again(s3, tmp_path):
 
 def test_bad_destinations_fail_before_any_work_naming_the_url(s3, corpus, tmp_path):
     d, _ = corpus
-    with pytest.raises(AnygramError, match="s3://no-such-bucket/idx.*bucket exist"):
+    with pytest.raises(AnygramError, match="s3://no-such-bucket/idx.*bucket does not exist"):
         _build(d, "s3://no-such-bucket/idx", tmp=str(tmp_path))
     # A fresh client (endpoints are made once per bucket and process): a subprocess.
-    out = _cli(s3, "build", d / "corpus.npy", "-o", "s3://bucket/denied", "--token-width", WIDTH,
+    out = _cli(s3, "build", d / "corpus.npy", "-o", "s3://builds/denied", "--token-width", WIDTH,
                "--vocab-size", VOCAB, "--tmp", tmp_path, "-q", AWS_SECRET_ACCESS_KEY="wrong")
-    assert out.returncode != 0 and "s3://bucket/denied" in out.stderr and "credentials" in out.stderr, out.stderr
+    assert out.returncode != 0 and "s3://builds/denied" in out.stderr and "credentials were refused" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     # A prefix holding other objects is never written into.
     (s3["bucket"] / "data").mkdir()
     (s3["bucket"] / "data" / "notes.txt").write_text("mine")
     with pytest.raises(InvalidArgumentError, match="notes.txt"):
-        _build(d, "s3://bucket/data", tmp=str(tmp_path), overwrite=True)
+        _build(d, "s3://builds/data", tmp=str(tmp_path), overwrite=True)
     with pytest.raises(InvalidArgumentError, match="tmp"):
-        _build(d, "s3://bucket/x", tmp=str(tmp_path / "missing"))
+        _build(d, "s3://builds/x", tmp=str(tmp_path / "missing"))
     assert os.listdir(tmp_path) == []
     assert not os.path.exists("s3:")

@@ -520,12 +520,12 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
     from s3_server import s3_env, start_s3
 
     d, _ = corpus
-    bucket = tmp_path / "root" / "bucket"
+    bucket = tmp_path / "root" / "raybuilds"
     bucket.mkdir(parents=True)
     (tmp_path / "stage").mkdir()
     server, port = start_s3(str(tmp_path / "root"))
     # The driver in a process of its own (to be killed), building as _build does.
-    script = ("import sys, anygram; anygram.build_index(sys.argv[1], 's3://bucket/idx', token_width=%d, "
+    script = ("import sys, anygram; anygram.build_index(sys.argv[1], 's3://raybuilds/idx', token_width=%d, "
               "vocab_size=%d, eos_token_id=%d, shards=%d, progress=False, accelerator=True, _part_tokens=2048, "
               "_overlap_tokens=64, ray=sys.argv[2], tmp=sys.argv[3])" % (WIDTH, VOCAB, ALPHABET[0], SHARDS))
     command = [sys.executable, "-c", script, str(d / "corpus.npy"), cluster.address, str(tmp_path / "stage")]
