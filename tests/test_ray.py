@@ -529,7 +529,8 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
               "vocab_size=%d, eos_token_id=%d, shards=%d, progress=False, accelerator=True, _part_tokens=2048, "
               "_overlap_tokens=64, ray=sys.argv[2], tmp=sys.argv[3])" % (WIDTH, VOCAB, ALPHABET[0], SHARDS))
     command = [sys.executable, "-c", script, str(d / "corpus.npy"), cluster.address, str(tmp_path / "stage")]
-    env = {**CLI_ENV, **s3_env(port)}
+    # This process's environment (its Ray variables keep the driver on 127.0.0.1), its imports.
+    env = {**os.environ, "PYTHONPATH": CLI_ENV["PYTHONPATH"], **s3_env(port)}
     try:
         first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
                                  env={**env, "ANYGRAM_BUILD_PAUSE_AT": "publish"})
@@ -542,8 +543,9 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
         first.wait()
         first.stderr.close()
         uploaded = {n: (bucket / "idx" / n).stat().st_mtime_ns for n in os.listdir(bucket / "idx")}
-        assert sorted(uploaded) == sorted(f"{kind}.{s}" for kind in ("tokenized", "offset", "table")
-                                          for s in range(SHARDS))
+        # Every shard file a sort leaves (metadata too); no accelerator, marker or manifest yet.
+        assert sorted(uploaded) == sorted(f"{kind}.{s}" for kind in ("tokenized", "offset", "metadata", "metaoff",
+                                                                     "table") for s in range(SHARDS))
         again = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
         assert again.returncode == 0, again.stderr
         assert "resum" in again.stderr.lower()

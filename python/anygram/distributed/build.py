@@ -90,13 +90,14 @@ def sort_shards_on_ray(work, shard_meta: List[Dict[str, Any]], width: int, worke
     if not todo:
         return
     # A task's CPUs: the threads it sorts with (0: one; Ray's scheduler spreads the shards).
-    task = ray.remote(sort_shard).options(num_cpus=max(1, workers), max_retries=TASK_RETRIES,
-                                          retry_exceptions=False)
+    options: Dict[str, Any] = {}
     if upload_to is not None:
         # The tasks reach the object store as the driver does (its credentials and
         # endpoint), whatever their nodes' environment holds.
-        forwarded = {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
-        task = task.options(runtime_env={"env_vars": forwarded})
+        options["runtime_env"] = {"env_vars": {k: v for k, v in os.environ.items()
+                                               if k.startswith(STORAGE_ENV_PREFIXES)}}
+    task = ray.remote(sort_shard).options(num_cpus=max(1, workers), max_retries=TASK_RETRIES,
+                                          retry_exceptions=False, **options)
     kill_once = os.environ.get(KILL_ONCE_ENV) or None
     pending = {
         task.remote(os.path.abspath(work.index), os.path.abspath(os.path.join(work.path, f"parts.{s}")), s, width,
