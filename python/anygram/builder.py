@@ -17,7 +17,9 @@ checksums and the typed manifest.
 3. ``suffix_array.S`` for every shard S: the suffix array, in memory when it fits the
    memory budget, otherwise in parts merged on disk (``rust/anygram/src/build/``);
    finished parts of a shard survive a crash too.
-4. checksums and the manifest, then publish: one rename puts the index in place.
+4. checksums and the manifest, then publish: one rename puts the index in place (for an
+   object storage URL: every file uploaded, the manifest last, each upload recorded in the
+   work directory's ``uploaded/`` so that a rerun uploads only what is missing).
 
 All of it happens in a work directory beside the output, ``.NAME.build-HASH``, where HASH
 is a digest of everything that determines the index (input files with their sizes and
