@@ -556,6 +556,13 @@ impl IndexWriter {
             options.vocab_size,
             options.eos_token_id,
         )?;
+        if crate::storage::is_remote(output) {
+            // Its work directory would be a local path shaped like the URL.
+            return Err(Error::InvalidArgument(format!(
+                "{}: IndexWriter writes a local directory; write the index there, then publish it with publish_index",
+                output.display()
+            )));
+        }
         if std::fs::symlink_metadata(output).is_ok() {
             return Err(Error::InvalidArgument(format!(
                 "{} already exists",

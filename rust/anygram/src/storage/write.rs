@@ -438,6 +438,28 @@ mod tests {
         assert!(err.to_string().contains("anygram-upload"), "{err}");
     }
 
+    #[cfg(feature = "build")]
+    #[test]
+    fn the_index_writer_refuses_a_url_without_writing_locally() {
+        use crate::build::writer::{IndexWriter, IndexWriterOptions};
+        let options = IndexWriterOptions {
+            width: crate::format::TokenWidth::U16,
+            vocab_size: None,
+            eos_token_id: None,
+            num_shards: 1,
+            metadata: false,
+            suffix_array: Default::default(),
+            accelerator: false,
+            tokenizer: None,
+        };
+        // Its work directory would be a relative path shaped like the URL, under the cwd.
+        let err = IndexWriter::create(Path::new("s3://bucket/index"), options)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("local directory"), "{err}");
+        assert!(!Path::new("s3:").exists());
+    }
+
     #[test]
     fn index_file_names() {
         for name in [
