@@ -207,6 +207,11 @@ def test_bad_destinations_fail_before_any_work_naming_the_url(s3, corpus, tmp_pa
                "--vocab-size", VOCAB, "--tmp", tmp_path, "-q", AWS_SECRET_ACCESS_KEY="wrong")
     assert out.returncode != 0 and "s3://builds/denied" in out.stderr and "credentials were refused" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+    # No credentials at all: the client's last resort (instance metadata) gives none.
+    out = _cli(s3, "build", d / "corpus.npy", "-o", "s3://builds/anonymous", "--token-width", WIDTH,
+               "--vocab-size", VOCAB, "--tmp", tmp_path, "-q", AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+    assert out.returncode != 0 and "s3://builds/anonymous" in out.stderr and "credentials" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
     # A prefix holding other objects is never written into.
     (s3["bucket"] / "data").mkdir()
     (s3["bucket"] / "data" / "notes.txt").write_text("mine")

@@ -209,7 +209,10 @@ fn destination_error(url: &Url, e: object_store::Error) -> Error {
     // status and code that object_store passes on only inside its message.
     let text = e.to_string();
     let says = |codes: &[&str]| codes.iter().any(|code| text.contains(code));
-    let hint = if matches!(e, object_store::Error::NotFound { .. })
+    let hint = if text.contains("169.254.169.254") {
+        // No credentials in the environment: the client asked the instance metadata service.
+        "no credentials were found (none in the environment, and no instance metadata service gave any): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the store's own variables)"
+    } else if matches!(e, object_store::Error::NotFound { .. })
         || says(&["NoSuchBucket", "ContainerNotFound", "BucketNotFound"])
     {
         "the bucket does not exist (create it first)"
