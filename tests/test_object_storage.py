@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 
-import httpx
 import numpy as np
 import pytest
 
@@ -24,38 +23,13 @@ import anygram
 from anygram import _anygram
 from anygram.errors import CorruptIndexError, IndexIOError, IndexNotFoundError, InvalidArgumentError
 from conftest import build_from_tokens
+from s3_server import s3_env, start_s3, wait_for_port
 from serving import free_port
 
-S3S_FS = shutil.which("s3s-fs") or os.path.expanduser("~/.cargo/bin/s3s-fs")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-ACCESS_KEY, SECRET_KEY = "anygram-test", "anygram-test-secret"
 SHARDS = 3
 # Small blocks, so that a search over this small index really reads through GETs.
 BLOCK_BYTES = 64
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer on port {port}")
-
-
-def _start_s3(root: str) -> tuple[subprocess.Popen, int]:
-    if not os.path.exists(S3S_FS):
-        pytest.skip("s3s-fs is not installed (.ci/run installs it)")
-    port = free_port()
-    proc = subprocess.Popen([S3S_FS, "--host", "127.0.0.1", "--port", str(port), "--access-key", ACCESS_KEY,
-                             "--secret-key", SECRET_KEY, root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, proc, "s3s-fs")
-    return proc, port
-
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
@@ -71,7 +45,7 @@ def served(tmp_path_factory):
     shutil.copytree(local, root / "bucket" / "idx")
     shutil.copytree(local, root / "bucket" / "broken")
 
-    s3, s3_port = _start_s3(str(root))
+    s3, s3_port = start_s3(str(root))
     if not os.path.exists(NGINX):
         pytest.skip("nginx is not installed (.ci/run installs it)")
     http_port = free_port()
@@ -100,10 +74,9 @@ http {{
 """)
     nginx = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(base / "nginx-error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(http_port, nginx, "nginx")
+    wait_for_port(http_port, nginx, "nginx")
 
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    env = s3_env(s3_port)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     # Few retries with a short backoff: a dead server must fail within seconds.
@@ -271,7 +244,7 @@ def test_a_server_that_dies_mid_session_is_an_index_io_error(served, tmp_path):
     # A server of its own, so the others keep serving.
     root = tmp_path / "root"
     shutil.copytree(served["local"], root / "solo" / "idx")
-    proc, port = _start_s3(str(root))
+    proc, port = start_s3(str(root))
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     try:
         engine = anygram.Engine.open("s3://solo/idx")

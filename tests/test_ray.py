@@ -110,17 +110,6 @@ def test_build_on_ray_is_the_local_build(cluster, corpus, local_index):
     assert not [n for n in os.listdir(d) if ".build-" in n]  # the work directory is gone
 
 
-@pytest.mark.parametrize("ray_arg", [None, True])
-def test_build_to_object_storage_is_refused(cluster, corpus, tmp_path, monkeypatch, ray_arg):
-    """The core's storage layer reads object storage but does not write it: a build whose
-    output is a URL fails at once naming it (before, it wrote a local ``s3:`` directory)."""
-    d, _ = corpus
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(anygram.errors.InvalidArgumentError, match="output s3://bucket/idx: .*not supported"):
-        _build(d, "s3://bucket/idx", ray=ray_arg)
-    assert os.listdir(tmp_path) == []
-
-
 def test_build_survives_a_worker_killed_mid_sort(cluster, corpus, local_index, monkeypatch):
     d, _ = corpus
     marker = d / "killed-once"
@@ -658,3 +647,53 @@ def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "resum" in again.stderr.lower()
     assert _assert_same_index(tmp_path / "local", tmp_path / "resumed") == 0
+
+
+def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, tmp_path):
+    """Into object storage (s3s-fs on 127.0.0.1): each task uploads its shard's files from
+    where it sorted them; the driver publishes the rest and the manifest last. A driver
+    killed before its publish leaves the shards uploaded but no index; the rerun sorts and
+    uploads nothing again, and the objects are the local build's byte for byte."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import CLI_ENV
+    from s3_server import s3_env, start_s3
+
+    d, _ = corpus
+    bucket = tmp_path / "root" / "raybuilds"
+    bucket.mkdir(parents=True)
+    (tmp_path / "stage").mkdir()
+    server, port = start_s3(str(tmp_path / "root"))
+    # The driver in a process of its own (to be killed), building as _build does.
+    script = ("import sys, anygram; anygram.build_index(sys.argv[1], 's3://raybuilds/idx', token_width=%d, "
+              "vocab_size=%d, eos_token_id=%d, shards=%d, progress=False, accelerator=True, _part_tokens=2048, "
+              "_overlap_tokens=64, ray=sys.argv[2], tmp=sys.argv[3])" % (WIDTH, VOCAB, ALPHABET[0], SHARDS))
+    command = [sys.executable, "-c", script, str(d / "corpus.npy"), cluster.address, str(tmp_path / "stage")]
+    # This process's environment (its Ray variables keep the driver on 127.0.0.1), its imports.
+    env = {**os.environ, "PYTHONPATH": CLI_ENV["PYTHONPATH"], **s3_env(port)}
+    try:
+        first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                 env={**env, "ANYGRAM_BUILD_PAUSE_AT": "publish"})
+        seen = ""
+        while "paused at publish" not in seen:
+            line = first.stderr.readline()
+            assert line, f"the build ended without pausing: {seen}"
+            seen += line
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        first.stderr.close()
+        uploaded = {n: (bucket / "idx" / n).stat().st_mtime_ns for n in os.listdir(bucket / "idx")}
+        # Every shard file a sort leaves (metadata too); no accelerator, marker or manifest yet.
+        assert sorted(uploaded) == sorted(f"{kind}.{s}" for kind in ("tokenized", "offset", "metadata", "metaoff",
+                                                                     "table") for s in range(SHARDS))
+        again = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "resum" in again.stderr.lower()
+        assert {n: (bucket / "idx" / n).stat().st_mtime_ns for n in uploaded} == uploaded
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert _assert_same_index(local_index, bucket / "idx") == 0
+    assert os.listdir(tmp_path / "stage") == []

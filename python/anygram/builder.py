@@ -17,7 +17,9 @@ checksums and the typed manifest.
 3. ``suffix_array.S`` for every shard S: the suffix array, in memory when it fits the
    memory budget, otherwise in parts merged on disk (``rust/anygram/src/build/``);
    finished parts of a shard survive a crash too.
-4. checksums and the manifest, then publish: one rename puts the index in place.
+4. checksums and the manifest, then publish: one rename puts the index in place (for an
+   object storage URL: every file uploaded, the manifest last, each upload recorded in the
+   work directory's ``uploaded/`` so that a rerun uploads only what is missing).
 
 All of it happens in a work directory beside the output, ``.NAME.build-HASH``, where HASH
 is a digest of everything that determines the index (input files with their sizes and
@@ -83,7 +85,20 @@ PYTHON_WORDS = {"output": "output", "input": "input", "overwrite": "overwrite=Tr
 def check_output(output: str, inputs: List[str], overwrite: bool, words: Dict[str, str] = PYTHON_WORDS) -> None:
     """Raises unless a build may write its index at ``output``: the path is free, or
     ``overwrite`` is set and it holds an index (and nothing else); and it is neither an
-    input nor a directory holding one. ``words``: how the caller names the arguments."""
+    input nor a directory holding one. An object storage URL is listed now (a bucket that
+    does not exist or credentials that do not allow it fail here, before any work).
+    ``words``: how the caller names the arguments."""
+    from .engine import is_url
+
+    if isinstance(output, str) and is_url(output):
+        try:
+            _anygram.check_index_destination(output, overwrite)
+        except AnygramError as e:
+            if "already holds an index" in str(e):
+                raise InvalidArgumentError(f"{words['output']} {output} already holds an index: choose another "
+                                           f"URL or pass {words['overwrite']} to replace it") from None
+            raise
+        return
     output = os.path.abspath(os.fspath(output))
     labels = {(words["input"] if len(inputs) == 1 else f"{words['input']} {i + 1}"): p for i, p in enumerate(inputs)}
     check_outputs({}, inputs=labels, output_dirs={words["output"]: output})
@@ -227,6 +242,7 @@ def build_index(
     resume: bool = True,
     accelerator: bool = False,
     ray: Union[None, bool, str] = None,
+    tmp: Optional[str] = None,
     _part_tokens: Optional[int] = None,
     _overlap_tokens: Optional[int] = None,
     _piece_chars: Optional[int] = None,
@@ -258,7 +274,14 @@ def build_index(
     page cache, searches are faster without it. ``ray=True`` (or a cluster address) reads and
     tokenizes slices of the input files and sorts the shards' suffix arrays as Ray tasks, on a
     cluster whose nodes all see the inputs and the output's directory (:mod:`anygram.distributed.build`; the ``anygram[ray]`` extra):
-    the index is byte for byte the local one. Returns a :class:`BuildReport`.
+    the index is byte for byte the local one.
+
+    ``output`` may be an object storage URL (``s3://bucket/prefix``, ``gs://``, ``az://``;
+    credentials from the environment, as for queries): the index is built in a local
+    staging directory under ``tmp`` (default: the system's temporary directory; with ``ray``
+    one every node sees) and uploaded, the manifest last, so that a cut-off build is never
+    opened as an index; a rerun resumes, uploading only what is not there yet. With ``ray``
+    each shard's files are uploaded by the task that sorted them. Returns a :class:`BuildReport`.
     """
     started = time.perf_counter()
     if progress is None:
@@ -269,30 +292,31 @@ def build_index(
         check_address(ray)  # before any work: a wrong address fails now, not after tokenizing
     from .engine import is_url
 
-    if isinstance(output, str) and is_url(output):
-        # The core's storage layer only reads object storage (abspath would make a local "s3:" directory).
-        raise InvalidArgumentError(f"output {output}: a build writes to a local directory (or, with ray, a path "
-                                   "every node sees); writing to object storage is not supported: build to a "
-                                   "directory, then copy it there (queries read indexes in object storage)")
+    # An index in object storage is built in a local staging directory (``tmp``) and
+    # uploaded by the publish step; ``target`` is where it goes, ``output`` where it is built.
+    remote = isinstance(output, str) and is_url(output)
+    target = output
     mem_bytes = parse_size(mem)
     if mem_bytes is not None:
         _anygram.check_build_budget(mem_bytes, _anygram.resident_bytes() or 0)
     if shards != "auto" and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
         raise InvalidArgumentError(f"shards must be a positive integer or 'auto', got {shards!r}")
-    output = os.path.abspath(os.fspath(output))
+    output = _staging_path(target, tmp) if remote else os.path.abspath(os.fspath(output))
+    if not remote:
+        target = output
     input_skips = SkipLog(strict=strict)
     from_python = is_document_iterable(inputs)
     if from_python:
         # Documents from Python are read once, as they come: nothing to compare with a
         # rerun, so such a build never resumes (a fresh key each time).
         records, files, inputs = inputs, [], [f"{PYTHON_INPUT} {type(inputs).__name__}"]
-        check_output(output, [], overwrite)
+        check_output(target, [], overwrite)
         input_key: Any = ["python", os.urandom(8).hex()]
     else:
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [os.fspath(inputs)]
         inputs = [os.path.abspath(os.fspath(i)) for i in inputs]
-        check_output(output, inputs, overwrite)
+        check_output(target, inputs, overwrite)
         # Directory entries skipped while listing the inputs are counted with the documents.
         files = input_paths(inputs, input_skips)
         input_key = [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in files]
@@ -353,8 +377,12 @@ def build_index(
         if ray:
             from .distributed.build import sort_shards_on_ray
 
+            # Each task uploads its shard's files to object storage as soon as they are
+            # sorted; not over an index being replaced (its readers would see them change
+            # under its manifest): the publish deletes that manifest first.
+            upload_to = target if remote and not (overwrite and _holds_index(target)) else None
             sort_shards_on_ray(work, shard_meta, width, workers, mem_bytes, _part_tokens, _overlap_tokens,
-                               progress, ray)
+                               progress, ray, upload_to=upload_to, upload_record=_upload_record(work))
         for s, meta in enumerate(shard_meta):
             step = f"suffix_array.{s}"
             done = work.done(step)
@@ -393,7 +421,7 @@ def build_index(
         seconds["total"] = time.perf_counter() - started
         _release_tokenizer_file(tok)
         _checkpoint("publish")
-        _publish(idx, output, overwrite)
+        _publish(idx, target, overwrite, _upload_record(work) if remote else None)
         work.remove()
     except AnygramError:
         if work.done("tokenize") is None:
@@ -414,7 +442,7 @@ def build_index(
             work.release()
         raise
     return BuildReport(
-        output=output,
+        output=target,
         num_documents=num_docs,
         num_tokens=sum(s["num_tokens"] for s in shard_meta),
         num_shards=len(shard_meta),
@@ -809,10 +837,35 @@ def _release_free_memory() -> None:
         pass
 
 
-def _publish(tmp: str, output: str, overwrite: bool) -> None:
+def _publish(tmp: str, output: str, overwrite: bool, upload_record: Optional[str] = None) -> None:
     """Renames the finished build into place (the core's ``publish_index``). An old index
     is checked again first (it may have changed during the build); the core renames it
-    aside and removes it once the new one is in place."""
-    if overwrite and os.path.lexists(output):
+    aside and removes it once the new one is in place. For an object storage URL the core
+    uploads every file, the manifest last, recording each upload in ``upload_record`` (a
+    rerun skips what is recorded and unchanged), and checks the destination again itself."""
+    if overwrite and not upload_record and os.path.lexists(output):
         check_replaceable_index(output)
-    _anygram.publish_index(tmp, output, overwrite)
+    _anygram.publish_index(tmp, output, overwrite, upload_record)
+
+
+def _staging_path(url: str, tmp: Optional[str]) -> str:
+    """Where a build into object storage is built (its work directory beside it): a local
+    path under ``tmp`` (default: the system's temporary directory) named after ``url``, so
+    that a rerun of the same build finds its work and resumes."""
+    base = os.path.abspath(os.fspath(tmp)) if tmp is not None else tempfile.gettempdir()
+    if not os.path.isdir(base):
+        raise InvalidArgumentError(f"tmp {base}: not a directory (a build into object storage stages its files there)")
+    return os.path.join(base, "anygram-" + re.sub(r"[^A-Za-z0-9._-]+", "_", url.rstrip("/")))
+
+
+def _upload_record(work) -> str:
+    """The directory where a build records the files it uploaded (one small file each)."""
+    return os.path.join(work.path, "uploaded")
+
+
+def _holds_index(url: str) -> bool:
+    try:
+        _anygram.check_index_destination(url, False)
+    except InvalidArgumentError as e:
+        return "already holds an index" in str(e)
+    return False

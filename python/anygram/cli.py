@@ -217,7 +217,7 @@ def cmd_build(args) -> int:
         text_field=args.text_field, text_mode=args.text_mode, metadata=not args.no_metadata,
         strict=args.strict, overwrite=args.overwrite, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), mem=args.mem, resume=not args.no_resume,
-        accelerator=args.accelerator, ray=args.ray,
+        accelerator=args.accelerator, ray=args.ray, tmp=args.tmp,
     )
     # -o is the index here: the report always goes to stdout.
     _emit(args_printing_to_stdout(args), dataclasses.asdict(report), report.summary)
@@ -681,7 +681,10 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an index from JSONL, Parquet, text or .npy files")
     b.add_argument("input", nargs="+", help="files or directories")
-    _add_output(b, "index directory to create", required=True)
+    _add_output(b, "index directory to create, or an object storage URL (s3://bucket/prefix, gs://, az://: "
+                   "built under --tmp, uploaded with the manifest last)", required=True)
+    b.add_argument("--tmp", help="where a build into object storage stages its files (default: the system's "
+                   "temporary directory; with --ray, a path every node sees)")
     b.add_argument("--tokenizer", help="HuggingFace tokenizer.json (default: none, UTF-8 bytes)")
     b.add_argument("--shards", default="1",
                    help="number of shards, or 'auto': the fewest whose suffix arrays sort in memory within --mem")

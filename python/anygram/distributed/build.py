@@ -11,6 +11,11 @@ sees). The driver records each finished shard in the journal as it arrives, so a
 never sorts a finished shard again, then writes the accelerators, checksums and manifest
 and publishes the index, exactly as locally: the files are byte for byte the local build's.
 
+Into object storage (``output`` a URL): the work directory is a staging directory every
+node sees (``tmp``); each task uploads its shard's files as soon as they are sorted (from
+the node that sorted them, recorded in the work directory's ``uploaded/``), and the
+driver's publish uploads the rest, the manifest last, skipping what the tasks recorded.
+
 A task whose worker dies (killed, out of memory, node lost) is retried by Ray; an
 external sort's finished parts (``parts.S/``) survive and are reused by the retry.
 """
@@ -36,8 +41,11 @@ TASK_RETRIES = 3
 
 
 def sort_shard(index_dir: str, parts_dir: str, s: int, width: int, threads: int, mem: Optional[int],
-               part_tokens: Optional[int], overlap_tokens: Optional[int], kill_once: Optional[str]) -> Dict[str, Any]:
-    """Shard ``s``'s suffix array (the Ray task's body; also callable locally)."""
+               part_tokens: Optional[int], overlap_tokens: Optional[int], kill_once: Optional[str],
+               upload_to: Optional[str] = None, upload_record: Optional[str] = None) -> Dict[str, Any]:
+    """Shard ``s``'s suffix array (the Ray task's body; also callable locally); with
+    ``upload_to`` (an object storage URL) the shard's files are then uploaded there from
+    this task, each recorded in ``upload_record`` (the driver's publish skips them)."""
     import time
 
     t0 = time.perf_counter()
@@ -54,25 +62,46 @@ def sort_shard(index_dir: str, parts_dir: str, s: int, width: int, threads: int,
         progress=report if kill_once else None,
     ))
     result["seconds"] = time.perf_counter() - t0
+    if upload_to is not None:
+        # (Not timed in the result: the journal's entry is the manifest's suffix-array record.)
+        for kind in SHARD_FILES:
+            local = os.path.join(index_dir, f"{kind}.{s}")
+            if os.path.exists(local):
+                _anygram.upload_index_file(local, upload_to.rstrip("/") + f"/{kind}.{s}", upload_record)
     return result
+
+
+# The variables that say where object storage is and how to sign in (object_store's
+# and anygram's): a task that uploads gets the driver's.
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "AZURE_", "ANYGRAM_STORAGE_")
+# A shard's files that exist once its suffix array is sorted (its accelerator comes later,
+# from the driver's finish step).
+SHARD_FILES = ("tokenized", "offset", "metadata", "metaoff", "table")
 
 
 def sort_shards_on_ray(work, shard_meta: List[Dict[str, Any]], width: int, workers: int, mem: Optional[int],
                        part_tokens: Optional[int], overlap_tokens: Optional[int], progress: bool,
-                       address) -> None:
+                       address, upload_to: Optional[str] = None, upload_record: Optional[str] = None) -> None:
     """Sorts every shard not yet in ``work``'s journal as a Ray task; records each in the
-    journal (step ``suffix_array.S``, the local build's) as it finishes."""
+    journal (step ``suffix_array.S``, the local build's) as it finishes. ``upload_to``:
+    each task then uploads its shard's files there (see :func:`sort_shard`)."""
     ray = connect(address)
     todo = [s for s in range(len(shard_meta)) if work.done(f"suffix_array.{s}") is None]
     if not todo:
         return
     # A task's CPUs: the threads it sorts with (0: one; Ray's scheduler spreads the shards).
+    options: Dict[str, Any] = {}
+    if upload_to is not None:
+        # The tasks reach the object store as the driver does (its credentials and
+        # endpoint), whatever their nodes' environment holds.
+        options["runtime_env"] = {"env_vars": {k: v for k, v in os.environ.items()
+                                               if k.startswith(STORAGE_ENV_PREFIXES)}}
     task = ray.remote(sort_shard).options(num_cpus=max(1, workers), max_retries=TASK_RETRIES,
-                                          retry_exceptions=False)
+                                          retry_exceptions=False, **options)
     kill_once = os.environ.get(KILL_ONCE_ENV) or None
     pending = {
         task.remote(os.path.abspath(work.index), os.path.abspath(os.path.join(work.path, f"parts.{s}")), s, width,
-                    max(0, workers), mem, part_tokens, overlap_tokens, kill_once): s
+                    max(0, workers), mem, part_tokens, overlap_tokens, kill_once, upload_to, upload_record): s
         for s in todo
     }
     with progress_bar(len(shard_meta), "suffix arrays on ray", " shards", progress) as bar:

@@ -251,12 +251,46 @@ pub fn remove_streams(py: Python<'_>, index_dir: PathBuf, starts_dir: PathBuf) -
     call(py, || writer::remove_streams(&index_dir, &starts_dir))
 }
 
-/// Puts the finished index `tmp` at `output` (see
-/// `anygram::build::writer::publish_index`); an index there is replaced only with
-/// `replace`, once the caller has checked it holds index files only.
+/// Puts the finished index `tmp` at `output`, a directory or an object storage
+/// URL (see `anygram::build::writer::publish_index_recorded`); an index there is
+/// replaced only with `replace`, once the caller has checked it holds index files
+/// only. `upload_record`: where an upload records its files (a resumed one skips them).
 #[pyfunction]
-pub fn publish_index(py: Python<'_>, tmp: PathBuf, output: PathBuf, replace: bool) -> PyResult<()> {
-    call(py, || writer::publish_index(&tmp, &output, replace))
+#[pyo3(signature = (tmp, output, replace, upload_record=None))]
+pub fn publish_index(
+    py: Python<'_>,
+    tmp: PathBuf,
+    output: PathBuf,
+    replace: bool,
+    upload_record: Option<PathBuf>,
+) -> PyResult<()> {
+    call(py, || {
+        writer::publish_index_recorded(&tmp, &output, replace, upload_record.as_deref())
+    })
+}
+
+/// Uploads the finished local file `local` to the URL `url` (the core's
+/// `storage::upload_file`); with `upload_record`, skipped when recorded there
+/// and unchanged. Returns whether it uploaded.
+#[pyfunction]
+#[pyo3(signature = (local, url, upload_record=None))]
+pub fn upload_index_file(
+    py: Python<'_>,
+    local: PathBuf,
+    url: PathBuf,
+    upload_record: Option<PathBuf>,
+) -> PyResult<bool> {
+    call(py, || {
+        anygram::storage::upload_file(&local, &url, upload_record.as_deref())
+    })
+}
+
+/// Checks that an index may be published at the directory URL `url` (the
+/// core's `storage::check_destination`): no index there unless `replace`,
+/// nothing but index files, the bucket reachable with the credentials given.
+#[pyfunction]
+pub fn check_index_destination(py: Python<'_>, url: PathBuf, replace: bool) -> PyResult<()> {
+    call(py, || anygram::storage::check_destination(&url, replace))
 }
 
 /// Completes the index in `index_dir` (see `anygram::build::writer::finish_index`):
@@ -386,6 +420,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(remove_streams, m)?,
         wrap_pyfunction!(finish_index, m)?,
         wrap_pyfunction!(publish_index, m)?,
+        wrap_pyfunction!(upload_index_file, m)?,
+        wrap_pyfunction!(check_index_destination, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -466,8 +466,25 @@ pub fn finish_index(dir: &Path, options: &FinishOptions) -> Result<Manifest> {
 /// Puts the finished index `tmp` at `output` with one rename. An index already
 /// at `output` is replaced only with `replace` (the caller has checked that it
 /// holds index files only): it is renamed aside first and removed once the new one
-/// is in place, so the path always holds one whole index.
+/// is in place, so the path always holds one whole index. An `output` that is a
+/// URL gets the files uploaded, the manifest last ([`publish_index_recorded`]).
 pub fn publish_index(tmp: &Path, output: &Path, replace: bool) -> Result<()> {
+    publish_index_recorded(tmp, output, replace, None)
+}
+
+/// [`publish_index`], where an upload to object storage records each file it
+/// uploads in `upload_record` (a directory of the build's own) and skips those
+/// recorded there whose objects are unchanged: a publish cut off midway resumes
+/// (`crate::storage::publish_dir`). Unused for a local `output`.
+pub fn publish_index_recorded(
+    tmp: &Path,
+    output: &Path,
+    replace: bool,
+    upload_record: Option<&Path>,
+) -> Result<()> {
+    if crate::storage::is_remote(output) {
+        return crate::storage::publish_dir(tmp, output, replace, upload_record);
+    }
     // A bare name's parent is "": the current directory.
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -539,6 +556,13 @@ impl IndexWriter {
             options.vocab_size,
             options.eos_token_id,
         )?;
+        if crate::storage::is_remote(output) {
+            // Its work directory would be a local path shaped like the URL.
+            return Err(Error::InvalidArgument(format!(
+                "{}: IndexWriter writes a local directory; write the index there, then publish it with publish_index",
+                output.display()
+            )));
+        }
         if std::fs::symlink_metadata(output).is_ok() {
             return Err(Error::InvalidArgument(format!(
                 "{} already exists",

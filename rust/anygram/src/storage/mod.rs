@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod remote;
+pub mod write;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -215,6 +216,50 @@ pub fn prefetch_all(requests: &[(&IndexFile, Vec<(u64, u64)>)]) -> Result<()> {
         }
     }
     remote::fetch_many(&remote_requests)
+}
+
+/// The URL `dest` stands for; a local path is an error (`what` names it).
+fn destination_url(dest: &Path, what: &str) -> Result<Url> {
+    url_of(dest)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{}: {what} must be an object storage URL (s3://, gs://, az://, ...)",
+            dest.display()
+        ))
+    })
+}
+
+/// Uploads the finished local file `local` to the URL `dest` (see
+/// [`write::upload_file`]: multipart, bounded memory, skipped when `record_dir`
+/// records it uploaded and the object is unchanged). Returns whether it uploaded.
+pub fn upload_file(local: &Path, dest: &Path, record_dir: Option<&Path>) -> Result<bool> {
+    write::upload_file(
+        local,
+        &destination_url(dest, "an upload's destination")?,
+        record_dir,
+    )
+}
+
+/// Publishes the finished local index `local_dir` at the directory URL `dest`:
+/// its files first, the manifest last (see [`write::publish_dir`]).
+pub fn publish_dir(
+    local_dir: &Path,
+    dest: &Path,
+    replace: bool,
+    record_dir: Option<&Path>,
+) -> Result<()> {
+    write::publish_dir(
+        local_dir,
+        &destination_url(dest, "an index's destination")?,
+        replace,
+        record_dir,
+    )
+}
+
+/// Checks that an index may be published at the directory URL `dest` (see
+/// [`write::check_destination`]): listed now, no index there unless `replace`,
+/// nothing there but index files.
+pub fn check_destination(dest: &Path, replace: bool) -> Result<()> {
+    write::check_destination(&destination_url(dest, "an index's destination")?, replace).map(|_| ())
 }
 
 /// A message for operations that need the index on local disk.

@@ -191,12 +191,12 @@ fn build_store(url: &Url, retries: usize) -> Result<Arc<dyn ObjectStore>> {
     Ok(store)
 }
 
-fn bad_url(url: &Url, e: impl std::fmt::Display) -> Error {
+pub(super) fn bad_url(url: &Url, e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("{url}: cannot open this object store URL: {e}"))
 }
 
 /// An object store's error on `what` as the core's I/O error naming the URL.
-fn io_error(what: &str, e: object_store::Error) -> Error {
+pub(super) fn io_error(what: &str, e: object_store::Error) -> Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
         _ => std::io::ErrorKind::Other,
@@ -208,7 +208,7 @@ fn io_error(what: &str, e: object_store::Error) -> Error {
 }
 
 /// The runtime and store for `url`'s bucket, made (again) in this process.
-fn endpoint(url: &Url) -> Result<(Arc<tokio::runtime::Runtime>, Arc<dyn ObjectStore>)> {
+pub(super) fn endpoint(url: &Url) -> Result<(Arc<tokio::runtime::Runtime>, Arc<dyn ObjectStore>)> {
     static ENDPOINTS: OnceLock<Mutex<HashMap<String, Endpoint>>> = OnceLock::new();
     let key = format!(
         "{}://{}",
@@ -323,6 +323,17 @@ pub fn describe_dir<'a>(
         .unwrap()
         .insert(dir.as_str().to_string(), Some(Arc::new(described)));
     Ok(())
+}
+
+/// Forgets what this process knows of the objects under directory `dir` (its
+/// listing, whole objects read): after a publish there, they are stale.
+pub(super) fn forget_dir(dir: &Url) {
+    let dir = super::as_dir(dir);
+    listings().lock().unwrap().remove(dir.as_str());
+    whole_objects()
+        .lock()
+        .unwrap()
+        .retain(|url, _| !url.starts_with(dir.as_str()));
 }
 
 /// The whole object at `url` (at most `max_bytes`), in one GET that also tells
@@ -487,7 +498,7 @@ fn info(url: &Url) -> Result<Option<ObjectInfo>> {
     }
 }
 
-fn object_path(url: &Url) -> Result<ObjectPath> {
+pub(super) fn object_path(url: &Url) -> Result<ObjectPath> {
     let (_, path) = ObjectStoreScheme::parse(url).map_err(|e| bad_url(url, e))?;
     ObjectPath::parse(path).map_err(|e| bad_url(url, e))
 }
