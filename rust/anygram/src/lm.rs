@@ -140,6 +140,12 @@ const PIECE_TOKENS: usize = 512;
 /// core's line-fill buffers, with room for the pieces that wait on a long search.
 const LOCKSTEP_WIDTH: usize = 32;
 
+/// A context with at most this many occurrences keeps their text positions
+/// (one read of its suffix-array entries): extending it compares the token
+/// after each, whose line the previous extension brought into the cache, with
+/// no search in the suffix array.
+const CACHED_OCCURRENCES: u64 = 16;
+
 /// After a failed extension, shorter contexts tried one at a time (most drops
 /// are of 1-3 tokens) before the rest is bisected.
 const LINEAR_DROPS: u32 = 3;
@@ -185,11 +191,40 @@ struct Pass<'b> {
     i: usize,
     start: usize,
     context: FindResult,
+    /// The text positions of the context's occurrences, per shard in rank
+    /// order, when it has at most [`CACHED_OCCURRENCES`] (else empty).
+    occurrences: Option<Vec<Vec<u64>>>,
     drop: Option<Backoff>,
     out: Scores,
 }
 
 impl Pass<'_> {
+    /// The context followed by token `i`, from the cached positions of the
+    /// context's occurrences (sorted by what follows them: those followed by
+    /// the token are a run).
+    fn extend_from_occurrences(&self, texts: &[&[u8]], w: usize) -> FindResult {
+        let skip = (self.i - self.start) * w;
+        let next = &self.bytes[self.i * w..(self.i + 1) * w];
+        let occurrences = self.occurrences.as_deref().unwrap_or_default();
+        let mut count = 0;
+        let ranges = occurrences
+            .iter()
+            .zip(&self.context.ranges)
+            .zip(texts)
+            .map(|((positions, &(lo, _)), text)| {
+                let order = |&ptr: &u64| {
+                    let start = (ptr as usize + skip).min(text.len());
+                    text[start..(start + w).min(text.len())].cmp(next)
+                };
+                let first = positions.partition_point(|p| order(p).is_lt());
+                let past = first + positions[first..].partition_point(|p| order(p).is_eq());
+                count += (past - first) as u64;
+                (lo + first as u64, lo + past as u64)
+            })
+            .collect();
+        FindResult { count, ranges }
+    }
+
     /// Takes the result of this round's search: scores position `i` after an
     /// extension, or moves the search for a shorter context on.
     fn take(
@@ -214,6 +249,7 @@ impl Pass<'_> {
                 let drop = self.drop.take().expect("a drop in progress");
                 self.start = drop.ok;
                 self.context = drop.ok_found.unwrap_or_else(|| everything.clone());
+                self.occurrences = None;
                 self.i += 1;
             }
             return Ok(());
@@ -239,12 +275,28 @@ impl Pass<'_> {
         )?;
         self.out.suffix_len.push(suffix_len as u32);
         if cont.count > 0 {
+            // The continuation's ranks are a part of the context's: so are its positions.
+            if let Some(occurrences) = &mut self.occurrences {
+                for ((positions, &(lo, _)), &(new_lo, new_hi)) in occurrences
+                    .iter_mut()
+                    .zip(&self.context.ranges)
+                    .zip(&cont.ranges)
+                {
+                    if new_lo == new_hi {
+                        positions.clear();
+                    } else {
+                        positions.truncate((new_hi - lo) as usize);
+                        positions.drain(..(new_lo - lo) as usize);
+                    }
+                }
+            }
             self.context = cont;
             self.i += 1;
         } else if suffix_len == 0 {
             // Not even the token alone occurs: the next context is empty.
             self.start = i + 1;
             self.context = everything.clone();
+            self.occurrences = None;
             self.i += 1;
         } else {
             self.drop = Some(Backoff {
@@ -418,6 +470,12 @@ impl Engine {
         let mut active: Vec<Pass> = Vec::with_capacity(LOCKSTEP_WIDTH);
         let mut waiting = pieces.iter().enumerate();
         let shards = self.shards();
+        // Lockstep scoring runs on mapped shards only.
+        let texts_of_shards = shards
+            .iter()
+            .map(|shard| shard.tokenized_file().local_bytes())
+            .collect::<Result<Vec<&[u8]>>>()
+            .map_err(|e| (pieces.first().map_or(0, |p| p.text), e))?;
         loop {
             while active.len() < LOCKSTEP_WIDTH {
                 let Some((p, piece)) = waiting.next() else {
@@ -438,6 +496,7 @@ impl Engine {
                     i: piece.from,
                     start: piece.from - suffix_len,
                     context,
+                    occurrences: None,
                     drop: None,
                     out: Scores::with_capacity(piece.end - piece.from, options),
                 });
@@ -445,32 +504,64 @@ impl Engine {
             if active.is_empty() {
                 break;
             }
-            // This round's search of every pass: (query, per-shard ranges, skip).
-            let searches: Vec<(&[u8], &[RankRange], usize)> = active
+            // Small contexts extend from their occurrences' positions: read them
+            // once, and hint the token after each (this round's misses overlap).
+            for pass in active.iter_mut() {
+                if pass.drop.is_some() || pass.context.count > CACHED_OCCURRENCES {
+                    continue;
+                }
+                if pass.occurrences.is_none() {
+                    let positions = shards
+                        .iter()
+                        .zip(&pass.context.ranges)
+                        .map(|(shard, &(lo, hi))| shard.ptrs_in(lo, hi))
+                        .collect::<Result<Vec<_>>>()
+                        .map_err(|e| (pass.text, e))?;
+                    pass.occurrences = Some(positions);
+                }
+                let skip = (pass.i - pass.start) * w;
+                for (text, positions) in texts_of_shards.iter().zip(pass.occurrences.iter().flatten()) {
+                    for &ptr in positions {
+                        crate::interleave::prefetch(text, ptr as usize + skip);
+                    }
+                }
+            }
+            // This round's search of every other pass: (query, per-shard ranges, skip).
+            let searches: Vec<Option<(&[u8], &[RankRange], usize)>> = active
                 .iter()
                 .map(|pass| {
                     let end = (pass.i + 1) * w;
                     match &pass.drop {
-                        None => (
+                        None if pass.context.count <= CACHED_OCCURRENCES => None,
+                        None => Some((
                             &pass.bytes[pass.start * w..end],
                             &pass.context.ranges[..],
                             (pass.i - pass.start) * w,
-                        ),
-                        Some(drop) => (&pass.bytes[drop.candidate() * w..end], &full[..], 0),
+                        )),
+                        Some(drop) => {
+                            Some((&pass.bytes[drop.candidate() * w..end], &full[..], 0))
+                        }
                     }
                 })
                 .collect();
-            let mut found: Vec<FindResult> = searches
+            let mut found: Vec<FindResult> = active
                 .iter()
-                .map(|_| FindResult {
-                    count: 0,
-                    ranges: Vec::with_capacity(shards.len()),
+                .zip(&searches)
+                .map(|(pass, search)| match search {
+                    Some(_) => FindResult {
+                        count: 0,
+                        ranges: Vec::with_capacity(shards.len()),
+                    },
+                    None => pass.extend_from_occurrences(&texts_of_shards, w),
                 })
                 .collect();
             for (k, shard) in shards.iter().enumerate() {
                 let mut ids = Vec::with_capacity(searches.len());
                 let mut within = Vec::with_capacity(searches.len());
-                for (j, &(query, ranges, skip)) in searches.iter().enumerate() {
+                for (j, search) in searches.iter().enumerate() {
+                    let Some((query, ranges, skip)) = *search else {
+                        continue;
+                    };
                     let range = ranges[k];
                     if range.0 < range.1 {
                         ids.push(j);
@@ -486,9 +577,12 @@ impl Engine {
                     .zip(&ids)
                     .peekable();
                 for (j, f) in found.iter_mut().enumerate() {
+                    let Some((_, ranges, _)) = searches[j] else {
+                        continue;
+                    };
                     let range = match results.next_if(|(_, &id)| id == j) {
                         Some((range, _)) => range.map_err(|e| (active[j].text, e))?,
-                        None => (searches[j].1[k].0, searches[j].1[k].0),
+                        None => (ranges[k].0, ranges[k].0),
                     };
                     f.count += range.1 - range.0;
                     f.ranges.push(range);
