@@ -150,6 +150,10 @@ const CACHED_OCCURRENCES: u64 = 16;
 /// are of 1-3 tokens) before the rest is bisected.
 const LINEAR_DROPS: u32 = 3;
 
+/// A pass's search in a round of [`Engine::score_pieces`]: the query, its
+/// range in each shard, and the bytes every suffix of those ranges shares with it.
+type RoundSearch<'a> = (&'a [u8], &'a [RankRange], usize);
+
 /// A part of one text, `[from, end)` of its positions (the doc-start separator
 /// counted), scored by [`Engine::score_pieces`].
 struct Piece {
@@ -520,14 +524,17 @@ impl Engine {
                     pass.occurrences = Some(positions);
                 }
                 let skip = (pass.i - pass.start) * w;
-                for (text, positions) in texts_of_shards.iter().zip(pass.occurrences.iter().flatten()) {
+                for (text, positions) in texts_of_shards
+                    .iter()
+                    .zip(pass.occurrences.iter().flatten())
+                {
                     for &ptr in positions {
                         crate::interleave::prefetch(text, ptr as usize + skip);
                     }
                 }
             }
             // This round's search of every other pass: (query, per-shard ranges, skip).
-            let searches: Vec<Option<(&[u8], &[RankRange], usize)>> = active
+            let searches: Vec<Option<RoundSearch>> = active
                 .iter()
                 .map(|pass| {
                     let end = (pass.i + 1) * w;
@@ -538,9 +545,7 @@ impl Engine {
                             &pass.context.ranges[..],
                             (pass.i - pass.start) * w,
                         )),
-                        Some(drop) => {
-                            Some((&pass.bytes[drop.candidate() * w..end], &full[..], 0))
-                        }
+                        Some(drop) => Some((&pass.bytes[drop.candidate() * w..end], &full[..], 0)),
                     }
                 })
                 .collect();

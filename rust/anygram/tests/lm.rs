@@ -167,7 +167,8 @@ fn out_of_vocabulary_tokens_are_errors() {
 /// Texts of stretches copied from the corpus (long matches, contexts with few
 /// occurrences) alternating with random stretches that fail to extend (drops of
 /// every length, tokens the corpus never has).
-fn lockstep_case() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<Vec<u32>>, bool)> {
+fn lockstep_case() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<Vec<u32>>, bool)>
+{
     prop_oneof![
         Just(TokenWidth::U8),
         Just(TokenWidth::U16),
