@@ -97,7 +97,9 @@ pub fn score_batch<'py>(
     let engine = engine.get();
     let texts = engine.many(py, texts)?;
     let options = options(sparse, top, max_support, doc_start)?;
-    let results = batch(py, &slices(&texts), |t| engine.core().score(t, &options))?;
+    // One core call for the whole batch: it scores the texts' pieces in lockstep.
+    let texts = slices(&texts);
+    let results = call(py, || engine.core().score_many(&texts, &options))?;
     let list = PyList::empty(py);
     for scores in results {
         list.append(scores_dict(py, scores, &options)?)?;

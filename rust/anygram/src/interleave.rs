@@ -216,35 +216,73 @@ pub(crate) fn find_many(engine: &Engine, queries: &[&[u8]]) -> Result<Vec<FindRe
 /// [`Shard::find`] of each query over the whole shard, the searches stepped in
 /// lockstep (see [`count_many`]); the shard's files are mapped.
 fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>> {
+    let whole = (0, shard.num_tokens());
+    let searches: Vec<Within> = queries
+        .iter()
+        .map(|&query| Within {
+            query,
+            within: whole,
+            skip: 0,
+        })
+        .collect();
+    find_within_interleaved(shard, &searches)
+}
+
+/// One search of [`find_within_interleaved`]: the ranks of `within` whose
+/// suffixes start with `query`, where every suffix of `within` is known to
+/// start with `query[..skip]` (the range of a prefix of the query), so that
+/// only the bytes after `skip` are compared.
+#[derive(Clone, Copy)]
+pub(crate) struct Within<'q> {
+    pub query: &'q [u8],
+    pub within: (u64, u64),
+    pub skip: usize,
+}
+
+/// [`Shard::find`] of each search inside its range, the searches stepped in
+/// lockstep: each round hints the suffix-array entries of all of them, then
+/// their texts, then compares (the sampled keys first narrow each range, their
+/// searches in lockstep as well). Files not mapped: one search after another.
+pub(crate) fn find_within_interleaved(
+    shard: &Shard,
+    searches: &[Within<'_>],
+) -> Vec<Result<(u64, u64)>> {
     let (Ok(table), Ok(text)) = (
         shard.table_file().local_bytes(),
         shard.tokenized_file().local_bytes(),
     ) else {
-        return queries
+        return searches
             .iter()
-            .map(|q| shard.find(q, (0, shard.num_tokens())))
+            .map(|s| shard.find(s.query, s.within))
             .collect();
     };
     let ps = shard.ptr_size();
-    let mut searches: Vec<BoundSearch> = Vec::with_capacity(2 * queries.len());
-    for range in narrow_interleaved(shard, queries) {
-        searches.push(BoundSearch::new(range, true));
-        searches.push(BoundSearch::new(range, false));
+    let mut bounds: Vec<BoundSearch> = Vec::with_capacity(2 * searches.len());
+    for range in narrow_interleaved(shard, searches) {
+        bounds.push(BoundSearch::new(range, true));
+        bounds.push(BoundSearch::new(range, false));
     }
-    let mut errors: Vec<Option<crate::Error>> = (0..queries.len()).map(|_| None).collect();
-    let mut ptrs = vec![0u64; searches.len()];
-    while searches.iter().any(|s| !s.done) {
-        for s in searches.iter().filter(|s| !s.done) {
+    // An empty query matches its whole range.
+    for (j, search) in searches.iter().enumerate() {
+        if search.query.len() <= search.skip {
+            bounds[2 * j] = BoundSearch::new((search.within.0, search.within.0), true);
+            bounds[2 * j + 1] = BoundSearch::new((search.within.1, search.within.1), false);
+        }
+    }
+    let mut errors: Vec<Option<crate::Error>> = (0..searches.len()).map(|_| None).collect();
+    let mut ptrs = vec![0u64; bounds.len()];
+    while bounds.iter().any(|s| !s.done) {
+        for s in bounds.iter().filter(|s| !s.done) {
             prefetch(table, (s.probe() as usize).saturating_mul(ps));
         }
-        for (j, s) in searches.iter_mut().enumerate() {
+        for (j, s) in bounds.iter_mut().enumerate() {
             if s.done {
                 continue;
             }
             match shard.ptr_at(s.probe()) {
                 Ok(ptr) => {
                     ptrs[j] = ptr;
-                    prefetch(text, ptr as usize);
+                    prefetch(text, ptr as usize + searches[j / 2].skip);
                 }
                 Err(e) => {
                     errors[j / 2] = Some(e);
@@ -252,17 +290,19 @@ fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>>
                 }
             }
         }
-        for (j, s) in searches.iter_mut().enumerate() {
+        for (j, s) in bounds.iter_mut().enumerate() {
             if s.done {
                 continue;
             }
-            let query = queries[j / 2];
-            let start = ptrs[j] as usize;
-            let end = start.saturating_add(query.len()).min(text.len());
-            s.step(text[start.min(end)..end].cmp(query));
+            let Within { query, skip, .. } = searches[j / 2];
+            let start = (ptrs[j] as usize).saturating_add(skip).min(text.len());
+            let end = (ptrs[j] as usize)
+                .saturating_add(query.len())
+                .min(text.len());
+            s.step(text[start..end].cmp(&query[skip..]));
         }
     }
-    searches
+    bounds
         .chunks(2)
         .zip(errors)
         .map(|(bounds, error)| match error {
@@ -272,24 +312,26 @@ fn find_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<Result<(u64, u64)>>
         .collect()
 }
 
-/// [`Shard::narrow`] of each query over the whole shard, the searches of the
+/// [`Shard::narrow`] of each search inside its range, the searches of the
 /// sampled keys (two a query) stepped in lockstep with the keys ahead prefetched.
-fn narrow_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<(u64, u64)> {
-    let full = (0, shard.num_tokens());
-    let narrowings: Vec<_> = queries.iter().map(|q| shard.narrowing(q, full)).collect();
-    let mut searches: Vec<BoundSearch> = Vec::with_capacity(2 * queries.len());
+fn narrow_interleaved(shard: &Shard, searches: &[Within<'_>]) -> Vec<(u64, u64)> {
+    let narrowings: Vec<_> = searches
+        .iter()
+        .map(|s| shard.narrowing(s.query, s.within))
+        .collect();
+    let mut bounds: Vec<BoundSearch> = Vec::with_capacity(2 * searches.len());
     for narrowing in &narrowings {
         let keys = narrowing.as_ref().map_or(0, |n| n.keys.len() as u64);
-        searches.push(BoundSearch::new((0, keys), true));
-        searches.push(BoundSearch::new((0, keys), false));
+        bounds.push(BoundSearch::new((0, keys), true));
+        bounds.push(BoundSearch::new((0, keys), false));
     }
-    while searches.iter().any(|s| !s.done) {
-        for (j, s) in searches.iter().enumerate().filter(|(_, s)| !s.done) {
+    while bounds.iter().any(|s| !s.done) {
+        for (j, s) in bounds.iter().enumerate().filter(|(_, s)| !s.done) {
             if let Some(n) = &narrowings[j / 2] {
                 prefetch_item(n.keys, s.probe() as usize);
             }
         }
-        for (j, s) in searches.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+        for (j, s) in bounds.iter_mut().enumerate().filter(|(_, s)| !s.done) {
             let Some(n) = &narrowings[j / 2] else {
                 continue;
             };
@@ -305,13 +347,11 @@ fn narrow_interleaved(shard: &Shard, queries: &[&[u8]]) -> Vec<(u64, u64)> {
     }
     narrowings
         .iter()
+        .zip(searches)
         .enumerate()
-        .map(|(i, n)| match n {
-            Some(n) => n.range(
-                searches[2 * i].base as usize,
-                searches[2 * i + 1].base as usize,
-            ),
-            None => full,
+        .map(|(i, (n, search))| match n {
+            Some(n) => n.range(bounds[2 * i].base as usize, bounds[2 * i + 1].base as usize),
+            None => search.within,
         })
         .collect()
 }

@@ -131,6 +131,189 @@ impl Scores {
     }
 }
 
+/// Tokens of a text's piece in [`Engine::score_pieces`]: several pieces of one
+/// text go in lockstep too, each starting from its longest occurring suffix
+/// (a few searches, about 0.02 a token at this length).
+const PIECE_TOKENS: usize = 512;
+
+/// Pieces one thread steps in lockstep: enough misses in flight to fill a
+/// core's line-fill buffers, with room for the pieces that wait on a long search.
+const LOCKSTEP_WIDTH: usize = 32;
+
+/// A context with at most this many occurrences keeps their text positions
+/// (one read of its suffix-array entries): extending it compares the token
+/// after each, whose line the previous extension brought into the cache, with
+/// no search in the suffix array.
+const CACHED_OCCURRENCES: u64 = 16;
+
+/// After a failed extension, shorter contexts tried one at a time (most drops
+/// are of 1-3 tokens) before the rest is bisected.
+const LINEAR_DROPS: u32 = 3;
+
+/// A pass's search in a round of [`Engine::score_pieces`]: the query, its
+/// range in each shard, and the bytes every suffix of those ranges shares with it.
+type RoundSearch<'a> = (&'a [u8], &'a [RankRange], usize);
+
+/// A part of one text, `[from, end)` of its positions (the doc-start separator
+/// counted), scored by [`Engine::score_pieces`].
+struct Piece {
+    text: usize,
+    from: usize,
+    end: usize,
+}
+
+/// The search for the context that follows a failed extension at position
+/// `i`: the longest occurring suffix of `tokens[fail + 1..=i]`, i.e. the
+/// smallest start `ok` whose suffix occurs (a suffix of an occurring n-gram
+/// occurs, so starts are monotone: `fail` does not occur, `ok` does).
+struct Backoff {
+    fail: usize,
+    ok: usize,
+    ok_found: Option<FindResult>,
+    tries: u32,
+}
+
+impl Backoff {
+    /// The next start to try: one after the last failure while drops are
+    /// short, then bisection.
+    fn candidate(&self) -> usize {
+        if self.tries < LINEAR_DROPS {
+            self.fail + 1
+        } else {
+            self.fail + (self.ok - self.fail) / 2
+        }
+    }
+}
+
+/// One piece in flight: at position `i`, with the context `tokens[start..i]`
+/// found at `context` (or, during `drop`, looking for the next one).
+struct Pass<'b> {
+    piece: usize,
+    text: usize,
+    /// The encoded text up to the piece's end.
+    bytes: &'b [u8],
+    i: usize,
+    start: usize,
+    context: FindResult,
+    /// The text positions of the context's occurrences, per shard in rank
+    /// order, when it has at most [`CACHED_OCCURRENCES`] (else empty).
+    occurrences: Option<Vec<Vec<u64>>>,
+    drop: Option<Backoff>,
+    out: Scores,
+}
+
+impl Pass<'_> {
+    /// The context followed by token `i`, from the cached positions of the
+    /// context's occurrences (sorted by what follows them: those followed by
+    /// the token are a run).
+    fn extend_from_occurrences(&self, texts: &[&[u8]], w: usize) -> FindResult {
+        let skip = (self.i - self.start) * w;
+        let next = &self.bytes[self.i * w..(self.i + 1) * w];
+        let occurrences = self.occurrences.as_deref().unwrap_or_default();
+        let mut count = 0;
+        let ranges = occurrences
+            .iter()
+            .zip(&self.context.ranges)
+            .zip(texts)
+            .map(|((positions, &(lo, _)), text)| {
+                let order = |&ptr: &u64| {
+                    let start = (ptr as usize + skip).min(text.len());
+                    text[start..(start + w).min(text.len())].cmp(next)
+                };
+                let first = positions.partition_point(|p| order(p).is_lt());
+                let past = first + positions[first..].partition_point(|p| order(p).is_eq());
+                count += (past - first) as u64;
+                (lo + first as u64, lo + past as u64)
+            })
+            .collect();
+        FindResult { count, ranges }
+    }
+
+    /// Takes the result of this round's search: scores position `i` after an
+    /// extension, or moves the search for a shorter context on.
+    fn take(
+        &mut self,
+        engine: &Engine,
+        found: FindResult,
+        everything: &FindResult,
+        options: &ScoreOptions,
+    ) -> Result<()> {
+        let w = engine.token_width().bytes();
+        let i = self.i;
+        if let Some(drop) = &mut self.drop {
+            let tried = drop.candidate();
+            drop.tries += 1;
+            if found.count > 0 {
+                drop.ok = tried;
+                drop.ok_found = Some(found);
+            } else {
+                drop.fail = tried;
+            }
+            if drop.ok == drop.fail + 1 {
+                let drop = self.drop.take().expect("a drop in progress");
+                self.start = drop.ok;
+                self.context = drop.ok_found.unwrap_or_else(|| everything.clone());
+                self.occurrences = None;
+                self.i += 1;
+            }
+            return Ok(());
+        }
+        // `found`: the context followed by token `i` (the continuation).
+        let suffix_len = i - self.start;
+        let context_bytes = &self.bytes[self.start * w..i * w];
+        let context = &self.context;
+        let cont = found;
+        self.out.prob.push(cont.count as f64 / context.count as f64);
+        self.out.prompt_count.push(context.count);
+        self.out.cont_count.push(cont.count);
+        let next = &self.bytes[i * w..(i + 1) * w];
+        let sparse =
+            sparse_from_counts(context, &cont, engine.token_of(next), engine.eos_token_id());
+        engine.push_extras(
+            &mut self.out,
+            context_bytes,
+            context,
+            suffix_len,
+            sparse,
+            options,
+        )?;
+        self.out.suffix_len.push(suffix_len as u32);
+        if cont.count > 0 {
+            // The continuation's ranks are a part of the context's: so are its positions.
+            if let Some(occurrences) = &mut self.occurrences {
+                for ((positions, &(lo, _)), &(new_lo, new_hi)) in occurrences
+                    .iter_mut()
+                    .zip(&self.context.ranges)
+                    .zip(&cont.ranges)
+                {
+                    if new_lo == new_hi {
+                        positions.clear();
+                    } else {
+                        positions.truncate((new_hi - lo) as usize);
+                        positions.drain(..(new_lo - lo) as usize);
+                    }
+                }
+            }
+            self.context = cont;
+            self.i += 1;
+        } else if suffix_len == 0 {
+            // Not even the token alone occurs: the next context is empty.
+            self.start = i + 1;
+            self.context = everything.clone();
+            self.occurrences = None;
+            self.i += 1;
+        } else {
+            self.drop = Some(Backoff {
+                fail: self.start,
+                ok: i + 1,
+                ok_found: None,
+                tries: 0,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
     /// The ∞-gram probability of every token of `tokens` given the tokens before
     /// it: entry `i` equals `infgram_prob(&tokens[..i], tokens[i])` (probability,
@@ -141,6 +324,10 @@ impl Engine {
         if let Some(max_support) = options.top_max_support {
             // Zero would never stop doubling the sampling unit.
             crate::engine::check_max_support(max_support)?;
+        }
+        if self.lockstep_scoring() {
+            let mut scores = self.score_many(&[tokens], options).map_err(|(_, e)| e)?;
+            return Ok(scores.pop().unwrap_or_default());
         }
         let w = self.token_width().bytes();
         let mut bytes = Vec::with_capacity((tokens.len() + 1) * w);
@@ -190,10 +377,237 @@ impl Engine {
 
     /// [`Engine::score`] of many texts, on all cores.
     pub fn score_batch(&self, texts: &[Vec<u32>], options: &ScoreOptions) -> Result<Vec<Scores>> {
-        texts
+        let texts: Vec<&[u32]> = texts.iter().map(|t| t.as_slice()).collect();
+        self.score_many(&texts, options).map_err(|(_, e)| e)
+    }
+
+    /// [`Engine::score`] of many texts, on all cores; an error comes with the
+    /// index of the text it concerns. On mapped shards without an accelerator
+    /// the texts are cut into pieces that are scored in lockstep (see
+    /// [`Engine::score_pieces`]); elsewhere each text is scored by itself.
+    pub fn score_many(
+        &self,
+        texts: &[&[u32]],
+        options: &ScoreOptions,
+    ) -> std::result::Result<Vec<Scores>, (usize, crate::Error)> {
+        if let Some(max_support) = options.top_max_support {
+            crate::engine::check_max_support(max_support).map_err(|e| (0, e))?;
+        }
+        if !self.lockstep_scoring() {
+            return texts
+                .par_iter()
+                .enumerate()
+                .map(|(t, text)| self.score(text, options).map_err(|e| (t, e)))
+                .collect();
+        }
+        let w = self.token_width().bytes();
+        let first = options.doc_start as usize;
+        let encoded = texts
             .par_iter()
-            .map(|text| self.score(text, options))
-            .collect()
+            .enumerate()
+            .map(|(t, text)| {
+                let mut bytes = Vec::with_capacity((text.len() + first) * w);
+                if options.doc_start {
+                    self.token_width()
+                        .encode_into(&[self.token_width().separator()], &mut bytes);
+                }
+                bytes.extend_from_slice(&self.encode(text).map_err(|e| (t, e))?);
+                Ok(bytes)
+            })
+            .collect::<std::result::Result<Vec<Vec<u8>>, (usize, crate::Error)>>()?;
+        let mut pieces = Vec::new();
+        for (t, bytes) in encoded.iter().enumerate() {
+            let positions = bytes.len() / w;
+            for from in (first..positions).step_by(PIECE_TOKENS) {
+                pieces.push(Piece {
+                    text: t,
+                    from,
+                    end: (from + PIECE_TOKENS).min(positions),
+                });
+            }
+        }
+        // Enough parts for every thread to steal from, each long enough to keep
+        // `LOCKSTEP_WIDTH` pieces in flight most of the time.
+        let per_part = pieces
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(2 * LOCKSTEP_WIDTH);
+        let parts = pieces
+            .par_chunks(per_part)
+            .map(|part| self.score_pieces(&encoded, part, options))
+            .collect::<std::result::Result<Vec<Vec<Scores>>, (usize, crate::Error)>>()?;
+        let mut out: Vec<Scores> = texts
+            .iter()
+            .map(|text| Scores::with_capacity(text.len(), options))
+            .collect();
+        for (piece, scores) in pieces.iter().zip(parts.into_iter().flatten()) {
+            out[piece.text].append(scores);
+        }
+        Ok(out)
+    }
+
+    /// Whether texts are scored by [`Engine::score_pieces`]: every shard is
+    /// searched in lockstep (mapped, no accelerator) and the index is not empty.
+    fn lockstep_scoring(&self) -> bool {
+        crate::interleave::lockstep_applies(self) && self.num_tokens() > 0
+    }
+
+    /// Scores `pieces` of the encoded texts, [`LOCKSTEP_WIDTH`] at a time in
+    /// lockstep: every round, each piece in flight has exactly one search to do
+    /// (extending its context by the next token, or one candidate of a shorter
+    /// context after a failed extension), and the round runs all of them at once
+    /// ([`crate::interleave::find_within_interleaved`]), their cache misses
+    /// overlapping. Results in the order of `pieces`.
+    fn score_pieces(
+        &self,
+        texts: &[Vec<u8>],
+        pieces: &[Piece],
+        options: &ScoreOptions,
+    ) -> std::result::Result<Vec<Scores>, (usize, crate::Error)> {
+        let w = self.token_width().bytes();
+        let full = self.full_ranges();
+        let everything = FindResult {
+            count: self.num_tokens(),
+            ranges: full.clone(),
+        };
+        let mut done: Vec<Option<Scores>> = pieces.iter().map(|_| None).collect();
+        let mut active: Vec<Pass> = Vec::with_capacity(LOCKSTEP_WIDTH);
+        let mut waiting = pieces.iter().enumerate();
+        let shards = self.shards();
+        // Lockstep scoring runs on mapped shards only.
+        let texts_of_shards = shards
+            .iter()
+            .map(|shard| shard.tokenized_file().local_bytes())
+            .collect::<Result<Vec<&[u8]>>>()
+            .map_err(|e| (pieces.first().map_or(0, |p| p.text), e))?;
+        loop {
+            while active.len() < LOCKSTEP_WIDTH {
+                let Some((p, piece)) = waiting.next() else {
+                    break;
+                };
+                let bytes = &texts[piece.text][..piece.end * w];
+                // The context of the piece's first position: its longest occurring suffix.
+                let (suffix_len, context) = if piece.from == 0 {
+                    (0, everything.clone())
+                } else {
+                    self.longest_occurring_suffix(&bytes[..piece.from * w])
+                        .map_err(|e| (piece.text, e))?
+                };
+                active.push(Pass {
+                    piece: p,
+                    text: piece.text,
+                    bytes,
+                    i: piece.from,
+                    start: piece.from - suffix_len,
+                    context,
+                    occurrences: None,
+                    drop: None,
+                    out: Scores::with_capacity(piece.end - piece.from, options),
+                });
+            }
+            if active.is_empty() {
+                break;
+            }
+            // Small contexts extend from their occurrences' positions: read them
+            // once, and hint the token after each (this round's misses overlap).
+            for pass in active.iter_mut() {
+                if pass.drop.is_some() || pass.context.count > CACHED_OCCURRENCES {
+                    continue;
+                }
+                if pass.occurrences.is_none() {
+                    let positions = shards
+                        .iter()
+                        .zip(&pass.context.ranges)
+                        .map(|(shard, &(lo, hi))| shard.ptrs_in(lo, hi))
+                        .collect::<Result<Vec<_>>>()
+                        .map_err(|e| (pass.text, e))?;
+                    pass.occurrences = Some(positions);
+                }
+                let skip = (pass.i - pass.start) * w;
+                for (text, positions) in texts_of_shards
+                    .iter()
+                    .zip(pass.occurrences.iter().flatten())
+                {
+                    for &ptr in positions {
+                        crate::interleave::prefetch(text, ptr as usize + skip);
+                    }
+                }
+            }
+            // This round's search of every other pass: (query, per-shard ranges, skip).
+            let searches: Vec<Option<RoundSearch>> = active
+                .iter()
+                .map(|pass| {
+                    let end = (pass.i + 1) * w;
+                    match &pass.drop {
+                        None if pass.context.count <= CACHED_OCCURRENCES => None,
+                        None => Some((
+                            &pass.bytes[pass.start * w..end],
+                            &pass.context.ranges[..],
+                            (pass.i - pass.start) * w,
+                        )),
+                        Some(drop) => Some((&pass.bytes[drop.candidate() * w..end], &full[..], 0)),
+                    }
+                })
+                .collect();
+            let mut found: Vec<FindResult> = active
+                .iter()
+                .zip(&searches)
+                .map(|(pass, search)| match search {
+                    Some(_) => FindResult {
+                        count: 0,
+                        ranges: Vec::with_capacity(shards.len()),
+                    },
+                    None => pass.extend_from_occurrences(&texts_of_shards, w),
+                })
+                .collect();
+            for (k, shard) in shards.iter().enumerate() {
+                let mut ids = Vec::with_capacity(searches.len());
+                let mut within = Vec::with_capacity(searches.len());
+                for (j, search) in searches.iter().enumerate() {
+                    let Some((query, ranges, skip)) = *search else {
+                        continue;
+                    };
+                    let range = ranges[k];
+                    if range.0 < range.1 {
+                        ids.push(j);
+                        within.push(crate::interleave::Within {
+                            query,
+                            within: range,
+                            skip,
+                        });
+                    }
+                }
+                let mut results = crate::interleave::find_within_interleaved(shard, &within)
+                    .into_iter()
+                    .zip(&ids)
+                    .peekable();
+                for (j, f) in found.iter_mut().enumerate() {
+                    let Some((_, ranges, _)) = searches[j] else {
+                        continue;
+                    };
+                    let range = match results.next_if(|(_, &id)| id == j) {
+                        Some((range, _)) => range.map_err(|e| (active[j].text, e))?,
+                        None => (ranges[k].0, ranges[k].0),
+                    };
+                    f.count += range.1 - range.0;
+                    f.ranges.push(range);
+                }
+            }
+            for (pass, result) in active.iter_mut().zip(found) {
+                pass.take(self, result, &everything, options)
+                    .map_err(|e| (pass.text, e))?;
+            }
+            let mut j = 0;
+            while j < active.len() {
+                if active[j].i * w == active[j].bytes.len() {
+                    let pass = active.swap_remove(j);
+                    done[pass.piece] = Some(pass.out);
+                } else {
+                    j += 1;
+                }
+            }
+        }
+        Ok(done.into_iter().map(|d| d.unwrap_or_default()).collect())
     }
 
     /// Scores token positions `from..` of the encoded tokens `bytes`.

@@ -163,3 +163,90 @@ fn out_of_vocabulary_tokens_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("position 2"), "{err}");
 }
+
+/// Texts of stretches copied from the corpus (long matches, contexts with few
+/// occurrences) alternating with random stretches that fail to extend (drops of
+/// every length, tokens the corpus never has).
+fn lockstep_case() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<Vec<u32>>, bool)>
+{
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+    .prop_flat_map(|width| {
+        // Four frequent symbols (ids whose byte order differs from their order)
+        // and a tail of rarer ids.
+        let token = prop_oneof![
+            4 => (0u32..4).prop_map(move |s| common::mixed_id(width, s)),
+            1 => 6u32..40,
+        ];
+        let docs = prop::collection::vec(prop::collection::vec(token.clone(), 1..60), 1..6);
+        (Just(width), docs, 1usize..4).prop_flat_map(move |(width, docs, shards)| {
+            let flat: Vec<u32> = docs.concat();
+            let n = flat.len();
+            let stretch = prop_oneof![
+                (0..n, 1usize..30).prop_map(move |(at, len)| flat[at..(at + len).min(n)].to_vec()),
+                prop::collection::vec(prop_oneof![0u32..45, Just(width.separator() - 1)], 1..6),
+            ];
+            let text = prop::collection::vec(stretch, 0..12).prop_map(|parts| parts.concat());
+            (
+                Just(width),
+                Just(docs),
+                Just(shards),
+                prop::collection::vec(text, 1..45),
+                any::<bool>(),
+            )
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// `score_batch` steps many texts (and pieces of long ones) in lockstep:
+    /// every position must still be `infgram_prob`'s answer, with the sparse
+    /// flag of the exact next-token distribution.
+    #[test]
+    fn score_batch_in_lockstep_is_infgram_prob(
+        (width, docs, shards, mut texts, sample_keys) in lockstep_case(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = shards.min(docs.len());
+        write_plain_index(dir.path(), &docs, width, shards);
+        let engine = Engine::open(dir.path(), &OpenOptions {
+            token_width: Some(width.bytes()),
+            vocab_size: None,
+            eos_token_id: Some(2),
+            sample_keys: false,
+            ..OpenOptions::default()
+        }).unwrap();
+        if sample_keys {
+            for shard in engine.shards() {
+                shard.build_samples_every(2);
+            }
+        }
+        // One text longer than a piece (512 tokens): pieces join up exactly.
+        let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
+        texts.push(long);
+        let options = ScoreOptions { sparse: true, top_max_support: None, doc_start: false };
+        let batch = engine.score_batch(&texts, &options).unwrap();
+        prop_assert_eq!(batch.len(), texts.len());
+        for (text, scores) in texts.iter().zip(&batch) {
+            prop_assert_eq!(scores.len(), text.len());
+            for i in 0..text.len() {
+                let p = engine.infgram_prob(&text[..i], text[i]).unwrap();
+                prop_assert_eq!(
+                    (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
+                    (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize),
+                    "position {}", i
+                );
+                let ntd = engine.infgram_ntd(&text[..i], u64::MAX / 4).unwrap();
+                prop_assert_eq!(scores.sparse[i], ntd.counts.len() == 1, "sparse at {}", i);
+            }
+        }
+        // One text by itself: the same answers as in the batch.
+        let last = texts.len() - 1;
+        prop_assert_eq!(&engine.score(&texts[last], &options).unwrap(), &batch[last]);
+    }
+}
