@@ -195,7 +195,9 @@ pub fn dedup_self_split_keys<'py>(
     let min_len = min_len_arg(min_len)?;
     let parts: u64 = int_arg(parts, "parts", 1..=i128::from(MAX_DEDUP_PARTS))?;
     let core = engine.get().core().clone();
-    let keys = run_with_progress(py, None, move |_| core.dedup_self_split_keys(min_len, parts))?;
+    let keys = run_with_progress(py, None, move |_| {
+        core.dedup_self_split_keys(min_len, parts)
+    })?;
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }
 

@@ -98,14 +98,20 @@ fn by_parts(engine: &Engine, min_len: u64, keys: &[Vec<u8>]) -> Vec<Vec<DocRange
         .windows(2)
         .map(|b| {
             let control = ScanControl::default();
-            let part = engine.dedup_self_part(min_len, b[0], b[1], &control).unwrap();
+            let part = engine
+                .dedup_self_part(min_len, b[0], b[1], &control)
+                .unwrap();
             let part_work = engine.dedup_self_part_work(min_len, b[0], b[1]).unwrap();
             assert_eq!(control.done(), part_work);
             work += part_work;
             part
         })
         .collect();
-    assert_eq!(work, engine.num_tokens(), "the parts cover every suffix once");
+    assert_eq!(
+        work,
+        engine.num_tokens(),
+        "the parts cover every suffix once"
+    );
     parts
 }
 
@@ -163,9 +169,7 @@ proptest! {
 #[test]
 fn split_keys_give_parts_of_similar_sizes_on_a_large_corpus() {
     // Three shards of ~100K u16 tokens, windows of 8 tokens mostly distinct.
-    let shards: Vec<Vec<Vec<u32>>> = (0..3)
-        .map(|s| common::big_corpus(100_000, s))
-        .collect();
+    let shards: Vec<Vec<Vec<u32>>> = (0..3).map(|s| common::big_corpus(100_000, s)).collect();
     let dir = tempfile::tempdir().unwrap();
     let engine = write_index(dir.path(), &shards, TokenWidth::U16);
     let keys = engine.dedup_self_split_keys(8, 6).unwrap();
@@ -206,11 +210,20 @@ fn bad_part_arguments_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let engine = write_index(dir.path(), &[vec![vec![1, 2, 3]]], TokenWidth::U16);
     let control = ScanControl::default();
-    let invalid = |r: anygram::Result<Vec<DocRanges>>| {
-        matches!(r, Err(anygram::Error::InvalidArgument(_)))
-    };
-    assert!(invalid(engine.dedup_self_part(2, Some(&[1]), None, &control)));
-    assert!(invalid(engine.dedup_self_part(2, Some(&[0, 2]), Some(&[0, 1]), &control)));
+    let invalid =
+        |r: anygram::Result<Vec<DocRanges>>| matches!(r, Err(anygram::Error::InvalidArgument(_)));
+    assert!(invalid(engine.dedup_self_part(
+        2,
+        Some(&[1]),
+        None,
+        &control
+    )));
+    assert!(invalid(engine.dedup_self_part(
+        2,
+        Some(&[0, 2]),
+        Some(&[0, 1]),
+        &control
+    )));
     assert!(invalid(engine.dedup_self_part(0, None, None, &control)));
     for parts in [0, anygram::scan::MAX_DEDUP_PARTS + 1] {
         assert!(matches!(
@@ -220,7 +233,9 @@ fn bad_part_arguments_are_errors() {
     }
     // lo == hi: an empty part.
     assert_eq!(
-        engine.dedup_self_part(2, Some(&[0, 2]), Some(&[0, 2]), &control).unwrap(),
+        engine
+            .dedup_self_part(2, Some(&[0, 2]), Some(&[0, 2]), &control)
+            .unwrap(),
         vec![]
     );
 }

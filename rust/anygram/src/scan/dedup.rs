@@ -26,6 +26,10 @@
 //! chunks of ranks processed on all cores. With several shards the suffix arrays
 //! are merged by their first `min_len` tokens (a heap over the shards, in parallel
 //! parts of the key space), so equal windows of every shard are neighbours too.
+//! The same pass runs on one key range of windows ([`Engine::dedup_self_part`]):
+//! a range of ranks in every shard, holding whole runs, so parts cut at
+//! [`Engine::dedup_self_split_keys`] run apart (a Ray task each) and their
+//! ranges united per document are the whole answer.
 //! Cross dedup merges the suffix arrays of both indexes the same way
 //! ([`Engine::dedup_against_all`]); between indexes of different token widths,
 //! matching statistics of each document against the other index
@@ -161,16 +165,20 @@ impl Engine {
             }
         }
         samples.sort_unstable();
-        let total: u64 = self.num_tokens();
+        // Cut `j` falls at the first sample with `j / parts` of all suffixes
+        // before it (each key once: a repeated one would cut an empty part).
+        let total = u128::from(self.num_tokens());
+        let target = |cut: u64| (total * u128::from(cut) / u128::from(parts)) as u64;
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let (mut before, mut cut) = (0u64, 1u64);
         for (key, weight) in samples {
-            let target = (u128::from(total) * u128::from(cut) / u128::from(parts)) as u64;
-            if cut < parts && before >= target && before > 0 && keys.last().map(Vec::as_slice) != Some(key) {
+            if cut < parts
+                && before > 0
+                && before >= target(cut)
+                && keys.last().map(Vec::as_slice) != Some(key)
+            {
                 keys.push(key.to_vec());
-                while cut < parts
-                    && before >= (u128::from(total) * u128::from(cut) / u128::from(parts)) as u64
-                {
+                while cut < parts && before >= target(cut) {
                     cut += 1;
                 }
             }
