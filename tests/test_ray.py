@@ -590,3 +590,18 @@ def test_run_dedup_on_ray_resumes_part_by_part(cluster, local_index, tmp_path, m
     assert summary["documents_affected"] > 3
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
     assert not os.path.exists(out + ".parts")
+
+
+def test_key_part_arguments_are_checked(local_index):
+    """The bindings of the split refuse bad values with anygram's errors, naming them."""
+    from anygram import _anygram
+
+    engine = anygram.Engine.open(str(local_index))
+    with pytest.raises(anygram.errors.InvalidQueryError, match="parts"):
+        _anygram.dedup_self_split_keys(engine, 3, 0)
+    with pytest.raises(anygram.errors.InvalidQueryError, match="lo must be bytes"):
+        _anygram.dedup_self_part(engine, 3, "ab")
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="whole tokens"):
+        _anygram.dedup_self_part(engine, 3, b"\x01")
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="lo must not sort after hi"):
+        _anygram.dedup_self_part(engine, 3, b"\x02\x00", b"\x01\x00")
