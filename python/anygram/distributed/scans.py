@@ -19,7 +19,7 @@
   * ``"whole"``: one task runs the core's pass over both indexes (their merged suffix
     arrays) on one node's cores, and the driver cuts its ranges by shard.
 
-Both keep the local forms' resumable shape: results come in order, unit by unit.
+All keep the local forms' resumable shape: results come in order, unit by unit.
 """
 
 from __future__ import annotations
@@ -299,6 +299,8 @@ def _iter_self_parts(ray_mod, engine, min_len: int, skip: int, progress, parts: 
     path = os.path.abspath(engine.path)
     units = self_dedup_parts(engine, min_len, parts, ray, parts_dir, resume=skip > 0)
     if skip >= len(units):
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
         return
     done: List[Dict[str, np.ndarray]] = []
     if parts_dir is not None:
