@@ -18,7 +18,7 @@ earlier spans, ``--tokens`` in all), in one run:
 The machine is shared: the 1-minute load average is beside each figure.
 
 Usage: python bench/bench_ray_dedup.py [--tokens 200000000] [--shards 2] [--min-len 32]
-       [--base-module PATH/_anygram.abi3.so] [--workdir DIR] [--out results/...json]
+       [--base-module PATH/_anygram.abi3.so] [--ab-rounds N] [--workdir DIR] [--out results/...json]
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def main() -> int:
     ap.add_argument("--min-len", type=int, default=32)
     ap.add_argument("--base-module", default=None, help="another build of _anygram to time dedup_self against")
     ap.add_argument("--repeats", type=int, default=2, help="whole passes per module (alternating)")
+    ap.add_argument("--ab-rounds", type=int, default=0,
+                    help="also alternate the whole pass and the 8 parts one after the other in this process")
     ap.add_argument("--workdir", default=None, help="reuses the corpus and index found there")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -130,6 +132,21 @@ def main() -> int:
         results["dedup_self_whole_pass"] = runs
         print("whole pass", runs, flush=True)
         shutil.rmtree(base, ignore_errors=True)
+    if args.ab_rounds:
+        # The same work as one pass or as 8 parts in a row, alternating (the machine's load
+        # drifts over minutes: compare within a round).
+        keys = _anygram.dedup_self_split_keys(engine, args.min_len, 8)
+        bounds = [None, *keys, None]
+        rounds = []
+        for _ in range(args.ab_rounds):
+            l0 = load()
+            t_whole, _ = timed(lambda: _anygram.dedup_self(engine, args.min_len))
+            l1 = load()
+            t_parts, _ = timed(lambda: [_anygram.dedup_self_part(engine, args.min_len, lo, hi)
+                                        for lo, hi in zip(bounds, bounds[1:])])
+            rounds.append({"whole_s": round(t_whole, 2), "parts_s": round(t_parts, 2), "load": [l0, l1, load()]})
+            print("whole vs parts", rounds[-1], flush=True)
+        results["whole_vs_8_parts_in_process"] = rounds
     l0 = load()
     t_local, _ = timed(lambda: anygram.scan.run_dedup(engine, os.path.join(work, "dedup-local.jsonl"),
                                                       min_len=args.min_len, restart=True))

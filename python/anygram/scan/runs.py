@@ -166,7 +166,8 @@ def run_dedup(
     _check_against(engine, against)
     check_outputs({"ranges_path": ranges_path, "ranges_path's progress file": progress_file(ranges_path),
                    "write": write},
-                  index_dirs={"index": engine.path, "against": against.path if against is not None else None})
+                  index_dirs={"index": engine.path, "against": against.path if against is not None else None},
+                  output_dirs={"ranges_path's parts directory": ranges_path + ".parts" if ray else None})
     signature = {
         "kind": "dedup",
         **_index_signature(engine),
