@@ -197,7 +197,7 @@ def _united(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     doc_len = np.concatenate([p["doc_len"] for p in parts])[first]
     # Every document's ranges placed in one line, a gap of one between documents, so that
     # ranges of different documents never touch and one running maximum merges them all.
-    base = np.concatenate([[0], np.cumsum(doc_len + np.uint64(1))[:-1]]).astype(np.uint64)
+    base = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(doc_len + np.uint64(1), dtype=np.uint64)[:-1]])
     at = np.searchsorted(doc_ix, docs)
     order = np.lexsort((starts, docs))
     lo, hi, at = base[at][order] + starts[order], base[at][order] + ends[order], at[order]
