@@ -8,9 +8,8 @@ Ray's overhead, not its scaling), side by side with the local forms on the same 
 1. build: ``build_index(..., shards=S)`` locally and with ``ray=`` (suffix arrays as Ray
    tasks), same arguments (the test suite checks the files are byte for byte the same);
 2. scans: contamination (``run_contamination``: batches of examples as tasks) and self
-   dedup (``run_dedup``: the plan Ray's cost model picks for this cluster; with
-   ``--per-shard-plan`` also the task-a-shard plan) locally and with ``ray=``, outputs
-   compared byte for byte;
+   dedup (``run_dedup``: a task a key part; bench_ray_dedup.py looks at the parts closer)
+   locally and with ``ray=``, outputs compared byte for byte;
 3. query latency p50/p99 of ``count`` and ``infgram_prob``: the local engine, the cluster
    engine (a request per group over its direct connection), and HTTP ``POST /`` to
    ``anygram serve`` and to ``anygram serve --ray`` (Ray Serve); beside them the floors
@@ -29,7 +28,7 @@ The machine is shared (2 cores, other jobs running): ratios within one run are t
 to compare; each figure has the 1-minute load average beside it (``load``).
 
 Usage: python bench/bench_ray.py [--tokens 20000000] [--shards 4] [--queries 300] [--eval-examples 2000]
-       [--per-shard-plan] [--queries-only] [--out results/...json]
+       [--queries-only] [--out results/...json]
 """
 
 from __future__ import annotations
@@ -80,7 +79,6 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--dedup-min-len", type=int, default=32)
     ap.add_argument("--eval-examples", type=int, default=2000, help="contamination: examples of 100-1000 tokens")
-    ap.add_argument("--per-shard-plan", action="store_true", help="also time self dedup with a task a shard")
     ap.add_argument("--queries-only", action="store_true",
                     help="build locally only and time the queries (no Ray build, scans or projection)")
     ap.add_argument("--workdir", default=None)
@@ -170,27 +168,20 @@ def main() -> int:
                                     "load": [l0, load()]}
         print("contamination", results["contamination"], flush=True)
 
-        from anygram.distributed.scans import dedup_plan
+        from anygram.distributed.scans import self_dedup_parts
 
         l0 = load()
         t_local, _ = timed(lambda: anygram.scan.run_dedup(engine, os.path.join(work, "dedup-local.jsonl"),
                                                           min_len=args.dedup_min_len, restart=True))
         t_ray, _ = timed(lambda: anygram.scan.run_dedup(engine, os.path.join(work, "dedup-ray.jsonl"),
                                                         min_len=args.dedup_min_len, restart=True, ray=True))
-        nodes = len([n for n in ray.nodes() if n["Alive"]])
         with open(os.path.join(work, "dedup-local.jsonl")) as f:
             affected = sum(1 for _ in f)
         results["dedup_self"] = {"local_s": round(t_local, 2), "ray_s": round(t_ray, 2), "documents_affected": affected,
                                  "ray_over_local": round(t_ray / t_local, 3),
-                                 "plan": dedup_plan([i["num_tokens"] for i in engine.shard_info()], nodes),
+                                 "key_parts": len(self_dedup_parts(engine, args.dedup_min_len, ray=True)),
                                  "identical_output": same_files("dedup-local.jsonl", "dedup-ray.jsonl"),
                                  "load": [l0, load()]}
-        if args.per_shard_plan:
-            from anygram.distributed.scans import iter_dedup_units
-
-            t_per_shard, _ = timed(lambda: list(iter_dedup_units(engine, args.dedup_min_len, ray=True,
-                                                                 plan="per shard")))
-            results["dedup_self"]["per_shard_plan_s"] = round(t_per_shard, 2)
         print("dedup", results["dedup_self"], flush=True)
 
         query_latency(args, ids, local_dir, cluster, results)

@@ -307,14 +307,15 @@ def test_dedup_on_ray_is_local(cluster, local_index, other_index, tmp_path, mode
 
 
 @pytest.mark.parametrize("plan", ["per shard", "whole"])
-@pytest.mark.parametrize("mode", ["self", "merge", "matching"])
+@pytest.mark.parametrize("mode", ["merge", "matching"])
 def test_dedup_plans_give_the_local_ranges(cluster, local_index, other_index, mode, plan):
-    """Either plan (a task a shard, or the core's whole pass in one task cut by shard) gives
-    the local scan's arrays, unit by unit and after a resume (``skip``)."""
+    """Cross dedup: either plan (a task a shard, or the core's whole pass in one task cut by
+    shard) gives the local scan's arrays, unit by unit and after a resume (``skip``). (Self
+    dedup runs in key parts: test_self_dedup_in_key_parts_is_local.)"""
     from anygram.distributed import scans
 
     engine = anygram.Engine.open(str(local_index))
-    args = dict(min_len=7) if mode == "self" else dict(min_len=10, against=other_index, method=mode)
+    args = dict(min_len=10, against=other_index, method=mode)
     local = [a for _, a in anygram.scan.iter_dedup_units(engine, **args)]
     want = {key: np.concatenate([a[key] for a in local]) for key in local[0]}
     units = list(scans.iter_dedup_units(engine, ray=True, plan=plan, **args))
@@ -329,13 +330,9 @@ def test_dedup_plans_give_the_local_ranges(cluster, local_index, other_index, mo
 def test_dedup_plan_by_cost():
     from anygram.distributed.scans import dedup_plan
 
-    # Self dedup: shard S's task also reads the S shards before it, so the last task alone
-    # costs about the whole pass: one task wins until the matching statistics (30 times
-    # dearer a token) are cheaper for the late shards and the nodes are many.
-    assert dedup_plan([100] * 4, nodes=2) == "whole"
-    assert dedup_plan([100] * 4, nodes=1000) == "whole"
-    assert dedup_plan([100] * 200, nodes=100) == "per shard"
-    assert dedup_plan([100] * 200, nodes=10) == "whole"
+    # Self dedup: key parts whatever the shards and nodes (its work split evenly).
+    assert dedup_plan([100] * 4, nodes=2) == "key parts"
+    assert dedup_plan([100] * 200, nodes=100) == "key parts"
     # Cross, merged: each task reads the other index whole.
     assert dedup_plan([100] * 8, nodes=8, against_tokens=10) == "per shard"
     assert dedup_plan([100] * 8, nodes=2, against_tokens=10_000) == "whole"
@@ -697,3 +694,95 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
         server.wait(10)
     assert _assert_same_index(local_index, bucket / "idx") == 0
     assert os.listdir(tmp_path / "stage") == []
+
+
+def _local_self_dedup(engine, min_len):
+    (_, arrays), = anygram.scan.iter_dedup_units(engine, min_len)
+    return {key: value.tolist() for key, value in arrays.items()}
+
+
+@pytest.mark.parametrize("parts", [2, 5, 7])
+def test_self_dedup_in_key_parts_is_local(cluster, local_index, parts):
+    """Self dedup a key part a task: the parts' suffixes cover the index once, and their
+    ranges united (carried by the last unit) are the local scan's, whatever the count."""
+    from anygram.distributed import scans
+
+    engine = anygram.Engine.open(str(local_index))
+    for min_len in (3, 7):
+        units = list(scans.iter_dedup_units(engine, min_len, ray=True, parts=parts))
+        assert 2 <= len(units) <= parts and all(isinstance(u, scans.DedupPart) for u, _ in units)
+        assert sum(u.work for u, _ in units) == engine.num_tokens
+        assert all(len(a["doc_ix"]) == 0 for _, a in units[:-1])
+        want = _local_self_dedup(engine, min_len)
+        assert {key: value.tolist() for key, value in units[-1][1].items()} == want
+        assert len(want["doc_ix"]) > 3
+
+
+def test_self_dedup_parts_resume_from_their_files(cluster, local_index, tmp_path):
+    """A rerun (``skip``) reads the finished parts from ``parts_dir`` rather than running them
+    again: a part file replaced by one with no ranges is what the rerun unites."""
+    from anygram import _anygram
+    from anygram.distributed import scans
+
+    engine = anygram.Engine.open(str(local_index))
+    parts_dir = str(tmp_path / "parts")
+    first = scans.iter_dedup_units(engine, 3, ray=True, parts=5, parts_dir=parts_dir)
+    units = [next(first)[0] for _ in range(2)]
+    first.close()  # stopped after two parts
+    assert sorted(os.listdir(parts_dir)) == ["part-000000.npz", "part-000001.npz", "split.json"]
+    with np.load(os.path.join(parts_dir, "part-000000.npz")) as saved:
+        assert len(saved["doc_ix"]) > 0
+    scans._save_part(parts_dir, 0, scans._no_ranges())
+    resumed = list(scans.iter_dedup_units(engine, 3, ray=True, parts=5, parts_dir=parts_dir, skip=2))
+    all_units = units + [u for u, _ in resumed]
+    assert [(u.lo, u.hi) for u in all_units[:2]] == [(u.lo, u.hi) for u in units]
+    rest = [_anygram.dedup_self_part(engine, 3, u.lo, u.hi) for u in all_units[1:]]
+    want = scans._united(rest)
+    got = resumed[-1][1]
+    assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.items()}
+    assert {k: v.tolist() for k, v in got.items()} != _local_self_dedup(engine, 3)  # without part 0
+    assert not os.path.exists(parts_dir)  # removed once the last part is out
+
+
+def test_run_dedup_on_ray_resumes_part_by_part(cluster, local_index, tmp_path, monkeypatch):
+    """``run_dedup(ray=)`` in several key parts, stopped after some: the rerun finishes with
+    the local output, byte for byte, and leaves no parts directory."""
+    from anygram.distributed import scans
+
+    engine = anygram.Engine.open(str(local_index))
+    anygram.scan.run_dedup(engine, str(tmp_path / "local.jsonl"), min_len=5)
+    monkeypatch.setattr(scans, "_MIN_PART_TOKENS", 1)  # parts: 4 per CPU, 8 on this cluster
+    save, saved = scans._save_part, []
+
+    def stop_at_the_fourth(parts_dir, j, arrays):
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        saved.append(j)
+        save(parts_dir, j, arrays)
+
+    monkeypatch.setattr(scans, "_save_part", stop_at_the_fourth)
+    out = str(tmp_path / "ray.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        anygram.scan.run_dedup(engine, out, min_len=5, ray=True)
+    with open(out + ".progress.json") as f:
+        assert json.load(f)["state"]["units_done"] == 3
+    monkeypatch.setattr(scans, "_save_part", save)
+    summary = anygram.scan.run_dedup(engine, out, min_len=5, ray=True)
+    assert summary["documents_affected"] > 3
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert not os.path.exists(out + ".parts")
+
+
+def test_key_part_arguments_are_checked(local_index):
+    """The bindings of the split refuse bad values with anygram's errors, naming them."""
+    from anygram import _anygram
+
+    engine = anygram.Engine.open(str(local_index))
+    with pytest.raises(anygram.errors.InvalidQueryError, match="parts"):
+        _anygram.dedup_self_split_keys(engine, 3, 0)
+    with pytest.raises(anygram.errors.InvalidQueryError, match="lo must be bytes"):
+        _anygram.dedup_self_part(engine, 3, "ab")
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="whole tokens"):
+        _anygram.dedup_self_part(engine, 3, b"\x01")
+    with pytest.raises(anygram.errors.InvalidArgumentError, match="lo must not sort after hi"):
+        _anygram.dedup_self_part(engine, 3, b"\x02\x00", b"\x01\x00")

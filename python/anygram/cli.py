@@ -864,7 +864,7 @@ def parser() -> argparse.ArgumentParser:
                     help="with --write: token ids, not decoded text (lossless where cuts split characters)")
     dd.add_argument("--summary", help="write the summary as JSON here")
     dd.add_argument("--restart", action="store_true", help="ignore a previous run's progress at -o/--output")
-    _add_ray(dd, "scan a shard per task")
+    _add_ray(dd, "self dedup a key part per task, cross dedup a shard per task")
     _add_format(dd)
     dd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dd.set_defaults(func=cmd_dedup)

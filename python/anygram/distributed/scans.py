@@ -4,36 +4,38 @@
   core's matching statistics of its batch over the whole index (opened once per worker
   from the path every node sees), so each example's coverage and longest match are the
   local ones; the driver shapes the results in order (:func:`iter_contamination`).
-- Dedup, one of two plans (:func:`dedup_plan`, by cost), the same answer either way:
+- Self dedup: key parts, a task each (:func:`self_dedup_parts`). The windows (the first
+  ``min_len`` tokens of each suffix) are sorted in every shard's suffix array, so a key
+  range of windows is a range of ranks in every shard, and a run of equal windows lies in
+  one range: the core's ``dedup_self_split_keys`` cuts the key space into parts of similar
+  sizes and ``dedup_self_part`` marks a part's repeats over all shards. The parts' ranges,
+  united per document (:func:`_united`), are the local answer; the work is split evenly
+  whatever the shards, so it scales with nodes. Finished parts are kept in a directory
+  (``parts_dir``) so that a rerun resumes part by part.
+- Cross dedup (``against``), one of two plans (:func:`dedup_plan`, by cost), the same
+  answer either way:
 
-  * ``"per shard"``: a task per shard S. Cross dedup (``against``): S's documents against
-    the other index. Self dedup keeps the first occurrence in corpus order (shard by shard,
-    then position), so S loses the windows repeated inside S (the core's self dedup of S
-    alone) and those occurring in shards 0..S-1 (the core's cross dedup of S against them);
-    their ranges, united per document, are the local answer.
-  * ``"whole"``: one task runs the core's pass over the whole index (its merged suffix
+  * ``"per shard"``: a task per shard S, S's documents against the other index;
+  * ``"whole"``: one task runs the core's pass over both indexes (their merged suffix
     arrays) on one node's cores, and the driver cuts its ranges by shard.
 
-  Per shard costs more work in all: shard S's check against the shards before it reads
-  them too (or searches them, ~``MATCHING_COST_RATIO`` times dearer a token), so the last
-  shard's task alone is about the whole pass; it pays only with many nodes and a cheap
-  cross check. The core's merged pass split by key range, a task a range, would make it
-  linear (not exposed by the core yet).
-
-Both keep the local forms' resumable shape: results come in order, unit by unit.
+All keep the local forms' resumable shape: results come in order, unit by unit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import _anygram
+from ..atomic import atomic_file, write_json_atomic
 from ..errors import InvalidArgumentError
 from ..scan.common import check_min_len
 from ..scan.contamination_scan import _check_scan_args, _example_result, _example_texts, _ids_of
@@ -119,37 +121,95 @@ def iter_contamination(engine, examples: Iterable[Any], min_len: int, threshold:
             on_batch(len(batch))
 
 
-def dedup_units(engine) -> List[DedupUnit]:
-    """A unit per shard (the resumable pieces of a dedup on Ray)."""
-    return [DedupUnit(info["shard"], 0, info["num_documents"], info["num_tokens"]) for info in engine.shard_info()]
+# Self dedup's key parts per CPU of the cluster: several, so that parts of uneven cost even
+# out over the nodes; and parts of at least this many suffixes, so that a part's fixed cost
+# (opening, one bit a token of the index, the walk over every document) stays small beside it.
+_PARTS_PER_CPU = 4
+_MIN_PART_TOKENS = 1 << 22
+_SPLIT_FILE = "split.json"
+
+
+@dataclass
+class DedupPart(DedupUnit):
+    """One key part of self dedup on Ray: the windows whose keys lie in ``[lo, hi)``
+    (``None``: unbounded); ``work`` counts its suffixes."""
+
+    lo: Optional[bytes] = None
+    hi: Optional[bytes] = None
+
+
+def dedup_units(engine, min_len: Optional[int] = None, against=None, parts: Optional[int] = None,
+                ray=True, parts_dir: Optional[str] = None, resume: bool = False) -> List[DedupUnit]:
+    """The resumable pieces of a dedup on Ray: a shard each for cross dedup, key parts for
+    self dedup (:func:`self_dedup_parts`; ``min_len`` needed)."""
+    if against is not None:
+        return [DedupUnit(info["shard"], 0, info["num_documents"], info["num_tokens"])
+                for info in engine.shard_info()]
+    if min_len is None:
+        raise InvalidArgumentError("self dedup's parts depend on min_len: pass it")
+    return self_dedup_parts(engine, min_len, parts, ray, parts_dir, resume)
+
+
+def self_dedup_parts(engine, min_len: int, parts: Optional[int] = None, ray=True,
+                     parts_dir: Optional[str] = None, resume: bool = False) -> List[DedupPart]:
+    """Self dedup's key parts: ``parts`` of them (default: ``_PARTS_PER_CPU`` per CPU of the
+    cluster, each of at least ``_MIN_PART_TOKENS`` suffixes), cut by the core at windows
+    sampled from the suffix arrays. With ``parts_dir`` the split is kept there; ``resume``
+    reads it back (the cluster may have changed size since), else a fresh split replaces
+    the directory and every part it held."""
+    check_min_len(min_len)
+    split_file = None if parts_dir is None else os.path.join(parts_dir, _SPLIT_FILE)
+    keys = None
+    if resume and split_file is not None and os.path.exists(split_file):
+        with open(split_file) as f:
+            saved = json.load(f)
+        if saved.get("min_len") == min_len and saved.get("num_tokens") == engine.num_tokens:
+            keys = [bytes.fromhex(k) for k in saved["keys"]]
+    if keys is None:
+        if parts is None:
+            cpus = int(connect(ray).cluster_resources().get("CPU", 1))
+            parts = max(1, min(_PARTS_PER_CPU * cpus, engine.num_tokens // _MIN_PART_TOKENS))
+        keys = _anygram.dedup_self_split_keys(engine, min_len, parts)
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            os.makedirs(parts_dir)
+            write_json_atomic(split_file, {"min_len": min_len, "num_tokens": engine.num_tokens,
+                                           "keys": [k.hex() for k in keys]})
+    bounds = [None, *keys, None]
+    return [DedupPart(-1, 0, engine.num_documents, _anygram.dedup_self_part_work(engine, min_len, lo, hi), lo, hi)
+            for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _no_ranges() -> Dict[str, np.ndarray]:
+    return {key: np.zeros(0, dtype=np.uint64) for key in ("doc_ix", "doc_len", "num_ranges", "starts", "ends")}
 
 
 def _united(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    """One set of dedup arrays from several over the same documents: ranges united per document."""
-    ranges: Dict[int, List[Tuple[int, int]]] = {}
-    lengths: Dict[int, int] = {}
-    for arrays in parts:
-        starts, ends = arrays["starts"].tolist(), arrays["ends"].tolist()
-        at = 0
-        for doc, length, n in zip(arrays["doc_ix"].tolist(), arrays["doc_len"].tolist(),
-                                  arrays["num_ranges"].tolist()):
-            ranges.setdefault(doc, []).extend(zip(starts[at:at + n], ends[at:at + n]))
-            lengths[doc] = length
-            at += n
-    out: Dict[str, List[int]] = {"doc_ix": [], "doc_len": [], "num_ranges": [], "starts": [], "ends": []}
-    for doc in sorted(ranges):
-        merged: List[List[int]] = []
-        for a, b in sorted(ranges[doc]):
-            if merged and a <= merged[-1][1]:  # overlapping or touching: one range, as the core's bitmap gives
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        out["doc_ix"].append(doc)
-        out["doc_len"].append(lengths[doc])
-        out["num_ranges"].append(len(merged))
-        out["starts"].extend(a for a, _ in merged)
-        out["ends"].extend(b for _, b in merged)
-    return {key: np.asarray(value, dtype=np.uint64) for key, value in out.items()}
+    """One set of dedup arrays from several over the same documents: ranges united per
+    document, overlapping or touching ones merged into one (as the core's bitmap gives)."""
+    parts = [p for p in parts if len(p["doc_ix"])]
+    if not parts:
+        return _no_ranges()
+    docs = np.concatenate([np.repeat(p["doc_ix"], p["num_ranges"].astype(np.int64)) for p in parts])
+    starts = np.concatenate([p["starts"] for p in parts])
+    ends = np.concatenate([p["ends"] for p in parts])
+    doc_ix, first = np.unique(np.concatenate([p["doc_ix"] for p in parts]), return_index=True)
+    doc_len = np.concatenate([p["doc_len"] for p in parts])[first]
+    # Every document's ranges placed in one line, a gap of one between documents, so that
+    # ranges of different documents never touch and one running maximum merges them all.
+    base = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(doc_len + np.uint64(1), dtype=np.uint64)[:-1]])
+    at = np.searchsorted(doc_ix, docs)
+    order = np.lexsort((starts, docs))
+    lo, hi, at = base[at][order] + starts[order], base[at][order] + ends[order], at[order]
+    opens = np.ones(len(lo), dtype=bool)
+    opens[1:] = lo[1:] > np.maximum.accumulate(hi)[:-1]
+    heads = np.flatnonzero(opens)
+    merged_at = at[heads]
+    merged_starts = lo[heads] - base[merged_at]
+    merged_ends = np.maximum.reduceat(hi, heads) - base[merged_at]
+    kept, num_ranges = np.unique(merged_at, return_counts=True)
+    return {"doc_ix": doc_ix[kept], "doc_len": doc_len[kept], "num_ranges": num_ranges.astype(np.uint64),
+            "starts": merged_starts.astype(np.uint64), "ends": merged_ends.astype(np.uint64)}
 
 
 def _against(engine, other, method: str, min_len: int) -> Dict[str, np.ndarray]:
@@ -160,21 +220,18 @@ def _against(engine, other, method: str, min_len: int) -> Dict[str, np.ndarray]:
 
 def dedup_plan(shard_tokens: Sequence[int], nodes: int, against_tokens: Optional[int] = None,
                method: str = "merge") -> str:
-    """``"per shard"`` or ``"whole"``, whichever should end first on ``nodes`` equal nodes:
-    a node's work in tokens of the core's merged pass (the matching statistics:
-    ``MATCHING_COST_RATIO`` a token). Per shard: the tasks' work spread over the nodes, and
-    at least the largest task's; whole: all of it on one node."""
+    """How dedup runs on ``nodes`` equal nodes. Self dedup (no ``against_tokens``): always
+    ``"key parts"`` (its work split evenly, whatever the shards). Cross dedup: ``"per
+    shard"`` or ``"whole"``, whichever should end first: a node's work in tokens of the
+    core's merged pass (the matching statistics: ``MATCHING_COST_RATIO`` a token); per
+    shard, the tasks' work spread over the nodes, and at least the largest task's; whole,
+    all of it on one node."""
     if against_tokens is None:
-        before, costs = 0, []
-        for n in shard_tokens:
-            costs.append(n + (min(n + before, MATCHING_COST_RATIO * n) if before else 0))
-            before += n
-        whole = sum(shard_tokens)
-    elif method == "merge":
-        costs = [n + against_tokens for n in shard_tokens]
-        whole = sum(shard_tokens) + against_tokens
-    else:
+        return "key parts"
+    if method != "merge":
         return "per shard"  # the same work either way, a shard a task
+    costs = [n + against_tokens for n in shard_tokens]
+    whole = sum(shard_tokens) + against_tokens
     per_shard = max(max(costs), sum(costs) / max(1, nodes))
     return "per shard" if per_shard < whole else "whole"
 
@@ -189,11 +246,14 @@ def _shard_part(arrays: Dict[str, np.ndarray], doc_lo: int, doc_hi: int) -> Dict
             "starts": arrays["starts"][r0:r1], "ends": arrays["ends"][r0:r1]}
 
 
-def _dedup_whole_task(path: str, min_len: int, against: Optional[str], method: str) -> Dict[str, np.ndarray]:
-    """The core's dedup of the whole index (the local scan's one unit), on this node."""
-    engine, other = _opened(path), None if against is None else _opened(against)
-    if other is None:
-        return _anygram.dedup_self(engine, min_len, None)
+def _dedup_part_task(path: str, min_len: int, lo: Optional[bytes], hi: Optional[bytes]) -> Dict[str, np.ndarray]:
+    """The core's self dedup of one key part over every shard, on this node."""
+    return _anygram.dedup_self_part(_opened(path), min_len, lo, hi)
+
+
+def _dedup_whole_task(path: str, min_len: int, against: str, method: str) -> Dict[str, np.ndarray]:
+    """The core's cross dedup of the whole index (the local scan's units), on this node."""
+    engine, other = _opened(path), _opened(against)
     if method == "merge":
         return _anygram.dedup_against_all(engine, other, min_len, None)
     parts = [_anygram.dedup_against(engine, other, info["shard"], 0, info["num_documents"], min_len, None)
@@ -201,50 +261,97 @@ def _dedup_whole_task(path: str, min_len: int, against: Optional[str], method: s
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def _dedup_shard_task(path: str, shard: int, doc_start: int, min_len: int, against: Optional[str],
+def _dedup_shard_task(path: str, shard: int, doc_start: int, min_len: int, against: str,
                       method: str) -> Dict[str, np.ndarray]:
     views = tempfile.mkdtemp(prefix="anygram-dedup-")
     try:
         mine = shards_view(path, [shard], os.path.join(views, "shard"))
-        if against is not None:
-            arrays = _against(mine, _opened(against), method, min_len)
-        else:
-            parts = [_anygram.dedup_self(mine, min_len, None)]
-            if shard > 0:
-                before = shards_view(path, list(range(shard)), os.path.join(views, "before"))
-                parts.append(_against(mine, before, "auto", min_len))
-            arrays = _united(parts)
+        arrays = _against(mine, _opened(against), method, min_len)
         arrays["doc_ix"] = arrays["doc_ix"] + np.uint64(doc_start)
         return arrays
     finally:
         shutil.rmtree(views, ignore_errors=True)
 
 
+def _part_file(parts_dir: str, j: int) -> str:
+    return os.path.join(parts_dir, f"part-{j:06d}.npz")
+
+
+def _save_part(parts_dir: str, j: int, arrays: Dict[str, np.ndarray]) -> None:
+    with atomic_file(_part_file(parts_dir, j)) as f:
+        np.savez(f, **arrays)
+
+
+def _load_part(parts_dir: str, j: int) -> Dict[str, np.ndarray]:
+    try:
+        with np.load(_part_file(parts_dir, j)) as saved:
+            return {key: saved[key] for key in saved.files}
+    except (OSError, ValueError) as e:
+        raise InvalidArgumentError(f"the finished part {j} of this dedup in {parts_dir} is unreadable ({e}): "
+                                   "pass restart=True to start over") from None
+
+
+def _iter_self_parts(ray_mod, engine, min_len: int, skip: int, progress, parts: Optional[int],
+                     parts_dir: Optional[str], ray) -> Iterator[Tuple[DedupUnit, Dict[str, np.ndarray]]]:
+    """Self dedup a key part a task: yields every part, with no ranges but the last, which
+    carries the ranges of all parts united (the local answer). Finished parts are kept in
+    ``parts_dir`` (without it, in memory: those before ``skip`` are run again)."""
+    path = os.path.abspath(engine.path)
+    units = self_dedup_parts(engine, min_len, parts, ray, parts_dir, resume=skip > 0)
+    if skip >= len(units):
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        return
+    done: List[Dict[str, np.ndarray]] = []
+    if parts_dir is not None:
+        done = [_load_part(parts_dir, j) for j in range(skip)]
+        first = skip
+    else:
+        first = 0
+    task = ray_mod.remote(_dedup_part_task).options(num_cpus=1)
+    jobs = ((j, (lambda u=units[j]: task.remote(path, min_len, u.lo, u.hi))) for j in range(first, len(units)))
+    for j, arrays in _ordered(ray_mod, jobs):
+        if parts_dir is not None:
+            _save_part(parts_dir, j, arrays)
+        done.append(arrays)
+        if j < skip:
+            continue
+        if progress is not None:
+            progress(units[j].work)
+        last = j == len(units) - 1
+        yield units[j], (_united(done) if last else _no_ranges())
+    if parts_dir is not None:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
 def iter_dedup_units(engine, min_len: int, against=None, skip: int = 0,
                      progress: Optional[Callable[[int], None]] = None, method: str = "auto",
-                     ray=True, plan: str = "auto") -> Iterator[Tuple[DedupUnit, Dict[str, np.ndarray]]]:
-    """:func:`anygram.scan.iter_dedup_units` on Ray, unit by unit (:func:`dedup_units`: a
-    shard each, whatever the plan); the ranges of all units together are the local answer.
-    ``plan``: ``"auto"`` (:func:`dedup_plan` for the cluster's nodes), ``"per shard"`` or
-    ``"whole"``."""
+                     ray=True, plan: str = "auto", parts: Optional[int] = None,
+                     parts_dir: Optional[str] = None) -> Iterator[Tuple[DedupUnit, Dict[str, np.ndarray]]]:
+    """:func:`anygram.scan.iter_dedup_units` on Ray, unit by unit (:func:`dedup_units`); the
+    ranges of all units together are the local answer. Self dedup: a key part a task
+    (``parts`` of them; see :func:`_iter_self_parts`), the finished parts kept in
+    ``parts_dir`` for a rerun. Cross dedup, a shard a unit: ``plan`` ``"auto"``
+    (:func:`dedup_plan` for the cluster's nodes), ``"per shard"`` or ``"whole"``."""
     check_min_len(min_len)
     _check_against(engine, against)
     if plan not in ("auto", "per shard", "whole"):
         raise InvalidArgumentError(f"plan must be auto, 'per shard' or whole, not {plan!r}")
-    if against is not None:
-        method = cross_method(engine, against, method)
     ray_mod = connect(ray)
+    if against is None:
+        yield from _iter_self_parts(ray_mod, engine, min_len, skip, progress, parts, parts_dir, ray)
+        return
+    method = cross_method(engine, against, method)
     path = os.path.abspath(engine.path)
-    other = None if against is None else os.path.abspath(against.path)
+    other = os.path.abspath(against.path)
     infos = engine.shard_info()
     starts = np.cumsum([0] + [info["num_documents"] for info in infos]).tolist()
-    units = dedup_units(engine)[skip:]
+    units = dedup_units(engine, min_len, against)[skip:]
     if not units:
         return
     if plan == "auto":
         nodes = len([n for n in ray_mod.nodes() if n.get("Alive")])
-        plan = dedup_plan([info["num_tokens"] for info in infos], nodes,
-                          None if against is None else against.num_tokens, method)
+        plan = dedup_plan([info["num_tokens"] for info in infos], nodes, against.num_tokens, method)
     if plan == "whole":
         arrays = get(ray_mod.remote(_dedup_whole_task).options(num_cpus=1).remote(path, min_len, other, method))
         for unit in units:

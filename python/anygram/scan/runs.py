@@ -159,12 +159,15 @@ def run_dedup(
     documents for cross dedup), then, with ``write``, the cleaned corpus in batches of documents.
     Each step records its progress in ``ranges_path.progress.json``; rerunning with
     the same arguments continues where it stopped. ``ray``: True or a cluster address
-    runs a unit per shard as Ray tasks (:mod:`anygram.distributed.scans`). Returns the summary."""
+    runs the units as Ray tasks (:mod:`anygram.distributed.scans`: self dedup a key part a
+    task, the finished parts kept in ``ranges_path.parts`` until the end; cross dedup a
+    shard a task). Returns the summary."""
     check_min_len(min_len)
     _check_against(engine, against)
     check_outputs({"ranges_path": ranges_path, "ranges_path's progress file": progress_file(ranges_path),
                    "write": write},
-                  index_dirs={"index": engine.path, "against": against.path if against is not None else None})
+                  index_dirs={"index": engine.path, "against": against.path if against is not None else None},
+                  output_dirs={"ranges_path's parts directory": ranges_path + ".parts" if ray else None})
     signature = {
         "kind": "dedup",
         **_index_signature(engine),
@@ -172,20 +175,26 @@ def run_dedup(
         "against": None if against is None else _index_signature(against),
         "method": None if against is None else cross_method(engine, against, method),
     }
-    units_of, iterate = _dedup_units, iter_dedup_units
+    iterate = iter_dedup_units
     if ray:
         from ..distributed import scans as on_ray
 
-        # Other units (a shard each): a run resumes only in the same form.
-        signature["units"] = "ray: a shard each"
-        def units_of(engine, against, method):
-            return on_ray.dedup_units(engine)
+        # Other units (key parts of self dedup, whose finished results are kept beside the
+        # output; a shard each of cross dedup): a run resumes only in the same form.
+        signature["units"] = "ray: key parts" if against is None else "ray: a shard each"
+        parts_dir = ranges_path + ".parts"
 
-        iterate = functools.partial(on_ray.iter_dedup_units, ray=ray)
+        def units_of(engine, against, method, resume):
+            return on_ray.dedup_units(engine, min_len, against, ray=ray, parts_dir=parts_dir, resume=resume)
+
+        iterate = functools.partial(on_ray.iter_dedup_units, ray=ray, parts_dir=parts_dir)
+    else:
+        def units_of(engine, against, method, resume):
+            return _dedup_units(engine, against, method)
     with output_checkpoint(ranges_path, signature, restart) as checkpoint:
         state = checkpoint.state
-        units = units_of(engine, against, method)
         done_units = state.get("units_done", 0)
+        units = units_of(engine, against, method, done_units > 0)
         size = state.get("ranges_size", 0) if done_units else 0
         totals = (
             state.get("totals", {"affected": 0, "removed": 0, "emptied": 0})

@@ -9,15 +9,15 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use anygram::scan::{Contamination, DocRanges, ScanControl};
+use anygram::scan::{Contamination, DocRanges, ScanControl, MAX_DEDUP_PARTS};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::args::{int_arg, U64_MAX};
 use crate::batch::{on_pool, CoreFailure};
 use crate::engine::{slices, PyEngine, MAX_AMOUNT, POSITIVE};
-use crate::errors::internal_error;
+use crate::errors::{internal_error, invalid_query};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -183,6 +183,78 @@ pub fn dedup_self<'py>(
     ranges_dict(py, docs)
 }
 
+/// At most `parts - 1` increasing window keys (bytes) that cut self dedup into
+/// `parts` key ranges of similar sizes (see `dedup_self_part`).
+#[pyfunction]
+pub fn dedup_self_split_keys<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    min_len: &Bound<'py, PyAny>,
+    parts: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let min_len = min_len_arg(min_len)?;
+    let parts: u64 = int_arg(parts, "parts", 1..=i128::from(MAX_DEDUP_PARTS))?;
+    let core = engine.get().core().clone();
+    let keys = run_with_progress(py, None, move |_| {
+        core.dedup_self_split_keys(min_len, parts)
+    })?;
+    PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
+}
+
+/// Units of progress `dedup_self_part` reports for `[lo, hi)` (its suffixes).
+#[pyfunction]
+#[pyo3(signature = (engine, min_len, lo = None, hi = None))]
+pub fn dedup_self_part_work(
+    py: Python<'_>,
+    engine: &Bound<'_, PyEngine>,
+    min_len: &Bound<'_, PyAny>,
+    lo: Option<&Bound<'_, PyAny>>,
+    hi: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u64> {
+    let min_len = min_len_arg(min_len)?;
+    let (lo, hi) = (key_arg(lo, "lo")?, key_arg(hi, "hi")?);
+    let core = engine.get().core().clone();
+    run_with_progress(py, None, move |_| {
+        core.dedup_self_part_work(min_len, lo.as_deref(), hi.as_deref())
+    })
+}
+
+/// Self dedup of the windows whose keys lie in `[lo, hi)` (bytes, `None`:
+/// unbounded; keys from `dedup_self_split_keys`): the parts' ranges united per
+/// document are `dedup_self`'s.
+#[pyfunction]
+#[pyo3(signature = (engine, min_len, lo = None, hi = None, progress = None))]
+pub fn dedup_self_part<'py>(
+    py: Python<'py>,
+    engine: &Bound<'py, PyEngine>,
+    min_len: &Bound<'py, PyAny>,
+    lo: Option<&Bound<'py, PyAny>>,
+    hi: Option<&Bound<'py, PyAny>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let min_len = min_len_arg(min_len)?;
+    let (lo, hi) = (key_arg(lo, "lo")?, key_arg(hi, "hi")?);
+    let core = engine.get().core().clone();
+    let docs = run_with_progress(py, progress.as_ref(), move |control| {
+        core.dedup_self_part(min_len, lo.as_deref(), hi.as_deref(), control)
+    })?;
+    ranges_dict(py, docs)
+}
+
+/// A split key: bytes or None.
+fn key_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Vec<u8>>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => match v.cast::<PyBytes>() {
+            Ok(bytes) => Ok(Some(bytes.as_bytes().to_vec())),
+            Err(_) => Err(invalid_query(format!(
+                "{name} must be bytes (a key from dedup_self_split_keys) or None"
+            ))),
+        },
+    }
+}
+
 /// Units of progress `dedup_against_all` reports (token positions of both indexes).
 #[pyfunction]
 pub fn dedup_against_work(engine: &Bound<'_, PyEngine>, other: &Bound<'_, PyEngine>) -> u64 {
@@ -245,6 +317,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contamination_batch, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_self_work, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_self, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self_split_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self_part_work, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_self_part, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_against, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_against_work, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_against_all, m)?)?;

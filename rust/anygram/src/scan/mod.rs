@@ -18,7 +18,7 @@
 pub mod dedup;
 pub mod matching;
 
-pub use dedup::{DocRanges, DEDUP_CHUNK_RANKS};
+pub use dedup::{DocRanges, DEDUP_CHUNK_RANKS, MAX_DEDUP_PARTS};
 pub use matching::{Contamination, Occurrence};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
