@@ -140,6 +140,23 @@ pub fn read_uint_le(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(buf)
 }
 
+/// Reads the little-endian unsigned integer of `len` (1..=8) bytes at `at` of
+/// `bytes`, or `None` past the end. Where eight bytes are there it loads them
+/// whole and masks: a copy of `len` bytes into a buffer is a call to `memcpy`
+/// and a load that waits on its byte stores, the cost of a pointer read in
+/// loops that read millions of them.
+#[inline]
+pub fn read_uint_le_at(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
+    debug_assert!((1..=8).contains(&len));
+    match bytes.get(at..at.checked_add(8)?) {
+        Some(eight) => {
+            let whole = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+            Some(if len == 8 { whole } else { whole & ((1u64 << (8 * len)) - 1) })
+        }
+        None => bytes.get(at..at.checked_add(len)?).map(read_uint_le),
+    }
+}
+
 /// Reads the `index`-th u64 of a little-endian u64 array.
 #[inline]
 pub fn read_u64_at(bytes: &[u8], index: usize) -> u64 {
@@ -173,6 +190,19 @@ mod tests {
         ] {
             assert_eq!(ptr_size_for(size), expected, "size {size}");
         }
+    }
+
+    #[test]
+    fn uint_reads_at_every_offset_and_length_agree_with_the_bytes() {
+        // Entries up to the very end, where fewer than eight bytes follow.
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0xA5).collect();
+        for len in 1..=8 {
+            for at in 0..bytes.len() + 2 {
+                let want = bytes.get(at..at + len).map(read_uint_le);
+                assert_eq!(read_uint_le_at(&bytes, at, len), want, "at {at}, len {len}");
+            }
+        }
+        assert_eq!(read_uint_le_at(&bytes, usize::MAX - 3, 5), None);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! followed by thousands of tokens), probing each one costs more than reading
 //! every rank: after a run shorter than [`SCAN_AFTER_RUNS_BELOW`] ranks, the
 //! next [`SCAN_RANKS`] ranks are read in one tight pass (their pointers lie
-//! side by side), so a range never costs much more than about `R` lookups.
+//! side by side), and the next ones too while runs keep ending in each pass;
+//! a pass that meets no end gallops on. So a range never costs much more than
+//! about `R` lookups.
 //!
 //! This module owns exact next-token counting: ntd's exact case, the
 //! tokengrams shim, Kneser-Ney and the samplers all come here. Where pages are
@@ -167,6 +169,9 @@ enum Phase {
     Gallop { value: u64, same: u64, step: u64 },
     /// The run of `value` ends in `[lo, hi]`: ranks before `lo` hold it, `hi` does not (or is the end).
     Bisect { value: u64, lo: u64, hi: u64 },
+    /// Runs are short here: the ranks from `next` on are read in one pass,
+    /// the open run (from `start`) holding `value`.
+    Scanning { value: u64, next: u64 },
     /// The piece is counted.
     Done,
 }
@@ -200,30 +205,50 @@ impl Lane {
                     self.phase = Phase::Begin;
                 }
                 Phase::Bisect { lo, hi, .. } => return Some(Probe::One(lo + (hi - lo) / 2)),
+                Phase::Scanning { value, next } if next >= self.end => {
+                    runs.push((value, self.end - self.start));
+                    self.start = self.end;
+                    self.phase = Phase::Begin;
+                }
+                Phase::Scanning { next, .. } => {
+                    return Some(Probe::Scan(next, (next + SCAN_RANKS).min(self.end)))
+                }
             }
         }
     }
 
-    /// Takes the values of a [`Probe::Scan`] of the ranks from `self.start`:
-    /// every run that ends inside them is finished; the last one goes on
-    /// galloping from the last rank read.
-    fn read_scan(&mut self, values: &[u64], runs: &mut Vec<(u64, u64)>) {
-        let first = self.start;
-        let last_read = first + values.len() as u64 - 1;
-        let mut value = values[0];
-        for (i, &next) in values.iter().enumerate().skip(1) {
+    /// Takes the values of a [`Probe::Scan`] of the ranks from `from`: every
+    /// run that ends inside them is finished. While runs keep ending, the next
+    /// ranks are scanned too; a scan that met no end gallops on from its last rank.
+    fn read_scan(&mut self, from: u64, values: &[u64], runs: &mut Vec<(u64, u64)>) {
+        let last_read = from + values.len() as u64 - 1;
+        // A scan from `Begin` starts the open run at its first rank.
+        let (mut value, skip) = match self.phase {
+            Phase::Scanning { value, .. } => (value, 0),
+            _ => (values[0], 1),
+        };
+        let mut ended = false;
+        for (i, &next) in values.iter().enumerate().skip(skip) {
             if next != value {
-                let at = first + i as u64;
+                let at = from + i as u64;
                 runs.push((value, at - self.start));
                 self.last_run = at - self.start;
                 self.start = at;
                 value = next;
+                ended = true;
             }
         }
-        self.phase = Phase::Gallop {
-            value,
-            same: last_read,
-            step: 1,
+        self.phase = if ended {
+            Phase::Scanning {
+                value,
+                next: last_read + 1,
+            }
+        } else {
+            Phase::Gallop {
+                value,
+                same: last_read,
+                step: 1,
+            }
         };
     }
 
@@ -255,7 +280,7 @@ impl Lane {
                 lo,
                 hi: probe,
             },
-            Phase::Done => Phase::Done,
+            Phase::Scanning { .. } | Phase::Done => self.phase,
         };
     }
 }
@@ -276,11 +301,12 @@ impl<'a> LocalValues<'a> {
     #[inline]
     fn ptr(&self, rank: u64) -> Result<usize> {
         let at = rank as usize * self.ptr_size;
-        let ptr = match self.table.get(at..at + self.ptr_size) {
-            Some(entry) => crate::format::read_uint_le(entry),
+        let ptr = match crate::format::read_uint_le_at(self.table, at, self.ptr_size) {
+            Some(ptr) => ptr,
             None => return self.shard.ptr_at(rank).map(|p| p as usize),
         };
-        if ptr >= self.text.len() as u64 || !ptr.is_multiple_of(self.width as u64) {
+        // Widths are 1, 2 or 4 bytes: a mask, not a division, on this hot path.
+        if ptr >= self.text.len() as u64 || ptr & (self.width as u64 - 1) != 0 {
             // The shard's own check names the entry and the file.
             return self.shard.ptr_at(rank).map(|p| p as usize);
         }
@@ -333,8 +359,15 @@ impl<'a> LocalValues<'a> {
                         Probe::One(rank) => (rank, rank + 1),
                         Probe::Scan(from, to) => (from, to),
                     };
-                    // The pointers of a scan lie side by side: a hint per cache line.
-                    for rank in (from..to).step_by((64 / self.ptr_size).max(1)) {
+                    // The pointers of a scan lie side by side: a hint per cache line,
+                    // and for the next scan's too (a lane scans on while runs are short),
+                    // so that they arrive a round ahead.
+                    let ahead = match probe {
+                        Probe::Scan(..) => SCAN_RANKS,
+                        Probe::One(_) => 0,
+                    };
+                    let hinted = from..(to + ahead).min(lane.end);
+                    for rank in hinted.step_by((64 / self.ptr_size).max(1)) {
                         crate::interleave::prefetch(self.table, rank as usize * self.ptr_size);
                     }
                     crate::interleave::prefetch(self.table, (to - 1) as usize * self.ptr_size);
@@ -360,10 +393,10 @@ impl<'a> LocalValues<'a> {
                 let last = probes.get(k + 1).map_or(ptrs.len(), |next| next.2);
                 match probe {
                     Probe::One(rank) => lanes[i].read(rank, self.value_at(ptrs[first])),
-                    Probe::Scan(..) => {
+                    Probe::Scan(from, _) => {
                         values.clear();
                         values.extend(ptrs[first..last].iter().map(|&ptr| self.value_at(ptr)));
-                        lanes[i].read_scan(&values, &mut lane_runs[i]);
+                        lanes[i].read_scan(from, &values, &mut lane_runs[i]);
                     }
                 }
             }

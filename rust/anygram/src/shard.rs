@@ -479,6 +479,13 @@ impl Shard {
             )));
         }
         let ps = self.ptr_size as u64;
+        // Mapped: one masked load (every search step reads a pointer).
+        if let IndexFile::Local(m) = &self.table {
+            let at = (rank * ps) as usize;
+            if let Some(ptr) = crate::format::read_uint_le_at(m.bytes(), at, self.ptr_size) {
+                return self.checked_ptr(rank, ptr);
+            }
+        }
         self.checked_ptr(rank, read_uint_le(&self.table.read_at(rank * ps, ps)?))
     }
 
@@ -513,7 +520,8 @@ impl Shard {
     /// `ptr` (the entry of `rank`) if it lies on the token grid, else the corruption.
     #[inline]
     fn checked_ptr(&self, rank: u64, ptr: u64) -> Result<u64> {
-        if ptr >= self.tokenized.len() || !ptr.is_multiple_of(self.width.bytes() as u64) {
+        // Widths are 1, 2 or 4 bytes: a mask, not a division (a search step's cost).
+        if ptr >= self.tokenized.len() || ptr & (self.width.bytes() as u64 - 1) != 0 {
             return Err(Error::corrupt(
                 self.table.path(),
                 format!("entry {rank} points to byte {ptr}, outside the token grid"),
