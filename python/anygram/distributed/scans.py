@@ -56,6 +56,16 @@ def _opened(path: str):
     return _OPENED[path]
 
 
+def _one_cpu_task(ray_mod, function):
+    """``function`` as a Ray task that asks for one CPU and uses one: the core's pool would
+    otherwise start a thread per core of the node in every such task (N tasks of N threads
+    on an N-core node). Its workers are processes of their own (a runtime environment), whose
+    start costs about a second: for long tasks only (self dedup's parts: 1.18x the local wall
+    time without it, 1.06x with it, bench_ray.py at 2 x 100M tokens; contamination's short
+    batches went from 1.08x to 1.36x, so they keep the shared workers)."""
+    return ray_mod.remote(function).options(num_cpus=1, runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}})
+
+
 def _contamination_task(path: str, texts: List[List[int]], min_len: int, k: int) -> List[Dict[str, Any]]:
     return _anygram.contamination_batch(_opened(path), texts, min_len, k)
 
@@ -308,7 +318,7 @@ def _iter_self_parts(ray_mod, engine, min_len: int, skip: int, progress, parts: 
         first = skip
     else:
         first = 0
-    task = ray_mod.remote(_dedup_part_task).options(num_cpus=1)
+    task = _one_cpu_task(ray_mod, _dedup_part_task)
     jobs = ((j, (lambda u=units[j]: task.remote(path, min_len, u.lo, u.hi))) for j in range(first, len(units)))
     for j, arrays in _ordered(ray_mod, jobs):
         if parts_dir is not None:
