@@ -434,14 +434,19 @@ impl Engine {
         // infini-gram's approximation, step for step.
         let count_shard = |(shard, &range): (&Arc<Shard>, &RankRange)| {
             if unit == 1 {
-                return crate::next_tokens::next_token_runs(shard, query_bytes, range, self.eos_token_id)
-                    .map(|runs| {
-                        let mut counts = BTreeMap::new();
-                        for (token, count) in runs {
-                            *counts.entry(token).or_insert(0) += count;
-                        }
-                        counts
-                    });
+                return crate::next_tokens::next_token_runs(
+                    shard,
+                    query_bytes,
+                    range,
+                    self.eos_token_id,
+                )
+                .map(|runs| {
+                    let mut counts = BTreeMap::new();
+                    for (token, count) in runs {
+                        *counts.entry(token).or_insert(0) += count;
+                    }
+                    counts
+                });
             }
             let mut counts = BTreeMap::new();
             shard.count_next_tokens(query_bytes, range, unit, self.eos_token_id, &mut counts)?;

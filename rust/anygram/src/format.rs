@@ -151,7 +151,11 @@ pub fn read_uint_le_at(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
     match bytes.get(at..at.checked_add(8)?) {
         Some(eight) => {
             let whole = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
-            Some(if len == 8 { whole } else { whole & ((1u64 << (8 * len)) - 1) })
+            Some(if len == 8 {
+                whole
+            } else {
+                whole & ((1u64 << (8 * len)) - 1)
+            })
         }
         None => bytes.get(at..at.checked_add(len)?).map(read_uint_le),
     }

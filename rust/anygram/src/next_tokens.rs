@@ -185,7 +185,10 @@ impl Lane {
                 Phase::Done => return None,
                 Phase::Begin if self.start >= self.end => self.phase = Phase::Done,
                 Phase::Begin if self.last_run < SCAN_AFTER_RUNS_BELOW => {
-                    return Some(Probe::Scan(self.start, (self.start + SCAN_RANKS).min(self.end)))
+                    return Some(Probe::Scan(
+                        self.start,
+                        (self.start + SCAN_RANKS).min(self.end),
+                    ))
                 }
                 Phase::Begin => return Some(Probe::One(self.start)),
                 Phase::Gallop { value, same, step } => match same.checked_add(step) {

@@ -186,7 +186,12 @@ fn short_and_long_runs_mixed_equal_brute_force() {
         let eos = id(1);
         let engine = open(dir.path(), width, u64::from(id(199).max(id(0))) + 1, eos);
         let streams = shard_streams(&docs, width.separator(), 1);
-        for query in [vec![], vec![frequent], vec![frequent, frequent], vec![id(1)]] {
+        for query in [
+            vec![],
+            vec![frequent],
+            vec![frequent, frequent],
+            vec![id(1)],
+        ] {
             for (ends, eos) in [(DocumentEnds::Eos, Some(eos)), (DocumentEnds::Skip, None)] {
                 assert_eq!(
                     next_token_counts(&engine, &query, ends).unwrap(),
