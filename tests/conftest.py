@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -155,3 +156,23 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     # A module-level importorskip (a peer not installed) skips at collection.
     _fail_skip_under_no_skip((yield).get_result())
+
+
+def kill_when_paused(proc, checkpoint: str) -> str:
+    """Reads a build's messages (``proc``: started with ``ANYGRAM_BUILD_PAUSE_AT=checkpoint``
+    and ``stderr=PIPE``, text) until it reports the pause at ``checkpoint`` (a build that
+    resumes says so first), then kills it with SIGKILL; returns what it said. The kill lands
+    exactly at that step, not at a moment chosen by a timer."""
+    seen = []
+    while True:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if not line:
+            proc.wait()
+            raise AssertionError(f"the build ended without pausing at {checkpoint}: {''.join(seen)}")
+        if f"paused at {checkpoint}" in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    return "".join(seen)

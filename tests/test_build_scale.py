@@ -8,7 +8,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from anygram.builder import parse_size
 from anygram.corpus import SkipLog, read_documents
 from anygram.errors import BuildError, InvalidArgumentError
 
-from conftest import DTYPE, SEPARATOR
+from conftest import DTYPE, SEPARATOR, kill_when_paused
 
 SHARD_FILES = ("tokenized", "table", "offset", "metadata", "metaoff")
 
@@ -112,24 +111,6 @@ def _run_build(args, env_extra=None, wait=True):
     return proc
 
 
-def _kill_when_paused(proc, checkpoint):
-    """Reads the build's messages until it reports the pause at ``checkpoint`` (a build
-    that resumes says so first), then kills it with SIGKILL."""
-    seen = []
-    while True:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if not line:
-            proc.wait()
-            raise AssertionError(f"the build ended without pausing at {checkpoint}: {''.join(seen)}")
-        if f"paused at {checkpoint}" in line:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    return "".join(seen)
-
-
 def test_memory_budget_holds_for_a_real_process(tmp_path):
     """A corpus whose suffix array does not fit the budget builds externally with the peak
     resident set of the whole process (measured by the kernel) under the budget."""
@@ -205,7 +186,7 @@ def test_killed_builds_resume_to_the_same_index(tmp_path):
     for checkpoint in CHECKPOINTS:
         proc = _run_build(([str(corpus), str(out)], kwargs), {"ANYGRAM_BUILD_PAUSE_AT": checkpoint}, wait=False)
         # Wait for the build to reach the checkpoint, then kill it without warning.
-        said = _kill_when_paused(proc, checkpoint)
+        said = kill_when_paused(proc, checkpoint)
         assert ("resuming" in said) == (checkpoint != CHECKPOINTS[0]), said
         assert not out.exists(), checkpoint
         work = [p for p in tmp_path.iterdir() if p.name.startswith(".out.build-")]
@@ -230,7 +211,7 @@ def test_resume_from_each_kind_of_step(tmp_path, checkpoint):
     reference = anygram.build_index(str(corpus), str(tmp_path / "reference"), **kwargs)
     out = tmp_path / "out"
     proc = _run_build(([str(corpus), str(out)], kwargs), {"ANYGRAM_BUILD_PAUSE_AT": checkpoint}, wait=False)
-    _kill_when_paused(proc, checkpoint)
+    kill_when_paused(proc, checkpoint)
     report = anygram.build_index(str(corpus), str(out), **kwargs)
     assert report.resumed_steps
     assert_same_index(reference.output, str(out))
@@ -261,7 +242,7 @@ def test_other_arguments_do_not_reuse_an_unfinished_build(tmp_path, capfd):
     out = tmp_path / "out"
     proc = _run_build(([str(corpus), str(out)], dict(progress=False, shards=2)),
                       {"ANYGRAM_BUILD_PAUSE_AT": "split"}, wait=False)
-    _kill_when_paused(proc, "split")
+    kill_when_paused(proc, "split")
     report = anygram.build_index(str(corpus), str(out), progress=False, shards=1)
     assert report.resumed_steps == [] and report.num_shards == 1
     assert "different arguments" in capfd.readouterr().err

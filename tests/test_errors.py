@@ -23,7 +23,7 @@ from anygram.errors import (
     InvalidQueryError,
     TokenizerMismatchError,
 )
-from conftest import build_from_tokens
+from conftest import build_from_tokens, kill_when_paused
 
 
 @pytest.fixture
@@ -221,17 +221,8 @@ def test_killed_build_leaves_nothing_that_opens(tmp_path, step):
     code = f"import anygram; anygram.build_index({str(corpus)!r}, {str(out)!r}, progress=False)"
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, ANYGRAM_BUILD_PAUSE_AT=step))
-    said = []
-    for line in proc.stderr:
-        said.append(line)
-        if f"paused at {step}" in line:
-            break
-    else:
-        proc.wait()
-        raise AssertionError(f"the build ended without pausing at {step}: {''.join(said)}")
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    proc.stderr.close()
+    kill_when_paused(proc, step)
+    assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     with pytest.raises(IndexNotFoundError):
         anygram.Engine.open(str(out))

@@ -623,22 +623,16 @@ def test_build_tokenized_on_ray_from_many_files(cluster, tmp_path):
     # journaled (it pauses there only if that slicing happened); the rerun keeps them: it would
     # stop at slice 0's journal entry if it tokenized that slice again, so finishing shows it did
     # not. The index is the local one, skipped lines and their examples included.
-    import signal
     import subprocess
     import sys
+
+    from conftest import kill_when_paused
 
     command = ["-m", "anygram.cli", "build", str(inputs), "-o", str(tmp_path / "resumed"), "--tokenizer", tokenizer,
                "--shards", "3", "--accelerator", "-q", f"--ray={cluster.address}"]
     first = subprocess.Popen([sys.executable, *command], stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.1"})
-    seen = ""
-    while "paused at tokenize.4.slice.1" not in seen:
-        line = first.stderr.readline()
-        assert line, f"the build ended without pausing: {seen}"
-        seen += line
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    first.stderr.close()
+    kill_when_paused(first, "tokenize.4.slice.1")
     again = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=240,
                            env={**os.environ, "ANYGRAM_BUILD_PAUSE_AT": "tokenize.4.slice.0"})
     assert again.returncode == 0, again.stderr
@@ -651,11 +645,10 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
     where it sorted them; the driver publishes the rest and the manifest last. A driver
     killed before its publish leaves the shards uploaded but no index; the rerun sorts and
     uploads nothing again, and the objects are the local build's byte for byte."""
-    import signal
     import subprocess
     import sys
 
-    from conftest import CLI_ENV
+    from conftest import CLI_ENV, kill_when_paused
     from s3_server import s3_env, start_s3
 
     d, _ = corpus
@@ -673,14 +666,7 @@ def test_build_on_ray_into_s3_is_the_local_build(cluster, corpus, local_index, t
     try:
         first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
                                  env={**env, "ANYGRAM_BUILD_PAUSE_AT": "publish"})
-        seen = ""
-        while "paused at publish" not in seen:
-            line = first.stderr.readline()
-            assert line, f"the build ended without pausing: {seen}"
-            seen += line
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        first.stderr.close()
+        kill_when_paused(first, "publish")
         uploaded = {n: (bucket / "idx" / n).stat().st_mtime_ns for n in os.listdir(bucket / "idx")}
         # Every shard file a sort leaves (metadata too); no accelerator, marker or manifest yet.
         assert sorted(uploaded) == sorted(f"{kind}.{s}" for kind in ("tokenized", "offset", "metadata", "metaoff",

@@ -431,7 +431,8 @@ impl Engine {
             unit <<= 1;
         }
         // Exact (unit 1): the one owner of exact next-token counts; sampled:
-        // infini-gram's approximation, step for step.
+        // infini-gram's approximation, step for step. Either way `(token, count)`
+        // pairs, a token possibly twice (document ends), added up below.
         let count_shard = |(shard, &range): (&Arc<Shard>, &RankRange)| {
             if unit == 1 {
                 return crate::next_tokens::next_token_runs(
@@ -439,18 +440,11 @@ impl Engine {
                     query_bytes,
                     range,
                     self.eos_token_id,
-                )
-                .map(|runs| {
-                    let mut counts = BTreeMap::new();
-                    for (token, count) in runs {
-                        *counts.entry(token).or_insert(0) += count;
-                    }
-                    counts
-                });
+                );
             }
             let mut counts = BTreeMap::new();
             shard.count_next_tokens(query_bytes, range, unit, self.eos_token_id, &mut counts)?;
-            Ok(counts)
+            Ok(counts.into_iter().collect::<Vec<(u32, u64)>>())
         };
         // One shard: on the calling thread (a hop to the pool costs more than a
         // small count); several: in parallel on the fork-safe pool, or, in
