@@ -115,14 +115,6 @@ fn by_parts(engine: &Engine, min_len: u64, keys: &[Vec<u8>]) -> Vec<Vec<DocRange
     parts
 }
 
-fn width_strategy() -> impl Strategy<Value = TokenWidth> {
-    prop_oneof![
-        Just(TokenWidth::U8),
-        Just(TokenWidth::U16),
-        Just(TokenWidth::U32)
-    ]
-}
-
 /// 1-4 shards of 1-6 documents of up to 20 tokens over three ids whose byte
 /// order differs from their values, and the largest id.
 fn corpus(width: TokenWidth) -> impl Strategy<Value = Vec<Vec<Vec<u32>>>> {
@@ -140,7 +132,7 @@ proptest! {
 
     #[test]
     fn parts_united_are_the_whole_self_dedup(
-        (width, shards) in width_strategy().prop_flat_map(|w| (Just(w), corpus(w))),
+        (width, shards) in common::any_width().prop_flat_map(|w| (Just(w), corpus(w))),
         min_len in 1u64..6,
         parts in 1u64..8,
     ) {

@@ -156,14 +156,6 @@ fn engine_dedup_against(
         .collect()
 }
 
-fn width_strategy() -> impl Strategy<Value = TokenWidth> {
-    prop_oneof![
-        Just(TokenWidth::U8),
-        Just(TokenWidth::U16),
-        Just(TokenWidth::U32)
-    ]
-}
-
 /// 1-3 shards of 1-5 documents of up to 14 tokens over a tiny vocabulary, plus the largest id.
 fn corpus(width: TokenWidth) -> impl Strategy<Value = Vec<Vec<Vec<u32>>>> {
     let max_id = width.separator() - 1;
@@ -177,7 +169,7 @@ proptest! {
 
     #[test]
     fn matching_statistics_agree_with_brute_force(
-        (width, shards, query) in width_strategy().prop_flat_map(|w| {
+        (width, shards, query) in common::any_width().prop_flat_map(|w| {
             let max_id = w.separator() - 1;
             let token = prop_oneof![6 => (0u32..3).prop_map(move |s| common::mixed_id(w, s)), 1 => Just(max_id)];
             (Just(w), corpus(w), prop::collection::vec(token, 0..20))
@@ -219,7 +211,7 @@ proptest! {
 
     #[test]
     fn dedup_self_agrees_with_brute_force(
-        (width, shards) in width_strategy().prop_flat_map(|w| (Just(w), corpus(w))),
+        (width, shards) in common::any_width().prop_flat_map(|w| (Just(w), corpus(w))),
         min_len in 1u64..5,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -229,7 +221,7 @@ proptest! {
 
     #[test]
     fn dedup_against_agrees_with_brute_force(
-        (width, shards, other) in width_strategy().prop_flat_map(|w| (Just(w), corpus(w), corpus(w))),
+        (width, shards, other) in common::any_width().prop_flat_map(|w| (Just(w), corpus(w), corpus(w))),
         min_len in 1u64..5,
     ) {
         let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,16 @@ use anygram::manifest::checksum_file;
 use anygram::manifest::{FileMeta, Manifest, ShardMeta, TokenizerMeta, MANIFEST_FILE};
 use anygram::{Engine, OpenOptions, TokenWidth};
 
+/// Any of the three token widths, for property tests.
+pub fn any_width() -> impl proptest::strategy::Strategy<Value = TokenWidth> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(TokenWidth::U8),
+        Just(TokenWidth::U16),
+        Just(TokenWidth::U32)
+    ]
+}
+
 /// Token ids whose little-endian bytes order differently from their values
 /// (the suffix array sorts bytes), per width, all below the separator.
 pub fn byte_order_tokens(width: TokenWidth) -> Vec<u32> {
