@@ -230,8 +230,14 @@ def test_killed_build_leaves_nothing_that_opens(tmp_path, step):
 
 def test_existing_output_is_not_overwritten(tmp_path, text_index):
     corpus = tmp_path / "c.jsonl"
-    with pytest.raises(InvalidArgumentError, match="already exists"):
+    # An index there (a rerun) has its own class; any other path there is only an InvalidArgumentError.
+    with pytest.raises(anygram.IndexExistsError, match="already holds an index.*overwrite=True"):
         anygram.build_index(str(corpus), text_index, progress=False)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidArgumentError, match="already exists") as refused:
+        anygram.build_index(str(corpus), str(tmp_path / "notes.txt"), progress=False)
+    assert not isinstance(refused.value, anygram.IndexExistsError)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     report = anygram.build_index(str(corpus), text_index, overwrite=True, progress=False)
     assert anygram.Engine.open(report.output).num_documents == 50
 

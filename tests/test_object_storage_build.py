@@ -138,6 +138,8 @@ def test_publish_refuses_to_overwrite_an_index_unless_asked(s3, corpus, local_in
     assert refused.returncode != 0
     assert "s3://builds/twice" in refused.stderr and "--overwrite" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+    with pytest.raises(anygram.IndexExistsError, match="s3://builds/twice.* already holds an index"):
+        _build(d, "s3://builds/twice", tmp=str(tmp_path))
     # Nothing was touched, and no work directory was made.
     assert {n: (s3["bucket"] / "twice" / n).stat().st_mtime_ns for n in os.listdir(s3["bucket"] / "twice")} == before
     assert os.listdir(tmp_path) == []

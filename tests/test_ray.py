@@ -9,6 +9,7 @@ import filecmp
 import json
 import os
 import random
+import re
 
 # Every address Ray picks is 127.0.0.1 (its "no cluster" rule for the node IP), so that
 # nothing leaves loopback; read when ray is imported.
@@ -21,8 +22,8 @@ from ray.cluster_utils import Cluster
 
 import anygram
 from anygram.distributed.build import KILL_ONCE_ENV
-from anygram.distributed.engine import ClusterEngine
-from anygram.distributed.transport import ShardGroupError
+from anygram.distributed.engine import ACTOR_RESTARTS, ClusterEngine
+from anygram.errors import ShardGroupError
 from byte_order_ids import BYTE_ORDER_IDS
 
 # Ray's own deprecation warnings (pydantic fields of Serve's config) are not ours to fix.
@@ -388,6 +389,12 @@ def test_serve_on_ray_answers_as_local_serve(cluster, corpus, local_index, tmp_p
                     assert (got.status_code, _without_latency(got.json())) == \
                         (want.status_code, _without_latency(want.json())), route
                 assert b.get("/v1/indexes/c").json() == a.get("/v1/indexes/c").json()
+                # A group Ray cannot bring back is unavailability (503), not a server bug (500).
+                _kill_a_group_past_restarts()
+                lost = b.post("/", json={"index": "c", "query_type": "count", "query_ids": queries[6]})
+                assert lost.status_code == 503, lost.text
+                assert lost.json()["code"] == "shard_group_unavailable"
+                assert re.search(r"shard group \d", lost.json()["error"]), lost.text
         # SIGTERM (Server.stop) took the application down with it.
         assert "anygram" not in serve.status().applications
     finally:
@@ -442,6 +449,40 @@ def test_text_queries_through_the_cluster_engine(cluster, tmp_path):
             remote.prob("the", "ca")  # two tokens: not one
     finally:
         remote.close()
+
+
+def _shard_group_pids() -> set:
+    """The processes Ray runs shard-group actors in (Ray titles an actor's process ``ray::CLASS``)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0]
+        except (OSError, ValueError):
+            continue
+        if title == b"ray::ShardGroup" or title.startswith(b"ray::ShardGroup."):
+            pids.add(int(entry))
+    return pids
+
+
+def _kill_a_group_past_restarts() -> None:
+    """SIGKILLs one shard group's process, then each process Ray restarts it in, until its
+    restarts are spent and Ray gives it up."""
+    import signal
+    import time
+
+    others = _shard_group_pids()
+    victim = min(others)
+    others.discard(victim)
+    for kill in range(ACTOR_RESTARTS + 1):
+        os.kill(victim, signal.SIGKILL)
+        if kill == ACTOR_RESTARTS:
+            return
+        deadline = time.monotonic() + 120
+        while not (restarted := _shard_group_pids() - others - {victim}):
+            assert time.monotonic() < deadline, "Ray did not restart the killed shard group"
+            time.sleep(0.1)
+        victim = restarted.pop()
 
 
 def _pid(actor) -> int:

@@ -16,11 +16,13 @@ from .errors import (
     AnygramError,
     BuildError,
     CorruptIndexError,
+    IndexExistsError,
     IndexNotFoundError,
     InternalError,
     InvalidArgumentError,
     InvalidQueryError,
     OutOfMemoryError,
+    ShardGroupError,
     TokenizerMismatchError,
 )
 from .scan import ContaminationReport, DedupReport, contamination, dedup
@@ -43,11 +45,13 @@ __all__ = [
     "AnygramError",
     "BuildError",
     "CorruptIndexError",
+    "IndexExistsError",
     "IndexNotFoundError",
     "InternalError",
     "InvalidArgumentError",
     "InvalidQueryError",
     "OutOfMemoryError",
+    "ShardGroupError",
     "TokenizerMismatchError",
     "__version__",
 ]

@@ -50,7 +50,7 @@ import numpy as np
 
 from . import _anygram
 from .corpus import PYTHON_INPUT, Document, SkipLog, input_paths, is_document_iterable, read_documents, read_records
-from .errors import AnygramError, BuildError, InvalidArgumentError
+from .errors import AnygramError, BuildError, IndexExistsError, InvalidArgumentError
 from .paths import check_outputs, check_replaceable_index
 from .progress import progress_bar
 from .tokenizer import Tokenizer
@@ -93,19 +93,20 @@ def check_output(output: str, inputs: List[str], overwrite: bool, words: Dict[st
     if isinstance(output, str) and is_url(output):
         try:
             _anygram.check_index_destination(output, overwrite)
-        except AnygramError as e:
-            if "already holds an index" in str(e):
-                raise InvalidArgumentError(f"{words['output']} {output} already holds an index: choose another "
-                                           f"URL or pass {words['overwrite']} to replace it") from None
-            raise
+        except IndexExistsError:
+            raise IndexExistsError(f"{words['output']} {output} already holds an index: choose another "
+                                   f"URL or pass {words['overwrite']} to replace it") from None
         return
     output = os.path.abspath(os.fspath(output))
     labels = {(words["input"] if len(inputs) == 1 else f"{words['input']} {i + 1}"): p for i, p in enumerate(inputs)}
     check_outputs({}, inputs=labels, output_dirs={words["output"]: output})
     if os.path.lexists(output):
         if not overwrite:
-            raise InvalidArgumentError(f"{words['output']} {output} already exists: choose another path or pass "
-                                       f"{words['overwrite']} to replace an index there")
+            # An index there is the common case (a rerun), with its own class to catch.
+            holds_index = os.path.isfile(os.path.join(output, _anygram.MANIFEST_FILE))
+            raise (IndexExistsError if holds_index else InvalidArgumentError)(
+                f"{words['output']} {output} already {'holds an index' if holds_index else 'exists'}: choose "
+                f"another path or pass {words['overwrite']} to replace an index there")
         check_replaceable_index(output, words["output"], words["overwrite"])
 
 
@@ -866,6 +867,6 @@ def _upload_record(work) -> str:
 def _holds_index(url: str) -> bool:
     try:
         _anygram.check_index_destination(url, False)
-    except InvalidArgumentError as e:
-        return "already holds an index" in str(e)
+    except IndexExistsError:
+        return True
     return False

@@ -18,6 +18,16 @@ class InvalidArgumentError(AnygramError, ValueError):
     """Bad parameters to open or build an index."""
 
 
+class IndexExistsError(InvalidArgumentError, FileExistsError):
+    """A build's output already holds an index and ``overwrite`` was not given."""
+
+
+class ShardGroupError(AnygramError, ConnectionError):
+    """A shard group of a cluster engine that could not be reached, or did not answer
+    within the engine's timeout; the message names the group and its address. The
+    query may be retried once the cluster has recovered (HTTP 503 from the service)."""
+
+
 class IndexNotFoundError(AnygramError, FileNotFoundError):
     """The index directory or one of its files does not exist."""
 

@@ -24,6 +24,7 @@ answer over its byte limit    400     ``limit_exceeded``
 headers too large             431     ``header_too_large``
 request not sent in time      408     ``request_timeout``
 too many connections          503     ``too_many_connections``
+a cluster's shard group down  503     ``shard_group_unavailable``
 index files broken            500     ``corrupt_index`` / ``index_io``
 anything else (a bug, panic)  500     ``internal``
 ============================  ======  =========================
@@ -52,6 +53,7 @@ from anygram.errors import (
     IndexNotFoundError,
     InvalidArgumentError,
     InvalidQueryError,
+    ShardGroupError,
     TokenizerMismatchError,
 )
 
@@ -145,6 +147,9 @@ ENGINE_ERRORS = {
     IndexNotFoundError: (500, "index_missing"),
     CorruptIndexError: (500, "corrupt_index"),
     IndexIOError: (500, "index_io"),
+    # `serve --ray`: a group Ray could not bring back or that missed the deadline; a retry
+    # may succeed once the cluster recovers, so it is unavailability, not a server bug.
+    ShardGroupError: (503, "shard_group_unavailable"),
     AnygramError: (500, "engine_error"),
 }
 # A panic caught in the bindings (newer engines raise it rather than PanicException).

@@ -38,7 +38,8 @@ from ..manifest import read_manifest, stored_tokenizer
 from ..tokenizer import Tokenizer
 from .cluster import connect, get
 from .sampling import sample_distinct
-from .transport import Channel, Lost, QueryServer, ShardGroupError, reply_values, round_trip
+from ..errors import ShardGroupError
+from .transport import Channel, Lost, QueryServer, reply_values, round_trip
 from .views import shards_view
 
 # What a shard group answers: Engine's query and document methods (nothing else by name).

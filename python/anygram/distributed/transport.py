@@ -32,7 +32,7 @@ import msgpack
 import numpy as np
 
 from .. import errors as anygram_errors
-from ..errors import AnygramError, InternalError, InvalidArgumentError
+from ..errors import AnygramError, InternalError, InvalidArgumentError, ShardGroupError
 
 MAGIC = b"AGQ1"
 HEADER = struct.Struct("<4sQ")
@@ -49,11 +49,6 @@ MAX_IDLE = 16
 
 _TUPLE, _NDARRAY, _NPSCALAR, _BIGINT = 1, 2, 3, 4
 _SAFE_DTYPE_KINDS = frozenset("biufcSU")
-
-
-class ShardGroupError(AnygramError, ConnectionError):
-    """A shard group of a cluster engine that could not be reached, or did not answer
-    within the engine's timeout; the message names the group and its address."""
 
 
 class FrameError(InvalidArgumentError):

@@ -39,6 +39,7 @@ fn to_py_prefixed(err: Error, prefix: &str) -> PyErr {
             Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => "CorruptIndexError",
             Error::TokenOutOfRange { .. } | Error::InvalidQuery(_) => "InvalidQueryError",
             Error::InvalidArgument(_) => "InvalidArgumentError",
+            Error::IndexExists { .. } => "IndexExistsError",
             Error::Build { .. } => "BuildError",
             Error::Cancelled => return pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
         };

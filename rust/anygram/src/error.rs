@@ -69,6 +69,13 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A build's destination already holds an index, and replacing it was not asked for.
+    #[error("{location} already holds an index; the new index is not published (replace it explicitly to overwrite)")]
+    IndexExists {
+        /// The destination (a directory or an object storage URL).
+        location: String,
+    },
+
     /// The suffix sorter failed.
     #[error("suffix array construction failed for {path}: {detail}")]
     Build {

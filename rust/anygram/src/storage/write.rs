@@ -272,9 +272,9 @@ pub fn check_destination(
         )));
     }
     if existing.contains_key(MANIFEST_FILE) && !replace {
-        return Err(Error::InvalidArgument(format!(
-            "{dir} already holds an index ({MANIFEST_FILE}); the new index is not published (replace it explicitly to overwrite)"
-        )));
+        return Err(Error::IndexExists {
+            location: dir.to_string(),
+        });
     }
     Ok(existing)
 }
