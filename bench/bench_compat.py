@@ -9,14 +9,21 @@ probabilities and sampling throughput.
 Reads the first --docs documents of ../shared/data/docs.jsonl.zst (GPT-2 tokens, u16) when
 present, else a synthetic corpus of UTF-8 bytes (u8).
 
+Floor-bound methods (a call's cost from Python) also get their floor: the cheapest C call with
+the same argument and result shapes, and peer / floor, the best ratio possible (FLOORS).
+
 Usage: python bench/bench_compat.py [--docs N] [--queries N] [--peers infinigram,tokengrams] [--out bench/results]
+       [--name FILE_STEM]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
+import marshal
+import operator
 import os
 import platform
 import random
@@ -173,6 +180,8 @@ def tokengrams_rows(index_dir: str, width: int, vocab: int, n: int, workdir: str
             agree = sum(same(getattr(ours, method)(*a), getattr(theirs, method)(*a)) for a in calls)
         t_ours, t_theirs = timed(getattr(ours, method), calls), timed(getattr(theirs, method), calls)
         rows.append(row_of(method, calls, agree, t_ours, t_theirs, "tokengrams"))
+        if method in FLOORS["tokengrams"]:
+            floor_row(rows[-1], getattr(ours, method), calls)
     return rows, {"tokens": int(len(tokens)), "tokengrams_build_s": build_theirs, "anygram_convert_s": convert_ours}
 
 
@@ -248,6 +257,64 @@ def timed(fn, calls):
     return out / 1000.0  # µs
 
 
+#: The floor-bound methods: for each, the cheapest call from Python with the same argument and
+#: result shapes, made from the call's arguments and anygram's answer (built before the timer,
+#: called inside it, its result dropped there as a method's is): C calls only, no Python frame.
+FLOORS = {"tokengrams": {
+    # an int from the query list / a bool from it
+    "count": lambda args, answer: functools.partial(len, args[0]),
+    "contains": lambda args, answer: functools.partial(bool, args[0]),
+    # a fresh list of the answer's length (its ints shared: below any real answer's cost)
+    "positions": lambda args, answer: answer.copy,
+    # a list of `vocab` items, all one object: `[x] * vocab`, the cheapest list of that length
+    "count_next": lambda args, answer: functools.partial(operator.mul, answer[:1], len(answer)),
+    "get_smoothed_probs": lambda args, answer: functools.partial(operator.mul, answer[:1], len(answer)),
+    "batch_count_next": lambda args, answer: functools.partial(
+        list, map(operator.mul, [row[:1] for row in answer], map(len, answer))),
+    "batch_get_smoothed_probs": lambda args, answer: functools.partial(
+        list, map(operator.mul, [row[:1] for row in answer], map(len, answer))),
+}, "infini-gram": {
+    # the same dict (7 keys, a list of fresh ints) decoded by marshal, CPython's fastest decoder
+    "get_doc_by_ix": lambda args, answer: functools.partial(marshal.loads, marshal.dumps(answer)),
+    "get_doc_by_ix_2": lambda args, answer: functools.partial(marshal.loads, marshal.dumps(answer)),
+    # a constant int: a C call that returns it
+    "get_total_doc_cnt": lambda args, answer: functools.partial(int, answer),
+}}
+
+
+def floor_row(row, fn, calls):
+    """The floor of a floor-bound method beside its row: `floor_p50_us`, and the best ratio any
+    Python extension could reach (`best_ratio_p50` = peer / floor)."""
+    make = FLOORS[row["peer"]][row["method"]]
+    floor = timed_calls([make(a, fn(*a)) for a in calls])
+    row["floor_p50_us"] = float(np.percentile(floor, 50))
+    row["best_ratio_p50"] = row["peer_p50_us"] / row["floor_p50_us"]
+    print(f"{'':10} {row['method']:24} floor p50 {row['floor_p50_us']:9.2f} µs: best ratio possible "
+          f"x{row['best_ratio_p50']:.1f}, anygram at x{row['anygram_p50_us'] / row['floor_p50_us']:.1f} the floor",
+          flush=True)
+
+
+def timed_calls(thunks):
+    """Latency of each zero-argument call (each called once: a thunk may be single-use)."""
+    out = np.empty(len(thunks))
+    for i, thunk in enumerate(thunks):
+        t0 = time.perf_counter_ns()
+        thunk()
+        out[i] = time.perf_counter_ns() - t0
+    return out / 1000.0
+
+
+def floor_table(rows):
+    lines = ["| method | floor p50 µs | anygram p50 µs | peer p50 µs | ratio p50 | best ratio possible (peer / floor) "
+             "| anygram / floor |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "floor_p50_us" in r:
+            lines.append(f"| {r['method']} ({r['peer']}) | {r['floor_p50_us']:.2f} | {r['anygram_p50_us']:.2f} | "
+                         f"{r['peer_p50_us']:.2f} | {r['ratio_p50']:.1f}x | {r['best_ratio_p50']:.1f}x | "
+                         f"{r['anygram_p50_us'] / r['floor_p50_us']:.1f}x |")
+    return lines
+
+
 def held_out_texts(tokenizer_json: str, count: int, length: int = 1000):
     """Texts of `length` GPT-2 tokens that no document corpus of ours holds: the Python
     standard library's docstrings, tokenized, laid end to end and cut."""
@@ -310,6 +377,9 @@ def main() -> None:
                    help="a large GPT-2 index (e.g. of docs.jsonl.zst): attribute/creativity of held-out "
                         "1,000-token texts there too")
     p.add_argument("--held-out", type=int, default=40, help="held-out texts for --docs-index")
+    p.add_argument("--name", default=None,
+                   help="the results' file name without .md/.json (default: DATE-compat-DOCS, which a later run "
+                        "of the same day overwrites)")
     args = p.parse_args()
 
     from anygram.compat import InfiniGramEngine as Compat
@@ -338,6 +408,8 @@ def main() -> None:
             t_ours, t_theirs = timed(getattr(ours, name), calls), timed(getattr(theirs, name), calls)
             rows.append(row_of(method, calls, agree, t_ours, t_theirs, "infini-gram"))
             rows[-1]["documented"] = verdicts.count("documented")
+            if method in FLOORS["infini-gram"]:
+                floor_row(rows[-1], getattr(ours, name), calls)
         engine = ours.get_new_shards_by_index_dir()[index_dir]
         lines += [
             f"# anygram.compat vs infini-gram 2.6.0 and tokengrams 0.3.3 ({engine.num_tokens:,} {dtype} tokens, "
@@ -367,6 +439,19 @@ def main() -> None:
             "8 samples a call (random: not compared).",
             "",
         ] + table(tg_rows, "tokengrams")
+    if any("floor_p50_us" in r for r in rows):
+        lines += [
+            "",
+            "## Floors: the cheapest call of the same shapes",
+            "",
+            "Beside each method bound by the cost of a call from Python, the cheapest call with the same "
+            "argument and result shapes (C calls only, no Python frame; bench_compat.FLOORS): count `len(query)`, "
+            "contains `bool(query)`, positions a copy of the answer list (its ints shared), "
+            "count_next/get_smoothed_probs `[x] * vocab` (one object in every item), the batch forms a list of those, get_doc_by_ix(_2) `marshal.loads` of "
+            "the answer dict, get_total_doc_cnt `int(n)`. The peer's time over the floor is the best ratio "
+            "any extension could reach; anygram's over the floor is what it spends above it.",
+            "",
+        ] + floor_table(rows)
     if args.docs_index:
         docs_rows, docs_engine = docs_index_rows(args.docs_index, os.path.join(args.shared, "gpt2-tokenizer.json"),
                                                  args.held_out, max(3, args.held_out // 8))
@@ -384,7 +469,7 @@ def main() -> None:
     report = "\n".join(lines)
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d')}-compat-{args.docs}")
+    stem = os.path.join(args.out, args.name or f"{time.strftime('%Y-%m-%d')}-compat-{args.docs}")
     with open(stem + ".md", "w") as f:
         f.write(report + "\n")
     with open(stem + ".json", "w") as f:

@@ -119,19 +119,55 @@ def test_anygram_index_opens_directly(tmp_path):
     assert sorted(index.positions([2, 3])) == [1, 5]
     assert index.count_next([2]) == [0, 0, 0, 2, 0, 0, 0, 0, 0, 0]
     assert sorted(index.positions([2])) == [1, 4, 5, 7]
-    # The native list builder behind count_next: rows are separate lists; a width the
-    # counts do not fit, or none at all, is an error.
+    # The native index behind the methods: rows are separate lists; a vocabulary the counts
+    # do not fit, or none at all, is an error.
     from anygram import _anygram
 
     memo = _anygram.NextTokenMemo(index.engine)
-    rows = _anygram.tokengrams_count_next(memo, [[2], [2], [3]], 10)
+    rows = _anygram.TokengramsIndex(index.engine, memo, 10).batch_count_next([[2], [2], [3]])
     assert rows == [[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]] * 2 + [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0]]
     rows[0][0] = 7
     assert rows[1][0] == 0
     with pytest.raises(InvalidQueryError, match="does not fit width 3"):
-        _anygram.tokengrams_count_next(memo, [[2]], 3)
-    with pytest.raises(InvalidQueryError, match="width"):
-        _anygram.tokengrams_count_next(memo, [[2]], 0)
+        _anygram.TokengramsIndex(index.engine, memo, 3).count_next([2])
+    with pytest.raises(InvalidQueryError, match="vocab"):
+        _anygram.TokengramsIndex(index.engine, memo, 0)
+
+
+def test_smoothed_prob_lists_share_equal_floats_and_hold_their_references(tmp_path):
+    """get_smoothed_probs' lists hold one float object per distinct value, stored straight into
+    the list with each float's references added once: the values are the engine's, and every
+    float's reference count is exactly what the lists hold (none leaked, none missing)."""
+    import sys
+
+    rng = np.random.default_rng(5)
+    vocab = 300
+    docs = [list(map(int, rng.integers(0, 40, size=int(rng.integers(1, 200))))) for _ in range(20)]
+    index = shim.MemmapIndex(build_from_tokens(str(tmp_path), docs, 2, vocab, 0), vocab=vocab)
+    dense = index.engine.kneser_ney("skip")
+    for context in ([], [3], [3, 7], [39, 1, 2]):
+        row = index.get_smoothed_probs(context)
+        assert type(row) is list and len(row) == vocab and all(type(p) is float for p in row)
+        assert row == dense.probs(index.engine, context).tolist()
+        floats = {id(p): p for p in row}
+        assert len(floats) < vocab // 2  # the unseen tokens' values repeat
+        held = {key: sum(p is f for p in row) for key, f in floats.items()}
+        # A fresh float held only by the dict: what every count is beside the lists' items.
+        floats[0], held[0] = 2.0 + float(rng.random()), 0
+
+        def references():
+            return {key: sys.getrefcount(f) for key, f in floats.items()}
+
+        counts = references()
+        assert {key: counts[key] - held[key] for key in floats} == dict.fromkeys(floats, counts[0])
+        row[0] = None  # an item replaced releases one reference
+        del row
+        assert references() == dict.fromkeys(floats, counts[0])
+    batch = index.batch_get_smoothed_probs([[3], [3, 7], [], [3]])
+    assert batch == [index.get_smoothed_probs(c) for c in ([3], [3, 7], [], [3])]
+    assert batch[0] is not batch[3]
+    batch[0][5] = -1.0
+    assert batch[3][5] != -1.0
 
 
 def brute_count_next(tokens, query, vocab):

@@ -20,6 +20,7 @@ Rust than a native form would.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -149,6 +150,8 @@ class InfiniGramEngine:
         self._tok_cnts = [part.shard_tokens[local] for part, local in self._shards]
         self._ds_sizes = [count * self.token_width for count in self._tok_cnts]
         self._one_part = self._parts[0] if len(self._parts) == 1 else None
+        # A C call that answers the count: no Python frame for a constant.
+        self.get_total_doc_cnt = functools.partial(int, self._total_doc_cnt)
 
         self._unigram_logprobs: Dict[int, float] = {}
         if precompute_unigram_logprobs:
@@ -582,6 +585,12 @@ class InfiniGramEngine:
 
     def get_doc_by_ix(self, doc_ix: int, max_disp_len: Optional[int] = None) -> Dict[str, Any]:
         max_disp_len = self.max_disp_len if max_disp_len is None else max_disp_len
+        part = self._one_part
+        # The usual call (one directory, valid ints) straight to the native dict: the checks
+        # below cost more than the document.
+        if (part is not None and type(doc_ix) is int and type(max_disp_len) is int
+                and 0 <= doc_ix < self._total_doc_cnt and max_disp_len > 0):
+            return _anygram.infinigram_heads(part.engine, ((doc_ix, max_disp_len),), 0)[0]
         bad = self._bad_positive(max_disp_len=max_disp_len) or self._bad_doc_ix(doc_ix)
         return bad or self._heads([(doc_ix, max_disp_len)])[0]
 
@@ -621,6 +630,10 @@ class InfiniGramEngine:
         return self._windows([(s, ptr, ctx, needle + ctx) for s, ptr, needle, ctx in requests], False)
 
     def get_doc_by_ix_2(self, doc_ix: int, max_ctx_len: int) -> Dict[str, Any]:
+        part = self._one_part
+        if (part is not None and type(doc_ix) is int and type(max_ctx_len) is int
+                and 0 <= doc_ix < self._total_doc_cnt and max_ctx_len >= 0):
+            return _anygram.infinigram_heads(part.engine, ((doc_ix, max_ctx_len),), 0)[0]
         bad = self._bad_non_negative(max_ctx_len=max_ctx_len) or self._bad_doc_ix(doc_ix)
         return bad or self._heads([(doc_ix, max_ctx_len)])[0]
 
@@ -632,6 +645,7 @@ class InfiniGramEngine:
         return self._heads([(doc_ix, max_ctx_len) for doc_ix, max_ctx_len in requests])
 
     def get_total_doc_cnt(self) -> int:
+        """The number of documents (replaced on the instance by a C call answering it)."""
         return self._total_doc_cnt
 
     # ---- creativity and attribution -------------------------------------------------------------

@@ -46,6 +46,9 @@ DEFAULT_VOCAB = 2**16
 #: Where a match ends its token stream there is no next token (tokengrams' view).
 _ENDS = "skip"
 _CONVERTED_SUFFIX = ".anygram"
+#: The methods answered by ``_anygram.TokengramsIndex`` straight from Rust.
+_NATIVE_METHODS = ("count", "contains", "positions", "count_next", "batch_count_next",
+                   "get_smoothed_probs", "batch_get_smoothed_probs")
 
 
 def _dtype(vocab: int) -> np.dtype:
@@ -148,6 +151,12 @@ class _Index:
         self._engine, self._vocab = engine, vocab
         # Frequent contexts' next-token counts, kept with the index (it never changes).
         self._next_counts = _anygram.NextTokenMemo(engine)
+        # The per-query methods are the native index's own, set on the instance (they shadow
+        # the class's documented stand-ins below): a Python frame costs more than a search.
+        native = _anygram.TokengramsIndex(engine, self._next_counts, vocab)
+        for name in _NATIVE_METHODS:
+            if hasattr(type(self), name):  # positions: only where tokengrams' class has it
+                setattr(self, name, getattr(native, name))
 
     @property
     def engine(self) -> Engine:
@@ -158,25 +167,30 @@ class _Index:
         """Whether the suffix arrays are in order: anygram's full check (``verify``)."""
         return bool(self._engine.verify()["ok"])
 
+    # What follows documents the native methods that _setup puts in their place.
     def contains(self, query: Sequence[int]) -> bool:
-        # tokengrams: the empty query occurs nowhere (as it counts 0)
-        return bool(len(query)) and _anygram.tokengrams_contains(self._engine, query)
+        """Whether ``query`` occurs (the empty query occurs nowhere, as tokengrams counts it 0)."""
+        raise NotImplementedError  # replaced by the native method in _setup
 
     def count(self, query: Sequence[int]) -> int:
-        # tokengrams counts the empty query as 0 (it finds no positions for it).
-        return int(self._engine.count(query)) if len(query) else 0
+        """How often ``query`` occurs (0 for the empty query, as tokengrams)."""
+        raise NotImplementedError
 
     def count_next(self, query: Sequence[int]) -> List[int]:
-        return _anygram.tokengrams_count_next(self._next_counts, [query], self._vocab)[0]
+        """How often each token follows ``query``: ``vocab`` ints."""
+        raise NotImplementedError
 
     def batch_count_next(self, queries: Sequence[Sequence[int]]) -> List[List[int]]:
-        return _anygram.tokengrams_count_next(self._next_counts, list(queries), self._vocab)
+        """:meth:`count_next` of each query (counted on all cores)."""
+        raise NotImplementedError
 
     def get_smoothed_probs(self, query: Sequence[int]) -> List[float]:
-        return self._engine.smoothed_probs(query, document_ends=_ENDS).tolist()
+        """The interpolated Kneser-Ney distribution of the token after ``query``: ``vocab`` floats."""
+        raise NotImplementedError
 
     def batch_get_smoothed_probs(self, queries: Sequence[Sequence[int]]) -> List[List[float]]:
-        return self._engine.smoothed_probs_batch(list(queries), document_ends=_ENDS).tolist()
+        """:meth:`get_smoothed_probs` of each query (on all cores)."""
+        raise NotImplementedError
 
     def estimate_deltas(self, n: int) -> None:
         self._engine.estimate_deltas(n, document_ends=_ENDS)
@@ -209,9 +223,7 @@ class _Index:
 class _Positions:
     def positions(self, query: Sequence[int]) -> List[int]:
         """Where ``query`` starts in the token stream (unordered, as tokengrams)."""
-        if not len(query):
-            return []
-        return _anygram.stream_positions(self._engine, query).tolist()
+        raise NotImplementedError  # replaced by the native method in _Index._setup
 
 
 class MemmapIndex(_Positions, _Index):

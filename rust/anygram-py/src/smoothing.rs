@@ -58,7 +58,8 @@ pub struct PyKneserNey {
 }
 
 impl PyKneserNey {
-    fn model(&self) -> Arc<KneserNey> {
+    /// The current model (an `Arc`: estimating discounts replaces it whole).
+    pub(crate) fn model(&self) -> Arc<KneserNey> {
         self.model
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
