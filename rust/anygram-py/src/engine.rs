@@ -14,12 +14,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::args::{
-    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, BatchLayout,
+    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name, BatchLayout,
     Ids, QueryBatch, U64_MAX,
 };
-use crate::batch::{batch, batch_grouped, call, quick};
+use crate::batch::{batch, batch_grouped, batch_to_list, call, quick};
 use crate::errors::invalid_query;
-use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
+use crate::results::{doc_dict, doc_list, ntd_dict, prob_arrays, prob_dict, search_dict};
 
 /// Default cap on exact next-token counting (infini-gram's default).
 pub const DEFAULT_MAX_SUPPORT: u64 = 1000;
@@ -213,7 +213,7 @@ fn layout_args(
 ) -> PyResult<BatchLayout> {
     let positions = |value: Option<&Bound<'_, PyAny>>, name: &str| -> PyResult<Option<Vec<u64>>> {
         match value {
-            Some(v) if !v.is_none() => int_list(v, name, 0..=MAX_AMOUNT).map(Some),
+            Some(v) if !v.is_none() => positions_arg(v, name, MAX_AMOUNT as u64).map(Some),
             _ => Ok(None),
         }
     };
@@ -492,10 +492,12 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyList>> {
         let contexts = self.many_with(py, contexts, &layout_args(offsets, lengths, fill)?)?;
         let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
-        let results = batch(py, &slices(&contexts), |c| {
-            self.inner.ngram_ntd(c, n, max_support)
-        })?;
-        ntd_list(py, &results)
+        batch_to_list(
+            py,
+            &slices(&contexts),
+            |c| self.inner.ngram_ntd(c, n, max_support),
+            |py, r| Ok(ntd_dict(py, &r)?.into_any()),
+        )
     }
 
     /// ∞-gram `ntd_batch`.
