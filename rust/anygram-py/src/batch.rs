@@ -219,16 +219,137 @@ pub fn batch_to_list<'py, I: Sync, T: Send>(
     Ok(list)
 }
 
-/// A deliberate panic through [`call`] (`"call"`) or on a pool thread of
-/// [`batch`] (`"batch"`): lets the tests check that no panic reaches Python as
-/// a `PanicException`, independently of whether the core has panics left.
+/// The batch form for queries converted one at a time on the calling thread
+/// (lists of Python ints, strings): `next_query(i, tokens)` appends query `i`'s
+/// ids (false: no more queries). Every `chunk` converted queries go to the pool
+/// at once (`work` gives one result per query) while the calling thread, holding
+/// the GIL, converts the next ones, so that the conversion overlaps the searches
+/// instead of preceding them. Results in query order; a conversion error is
+/// reported first, else the first query whose work failed.
+pub fn batch_while_converting<T: Send>(
+    py: Python<'_>,
+    chunk: usize,
+    mut next_query: impl FnMut(usize, &mut Vec<u32>) -> PyResult<bool>,
+    work: impl Fn(&[&[u32]]) -> Vec<anygram::Result<T>> + Sync + Send,
+) -> PyResult<Vec<T>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    type Answers<T> = (usize, Result<Vec<T>, (usize, anygram::Error)>);
+    let chunk = chunk.max(1);
+    let failed = AtomicBool::new(false);
+    let mut conversion_error: Option<PyErr> = None;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        anygram::pool::current().in_place_scope(|scope| {
+            let (sender, receiver) = mpsc::channel::<Answers<T>>();
+            let mut converted = 0;
+            let mut more = true;
+            while more {
+                let (mut tokens, mut spans) = (Vec::new(), Vec::with_capacity(chunk));
+                while spans.len() < chunk {
+                    let start = tokens.len();
+                    match next_query(converted + spans.len(), &mut tokens) {
+                        Ok(true) => spans.push((start, tokens.len())),
+                        Ok(false) => {
+                            more = false;
+                            break;
+                        }
+                        Err(e) => {
+                            conversion_error = Some(e);
+                            failed.store(true, Ordering::Relaxed);
+                            more = false;
+                            break;
+                        }
+                    }
+                }
+                if conversion_error.is_some() || spans.is_empty() {
+                    break;
+                }
+                let first = converted;
+                converted += spans.len();
+                let (sender, failed, work) = (sender.clone(), &failed, &work);
+                scope.spawn(move |_| {
+                    if failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let queries: Vec<&[u32]> = spans.iter().map(|&(a, b)| &tokens[a..b]).collect();
+                    let answers = work(&queries)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(j, answer)| answer.map_err(|e| (first + j, e)))
+                        .collect::<Result<Vec<T>, _>>();
+                    if answers.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    let _ = sender.send((first, answers));
+                });
+            }
+            drop(sender);
+            // Every chunk's answers, waited for with the GIL released.
+            py.detach(move || receiver.into_iter().collect::<Vec<Answers<T>>>())
+        })
+    }));
+    let mut chunks = match outcome {
+        Ok(chunks) => chunks,
+        Err(payload) => return Err(internal_error(&panic_message(payload.as_ref()))),
+    };
+    if let Some(e) = conversion_error {
+        return Err(e);
+    }
+    chunks.sort_unstable_by_key(|&(first, _)| first);
+    let mut out = Vec::new();
+    for (_, answers) in chunks {
+        out.extend(answers.map_err(CoreFailure::into_py_err)?);
+    }
+    Ok(out)
+}
+
+/// A deliberate panic through [`call`] (`"call"`), on a pool thread of
+/// [`batch`] (`"batch"`) or of [`batch_to_list`] (`"list"`): lets the tests check
+/// that no panic reaches Python as a `PanicException`, independently of whether
+/// the core has panics left. `"list_error"`: [`batch_to_list`] over 0..1000 where
+/// items 999, 377 and 500 fail (the error must name query 377, the first).
 #[pyfunction]
-pub fn _panic_for_test(py: Python<'_>, place: &str) -> PyResult<()> {
+pub fn _panic_for_test<'py>(py: Python<'py>, place: &str) -> PyResult<()> {
     let place = place.to_string();
+    let items: Vec<u32> = (0..1000).collect();
+    fn as_int(py: Python<'_>, i: u32) -> PyResult<Bound<'_, PyAny>> {
+        Ok(i.into_pyobject(py)?.into_any())
+    }
     match place.as_str() {
         "call" => call(py, || -> anygram::Result<()> {
             panic!("deliberate panic in a call")
         }),
+        "list" => batch_to_list(
+            py,
+            &items,
+            |&i| {
+                if i == 637 {
+                    panic!("deliberate panic in batch item {i}");
+                }
+                Ok(i)
+            },
+            as_int,
+        )
+        .map(|_| ()),
+        "list_error" => batch_to_list(
+            py,
+            &items,
+            |&i| match i {
+                377 | 500 | 999 => Err(anygram::Error::InvalidQuery(format!("item {i} fails"))),
+                _ => Ok(i),
+            },
+            as_int,
+        )
+        .map(|_| ()),
+        "list_ok" => {
+            let list = batch_to_list(py, &items, |&i| Ok(i), as_int)?;
+            let back: Vec<u32> = list.extract()?;
+            if back != items {
+                return Err(internal_error("batch_to_list lost the order of its items"));
+            }
+            Ok(())
+        }
         _ => batch(py, &(0..64).collect::<Vec<u32>>(), |&i| {
             if i == 37 {
                 panic!("deliberate panic in batch item {i}");

@@ -17,7 +17,7 @@ use crate::args::{
     extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name, BatchLayout,
     Ids, QueryBatch, U64_MAX,
 };
-use crate::batch::{batch, batch_grouped, batch_to_list, call, quick};
+use crate::batch::{batch, batch_grouped, batch_to_list, batch_while_converting, call, quick};
 use crate::errors::invalid_query;
 use crate::results::{doc_dict, doc_list, ntd_dict, prob_arrays, prob_dict, search_dict};
 
@@ -91,12 +91,22 @@ impl PyEngine {
         if let Ok(array) = queries.cast::<PyUntypedArray>() {
             return QueryBatch::from_array(array, layout, vocab);
         }
-        if layout.offsets.is_some() || layout.lengths.is_some() || layout.fill.is_some() {
-            return Err(invalid_query(
-                "offsets, lengths and fill cut a numpy array of queries; a list of queries needs none"
-                    .into(),
-            ));
-        }
+        refuse_layout_of_list(layout)?;
+        let hint = queries.len().unwrap_or(0);
+        QueryBatch::gather(hint, self.query_converter(py, queries)?)
+    }
+
+    /// The converter of an iterable of queries (lists of ids, strings, 1-D
+    /// arrays): `convert(i, tokens)` appends query `i`'s checked ids to `tokens`,
+    /// false when there are no more queries.
+    pub(crate) fn query_converter<'py, 'a>(
+        &'a self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<impl FnMut(usize, &mut Vec<u32>) -> PyResult<bool> + 'a>
+    where
+        'py: 'a,
+    {
         if queries.is_instance_of::<PyString>() {
             return Err(invalid_query(
                 "a batch must be a list of queries, not a single string".into(),
@@ -108,8 +118,8 @@ impl PyEngine {
                 type_name(queries)
             ))
         })?;
-        let hint = queries.len().unwrap_or(0);
-        QueryBatch::gather(hint, |i, tokens| {
+        let vocab = self.inner.vocab_size();
+        Ok(move |i: usize, tokens: &mut Vec<u32>| {
             let Some(query) = items.next() else {
                 return Ok(false);
             };
@@ -203,6 +213,17 @@ impl std::fmt::Display for QueryLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "query {}", self.0)
     }
+}
+
+/// A list of queries is already cut into queries: no layout may be given with it.
+fn refuse_layout_of_list(layout: &BatchLayout) -> PyResult<()> {
+    if layout.offsets.is_some() || layout.lengths.is_some() || layout.fill.is_some() {
+        return Err(invalid_query(
+            "offsets, lengths and fill cut a numpy array of queries; a list of queries needs none"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `offsets`, `lengths` and `fill` of a batch method (see `BatchLayout`).
@@ -423,14 +444,18 @@ impl PyEngine {
         lengths: Option<&Bound<'py, PyAny>>,
         fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let queries = self.many_with(py, queries, &layout_args(offsets, lengths, fill)?)?;
+        let layout = layout_args(offsets, lengths, fill)?;
         // Groups of queries whose binary searches interleave (memory-level parallelism).
-        let counts = batch_grouped(
-            py,
-            &slices(&queries),
-            4 * anygram::interleave::GROUP,
-            |group| anygram::interleave::count_many(&self.inner, group),
-        )?;
+        let group = 4 * anygram::interleave::GROUP;
+        let count_group = |group: &[&[u32]]| anygram::interleave::count_many(&self.inner, group);
+        let counts = if queries.cast::<PyUntypedArray>().is_ok() {
+            let queries = self.many_with(py, queries, &layout)?;
+            batch_grouped(py, &slices(&queries), group, count_group)?
+        } else {
+            // A list: its queries are converted while the pool counts the ones before.
+            refuse_layout_of_list(&layout)?;
+            batch_while_converting(py, group, self.query_converter(py, queries)?, count_group)?
+        };
         Ok(counts.into_pyarray(py).into_any())
     }
 
