@@ -17,7 +17,7 @@ use crate::args::{
     extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name, BatchLayout,
     Ids, QueryBatch, U64_MAX,
 };
-use crate::batch::{batch, batch_grouped, batch_to_list, batch_while_converting, call, quick};
+use crate::batch::{batch, batch_grouped, batch_to_list, call, quick};
 use crate::errors::invalid_query;
 use crate::results::{doc_dict, doc_list, ntd_dict, prob_arrays, prob_dict, search_dict};
 
@@ -444,18 +444,14 @@ impl PyEngine {
         lengths: Option<&Bound<'py, PyAny>>,
         fill: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let layout = layout_args(offsets, lengths, fill)?;
+        let queries = self.many_with(py, queries, &layout_args(offsets, lengths, fill)?)?;
         // Groups of queries whose binary searches interleave (memory-level parallelism).
-        let group = 4 * anygram::interleave::GROUP;
-        let count_group = |group: &[&[u32]]| anygram::interleave::count_many(&self.inner, group);
-        let counts = if queries.cast::<PyUntypedArray>().is_ok() {
-            let queries = self.many_with(py, queries, &layout)?;
-            batch_grouped(py, &slices(&queries), group, count_group)?
-        } else {
-            // A list: its queries are converted while the pool counts the ones before.
-            refuse_layout_of_list(&layout)?;
-            batch_while_converting(py, group, self.query_converter(py, queries)?, count_group)?
-        };
+        let counts = batch_grouped(
+            py,
+            &slices(&queries),
+            4 * anygram::interleave::GROUP,
+            |group| anygram::interleave::count_many(&self.inner, group),
+        )?;
         Ok(counts.into_pyarray(py).into_any())
     }
 
