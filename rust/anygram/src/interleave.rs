@@ -26,8 +26,10 @@ pub fn prefetch_item<T>(items: &[T], i: usize) {
     }
 }
 
+/// Hints that the memory at `ptr` will be read soon (any address: a hint never
+/// faults), e.g. the objects behind a caller's pointers.
 #[inline(always)]
-fn prefetch_ptr(ptr: *const u8) {
+pub fn prefetch_ptr(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults or reads memory visibly.
     #[allow(unused_unsafe)]
