@@ -14,8 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::args::{
-    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name, BatchLayout,
-    Ids, QueryBatch, U64_MAX,
+    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name,
+    BatchLayout, Ids, QueryBatch, U64_MAX,
 };
 use crate::batch::{batch, batch_grouped, batch_to_list, call, quick};
 use crate::errors::invalid_query;
