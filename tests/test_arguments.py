@@ -167,11 +167,20 @@ def test_lone_surrogate_is_an_invalid_query(text_engine, tmp_path):
 
 # --- panics and allocation failures --------------------------------------------------
 
-@pytest.mark.parametrize("place", ["call", "batch"])
+@pytest.mark.parametrize("place", ["call", "batch", "list"])
 def test_a_panic_is_an_internal_error(engine, place):
     with pytest.raises(InternalError, match="deliberate panic.*please report this bug") as raised:
         _anygram._panic_for_test(place)
     assert isinstance(raised.value, AnygramError) and isinstance(raised.value, Exception)
+    assert engine.count_batch([[1, 2]]).tolist() == [3]  # the pool still works
+
+
+def test_a_batch_of_python_answers_keeps_order_and_names_the_first_failure(engine):
+    """The batch that builds Python objects while the pool works (ntd_batch's) returns
+    them in query order and, where several queries fail, names the first of them."""
+    _anygram._panic_for_test("list_ok")  # raises unless 0..1000 come back in order
+    with pytest.raises(InvalidQueryError, match=r"^query 377: .*item 377 fails"):
+        _anygram._panic_for_test("list_error")
     assert engine.count_batch([[1, 2]]).tolist() == [3]  # the pool still works
 
 

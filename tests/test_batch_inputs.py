@@ -118,3 +118,44 @@ def test_errors_name_the_query(engine):
         engine.count_batch([[1], [], [1, True]])
     with pytest.raises(InvalidQueryError, match=r"query 1: token id 65535 at position 0"):
         engine.count_batch([[1], [0xFFFF]])
+
+
+@pytest.mark.parametrize("dtype", ["u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", ">i8", "<u4"])
+def test_offsets_and_lengths_arrays_of_every_integer_dtype(engine, dtype):
+    """offsets and lengths given as numpy arrays are read as they are (no Python int
+    per element), whatever their width, signedness or byte order."""
+    queries = random_queries(4, n=20)  # offsets up to 100: within every dtype here
+    expected = [engine.count(q) for q in queries]
+    lengths = np.array([len(q) for q in queries], dtype=dtype)
+    offsets = np.concatenate([[0], np.cumsum([len(q) for q in queries])]).astype(dtype)
+    flat = np.asarray([t for q in queries for t in q], dtype=np.uint32)
+    assert list(engine.count_batch(flat, offsets=offsets)) == expected
+    assert list(engine.count_batch(padded(queries, 0, np.uint32), lengths=lengths)) == expected
+    assert engine.ntd_batch(flat, offsets=offsets) == [engine.ntd(q) for q in queries]
+
+
+def test_bad_offsets_and_lengths_arrays_are_refused_by_name(engine):
+    flat = np.array([IDS[0], IDS[1], IDS[2]], dtype=np.uint32)
+    rows = np.array([[IDS[0], IDS[1]], [IDS[2], IDS[3]]], dtype=np.uint32)
+    with pytest.raises(InvalidQueryError, match=r"offsets must be integers, not an array of dtype float64"):
+        engine.count_batch(flat, offsets=np.array([0.0, 3.0]))
+    with pytest.raises(InvalidQueryError, match=r"lengths must be integers, not an array of dtype bool"):
+        engine.count_batch(rows, lengths=np.array([True, False]))
+    with pytest.raises(InvalidQueryError, match=r"offsets must be a 1-D array, not 2-D"):
+        engine.count_batch(flat, offsets=np.array([[0, 3]]))
+    with pytest.raises(InvalidQueryError, match=r"offsets\[1\] -2 is out of range"):
+        engine.count_batch(flat, offsets=np.array([0, -2], dtype=np.int8))
+    with pytest.raises(InvalidQueryError, match=r"lengths\[0\] -1 is out of range"):
+        engine.count_batch(rows, lengths=np.array([-1, 1], dtype=">i4"))
+    with pytest.raises(InvalidQueryError, match=r"lengths\[1\] 18446744073709551615 is out of range"):
+        engine.count_batch(rows, lengths=np.array([1, 2**64 - 1], dtype=np.uint64))
+    with pytest.raises(InvalidQueryError, match=r"query 1: offsets 3..2"):
+        engine.count_batch(flat, offsets=np.array([0, 3, 2], dtype=np.uint16))
+
+
+def test_ntd_batch_of_many_contexts_keeps_their_order(engine):
+    """ntd_batch builds each answer's dicts while the pool answers later contexts: with
+    many chunks in flight the answers still come back in query order, equal to single calls."""
+    contexts = [q for q in random_queries(5, n=700) if q]
+    assert engine.ntd_batch(contexts) == [engine.ntd(c) for c in contexts]
+    assert engine.infgram_ntd_batch(contexts, max_support=2) == [engine.infgram_ntd(c, max_support=2) for c in contexts]

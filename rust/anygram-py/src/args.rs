@@ -104,6 +104,67 @@ pub fn int_list<T: TryFrom<i128>>(
         .collect()
 }
 
+/// Non-negative integers `name` up to `max` (a batch's `offsets` or `lengths`): a
+/// 1-D integer numpy array read as it is, with no Python object per element
+/// (its dtype and values checked), or a sequence of ints (as [`int_list`]).
+pub fn positions_arg(values: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<Vec<u64>> {
+    let Ok(array) = values.cast::<PyUntypedArray>() else {
+        return int_list(values, name, 0..=max as i128);
+    };
+    let dtype = array.dtype();
+    let kind = dtype.kind();
+    if kind != b'i' && kind != b'u' {
+        return Err(invalid_query(format!(
+            "{name} must be integers, not an array of dtype {}",
+            dtype.str().map(|s| s.to_string()).unwrap_or_default()
+        )));
+    }
+    if array.ndim() != 1 {
+        return Err(invalid_query(format!(
+            "{name} must be a 1-D array, not {}-D",
+            array.ndim()
+        )));
+    }
+    if dtype.is_native_byteorder() == Some(false) {
+        let native = dtype.call_method1("newbyteorder", ("=",))?;
+        return positions_arg(&array.call_method1("astype", (native,))?, name, max);
+    }
+    fn read<'py, T: Element + Copy + Into<i128> + std::fmt::Display>(
+        values: &Bound<'py, PyAny>,
+        name: &str,
+        max: u64,
+    ) -> PyResult<Vec<u64>> {
+        let array: PyReadonlyArray1<'py, T> = values.extract()?;
+        array
+            .as_array()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let wide: i128 = v.into();
+                if wide < 0 || wide > max as i128 {
+                    return Err(invalid_query(format!(
+                        "{name}[{i}] {v} is out of range: it must be an integer in [0, {max}]"
+                    )));
+                }
+                Ok(wide as u64)
+            })
+            .collect()
+    }
+    match (kind, dtype.itemsize()) {
+        (b'u', 1) => read::<u8>(values, name, max),
+        (b'u', 2) => read::<u16>(values, name, max),
+        (b'u', 4) => read::<u32>(values, name, max),
+        (b'u', 8) => read::<u64>(values, name, max),
+        (b'i', 1) => read::<i8>(values, name, max),
+        (b'i', 2) => read::<i16>(values, name, max),
+        (b'i', 4) => read::<i32>(values, name, max),
+        (b'i', 8) => read::<i64>(values, name, max),
+        (_, size) => Err(invalid_query(format!(
+            "{name}: integer arrays of {size} bytes per element are not supported"
+        ))),
+    }
+}
+
 /// Text as UTF-8. A `str` holding a lone surrogate (valid in JSON and in Python,
 /// not in UTF-8) is an `InvalidQueryError` naming its position.
 pub fn text_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<PyBackedStr> {
@@ -210,6 +271,7 @@ pub fn extend_ids(
 ) -> PyResult<()> {
     if let Ok(list) = value.cast::<PyList>() {
         out.reserve(list.len());
+        prefetch_items(list);
         for (position, item) in list.iter().enumerate() {
             out.push(list_token(&item, position, vocab_size, what)?);
         }
@@ -217,6 +279,20 @@ pub fn extend_ids(
     }
     out.extend_from_slice(token_ids(value, vocab_size, what)?.as_slice());
     Ok(())
+}
+
+/// Hints the CPU to fetch a list's items before they are read: a batch's token
+/// ids are int objects of their own, which the searches of the batch before have
+/// evicted from the cache, so that converting them one by one waits on one miss
+/// after another; hinted all at once first, their misses overlap.
+#[inline]
+fn prefetch_items(list: &Bound<'_, PyList>) {
+    for i in 0..list.len() {
+        // SAFETY: the GIL is held, `list` is a list and `i` within it; the borrowed
+        // pointer is only used as an address to hint, never read through.
+        let item = unsafe { pyo3::ffi::PyList_GetItem(list.as_ptr(), i as isize) };
+        anygram::interleave::prefetch_ptr(item as *const u8);
+    }
 }
 
 /// One token id of a sequence: an int in `[0, vocab_size)` (bool refused).

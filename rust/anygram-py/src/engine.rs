@@ -14,12 +14,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::args::{
-    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, token_ids, type_name, BatchLayout,
-    Ids, QueryBatch, U64_MAX,
+    extend_ids, int_arg, int_list, maybe_int_arg, opt_int_arg, positions_arg, token_ids, type_name,
+    BatchLayout, Ids, QueryBatch, U64_MAX,
 };
-use crate::batch::{batch, batch_grouped, call, quick};
+use crate::batch::{batch, batch_grouped, batch_to_list, call, quick};
 use crate::errors::invalid_query;
-use crate::results::{doc_dict, doc_list, ntd_dict, ntd_list, prob_arrays, prob_dict, search_dict};
+use crate::results::{doc_dict, doc_list, ntd_dict, prob_arrays, prob_dict, search_dict};
 
 /// Default cap on exact next-token counting (infini-gram's default).
 pub const DEFAULT_MAX_SUPPORT: u64 = 1000;
@@ -91,12 +91,22 @@ impl PyEngine {
         if let Ok(array) = queries.cast::<PyUntypedArray>() {
             return QueryBatch::from_array(array, layout, vocab);
         }
-        if layout.offsets.is_some() || layout.lengths.is_some() || layout.fill.is_some() {
-            return Err(invalid_query(
-                "offsets, lengths and fill cut a numpy array of queries; a list of queries needs none"
-                    .into(),
-            ));
-        }
+        refuse_layout_of_list(layout)?;
+        let hint = queries.len().unwrap_or(0);
+        QueryBatch::gather(hint, self.query_converter(py, queries)?)
+    }
+
+    /// The converter of an iterable of queries (lists of ids, strings, 1-D
+    /// arrays): `convert(i, tokens)` appends query `i`'s checked ids to `tokens`,
+    /// false when there are no more queries.
+    pub(crate) fn query_converter<'py, 'a>(
+        &'a self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<impl FnMut(usize, &mut Vec<u32>) -> PyResult<bool> + 'a>
+    where
+        'py: 'a,
+    {
         if queries.is_instance_of::<PyString>() {
             return Err(invalid_query(
                 "a batch must be a list of queries, not a single string".into(),
@@ -108,8 +118,8 @@ impl PyEngine {
                 type_name(queries)
             ))
         })?;
-        let hint = queries.len().unwrap_or(0);
-        QueryBatch::gather(hint, |i, tokens| {
+        let vocab = self.inner.vocab_size();
+        Ok(move |i: usize, tokens: &mut Vec<u32>| {
             let Some(query) = items.next() else {
                 return Ok(false);
             };
@@ -205,6 +215,17 @@ impl std::fmt::Display for QueryLabel {
     }
 }
 
+/// A list of queries is already cut into queries: no layout may be given with it.
+fn refuse_layout_of_list(layout: &BatchLayout) -> PyResult<()> {
+    if layout.offsets.is_some() || layout.lengths.is_some() || layout.fill.is_some() {
+        return Err(invalid_query(
+            "offsets, lengths and fill cut a numpy array of queries; a list of queries needs none"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `offsets`, `lengths` and `fill` of a batch method (see `BatchLayout`).
 fn layout_args(
     offsets: Option<&Bound<'_, PyAny>>,
@@ -213,7 +234,7 @@ fn layout_args(
 ) -> PyResult<BatchLayout> {
     let positions = |value: Option<&Bound<'_, PyAny>>, name: &str| -> PyResult<Option<Vec<u64>>> {
         match value {
-            Some(v) if !v.is_none() => int_list(v, name, 0..=MAX_AMOUNT).map(Some),
+            Some(v) if !v.is_none() => positions_arg(v, name, MAX_AMOUNT as u64).map(Some),
             _ => Ok(None),
         }
     };
@@ -492,10 +513,12 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyList>> {
         let contexts = self.many_with(py, contexts, &layout_args(offsets, lengths, fill)?)?;
         let (n, max_support) = (n_arg(n)?, max_support_arg(max_support)?);
-        let results = batch(py, &slices(&contexts), |c| {
-            self.inner.ngram_ntd(c, n, max_support)
-        })?;
-        ntd_list(py, &results)
+        batch_to_list(
+            py,
+            &slices(&contexts),
+            |c| self.inner.ngram_ntd(c, n, max_support),
+            |py, r| Ok(ntd_dict(py, &r)?.into_any()),
+        )
     }
 
     /// ∞-gram `ntd_batch`.

@@ -3,40 +3,37 @@
 use anygram::documents::{Document, SearchResult};
 use anygram::{NtdResult, ProbResult};
 use numpy::IntoPyArray;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 pub fn prob_dict<'py>(py: Python<'py>, r: &ProbResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("prompt_cnt", r.prompt_count)?;
-    d.set_item("cont_cnt", r.cont_count)?;
-    d.set_item("prob", r.prob)?;
-    d.set_item("suffix_len", r.suffix_len)?;
+    d.set_item(intern!(py, "prompt_cnt"), r.prompt_count)?;
+    d.set_item(intern!(py, "cont_cnt"), r.cont_count)?;
+    d.set_item(intern!(py, "prob"), r.prob)?;
+    d.set_item(intern!(py, "suffix_len"), r.suffix_len)?;
     Ok(d)
 }
 
+/// infini-gram's ntd dict. Its keys are interned strings (made once, not per
+/// entry): a batch of ntds builds hundreds of thousands of entry dicts.
 pub fn ntd_dict<'py>(py: Python<'py>, r: &NtdResult) -> PyResult<Bound<'py, PyDict>> {
+    let (cont_cnt, prob) = (intern!(py, "cont_cnt"), intern!(py, "prob"));
     let d = PyDict::new(py);
     let by_token = PyDict::new(py);
+    let total = r.prompt_count as f64;
     for &(token, count) in &r.counts {
         let entry = PyDict::new(py);
-        entry.set_item("cont_cnt", count)?;
-        entry.set_item("prob", count as f64 / r.prompt_count as f64)?;
+        entry.set_item(cont_cnt, count)?;
+        entry.set_item(prob, count as f64 / total)?;
         by_token.set_item(token, entry)?;
     }
-    d.set_item("prompt_cnt", r.prompt_count)?;
-    d.set_item("result_by_token_id", by_token)?;
-    d.set_item("approx", r.approx)?;
-    d.set_item("suffix_len", r.suffix_len)?;
+    d.set_item(intern!(py, "prompt_cnt"), r.prompt_count)?;
+    d.set_item(intern!(py, "result_by_token_id"), by_token)?;
+    d.set_item(intern!(py, "approx"), r.approx)?;
+    d.set_item(intern!(py, "suffix_len"), r.suffix_len)?;
     Ok(d)
-}
-
-pub fn ntd_list<'py>(py: Python<'py>, results: &[NtdResult]) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for r in results {
-        list.append(ntd_dict(py, r)?)?;
-    }
-    Ok(list)
 }
 
 pub fn doc_dict<'py>(py: Python<'py>, d: &Document) -> PyResult<Bound<'py, PyDict>> {

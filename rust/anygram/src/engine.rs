@@ -276,6 +276,14 @@ impl Engine {
     /// Checks every id against the vocabulary and encodes the query as the
     /// bytes stored in `tokenized`.
     pub fn encode(&self, tokens: &[u32]) -> Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(tokens.len() * self.width.bytes());
+        self.encode_into(tokens, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// [`Self::encode`] appending to `out` (many queries in one buffer); on an
+    /// error nothing is appended.
+    pub fn encode_into(&self, tokens: &[u32], out: &mut Vec<u8>) -> Result<()> {
         if let Some(position) = tokens.iter().position(|&t| t as u64 >= self.vocab_size) {
             return Err(Error::TokenOutOfRange {
                 token: tokens[position] as u64,
@@ -283,9 +291,8 @@ impl Engine {
                 vocab_size: self.vocab_size,
             });
         }
-        let mut bytes = Vec::with_capacity(tokens.len() * self.width.bytes());
-        self.width.encode_into(tokens, &mut bytes);
-        Ok(bytes)
+        self.width.encode_into(tokens, out);
+        Ok(())
     }
 
     pub(crate) fn full_ranges(&self) -> Vec<RankRange> {

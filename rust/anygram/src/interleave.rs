@@ -26,8 +26,10 @@ pub fn prefetch_item<T>(items: &[T], i: usize) {
     }
 }
 
+/// Hints that the memory at `ptr` will be read soon (any address: a hint never
+/// faults), e.g. the objects behind a caller's pointers.
 #[inline(always)]
-fn prefetch_ptr(ptr: *const u8) {
+pub fn prefetch_ptr(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults or reads memory visibly.
     #[allow(unused_unsafe)]
@@ -113,20 +115,17 @@ impl BoundSearch {
 /// of them, then their texts, then compares. Shards with an accelerator or in
 /// object storage take the plain search.
 pub fn count_many(engine: &Engine, queries: &[&[u32]]) -> Vec<Result<u64>> {
+    // Every query's bytes in one buffer: one allocation, not one per query.
+    let total: usize = queries.iter().map(|q| q.len()).sum();
+    let mut bytes = Vec::with_capacity(total * engine.token_width().bytes());
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(queries.len());
     let mut failures: Vec<Option<crate::Error>> = Vec::with_capacity(queries.len());
-    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(queries.len());
     for query in queries {
-        match engine.encode(query) {
-            Ok(bytes) => {
-                encoded.push(bytes);
-                failures.push(None);
-            }
-            Err(e) => {
-                encoded.push(Vec::new());
-                failures.push(Some(e));
-            }
-        }
+        let start = bytes.len();
+        failures.push(engine.encode_into(query, &mut bytes).err());
+        spans.push((start, bytes.len()));
     }
+    let encoded: Vec<&[u8]> = spans.iter().map(|&(a, b)| &bytes[a..b]).collect();
     let mut sums = vec![0u64; queries.len()];
     for shard in engine.shards() {
         let mapped = matches!(shard.tokenized_file(), IndexFile::Local(_))
@@ -145,12 +144,12 @@ pub fn count_many(engine: &Engine, queries: &[&[u32]]) -> Vec<Result<u64>> {
         }
         for group in todo.chunks(GROUP) {
             let found: Vec<Result<(u64, u64)>> = if mapped {
-                let group_queries: Vec<&[u8]> = group.iter().map(|&i| &encoded[i][..]).collect();
+                let group_queries: Vec<&[u8]> = group.iter().map(|&i| encoded[i]).collect();
                 find_interleaved(shard, &group_queries)
             } else {
                 group
                     .iter()
-                    .map(|&i| shard.find(&encoded[i], (0, shard.num_tokens())))
+                    .map(|&i| shard.find(encoded[i], (0, shard.num_tokens())))
                     .collect()
             };
             for (&i, range) in group.iter().zip(found) {
