@@ -124,14 +124,14 @@ pub fn batch_grouped<I: Sync, T: Send + Default + Clone>(
 /// the objects overlaps the searches instead of following them (building an ntd's
 /// dicts costs about as much as its search). The GIL is released while no chunk
 /// is ready. A list in query order; an error names the first query that failed,
-/// and once one has failed the chunks not yet started are skipped.
+/// and once one has failed the chunks after it not yet started are skipped.
 pub fn batch_to_list<'py, I: Sync, T: Send>(
     py: Python<'py>,
     items: &[I],
     work: impl Fn(&I) -> anygram::Result<T> + Sync + Send,
     mut to_python: impl FnMut(Python<'py>, T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     type Chunk<T> = (usize, Result<Vec<T>, (usize, anygram::Error)>);
@@ -139,7 +139,9 @@ pub fn batch_to_list<'py, I: Sync, T: Send>(
     // Chunks small enough that the first objects are built early and both
     // threads stay busy to the end; large enough that a chunk is not mostly hops.
     let chunk = (items.len() / (pool.current_num_threads().max(1) * 16)).clamp(1, 32);
-    let failed = AtomicBool::new(false);
+    // The lowest query known to have failed (usize::MAX: none): chunks after it
+    // are skipped, chunks before it still run, so the error names the first.
+    let failed_at = AtomicUsize::new(usize::MAX);
     let mut objects: Vec<Option<Bound<'py, PyAny>>> = Vec::with_capacity(items.len());
     objects.resize_with(items.len(), || None);
     let mut first_error: Option<(usize, anygram::Error)> = None;
@@ -148,19 +150,19 @@ pub fn batch_to_list<'py, I: Sync, T: Send>(
         pool.in_place_scope(|scope| {
             let (sender, mut receiver) = mpsc::channel::<Chunk<T>>();
             for (c, part) in items.chunks(chunk).enumerate() {
-                let (sender, failed, work) = (sender.clone(), &failed, &work);
+                let (sender, failed_at, work) = (sender.clone(), &failed_at, &work);
                 scope.spawn(move |_| {
-                    if failed.load(Ordering::Relaxed) {
+                    let start = c * chunk;
+                    if start > failed_at.load(Ordering::Relaxed) {
                         return;
                     }
-                    let start = c * chunk;
                     let answers = part
                         .iter()
                         .enumerate()
                         .map(|(j, item)| work(item).map_err(|e| (start + j, e)))
                         .collect::<Result<Vec<T>, _>>();
-                    if answers.is_err() {
-                        failed.store(true, Ordering::Relaxed);
+                    if let Err((i, _)) = &answers {
+                        failed_at.fetch_min(*i, Ordering::Relaxed);
                     }
                     // The receiver is gone only when the caller stopped early.
                     let _ = sender.send((start, answers));
@@ -185,7 +187,7 @@ pub fn batch_to_list<'py, I: Sync, T: Send>(
                                 Ok(object) => *slot = Some(object),
                                 Err(e) => {
                                     python_error = Some(e);
-                                    failed.store(true, Ordering::Relaxed);
+                                    failed_at.store(0, Ordering::Relaxed);
                                     break;
                                 }
                             }
