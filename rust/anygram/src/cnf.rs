@@ -229,47 +229,74 @@ impl Engine {
         // A reach past the whole shard is the same as no limit: saturate, never wrap.
         let reach = max_diff_tokens.saturating_mul(w);
         let text_len = shard.tokenized_file().len();
+        let text = shard.tokenized_file();
         let mut windows: Vec<(u64, u64)> =
             ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
         let mut scale = clauses[0].scale;
-        for clause in &clauses[1..] {
+        if clauses.len() == 1 {
+            // Every window is one occurrence: empty, so within its document.
+            return Ok((
+                windows.into_iter().map(|(l, _)| l).collect(),
+                scale,
+                present,
+            ));
+        }
+        let last = clauses.len() - 1;
+        let mut starts = Vec::new();
+        for (c, clause) in clauses.iter().enumerate().skip(1) {
             let sorted_ptrs = || -> Result<SortedOccurrences> {
                 Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
             };
-            let text = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
+            let text_probe = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
                 FORCE_TEXT => true,
                 FORCE_SORTED => false,
                 _ => prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w),
             };
-            let probe = if text {
+            let probe = if text_probe {
                 Probe::Text(TextProbe::new(shard, clause)?)
             } else {
                 Probe::Sorted(sorted_ptrs()?)
             };
-            let next = match extend_all(shard, &windows, &probe, reach, w)? {
-                Some(next) => next,
-                // A kept-run check met suffixes equal for too long (a much repeated
-                // passage): this clause takes the sorted occurrences instead.
-                None => extend_all(shard, &windows, &Probe::Sorted(sorted_ptrs()?), reach, w)?
-                    .expect("the sorted probe always decides"),
-            };
-            windows = next;
             scale *= clause.scale;
+            if c == last {
+                // The last clause's windows are checked for separators piece by piece
+                // as they are made: never gathered into one list.
+                let finish =
+                    |piece: Vec<(u64, u64)>| windows_within_documents(text, &piece, w as usize);
+                starts = match extend_pieces(shard, &windows, &probe, reach, w, finish)? {
+                    Some(starts) => starts,
+                    // A kept-run check met suffixes equal for too long (a much repeated
+                    // passage): this clause takes the sorted occurrences instead.
+                    None => extend_pieces(
+                        shard,
+                        &windows,
+                        &Probe::Sorted(sorted_ptrs()?),
+                        reach,
+                        w,
+                        finish,
+                    )?
+                    .expect("the sorted probe always decides"),
+                };
+            } else {
+                let keep = |piece: Vec<(u64, u64)>| Ok(piece);
+                windows = match extend_pieces(shard, &windows, &probe, reach, w, keep)? {
+                    Some(next) => next,
+                    None => extend_pieces(
+                        shard,
+                        &windows,
+                        &Probe::Sorted(sorted_ptrs()?),
+                        reach,
+                        w,
+                        keep,
+                    )?
+                    .expect("the sorted probe always decides"),
+                };
+                if windows.is_empty() {
+                    break;
+                }
+            }
         }
-        let text = shard.tokenized_file();
-        let ptrs = if windows.len() > PARALLEL_ITEMS {
-            // Pieces on the pool, kept in order.
-            let pieces = crate::pool::install(|| {
-                windows
-                    .par_chunks(PARALLEL_ITEMS)
-                    .map(|piece| windows_within_documents(text, piece, w as usize))
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            pieces.concat()
-        } else {
-            windows_within_documents(text, &windows, w as usize)?
-        };
-        Ok((ptrs, scale, present))
+        Ok((starts, scale, present))
     }
 }
 
@@ -503,51 +530,70 @@ impl<'c> TextProbe<'c> {
     }
 }
 
-/// Extends every window by one clause (see the module docs): each window gives
-/// one window, two, or none. `None` when a kept-run check gave up.
-fn extend_all(
+/// Windows handed to one task of the pool: enough to amortize the hand-off, few
+/// enough that a piece's windows stay in cache between its steps.
+const PIECE: usize = 2048;
+
+/// Extends every window by one clause (see the module docs): each window gives one
+/// window, two, or none; `finish` then turns each piece of the new windows into
+/// what is kept of it (the windows themselves, or the starts of those within one
+/// document), in order. Pieces run on the pool when there are many windows.
+/// `None` when a kept-run check gave up.
+fn extend_pieces<T: Send + Copy>(
     shard: &crate::shard::Shard,
     windows: &[(u64, u64)],
     probe: &Probe,
     reach: u64,
     w: u64,
-) -> Result<Option<Vec<(u64, u64)>>> {
-    // Per window, the last occurrence starting before r (as min(l, it)) and the
-    // first at or after l (as max(r, it)).
-    let nearest: Vec<(Option<u64>, Option<u64>)> = match probe {
-        Probe::Sorted(sorted) => {
-            let nearest = |&(l, r): &(u64, u64)| sorted.nearest(l, r);
-            if windows.len() > PARALLEL_ITEMS {
-                crate::pool::install(|| windows.par_iter().map(nearest).collect())
-            } else {
-                windows.iter().map(nearest).collect()
+    finish: impl Fn(Vec<(u64, u64)>) -> Result<Vec<T>> + Sync,
+) -> Result<Option<Vec<T>>> {
+    let piece_of = |piece: &[(u64, u64)]| -> Result<Option<Vec<T>>> {
+        let extended = match probe {
+            Probe::Sorted(sorted) => {
+                extend_piece(piece, reach, |l, r| Ok(Some(sorted.nearest(l, r))))?
             }
-        }
-        Probe::Text(text) => {
-            let find = |&(l, r): &(u64, u64)| nearest_in_text(shard, text, l, r, reach, w);
-            // Each window on its own: in parallel when there are many.
-            let found: Vec<Option<_>> = if windows.len() > PARALLEL_ITEMS {
-                crate::pool::install(|| windows.par_iter().map(find).collect::<Result<_>>())?
-            } else {
-                windows.iter().map(find).collect::<Result<_>>()?
-            };
-            match found.into_iter().collect::<Option<Vec<_>>>() {
-                Some(found) => found,
-                None => return Ok(None),
-            }
-        }
+            Probe::Text(text) => extend_piece(piece, reach, |l, r| {
+                nearest_in_text(shard, text, l, r, reach, w)
+            })?,
+        };
+        extended.map(&finish).transpose()
     };
-    let mut out = Vec::with_capacity(windows.len());
-    for (&(l, r), (new_l, new_r)) in windows.iter().zip(nearest) {
+    if windows.len() <= PARALLEL_ITEMS {
+        return piece_of(windows);
+    }
+    let pieces = crate::pool::install(|| {
+        windows
+            .par_chunks(PIECE)
+            .map(piece_of)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(pieces
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(|pieces| pieces.concat()))
+}
+
+/// One piece of [`extend_pieces`]: `nearest(l, r)` gives the last occurrence
+/// before `r` (as `min(l, it)`) and the first at or after `l` (as `max(r, it)`),
+/// or `None` when a kept-run check gave up.
+#[allow(clippy::type_complexity)]
+fn extend_piece(
+    piece: &[(u64, u64)],
+    reach: u64,
+    mut nearest: impl FnMut(u64, u64) -> Result<Option<(Option<u64>, Option<u64>)>>,
+) -> Result<Option<Vec<(u64, u64)>>> {
+    let mut out = Vec::with_capacity(piece.len() + piece.len() / 4);
+    for &(l, r) in piece {
+        let Some((new_l, new_r)) = nearest(l, r)? else {
+            return Ok(None);
+        };
         let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
         let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
         match (left, right) {
             (Some(nl), Some(nr)) => out.push((nl, nr)),
-            (left, right) => out.extend(
-                [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))]
-                    .into_iter()
-                    .flatten(),
-            ),
+            (Some(nl), None) => out.push((nl, r)),
+            (None, Some(nr)) => out.push((l, nr)),
+            (None, None) => {}
         }
     }
     Ok(Some(out))
