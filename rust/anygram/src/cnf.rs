@@ -405,8 +405,27 @@ impl SortedOccurrences {
 
     /// The index of the first occurrence at or after `bound`.
     fn first_not_below(&self, bound: u64) -> usize {
-        let block = ((bound >> self.shift) as usize).min(self.block_start.len() - 1);
-        first_not_below(&self.sorted, self.block_start[block], bound)
+        first_not_below(&self.sorted, self.block_start[self.block_of(bound)], bound)
+    }
+
+    fn block_of(&self, bound: u64) -> usize {
+        ((bound >> self.shift) as usize).min(self.block_start.len() - 1)
+    }
+
+    /// Hints the reads of `nearest` for windows ahead of `windows[i]`, in two stages
+    /// (the table entry of the window far ahead; the occurrences of the one nearer,
+    /// whose table entry is then in cache), so that the misses of many windows overlap.
+    #[inline(always)]
+    fn prefetch_ahead(&self, windows: &[(u64, u64)], i: usize) {
+        use crate::interleave::{prefetch_item, AHEAD};
+        if let Some(&(l, _)) = windows.get(i + 2 * AHEAD) {
+            prefetch_item(&self.block_start, self.block_of(l));
+        }
+        if let Some(&(l, _)) = windows.get(i + AHEAD) {
+            let at = self.block_start[self.block_of(l)];
+            prefetch_item(&self.sorted, at);
+            prefetch_item(&self.sorted, at.wrapping_sub(1));
+        }
     }
 
     /// The last occurrence before `r` (as `min(l, it)`) and the first at or after `l`
@@ -549,10 +568,11 @@ fn extend_pieces<T: Send + Copy>(
 ) -> Result<Option<Vec<T>>> {
     let piece_of = |piece: &[(u64, u64)]| -> Result<Option<Vec<T>>> {
         let extended = match probe {
-            Probe::Sorted(sorted) => {
-                extend_piece(piece, reach, |l, r| Ok(Some(sorted.nearest(l, r))))?
-            }
-            Probe::Text(text) => extend_piece(piece, reach, |l, r| {
+            Probe::Sorted(sorted) => extend_piece(piece, reach, |i, l, r| {
+                sorted.prefetch_ahead(piece, i);
+                Ok(Some(sorted.nearest(l, r)))
+            })?,
+            Probe::Text(text) => extend_piece(piece, reach, |_, l, r| {
                 nearest_in_text(shard, text, l, r, reach, w)
             })?,
         };
@@ -573,18 +593,18 @@ fn extend_pieces<T: Send + Copy>(
         .map(|pieces| pieces.concat()))
 }
 
-/// One piece of [`extend_pieces`]: `nearest(l, r)` gives the last occurrence
-/// before `r` (as `min(l, it)`) and the first at or after `l` (as `max(r, it)`),
-/// or `None` when a kept-run check gave up.
+/// One piece of [`extend_pieces`]: `nearest(i, l, r)` gives, for the piece's window
+/// `i`, the last occurrence before `r` (as `min(l, it)`) and the first at or after
+/// `l` (as `max(r, it)`), or `None` when a kept-run check gave up.
 #[allow(clippy::type_complexity)]
 fn extend_piece(
     piece: &[(u64, u64)],
     reach: u64,
-    mut nearest: impl FnMut(u64, u64) -> Result<Option<(Option<u64>, Option<u64>)>>,
+    mut nearest: impl FnMut(usize, u64, u64) -> Result<Option<(Option<u64>, Option<u64>)>>,
 ) -> Result<Option<Vec<(u64, u64)>>> {
     let mut out = Vec::with_capacity(piece.len() + piece.len() / 4);
-    for &(l, r) in piece {
-        let Some((new_l, new_r)) = nearest(l, r)? else {
+    for (i, &(l, r)) in piece.iter().enumerate() {
+        let Some((new_l, new_r)) = nearest(i, l, r)? else {
             return Ok(None);
         };
         let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
