@@ -17,8 +17,11 @@
 //! cost model: reading the text within reach of the window (a substring search per
 //! n-gram; cheap when the windows are few), or from all the clause's (kept)
 //! occurrences bucket-sorted by block of text, each window a table read and a
-//! gallop away (when the windows are many). Text is read a few windows ahead
-//! (`crate::interleave`), so that the cache misses of the windows overlap. A subsampled clause's
+//! gallop away (when the windows are many; its table and occurrences hinted a few
+//! windows ahead, as is the text read, so that the cache misses of the windows
+//! overlap). The windows are extended in pieces (on the pool when there are many),
+//! the last clause's pieces checked for separators as they are made: no list of all
+//! nearest occurrences or of all final windows is built. A subsampled clause's
 //! occurrence in the text counts only if its suffix lies in the kept run of ranks,
 //! which comparing it with the run's two bounding suffixes tells without its rank.
 //!
