@@ -17,8 +17,11 @@
 //! cost model: reading the text within reach of the window (a substring search per
 //! n-gram; cheap when the windows are few), or from all the clause's (kept)
 //! occurrences bucket-sorted by block of text, each window a table read and a
-//! gallop away (when the windows are many). Text is read a few windows ahead
-//! (`crate::interleave`), so that the cache misses of the windows overlap. A subsampled clause's
+//! gallop away (when the windows are many; its table and occurrences hinted a few
+//! windows ahead, as is the text read, so that the cache misses of the windows
+//! overlap). The windows are extended in pieces (on the pool when there are many),
+//! the last clause's pieces checked for separators as they are made: no list of all
+//! nearest occurrences or of all final windows is built. A subsampled clause's
 //! occurrence in the text counts only if its suffix lies in the kept run of ranks,
 //! which comparing it with the run's two bounding suffixes tells without its rank.
 //!
@@ -229,47 +232,61 @@ impl Engine {
         // A reach past the whole shard is the same as no limit: saturate, never wrap.
         let reach = max_diff_tokens.saturating_mul(w);
         let text_len = shard.tokenized_file().len();
-        let mut windows: Vec<(u64, u64)> =
-            ptrs_of(&clauses[0])?.into_iter().map(|p| (p, p)).collect();
-        let mut scale = clauses[0].scale;
-        for clause in &clauses[1..] {
+        let text = shard.tokenized_file();
+        // The anchor's occurrences are its windows `[p, p]`: never copied into pairs.
+        let anchors = ptrs_of(&clauses[0])?;
+        // Every clause's subsampling scales the count, also after no window is left.
+        let scale: f64 = clauses.iter().map(|c| c.scale).product();
+        if clauses.len() == 1 {
+            // Every window is one occurrence: empty, so within its document.
+            return Ok((anchors, scale, present));
+        }
+        let last = clauses.len() - 1;
+        let mut windows: Vec<(u64, u64)> = Vec::new();
+        let mut starts = Vec::new();
+        for (c, clause) in clauses.iter().enumerate().skip(1) {
             let sorted_ptrs = || -> Result<SortedOccurrences> {
                 Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
             };
-            let text = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
+            let num_windows = if c == 1 { anchors.len() } else { windows.len() };
+            let text_probe = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
                 FORCE_TEXT => true,
                 FORCE_SORTED => false,
-                _ => prefers_text(clause, windows.len() as u64, reach, shard.num_tokens(), w),
+                _ => prefers_text(clause, num_windows as u64, reach, shard.num_tokens(), w),
             };
-            let probe = if text {
+            let probe = if text_probe {
                 Probe::Text(TextProbe::new(shard, clause)?)
             } else {
                 Probe::Sorted(sorted_ptrs()?)
             };
-            let next = match extend_all(shard, &windows, &probe, reach, w)? {
-                Some(next) => next,
-                // A kept-run check met suffixes equal for too long (a much repeated
-                // passage): this clause takes the sorted occurrences instead.
-                None => extend_all(shard, &windows, &Probe::Sorted(sorted_ptrs()?), reach, w)?
-                    .expect("the sorted probe always decides"),
+            let step = Step {
+                shard,
+                probe,
+                sorted_ptrs: &sorted_ptrs,
+                reach,
+                w,
             };
-            windows = next;
-            scale *= clause.scale;
+            if c == last {
+                // The last clause's windows are checked for separators piece by piece
+                // as they are made: never gathered into one list.
+                let finish =
+                    |piece: Vec<(u64, u64)>| windows_within_documents(text, &piece, w as usize);
+                starts = match c {
+                    1 => step.extend(&anchors, finish)?,
+                    _ => step.extend(&windows, finish)?,
+                };
+            } else {
+                let keep = |piece: Vec<(u64, u64)>| Ok(piece);
+                windows = match c {
+                    1 => step.extend(&anchors, keep)?,
+                    _ => step.extend(&windows, keep)?,
+                };
+                if windows.is_empty() {
+                    break;
+                }
+            }
         }
-        let text = shard.tokenized_file();
-        let ptrs = if windows.len() > PARALLEL_ITEMS {
-            // Pieces on the pool, kept in order.
-            let pieces = crate::pool::install(|| {
-                windows
-                    .par_chunks(PARALLEL_ITEMS)
-                    .map(|piece| windows_within_documents(text, piece, w as usize))
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            pieces.concat()
-        } else {
-            windows_within_documents(text, &windows, w as usize)?
-        };
-        Ok((ptrs, scale, present))
+        Ok((starts, scale, present))
     }
 }
 
@@ -339,8 +356,8 @@ fn first_not_below(sorted: &[u64], from: usize, bound: u64) -> usize {
 struct SortedOccurrences {
     sorted: Vec<u64>,
     shift: u32,
-    /// `block_start[b]`: the first occurrence at or after byte `b << shift`; one
-    /// more entry than blocks, the end.
+    /// `block_start[b]`: the first occurrence at or after byte `b << shift`; two
+    /// more entries than blocks, both the end.
     block_start: Vec<usize>,
 }
 
@@ -350,17 +367,18 @@ impl SortedOccurrences {
         // About one block per occurrence (the table stays as small as the list).
         let shift = (text_len / (ptrs.len() as u64).max(1)).max(1).ilog2();
         let blocks = (text_len >> shift) as usize + 1;
-        let mut block_start = vec![0usize; blocks + 1];
+        // Counts at `b + 2`, summed: `b + 1` is then where block `b` starts, the
+        // cursor that placing its occurrences moves to where block `b + 1` starts.
+        let mut block_start = vec![0usize; blocks + 2];
         for &p in ptrs {
-            block_start[(p >> shift) as usize + 1] += 1;
+            block_start[(p >> shift) as usize + 2] += 1;
         }
         for b in 1..block_start.len() {
             block_start[b] += block_start[b - 1];
         }
-        let mut next = block_start.clone();
         let mut sorted = vec![0u64; ptrs.len()];
         for &p in ptrs {
-            let slot = &mut next[(p >> shift) as usize];
+            let slot = &mut block_start[(p >> shift) as usize + 1];
             sorted[*slot] = p;
             *slot += 1;
         }
@@ -378,8 +396,27 @@ impl SortedOccurrences {
 
     /// The index of the first occurrence at or after `bound`.
     fn first_not_below(&self, bound: u64) -> usize {
-        let block = ((bound >> self.shift) as usize).min(self.block_start.len() - 1);
-        first_not_below(&self.sorted, self.block_start[block], bound)
+        first_not_below(&self.sorted, self.block_start[self.block_of(bound)], bound)
+    }
+
+    fn block_of(&self, bound: u64) -> usize {
+        ((bound >> self.shift) as usize).min(self.block_start.len() - 1)
+    }
+
+    /// Hints the reads of `nearest` for windows ahead of `windows[i]`, in two stages
+    /// (the table entry of the window far ahead; the occurrences of the one nearer,
+    /// whose table entry is then in cache), so that the misses of many windows overlap.
+    #[inline(always)]
+    fn prefetch_ahead<W: Window>(&self, windows: &[W], i: usize) {
+        use crate::interleave::{prefetch_item, AHEAD};
+        if let Some(window) = windows.get(i + 2 * AHEAD) {
+            prefetch_item(&self.block_start, self.block_of(window.bounds().0));
+        }
+        if let Some(window) = windows.get(i + AHEAD) {
+            let at = self.block_start[self.block_of(window.bounds().0)];
+            prefetch_item(&self.sorted, at);
+            prefetch_item(&self.sorted, at.wrapping_sub(1));
+        }
     }
 
     /// The last occurrence before `r` (as `min(l, it)`) and the first at or after `l`
@@ -503,51 +540,118 @@ impl<'c> TextProbe<'c> {
     }
 }
 
-/// Extends every window by one clause (see the module docs): each window gives
-/// one window, two, or none. `None` when a kept-run check gave up.
-fn extend_all(
+/// Windows handed to one task of the pool: enough to amortize the hand-off, few
+/// enough that a piece's windows stay in cache between its steps.
+const PIECE: usize = 2048;
+
+/// A window `[l, r]` (byte offsets of match starts); an anchor's occurrence `p` is
+/// the window `[p, p]`.
+trait Window: Copy + Send + Sync {
+    fn bounds(self) -> (u64, u64);
+}
+
+impl Window for u64 {
+    fn bounds(self) -> (u64, u64) {
+        (self, self)
+    }
+}
+
+impl Window for (u64, u64) {
+    fn bounds(self) -> (u64, u64) {
+        self
+    }
+}
+
+/// One clause's extension of the windows.
+struct Step<'a, 'c, S: Fn() -> Result<SortedOccurrences>> {
+    shard: &'a crate::shard::Shard,
+    probe: Probe<'c>,
+    /// The clause's occurrences sorted, for when a kept-run check gives up.
+    sorted_ptrs: &'a S,
+    reach: u64,
+    w: u64,
+}
+
+impl<S: Fn() -> Result<SortedOccurrences>> Step<'_, '_, S> {
+    /// [`extend_pieces`] with its probe, else (a kept-run check met suffixes equal for
+    /// too long: a much repeated passage) with the clause's sorted occurrences.
+    fn extend<W: Window, T: Send + Copy>(
+        &self,
+        windows: &[W],
+        finish: impl Fn(Vec<(u64, u64)>) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<T>> {
+        let (shard, reach, w) = (self.shard, self.reach, self.w);
+        if let Some(out) = extend_pieces(shard, windows, &self.probe, reach, w, &finish)? {
+            return Ok(out);
+        }
+        let sorted = Probe::Sorted((self.sorted_ptrs)()?);
+        Ok(extend_pieces(shard, windows, &sorted, reach, w, &finish)?
+            .expect("the sorted probe always decides"))
+    }
+}
+
+/// Extends every window by one clause (see the module docs): each window gives one
+/// window, two, or none; `finish` then turns each piece of the new windows into
+/// what is kept of it (the windows themselves, or the starts of those within one
+/// document), in order. Pieces run on the pool when there are many windows.
+/// `None` when a kept-run check gave up.
+fn extend_pieces<W: Window, T: Send + Copy>(
     shard: &crate::shard::Shard,
-    windows: &[(u64, u64)],
+    windows: &[W],
     probe: &Probe,
     reach: u64,
     w: u64,
-) -> Result<Option<Vec<(u64, u64)>>> {
-    // Per window, the last occurrence starting before r (as min(l, it)) and the
-    // first at or after l (as max(r, it)).
-    let nearest: Vec<(Option<u64>, Option<u64>)> = match probe {
-        Probe::Sorted(sorted) => {
-            let nearest = |&(l, r): &(u64, u64)| sorted.nearest(l, r);
-            if windows.len() > PARALLEL_ITEMS {
-                crate::pool::install(|| windows.par_iter().map(nearest).collect())
-            } else {
-                windows.iter().map(nearest).collect()
-            }
-        }
-        Probe::Text(text) => {
-            let find = |&(l, r): &(u64, u64)| nearest_in_text(shard, text, l, r, reach, w);
-            // Each window on its own: in parallel when there are many.
-            let found: Vec<Option<_>> = if windows.len() > PARALLEL_ITEMS {
-                crate::pool::install(|| windows.par_iter().map(find).collect::<Result<_>>())?
-            } else {
-                windows.iter().map(find).collect::<Result<_>>()?
-            };
-            match found.into_iter().collect::<Option<Vec<_>>>() {
-                Some(found) => found,
-                None => return Ok(None),
-            }
-        }
+    finish: impl Fn(Vec<(u64, u64)>) -> Result<Vec<T>> + Sync,
+) -> Result<Option<Vec<T>>> {
+    let piece_of = |piece: &[W]| -> Result<Option<Vec<T>>> {
+        let extended = match probe {
+            Probe::Sorted(sorted) => extend_piece(piece, reach, |i, l, r| {
+                sorted.prefetch_ahead(piece, i);
+                Ok(Some(sorted.nearest(l, r)))
+            })?,
+            Probe::Text(text) => extend_piece(piece, reach, |_, l, r| {
+                nearest_in_text(shard, text, l, r, reach, w)
+            })?,
+        };
+        extended.map(&finish).transpose()
     };
-    let mut out = Vec::with_capacity(windows.len());
-    for (&(l, r), (new_l, new_r)) in windows.iter().zip(nearest) {
+    if windows.len() <= PARALLEL_ITEMS {
+        return piece_of(windows);
+    }
+    let pieces = crate::pool::install(|| {
+        windows
+            .par_chunks(PIECE)
+            .map(piece_of)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(pieces
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(|pieces| pieces.concat()))
+}
+
+/// One piece of [`extend_pieces`]: `nearest(i, l, r)` gives, for the piece's window
+/// `i`, the last occurrence before `r` (as `min(l, it)`) and the first at or after
+/// `l` (as `max(r, it)`), or `None` when a kept-run check gave up.
+#[allow(clippy::type_complexity)]
+fn extend_piece<W: Window>(
+    piece: &[W],
+    reach: u64,
+    mut nearest: impl FnMut(usize, u64, u64) -> Result<Option<(Option<u64>, Option<u64>)>>,
+) -> Result<Option<Vec<(u64, u64)>>> {
+    let mut out = Vec::with_capacity(piece.len() + piece.len() / 4);
+    for (i, window) in piece.iter().enumerate() {
+        let (l, r) = window.bounds();
+        let Some((new_l, new_r)) = nearest(i, l, r)? else {
+            return Ok(None);
+        };
         let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
         let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
         match (left, right) {
             (Some(nl), Some(nr)) => out.push((nl, nr)),
-            (left, right) => out.extend(
-                [left.map(|nl| (nl, r)), right.map(|nr| (l, nr))]
-                    .into_iter()
-                    .flatten(),
-            ),
+            (Some(nl), None) => out.push((nl, r)),
+            (None, Some(nr)) => out.push((l, nr)),
+            (None, None) => {}
         }
     }
     Ok(Some(out))

@@ -1,0 +1,81 @@
+"""CNF queries with more windows than one piece (over 4,096: the windows are extended in
+pieces on the pool and the last clause's pieces checked for separators as they are made)
+give infini-gram's answers, windows in infini-gram's order: every token width, ids whose
+byte order differs from their numeric order, clauses rare and frequent, two or three of
+them (so that windows also pass between clauses in pieces), windows at document edges
+(short documents), subsampling on, each way of finding a clause's occurrences."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import anygram
+from anygram import _anygram
+from byte_order_ids import BYTE_ORDER_IDS
+from conftest import SEPARATOR, build_from_tokens
+from peer import PeerEngine
+
+PEER_DTYPE = {1: "u8", 2: "u16", 4: "u32"}
+PIECE_WINDOWS = 4096  # cnf.rs's PARALLEL_ITEMS: more windows than this go in pieces
+
+
+@pytest.fixture(scope="module", params=[(1, 1), (2, 1), (2, 2), (4, 1)], ids=lambda p: f"u{8 * p[0]}-{p[1]}shard")
+def pair(request, tmp_path_factory):
+    width, shards = request.param
+    rng = random.Random(17 * width + shards)
+    # No u16 pair whose bytes hold FF FF across the two tokens (0x00FF then 0xFF00):
+    # infini-gram drops a window holding those bytes anywhere, anygram only a whole
+    # separator token (its windows would differ there, not in the pieces).
+    ids = BYTE_ORDER_IDS[width][: 5 if width == 2 else 6]
+    # Skewed: the first ids are frequent (their unigrams anchor over 4,096 windows),
+    # the last rare; documents short enough that many windows reach a document's edge.
+    weights = [40, 25, 15, 10, 6, 4][: len(ids)]
+    docs = [rng.choices(ids, weights, k=rng.randint(0, 60)) for _ in range(1500)]
+    separator = SEPARATOR[width]
+    path = build_from_tokens(str(tmp_path_factory.mktemp("pieces")), docs, width, separator, ids[0],
+                             shards=shards)
+    ours = anygram.Engine.open(path)
+    theirs = PeerEngine(index_dir=path, eos_token_id=ids[0], vocab_size=separator,
+                        token_dtype=PEER_DTYPE[width])
+    return ours, theirs, ids, rng
+
+
+@pytest.fixture(autouse=True)
+def restore_probe_choice():
+    yield
+    _anygram._cnf_probe_for_test("auto")
+
+
+def cnf_with_a_frequent_anchor(rng, ids):
+    """Every clause holds a frequent unigram, so the rarest still has thousands of
+    occurrences; the others add a rare n-gram or two."""
+    clauses = []
+    for _ in range(rng.randint(2, 3)):
+        clause = [[rng.choice(ids[:2])]]
+        clause += [[rng.choice(ids) for _ in range(rng.randint(1, 3))] for _ in range(rng.randint(0, 2))]
+        clauses.append(clause)
+    return clauses
+
+
+@pytest.mark.parametrize("probe", ["text", "sorted", "auto"])
+def test_windows_in_pieces_agree_with_infinigram(pair, probe):
+    ours, theirs, ids, rng = pair
+    _anygram._cnf_probe_for_test(probe)
+    pieces = subsampled = 0
+    for _ in range(8):
+        cnf = cnf_with_a_frequent_anchor(rng, ids)
+        freq = rng.choice([3000, 9000, 10**9])
+        diff = rng.choice([1, 4, 30])
+        a = ours.find_cnf(cnf, max_clause_freq=freq, max_diff_tokens=diff)
+        b = theirs.find_cnf(cnf, max_clause_freq=freq, max_diff_tokens=diff)
+        assert (a["cnt"], a["approx"]) == (b["cnt"], b["approx"]), (cnf, freq, diff)
+        assert a["ptrs_by_shard"] == [list(p) for p in b["ptrs_by_shard"]], (cnf, freq, diff)
+        assert ours.count_cnf(cnf, max_clause_freq=freq, max_diff_tokens=diff) == {
+            "count": a["cnt"], "approx": a["approx"]}
+        # The anchor's windows (its kept occurrences, per shard) outnumber one piece.
+        anchor = min(sum(ours.count(t) for t in clause) for clause in cnf)
+        pieces += anchor > PIECE_WINDOWS * len(a["ptrs_by_shard"]) and min(freq, anchor) > PIECE_WINDOWS
+        subsampled += a["approx"]
+    assert pieces > 0 and subsampled > 0
