@@ -39,9 +39,14 @@ const WALK_CHUNK: u64 = 1 << 16;
 /// Pointers ahead whose text a walk hints.
 const WALK_AHEAD: usize = 16;
 
-/// Bytes the table stores per unigram (key, first rank, first bigram) and per bigram (key, first rank).
+/// Bytes the table stores per unigram (key, first rank, first bigram) and per
+/// bigram (key, first rank, and at most three hash slots of 4 bytes).
 const UNIGRAM_BYTES: u64 = 16;
-const BIGRAM_BYTES: u64 = 12;
+const BIGRAM_BYTES: u64 = 24;
+
+/// Token widths up to this many bytes index their unigrams by token (an array of
+/// `4 << (8 * width)` bytes, 256 KiB for 2-byte tokens): one read, no search.
+const DENSE_WIDTH: usize = 2;
 
 /// One shard's ranges. Unigram `j` (token key `unigram_keys[j]`) has the ranks
 /// `unigram_lo[j]..unigram_lo[j + 1]`; its bigrams are entries
@@ -55,6 +60,12 @@ struct ShardTable {
     first_bigram: Vec<u32>,
     bigram_keys: Vec<u32>,
     bigram_lo: Vec<u64>,
+    /// For every token key, the number of unigram keys below it (small widths
+    /// only): where the unigram is, without a search.
+    dense_unigrams: Vec<u32>,
+    /// Open addressing (linear probing) of the bigrams by both keys: entry `k + 1`
+    /// for bigram `k`, 0 for an empty slot; a power of two long, at most 2/3 full.
+    bigram_slots: Vec<u32>,
     /// Keys at or above this one were not walked whole (`None`: every key covered).
     uncovered_from: Option<u32>,
 }
@@ -93,7 +104,10 @@ impl ShardTable {
                 let at = ptr as usize;
                 let first = key_of(text.get(at..at + width).unwrap_or_default());
                 let second = text.get(at + width..at + 2 * width).map(key_of);
-                if runs.last().is_none_or(|&(_, a, b)| (a, b) != (first, second)) {
+                if runs
+                    .last()
+                    .is_none_or(|&(_, a, b)| (a, b) != (first, second))
+                {
                     runs.push((lo + j as u64, first, second));
                 }
             }
@@ -107,10 +121,27 @@ impl ShardTable {
             first_bigram: Vec::new(),
             bigram_keys: Vec::new(),
             bigram_lo: Vec::new(),
+            dense_unigrams: Vec::new(),
+            bigram_slots: Vec::new(),
             uncovered_from: None,
         };
+        let dense_bytes = if width <= DENSE_WIDTH {
+            4u64 << (8 * width)
+        } else {
+            0
+        };
+        // The end entries of the unigram arrays and the hash table's rounding.
+        const ENDS_BYTES: u64 = 24;
+        if budget < ENDS_BYTES {
+            table.uncovered_from = Some(0);
+            return Ok(table);
+        }
+        let dense = dense_bytes > 0 && dense_bytes + ENDS_BYTES <= budget;
+        let fixed = ENDS_BYTES + if dense { dense_bytes } else { 0 };
         let bytes = |t: &ShardTable| {
-            t.unigram_keys.len() as u64 * UNIGRAM_BYTES + t.bigram_keys.len() as u64 * BIGRAM_BYTES
+            fixed
+                + t.unigram_keys.len() as u64 * UNIGRAM_BYTES
+                + t.bigram_keys.len() as u64 * BIGRAM_BYTES
         };
         // Where the covered ranks end: the first rank of the first token not covered.
         let mut covered_end = n;
@@ -167,6 +198,33 @@ impl ShardTable {
         let end = covered_end;
         table.unigram_lo.push(end);
         table.first_bigram.push(table.bigram_keys.len() as u32);
+        if dense {
+            let mut below = 0u32;
+            table.dense_unigrams = (0..1u64 << (8 * width))
+                .map(|key| {
+                    while table
+                        .unigram_keys
+                        .get(below as usize)
+                        .is_some_and(|&k| (k as u64) < key)
+                    {
+                        below += 1;
+                    }
+                    below
+                })
+                .collect();
+        }
+        let slots = (table.bigram_keys.len() * 3 / 2 + 1).next_power_of_two();
+        table.bigram_slots = vec![0; slots];
+        for j in 0..table.unigram_keys.len() {
+            let first = table.unigram_keys[j];
+            for k in table.first_bigram[j] as usize..table.first_bigram[j + 1] as usize {
+                let mut slot = table.slot_of(first, table.bigram_keys[k]);
+                while table.bigram_slots[slot] != 0 {
+                    slot = (slot + 1) & (slots - 1);
+                }
+                table.bigram_slots[slot] = k as u32 + 1;
+            }
+        }
         table.unigram_keys.shrink_to_fit();
         table.unigram_lo.shrink_to_fit();
         table.first_bigram.shrink_to_fit();
@@ -175,14 +233,27 @@ impl ShardTable {
         Ok(table)
     }
 
+    /// The first hash slot of the bigram of keys `first`, `second`.
+    #[inline]
+    fn slot_of(&self, first: u32, second: u32) -> usize {
+        let key = ((first as u64) << 32) | second as u64;
+        let bits = self.bigram_slots.len().trailing_zeros();
+        // Fibonacci hashing: the top bits of the product.
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (63 - bits) >> 1) as usize
+    }
+
     /// The ranks of the token `first` (followed by `second`, if given), or `None`
-    /// when the table does not cover `first`.
+    /// when the table does not cover `first`. An n-gram that never occurs gets
+    /// an empty range (at no particular place).
     #[inline]
     fn range(&self, first: u32, second: Option<u32>) -> Option<RankRange> {
         if self.uncovered_from.is_some_and(|k| first >= k) {
             return None;
         }
-        let j = self.unigram_keys.partition_point(|&k| k < first);
+        let j = match self.dense_unigrams.get(first as usize) {
+            Some(&below) => below as usize,
+            None => self.unigram_keys.partition_point(|&k| k < first),
+        };
         if self.unigram_keys.get(j) != Some(&first) {
             let at = self.unigram_lo[j];
             return Some((at, at));
@@ -191,25 +262,32 @@ impl ShardTable {
         let Some(second) = second else {
             return Some((lo, hi));
         };
-        let bigrams = self.first_bigram[j] as usize..self.first_bigram[j + 1] as usize;
-        let keys = &self.bigram_keys[bigrams.clone()];
-        let k = keys.partition_point(|&b| b < second);
-        let start_of = |k: usize| {
-            if k < keys.len() {
-                self.bigram_lo[bigrams.start + k]
-            } else {
-                hi
+        let block = self.first_bigram[j] as usize..self.first_bigram[j + 1] as usize;
+        let mask = self.bigram_slots.len() - 1;
+        let mut slot = self.slot_of(first, second);
+        loop {
+            let entry = self.bigram_slots[slot] as usize;
+            if entry == 0 {
+                return Some((lo, lo));
             }
-        };
-        let start = start_of(k);
-        if keys.get(k) != Some(&second) {
-            return Some((start, start));
+            let k = entry - 1;
+            if block.contains(&k) && self.bigram_keys[k] == second {
+                let end = if k + 1 < block.end {
+                    self.bigram_lo[k + 1]
+                } else {
+                    hi
+                };
+                return Some((self.bigram_lo[k], end));
+            }
+            slot = (slot + 1) & mask;
         }
-        Some((start, start_of(k + 1)))
     }
 
     fn bytes(&self) -> u64 {
-        self.unigram_keys.len() as u64 * UNIGRAM_BYTES + self.bigram_keys.len() as u64 * BIGRAM_BYTES
+        (self.unigram_keys.len() * 4 + self.unigram_lo.len() * 8 + self.first_bigram.len() * 4)
+            as u64
+            + (self.bigram_keys.len() * 12) as u64
+            + (self.dense_unigrams.len() * 4 + self.bigram_slots.len() * 4) as u64
     }
 }
 
@@ -266,7 +344,11 @@ impl ContextTable {
     /// What the table holds.
     pub fn stats(&self) -> ContextTableStats {
         ContextTableStats {
-            unigrams: self.shards.iter().map(|s| s.unigram_keys.len() as u64).sum(),
+            unigrams: self
+                .shards
+                .iter()
+                .map(|s| s.unigram_keys.len() as u64)
+                .sum(),
             bigrams: self.shards.iter().map(|s| s.bigram_keys.len() as u64).sum(),
             bytes: self.shards.iter().map(ShardTable::bytes).sum(),
             complete: self.shards.iter().all(|s| s.uncovered_from.is_none()),

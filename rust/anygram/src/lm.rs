@@ -176,6 +176,8 @@ struct Backoff {
     /// then the rest is bisected from the start (on held-out text 1.4 searches
     /// a drop, where one-at-a-time then bisection without the table takes 2.5).
     bisect: bool,
+    /// The table's range of the next candidate's first two tokens, when it looked.
+    candidate_start: Option<FindResult>,
 }
 
 impl Backoff {
@@ -253,8 +255,11 @@ impl Pass<'_> {
     /// Where a drop's candidate search starts: the range of its first two
     /// tokens from the table (and how many bytes of the query that range
     /// matches), or `None` (the whole index).
-    fn candidate_start(&self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
-        let (table, drop) = (table?, self.drop.as_ref()?);
+    fn candidate_start(&mut self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
+        let (table, drop) = (table?, self.drop.as_mut()?);
+        if let Some(found) = drop.candidate_start.take() {
+            return Some(found);
+        }
         let c = drop.candidate();
         // The candidate is `tokens[c..=i]`: of at least two tokens here.
         (c + 2 <= self.i + 1).then_some(())?;
@@ -269,11 +274,11 @@ impl Pass<'_> {
         };
         while !drop.done() {
             let c = drop.candidate();
-            let absent = table
+            let first_two = table
                 .filter(|_| c + 2 <= self.i + 1)
-                .and_then(|t| t.find(&self.bytes[c * w..(c + 2) * w]))
-                .is_some_and(|f| f.count == 0);
-            if !absent {
+                .and_then(|t| t.find(&self.bytes[c * w..(c + 2) * w]));
+            if first_two.as_ref().is_none_or(|f| f.count > 0) {
+                drop.candidate_start = first_two;
                 break;
             }
             drop.tries += 1;
@@ -298,6 +303,7 @@ impl Pass<'_> {
             ok_found: None,
             tries: 0,
             bisect: false,
+            candidate_start: None,
         };
         if let Some(table) = table {
             // The failed context is `tokens[start..=i]`; its suffixes of two and
@@ -326,11 +332,16 @@ impl Pass<'_> {
                     ok_found: None,
                     tries: 0,
                     bisect: false,
+                    candidate_start: None,
                 };
             }
         }
         self.drop = Some(drop);
-        self.settle_drop(table.filter(|_| self.drop.as_ref().is_some_and(|d| d.bisect)), w, everything);
+        self.settle_drop(
+            table.filter(|_| self.drop.as_ref().is_some_and(|d| d.bisect)),
+            w,
+            everything,
+        );
     }
 
     /// Takes the result of this round's search: scores position `i` after an
@@ -607,11 +618,13 @@ impl Engine {
                 break;
             }
             // Contexts of one or two tokens come from the table, when it covers them.
-            let direct: Vec<Option<FindResult>> =
-                active.iter().map(|pass| pass.from_table(table, w)).collect();
+            let direct: Vec<Option<FindResult>> = active
+                .iter()
+                .map(|pass| pass.from_table(table, w))
+                .collect();
             // A drop's candidate searches inside the range of its first two tokens.
             let narrowed: Vec<Option<FindResult>> = active
-                .iter()
+                .iter_mut()
                 .map(|pass| pass.candidate_start(table, w))
                 .collect();
             // Small contexts extend from their occurrences' positions: read them
