@@ -39,20 +39,31 @@ const WALK_CHUNK: u64 = 1 << 16;
 /// Pointers ahead whose text a walk hints.
 const WALK_AHEAD: usize = 16;
 
-/// Bytes the table stores per unigram (key, first rank, first bigram) and per
-/// bigram (key, first rank, and at most three hash slots of 4 bytes).
+/// Bytes the table stores per unigram (key, first rank, and the first bigram
+/// while it is built) and per bigram (4/3 of a 16-byte hash slot).
 const UNIGRAM_BYTES: u64 = 16;
-const BIGRAM_BYTES: u64 = 24;
+const BIGRAM_BYTES: u64 = 22;
+
+/// One bigram in the open-addressing table: its ranks `lo..lo + len` and its
+/// second token's key (its first token is the unigram whose range holds `lo`).
+/// `len == 0`: an empty slot.
+#[derive(Clone, Copy, Default)]
+struct BigramSlot {
+    lo: u64,
+    len: u32,
+    second: u32,
+}
 
 /// Token widths up to this many bytes index their unigrams by token (an array of
 /// `4 << (8 * width)` bytes, 256 KiB for 2-byte tokens): one read, no search.
 const DENSE_WIDTH: usize = 2;
 
 /// One shard's ranges. Unigram `j` (token key `unigram_keys[j]`) has the ranks
-/// `unigram_lo[j]..unigram_lo[j + 1]`; its bigrams are entries
-/// `first_bigram[j]..first_bigram[j + 1]`, each from `bigram_lo[k]` to the next
-/// one's start (or the unigram's end). The suffix of the shard's last token has
-/// no bigram and sorts first in its unigram's range.
+/// `unigram_lo[j]..unigram_lo[j + 1]`; while the table is built its bigrams are
+/// entries `first_bigram[j]..first_bigram[j + 1]`, each from `bigram_lo[k]` to
+/// the next one's start (or the unigram's end), then they move to a hash table
+/// (one read a lookup). The suffix of the shard's last token has no bigram and
+/// sorts first in its unigram's range.
 struct ShardTable {
     unigram_keys: Vec<u32>,
     /// One more than the covered unigrams: the last is the end of the last range.
@@ -63,9 +74,9 @@ struct ShardTable {
     /// For every token key, the number of unigram keys below it (small widths
     /// only): where the unigram is, without a search.
     dense_unigrams: Vec<u32>,
-    /// Open addressing (linear probing) of the bigrams by both keys: entry `k + 1`
-    /// for bigram `k`, 0 for an empty slot; a power of two long, at most 2/3 full.
-    bigram_slots: Vec<u32>,
+    /// Open addressing (linear probing) of the bigrams by both keys, 3/4 full.
+    bigram_slots: Vec<BigramSlot>,
+    bigrams: u64,
     /// Keys at or above this one were not walked whole (`None`: every key covered).
     uncovered_from: Option<u32>,
 }
@@ -123,6 +134,7 @@ impl ShardTable {
             bigram_lo: Vec::new(),
             dense_unigrams: Vec::new(),
             bigram_slots: Vec::new(),
+            bigrams: 0,
             uncovered_from: None,
         };
         let dense_bytes = if width <= DENSE_WIDTH {
@@ -213,33 +225,70 @@ impl ShardTable {
                 })
                 .collect();
         }
-        let slots = (table.bigram_keys.len() * 3 / 2 + 1).next_power_of_two();
-        table.bigram_slots = vec![0; slots];
-        for j in 0..table.unigram_keys.len() {
-            let first = table.unigram_keys[j];
-            for k in table.first_bigram[j] as usize..table.first_bigram[j + 1] as usize {
-                let mut slot = table.slot_of(first, table.bigram_keys[k]);
-                while table.bigram_slots[slot] != 0 {
-                    slot = (slot + 1) & (slots - 1);
-                }
-                table.bigram_slots[slot] = k as u32 + 1;
-            }
-        }
+        table.fill_bigram_slots();
         table.unigram_keys.shrink_to_fit();
         table.unigram_lo.shrink_to_fit();
-        table.first_bigram.shrink_to_fit();
-        table.bigram_keys.shrink_to_fit();
-        table.bigram_lo.shrink_to_fit();
         Ok(table)
+    }
+
+    /// Moves the bigrams into the hash table (and frees their arrays). A bigram
+    /// of more than `u32::MAX` ranks ends the covered tokens at its first token.
+    fn fill_bigram_slots(&mut self) {
+        let n = self.bigram_keys.len();
+        self.bigram_slots = vec![BigramSlot::default(); n + n / 3 + 1];
+        let capacity = self.bigram_slots.len();
+        for j in 0..self.unigram_keys.len() {
+            let first = self.unigram_keys[j];
+            let block = self.first_bigram[j] as usize..self.first_bigram[j + 1] as usize;
+            let lens: Vec<u64> = block
+                .clone()
+                .map(|k| {
+                    let end = if k + 1 < block.end {
+                        self.bigram_lo[k + 1]
+                    } else {
+                        self.unigram_lo[j + 1]
+                    };
+                    end - self.bigram_lo[k]
+                })
+                .collect();
+            if lens.iter().any(|&len| len > u32::MAX as u64) {
+                self.uncovered_from = Some(first);
+                self.unigram_keys.truncate(j);
+                self.unigram_lo.truncate(j + 1);
+                if let Some(dense) = self.dense_unigrams.get_mut(first as usize..) {
+                    dense
+                        .iter_mut()
+                        .for_each(|below| *below = (*below).min(j as u32));
+                }
+                break;
+            }
+            for (k, len) in block.zip(lens) {
+                let second = self.bigram_keys[k];
+                let mut slot = self.slot_of(first, second);
+                while self.bigram_slots[slot].len != 0 {
+                    slot = if slot + 1 == capacity { 0 } else { slot + 1 };
+                }
+                self.bigram_slots[slot] = BigramSlot {
+                    lo: self.bigram_lo[k],
+                    len: len as u32,
+                    second,
+                };
+                self.bigrams += 1;
+            }
+        }
+        self.first_bigram = Vec::new();
+        self.bigram_keys = Vec::new();
+        self.bigram_lo = Vec::new();
     }
 
     /// The first hash slot of the bigram of keys `first`, `second`.
     #[inline]
     fn slot_of(&self, first: u32, second: u32) -> usize {
         let key = ((first as u64) << 32) | second as u64;
-        let bits = self.bigram_slots.len().trailing_zeros();
-        // Fibonacci hashing: the top bits of the product.
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (63 - bits) >> 1) as usize
+        let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (key >> 29);
+        let hash = hash.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        // The high bits of hash × capacity: a slot below the capacity, no modulo.
+        ((hash as u128 * self.bigram_slots.len() as u128) >> 64) as usize
     }
 
     /// The ranks of the token `first` (followed by `second`, if given), or `None`
@@ -262,32 +311,25 @@ impl ShardTable {
         let Some(second) = second else {
             return Some((lo, hi));
         };
-        let block = self.first_bigram[j] as usize..self.first_bigram[j + 1] as usize;
-        let mask = self.bigram_slots.len() - 1;
+        let capacity = self.bigram_slots.len();
         let mut slot = self.slot_of(first, second);
         loop {
-            let entry = self.bigram_slots[slot] as usize;
-            if entry == 0 {
+            let entry = self.bigram_slots[slot];
+            if entry.len == 0 {
                 return Some((lo, lo));
             }
-            let k = entry - 1;
-            if block.contains(&k) && self.bigram_keys[k] == second {
-                let end = if k + 1 < block.end {
-                    self.bigram_lo[k + 1]
-                } else {
-                    hi
-                };
-                return Some((self.bigram_lo[k], end));
+            // The first token is the unigram whose range holds the bigram's.
+            if entry.second == second && (lo..hi).contains(&entry.lo) {
+                return Some((entry.lo, entry.lo + entry.len as u64));
             }
-            slot = (slot + 1) & mask;
+            slot = if slot + 1 == capacity { 0 } else { slot + 1 };
         }
     }
 
     fn bytes(&self) -> u64 {
-        (self.unigram_keys.len() * 4 + self.unigram_lo.len() * 8 + self.first_bigram.len() * 4)
-            as u64
-            + (self.bigram_keys.len() * 12) as u64
-            + (self.dense_unigrams.len() * 4 + self.bigram_slots.len() * 4) as u64
+        (self.unigram_keys.len() * 4 + self.unigram_lo.len() * 8) as u64
+            + (self.dense_unigrams.len() * 4) as u64
+            + (self.bigram_slots.len() * std::mem::size_of::<BigramSlot>()) as u64
     }
 }
 
@@ -349,7 +391,7 @@ impl ContextTable {
                 .iter()
                 .map(|s| s.unigram_keys.len() as u64)
                 .sum(),
-            bigrams: self.shards.iter().map(|s| s.bigram_keys.len() as u64).sum(),
+            bigrams: self.shards.iter().map(|s| s.bigrams).sum(),
             bytes: self.shards.iter().map(ShardTable::bytes).sum(),
             complete: self.shards.iter().all(|s| s.uncovered_from.is_none()),
         }
