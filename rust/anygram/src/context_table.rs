@@ -384,6 +384,18 @@ impl ContextTable {
         Some(FindResult { count, ranges })
     }
 
+    /// Hints the reads of [`ContextTable::find`] of the bigram `ngram`.
+    #[inline]
+    pub fn prefetch(&self, ngram: &[u8]) {
+        let w = self.width;
+        let (first, second) = (key_of(&ngram[..w]), key_of(&ngram[w..2 * w]));
+        for shard in &self.shards {
+            if !shard.bigram_slots.is_empty() {
+                crate::interleave::prefetch_item(&shard.bigram_slots, shard.slot_of(first, second));
+            }
+        }
+    }
+
     /// What the table holds.
     pub fn stats(&self) -> ContextTableStats {
         ContextTableStats {

@@ -210,7 +210,20 @@ struct Pass<'b> {
     /// order, when it has at most [`CACHED_OCCURRENCES`] (else empty).
     occurrences: Option<Vec<Vec<u64>>>,
     drop: Option<Backoff>,
+    /// Table lookups this round's result calls for, done after every pass has
+    /// taken its result, their reads hinted together ([`Pass::pending_lookup`]).
+    pending: Pending,
     out: Scores,
+}
+
+/// What a pass still has to do with the table after taking a round's result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Nothing,
+    /// Start the drop after a failed extension ([`Pass::start_drop`]).
+    StartDrop,
+    /// Move the drop on to its next candidate ([`Pass::settle_drop`]).
+    Settle,
 }
 
 impl Pass<'_> {
@@ -344,12 +357,33 @@ impl Pass<'_> {
         );
     }
 
+    /// The bigram whose table slot the pending step reads first (to hint it).
+    fn pending_lookup(&self, w: usize) -> Option<&[u8]> {
+        let c = match (self.pending, &self.drop) {
+            (Pending::StartDrop, _) if self.i > self.start + 1 => self.i - 1,
+            (Pending::Settle, Some(drop)) if drop.bisect && !drop.done() => drop.candidate(),
+            _ => return None,
+        };
+        (c + 2 <= self.i + 1).then(|| &self.bytes[c * w..(c + 2) * w])
+    }
+
+    /// Does the pending step (see [`Pending`]).
+    fn resolve_pending(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Nothing => {}
+            Pending::StartDrop => self.start_drop(table, w, everything),
+            Pending::Settle => {
+                let bisect = self.drop.as_ref().is_some_and(|d| d.bisect);
+                self.settle_drop(table.filter(|_| bisect), w, everything);
+            }
+        }
+    }
+
     /// Takes the result of this round's search: scores position `i` after an
     /// extension, or moves the search for a shorter context on.
     fn take(
         &mut self,
         engine: &Engine,
-        table: Option<&ContextTable>,
         found: FindResult,
         everything: &FindResult,
         options: &ScoreOptions,
@@ -365,8 +399,7 @@ impl Pass<'_> {
             } else {
                 drop.fail = tried;
             }
-            let bisect = drop.bisect;
-            self.settle_drop(table.filter(|_| bisect), w, everything);
+            self.pending = Pending::Settle;
             return Ok(());
         }
         // `found`: the context followed by token `i` (the continuation).
@@ -414,7 +447,7 @@ impl Pass<'_> {
             self.occurrences = None;
             self.i += 1;
         } else {
-            self.start_drop(table, w, everything);
+            self.pending = Pending::StartDrop;
         }
         Ok(())
     }
@@ -611,6 +644,7 @@ impl Engine {
                     context,
                     occurrences: None,
                     drop: None,
+                    pending: Pending::Nothing,
                     out: Scores::with_capacity(piece.end - piece.from, options),
                 });
             }
@@ -727,8 +761,18 @@ impl Engine {
                 }
             }
             for (pass, result) in active.iter_mut().zip(found) {
-                pass.take(self, table, result, &everything, options)
+                pass.take(self, result, &everything, options)
                     .map_err(|e| (pass.text, e))?;
+            }
+            if let Some(table) = table {
+                for pass in &active {
+                    if let Some(bigram) = pass.pending_lookup(w) {
+                        table.prefetch(bigram);
+                    }
+                }
+            }
+            for pass in active.iter_mut() {
+                pass.resolve_pending(table, w, &everything);
             }
             let mut j = 0;
             while j < active.len() {
