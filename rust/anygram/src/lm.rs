@@ -256,7 +256,7 @@ impl Pass<'_> {
     /// The table's answer for the context of this round, when it is of one or
     /// two tokens and the table covers it: an extension of a context of at most
     /// one token, or a drop's candidate (never of one or two tokens with the table).
-    fn from_table(&self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
+    fn looked_up(&self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
         let table = table?;
         let start = match &self.drop {
             None if self.i - self.start <= 1 => self.start,
@@ -652,10 +652,8 @@ impl Engine {
                 break;
             }
             // Contexts of one or two tokens come from the table, when it covers them.
-            let direct: Vec<Option<FindResult>> = active
-                .iter()
-                .map(|pass| pass.from_table(table, w))
-                .collect();
+            let direct: Vec<Option<FindResult>> =
+                active.iter().map(|pass| pass.looked_up(table, w)).collect();
             // A drop's candidate searches inside the range of its first two tokens.
             let narrowed: Vec<Option<FindResult>> = active
                 .iter_mut()
