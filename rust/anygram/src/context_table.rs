@@ -11,7 +11,7 @@
 //! takes 12 bytes per distinct unigram (plus 256 KiB indexing them by token for
 //! 1- and 2-byte widths) and 21 per distinct bigram (a 16-byte hash slot, 3/4
 //! full): it grows with the index's distinct bigrams, not its length (2.2M
-//! bigrams, 46 MiB, for the docs index). It is bounded (64 MiB by default, split
+//! bigrams, 44 MiB, for the docs index). It is bounded (64 MiB by default, split
 //! over the shards): the walk stops where the bound is reached, and the table
 //! then covers the first tokens (in suffix order) whose ranges it saw whole;
 //! lookups of the others answer "not in the table", and the caller searches as
