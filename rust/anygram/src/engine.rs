@@ -96,6 +96,8 @@ pub struct Engine {
     eos_token_id: u32,
     manifest: Option<Manifest>,
     shards: Vec<Arc<Shard>>,
+    /// Unigram and bigram ranges for scoring, built on demand (`context_table.rs`).
+    contexts: crate::context_table::ContextTableCell,
 }
 
 impl Engine {
@@ -230,7 +232,12 @@ impl Engine {
             eos_token_id: eos as u32,
             manifest,
             shards,
+            contexts: Default::default(),
         })
+    }
+
+    pub(crate) fn context_cell(&self) -> &crate::context_table::ContextTableCell {
+        &self.contexts
     }
 
     /// The index directory.

@@ -36,6 +36,7 @@ pub mod attribution;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod cnf;
+pub mod context_table;
 pub mod documents;
 pub mod engine;
 pub mod error;

@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use crate::context_table::ContextTable;
 use crate::engine::{Engine, FindResult, NtdResult};
 use crate::error::Result;
 use crate::shard::{RankRange, END_OF_SHARD};
@@ -171,17 +172,27 @@ struct Backoff {
     ok: usize,
     ok_found: Option<FindResult>,
     tries: u32,
+    /// Whether the candidates of one and two tokens were taken from the table:
+    /// then the rest is bisected from the start (on held-out text 1.4 searches
+    /// a drop, where one-at-a-time then bisection without the table takes 2.5).
+    bisect: bool,
+    /// The table's range of the next candidate's first two tokens, when it looked.
+    candidate_start: Option<FindResult>,
 }
 
 impl Backoff {
-    /// The next start to try: one after the last failure while drops are
-    /// short, then bisection.
+    /// The next start to try: bisection with the table; without it one after
+    /// the last failure while drops are short, then bisection.
     fn candidate(&self) -> usize {
-        if self.tries < LINEAR_DROPS {
+        if !self.bisect && self.tries < LINEAR_DROPS {
             self.fail + 1
         } else {
             self.fail + (self.ok - self.fail) / 2
         }
+    }
+
+    fn done(&self) -> bool {
+        self.ok == self.fail + 1
     }
 }
 
@@ -199,7 +210,20 @@ struct Pass<'b> {
     /// order, when it has at most [`CACHED_OCCURRENCES`] (else empty).
     occurrences: Option<Vec<Vec<u64>>>,
     drop: Option<Backoff>,
+    /// Table lookups this round's result calls for, done after every pass has
+    /// taken its result, their reads hinted together ([`Pass::pending_lookup`]).
+    pending: Pending,
     out: Scores,
+}
+
+/// What a pass still has to do with the table after taking a round's result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Nothing,
+    /// Start the drop after a failed extension ([`Pass::start_drop`]).
+    StartDrop,
+    /// Move the drop on to its next candidate ([`Pass::settle_drop`]).
+    Settle,
 }
 
 impl Pass<'_> {
@@ -229,6 +253,132 @@ impl Pass<'_> {
         FindResult { count, ranges }
     }
 
+    /// The table's answer for the context of this round, when it is of one or
+    /// two tokens and the table covers it: an extension of a context of at most
+    /// one token, or a drop's candidate (never of one or two tokens with the table).
+    fn looked_up(&self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
+        let table = table?;
+        let start = match &self.drop {
+            None if self.i - self.start <= 1 => self.start,
+            _ => return None,
+        };
+        table.find(&self.bytes[start * w..(self.i + 1) * w])
+    }
+
+    /// Where a drop's candidate search starts: the range of its first two
+    /// tokens from the table (and how many bytes of the query that range
+    /// matches), or `None` (the whole index).
+    fn candidate_start(&mut self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
+        let (table, drop) = (table?, self.drop.as_mut()?);
+        if let Some(found) = drop.candidate_start.take() {
+            return Some(found);
+        }
+        let c = drop.candidate();
+        // The candidate is `tokens[c..=i]`: of at least two tokens here.
+        (c + 2 <= self.i + 1).then_some(())?;
+        table.find(&self.bytes[c * w..(c + 2) * w])
+    }
+
+    /// Moves a drop on without a search while the table decides its candidate
+    /// (the first two tokens never occur); ends it once decided.
+    fn settle_drop(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
+        let Some(drop) = &mut self.drop else {
+            return;
+        };
+        while !drop.done() {
+            let c = drop.candidate();
+            let first_two = table
+                .filter(|_| c + 2 <= self.i + 1)
+                .and_then(|t| t.find(&self.bytes[c * w..(c + 2) * w]));
+            if first_two.as_ref().is_none_or(|f| f.count > 0) {
+                drop.candidate_start = first_two;
+                break;
+            }
+            drop.tries += 1;
+            drop.fail = c;
+        }
+        if drop.done() {
+            let drop = self.drop.take().expect("a drop in progress");
+            self.start = drop.ok;
+            self.context = drop.ok_found.unwrap_or_else(|| everything.clone());
+            self.occurrences = None;
+            self.i += 1;
+        }
+    }
+
+    /// A drop after the failed extension of the context at position `i`: the
+    /// candidates of one and two tokens come from the table when it covers them.
+    fn start_drop(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
+        let i = self.i;
+        let mut drop = Backoff {
+            fail: self.start,
+            ok: i + 1,
+            ok_found: None,
+            tries: 0,
+            bisect: false,
+            candidate_start: None,
+        };
+        if let Some(table) = table {
+            // The failed context is `tokens[start..=i]`; its suffixes of two and
+            // one tokens start at `i - 1` and `i`.
+            let short = [i - 1, i].into_iter().filter(|&c| c > self.start);
+            let mut decided = true;
+            for c in short {
+                match table.find(&self.bytes[c * w..(i + 1) * w]) {
+                    Some(found) if found.count > 0 => {
+                        drop.ok = c;
+                        drop.ok_found = Some(found);
+                        break;
+                    }
+                    Some(_) => drop.fail = c,
+                    None => {
+                        decided = false;
+                        break;
+                    }
+                }
+            }
+            drop.bisect = decided;
+            if !decided {
+                drop = Backoff {
+                    fail: self.start,
+                    ok: i + 1,
+                    ok_found: None,
+                    tries: 0,
+                    bisect: false,
+                    candidate_start: None,
+                };
+            }
+        }
+        self.drop = Some(drop);
+        self.settle_drop(
+            table.filter(|_| self.drop.as_ref().is_some_and(|d| d.bisect)),
+            w,
+            everything,
+        );
+    }
+
+    /// The bigram whose table slot the pending step reads first (to hint it).
+    fn pending_lookup(&self, w: usize) -> Option<&[u8]> {
+        let c = match (self.pending, &self.drop) {
+            (Pending::StartDrop, _) if self.i > self.start + 1 => self.i - 1,
+            (Pending::Settle, Some(drop)) if drop.bisect && !drop.done() => drop.candidate(),
+            _ => return None,
+        };
+        (c + 2 <= self.i + 1).then(|| &self.bytes[c * w..(c + 2) * w])
+    }
+
+    /// Does the pending step (see [`Pending`]).
+    fn resolve_pending(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Nothing => {}
+            Pending::StartDrop => self.start_drop(table, w, everything),
+            Pending::Settle => {
+                let bisect = self.drop.as_ref().is_some_and(|d| d.bisect);
+                self.settle_drop(table.filter(|_| bisect), w, everything);
+            }
+        }
+    }
+
     /// Takes the result of this round's search: scores position `i` after an
     /// extension, or moves the search for a shorter context on.
     fn take(
@@ -249,13 +399,7 @@ impl Pass<'_> {
             } else {
                 drop.fail = tried;
             }
-            if drop.ok == drop.fail + 1 {
-                let drop = self.drop.take().expect("a drop in progress");
-                self.start = drop.ok;
-                self.context = drop.ok_found.unwrap_or_else(|| everything.clone());
-                self.occurrences = None;
-                self.i += 1;
-            }
+            self.pending = Pending::Settle;
             return Ok(());
         }
         // `found`: the context followed by token `i` (the continuation).
@@ -303,12 +447,7 @@ impl Pass<'_> {
             self.occurrences = None;
             self.i += 1;
         } else {
-            self.drop = Some(Backoff {
-                fail: self.start,
-                ok: i + 1,
-                ok_found: None,
-                tries: 0,
-            });
+            self.pending = Pending::StartDrop;
         }
         Ok(())
     }
@@ -415,6 +554,8 @@ impl Engine {
                 Ok(bytes)
             })
             .collect::<std::result::Result<Vec<Vec<u8>>, (usize, crate::Error)>>()?;
+        let scored: usize = texts.iter().map(|t| t.len()).sum();
+        let table = self.context_table(scored as u64).map_err(|e| (0, e))?;
         let mut pieces = Vec::new();
         for (t, bytes) in encoded.iter().enumerate() {
             let positions = bytes.len() / w;
@@ -434,7 +575,7 @@ impl Engine {
             .max(2 * LOCKSTEP_WIDTH);
         let parts = pieces
             .par_chunks(per_part)
-            .map(|part| self.score_pieces(&encoded, part, options))
+            .map(|part| self.score_pieces(&encoded, part, table, options))
             .collect::<std::result::Result<Vec<Vec<Scores>>, (usize, crate::Error)>>()?;
         let mut out: Vec<Scores> = texts
             .iter()
@@ -462,6 +603,7 @@ impl Engine {
         &self,
         texts: &[Vec<u8>],
         pieces: &[Piece],
+        table: Option<&ContextTable>,
         options: &ScoreOptions,
     ) -> std::result::Result<Vec<Scores>, (usize, crate::Error)> {
         let w = self.token_width().bytes();
@@ -502,16 +644,28 @@ impl Engine {
                     context,
                     occurrences: None,
                     drop: None,
+                    pending: Pending::Nothing,
                     out: Scores::with_capacity(piece.end - piece.from, options),
                 });
             }
             if active.is_empty() {
                 break;
             }
+            // Contexts of one or two tokens come from the table, when it covers them.
+            let direct: Vec<Option<FindResult>> =
+                active.iter().map(|pass| pass.looked_up(table, w)).collect();
+            // A drop's candidate searches inside the range of its first two tokens.
+            let narrowed: Vec<Option<FindResult>> = active
+                .iter_mut()
+                .map(|pass| pass.candidate_start(table, w))
+                .collect();
             // Small contexts extend from their occurrences' positions: read them
             // once, and hint the token after each (this round's misses overlap).
-            for pass in active.iter_mut() {
-                if pass.drop.is_some() || pass.context.count > CACHED_OCCURRENCES {
+            for (pass, direct) in active.iter_mut().zip(&direct) {
+                if direct.is_some()
+                    || pass.drop.is_some()
+                    || pass.context.count > CACHED_OCCURRENCES
+                {
                     continue;
                 }
                 if pass.occurrences.is_none() {
@@ -536,28 +690,39 @@ impl Engine {
             // This round's search of every other pass: (query, per-shard ranges, skip).
             let searches: Vec<Option<RoundSearch>> = active
                 .iter()
-                .map(|pass| {
+                .zip(&direct)
+                .zip(&narrowed)
+                .map(|((pass, direct), narrowed)| {
                     let end = (pass.i + 1) * w;
                     match &pass.drop {
+                        _ if direct.is_some() => None,
                         None if pass.context.count <= CACHED_OCCURRENCES => None,
                         None => Some((
                             &pass.bytes[pass.start * w..end],
                             &pass.context.ranges[..],
                             (pass.i - pass.start) * w,
                         )),
-                        Some(drop) => Some((&pass.bytes[drop.candidate() * w..end], &full[..], 0)),
+                        Some(drop) => {
+                            let query = &pass.bytes[drop.candidate() * w..end];
+                            Some(match narrowed {
+                                Some(first_two) => (query, &first_two.ranges[..], 2 * w),
+                                None => (query, &full[..], 0),
+                            })
+                        }
                     }
                 })
                 .collect();
             let mut found: Vec<FindResult> = active
                 .iter()
                 .zip(&searches)
-                .map(|(pass, search)| match search {
-                    Some(_) => FindResult {
+                .zip(direct)
+                .map(|((pass, search), direct)| match (search, direct) {
+                    (_, Some(direct)) => direct,
+                    (Some(_), None) => FindResult {
                         count: 0,
                         ranges: Vec::with_capacity(shards.len()),
                     },
-                    None => pass.extend_from_occurrences(&texts_of_shards, w),
+                    (None, None) => pass.extend_from_occurrences(&texts_of_shards, w),
                 })
                 .collect();
             for (k, shard) in shards.iter().enumerate() {
@@ -596,6 +761,16 @@ impl Engine {
             for (pass, result) in active.iter_mut().zip(found) {
                 pass.take(self, result, &everything, options)
                     .map_err(|e| (pass.text, e))?;
+            }
+            if let Some(table) = table {
+                for pass in &active {
+                    if let Some(bigram) = pass.pending_lookup(w) {
+                        table.prefetch(bigram);
+                    }
+                }
+            }
+            for pass in active.iter_mut() {
+                pass.resolve_pending(table, w, &everything);
             }
             let mut j = 0;
             while j < active.len() {

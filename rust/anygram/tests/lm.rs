@@ -250,3 +250,86 @@ proptest! {
         prop_assert_eq!(&engine.score(&texts[last], &options).unwrap(), &batch[last]);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The unigram and bigram table behind lockstep scoring: every covered
+    /// n-gram's ranges are exactly what a search finds (absent ones empty),
+    /// truncated tables cover a prefix of the tokens in suffix order and answer
+    /// "not covered" for the rest, and scoring through any of them (whole,
+    /// truncated to nothing, cut mid-way) is `infgram_prob` at every position.
+    #[test]
+    fn context_table_ranges_and_scores_through_it(
+        (width, docs, shards, mut texts, sample_keys) in lockstep_case(),
+        budget in prop_oneof![Just(0u64), 0u64..600, Just(64u64 << 20)],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = shards.min(docs.len());
+        write_plain_index(dir.path(), &docs, width, shards);
+        let engine = Engine::open(dir.path(), &OpenOptions {
+            token_width: Some(width.bytes()),
+            vocab_size: None,
+            eos_token_id: Some(2),
+            sample_keys: false,
+            ..OpenOptions::default()
+        }).unwrap();
+        if sample_keys {
+            for shard in engine.shards() {
+                shard.build_samples_every(2);
+            }
+        }
+        let table = anygram::context_table::ContextTable::build(&engine, budget).unwrap();
+        let stats = table.stats();
+        prop_assert!(stats.bytes <= budget, "{:?} over {}", stats, budget);
+        // Every symbol of the corpus and of the texts (some the corpus never has).
+        let mut symbols: Vec<u32> = docs.iter().chain(&texts).flatten().copied().collect();
+        symbols.sort_unstable();
+        symbols.dedup();
+        let mut covered = 0;
+        for &a in &symbols {
+            let uni = table.find(&engine.encode(&[a]).unwrap());
+            if let Some(uni) = &uni {
+                covered += 1;
+                prop_assert_eq!(uni.count, engine.find(&[a]).unwrap().count);
+            }
+            for &b in &symbols {
+                let found = table.find(&engine.encode(&[a, b]).unwrap());
+                // A covered first token covers its bigrams.
+                prop_assert_eq!(found.is_some(), uni.is_some());
+                if let Some(found) = found {
+                    let searched = engine.find(&[a, b]).unwrap();
+                    prop_assert_eq!(found.count, searched.count, "bigram {} {}", a, b);
+                    for (f, s) in found.ranges.iter().zip(&searched.ranges) {
+                        if s.0 < s.1 {
+                            prop_assert_eq!(f, s);
+                        } else {
+                            prop_assert_eq!(f.0, f.1);
+                        }
+                    }
+                }
+            }
+        }
+        if budget >= 64 << 20 {
+            prop_assert!(stats.complete);
+            prop_assert_eq!(covered, symbols.len());
+        }
+        // Scoring through this table (the engine keeps the first one built).
+        engine.build_context_table(budget).unwrap();
+        let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
+        texts.push(long);
+        let options = ScoreOptions { sparse: true, top_max_support: None, doc_start: false };
+        let batch = engine.score_batch(&texts, &options).unwrap();
+        for (text, scores) in texts.iter().zip(&batch) {
+            prop_assert_eq!(scores.len(), text.len());
+            for i in 0..text.len() {
+                let p = engine.infgram_prob(&text[..i], text[i]).unwrap();
+                prop_assert_eq!(
+                    (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
+                    (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize),
+                    "position {}", i
+                );
+            }
+        }
+    }
+}
