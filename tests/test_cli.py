@@ -39,7 +39,7 @@ def test_errors_exit_2_with_a_message(tmp_path):
     bad = run("count", "--index", out, "--ids", "1,300", check=False)
     assert bad.returncode == 2 and "token id 300 at position 1" in bad.stderr
     again = run("build", str(corpus), "--output", out, "--quiet", check=False)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2 and "already holds an index" in again.stderr
     two = run("prob", "--index", out, "a", "--next", "bc", check=False)
     assert two.returncode == 2 and "must be exactly one" in two.stderr
     os.remove(os.path.join(out, "table.0"))

@@ -114,7 +114,7 @@ def test_overwrite_replaces_an_index_and_a_link_is_refused(tmp_path):
     before = snapshot(out)
     assert_refused(run("build", second, "--output", link, "--overwrite", "--quiet"), link, "symbolic link")
     assert snapshot(out) == before
-    assert_refused(run("build", second, "--output", out, "--quiet"), out, "already exists", "--overwrite")
+    assert_refused(run("build", second, "--output", out, "--quiet"), out, "already holds an index", "--overwrite")
     built = run("build", second, "--output", out, "--overwrite", "--quiet")
     assert built.returncode == 0, built.stderr
     assert anygram.Engine.open(str(out)).num_documents == len(TEXTS)

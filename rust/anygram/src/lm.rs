@@ -181,6 +181,18 @@ struct Backoff {
 }
 
 impl Backoff {
+    /// A drop whose start `fail` is known not to occur and `ok` to occur, nothing tried yet.
+    fn new(fail: usize, ok: usize) -> Backoff {
+        Backoff {
+            fail,
+            ok,
+            ok_found: None,
+            tries: 0,
+            bisect: false,
+            candidate_start: None,
+        }
+    }
+
     /// The next start to try: bisection with the table; without it one after
     /// the last failure while drops are short, then bisection.
     fn candidate(&self) -> usize {
@@ -310,14 +322,7 @@ impl Pass<'_> {
     /// candidates of one and two tokens come from the table when it covers them.
     fn start_drop(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
         let i = self.i;
-        let mut drop = Backoff {
-            fail: self.start,
-            ok: i + 1,
-            ok_found: None,
-            tries: 0,
-            bisect: false,
-            candidate_start: None,
-        };
+        let mut drop = Backoff::new(self.start, i + 1);
         if let Some(table) = table {
             // The failed context is `tokens[start..=i]`; its suffixes of two and
             // one tokens start at `i - 1` and `i`.
@@ -339,14 +344,7 @@ impl Pass<'_> {
             }
             drop.bisect = decided;
             if !decided {
-                drop = Backoff {
-                    fail: self.start,
-                    ok: i + 1,
-                    ok_found: None,
-                    tries: 0,
-                    bisect: false,
-                    candidate_start: None,
-                };
+                drop = Backoff::new(self.start, i + 1);
             }
         }
         self.drop = Some(drop);

@@ -167,6 +167,35 @@ fn out_of_vocabulary_tokens_are_errors() {
 /// Texts of stretches copied from the corpus (long matches, contexts with few
 /// occurrences) alternating with random stretches that fail to extend (drops of
 /// every length, tokens the corpus never has).
+/// The index of a [`lockstep_case`] in `dir`, opened, with sampled keys every
+/// second suffix when `sample_keys` (their narrowing path) and none otherwise.
+fn lockstep_engine(
+    dir: &std::path::Path,
+    width: TokenWidth,
+    docs: &[Vec<u32>],
+    shards: usize,
+    sample_keys: bool,
+) -> Engine {
+    write_plain_index(dir, docs, width, shards.min(docs.len()));
+    let engine = Engine::open(
+        dir,
+        &OpenOptions {
+            token_width: Some(width.bytes()),
+            vocab_size: None,
+            eos_token_id: Some(2),
+            sample_keys: false,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    if sample_keys {
+        for shard in engine.shards() {
+            shard.build_samples_every(2);
+        }
+    }
+    engine
+}
+
 fn lockstep_case() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<Vec<u32>>, bool)>
 {
     prop_oneof![
@@ -212,20 +241,7 @@ proptest! {
         (width, docs, shards, mut texts, sample_keys) in lockstep_case(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let shards = shards.min(docs.len());
-        write_plain_index(dir.path(), &docs, width, shards);
-        let engine = Engine::open(dir.path(), &OpenOptions {
-            token_width: Some(width.bytes()),
-            vocab_size: None,
-            eos_token_id: Some(2),
-            sample_keys: false,
-            ..OpenOptions::default()
-        }).unwrap();
-        if sample_keys {
-            for shard in engine.shards() {
-                shard.build_samples_every(2);
-            }
-        }
+        let engine = lockstep_engine(dir.path(), width, &docs, shards, sample_keys);
         // One text longer than a piece (512 tokens): pieces join up exactly.
         let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
         texts.push(long);
@@ -265,20 +281,7 @@ proptest! {
         budget in prop_oneof![Just(0u64), 0u64..600, Just(64u64 << 20)],
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let shards = shards.min(docs.len());
-        write_plain_index(dir.path(), &docs, width, shards);
-        let engine = Engine::open(dir.path(), &OpenOptions {
-            token_width: Some(width.bytes()),
-            vocab_size: None,
-            eos_token_id: Some(2),
-            sample_keys: false,
-            ..OpenOptions::default()
-        }).unwrap();
-        if sample_keys {
-            for shard in engine.shards() {
-                shard.build_samples_every(2);
-            }
-        }
+        let engine = lockstep_engine(dir.path(), width, &docs, shards, sample_keys);
         let table = anygram::context_table::ContextTable::build(&engine, budget).unwrap();
         let stats = table.stats();
         prop_assert!(stats.bytes <= budget, "{:?} over {}", stats, budget);
