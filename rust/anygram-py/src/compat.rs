@@ -343,8 +343,8 @@ impl PyTokengramsIndex {
         quick(py, || core.count(ids))
     }
 
-    /// Whether the n-gram occurs, each shard searched for one bound only (a
-    /// count searches for two).
+    /// Whether the n-gram occurs (a search for existence only; a count
+    /// searches for two bounds).
     fn contains(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<bool> {
         let engine = self.engine.bind(py).get();
         let ids = engine.ids(py, query, "query")?;
@@ -353,15 +353,7 @@ impl PyTokengramsIndex {
             return Ok(false); // tokengrams counts it 0
         }
         let core = engine.core();
-        quick(py, || {
-            let bytes = core.encode(ids)?;
-            for shard in core.shards() {
-                if shard.contains(&bytes, (0, shard.num_tokens()))? {
-                    return Ok(true);
-                }
-            }
-            Ok::<_, anygram::Error>(false)
-        })
+        quick(py, || core.occurs(&core.encode(ids)?))
     }
 
     /// Where the n-gram starts in the documents laid end to end (unordered).

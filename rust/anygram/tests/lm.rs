@@ -3,7 +3,7 @@
 
 mod common;
 
-use anygram::{Engine, OpenOptions, ScoreOptions, TokenWidth};
+use anygram::{Engine, OpenOptions, ScoreOptions, Scores, TokenWidth};
 use common::{shard_streams, write_plain_index};
 use proptest::prelude::*;
 
@@ -196,6 +196,43 @@ fn lockstep_engine(
     engine
 }
 
+const SPARSE: ScoreOptions = ScoreOptions {
+    sparse: true,
+    top_max_support: None,
+    doc_start: false,
+};
+
+/// `score_batch` of `texts`, with one text longer than a piece (512 tokens)
+/// appended so that pieces must join up exactly, is `infgram_prob`'s answer at
+/// every position; returns the batch.
+fn score_batch_is_infgram_prob(
+    engine: &Engine,
+    texts: &mut Vec<Vec<u32>>,
+) -> Result<Vec<Scores>, TestCaseError> {
+    let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
+    texts.push(long);
+    let batch = engine.score_batch(texts, &SPARSE).unwrap();
+    prop_assert_eq!(batch.len(), texts.len());
+    for (text, scores) in texts.iter().zip(&batch) {
+        prop_assert_eq!(scores.len(), text.len());
+        for i in 0..text.len() {
+            let p = engine.infgram_prob(&text[..i], text[i]).unwrap();
+            prop_assert_eq!(
+                (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
+                (
+                    scores.prob[i],
+                    scores.prompt_count[i],
+                    scores.cont_count[i],
+                    scores.suffix_len[i] as usize
+                ),
+                "position {}",
+                i
+            );
+        }
+    }
+    Ok(batch)
+}
+
 fn lockstep_case() -> impl Strategy<Value = (TokenWidth, Vec<Vec<u32>>, usize, Vec<Vec<u32>>, bool)>
 {
     prop_oneof![
@@ -242,28 +279,16 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let engine = lockstep_engine(dir.path(), width, &docs, shards, sample_keys);
-        // One text longer than a piece (512 tokens): pieces join up exactly.
-        let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
-        texts.push(long);
-        let options = ScoreOptions { sparse: true, top_max_support: None, doc_start: false };
-        let batch = engine.score_batch(&texts, &options).unwrap();
-        prop_assert_eq!(batch.len(), texts.len());
+        let batch = score_batch_is_infgram_prob(&engine, &mut texts)?;
         for (text, scores) in texts.iter().zip(&batch) {
-            prop_assert_eq!(scores.len(), text.len());
             for i in 0..text.len() {
-                let p = engine.infgram_prob(&text[..i], text[i]).unwrap();
-                prop_assert_eq!(
-                    (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
-                    (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize),
-                    "position {}", i
-                );
                 let ntd = engine.infgram_ntd(&text[..i], u64::MAX / 4).unwrap();
                 prop_assert_eq!(scores.sparse[i], ntd.counts.len() == 1, "sparse at {}", i);
             }
         }
         // One text by itself: the same answers as in the batch.
         let last = texts.len() - 1;
-        prop_assert_eq!(&engine.score(&texts[last], &options).unwrap(), &batch[last]);
+        prop_assert_eq!(&engine.score(&texts[last], &SPARSE).unwrap(), &batch[last]);
     }
 }
 
@@ -319,20 +344,6 @@ proptest! {
         }
         // Scoring through this table (the engine keeps the first one built).
         engine.build_context_table(budget).unwrap();
-        let long: Vec<u32> = texts.iter().flatten().copied().cycle().take(1100).collect();
-        texts.push(long);
-        let options = ScoreOptions { sparse: true, top_max_support: None, doc_start: false };
-        let batch = engine.score_batch(&texts, &options).unwrap();
-        for (text, scores) in texts.iter().zip(&batch) {
-            prop_assert_eq!(scores.len(), text.len());
-            for i in 0..text.len() {
-                let p = engine.infgram_prob(&text[..i], text[i]).unwrap();
-                prop_assert_eq!(
-                    (p.prob, p.prompt_count, p.cont_count, p.suffix_len),
-                    (scores.prob[i], scores.prompt_count[i], scores.cont_count[i], scores.suffix_len[i] as usize),
-                    "position {}", i
-                );
-            }
-        }
+        score_batch_is_infgram_prob(&engine, &mut texts)?;
     }
 }
