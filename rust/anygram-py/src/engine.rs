@@ -372,7 +372,7 @@ impl PyEngine {
         let r = quick(py, || self.inner.find(ids))?;
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
-        d.set_item("segment_by_shard", r.ranges)?;
+        d.set_item("segment_by_shard", &r.ranges[..])?;
         Ok(d)
     }
 

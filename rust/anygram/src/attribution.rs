@@ -310,7 +310,7 @@ pub fn attribute(
         let ranges = if length == longest {
             matches.ranges(engine, &bytes, l)?
         } else {
-            engine.find(&tokens[l..l + length])?.ranges
+            engine.find(&tokens[l..l + length])?.ranges.to_vec()
         };
         let count: u64 = ranges.iter().map(|(lo, hi)| hi - lo).sum();
         if count > options.max_cnt {

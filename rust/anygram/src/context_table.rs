@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::engine::{Engine, FindResult};
+use crate::engine::{Engine, FindResult, ShardRanges};
 use crate::error::Result;
 use crate::shard::{RankRange, Shard};
 
@@ -375,7 +375,7 @@ impl ContextTable {
         let second = (ngram.len() == 2 * w).then(|| key_of(&ngram[w..]));
         debug_assert!(ngram.len() == w || ngram.len() == 2 * w);
         let mut count = 0;
-        let mut ranges = Vec::with_capacity(self.shards.len());
+        let mut ranges = ShardRanges::with_capacity(self.shards.len());
         for shard in &self.shards {
             let range = shard.range(first, second)?;
             count += range.1 - range.0;

@@ -59,8 +59,13 @@ pub struct FindResult {
     /// Total occurrences over all shards.
     pub count: u64,
     /// `[lo, hi)` per shard.
-    pub ranges: Vec<RankRange>,
+    pub ranges: ShardRanges,
 }
+
+/// One rank range per shard: inline for up to two shards, since searches make
+/// and drop these by the million (scoring makes one a token) and most indexes
+/// are of one shard.
+pub type ShardRanges = smallvec::SmallVec<[RankRange; 2]>;
 
 /// `count(context + token) / count(context)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -302,7 +307,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn full_ranges(&self) -> Vec<RankRange> {
+    pub(crate) fn full_ranges(&self) -> ShardRanges {
         self.shards.iter().map(|s| (0, s.num_tokens())).collect()
     }
 
@@ -354,7 +359,9 @@ impl Engine {
     }
 
     pub(crate) fn find_bytes(&self, query: &[u8], within: &[RankRange]) -> Result<FindResult> {
-        let ranges = self.each_shard(|shard| shard.find(query, within[shard.number]))?;
+        let ranges: ShardRanges = self
+            .each_shard(|shard| shard.find(query, within[shard.number]))?
+            .into();
         let count = ranges.iter().map(|(lo, hi)| hi - lo).sum();
         Ok(FindResult { count, ranges })
     }
@@ -469,7 +476,7 @@ impl Engine {
             crate::pool::install(|| {
                 self.shards
                     .par_iter()
-                    .zip(&prompt.ranges)
+                    .zip(&prompt.ranges[..])
                     .map(count_shard)
                     .collect::<Result<Vec<_>>>()
             })?
@@ -609,7 +616,7 @@ impl Engine {
             // is final: the candidates', and the best so far's inside its range.
             let with_next = next.filter(|_| !bracketing || eager);
             first_batch = false;
-            let mut searches: Vec<(Vec<u8>, Vec<RankRange>)> = Vec::new();
+            let mut searches: Vec<(Vec<u8>, ShardRanges)> = Vec::new();
             for &n in &candidates {
                 searches.push((self.suffix_bytes(query, len, n).to_vec(), full.clone()));
                 if let Some(next) = with_next {
@@ -701,7 +708,7 @@ impl Engine {
         let cont_count = occurrences.iter().filter(|o| o.0 == longest && o.1).count() as u64;
         let counted = |count: u64| FindResult {
             count,
-            ranges: Vec::new(),
+            ranges: ShardRanges::new(),
         };
         Ok(SuffixMatch {
             suffix_len: lo + longest,
@@ -783,12 +790,12 @@ impl Engine {
 
     /// Each `(pattern, within)` search over all shards (`within`: a range per
     /// shard), each shard's searches as one batch (shared rounds of reads).
-    fn find_batch(&self, searches: &[(Vec<u8>, Vec<RankRange>)]) -> Result<Vec<FindResult>> {
+    fn find_batch(&self, searches: &[(Vec<u8>, ShardRanges)]) -> Result<Vec<FindResult>> {
         let mut results: Vec<FindResult> = searches
             .iter()
             .map(|_| FindResult {
                 count: 0,
-                ranges: Vec::with_capacity(self.shards.len()),
+                ranges: ShardRanges::with_capacity(self.shards.len()),
             })
             .collect();
         let per_shard = self.each_shard(|shard| {

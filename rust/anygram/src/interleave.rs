@@ -189,7 +189,7 @@ pub(crate) fn find_many(engine: &Engine, queries: &[&[u8]]) -> Result<Vec<FindRe
         .iter()
         .map(|_| FindResult {
             count: 0,
-            ranges: Vec::with_capacity(engine.shards().len()),
+            ranges: crate::engine::ShardRanges::with_capacity(engine.shards().len()),
         })
         .collect();
     for shard in engine.shards() {

@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::context_table::ContextTable;
-use crate::engine::{Engine, FindResult, NtdResult};
+use crate::engine::{Engine, FindResult, NtdResult, ShardRanges};
 use crate::error::Result;
 use crate::shard::{RankRange, END_OF_SHARD};
 
@@ -718,7 +718,7 @@ impl Engine {
                     (_, Some(direct)) => direct,
                     (Some(_), None) => FindResult {
                         count: 0,
-                        ranges: Vec::with_capacity(shards.len()),
+                        ranges: ShardRanges::with_capacity(shards.len()),
                     },
                     (None, None) => pass.extend_from_occurrences(&texts_of_shards, w),
                 })
@@ -889,7 +889,7 @@ impl Engine {
                     shard.find_next(range, skip_bytes, next)
                 }
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<ShardRanges>>()?;
         let count = ranges.iter().map(|(lo, hi)| hi - lo).sum();
         Ok(FindResult { count, ranges })
     }
