@@ -14,25 +14,13 @@
 
 use std::time::Instant;
 
+use anygram::interleave::{prefetch, AHEAD};
 use anygram::{Engine, OpenOptions};
+
+mod common;
 
 const MAX_CLAUSE_FREQ: u64 = 50_000;
 const MAX_DIFF_TOKENS: u64 = 100;
-/// Windows ahead whose text is hinted (as `find_cnf` does).
-const AHEAD: usize = 12;
-
-fn prefetch(byte: &u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch hint never faults, and the address is a valid reference.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            byte as *const u8 as *const i8,
-        )
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = byte;
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let min_rarest: u64 = args.get(3).map_or(0, |a| a.parse().unwrap());
@@ -43,18 +31,10 @@ fn main() {
     };
     let engine = Engine::open(&args[1], &options).expect("open the index");
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let queries: Vec<Vec<Vec<u32>>> = std::fs::read_to_string(&args[2])
-        .expect("read the queries")
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let (rarest, clauses) = fields.split_last()?;
-            let clauses: Vec<Vec<u32>> = clauses
-                .iter()
-                .map(|c| c.split_whitespace().map(|t| t.parse().unwrap()).collect())
-                .collect();
-            (clauses.len() == 2 && rarest.parse::<u64>().ok()? >= min_rarest).then_some(clauses)
-        })
+    let queries: Vec<Vec<Vec<Vec<u32>>>> = common::read_cnf_queries(&args[2], min_rarest)
+        .into_iter()
+        .map(|(cnf, _)| cnf)
+        .filter(|cnf| cnf.len() == 2)
         .collect();
     let shard = &engine.shards()[0];
     let text = shard.tokenized().expect("a local index");
@@ -65,11 +45,7 @@ fn main() {
         for q in &queries {
             let t = Instant::now();
             checksum += engine
-                .find_cnf(
-                    &[vec![q[0].clone()], vec![q[1].clone()]],
-                    MAX_CLAUSE_FREQ,
-                    MAX_DIFF_TOKENS,
-                )
+                .find_cnf(q, MAX_CLAUSE_FREQ, MAX_DIFF_TOKENS)
                 .expect("query")
                 .count;
             times[0].push(t.elapsed().as_secs_f64() * 1e6);
@@ -83,8 +59,8 @@ fn main() {
             };
             let ptrs: Vec<Vec<u64>> = q
                 .iter()
-                .map(|ngram| {
-                    let bytes = engine.encode(ngram).expect("ids in the vocabulary");
+                .map(|clause| {
+                    let bytes = engine.encode(&clause[0]).expect("ids in the vocabulary");
                     let (lo, hi) = shard.find(&bytes, (0, shard.num_tokens())).expect("search");
                     shard
                         .ptrs_in(lo, hi.min(lo + MAX_CLAUSE_FREQ))
@@ -92,7 +68,7 @@ fn main() {
                 })
                 .collect();
             lap(1, &mut times);
-            let (mut anchors, mut others) = (ptrs[0].clone(), ptrs[1].clone());
+            let [mut anchors, mut others]: [Vec<u64>; 2] = ptrs.try_into().expect("two clauses");
             if anchors.len() > others.len() {
                 std::mem::swap(&mut anchors, &mut others);
             }
@@ -106,7 +82,7 @@ fn main() {
             lap(3, &mut times);
             for (i, &a) in anchors.iter().enumerate() {
                 if let Some(&ahead) = anchors.get(i + AHEAD) {
-                    prefetch(&text[ahead as usize]);
+                    prefetch(text, ahead as usize);
                 }
                 checksum += text[a as usize] as u64;
             }

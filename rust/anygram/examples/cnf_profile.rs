@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use anygram::{Engine, OpenOptions};
 
+mod common;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let index = &args[1];
@@ -20,20 +22,7 @@ fn main() {
     };
     let engine = Engine::open(index, &options).expect("open the index");
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let text = std::fs::read_to_string(&args[2]).expect("read the queries");
-    let queries: Vec<(Vec<Vec<Vec<u32>>>, u64)> = text
-        .lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let (rarest, clauses) = fields.split_last().unwrap();
-            let cnf = clauses
-                .iter()
-                .map(|c| vec![c.split_whitespace().map(|t| t.parse().unwrap()).collect()])
-                .collect();
-            (cnf, rarest.parse().unwrap())
-        })
-        .filter(|(_, r)| *r >= min_rarest)
-        .collect();
+    let queries = common::read_cnf_queries(&args[2], min_rarest);
     let cpu_before = cpu_seconds();
     let mut times: Vec<(u64, f64)> = Vec::new();
     let mut total = 0u64;

@@ -727,26 +727,18 @@ impl Engine {
         [self.suffix_bytes(query, len, n), next].concat()
     }
 
-    /// Whether the encoded `query` occurs anywhere in the index.
-    pub fn occurs(&self, query: &[u8]) -> Result<bool> {
-        self.occurs_within(query, |shard| (0, shard.num_tokens()))
-    }
-
-    /// Whether the encoded `query` occurs in each shard's `range`: one shared
+    /// Whether the encoded `query` occurs anywhere in the index: one shared
     /// descent per shard (existence only, not two bounds), the shards one after
     /// another with an early exit, or all at once in object storage (a round
     /// trip is worth more than the early exit).
-    fn occurs_within(
-        &self,
-        query: &[u8],
-        range: impl Fn(&Shard) -> RankRange + Sync,
-    ) -> Result<bool> {
+    pub fn occurs(&self, query: &[u8]) -> Result<bool> {
+        let whole = |shard: &Shard| (0, shard.num_tokens());
         if self.shards[0].is_remote() {
-            let found = self.each_shard(|shard| shard.contains(query, range(shard)))?;
+            let found = self.each_shard(|shard| shard.contains(query, whole(shard)))?;
             return Ok(found.contains(&true));
         }
         for shard in &self.shards {
-            if shard.contains(query, range(shard))? {
+            if shard.contains(query, whole(shard))? {
                 return Ok(true);
             }
         }
@@ -756,11 +748,8 @@ impl Engine {
     /// [`Engine::longest_suffix_of`] by bisection over the length; no continuation.
     fn longest_suffix_bisect(&self, query: &[u8], len: usize) -> Result<SuffixMatch> {
         let w = self.width.bytes();
-        let full = self.full_ranges();
-        // Only existence matters while searching for the length: one shared
-        // descent per shard, not two bounds.
-        let occurs =
-            |n: usize| self.occurs_within(&query[(len - n) * w..], |shard| full[shard.number]);
+        // Only existence matters while searching for the length.
+        let occurs = |n: usize| self.occurs(&query[(len - n) * w..]);
         let (mut lo, mut hi) = (0usize, 1usize);
         loop {
             if hi > len {
@@ -783,7 +772,7 @@ impl Engine {
         }
         Ok(SuffixMatch {
             suffix_len: lo,
-            prompt: self.find_bytes(&query[(len - lo) * w..], &full)?,
+            prompt: self.find_bytes(&query[(len - lo) * w..], &self.full_ranges())?,
             cont: None,
         })
     }

@@ -208,6 +208,12 @@ impl Backoff {
     }
 }
 
+/// The first two tokens of the candidate context `tokens[c..=i]` of the
+/// encoded `bytes`, when it has two.
+fn first_two(bytes: &[u8], i: usize, c: usize, w: usize) -> Option<&[u8]> {
+    (c + 2 <= i + 1).then(|| &bytes[c * w..(c + 2) * w])
+}
+
 /// One piece in flight: at position `i`, with the context `tokens[start..i]`
 /// found at `context` (or, during `drop`, looking for the next one).
 struct Pass<'b> {
@@ -278,30 +284,26 @@ impl Pass<'_> {
     }
 
     /// Where a drop's candidate search starts: the range of its first two
-    /// tokens from the table (and how many bytes of the query that range
-    /// matches), or `None` (the whole index).
+    /// tokens from the table (the search then compares the bytes after them),
+    /// or `None` (the whole index).
     fn candidate_start(&mut self, table: Option<&ContextTable>, w: usize) -> Option<FindResult> {
         let (table, drop) = (table?, self.drop.as_mut()?);
         if let Some(found) = drop.candidate_start.take() {
             return Some(found);
         }
-        let c = drop.candidate();
-        // The candidate is `tokens[c..=i]`: of at least two tokens here.
-        (c + 2 <= self.i + 1).then_some(())?;
-        table.find(&self.bytes[c * w..(c + 2) * w])
+        table.find(first_two(self.bytes, self.i, drop.candidate(), w)?)
     }
 
-    /// Moves a drop on without a search while the table decides its candidate
-    /// (the first two tokens never occur); ends it once decided.
+    /// Moves a drop on without a search while the table (a bisecting drop's)
+    /// decides its candidate (the first two tokens never occur); ends it once decided.
     fn settle_drop(&mut self, table: Option<&ContextTable>, w: usize, everything: &FindResult) {
         let Some(drop) = &mut self.drop else {
             return;
         };
+        let table = table.filter(|_| drop.bisect);
         while !drop.done() {
             let c = drop.candidate();
-            let first_two = table
-                .filter(|_| c + 2 <= self.i + 1)
-                .and_then(|t| t.find(&self.bytes[c * w..(c + 2) * w]));
+            let first_two = table.and_then(|t| t.find(first_two(self.bytes, self.i, c, w)?));
             if first_two.as_ref().is_none_or(|f| f.count > 0) {
                 drop.candidate_start = first_two;
                 break;
@@ -348,11 +350,7 @@ impl Pass<'_> {
             }
         }
         self.drop = Some(drop);
-        self.settle_drop(
-            table.filter(|_| self.drop.as_ref().is_some_and(|d| d.bisect)),
-            w,
-            everything,
-        );
+        self.settle_drop(table, w, everything);
     }
 
     /// The bigram whose table slot the pending step reads first (to hint it).
@@ -362,7 +360,7 @@ impl Pass<'_> {
             (Pending::Settle, Some(drop)) if drop.bisect && !drop.done() => drop.candidate(),
             _ => return None,
         };
-        (c + 2 <= self.i + 1).then(|| &self.bytes[c * w..(c + 2) * w])
+        first_two(self.bytes, self.i, c, w)
     }
 
     /// Does the pending step (see [`Pending`]).
@@ -370,10 +368,7 @@ impl Pass<'_> {
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Nothing => {}
             Pending::StartDrop => self.start_drop(table, w, everything),
-            Pending::Settle => {
-                let bisect = self.drop.as_ref().is_some_and(|d| d.bisect);
-                self.settle_drop(table.filter(|_| bisect), w, everything);
-            }
+            Pending::Settle => self.settle_drop(table, w, everything),
         }
     }
 
