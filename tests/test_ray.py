@@ -37,8 +37,21 @@ SHARDS = 3
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 << 20}
 
 
+# A node (a raylet) that misses the GCS's health checks for about 15 s by default is taken
+# for dead and exits, and with it this process, its driver; a driver that cannot reach the
+# GCS for 60 s exits as well. A loaded 2-core CI machine can stall Ray's processes that long
+# without any fault of the code under test, and no test here kills a node: wait minutes.
+RAY_PATIENCE = {
+    "RAY_health_check_failure_threshold": "100",
+    "RAY_gcs_rpc_server_reconnect_timeout_s": "600",
+}
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    mp = pytest.MonkeyPatch()
+    for name, value in RAY_PATIENCE.items():
+        mp.setenv(name, value)  # read by the processes the cluster starts, and by ray.init
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
     c.add_node(**NODE)
     c.wait_for_nodes()
@@ -49,6 +62,7 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        mp.undo()
 
 
 def _docs(seed: int, n: int = 240):

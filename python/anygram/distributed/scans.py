@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -74,20 +75,31 @@ def _in_flight(ray) -> int:
     return max(2, _IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _ordered(ray, jobs: Iterable[Tuple[Any, Callable[[], Any]]]) -> Iterator[Tuple[Any, Any]]:
-    """Submits ``(key, submit)`` jobs keeping a bounded number in flight; yields
-    ``(key, result)`` in submission order."""
+@contextmanager
+def _ordered(ray, jobs: Iterable[Tuple[Any, Callable[[], Any]]]) -> Iterator[Iterator[Tuple[Any, Any]]]:
+    """Submits ``(key, submit)`` jobs keeping a bounded number in flight; the iterator it
+    gives yields ``(key, result)`` in submission order. Leaving the ``with`` (also by an
+    exception, or with results unread) cancels the jobs still in flight there and then,
+    not whenever the garbage collector finalizes an abandoned generator."""
     pending: deque = deque()
     limit = _in_flight(ray)
-    try:
+
+    def results() -> Iterator[Tuple[Any, Any]]:
         for key, submit in jobs:
             pending.append((key, submit()))
             while len(pending) >= limit:
-                key0, ref = pending.popleft()
-                yield key0, get(ref)
+                key0, ref = pending[0]
+                result = get(ref)
+                pending.popleft()
+                yield key0, result
         while pending:
-            key0, ref = pending.popleft()
-            yield key0, get(ref)
+            key0, ref = pending[0]
+            result = get(ref)
+            pending.popleft()
+            yield key0, result
+
+    try:
+        yield results()
     finally:
         for _, ref in pending:
             ray.cancel(ref, force=True)
@@ -122,13 +134,15 @@ def iter_contamination(engine, examples: Iterable[Any], min_len: int, threshold:
             texts = [ids for _, _, pairs in batch for _, ids in pairs]
             yield batch, (lambda texts=texts: task.remote(path, texts, min_len, k))
 
-    for batch, results in _ordered(ray_mod, jobs()):
-        at = 0
-        for position, example, pairs in batch:
-            yield _example_result(engine, position, example, pairs, results[at:at + len(pairs)], threshold, id_field)
-            at += len(pairs)
-        if on_batch is not None:
-            on_batch(len(batch))
+    with _ordered(ray_mod, jobs()) as done:
+        for batch, results in done:
+            at = 0
+            for position, example, pairs in batch:
+                yield _example_result(engine, position, example, pairs, results[at:at + len(pairs)], threshold,
+                                      id_field)
+                at += len(pairs)
+            if on_batch is not None:
+                on_batch(len(batch))
 
 
 # Self dedup's key parts per CPU of the cluster: several, so that parts of uneven cost even
@@ -320,16 +334,17 @@ def _iter_self_parts(ray_mod, engine, min_len: int, skip: int, progress, parts: 
         first = 0
     task = _one_cpu_task(ray_mod, _dedup_part_task)
     jobs = ((j, (lambda u=units[j]: task.remote(path, min_len, u.lo, u.hi))) for j in range(first, len(units)))
-    for j, arrays in _ordered(ray_mod, jobs):
-        if parts_dir is not None:
-            _save_part(parts_dir, j, arrays)
-        done.append(arrays)
-        if j < skip:
-            continue
-        if progress is not None:
-            progress(units[j].work)
-        last = j == len(units) - 1
-        yield units[j], (_united(done) if last else _no_ranges())
+    with _ordered(ray_mod, jobs) as finished:
+        for j, arrays in finished:
+            if parts_dir is not None:
+                _save_part(parts_dir, j, arrays)
+            done.append(arrays)
+            if j < skip:
+                continue
+            if progress is not None:
+                progress(units[j].work)
+            last = j == len(units) - 1
+            yield units[j], (_united(done) if last else _no_ranges())
     if parts_dir is not None:
         shutil.rmtree(parts_dir, ignore_errors=True)
 
@@ -371,7 +386,8 @@ def iter_dedup_units(engine, min_len: int, against=None, skip: int = 0,
         return
     task = ray_mod.remote(_dedup_shard_task).options(num_cpus=1)
     jobs = ((u, (lambda u=u: task.remote(path, u.shard, starts[u.shard], min_len, other, method))) for u in units)
-    for unit, arrays in _ordered(ray_mod, jobs):
-        if progress is not None:
-            progress(unit.work)
-        yield unit, arrays
+    with _ordered(ray_mod, jobs) as done:
+        for unit, arrays in done:
+            if progress is not None:
+                progress(unit.work)
+            yield unit, arrays
