@@ -7,8 +7,10 @@ them (so that windows also pass between clauses in pieces), windows at document 
 
 from __future__ import annotations
 
+import bisect
 import random
 
+import numpy as np
 import pytest
 
 import anygram
@@ -79,3 +81,55 @@ def test_windows_in_pieces_agree_with_infinigram(pair, probe):
         pieces += anchor > PIECE_WINDOWS * len(a["ptrs_by_shard"]) and min(freq, anchor) > PIECE_WINDOWS
         subsampled += a["approx"]
     assert pieces > 0 and subsampled > 0
+
+
+def test_documents_holding_the_separator_id_are_cut_there_as_infinigram_cuts_them(tmp_path):
+    """Index files whose documents hold the separator's id (which `verify` refuses, but
+    other tools may write) answer CNF queries as infini-gram does: a window holding such
+    a token is dropped, as a brute-force count drops it, though no document starts there
+    (a check against the document offsets alone would keep it)."""
+    width, separator = 2, SEPARATOR[2]
+    rng = random.Random(23)
+    ids = BYTE_ORDER_IDS[width][:5]
+    docs = [[rng.choice(ids + [separator] * (d % 3 == 0)) for _ in range(rng.randint(1, 50))] for d in range(300)]
+    tokens, starts = [], []
+    for doc in docs:
+        starts.append(len(tokens) * width)
+        tokens += [separator] + doc
+    (tmp_path / "tokenized.0").write_bytes(np.asarray(tokens, dtype="<u2").tobytes())
+    (tmp_path / "offset.0").write_bytes(np.asarray(starts, dtype="<u8").tobytes())
+    _anygram.build_suffix_array(str(tmp_path / "tokenized.0"), str(tmp_path / "table.0"), width)
+    ours = anygram.Engine.open(str(tmp_path), vocab_size=separator, eos_token_id=ids[0])
+    theirs = PeerEngine(index_dir=str(tmp_path), eos_token_id=ids[0], vocab_size=separator, token_dtype="u16")
+
+    at = {t: [i for i, x in enumerate(tokens) if x == t] for t in ids}
+    cuts_at = {True: [i for i, x in enumerate(tokens) if x == separator], False: [s // width for s in starts]}
+
+    def brute_force(a_id, b_id, reach, cut_at_every_separator):
+        """infini-gram's count of the CNF [[a], [b]] (two unigrams, no subsampling)."""
+        anchor, other = sorted((at[a_id], at[b_id]), key=len)
+        cuts = cuts_at[cut_at_every_separator]
+        count = 0
+        for p in anchor:
+            i = bisect.bisect_left(other, p)
+            left = other[i - 1] if i > 0 and other[i - 1] + reach >= p else None
+            right = other[i] if i < len(other) and other[i] <= p + reach else None
+            if left is None and right is None:
+                continue
+            lo, hi = (p if left is None else left), (p if right is None else right)
+            count += bisect.bisect_left(cuts, lo) == bisect.bisect_left(cuts, hi)  # no cut in [lo, hi)
+        return count
+
+    differs = 0
+    for a_id in ids:
+        for b_id in ids:
+            if a_id == b_id:
+                continue
+            for reach in (1, 5, 40):
+                cnf = [[[a_id]], [[b_id]]]
+                got = ours.count_cnf(cnf, max_clause_freq=10**9, max_diff_tokens=reach)["count"]
+                assert got == theirs.find_cnf(cnf, max_clause_freq=10**9, max_diff_tokens=reach)["cnt"]
+                assert got == brute_force(a_id, b_id, reach, cut_at_every_separator=True), (cnf, reach)
+                differs += got != brute_force(a_id, b_id, reach, cut_at_every_separator=False)
+    assert differs > 0  # the stray separators cut windows that the offsets alone would keep
+    assert not ours.verify()["ok"]
