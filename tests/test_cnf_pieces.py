@@ -91,7 +91,9 @@ def test_documents_holding_the_separator_id_are_cut_there_as_infinigram_cuts_the
     width, separator = 2, SEPARATOR[2]
     rng = random.Random(23)
     ids = BYTE_ORDER_IDS[width][:5]
-    docs = [[rng.choice(ids + [separator] * (d % 3 == 0)) for _ in range(rng.randint(1, 50))] for d in range(300)]
+    # Every third document may hold the separator's id among its tokens.
+    alphabets = [ids + [separator] * (d % 3 == 0) for d in range(300)]
+    docs = [[rng.choice(alphabet) for _ in range(rng.randint(1, 50))] for alphabet in alphabets]
     tokens, starts = [], []
     for doc in docs:
         starts.append(len(tokens) * width)
