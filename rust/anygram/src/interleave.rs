@@ -50,6 +50,38 @@ use crate::storage::IndexFile;
 /// searches (two bounds each) are in flight together.
 pub const GROUP: usize = 16;
 
+/// A query's bytes past what is already known to match, when there are 1 to 8 of
+/// them: compared with a suffix's next bytes as one big-endian integer of their
+/// length (byte order is then integer order), with no `memcmp` call per probe.
+#[derive(Clone, Copy)]
+pub(crate) struct ShortTail {
+    key: u64,
+    shift: u32,
+}
+
+impl ShortTail {
+    pub(crate) fn new(tail: &[u8]) -> Option<Self> {
+        if tail.is_empty() || tail.len() > 8 {
+            return None;
+        }
+        let mut eight = [0u8; 8];
+        eight[..tail.len()].copy_from_slice(tail);
+        let shift = 64 - 8 * tail.len() as u32;
+        Some(ShortTail {
+            key: u64::from_be_bytes(eight) >> shift,
+            shift,
+        })
+    }
+
+    /// How the bytes of `text` at `start` (cut to the tail's length) compare with
+    /// the tail; `None` when fewer than 8 bytes are left there (compare slices).
+    #[inline(always)]
+    pub(crate) fn cmp_at(self, text: &[u8], start: usize) -> Option<std::cmp::Ordering> {
+        let eight: [u8; 8] = text.get(start..start.checked_add(8)?)?.try_into().ok()?;
+        Some((u64::from_be_bytes(eight) >> self.shift).cmp(&self.key))
+    }
+}
+
 /// One bound's binary search over a rank range, stepped one probe at a time:
 /// `partition_point` in the branch-free form (`base`, `size`), so that every step
 /// of every search in a group has the same shape.
@@ -269,6 +301,10 @@ pub(crate) fn find_within_interleaved(
         }
     }
     let mut errors: Vec<Option<crate::Error>> = (0..searches.len()).map(|_| None).collect();
+    let tails: Vec<Option<ShortTail>> = searches
+        .iter()
+        .map(|s| ShortTail::new(s.query.get(s.skip..).unwrap_or_default()))
+        .collect();
     let mut ptrs = vec![0u64; bounds.len()];
     while bounds.iter().any(|s| !s.done) {
         for s in bounds.iter().filter(|s| !s.done) {
@@ -295,10 +331,14 @@ pub(crate) fn find_within_interleaved(
             }
             let Within { query, skip, .. } = searches[j / 2];
             let start = (ptrs[j] as usize).saturating_add(skip).min(text.len());
-            let end = (ptrs[j] as usize)
-                .saturating_add(query.len())
-                .min(text.len());
-            s.step(text[start..end].cmp(&query[skip..]));
+            let order = tails[j / 2].and_then(|tail| tail.cmp_at(text, start));
+            let order = order.unwrap_or_else(|| {
+                let end = (ptrs[j] as usize)
+                    .saturating_add(query.len())
+                    .min(text.len());
+                text[start..end].cmp(&query[skip..])
+            });
+            s.step(order);
         }
     }
     bounds
@@ -507,4 +547,36 @@ fn spread((lo, hi): (u64, u64), most: usize, probes: &mut [u64], at: usize) -> u
         probes[at + j as usize] = lo + (j + 1) * n / (m + 1);
     }
     at + m as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShortTail;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A short tail orders the text's bytes at any place as slices order them
+        /// (cut to the tail's length), and declines only where fewer than eight
+        /// bytes are left.
+        #[test]
+        fn short_tail_orders_as_slices(
+            text in proptest::collection::vec(any::<u8>(), 0..40),
+            tail in proptest::collection::vec(0u8..4, 0..12),
+            at in 0usize..48,
+        ) {
+            // Few byte values, so that equal prefixes are common.
+            let text: Vec<u8> = text.iter().map(|b| b % 4).collect();
+            let start = at.min(text.len());
+            match ShortTail::new(&tail) {
+                None => prop_assert!(tail.is_empty() || tail.len() > 8),
+                Some(short) => match short.cmp_at(&text, start) {
+                    Some(order) => {
+                        let end = (start + tail.len()).min(text.len());
+                        prop_assert_eq!(order, text[start..end].cmp(&tail[..]));
+                    }
+                    None => prop_assert!(text.len() - start < 8),
+                },
+            }
+        }
+    }
 }

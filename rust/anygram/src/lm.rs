@@ -252,6 +252,7 @@ impl Pass<'_> {
         let skip = (self.i - self.start) * w;
         let next = &self.bytes[self.i * w..(self.i + 1) * w];
         let occurrences = self.occurrences.as_deref().unwrap_or_default();
+        let next_token = crate::interleave::ShortTail::new(next);
         let mut count = 0;
         let ranges = occurrences
             .iter()
@@ -260,7 +261,8 @@ impl Pass<'_> {
             .map(|((positions, &(lo, _)), text)| {
                 let order = |&ptr: &u64| {
                     let start = (ptr as usize + skip).min(text.len());
-                    text[start..(start + w).min(text.len())].cmp(next)
+                    let order = next_token.and_then(|token| token.cmp_at(text, start));
+                    order.unwrap_or_else(|| text[start..(start + w).min(text.len())].cmp(next))
                 };
                 let first = positions.partition_point(|p| order(p).is_lt());
                 let past = first + positions[first..].partition_point(|p| order(p).is_eq());
