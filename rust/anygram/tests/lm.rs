@@ -202,7 +202,7 @@ const SPARSE: ScoreOptions = ScoreOptions {
     doc_start: false,
 };
 
-/// `score_batch` of `texts`, with one text longer than a piece (512 tokens)
+/// `score_batch` of `texts`, with one text longer than a piece (64-512 tokens)
 /// appended so that pieces must join up exactly, is `infgram_prob`'s answer at
 /// every position; returns the batch.
 fn score_batch_is_infgram_prob(
