@@ -37,10 +37,11 @@ SHARDS = 3
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 << 20}
 
 
-# A node (a raylet) that misses the GCS's health checks for about 15 s by default is taken
-# for dead and exits, and with it this process, its driver; a driver that cannot reach the
-# GCS for 60 s exits as well. A loaded 2-core CI machine can stall Ray's processes that long
-# without any fault of the code under test, and no test here kills a node: wait minutes.
+# A node (a raylet) that misses the GCS's health checks for about a minute by default is
+# taken for dead and exits, and with it this process, its driver (both raylets stopped for
+# 100 s: the driver died; for 40 s: all went on); a driver that cannot reach the GCS for 60 s
+# exits as well. A loaded 2-core CI machine can stall Ray's processes that long without any
+# fault of the code under test, and no test here kills a node: wait minutes.
 RAY_PATIENCE = {
     "RAY_health_check_failure_threshold": "100",
     "RAY_gcs_rpc_server_reconnect_timeout_s": "600",
