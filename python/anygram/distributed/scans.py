@@ -84,19 +84,19 @@ def _ordered(ray, jobs: Iterable[Tuple[Any, Callable[[], Any]]]) -> Iterator[Ite
     pending: deque = deque()
     limit = _in_flight(ray)
 
+    def oldest() -> Tuple[Any, Any]:
+        key, ref = pending[0]
+        result = get(ref)  # still pending (so cancelled) if this is interrupted
+        pending.popleft()
+        return key, result
+
     def results() -> Iterator[Tuple[Any, Any]]:
         for key, submit in jobs:
             pending.append((key, submit()))
-            while len(pending) >= limit:
-                key0, ref = pending[0]
-                result = get(ref)
-                pending.popleft()
-                yield key0, result
+            if len(pending) >= limit:
+                yield oldest()
         while pending:
-            key0, ref = pending[0]
-            result = get(ref)
-            pending.popleft()
-            yield key0, result
+            yield oldest()
 
     try:
         yield results()

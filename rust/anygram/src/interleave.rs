@@ -50,35 +50,41 @@ use crate::storage::IndexFile;
 /// searches (two bounds each) are in flight together.
 pub const GROUP: usize = 16;
 
-/// A query's bytes past what is already known to match, when there are 1 to 8 of
-/// them: compared with a suffix's next bytes as one big-endian integer of their
-/// length (byte order is then integer order), with no `memcmp` call per probe.
+/// A query's bytes past what is already known to match (its tail), compared with
+/// a probed suffix's next bytes as slices compare. A tail of 1 to 8 bytes (an
+/// extension's next token) compares as one big-endian integer of its length (byte
+/// order is then integer order), with no `memcmp` call, wherever eight bytes of
+/// text are left to load.
 #[derive(Clone, Copy)]
-pub(crate) struct ShortTail {
-    key: u64,
-    shift: u32,
+pub(crate) struct Tail<'q> {
+    bytes: &'q [u8],
+    /// The short tail as an integer, and the shift that cuts eight loaded bytes to it.
+    short: Option<(u64, u32)>,
 }
 
-impl ShortTail {
-    pub(crate) fn new(tail: &[u8]) -> Option<Self> {
-        if tail.is_empty() || tail.len() > 8 {
-            return None;
-        }
-        let mut eight = [0u8; 8];
-        eight[..tail.len()].copy_from_slice(tail);
-        let shift = 64 - 8 * tail.len() as u32;
-        Some(ShortTail {
-            key: u64::from_be_bytes(eight) >> shift,
-            shift,
-        })
+impl<'q> Tail<'q> {
+    pub(crate) fn new(bytes: &'q [u8]) -> Self {
+        let short = (1..=8).contains(&bytes.len()).then(|| {
+            let mut eight = [0u8; 8];
+            eight[..bytes.len()].copy_from_slice(bytes);
+            let shift = 64 - 8 * bytes.len() as u32;
+            (u64::from_be_bytes(eight) >> shift, shift)
+        });
+        Tail { bytes, short }
     }
 
-    /// How the bytes of `text` at `start` (cut to the tail's length) compare with
-    /// the tail; `None` when fewer than 8 bytes are left there (compare slices).
+    /// How the bytes of `text` from `start` (at most its length), cut to the
+    /// tail's length, compare with the tail.
     #[inline(always)]
-    pub(crate) fn cmp_at(self, text: &[u8], start: usize) -> Option<std::cmp::Ordering> {
-        let eight: [u8; 8] = text.get(start..start.checked_add(8)?)?.try_into().ok()?;
-        Some((u64::from_be_bytes(eight) >> self.shift).cmp(&self.key))
+    pub(crate) fn cmp_at(&self, text: &[u8], start: usize) -> std::cmp::Ordering {
+        if let Some((key, shift)) = self.short {
+            if let Some(eight) = start.checked_add(8).and_then(|past| text.get(start..past)) {
+                let eight: [u8; 8] = eight.try_into().expect("eight bytes");
+                return (u64::from_be_bytes(eight) >> shift).cmp(&key);
+            }
+        }
+        let end = start.saturating_add(self.bytes.len()).min(text.len());
+        text[start..end].cmp(self.bytes)
     }
 }
 
@@ -301,9 +307,9 @@ pub(crate) fn find_within_interleaved(
         }
     }
     let mut errors: Vec<Option<crate::Error>> = (0..searches.len()).map(|_| None).collect();
-    let tails: Vec<Option<ShortTail>> = searches
+    let tails: Vec<Tail> = searches
         .iter()
-        .map(|s| ShortTail::new(s.query.get(s.skip..).unwrap_or_default()))
+        .map(|s| Tail::new(s.query.get(s.skip..).unwrap_or_default()))
         .collect();
     let mut ptrs = vec![0u64; bounds.len()];
     while bounds.iter().any(|s| !s.done) {
@@ -329,16 +335,10 @@ pub(crate) fn find_within_interleaved(
             if s.done {
                 continue;
             }
-            let Within { query, skip, .. } = searches[j / 2];
-            let start = (ptrs[j] as usize).saturating_add(skip).min(text.len());
-            let order = tails[j / 2].and_then(|tail| tail.cmp_at(text, start));
-            let order = order.unwrap_or_else(|| {
-                let end = (ptrs[j] as usize)
-                    .saturating_add(query.len())
-                    .min(text.len());
-                text[start..end].cmp(&query[skip..])
-            });
-            s.step(order);
+            let start = (ptrs[j] as usize)
+                .saturating_add(searches[j / 2].skip)
+                .min(text.len());
+            s.step(tails[j / 2].cmp_at(text, start));
         }
     }
     bounds
@@ -551,15 +551,15 @@ fn spread((lo, hi): (u64, u64), most: usize, probes: &mut [u64], at: usize) -> u
 
 #[cfg(test)]
 mod tests {
-    use super::ShortTail;
+    use super::Tail;
     use proptest::prelude::*;
 
     proptest! {
-        /// A short tail orders the text's bytes at any place as slices order them
-        /// (cut to the tail's length), and declines only where fewer than eight
-        /// bytes are left.
+        /// A tail orders the text's bytes at any place as slices order them (cut
+        /// to the tail's length): a short one as an integer where eight bytes are
+        /// left, by the slices near the text's end and for longer tails.
         #[test]
-        fn short_tail_orders_as_slices(
+        fn tail_orders_as_slices(
             text in proptest::collection::vec(any::<u8>(), 0..40),
             tail in proptest::collection::vec(0u8..4, 0..12),
             at in 0usize..48,
@@ -567,16 +567,8 @@ mod tests {
             // Few byte values, so that equal prefixes are common.
             let text: Vec<u8> = text.iter().map(|b| b % 4).collect();
             let start = at.min(text.len());
-            match ShortTail::new(&tail) {
-                None => prop_assert!(tail.is_empty() || tail.len() > 8),
-                Some(short) => match short.cmp_at(&text, start) {
-                    Some(order) => {
-                        let end = (start + tail.len()).min(text.len());
-                        prop_assert_eq!(order, text[start..end].cmp(&tail[..]));
-                    }
-                    None => prop_assert!(text.len() - start < 8),
-                },
-            }
+            let end = (start + tail.len()).min(text.len());
+            prop_assert_eq!(Tail::new(&tail).cmp_at(&text, start), text[start..end].cmp(&tail[..]));
         }
     }
 }

@@ -259,7 +259,7 @@ impl Pass<'_> {
         let skip = (self.i - self.start) * w;
         let next = &self.bytes[self.i * w..(self.i + 1) * w];
         let occurrences = self.occurrences.as_deref().unwrap_or_default();
-        let next_token = crate::interleave::ShortTail::new(next);
+        let next_token = crate::interleave::Tail::new(next);
         let mut count = 0;
         let ranges = occurrences
             .iter()
@@ -268,8 +268,7 @@ impl Pass<'_> {
             .map(|((positions, &(lo, _)), text)| {
                 let order = |&ptr: &u64| {
                     let start = (ptr as usize + skip).min(text.len());
-                    let order = next_token.and_then(|token| token.cmp_at(text, start));
-                    order.unwrap_or_else(|| text[start..(start + w).min(text.len())].cmp(next))
+                    next_token.cmp_at(text, start)
                 };
                 let first = positions.partition_point(|p| order(p).is_lt());
                 let past = first + positions[first..].partition_point(|p| order(p).is_eq());
