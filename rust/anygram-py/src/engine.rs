@@ -567,10 +567,13 @@ impl PyEngine {
         max_clause_freq: Option<&Bound<'py, PyAny>>,
         max_diff_tokens: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let r = self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens)?;
+        let cnf = self.cnf_ids(cnf)?;
+        let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
+        // On the calling thread: the core hands only a query's large steps to the pool.
+        let (count, approx) = quick(py, || self.inner.count_cnf(&cnf, freq, diff))?;
         let d = PyDict::new(py);
-        d.set_item("count", r.count)?;
-        d.set_item("approx", r.approx)?;
+        d.set_item("count", count)?;
+        d.set_item("approx", approx)?;
         Ok(d)
     }
 

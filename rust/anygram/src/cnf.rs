@@ -21,9 +21,15 @@
 //! windows ahead, as is the text read, so that the cache misses of the windows
 //! overlap). The windows are extended in pieces (on the pool when there are many),
 //! the last clause's pieces checked for separators as they are made: no list of all
-//! nearest occurrences or of all final windows is built. A subsampled clause's
-//! occurrence in the text counts only if its suffix lies in the kept run of ranks,
-//! which comparing it with the run's two bounding suffixes tells without its rank.
+//! nearest occurrences or of all final windows is built. When only their number is
+//! wanted (`count_cnf`) and the anchor's occurrences are many, they are radix-sorted
+//! first, so the windows come in text order: the sorted occurrences are then read in
+//! order, and the separator check walks the document offsets instead of reading each
+//! window's text (when every separator is at an offset, else it reads the text).
+//!
+//! A subsampled clause's occurrence in the text counts only if its suffix lies in
+//! the kept run of ranks, which comparing it with the run's two bounding suffixes
+//! tells without its rank.
 //!
 //! A clause occurring more than `max_clause_freq` times (split evenly over shards,
 //! rounded up) is subsampled: each of its n-grams keeps a proportional, contiguous
@@ -121,10 +127,35 @@ impl Engine {
         max_clause_freq: u64,
         max_diff_tokens: u64,
     ) -> Result<CnfResult> {
+        self.cnf_windows(cnf, max_clause_freq, max_diff_tokens, WindowOrder::Ranks)
+    }
+
+    /// How many windows [`Engine::find_cnf`] finds (scaled up when subsampled),
+    /// and whether that is approximate. Faster with many windows: they need not
+    /// be listed in infini-gram's order.
+    pub fn count_cnf(
+        &self,
+        cnf: &[Vec<Vec<u32>>],
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+    ) -> Result<(u64, bool)> {
+        let found = self.cnf_windows(cnf, max_clause_freq, max_diff_tokens, WindowOrder::Text)?;
+        Ok((found.count, found.approx))
+    }
+
+    /// [`Engine::find_cnf`], each shard's window starts in `order`.
+    fn cnf_windows(
+        &self,
+        cnf: &[Vec<Vec<u32>>],
+        max_clause_freq: u64,
+        max_diff_tokens: u64,
+        order: WindowOrder,
+    ) -> Result<CnfResult> {
         let encoded = self.check_cnf(cnf, max_clause_freq, max_diff_tokens)?;
         let num_shards = self.shards().len() as u64;
         let per_shard_budget = max_clause_freq.div_ceil(num_shards);
-        let in_shard = |s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens);
+        let in_shard =
+            |s| self.find_cnf_in_shard(s, &encoded, per_shard_budget, max_diff_tokens, order);
         // A query runs on the calling thread; only its parallel parts go to the pool.
         let per_shard = if self.shards().len() == 1 {
             vec![in_shard(0)?]
@@ -169,6 +200,7 @@ impl Engine {
         cnf: &[Vec<Vec<u8>>],
         budget: u64,
         max_diff_tokens: u64,
+        order: WindowOrder,
     ) -> Result<(Vec<u64>, f64, Vec<bool>)> {
         let shard = &self.shards()[s];
         let full = (0, shard.num_tokens());
@@ -232,15 +264,52 @@ impl Engine {
         // A reach past the whole shard is the same as no limit: saturate, never wrap.
         let reach = max_diff_tokens.saturating_mul(w);
         let text_len = shard.tokenized_file().len();
-        let text = shard.tokenized_file();
-        // The anchor's occurrences are its windows `[p, p]`: never copied into pairs.
-        let anchors = ptrs_of(&clauses[0])?;
         // Every clause's subsampling scales the count, also after no window is left.
         let scale: f64 = clauses.iter().map(|c| c.scale).product();
         if clauses.len() == 1 {
             // Every window is one occurrence: empty, so within its document.
-            return Ok((anchors, scale, present));
+            return Ok((ptrs_of(&clauses[0])?, scale, present));
         }
+        let num_anchors: u64 = clauses[0].ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        // Many windows in text order: each clause's nearest occurrences are then
+        // read in the order they are stored, and the document check is a walk
+        // over the document offsets, not a miss in the text per window.
+        let in_text_order = order == WindowOrder::Text && num_anchors >= TEXT_ORDER_ANCHORS;
+        let separators = if in_text_order {
+            self.separator_check(shard)?
+        } else {
+            SeparatorCheck::Text(shard.tokenized_file())
+        };
+        let anchors_in_order = || -> Result<Vec<u64>> {
+            let mut anchors = ptrs_of(&clauses[0])?;
+            if in_text_order {
+                radsort::sort(&mut anchors);
+            }
+            Ok(anchors)
+        };
+        let probe_of = |c: usize, num_windows: usize| -> Result<Probe> {
+            let clause = &clauses[c];
+            let text_probe = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
+                FORCE_TEXT => true,
+                FORCE_SORTED => false,
+                _ => prefers_text(clause, num_windows as u64, reach, shard.num_tokens(), w),
+            };
+            Ok(if text_probe {
+                Probe::Text(TextProbe::new(shard, clause)?)
+            } else {
+                Probe::Sorted(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
+            })
+        };
+        // The anchors and the next clause's probe are independent: with many
+        // anchors, each is made on a core of its own.
+        let (anchors, first_probe) = if num_anchors > PARALLEL_ITEMS as u64 {
+            crate::pool::install(|| {
+                rayon::join(anchors_in_order, || probe_of(1, num_anchors as usize))
+            })
+        } else {
+            (anchors_in_order(), probe_of(1, num_anchors as usize))
+        };
+        let (anchors, mut first_probe) = (anchors?, Some(first_probe?));
         let last = clauses.len() - 1;
         let mut windows: Vec<(u64, u64)> = Vec::new();
         let mut starts = Vec::new();
@@ -248,16 +317,9 @@ impl Engine {
             let sorted_ptrs = || -> Result<SortedOccurrences> {
                 Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
             };
-            let num_windows = if c == 1 { anchors.len() } else { windows.len() };
-            let text_probe = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
-                FORCE_TEXT => true,
-                FORCE_SORTED => false,
-                _ => prefers_text(clause, num_windows as u64, reach, shard.num_tokens(), w),
-            };
-            let probe = if text_probe {
-                Probe::Text(TextProbe::new(shard, clause)?)
-            } else {
-                Probe::Sorted(sorted_ptrs()?)
+            let probe = match first_probe.take() {
+                Some(probe) => probe,
+                None => probe_of(c, windows.len())?,
             };
             let step = Step {
                 shard,
@@ -270,7 +332,7 @@ impl Engine {
                 // The last clause's windows are checked for separators piece by piece
                 // as they are made: never gathered into one list.
                 let finish =
-                    |piece: Vec<(u64, u64)>| windows_within_documents(text, &piece, w as usize);
+                    |piece: Vec<(u64, u64)>| separators.windows_within_documents(&piece, w);
                 starts = match c {
                     1 => step.extend(&anchors, finish)?,
                     _ => step.extend(&windows, finish)?,
@@ -287,6 +349,75 @@ impl Engine {
             }
         }
         Ok((starts, scale, present))
+    }
+
+    /// How a shard's windows are checked for document separators: by its document
+    /// offsets when they are all of its separators (then a window holds one exactly
+    /// when an offset lies in it), else by reading each window's text.
+    fn separator_check<'s>(&self, shard: &'s crate::shard::Shard) -> Result<SeparatorCheck<'s>> {
+        let text = SeparatorCheck::Text(shard.tokenized_file());
+        if cfg!(target_endian = "big") || shard.is_remote() {
+            return Ok(text);
+        }
+        // The offsets file is mapped (page-aligned): its u64s are read in place.
+        let Ok(offsets) = bytemuck::try_cast_slice::<u8, u64>(shard.offsets()?) else {
+            return Ok(text);
+        };
+        let width = self.token_width();
+        let mut separator = Vec::with_capacity(width.bytes());
+        width.encode_into(&[width.separator()], &mut separator);
+        let (lo, hi) = shard.find(&separator, (0, shard.num_tokens()))?;
+        // Each offset is at a separator (`verify` checks it): as many separators
+        // as offsets are then all at offsets. More are ids inside documents.
+        Ok(if hi - lo == offsets.len() as u64 {
+            SeparatorCheck::Offsets(offsets)
+        } else {
+            text
+        })
+    }
+}
+
+/// The order a shard's CNF windows are listed in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WindowOrder {
+    /// infini-gram's: by the suffix-array rank of each window's anchor occurrence.
+    Ranks,
+    /// Any order (only the windows' number is wanted): with many windows, by text offset.
+    Text,
+}
+
+/// Windows at least this many are taken in text order when [`WindowOrder::Text`]
+/// allows it; fewer cost less than sorting them saves.
+const TEXT_ORDER_ANCHORS: u64 = 1024;
+
+/// How windows are checked for document separators.
+enum SeparatorCheck<'s> {
+    /// Every separator is at one of these document offsets (ascending).
+    Offsets(&'s [u64]),
+    /// Reading each window's text.
+    Text(&'s crate::storage::IndexFile),
+}
+
+impl SeparatorCheck<'_> {
+    /// The starts of the windows `[l, r]` that hold no document separator, in order.
+    fn windows_within_documents(&self, windows: &[(u64, u64)], w: u64) -> Result<Vec<u64>> {
+        match *self {
+            SeparatorCheck::Text(file) => windows_within_documents(file, windows, w as usize),
+            SeparatorCheck::Offsets(offsets) => {
+                // Windows in text order: each lookup gallops on from the last.
+                let mut at = 0;
+                Ok(windows
+                    .iter()
+                    .filter_map(|&(l, r)| {
+                        at = first_not_below_anywhere(offsets, at, l);
+                        offsets
+                            .get(at)
+                            .is_none_or(|&offset| offset >= r)
+                            .then_some(l)
+                    })
+                    .collect())
+            }
+        }
     }
 }
 
@@ -346,6 +477,16 @@ fn first_not_below(sorted: &[u64], from: usize, bound: u64) -> usize {
     let hi = hi.min(sorted.len());
     let lo = (from + step / 4).min(hi); // the last probe known below `bound` (or `from`)
     lo + sorted[lo..hi].partition_point(|&p| p < bound)
+}
+
+/// The index of the first of `sorted` that is not below `bound`: galloping on
+/// from `from` when the answer lies there (lookups whose bounds mostly ascend),
+/// else a binary search before it.
+fn first_not_below_anywhere(sorted: &[u64], from: usize, bound: u64) -> usize {
+    match from.checked_sub(1).and_then(|before| sorted.get(before)) {
+        Some(&before) if before >= bound => sorted[..from].partition_point(|&p| p < bound),
+        _ => first_not_below(sorted, from.min(sorted.len()), bound),
+    }
 }
 
 /// A clause's kept occurrences, sorted, with a table of where each block of
@@ -861,6 +1002,39 @@ mod tests {
                     "case {case}, window ({l}, {r})"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn offsets_check_keeps_the_windows_no_offset_lies_in() {
+        // Windows nearly in text order (as a clause's extension leaves them) and in
+        // any order: each lookup gallops on from the last, or searches back.
+        let mut rng = Mt19937::new(11);
+        for case in 0..40u64 {
+            let n = rng.uniform_up_to(50) as usize;
+            let mut offsets: Vec<u64> = (0..n).map(|_| rng.uniform_up_to(2_000)).collect();
+            offsets.sort_unstable();
+            offsets.dedup();
+            let mut windows: Vec<(u64, u64)> = (0..300)
+                .map(|_| {
+                    let l = rng.uniform_up_to(2_000);
+                    (l, l + rng.uniform_up_to(60))
+                })
+                .collect();
+            if case % 2 == 0 {
+                windows.sort_unstable_by_key(|&(l, _)| l / 50);
+            }
+            let check = super::SeparatorCheck::Offsets(&offsets);
+            let want: Vec<u64> = windows
+                .iter()
+                .filter(|&&(l, r)| !offsets.iter().any(|&o| l <= o && o < r))
+                .map(|&(l, _)| l)
+                .collect();
+            assert_eq!(
+                check.windows_within_documents(&windows, 2).unwrap(),
+                want,
+                "case {case}"
+            );
         }
     }
 
