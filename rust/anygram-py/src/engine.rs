@@ -567,10 +567,8 @@ impl PyEngine {
         max_clause_freq: Option<&Bound<'py, PyAny>>,
         max_diff_tokens: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let cnf = self.cnf_ids(cnf)?;
-        let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
-        // On the calling thread: the core hands only a query's large steps to the pool.
-        let (count, approx) = quick(py, || self.inner.count_cnf(&cnf, freq, diff))?;
+        let (count, approx) =
+            self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens, Engine::count_cnf)?;
         let d = PyDict::new(py);
         d.set_item("count", count)?;
         d.set_item("approx", approx)?;
@@ -586,7 +584,7 @@ impl PyEngine {
         max_clause_freq: Option<&Bound<'py, PyAny>>,
         max_diff_tokens: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let r = self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens)?;
+        let r = self.run_cnf(py, cnf, max_clause_freq, max_diff_tokens, Engine::find_cnf)?;
         let d = PyDict::new(py);
         d.set_item("cnt", r.count)?;
         d.set_item("approx", r.approx)?;
@@ -737,17 +735,19 @@ impl PyEngine {
         0..=self.inner.num_documents() as i128 - 1
     }
 
-    fn run_cnf(
+    /// `query` (the core's `find_cnf` or `count_cnf`) of a CNF and its limits from Python.
+    fn run_cnf<T: Send>(
         &self,
         py: Python<'_>,
         cnf: &Bound<'_, PyAny>,
         max_clause_freq: Option<&Bound<'_, PyAny>>,
         max_diff_tokens: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<anygram::cnf::CnfResult> {
+        query: impl FnOnce(&Engine, &[Vec<Vec<u32>>], u64, u64) -> anygram::Result<T> + Send,
+    ) -> PyResult<T> {
         let cnf = self.cnf_ids(cnf)?;
         let (freq, diff) = cnf_limits(max_clause_freq, max_diff_tokens)?;
         // On the calling thread: the core hands only a query's large steps to the pool.
-        quick(py, || self.inner.find_cnf(&cnf, freq, diff))
+        quick(py, || query(&self.inner, &cnf, freq, diff))
     }
 }
 

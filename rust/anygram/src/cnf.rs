@@ -72,6 +72,13 @@ struct Clause<'q> {
     scale: f64,
 }
 
+impl Clause<'_> {
+    /// Its occurrences left after subsampling.
+    fn kept(&self) -> u64 {
+        self.ranges.iter().map(|(lo, hi)| hi - lo).sum()
+    }
+}
+
 impl Engine {
     fn check_cnf(
         &self,
@@ -270,22 +277,30 @@ impl Engine {
             // Every window is one occurrence: empty, so within its document.
             return Ok((ptrs_of(&clauses[0])?, scale, present));
         }
-        let num_anchors: u64 = clauses[0].ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        let num_anchors = clauses[0].kept();
         // Many windows in text order: each clause's nearest occurrences are then
         // read in the order they are stored, and the document check is a walk
         // over the document offsets, not a miss in the text per window.
         let in_text_order = order == WindowOrder::Text && num_anchors >= TEXT_ORDER_ANCHORS;
         let separators = if in_text_order {
-            self.separator_check(shard)?
+            SeparatorCheck::for_shard(shard)?
         } else {
             SeparatorCheck::Text(shard.tokenized_file())
         };
-        let anchors_in_order = || -> Result<Vec<u64>> {
-            let mut anchors = ptrs_of(&clauses[0])?;
+        let in_text_order_of = |clause: &Clause| -> Result<Vec<u64>> {
+            let mut ptrs = ptrs_of(clause)?;
+            radsort::sort(&mut ptrs);
+            Ok(ptrs)
+        };
+        let sorted_of = |clause: &Clause| -> Result<SortedOccurrences> {
+            Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
+        };
+        let anchors_in_order = || {
             if in_text_order {
-                radsort::sort(&mut anchors);
+                in_text_order_of(&clauses[0])
+            } else {
+                ptrs_of(&clauses[0])
             }
-            Ok(anchors)
         };
         let probe_of = |c: usize, num_windows: usize| -> Result<Probe> {
             let clause = &clauses[c];
@@ -297,11 +312,9 @@ impl Engine {
             Ok(if text_probe {
                 Probe::Text(TextProbe::new(shard, clause)?)
             } else if in_text_order {
-                let mut sorted = ptrs_of(clause)?;
-                radsort::sort(&mut sorted);
-                Probe::InOrder(sorted)
+                Probe::InOrder(in_text_order_of(clause)?)
             } else {
-                Probe::Sorted(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
+                Probe::Sorted(sorted_of(clause)?)
             })
         };
         // The anchors and the next clause's probe are independent: with many
@@ -318,9 +331,7 @@ impl Engine {
         let mut windows: Vec<(u64, u64)> = Vec::new();
         let mut starts = Vec::new();
         for (c, clause) in clauses.iter().enumerate().skip(1) {
-            let sorted_ptrs = || -> Result<SortedOccurrences> {
-                Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
-            };
+            let sorted_ptrs = || sorted_of(clause);
             let probe = match first_probe.take() {
                 Some(probe) => probe,
                 None => probe_of(c, windows.len())?,
@@ -354,31 +365,6 @@ impl Engine {
         }
         Ok((starts, scale, present))
     }
-
-    /// How a shard's windows are checked for document separators: by its document
-    /// offsets when they are all of its separators (then a window holds one exactly
-    /// when an offset lies in it), else by reading each window's text.
-    fn separator_check<'s>(&self, shard: &'s crate::shard::Shard) -> Result<SeparatorCheck<'s>> {
-        let text = SeparatorCheck::Text(shard.tokenized_file());
-        if cfg!(target_endian = "big") || shard.is_remote() {
-            return Ok(text);
-        }
-        // The offsets file is mapped (page-aligned): its u64s are read in place.
-        let Ok(offsets) = bytemuck::try_cast_slice::<u8, u64>(shard.offsets()?) else {
-            return Ok(text);
-        };
-        let width = self.token_width();
-        let mut separator = Vec::with_capacity(width.bytes());
-        width.encode_into(&[width.separator()], &mut separator);
-        let (lo, hi) = shard.find(&separator, (0, shard.num_tokens()))?;
-        // Each offset is at a separator (`verify` checks it): as many separators
-        // as offsets are then all at offsets. More are ids inside documents.
-        Ok(if hi - lo == offsets.len() as u64 {
-            SeparatorCheck::Offsets(offsets)
-        } else {
-            text
-        })
-    }
 }
 
 /// The order a shard's CNF windows are listed in.
@@ -402,7 +388,28 @@ enum SeparatorCheck<'s> {
     Text(&'s crate::storage::IndexFile),
 }
 
-impl SeparatorCheck<'_> {
+impl<'s> SeparatorCheck<'s> {
+    /// How `shard`'s windows are checked: by its document offsets when they are
+    /// all of its separators (then a window holds one exactly when an offset lies
+    /// in it) and can be read in place, else by reading each window's text.
+    fn for_shard(shard: &'s crate::shard::Shard) -> Result<Self> {
+        let text = SeparatorCheck::Text(shard.tokenized_file());
+        let Some(offsets) = shard.document_offsets_in_place() else {
+            return Ok(text);
+        };
+        let width = shard.token_width();
+        let mut separator = Vec::with_capacity(width.bytes());
+        width.encode_into(&[width.separator()], &mut separator);
+        let (lo, hi) = shard.find(&separator, (0, shard.num_tokens()))?;
+        // Each offset is at a separator (`verify` checks it): as many separators
+        // as offsets are then all at offsets. More are ids inside documents.
+        Ok(if hi - lo == offsets.len() as u64 {
+            SeparatorCheck::Offsets(offsets)
+        } else {
+            text
+        })
+    }
+
     /// The starts of the windows `[l, r]` that hold no document separator, in order.
     fn windows_within_documents(&self, windows: &[(u64, u64)], w: u64) -> Result<Vec<u64>> {
         match *self {
@@ -597,7 +604,7 @@ fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w:
         // Each occurrence met: resuming the search, two suffix comparisons.
         text_cost += windows * met * 200.0;
     }
-    let kept: u64 = clause.ranges.iter().map(|(lo, hi)| hi - lo).sum();
+    let kept = clause.kept();
     // Calibrated with examples/cnf_profile on the docs index: below 50 and 120
     // (the constants before the radix sort and the walks in text order), clauses
     // of 1,000 to 10,000 occurrences took the sort more often, their p99 halved.

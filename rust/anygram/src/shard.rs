@@ -438,6 +438,14 @@ impl Shard {
     pub fn offsets(&self) -> Result<&[u8]> {
         self.offsets.local_bytes()
     }
+    /// The document offsets as numbers, read in place: where the file is mapped
+    /// (page-aligned) and the host stores u64s little-endian as the file does.
+    pub fn document_offsets_in_place(&self) -> Option<&[u64]> {
+        if cfg!(target_endian = "big") || self.is_remote() {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.offsets().ok()?).ok()
+    }
     /// The metadata and metadata-offset files, whole, if the shard has them (local files only).
     pub fn metadata(&self) -> Result<Option<(&[u8], &[u8])>> {
         match &self.metadata {
