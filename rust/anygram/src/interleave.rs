@@ -312,34 +312,32 @@ pub(crate) fn find_within_interleaved(
         .map(|s| Tail::new(s.query.get(s.skip..).unwrap_or_default()))
         .collect();
     let mut ptrs = vec![0u64; bounds.len()];
-    while bounds.iter().any(|s| !s.done) {
-        for s in bounds.iter().filter(|s| !s.done) {
-            prefetch(table, (s.probe() as usize).saturating_mul(ps));
+    // The bounds still searching: a round visits only these (most searches end
+    // well before the longest one of their round).
+    let mut live: Vec<usize> = (0..bounds.len()).filter(|&j| !bounds[j].done).collect();
+    while !live.is_empty() {
+        for &j in &live {
+            prefetch(table, (bounds[j].probe() as usize).saturating_mul(ps));
         }
-        for (j, s) in bounds.iter_mut().enumerate() {
-            if s.done {
-                continue;
+        live.retain(|&j| match shard.ptr_at(bounds[j].probe()) {
+            Ok(ptr) => {
+                ptrs[j] = ptr;
+                prefetch(text, ptr as usize + searches[j / 2].skip);
+                true
             }
-            match shard.ptr_at(s.probe()) {
-                Ok(ptr) => {
-                    ptrs[j] = ptr;
-                    prefetch(text, ptr as usize + searches[j / 2].skip);
-                }
-                Err(e) => {
-                    errors[j / 2] = Some(e);
-                    s.done = true;
-                }
+            Err(e) => {
+                errors[j / 2] = Some(e);
+                bounds[j].done = true;
+                false
             }
-        }
-        for (j, s) in bounds.iter_mut().enumerate() {
-            if s.done {
-                continue;
-            }
+        });
+        live.retain(|&j| {
             let start = (ptrs[j] as usize)
                 .saturating_add(searches[j / 2].skip)
                 .min(text.len());
-            s.step(tails[j / 2].cmp_at(text, start));
-        }
+            bounds[j].step(tails[j / 2].cmp_at(text, start));
+            !bounds[j].done
+        });
     }
     bounds
         .chunks(2)
@@ -364,16 +362,19 @@ fn narrow_interleaved(shard: &Shard, searches: &[Within<'_>]) -> Vec<(u64, u64)>
         bounds.push(BoundSearch::new((0, keys), true));
         bounds.push(BoundSearch::new((0, keys), false));
     }
-    while bounds.iter().any(|s| !s.done) {
-        for (j, s) in bounds.iter().enumerate().filter(|(_, s)| !s.done) {
+    // The bounds still searching (a query without keys has none: its bounds start done).
+    let mut live: Vec<usize> = (0..bounds.len()).filter(|&j| !bounds[j].done).collect();
+    while !live.is_empty() {
+        for &j in &live {
             if let Some(n) = &narrowings[j / 2] {
-                prefetch_item(n.keys, s.probe() as usize);
+                prefetch_item(n.keys, bounds[j].probe() as usize);
             }
         }
-        for (j, s) in bounds.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+        live.retain(|&j| {
             let Some(n) = &narrowings[j / 2] else {
-                continue;
+                return false;
             };
+            let s = &mut bounds[j];
             let key = n.keys[s.probe() as usize];
             // Below the query's low key (lower bound); at or below its high key (upper).
             let before = if s.lower {
@@ -382,7 +383,8 @@ fn narrow_interleaved(shard: &Shard, searches: &[Within<'_>]) -> Vec<(u64, u64)>
                 key <= n.high_key
             };
             s.step_before(before);
-        }
+            !s.done
+        });
     }
     narrowings
         .iter()

@@ -481,10 +481,7 @@ impl Shard {
     #[inline]
     pub fn ptr_at(&self, rank: u64) -> Result<u64> {
         if rank >= self.num_tokens {
-            return Err(Error::InvalidQuery(format!(
-                "rank {rank} is out of range [0, {}) of shard {}",
-                self.num_tokens, self.number
-            )));
+            return Err(self.rank_out_of_range(rank));
         }
         let ps = self.ptr_size as u64;
         // Mapped: one masked load (every search step reads a pointer).
@@ -530,12 +527,28 @@ impl Shard {
     fn checked_ptr(&self, rank: u64, ptr: u64) -> Result<u64> {
         // Widths are 1, 2 or 4 bytes: a mask, not a division (a search step's cost).
         if ptr >= self.tokenized.len() || ptr & (self.width.bytes() as u64 - 1) != 0 {
-            return Err(Error::corrupt(
-                self.table.path(),
-                format!("entry {rank} points to byte {ptr}, outside the token grid"),
-            ));
+            return Err(self.off_grid(rank, ptr));
         }
         Ok(ptr)
+    }
+
+    // The errors of a pointer read, out of line: every search step inlines the read.
+    #[cold]
+    #[inline(never)]
+    fn rank_out_of_range(&self, rank: u64) -> Error {
+        Error::InvalidQuery(format!(
+            "rank {rank} is out of range [0, {}) of shard {}",
+            self.num_tokens, self.number
+        ))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn off_grid(&self, rank: u64, ptr: u64) -> Error {
+        Error::corrupt(
+            self.table.path(),
+            format!("entry {rank} points to byte {ptr}, outside the token grid"),
+        )
     }
 
     /// Compares the suffix at `rank`, cut to `query.len()` bytes, with `query`.
