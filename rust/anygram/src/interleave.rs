@@ -277,9 +277,10 @@ pub(crate) struct Within<'q> {
 }
 
 /// [`Shard::find`] of each search inside its range, the searches stepped in
-/// lockstep: each round hints the suffix-array entries of all of them, then
-/// their texts, then compares (the sampled keys first narrow each range, their
-/// searches in lockstep as well). Files not mapped: one search after another.
+/// lockstep: each round reads the suffix-array entries of all live bounds and
+/// hints their texts, then compares and hints each bound's next entry, a round
+/// before it is read (the sampled keys first narrow each range, their searches
+/// in lockstep as well). Files not mapped: one search after another.
 pub(crate) fn find_within_interleaved(
     shard: &Shard,
     searches: &[Within<'_>],
@@ -315,10 +316,11 @@ pub(crate) fn find_within_interleaved(
     // The bounds still searching: a round visits only these (most searches end
     // well before the longest one of their round).
     let mut live: Vec<usize> = (0..bounds.len()).filter(|&j| !bounds[j].done).collect();
+    let prefetch_entry = |s: &BoundSearch| prefetch(table, (s.probe() as usize).saturating_mul(ps));
+    for &j in &live {
+        prefetch_entry(&bounds[j]);
+    }
     while !live.is_empty() {
-        for &j in &live {
-            prefetch(table, (bounds[j].probe() as usize).saturating_mul(ps));
-        }
         live.retain(|&j| match shard.ptr_at(bounds[j].probe()) {
             Ok(ptr) => {
                 ptrs[j] = ptr;
@@ -335,8 +337,13 @@ pub(crate) fn find_within_interleaved(
             let start = (ptrs[j] as usize)
                 .saturating_add(searches[j / 2].skip)
                 .min(text.len());
-            bounds[j].step(tails[j / 2].cmp_at(text, start));
-            !bounds[j].done
+            let s = &mut bounds[j];
+            s.step(tails[j / 2].cmp_at(text, start));
+            // The next entry is hinted a whole round before it is read.
+            if !s.done {
+                prefetch_entry(s);
+            }
+            !s.done
         });
     }
     bounds
@@ -364,12 +371,12 @@ fn narrow_interleaved(shard: &Shard, searches: &[Within<'_>]) -> Vec<(u64, u64)>
     }
     // The bounds still searching (a query without keys has none: its bounds start done).
     let mut live: Vec<usize> = (0..bounds.len()).filter(|&j| !bounds[j].done).collect();
-    while !live.is_empty() {
-        for &j in &live {
-            if let Some(n) = &narrowings[j / 2] {
-                prefetch_item(n.keys, bounds[j].probe() as usize);
-            }
+    for &j in &live {
+        if let Some(n) = &narrowings[j / 2] {
+            prefetch_item(n.keys, bounds[j].probe() as usize);
         }
+    }
+    while !live.is_empty() {
         live.retain(|&j| {
             let Some(n) = &narrowings[j / 2] else {
                 return false;
@@ -383,6 +390,10 @@ fn narrow_interleaved(shard: &Shard, searches: &[Within<'_>]) -> Vec<(u64, u64)>
                 key <= n.high_key
             };
             s.step_before(before);
+            // The next key is hinted a whole round before it is read.
+            if !s.done {
+                prefetch_item(n.keys, s.probe() as usize);
+            }
             !s.done
         });
     }

@@ -491,6 +491,14 @@ impl Shard {
                 return self.checked_ptr(rank, ptr);
             }
         }
+        self.ptr_read(rank)
+    }
+
+    /// [`Shard::ptr_at`] through the storage layer (object storage, a file's
+    /// last bytes): out of line, so that the mapped read inlines into every search step.
+    #[inline(never)]
+    fn ptr_read(&self, rank: u64) -> Result<u64> {
+        let ps = self.ptr_size as u64;
         self.checked_ptr(rank, read_uint_le(&self.table.read_at(rank * ps, ps)?))
     }
 
