@@ -215,6 +215,55 @@ impl Backoff {
     }
 }
 
+/// One text's search in [`Engine::longest_occurring_suffixes`]: the suffix
+/// length doubles while it occurs, then the lengths between the longest that
+/// occurs and the shortest that does not are bisected.
+struct SuffixSearch {
+    /// The text's length in tokens.
+    len: usize,
+    /// The longest suffix known to occur, and where (the empty one at first).
+    best: (usize, FindResult),
+    /// The shortest length known not to occur (`len + 1` when the whole text
+    /// occurs); `None` while doubling.
+    absent: Option<usize>,
+    /// While doubling: the next length to try.
+    doubled: usize,
+}
+
+impl SuffixSearch {
+    fn new(len: usize, everything: FindResult) -> SuffixSearch {
+        SuffixSearch {
+            len,
+            best: (0, everything),
+            absent: (len == 0).then_some(1),
+            doubled: 1,
+        }
+    }
+
+    /// The length to search next, or `None` once the longest is known.
+    fn next_len(&self) -> Option<usize> {
+        match self.absent {
+            None => Some(self.doubled),
+            Some(absent) => (absent - self.best.0 > 1).then(|| (self.best.0 + absent) / 2),
+        }
+    }
+
+    /// Takes the result of searching the suffix of `n` tokens.
+    fn take(&mut self, n: usize, found: FindResult) {
+        if found.count == 0 {
+            self.absent = Some(n);
+            return;
+        }
+        self.best = (n, found);
+        if self.absent.is_none() {
+            self.doubled = 2 * n;
+            if self.doubled > self.len {
+                self.absent = Some(self.len + 1);
+            }
+        }
+    }
+}
+
 /// The first two tokens of the candidate context `tokens[c..=i]` of the
 /// encoded `bytes`, when it has two.
 fn first_two(bytes: &[u8], i: usize, c: usize, w: usize) -> Option<&[u8]> {
@@ -631,30 +680,37 @@ impl Engine {
             .collect::<Result<Vec<&[u8]>>>()
             .map_err(|e| (pieces.first().map_or(0, |p| p.text), e))?;
         loop {
-            while active.len() < LOCKSTEP_WIDTH {
-                let Some((p, piece)) = waiting.next() else {
-                    break;
-                };
-                let bytes = &texts[piece.text][..piece.end * w];
-                // The context of the piece's first position: its longest occurring suffix.
-                let (suffix_len, context) = if piece.from == 0 {
-                    (0, everything.clone())
-                } else {
-                    self.longest_occurring_suffix(&bytes[..piece.from * w])
-                        .map_err(|e| (piece.text, e))?
-                };
-                active.push(Pass {
-                    piece: p,
-                    text: piece.text,
-                    bytes,
-                    i: piece.from,
-                    start: piece.from - suffix_len,
-                    context,
-                    occurrences: None,
-                    drop: None,
-                    pending: Pending::Nothing,
-                    out: Scores::with_capacity(piece.end - piece.from, options),
-                });
+            let joining: Vec<(usize, &Piece)> = waiting
+                .by_ref()
+                .take(LOCKSTEP_WIDTH - active.len())
+                .collect();
+            if let Some(&(_, first)) = joining.first() {
+                // The context of each joining piece's first position: the longest
+                // occurring suffix of the text before it, their searches in lockstep
+                // (a piece starting its text needs none).
+                let before: Vec<&[u8]> = joining
+                    .iter()
+                    .map(|(_, piece)| &texts[piece.text][..piece.from * w])
+                    .collect();
+                let contexts = self
+                    .longest_occurring_suffixes(&before, |queries| {
+                        crate::interleave::find_many(self, queries)
+                    })
+                    .map_err(|e| (first.text, e))?;
+                for ((p, piece), (suffix_len, context)) in joining.into_iter().zip(contexts) {
+                    active.push(Pass {
+                        piece: p,
+                        text: piece.text,
+                        bytes: &texts[piece.text][..piece.end * w],
+                        i: piece.from,
+                        start: piece.from - suffix_len,
+                        context,
+                        occurrences: None,
+                        drop: None,
+                        pending: Pending::Nothing,
+                        out: Scores::with_capacity(piece.end - piece.from, options),
+                    });
+                }
             }
             if active.is_empty() {
                 break;
@@ -905,45 +961,57 @@ impl Engine {
     }
 
     /// The longest suffix of the encoded tokens `bytes` that occurs, in tokens,
-    /// and where: counts shrink as the suffix grows, so doubling then bisection
-    /// finds it in O(log length) searches.
+    /// and where (see [`Engine::longest_occurring_suffixes`]).
     fn longest_occurring_suffix(&self, bytes: &[u8]) -> Result<(usize, FindResult)> {
-        let w = self.token_width().bytes();
-        let len = bytes.len() / w;
         let full = self.full_ranges();
-        let find = |n: usize| self.find_bytes(&bytes[(len - n) * w..], &full);
-        let mut best = (
-            0,
-            FindResult {
-                count: self.num_tokens(),
-                ranges: full.clone(),
-            },
-        );
-        let mut hi = 1;
+        let find = |queries: &[&[u8]]| {
+            queries
+                .iter()
+                .map(|q| self.find_bytes(q, &full))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut found = self.longest_occurring_suffixes(&[bytes], find)?;
+        Ok(found.pop().expect("one text, one suffix"))
+    }
+
+    /// The longest suffix of each of the encoded texts `texts` that occurs, in
+    /// tokens, and where: counts shrink as a suffix grows, so doubling then
+    /// bisection finds it in O(log length) searches. Every round searches one
+    /// length of every text still searching with one call of `find` (which
+    /// answers where each query occurs over the whole index), so that a caller
+    /// can step the texts' searches in lockstep.
+    fn longest_occurring_suffixes(
+        &self,
+        texts: &[&[u8]],
+        find: impl Fn(&[&[u8]]) -> Result<Vec<FindResult>>,
+    ) -> Result<Vec<(usize, FindResult)>> {
+        let w = self.token_width().bytes();
+        let everything = FindResult {
+            count: self.num_tokens(),
+            ranges: self.full_ranges(),
+        };
+        let mut searches: Vec<SuffixSearch> = texts
+            .iter()
+            .map(|t| SuffixSearch::new(t.len() / w, everything.clone()))
+            .collect();
         loop {
-            if hi > len {
-                hi = len + 1;
+            let tried: Vec<(usize, usize)> = searches
+                .iter()
+                .enumerate()
+                .filter_map(|(k, s)| Some((k, s.next_len()?)))
+                .collect();
+            if tried.is_empty() {
                 break;
             }
-            let found = find(hi)?;
-            if found.count == 0 {
-                break;
-            }
-            best = (hi, found);
-            hi *= 2;
-        }
-        let mut lo = best.0;
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            let found = find(mid)?;
-            if found.count > 0 {
-                lo = mid;
-                best = (mid, found);
-            } else {
-                hi = mid;
+            let queries: Vec<&[u8]> = tried
+                .iter()
+                .map(|&(k, n)| &texts[k][texts[k].len() - n * w..])
+                .collect();
+            for (&(k, n), found) in tried.iter().zip(find(&queries)?) {
+                searches[k].take(n, found);
             }
         }
-        Ok(best)
+        Ok(searches.into_iter().map(|s| s.best).collect())
     }
 
     fn push_extras(
