@@ -261,7 +261,11 @@ impl Engine {
         }
         clauses.sort_by_key(|c| c.count);
         let ptrs_of = |clause: &Clause| -> Result<Vec<u64>> {
-            let mut ptrs = Vec::new();
+            // One n-gram (most clauses): its pointers as read, not copied again.
+            if let [(lo, hi)] = clause.ranges[..] {
+                return shard.ptrs_in(lo, hi);
+            }
+            let mut ptrs = Vec::with_capacity(clause.kept() as usize);
             for &(lo, hi) in &clause.ranges {
                 ptrs.extend(shard.ptrs_in(lo, hi)?);
             }
@@ -289,7 +293,7 @@ impl Engine {
         };
         let in_text_order_of = |clause: &Clause| -> Result<Vec<u64>> {
             let mut ptrs = ptrs_of(clause)?;
-            radsort::sort(&mut ptrs);
+            sort_text_offsets(&mut ptrs, text_len);
             Ok(ptrs)
         };
         let sorted_of = |clause: &Clause| -> Result<SortedOccurrences> {
@@ -753,6 +757,22 @@ impl<S: Fn() -> Result<SortedOccurrences>> Step<'_, '_, S> {
     }
 }
 
+/// Sorts text offsets ascending: as `u32`s when every offset fits (each is below
+/// `text_len`, as [`crate::shard::Shard::ptrs_in`] checked, and the text is under
+/// 4 GiB), so that each radix pass moves half the bytes (50,000 offsets then stay
+/// in a core's L2 cache with their buffer).
+fn sort_text_offsets(offsets: &mut [u64], text_len: u64) {
+    if text_len > u32::MAX as u64 {
+        radsort::sort(offsets);
+        return;
+    }
+    let mut narrow: Vec<u32> = offsets.iter().map(|&o| o as u32).collect();
+    radsort::sort(&mut narrow);
+    for (offset, sorted) in offsets.iter_mut().zip(narrow) {
+        *offset = sorted as u64;
+    }
+}
+
 /// Extends every window by one clause (see the module docs): each window gives one
 /// window, two, or none; `finish` then turns each piece of the new windows into
 /// what is kept of it (the windows themselves, or the starts of those within one
@@ -983,7 +1003,7 @@ impl Mt19937 {
 
 #[cfg(test)]
 mod tests {
-    use super::{holds_separator, Mt19937, SortedOccurrences};
+    use super::{holds_separator, sort_text_offsets, Mt19937, SortedOccurrences};
 
     #[test]
     fn separator_check_needs_a_whole_aligned_token() {
@@ -996,6 +1016,32 @@ mod tests {
         assert!(!holds_separator(&[0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0], 4));
         assert!(holds_separator(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF], 4));
         assert!(!holds_separator(&[], 2));
+    }
+
+    #[test]
+    fn text_offsets_sort_as_a_comparison_sort_does_on_both_widths() {
+        let mut rng = Mt19937::new(11);
+        // A text under 4 GiB (sorted as u32s) and one past it (as u64s), with
+        // offsets up to the last byte and repeated ones.
+        for text_len in [1u64 << 20, u32::MAX as u64, 1 << 40] {
+            for n in [0usize, 1, 2, 1000] {
+                let mut offsets: Vec<u64> = (0..n)
+                    .map(|i| match i % 5 {
+                        0 => text_len - 1,
+                        1 => 7,
+                        // 48 random bits (one draw gives at most 32).
+                        _ => {
+                            ((rng.uniform_up_to(0xFF_FFFF) << 24) | rng.uniform_up_to(0xFF_FFFF))
+                                % text_len
+                        }
+                    })
+                    .collect();
+                let mut expected = offsets.clone();
+                expected.sort_unstable();
+                sort_text_offsets(&mut offsets, text_len);
+                assert_eq!(offsets, expected, "text_len {text_len}, {n} offsets");
+            }
+        }
     }
 
     #[test]
