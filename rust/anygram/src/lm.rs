@@ -224,10 +224,8 @@ struct SuffixSearch {
     /// The longest suffix known to occur, and where (the empty one at first).
     best: (usize, FindResult),
     /// The shortest length known not to occur (`len + 1` when the whole text
-    /// occurs); `None` while doubling.
+    /// occurs); `None` while doubling (the next length is then twice the best).
     absent: Option<usize>,
-    /// While doubling: the next length to try.
-    doubled: usize,
 }
 
 impl SuffixSearch {
@@ -236,14 +234,13 @@ impl SuffixSearch {
             len,
             best: (0, everything),
             absent: (len == 0).then_some(1),
-            doubled: 1,
         }
     }
 
     /// The length to search next, or `None` once the longest is known.
     fn next_len(&self) -> Option<usize> {
         match self.absent {
-            None => Some(self.doubled),
+            None => Some((2 * self.best.0).max(1)),
             Some(absent) => (absent - self.best.0 > 1).then(|| (self.best.0 + absent) / 2),
         }
     }
@@ -255,11 +252,8 @@ impl SuffixSearch {
             return;
         }
         self.best = (n, found);
-        if self.absent.is_none() {
-            self.doubled = 2 * n;
-            if self.doubled > self.len {
-                self.absent = Some(self.len + 1);
-            }
+        if self.absent.is_none() && 2 * n > self.len {
+            self.absent = Some(self.len + 1);
         }
     }
 }
