@@ -129,6 +129,7 @@ def argument_calls(engine):
         ("token_width", lambda v: anygram.Engine.open(engine.path, token_width=v)),
         ("vocab_size", lambda v: anygram.Engine.open(engine.path, vocab_size=v)),
         ("eos_token_id", lambda v: anygram.Engine.open(engine.path, eos_token_id=v)),
+        ("cnf_memo_bytes", lambda v: anygram.Engine.open(engine.path, cnf_memo_bytes=v)),
     ]
 
 

@@ -83,6 +83,31 @@ def test_windows_in_pieces_agree_with_infinigram(pair, probe):
     assert pieces > 0 and subsampled > 0
 
 
+def test_counts_from_remembered_clauses_are_infinigrams(pair):
+    """count_cnf gives infini-gram's answers whether a clause's sorted occurrences come
+    from the engine's memo (the query seen before, or another query sharing a clause,
+    identical clauses in one query), are made afresh (no memo), or the memo is so small
+    that it keeps starting over."""
+    ours, theirs, ids, rng = pair
+    engines = [ours, anygram.Engine.open(ours.path, cnf_memo_bytes=0),
+               anygram.Engine.open(ours.path, cnf_memo_bytes=3 * 1024 * 8)]
+    frequent = [[[i]] for i in ids[:2]] + [[[ids[0], ids[1]]]]
+    queries = []
+    for _ in range(6):
+        queries.append([rng.choice(frequent) for _ in range(rng.randint(2, 3))])
+    queries.append([frequent[0], frequent[0]])
+    frequent_enough = 0
+    for query in queries * 2:
+        for freq, diff in [(3000, 4), (10**9, 30)]:
+            want = theirs.find_cnf(query, max_clause_freq=freq, max_diff_tokens=diff)
+            for engine in engines:
+                got = engine.count_cnf(query, max_clause_freq=freq, max_diff_tokens=diff)
+                assert (got["count"], got["approx"]) == (want["cnt"], want["approx"]), (query, freq, diff)
+            # The rarest clause has enough occurrences to be remembered (1,024).
+            frequent_enough += min(sum(ours.count(t) for t in clause) for clause in query) >= 1024
+    assert frequent_enough > 0
+
+
 def test_documents_holding_the_separator_id_are_cut_there_as_infinigram_cuts_them(tmp_path):
     """Index files whose documents hold the separator's id (which `verify` refuses, but
     other tools may write) answer CNF queries as infini-gram does: a window holding such

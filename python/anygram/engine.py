@@ -98,6 +98,7 @@ class Engine(_anygram.Engine):
         verbatim: bool = False,
         sample_keys: bool = True,
         search_path: str = "adaptive",
+        cnf_memo_bytes: Optional[int] = None,
     ) -> "Engine":
         """Opens the index in directory ``path``.
 
@@ -123,7 +124,10 @@ class Engine(_anygram.Engine):
         the tree's bracket once a local shard's reads come from RAM), ``"tree"``
         (always: a benchmark of rounds) or ``"narrowed"``. Without an accelerator a
         local shard samples keys in the background after open (``sample_keys=False``:
-        not; searches are then plain binary searches). Raises :class:`IndexNotFoundError`,
+        not; searches are then plain binary searches). ``cnf_memo_bytes``: RAM for the
+        sorted occurrences of frequent CNF clauses (1,024 or more kept occurrences),
+        kept for the next CNF query that has the same clause (default 64 MiB; 0: none
+        are kept). Raises :class:`IndexNotFoundError`,
         :class:`CorruptIndexError`, :class:`TokenizerMismatchError`.
         """
         path = os.fspath(path)
@@ -194,7 +198,7 @@ class Engine(_anygram.Engine):
         ):
             raise InvalidArgumentError(f"resident_mem must be a number of bytes >= 0, got {resident_mem!r}")
         engine = cls(path, token_width, vocab_size, eos_token_id, encoder, resident_mem, bool(accelerator),
-                     bool(sample_keys), search_path)
+                     bool(sample_keys), search_path, cnf_memo_bytes)
         if read_tokenizer_after_open:
             tok = _remote_tokenizer(path, manifest, None)
         if tok is not None and tok.vocab_size > engine.vocab_size:

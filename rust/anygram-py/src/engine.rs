@@ -264,7 +264,7 @@ fn seed_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true, sample_keys = true, search_path = "adaptive"))]
+    #[pyo3(signature = (path, token_width = None, vocab_size = None, eos_token_id = None, encoder = None, resident_mem = None, accelerator = true, sample_keys = true, search_path = "adaptive", cnf_memo_bytes = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -277,6 +277,7 @@ impl PyEngine {
         accelerator: bool,
         sample_keys: bool,
         search_path: &str,
+        cnf_memo_bytes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let search_path = match search_path {
             "adaptive" => SearchPath::Adaptive,
@@ -296,6 +297,8 @@ impl PyEngine {
             accelerator,
             sample_keys,
             search_path,
+            cnf_memo_bytes: maybe_int_arg(cnf_memo_bytes, "cnf_memo_bytes", 0..=i64::MAX as i128)?
+                .unwrap_or(anygram::cnf::DEFAULT_CNF_MEMO_BYTES),
         };
         let inner = call(py, || Engine::open(&path, &options))?;
         Ok(PyEngine {

@@ -27,6 +27,11 @@
 //! order, and the separator check walks the document offsets instead of reading each
 //! window's text (when every separator is at an offset, else it reads the text).
 //!
+//! A clause's occurrences sorted in text order (1,024 or more of them) are kept in
+//! the engine's [`ClauseMemo`] for the next query that has the clause: frequent
+//! n-grams (punctuation, stop words) recur across queries, and reading and sorting
+//! their occurrences is most of such a query's time.
+//!
 //! A subsampled clause's occurrence in the text counts only if its suffix lies in
 //! the kept run of ranks, which comparing it with the run's two bounding suffixes
 //! tells without its rank.
@@ -40,7 +45,9 @@
 //! libstdc++'s `uniform_int_distribution` does, so approximate counts agree too.
 
 use std::cmp::Ordering;
-use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering as AtomicOrdering};
+use std::sync::{Arc, RwLock, TryLockError};
 
 use memchr::memmem;
 use rayon::prelude::*;
@@ -178,10 +185,16 @@ impl Engine {
         let mut approx = false;
         let mut ptrs_by_shard = Vec::with_capacity(per_shard.len());
         let mut absent_everywhere = vec![true; cnf.len()];
-        for (ptrs, scale, present) in per_shard {
+        for ShardWindows {
+            count: windows,
+            starts,
+            scale,
+            present,
+        } in per_shard
+        {
             approx |= scale > 1.0;
-            count += (ptrs.len() as f64 * scale) as u64;
-            ptrs_by_shard.push(ptrs);
+            count += (windows as f64 * scale) as u64;
+            ptrs_by_shard.push(starts);
             for (absent, here) in absent_everywhere.iter_mut().zip(present) {
                 *absent &= !here;
             }
@@ -208,7 +221,7 @@ impl Engine {
         budget: u64,
         max_diff_tokens: u64,
         order: WindowOrder,
-    ) -> Result<(Vec<u64>, f64, Vec<bool>)> {
+    ) -> Result<ShardWindows> {
         let shard = &self.shards()[s];
         let full = (0, shard.num_tokens());
         let mut clauses = cnf
@@ -257,7 +270,7 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         let present: Vec<bool> = clauses.iter().map(|c| c.count > 0).collect();
         if clauses.iter().any(|c| c.count == 0) {
-            return Ok((Vec::new(), 1.0, present));
+            return Ok(ShardWindows::listed(Vec::new(), 1.0, present));
         }
         clauses.sort_by_key(|c| c.count);
         let ptrs_of = |clause: &Clause| -> Result<Vec<u64>> {
@@ -279,7 +292,7 @@ impl Engine {
         let scale: f64 = clauses.iter().map(|c| c.scale).product();
         if clauses.len() == 1 {
             // Every window is one occurrence: empty, so within its document.
-            return Ok((ptrs_of(&clauses[0])?, scale, present));
+            return Ok(ShardWindows::listed(ptrs_of(&clauses[0])?, scale, present));
         }
         let num_anchors = clauses[0].kept();
         // Many windows in text order: each clause's nearest occurrences are then
@@ -291,10 +304,12 @@ impl Engine {
         } else {
             SeparatorCheck::Text(shard.tokenized_file())
         };
-        let in_text_order_of = |clause: &Clause| -> Result<Vec<u64>> {
-            let mut ptrs = ptrs_of(clause)?;
-            sort_text_offsets(&mut ptrs, text_len);
-            Ok(ptrs)
+        let in_text_order_of = |clause: &Clause| -> Result<Arc<Vec<u64>>> {
+            self.clause_memo().in_text_order(s, &clause.ranges, || {
+                let mut ptrs = ptrs_of(clause)?;
+                sort_text_offsets(&mut ptrs, text_len);
+                Ok(ptrs)
+            })
         };
         let sorted_of = |clause: &Clause| -> Result<SortedOccurrences> {
             Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
@@ -303,7 +318,7 @@ impl Engine {
             if in_text_order {
                 in_text_order_of(&clauses[0])
             } else {
-                ptrs_of(&clauses[0])
+                ptrs_of(&clauses[0]).map(Arc::new)
             }
         };
         let probe_of = |c: usize, num_windows: usize| -> Result<Probe> {
@@ -348,18 +363,33 @@ impl Engine {
                 w,
             };
             if c == last {
+                if let (Probe::InOrder(sorted), SeparatorCheck::Offsets(offsets)) =
+                    (&step.probe, &separators)
+                {
+                    // Only their number is wanted: nothing is written.
+                    let count = match c {
+                        1 => count_within_documents(anchors.as_slice(), sorted, offsets, reach),
+                        _ => count_within_documents(&windows, sorted, offsets, reach),
+                    };
+                    return Ok(ShardWindows {
+                        count,
+                        starts: Vec::new(),
+                        scale,
+                        present,
+                    });
+                }
                 // The last clause's windows are checked for separators piece by piece
                 // as they are made: never gathered into one list.
                 let finish =
                     |piece: Vec<(u64, u64)>| separators.windows_within_documents(&piece, w);
                 starts = match c {
-                    1 => step.extend(&anchors, finish)?,
+                    1 => step.extend(anchors.as_slice(), finish)?,
                     _ => step.extend(&windows, finish)?,
                 };
             } else {
                 let keep = |piece: Vec<(u64, u64)>| Ok(piece);
                 windows = match c {
-                    1 => step.extend(&anchors, keep)?,
+                    1 => step.extend(anchors.as_slice(), keep)?,
                     _ => step.extend(&windows, keep)?,
                 };
                 if windows.is_empty() {
@@ -367,7 +397,31 @@ impl Engine {
                 }
             }
         }
-        Ok((starts, scale, present))
+        Ok(ShardWindows::listed(starts, scale, present))
+    }
+}
+
+/// One shard's part of a CNF answer.
+struct ShardWindows {
+    /// The windows left (before scaling).
+    count: u64,
+    /// Their starts in the order asked for; none when only their number is wanted
+    /// and a walk in text order counted them without listing them.
+    starts: Vec<u64>,
+    /// The product of the clauses' subsampling ratios.
+    scale: f64,
+    /// Per clause of the query, whether it occurs in the shard.
+    present: Vec<bool>,
+}
+
+impl ShardWindows {
+    fn listed(starts: Vec<u64>, scale: f64, present: Vec<bool>) -> Self {
+        ShardWindows {
+            count: starts.len() as u64,
+            starts,
+            scale,
+            present,
+        }
     }
 }
 
@@ -383,6 +437,79 @@ enum WindowOrder {
 /// Windows at least this many are taken in text order when [`WindowOrder::Text`]
 /// allows it; fewer cost less than sorting them saves.
 const TEXT_ORDER_ANCHORS: u64 = 1024;
+
+/// RAM an engine's [`ClauseMemo`] may hold by default.
+pub const DEFAULT_CNF_MEMO_BYTES: u64 = 64 << 20;
+
+/// Clauses with fewer kept occurrences are read and sorted afresh each time: it
+/// costs little more than a lookup. (Fewer anchors than this are never sorted.)
+const MEMO_MIN_OCCURRENCES: u64 = TEXT_ORDER_ANCHORS;
+
+/// An engine's remembered CNF clauses: each one's kept occurrences in a shard,
+/// sorted in text order. They are fixed by the clause's kept rank ranges in that
+/// shard (subsampling included, as it is deterministic), which are the key, and
+/// the index is immutable, so an entry never goes stale. Past its byte budget the
+/// memo starts over empty. Its lock is only ever tried, never waited for: a lock
+/// held elsewhere, or held by a thread that did not survive a `fork()`, is a miss,
+/// never a hang.
+pub struct ClauseMemo {
+    max_bytes: u64,
+    bytes: AtomicU64,
+    entries: RwLock<HashMap<ClauseInShard, Arc<Vec<u64>>>>,
+}
+
+/// A clause as [`ClauseMemo`] knows it: a shard and the clause's kept rank ranges there.
+type ClauseInShard = (usize, Vec<RankRange>);
+
+impl ClauseMemo {
+    /// A memo of at most `max_bytes` of occurrences (0: none are kept).
+    pub fn new(max_bytes: u64) -> Self {
+        ClauseMemo {
+            max_bytes,
+            bytes: AtomicU64::new(0),
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The occurrences of a clause whose kept rank ranges in shard `shard` are
+    /// `kept_ranges`, in text order: remembered, else `sorted()` (then remembered
+    /// when the clause is frequent enough).
+    fn in_text_order(
+        &self,
+        shard: usize,
+        kept_ranges: &[RankRange],
+        sorted: impl FnOnce() -> Result<Vec<u64>>,
+    ) -> Result<Arc<Vec<u64>>> {
+        let kept: u64 = kept_ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        let bytes = kept.saturating_mul(8);
+        if kept < MEMO_MIN_OCCURRENCES || bytes > self.max_bytes {
+            return sorted().map(Arc::new);
+        }
+        let key = (shard, kept_ranges.to_vec());
+        let remembered = match self.entries.try_read() {
+            Ok(entries) => entries.get(&key).cloned(),
+            Err(TryLockError::Poisoned(entries)) => entries.into_inner().get(&key).cloned(),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(occurrences) = remembered {
+            return Ok(occurrences);
+        }
+        let occurrences = Arc::new(sorted()?);
+        let mut entries = match self.entries.try_write() {
+            Ok(entries) => entries,
+            Err(TryLockError::Poisoned(entries)) => entries.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(occurrences),
+        };
+        if self.bytes.load(AtomicOrdering::Relaxed) + bytes > self.max_bytes {
+            entries.clear();
+            self.bytes.store(0, AtomicOrdering::Relaxed);
+        }
+        if entries.insert(key, occurrences.clone()).is_none() {
+            self.bytes.fetch_add(bytes, AtomicOrdering::Relaxed);
+        }
+        Ok(occurrences)
+    }
+}
 
 /// How windows are checked for document separators.
 enum SeparatorCheck<'s> {
@@ -623,7 +750,7 @@ enum Probe<'c> {
     Sorted(SortedOccurrences),
     /// The same without the table, for windows in text order: each piece's
     /// lookups gallop on from the last.
-    InOrder(Vec<u64>),
+    InOrder(Arc<Vec<u64>>),
 }
 
 /// Finding a clause's occurrences in the text around a window: a substring search
@@ -835,16 +962,57 @@ fn extend_piece<W: Window>(
         let Some((new_l, new_r)) = nearest(i, l, r)? else {
             return Ok(None);
         };
-        let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
-        let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
-        match (left, right) {
-            (Some(nl), Some(nr)) => out.push((nl, nr)),
-            (Some(nl), None) => out.push((nl, r)),
-            (None, Some(nr)) => out.push((l, nr)),
-            (None, None) => {}
-        }
+        out.extend(extended(l, r, new_l, new_r, reach));
     }
     Ok(Some(out))
+}
+
+/// The window `[l, r]` becomes, given a clause's last occurrence before `r` (as
+/// `min(l, it)`) and its first at or after `l` (as `max(r, it)`): it reaches out
+/// to each of them that lies within `reach` of it; `None` when neither does.
+#[inline(always)]
+fn extended(
+    l: u64,
+    r: u64,
+    new_l: Option<u64>,
+    new_r: Option<u64>,
+    reach: u64,
+) -> Option<(u64, u64)> {
+    let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
+    let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
+    match (left, right) {
+        (None, None) => None,
+        (left, right) => Some((left.unwrap_or(l), right.unwrap_or(r))),
+    }
+}
+
+/// How many of `windows` (in text order) are left after the last clause, whose
+/// kept occurrences are `sorted`, extends them and those holding a document
+/// offset (every separator is at one) are dropped: the two steps of
+/// [`extend_pieces`] and [`SeparatorCheck`] in one walk that writes nothing.
+fn count_within_documents<W: Window>(
+    windows: &[W],
+    sorted: &[u64],
+    offsets: &[u64],
+    reach: u64,
+) -> u64 {
+    let piece_count = |piece: &[W]| -> u64 {
+        let (mut after, mut at, mut kept) = (0, 0, 0);
+        for window in piece {
+            let (l, r) = window.bounds();
+            after = first_not_below_anywhere(sorted, after, l);
+            let (new_l, new_r) = nearest_from(sorted, after, l, r);
+            if let Some((l, r)) = extended(l, r, new_l, new_r, reach) {
+                at = first_not_below_anywhere(offsets, at, l);
+                kept += offsets.get(at).is_none_or(|&offset| offset >= r) as u64;
+            }
+        }
+        kept
+    };
+    if windows.len() <= PARALLEL_ITEMS {
+        return piece_count(windows);
+    }
+    crate::pool::install(|| windows.par_chunks(PIECE).map(piece_count).sum())
 }
 
 /// The window bounds a clause extends `[l, r]` to, read off the text: the last
@@ -1003,7 +1171,11 @@ impl Mt19937 {
 
 #[cfg(test)]
 mod tests {
-    use super::{holds_separator, sort_text_offsets, Mt19937, SortedOccurrences};
+    use super::{
+        holds_separator, sort_text_offsets, ClauseMemo, Mt19937, SortedOccurrences,
+        MEMO_MIN_OCCURRENCES,
+    };
+    use std::sync::Arc;
 
     #[test]
     fn separator_check_needs_a_whole_aligned_token() {
@@ -1016,6 +1188,72 @@ mod tests {
         assert!(!holds_separator(&[0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0], 4));
         assert!(holds_separator(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF], 4));
         assert!(!holds_separator(&[], 2));
+    }
+
+    #[test]
+    fn clause_memo_remembers_frequent_clauses_within_its_budget() {
+        let n = MEMO_MIN_OCCURRENCES;
+        let sorted = |len: u64| move || Ok::<_, crate::Error>((0..len).collect::<Vec<u64>>());
+        let memo = ClauseMemo::new(3 * n * 8);
+        let first = memo.in_text_order(0, &[(0, n)], sorted(n)).unwrap();
+        // Remembered: the same list, not made again.
+        let again = memo
+            .in_text_order(0, &[(0, n)], || panic!("made again"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // Another shard or other kept ranges are other clauses.
+        let other_shard = memo.in_text_order(1, &[(0, n)], sorted(n)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other_shard));
+        let split = memo
+            .in_text_order(0, &[(0, 1), (2, n + 1)], sorted(n))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &split));
+        // A fourth clause is past the budget: the memo starts over with it alone.
+        memo.in_text_order(2, &[(0, n)], sorted(n)).unwrap();
+        let mut made = false;
+        memo.in_text_order(0, &[(0, n)], || {
+            made = true;
+            sorted(n)()
+        })
+        .unwrap();
+        assert!(made, "forgotten after the memo started over");
+        // Rare clauses, and a memo of no bytes, are always made afresh.
+        for (memo, len) in [(&memo, n - 1), (&ClauseMemo::new(0), n)] {
+            for _ in 0..2 {
+                let mut made = false;
+                let list = memo
+                    .in_text_order(0, &[(5, 5 + len)], || {
+                        made = true;
+                        sorted(len)()
+                    })
+                    .unwrap();
+                assert!(made && list.len() as u64 == len);
+            }
+        }
+        // An error is passed on and nothing is remembered.
+        assert!(memo
+            .in_text_order(3, &[(0, n)], || Err(crate::Error::InvalidQuery("x".into())))
+            .is_err());
+        assert!(memo.in_text_order(3, &[(0, n)], sorted(n)).is_ok());
+    }
+
+    #[test]
+    fn clause_memo_never_waits_for_its_lock() {
+        // A lock held elsewhere (or by a thread that did not survive a fork) is a
+        // miss: the list is made and handed out, and the call returns.
+        let n = MEMO_MIN_OCCURRENCES;
+        let memo = ClauseMemo::new(1 << 20);
+        let held = memo.entries.write().unwrap();
+        let list = memo
+            .in_text_order(0, &[(0, n)], || Ok((0..n).collect()))
+            .unwrap();
+        assert_eq!(list.len() as u64, n);
+        drop(held);
+        let read_held = memo.entries.read().unwrap();
+        memo.in_text_order(0, &[(0, n)], || Ok((0..n).collect()))
+            .unwrap();
+        drop(read_held);
+        assert!(memo.entries.read().unwrap().is_empty());
     }
 
     #[test]
@@ -1110,6 +1348,52 @@ mod tests {
                 want,
                 "case {case}"
             );
+        }
+    }
+
+    #[test]
+    fn counting_walk_keeps_what_extension_then_offsets_check_keep() {
+        // A brute-force oracle: each window's nearest occurrences by a scan of all
+        // of them, the rule of the module docs, then a scan of all offsets. Windows
+        // nearly in text order (anchors; windows a clause widened) and any order, few
+        // and past PARALLEL_ITEMS (pieces on the pool).
+        let mut rng = Mt19937::new(23);
+        for case in 0..24u64 {
+            let text = 1_000 + rng.uniform_up_to(100_000);
+            let draw = |rng: &mut Mt19937, n: u64| -> Vec<u64> {
+                let mut v: Vec<u64> = (0..n).map(|_| rng.uniform_up_to(text)).collect();
+                v.sort_unstable();
+                v
+            };
+            let (num_sorted, num_offsets) = (rng.uniform_up_to(3_000), rng.uniform_up_to(400));
+            let sorted = draw(&mut rng, num_sorted);
+            let mut offsets = draw(&mut rng, num_offsets);
+            offsets.dedup();
+            let reach = 2 * rng.uniform_up_to(300);
+            let many = if case % 3 == 0 { 9_000 } else { 600 };
+            let mut windows: Vec<(u64, u64)> = draw(&mut rng, many)
+                .into_iter()
+                .map(|l| (l, l + 2 * rng.uniform_up_to(40) * (case % 2)))
+                .collect();
+            if case % 4 == 3 {
+                windows.reverse();
+            }
+            let want = windows
+                .iter()
+                .filter_map(|&(l, r)| {
+                    let before = sorted.iter().rev().find(|&&p| p < r).map(|&p| l.min(p));
+                    let after = sorted.iter().find(|&&p| p >= l).map(|&p| r.max(p));
+                    let left = before.filter(|&p| p + reach >= l);
+                    let right = after.filter(|&p| p <= r + reach);
+                    match (left, right) {
+                        (None, None) => None,
+                        _ => Some((left.unwrap_or(l), right.unwrap_or(r))),
+                    }
+                })
+                .filter(|&(l, r)| !offsets.iter().any(|&o| l <= o && o < r))
+                .count() as u64;
+            let got = super::count_within_documents(&windows, &sorted, &offsets, reach);
+            assert_eq!(got, want, "case {case}");
         }
     }
 

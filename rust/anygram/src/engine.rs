@@ -37,6 +37,9 @@ pub struct OpenOptions {
     pub resident_mem: Option<u64>,
     /// How shards with an accelerator search (adaptive by default).
     pub search_path: crate::accel::SearchPath,
+    /// RAM for the sorted occurrences of frequent CNF clauses, kept for the next
+    /// query that has them ([`crate::cnf::ClauseMemo`]); 0 keeps none.
+    pub cnf_memo_bytes: u64,
 }
 
 impl Default for OpenOptions {
@@ -49,6 +52,7 @@ impl Default for OpenOptions {
             accelerator: true,
             resident_mem: None,
             search_path: crate::accel::SearchPath::default(),
+            cnf_memo_bytes: crate::cnf::DEFAULT_CNF_MEMO_BYTES,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct Engine {
     shards: Vec<Arc<Shard>>,
     /// Unigram and bigram ranges for scoring, built on demand (`context_table.rs`).
     contexts: crate::context_table::ContextTableCell,
+    /// Frequent CNF clauses' occurrences in text order (`cnf.rs`).
+    clause_memo: crate::cnf::ClauseMemo,
 }
 
 impl Engine {
@@ -238,11 +244,16 @@ impl Engine {
             manifest,
             shards,
             contexts: Default::default(),
+            clause_memo: crate::cnf::ClauseMemo::new(options.cnf_memo_bytes),
         })
     }
 
     pub(crate) fn context_cell(&self) -> &crate::context_table::ContextTableCell {
         &self.contexts
+    }
+
+    pub(crate) fn clause_memo(&self) -> &crate::cnf::ClauseMemo {
+        &self.clause_memo
     }
 
     /// The index directory.
