@@ -97,7 +97,7 @@ def test_counts_from_remembered_clauses_are_infinigrams(pair):
         queries.append([rng.choice(frequent) for _ in range(rng.randint(2, 3))])
     queries.append([frequent[0], frequent[0]])
     frequent_enough = 0
-    for query in queries * 2:
+    for query in queries * 4:  # met again: remembered, or read until sorting pays
         for freq, diff in [(3000, 4), (10**9, 30)]:
             want = theirs.find_cnf(query, max_clause_freq=freq, max_diff_tokens=diff)
             for engine in engines:

@@ -47,7 +47,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering as AtomicOrdering};
-use std::sync::{Arc, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 
 use memchr::memmem;
 use rayon::prelude::*;
@@ -295,10 +295,20 @@ impl Engine {
             return Ok(ShardWindows::listed(ptrs_of(&clauses[0])?, scale, present));
         }
         let num_anchors = clauses[0].kept();
+        let memo = self.clause_memo();
+        // Only a count in text order reads remembered occurrences.
+        let remembered = |c: usize| match order {
+            WindowOrder::Text => memo.get(s, &clauses[c].ranges),
+            WindowOrder::Ranks => None,
+        };
+        let next_remembered = remembered(1);
         // Many windows in text order: each clause's nearest occurrences are then
         // read in the order they are stored, and the document check is a walk
-        // over the document offsets, not a miss in the text per window.
-        let in_text_order = order == WindowOrder::Text && num_anchors >= TEXT_ORDER_ANCHORS;
+        // over the document offsets, not a miss in the text per window. So are
+        // few when the next clause is one the memo takes (it may be remembered
+        // sorted, or become so).
+        let in_text_order = order == WindowOrder::Text
+            && (num_anchors >= TEXT_ORDER_ANCHORS || memo.takes(&clauses[1].ranges));
         let separators = if in_text_order {
             SeparatorCheck::for_shard(shard)?
         } else {
@@ -323,13 +333,30 @@ impl Engine {
         };
         let probe_of = |c: usize, num_windows: usize| -> Result<Probe> {
             let clause = &clauses[c];
+            let known = match c {
+                1 => next_remembered.clone(),
+                _ => remembered(c),
+            };
+            let costs =
+                || ProbeCosts::new(clause, num_windows as u64, reach, shard.num_tokens(), w);
             let text_probe = match FORCED_PROBE.load(AtomicOrdering::Relaxed) {
                 FORCE_TEXT => true,
                 FORCE_SORTED => false,
-                _ => prefers_text(clause, num_windows as u64, reach, shard.num_tokens(), w),
+                _ if !in_text_order => costs().prefers_text(false),
+                _ if known.is_some() => costs().prefers_text(true),
+                _ => {
+                    // Read the text while that has cost less in all than sorting
+                    // once, then sort (the sorted list is remembered): the clause
+                    // recurs, and ski rental bounds the loss at 2x either way.
+                    let costs = costs();
+                    costs.prefers_text(false)
+                        && memo.rent(s, &clause.ranges, costs.text) < costs.sort
+                }
             };
             Ok(if text_probe {
                 Probe::Text(TextProbe::new(shard, clause)?)
+            } else if let (Some(sorted), true) = (known, in_text_order) {
+                Probe::InOrder(sorted)
             } else if in_text_order {
                 Probe::InOrder(in_text_order_of(clause)?)
             } else {
@@ -337,8 +364,10 @@ impl Engine {
             })
         };
         // The anchors and the next clause's probe are independent: with many
-        // anchors, each is made on a core of its own.
-        let (anchors, first_probe) = if num_anchors > PARALLEL_ITEMS as u64 {
+        // anchors, each is made on a core of its own (unless one is remembered:
+        // waking the pool would then cost more than it saves).
+        let make_both = next_remembered.is_none() && !(in_text_order && remembered(0).is_some());
+        let (anchors, first_probe) = if num_anchors > PARALLEL_ITEMS as u64 && make_both {
             crate::pool::install(|| {
                 rayon::join(anchors_in_order, || probe_of(1, num_anchors as usize))
             })
@@ -456,7 +485,14 @@ pub struct ClauseMemo {
     max_bytes: u64,
     bytes: AtomicU64,
     entries: RwLock<HashMap<ClauseInShard, Arc<Vec<u64>>>>,
+    /// Per clause not remembered, what reading the text around its windows has
+    /// cost so far (rough ns, [`ProbeCosts`]): past the cost of sorting it once,
+    /// it is sorted and remembered.
+    rent: Mutex<HashMap<ClauseInShard, f64>>,
 }
+
+/// Clauses whose rent [`ClauseMemo`] keeps at most (it starts over past them).
+const MAX_RENTED: usize = 1 << 16;
 
 /// A clause as [`ClauseMemo`] knows it: a shard and the clause's kept rank ranges there.
 type ClauseInShard = (usize, Vec<RankRange>);
@@ -468,6 +504,47 @@ impl ClauseMemo {
             max_bytes,
             bytes: AtomicU64::new(0),
             entries: RwLock::new(HashMap::new()),
+            rent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the clause of `kept_ranges` would be remembered.
+    fn takes(&self, kept_ranges: &[RankRange]) -> bool {
+        let kept: u64 = kept_ranges.iter().map(|(lo, hi)| hi - lo).sum();
+        kept >= MEMO_MIN_OCCURRENCES && kept.saturating_mul(8) <= self.max_bytes
+    }
+
+    /// Adds `cost` to what reading the text around the windows of the clause of
+    /// `kept_ranges` has cost in all, which it returns (0 for a clause that would
+    /// not be remembered, or when the lock is held elsewhere).
+    fn rent(&self, shard: usize, kept_ranges: &[RankRange], cost: f64) -> f64 {
+        if !self.takes(kept_ranges) {
+            return 0.0;
+        }
+        let mut rent = match self.rent.try_lock() {
+            Ok(rent) => rent,
+            Err(TryLockError::Poisoned(rent)) => rent.into_inner(),
+            Err(TryLockError::WouldBlock) => return 0.0,
+        };
+        if rent.len() >= MAX_RENTED {
+            rent.clear();
+        }
+        let paid = rent.entry((shard, kept_ranges.to_vec())).or_insert(0.0);
+        *paid += cost;
+        *paid
+    }
+
+    /// The remembered occurrences of the clause whose kept rank ranges in shard
+    /// `shard` are `kept_ranges`, if any.
+    fn get(&self, shard: usize, kept_ranges: &[RankRange]) -> Option<Arc<Vec<u64>>> {
+        if !self.takes(kept_ranges) {
+            return None;
+        }
+        let key = (shard, kept_ranges.to_vec());
+        match self.entries.try_read() {
+            Ok(entries) => entries.get(&key).cloned(),
+            Err(TryLockError::Poisoned(entries)) => entries.into_inner().get(&key).cloned(),
+            Err(TryLockError::WouldBlock) => None,
         }
     }
 
@@ -480,21 +557,15 @@ impl ClauseMemo {
         kept_ranges: &[RankRange],
         sorted: impl FnOnce() -> Result<Vec<u64>>,
     ) -> Result<Arc<Vec<u64>>> {
-        let kept: u64 = kept_ranges.iter().map(|(lo, hi)| hi - lo).sum();
-        let bytes = kept.saturating_mul(8);
-        if kept < MEMO_MIN_OCCURRENCES || bytes > self.max_bytes {
+        if !self.takes(kept_ranges) {
             return sorted().map(Arc::new);
         }
-        let key = (shard, kept_ranges.to_vec());
-        let remembered = match self.entries.try_read() {
-            Ok(entries) => entries.get(&key).cloned(),
-            Err(TryLockError::Poisoned(entries)) => entries.into_inner().get(&key).cloned(),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        if let Some(occurrences) = remembered {
+        let bytes = 8 * kept_ranges.iter().map(|(lo, hi)| hi - lo).sum::<u64>();
+        if let Some(occurrences) = self.get(shard, kept_ranges) {
             return Ok(occurrences);
         }
         let occurrences = Arc::new(sorted()?);
+        let key = (shard, kept_ranges.to_vec());
         let mut entries = match self.entries.try_write() {
             Ok(entries) => entries,
             Err(TryLockError::Poisoned(entries)) => entries.into_inner(),
@@ -719,28 +790,48 @@ fn nearest_from(sorted: &[u64], after: usize, l: u64, r: u64) -> (Option<u64>, O
     )
 }
 
-/// Whether a clause's occurrences near each window are better found by reading
-/// the text around the windows than by sorting all its (kept) occurrences: a cost
-/// model in rough nanoseconds. Reading costs a substring search of the window's
-/// neighbourhood per n-gram, plus, for a subsampled clause, suffix comparisons per
-/// occurrence met there (its expected number from the clause's density); sorting
-/// costs a pointer read and a sort step per kept occurrence and a search per window.
-fn prefers_text(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w: u64) -> bool {
-    let span_bytes = reach.saturating_mul(2).saturating_add(w) as f64;
-    let windows = windows as f64;
-    // A cache miss to reach the window's text, then the search itself.
-    let mut text_cost = windows * clause.terms.len() as f64 * (300.0 + span_bytes / 4.0);
-    if clause.subsampled {
-        let met = clause.count as f64 * (span_bytes / w as f64) / shard_tokens.max(1) as f64;
-        // Each occurrence met: resuming the search, two suffix comparisons.
-        text_cost += windows * met * 200.0;
+/// What finding a clause's occurrences near each window costs each way, in
+/// rough nanoseconds. Reading the text around the windows costs a substring
+/// search of each window's neighbourhood per n-gram, plus, for a subsampled
+/// clause, suffix comparisons per occurrence met there (its expected number from
+/// the clause's density). Sorting costs a pointer read and a sort step per kept
+/// occurrence (`sort`, nothing when they are remembered sorted), then a search
+/// per window (`walk`).
+struct ProbeCosts {
+    text: f64,
+    sort: f64,
+    walk: f64,
+}
+
+impl ProbeCosts {
+    fn new(clause: &Clause, windows: u64, reach: u64, shard_tokens: u64, w: u64) -> Self {
+        let span_bytes = reach.saturating_mul(2).saturating_add(w) as f64;
+        let windows = windows as f64;
+        // A cache miss to reach the window's text, then the search itself.
+        let mut text = windows * clause.terms.len() as f64 * (300.0 + span_bytes / 4.0);
+        if clause.subsampled {
+            let met = clause.count as f64 * (span_bytes / w as f64) / shard_tokens.max(1) as f64;
+            // Each occurrence met: resuming the search, two suffix comparisons.
+            text += windows * met * 200.0;
+        }
+        // Calibrated with examples/cnf_profile on the docs index: below 50 and 120
+        // (the constants before the radix sort and the walks in text order), clauses
+        // of 1,000 to 10,000 occurrences took the sort more often, their p99 halved.
+        ProbeCosts {
+            text,
+            sort: clause.kept() as f64 * 25.0,
+            walk: windows * 60.0,
+        }
     }
-    let kept = clause.kept();
-    // Calibrated with examples/cnf_profile on the docs index: below 50 and 120
-    // (the constants before the radix sort and the walks in text order), clauses
-    // of 1,000 to 10,000 occurrences took the sort more often, their p99 halved.
-    let sort_cost = kept as f64 * 25.0 + windows * 60.0;
-    text_cost < sort_cost
+
+    /// Whether reading the text is cheaper than sorting (`sorted`: the
+    /// occurrences are remembered sorted, only the walk is left).
+    fn prefers_text(&self, sorted: bool) -> bool {
+        match sorted {
+            true => self.text < self.walk,
+            false => self.text < self.sort + self.walk,
+        }
+    }
 }
 
 /// How a clause's occurrences nearest to each window are found.
@@ -989,7 +1080,11 @@ fn extended(
 /// How many of `windows` (in text order) are left after the last clause, whose
 /// kept occurrences are `sorted`, extends them and those holding a document
 /// offset (every separator is at one) are dropped: the two steps of
-/// [`extend_pieces`] and [`SeparatorCheck`] in one walk that writes nothing.
+/// [`extend_pieces`] and [`SeparatorCheck`] in one walk that writes nothing and
+/// takes no branch that the data decides (the walk is bound by mispredictions
+/// otherwise: which side a window extends to is a coin toss). It runs on the
+/// calling thread below [`PARALLEL_WALK`] windows: a pool thread that has slept
+/// can take longer to wake (hundreds of µs on some virtual machines) than the walk.
 fn count_within_documents<W: Window>(
     windows: &[W],
     sorted: &[u64],
@@ -997,22 +1092,58 @@ fn count_within_documents<W: Window>(
     reach: u64,
 ) -> u64 {
     let piece_count = |piece: &[W]| -> u64 {
-        let (mut after, mut at, mut kept) = (0, 0, 0);
+        let (mut after, mut at, mut kept) = (0, 0, 0u64);
         for window in piece {
             let (l, r) = window.bounds();
-            after = first_not_below_anywhere(sorted, after, l);
-            let (new_l, new_r) = nearest_from(sorted, after, l, r);
-            if let Some((l, r)) = extended(l, r, new_l, new_r, reach) {
-                at = first_not_below_anywhere(offsets, at, l);
-                kept += offsets.get(at).is_none_or(|&offset| offset >= r) as u64;
-            }
+            after = advance_to(sorted, after, l);
+            let before = if r == l {
+                after
+            } else {
+                advance_to(sorted, after, r)
+            };
+            // The last occurrence before r and the first at or after l, as `extended` takes them.
+            let prev = if before > 0 { sorted[before - 1] } else { 0 };
+            let next = at_or_max(sorted, after);
+            let left = (before > 0) & (prev.saturating_add(reach) >= l);
+            let right = next <= r.saturating_add(reach);
+            let new_l = if left { l.min(prev) } else { l };
+            let new_r = if right { r.max(next) } else { r };
+            at = advance_to(offsets, at, new_l);
+            kept += ((left | right) & (at_or_max(offsets, at) >= new_r)) as u64;
         }
         kept
     };
-    if windows.len() <= PARALLEL_ITEMS {
+    if windows.len() < PARALLEL_WALK {
         return piece_count(windows);
     }
     crate::pool::install(|| windows.par_chunks(PIECE).map(piece_count).sum())
+}
+
+/// Windows from which [`count_within_documents`] walks on the pool.
+const PARALLEL_WALK: usize = 1 << 18;
+
+/// `sorted[i]`, or the largest offset past the end.
+#[inline(always)]
+fn at_or_max(sorted: &[u64], i: usize) -> u64 {
+    sorted.get(i).copied().unwrap_or(u64::MAX)
+}
+
+/// The index of the first of `sorted` (ascending) not below `bound`, given `at`,
+/// the answer for an earlier bound (bounds mostly ascend, a little at a time):
+/// the next three entries are compared at once, without branches, as the answer
+/// mostly lies among them; past them a gallop, and back a binary search.
+#[inline(always)]
+fn advance_to(sorted: &[u64], at: usize, bound: u64) -> usize {
+    if at > 0 && sorted[at - 1] >= bound {
+        return sorted[..at].partition_point(|&p| p < bound);
+    }
+    let steps = (at_or_max(sorted, at) < bound) as usize
+        + (at_or_max(sorted, at + 1) < bound) as usize
+        + (at_or_max(sorted, at + 2) < bound) as usize;
+    if steps == 3 {
+        return first_not_below(sorted, at + 3, bound);
+    }
+    at + steps
 }
 
 /// The window bounds a clause extends `[l, r]` to, read off the text: the last
@@ -1235,6 +1366,23 @@ mod tests {
             .in_text_order(3, &[(0, n)], || Err(crate::Error::InvalidQuery("x".into())))
             .is_err());
         assert!(memo.in_text_order(3, &[(0, n)], sorted(n)).is_ok());
+    }
+
+    #[test]
+    fn clause_memo_adds_up_rent_of_clauses_it_would_take() {
+        let n = MEMO_MIN_OCCURRENCES;
+        let memo = ClauseMemo::new(1 << 20);
+        assert_eq!(memo.rent(0, &[(0, n)], 5.0), 5.0);
+        assert_eq!(memo.rent(0, &[(0, n)], 7.0), 12.0);
+        assert_eq!(memo.rent(1, &[(0, n)], 1.0), 1.0);
+        // A clause too rare or too large to be remembered pays nothing.
+        assert_eq!(memo.rent(0, &[(0, n - 1)], 9.0), 0.0);
+        assert_eq!(ClauseMemo::new(8 * n - 1).rent(0, &[(0, n)], 9.0), 0.0);
+        // Past MAX_RENTED clauses the rent starts over.
+        for i in 0..super::MAX_RENTED as u64 {
+            memo.rent(2, &[(i, i + n)], 1.0);
+        }
+        assert_eq!(memo.rent(0, &[(0, n)], 1.0), 1.0);
     }
 
     #[test]
