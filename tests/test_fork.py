@@ -98,3 +98,30 @@ def test_os_fork_child(sharded_engine):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert got == expected
+
+
+def test_fork_child_counts_cnf_windows_in_shared_pieces(tmp_path):
+    """A CNF count with more windows than one piece walks them on the calling thread
+    and the pool's threads together (and remembers its clauses): in a forked child too."""
+    rng = np.random.default_rng(3)
+    docs = [rng.integers(1, 3, size=rng.integers(1, 60)).tolist() for _ in range(600)]
+    engine = anygram.Engine.open(build_from_tokens(str(tmp_path), docs, 2, 1000, 0))
+    query = [[[1]], [[2]]]
+    assert min(engine.count([1]), engine.count([2])) > 4096  # windows in pieces
+
+    def count():
+        return engine.count_cnf(query, max_clause_freq=10**9, max_diff_tokens=3)
+
+    expected = count()
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=lambda: send.send([count(), count()]))
+    process.start()
+    try:
+        assert receive.poll(CHILD_TIMEOUT_S), "the forked child hung"
+        assert receive.recv() == [expected, expected]
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+    assert process.exitcode == 0

@@ -368,9 +368,7 @@ impl Engine {
         // waking the pool would then cost more than it saves).
         let make_both = next_remembered.is_none() && !(in_text_order && remembered(0).is_some());
         let (anchors, first_probe) = if num_anchors > PARALLEL_ITEMS as u64 && make_both {
-            crate::pool::install(|| {
-                rayon::join(anchors_in_order, || probe_of(1, num_anchors as usize))
-            })
+            crate::pool::join(anchors_in_order, || probe_of(1, num_anchors as usize))
         } else {
             (anchors_in_order(), probe_of(1, num_anchors as usize))
         };
@@ -1082,9 +1080,8 @@ fn extended(
 /// offset (every separator is at one) are dropped: the two steps of
 /// [`extend_pieces`] and [`SeparatorCheck`] in one walk that writes nothing and
 /// takes no branch that the data decides (the walk is bound by mispredictions
-/// otherwise: which side a window extends to is a coin toss). It runs on the
-/// calling thread below [`PARALLEL_WALK`] windows: a pool thread that has slept
-/// can take longer to wake (hundreds of µs on some virtual machines) than the walk.
+/// otherwise: which side a window extends to is a coin toss). Many windows are
+/// walked in pieces, on the calling thread and on pool threads as they wake.
 fn count_within_documents<W: Window>(
     windows: &[W],
     sorted: &[u64],
@@ -1113,14 +1110,14 @@ fn count_within_documents<W: Window>(
         }
         kept
     };
-    if windows.len() < PARALLEL_WALK {
+    if windows.len() <= PARALLEL_ITEMS {
         return piece_count(windows);
     }
-    crate::pool::install(|| windows.par_chunks(PIECE).map(piece_count).sum())
+    let pieces: Vec<&[W]> = windows.chunks(PIECE).collect();
+    crate::pool::share(pieces.len(), |i| piece_count(pieces[i]))
+        .into_iter()
+        .sum()
 }
-
-/// Windows from which [`count_within_documents`] walks on the pool.
-const PARALLEL_WALK: usize = 1 << 18;
 
 /// `sorted[i]`, or the largest offset past the end.
 #[inline(always)]

@@ -7,10 +7,11 @@
 //! call from any other process (a forked child) gets a new pool of its own.
 //!
 //! Every entry point that goes parallel wraps its work in [`install`], so that the
-//! `par_iter`s below it run here and never on the global pool.
+//! `par_iter`s below it run here and never on the global pool, or hands it to
+//! [`share`] (short steps, where the calling thread works too).
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -68,6 +69,117 @@ pub fn spawn(op: impl FnOnce() + Send + 'static) {
     current().spawn(op)
 }
 
+/// Runs `task(i)` for every `i` in `0..tasks` on the calling thread, helped by
+/// the pool's other threads as they come, and returns the results in order.
+///
+/// Unlike [`install`], the caller works too and never waits for a helper to
+/// start: a pool thread that has slept can take hundreds of µs to wake on a
+/// virtual machine, longer than a short parallel step takes. Each task is
+/// claimed by whoever gets to it first; a helper that starts after the last one
+/// was claimed does nothing, and the caller waits only for tasks a helper has
+/// claimed. A panic in a task is raised again on the caller.
+pub fn share<T: Send>(tasks: usize, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let results: Vec<Mutex<Option<T>>> = (0..tasks).map(|_| Mutex::new(None)).collect();
+    let panicked: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
+    let run = |i: usize| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i))) {
+        Ok(out) => *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(out),
+        Err(payload) => *panicked.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload),
+    };
+    let run: &(dyn Fn(usize) + Sync) = &run;
+    // SAFETY: only the lifetime is erased (a raw pointer, dereferenced only in
+    // `Shared::work` for a claimed index below `tasks`; this function returns only
+    // after every such call has returned, `done` counting them).
+    let run: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(run) };
+    let shared = Arc::new(Shared {
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        tasks,
+        run,
+    });
+    let pool = current();
+    for _ in 0..pool.current_num_threads().min(tasks).saturating_sub(1) {
+        let shared = shared.clone();
+        pool.spawn(move || shared.work());
+    }
+    shared.work();
+    let mut spins = 0u32;
+    while shared.done.load(Ordering::Acquire) < tasks {
+        // A claimed task finishes soon: spin, then yield the core to it.
+        spins += 1;
+        if spins < 1 << 10 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    if let Some(payload) = panicked
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        std::panic::resume_unwind(payload);
+    }
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .expect("every task ran")
+        })
+        .collect()
+}
+
+/// [`share`]'s state, shared with the helpers (which may outlive the call).
+struct Shared {
+    next: AtomicUsize,
+    done: AtomicUsize,
+    tasks: usize,
+    /// The caller's task runner, valid while a claimed task is unfinished.
+    run: *const (dyn Fn(usize) + Sync),
+}
+
+// SAFETY: `run` points to a `Sync` closure, called only as `Shared::work` allows.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Claims and runs tasks until none is left.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            if i >= self.tasks {
+                return;
+            }
+            // SAFETY: `i` is claimed and below `tasks`: the caller of `share` is
+            // still waiting for it, so the closure `run` points to is alive.
+            unsafe { (*self.run)(i) };
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// `(a(), b())`, each on whichever of the calling thread and a pool thread gets
+/// to it first ([`share`]).
+pub fn join<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    fn run_once<T>(f: &Mutex<Option<impl FnOnce() -> T>>, out: &Mutex<Option<T>>) {
+        let f = f.lock().unwrap_or_else(PoisonError::into_inner).take();
+        *out.lock().unwrap_or_else(PoisonError::into_inner) = f.map(|f| f());
+    }
+    fn taken<T>(out: Mutex<Option<T>>) -> T {
+        let out = out.into_inner().unwrap_or_else(PoisonError::into_inner);
+        out.expect("share runs each task once")
+    }
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    let (out_a, out_b) = (Mutex::new(None), Mutex::new(None));
+    share(2, |i| match i {
+        0 => run_once(&a, &out_a),
+        _ => run_once(&b, &out_b),
+    });
+    (taken(out_a), taken(out_b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +195,44 @@ mod tests {
         });
         assert!(names.iter().all(|n| n.starts_with("anygram-")), "{names:?}");
         assert!(std::ptr::eq(current(), current()));
+    }
+
+    #[test]
+    fn shared_tasks_all_run_once_and_come_back_in_order() {
+        for tasks in [0, 1, 2, 3, 100] {
+            let runs = AtomicUsize::new(0);
+            let out = share(tasks, |i| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                i * i
+            });
+            assert_eq!(out, (0..tasks).map(|i| i * i).collect::<Vec<_>>());
+            assert_eq!(runs.load(Ordering::Relaxed), tasks);
+        }
+        // From one of the pool's own threads too (a shard's step on the pool).
+        let inside = install(|| share(50, |i| i + 1));
+        assert_eq!(inside.iter().sum::<usize>(), (1..=50).sum::<usize>());
+        let borrowed = [7u64; 10];
+        assert_eq!(join(|| borrowed.len(), || borrowed[3]), (10, 7));
+    }
+
+    #[test]
+    fn a_panic_in_a_shared_task_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| {
+            share(64, |i| {
+                assert!(i != 40, "task 40 fails");
+                i
+            })
+        });
+        let payload = caught.expect_err("the panic is raised again");
+        let message = match payload.downcast_ref::<&str>() {
+            Some(text) => text.to_string(),
+            None => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        assert!(message.contains("task 40 fails"), "{message}");
+        // The pool is still usable.
+        assert_eq!(share(3, |i| i).len(), 3);
     }
 }
