@@ -1,8 +1,9 @@
 //! Times `count_cnf` query by query (for profiling the CNF path with `perf`).
 //!
-//! Usage: `cnf_profile INDEX QUERIES [MIN_RAREST] [REPEAT]` where QUERIES has one
+//! Usage: `cnf_profile INDEX QUERIES [MIN_RAREST] [REPEAT] [MEMO_BYTES]` where QUERIES has one
 //! query a line: one n-gram a clause (ids space-separated), tab-separated, then the
-//! rarest clause's count. Queries whose rarest count is below MIN_RAREST are skipped.
+//! rarest clause's count. Queries whose rarest count is below MIN_RAREST are skipped;
+//! MEMO_BYTES is the engine's `cnf_memo_bytes` (0: every clause sorted afresh).
 //! Prints p50/p99 µs by rarest-count bucket.
 
 use std::time::Instant;
@@ -18,6 +19,9 @@ fn main() {
     let repeat: usize = args.get(4).map_or(1, |a| a.parse().unwrap());
     let options = OpenOptions {
         accelerator: false,
+        cnf_memo_bytes: args.get(5).map_or(OpenOptions::default().cnf_memo_bytes, |a| {
+            a.parse().unwrap()
+        }),
         ..OpenOptions::default()
     };
     let engine = Engine::open(index, &options).expect("open the index");
