@@ -19,9 +19,11 @@ fn main() {
     let repeat: usize = args.get(4).map_or(1, |a| a.parse().unwrap());
     let options = OpenOptions {
         accelerator: false,
-        cnf_memo_bytes: args.get(5).map_or(OpenOptions::default().cnf_memo_bytes, |a| {
-            a.parse().unwrap()
-        }),
+        cnf_memo_bytes: args
+            .get(5)
+            .map_or(OpenOptions::default().cnf_memo_bytes, |a| {
+                a.parse().unwrap()
+            }),
         ..OpenOptions::default()
     };
     let engine = Engine::open(index, &options).expect("open the index");

@@ -56,6 +56,40 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::shard::RankRange;
 
+/// Text offsets into a shard: as `u32`s when every offset fits (the text is
+/// under 4 GiB), so that sorting, remembering and walking them moves half the
+/// bytes (50,000 offsets then stay in a core's L2 cache with a sort's buffer).
+enum TextOffsets {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl TextOffsets {
+    /// Bytes they take.
+    fn bytes(&self) -> u64 {
+        match self {
+            TextOffsets::Narrow(list) => 4 * list.len() as u64,
+            TextOffsets::Wide(list) => 8 * list.len() as u64,
+        }
+    }
+}
+
+/// A text offset as [`TextOffsets`] holds it.
+trait Offset: Copy + Send + Sync + Into<u64> {}
+impl Offset for u32 {}
+impl Offset for u64 {}
+
+/// `$body` with `$list` bound to the list inside `$offsets` (a `&TextOffsets`),
+/// whichever its width: the code is made once for each.
+macro_rules! with_width {
+    ($offsets:expr, $list:ident => $body:expr) => {
+        match $offsets {
+            TextOffsets::Narrow($list) => $body,
+            TextOffsets::Wide($list) => $body,
+        }
+    };
+}
+
 /// Where a CNF query holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CnfResult {
@@ -314,11 +348,9 @@ impl Engine {
         } else {
             SeparatorCheck::Text(shard.tokenized_file())
         };
-        let in_text_order_of = |clause: &Clause| -> Result<Arc<Vec<u64>>> {
-            self.clause_memo().in_text_order(s, &clause.ranges, || {
-                let mut ptrs = ptrs_of(clause)?;
-                sort_text_offsets(&mut ptrs, text_len);
-                Ok(ptrs)
+        let in_text_order_of = |clause: &Clause| -> Result<Arc<TextOffsets>> {
+            memo.in_text_order(s, &clause.ranges, || {
+                Ok(sort_text_offsets(ptrs_of(clause)?, text_len))
             })
         };
         let sorted_of = |clause: &Clause| -> Result<SortedOccurrences> {
@@ -328,7 +360,7 @@ impl Engine {
             if in_text_order {
                 in_text_order_of(&clauses[0])
             } else {
-                ptrs_of(&clauses[0]).map(Arc::new)
+                ptrs_of(&clauses[0]).map(|ptrs| Arc::new(TextOffsets::Wide(ptrs)))
             }
         };
         let probe_of = |c: usize, num_windows: usize| -> Result<Probe> {
@@ -394,10 +426,12 @@ impl Engine {
                     (&step.probe, &separators)
                 {
                     // Only their number is wanted: nothing is written.
-                    let count = match c {
-                        1 => count_within_documents(anchors.as_slice(), sorted, offsets, reach),
+                    let count = with_width!(&**sorted, sorted => match c {
+                        1 => with_width!(&*anchors, anchors => {
+                            count_within_documents(anchors, sorted, offsets, reach)
+                        }),
                         _ => count_within_documents(&windows, sorted, offsets, reach),
-                    };
+                    });
                     return Ok(ShardWindows {
                         count,
                         starts: Vec::new(),
@@ -410,13 +444,13 @@ impl Engine {
                 let finish =
                     |piece: Vec<(u64, u64)>| separators.windows_within_documents(&piece, w);
                 starts = match c {
-                    1 => step.extend(anchors.as_slice(), finish)?,
+                    1 => with_width!(&*anchors, anchors => step.extend(anchors, finish)?),
                     _ => step.extend(&windows, finish)?,
                 };
             } else {
                 let keep = |piece: Vec<(u64, u64)>| Ok(piece);
                 windows = match c {
-                    1 => step.extend(anchors.as_slice(), keep)?,
+                    1 => with_width!(&*anchors, anchors => step.extend(anchors, keep)?),
                     _ => step.extend(&windows, keep)?,
                 };
                 if windows.is_empty() {
@@ -482,7 +516,7 @@ const MEMO_MIN_OCCURRENCES: u64 = TEXT_ORDER_ANCHORS;
 pub struct ClauseMemo {
     max_bytes: u64,
     bytes: AtomicU64,
-    entries: RwLock<HashMap<ClauseInShard, Arc<Vec<u64>>>>,
+    entries: RwLock<HashMap<ClauseInShard, Arc<TextOffsets>>>,
     /// Per clause not remembered, what reading the text around its windows has
     /// cost so far (rough ns, [`ProbeCosts`]): past the cost of sorting it once,
     /// it is sorted and remembered.
@@ -534,7 +568,7 @@ impl ClauseMemo {
 
     /// The remembered occurrences of the clause whose kept rank ranges in shard
     /// `shard` are `kept_ranges`, if any.
-    fn get(&self, shard: usize, kept_ranges: &[RankRange]) -> Option<Arc<Vec<u64>>> {
+    fn get(&self, shard: usize, kept_ranges: &[RankRange]) -> Option<Arc<TextOffsets>> {
         if !self.takes(kept_ranges) {
             return None;
         }
@@ -553,16 +587,16 @@ impl ClauseMemo {
         &self,
         shard: usize,
         kept_ranges: &[RankRange],
-        sorted: impl FnOnce() -> Result<Vec<u64>>,
-    ) -> Result<Arc<Vec<u64>>> {
+        sorted: impl FnOnce() -> Result<TextOffsets>,
+    ) -> Result<Arc<TextOffsets>> {
         if !self.takes(kept_ranges) {
             return sorted().map(Arc::new);
         }
-        let bytes = 8 * kept_ranges.iter().map(|(lo, hi)| hi - lo).sum::<u64>();
         if let Some(occurrences) = self.get(shard, kept_ranges) {
             return Ok(occurrences);
         }
         let occurrences = Arc::new(sorted()?);
+        let bytes = occurrences.bytes();
         let key = (shard, kept_ranges.to_vec());
         let mut entries = match self.entries.try_write() {
             Ok(entries) => entries,
@@ -678,24 +712,26 @@ fn windows_within_documents(
 /// The index of the first of `sorted[from..]` that is not below `bound` (`sorted` is
 /// ascending): a galloping search from `from`, so a lookup that starts near its
 /// answer pays the logarithm of the distance, not of the whole list.
-fn first_not_below(sorted: &[u64], from: usize, bound: u64) -> usize {
+fn first_not_below<T: Offset>(sorted: &[T], from: usize, bound: u64) -> usize {
     let mut step = 1;
     let mut hi = from;
-    while hi < sorted.len() && sorted[hi] < bound {
+    while hi < sorted.len() && sorted[hi].into() < bound {
         hi = from + step;
         step *= 2;
     }
     let hi = hi.min(sorted.len());
     let lo = (from + step / 4).min(hi); // the last probe known below `bound` (or `from`)
-    lo + sorted[lo..hi].partition_point(|&p| p < bound)
+    lo + sorted[lo..hi].partition_point(|&p| p.into() < bound)
 }
 
 /// The index of the first of `sorted` that is not below `bound`: galloping on
 /// from `from` when the answer lies there (lookups whose bounds mostly ascend),
 /// else a binary search before it.
-fn first_not_below_anywhere(sorted: &[u64], from: usize, bound: u64) -> usize {
+fn first_not_below_anywhere<T: Offset>(sorted: &[T], from: usize, bound: u64) -> usize {
     match from.checked_sub(1).and_then(|before| sorted.get(before)) {
-        Some(&before) if before >= bound => sorted[..from].partition_point(|&p| p < bound),
+        Some(&before) if before.into() >= bound => {
+            sorted[..from].partition_point(|&p| p.into() < bound)
+        }
         _ => first_not_below(sorted, from.min(sorted.len()), bound),
     }
 }
@@ -780,11 +816,16 @@ impl SortedOccurrences {
 
 /// [`SortedOccurrences::nearest`] in the ascending `sorted`, given `after`, the
 /// index of its first occurrence at or after `l`.
-fn nearest_from(sorted: &[u64], after: usize, l: u64, r: u64) -> (Option<u64>, Option<u64>) {
+fn nearest_from<T: Offset>(
+    sorted: &[T],
+    after: usize,
+    l: u64,
+    r: u64,
+) -> (Option<u64>, Option<u64>) {
     let before = first_not_below(sorted, after, r);
     (
-        (before > 0).then(|| l.min(sorted[before - 1])),
-        sorted.get(after).map(|&p| r.max(p)),
+        (before > 0).then(|| l.min(sorted[before - 1].into())),
+        sorted.get(after).map(|&p| r.max(p.into())),
     )
 }
 
@@ -839,7 +880,7 @@ enum Probe<'c> {
     Sorted(SortedOccurrences),
     /// The same without the table, for windows in text order: each piece's
     /// lookups gallop on from the last.
-    InOrder(Arc<Vec<u64>>),
+    InOrder(Arc<TextOffsets>),
 }
 
 /// Finding a clause's occurrences in the text around a window: a substring search
@@ -939,6 +980,12 @@ impl Window for u64 {
     }
 }
 
+impl Window for u32 {
+    fn bounds(self) -> (u64, u64) {
+        (self.into(), self.into())
+    }
+}
+
 impl Window for (u64, u64) {
     fn bounds(self) -> (u64, u64) {
         self
@@ -973,20 +1020,17 @@ impl<S: Fn() -> Result<SortedOccurrences>> Step<'_, '_, S> {
     }
 }
 
-/// Sorts text offsets ascending: as `u32`s when every offset fits (each is below
-/// `text_len`, as [`crate::shard::Shard::ptrs_in`] checked, and the text is under
-/// 4 GiB), so that each radix pass moves half the bytes (50,000 offsets then stay
-/// in a core's L2 cache with their buffer).
-fn sort_text_offsets(offsets: &mut [u64], text_len: u64) {
+/// `offsets` sorted ascending, narrowed to `u32`s when every offset fits (each
+/// is below `text_len`, as [`crate::shard::Shard::ptrs_in`] checked, and the
+/// text is under 4 GiB).
+fn sort_text_offsets(mut offsets: Vec<u64>, text_len: u64) -> TextOffsets {
     if text_len > u32::MAX as u64 {
-        radsort::sort(offsets);
-        return;
+        radsort::sort(&mut offsets);
+        return TextOffsets::Wide(offsets);
     }
     let mut narrow: Vec<u32> = offsets.iter().map(|&o| o as u32).collect();
     radsort::sort(&mut narrow);
-    for (offset, sorted) in offsets.iter_mut().zip(narrow) {
-        *offset = sorted as u64;
-    }
+    TextOffsets::Narrow(narrow)
 }
 
 /// Extends every window by one clause (see the module docs): each window gives one
@@ -1008,13 +1052,13 @@ fn extend_pieces<W: Window, T: Send + Copy>(
                 sorted.prefetch_ahead(piece, i);
                 Ok(Some(sorted.nearest(l, r)))
             })?,
-            Probe::InOrder(sorted) => {
+            Probe::InOrder(sorted) => with_width!(&**sorted, sorted => {
                 let mut after = 0;
                 extend_piece(piece, reach, |_, l, r| {
                     after = first_not_below_anywhere(sorted, after, l);
                     Ok(Some(nearest_from(sorted, after, l, r)))
                 })?
-            }
+            }),
             Probe::Text(text) => extend_piece(piece, reach, |_, l, r| {
                 nearest_in_text(shard, text, l, r, reach, w)
             })?,
@@ -1082,9 +1126,9 @@ fn extended(
 /// takes no branch that the data decides (the walk is bound by mispredictions
 /// otherwise: which side a window extends to is a coin toss). Many windows are
 /// walked in pieces, on the calling thread and on pool threads as they wake.
-fn count_within_documents<W: Window>(
+fn count_within_documents<W: Window, T: Offset>(
     windows: &[W],
-    sorted: &[u64],
+    sorted: &[T],
     offsets: &[u64],
     reach: u64,
 ) -> u64 {
@@ -1099,7 +1143,11 @@ fn count_within_documents<W: Window>(
                 advance_to(sorted, after, r)
             };
             // The last occurrence before r and the first at or after l, as `extended` takes them.
-            let prev = if before > 0 { sorted[before - 1] } else { 0 };
+            let prev = if before > 0 {
+                sorted[before - 1].into()
+            } else {
+                0
+            };
             let next = at_or_max(sorted, after);
             let left = (before > 0) & (prev.saturating_add(reach) >= l);
             let right = next <= r.saturating_add(reach);
@@ -1121,8 +1169,8 @@ fn count_within_documents<W: Window>(
 
 /// `sorted[i]`, or the largest offset past the end.
 #[inline(always)]
-fn at_or_max(sorted: &[u64], i: usize) -> u64 {
-    sorted.get(i).copied().unwrap_or(u64::MAX)
+fn at_or_max<T: Offset>(sorted: &[T], i: usize) -> u64 {
+    sorted.get(i).map_or(u64::MAX, |&p| p.into())
 }
 
 /// The index of the first of `sorted` (ascending) not below `bound`, given `at`,
@@ -1130,9 +1178,9 @@ fn at_or_max(sorted: &[u64], i: usize) -> u64 {
 /// the next three entries are compared at once, without branches, as the answer
 /// mostly lies among them; past them a gallop, and back a binary search.
 #[inline(always)]
-fn advance_to(sorted: &[u64], at: usize, bound: u64) -> usize {
-    if at > 0 && sorted[at - 1] >= bound {
-        return sorted[..at].partition_point(|&p| p < bound);
+fn advance_to<T: Offset>(sorted: &[T], at: usize, bound: u64) -> usize {
+    if at > 0 && sorted[at - 1].into() >= bound {
+        return sorted[..at].partition_point(|&p| p.into() < bound);
     }
     let steps = (at_or_max(sorted, at) < bound) as usize
         + (at_or_max(sorted, at + 1) < bound) as usize
@@ -1300,7 +1348,7 @@ impl Mt19937 {
 #[cfg(test)]
 mod tests {
     use super::{
-        holds_separator, sort_text_offsets, ClauseMemo, Mt19937, SortedOccurrences,
+        holds_separator, sort_text_offsets, ClauseMemo, Mt19937, SortedOccurrences, TextOffsets,
         MEMO_MIN_OCCURRENCES,
     };
     use std::sync::Arc;
@@ -1321,7 +1369,7 @@ mod tests {
     #[test]
     fn clause_memo_remembers_frequent_clauses_within_its_budget() {
         let n = MEMO_MIN_OCCURRENCES;
-        let sorted = |len: u64| move || Ok::<_, crate::Error>((0..len).collect::<Vec<u64>>());
+        let sorted = |len: u64| move || Ok(TextOffsets::Wide((0..len).collect()));
         let memo = ClauseMemo::new(3 * n * 8);
         let first = memo.in_text_order(0, &[(0, n)], sorted(n)).unwrap();
         // Remembered: the same list, not made again.
@@ -1355,7 +1403,7 @@ mod tests {
                         sorted(len)()
                     })
                     .unwrap();
-                assert!(made && list.len() as u64 == len);
+                assert!(made && list.bytes() == 8 * len);
             }
         }
         // An error is passed on and nothing is remembered.
@@ -1390,12 +1438,12 @@ mod tests {
         let memo = ClauseMemo::new(1 << 20);
         let held = memo.entries.write().unwrap();
         let list = memo
-            .in_text_order(0, &[(0, n)], || Ok((0..n).collect()))
+            .in_text_order(0, &[(0, n)], || Ok(TextOffsets::Wide((0..n).collect())))
             .unwrap();
-        assert_eq!(list.len() as u64, n);
+        assert_eq!(list.bytes(), 8 * n);
         drop(held);
         let read_held = memo.entries.read().unwrap();
-        memo.in_text_order(0, &[(0, n)], || Ok((0..n).collect()))
+        memo.in_text_order(0, &[(0, n)], || Ok(TextOffsets::Wide((0..n).collect())))
             .unwrap();
         drop(read_held);
         assert!(memo.entries.read().unwrap().is_empty());
@@ -1408,7 +1456,7 @@ mod tests {
         // offsets up to the last byte and repeated ones.
         for text_len in [1u64 << 20, u32::MAX as u64, 1 << 40] {
             for n in [0usize, 1, 2, 1000] {
-                let mut offsets: Vec<u64> = (0..n)
+                let offsets: Vec<u64> = (0..n)
                     .map(|i| match i % 5 {
                         0 => text_len - 1,
                         1 => 7,
@@ -1421,8 +1469,14 @@ mod tests {
                     .collect();
                 let mut expected = offsets.clone();
                 expected.sort_unstable();
-                sort_text_offsets(&mut offsets, text_len);
-                assert_eq!(offsets, expected, "text_len {text_len}, {n} offsets");
+                let sorted = sort_text_offsets(offsets, text_len);
+                let narrow = matches!(sorted, TextOffsets::Narrow(_));
+                assert_eq!(narrow, text_len <= u32::MAX as u64);
+                fn widened<T: super::Offset>(list: &[T]) -> Vec<u64> {
+                    list.iter().map(|&o| o.into()).collect()
+                }
+                let widened = with_width!(&sorted, list => widened(list));
+                assert_eq!(widened, expected, "text_len {text_len}, {n} offsets");
             }
         }
     }
@@ -1539,6 +1593,9 @@ mod tests {
                 .count() as u64;
             let got = super::count_within_documents(&windows, &sorted, &offsets, reach);
             assert_eq!(got, want, "case {case}");
+            let narrow: Vec<u32> = sorted.iter().map(|&p| p as u32).collect();
+            let got = super::count_within_documents(&windows, &narrow, &offsets, reach);
+            assert_eq!(got, want, "case {case}, u32 offsets");
         }
     }
 
