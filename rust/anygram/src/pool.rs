@@ -94,13 +94,12 @@ pub fn share<T: Send>(tasks: usize, task: impl Fn(usize) -> T + Sync) -> Vec<T> 
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         tasks,
+        helpers_left: AtomicUsize::new(
+            current().current_num_threads().min(tasks).saturating_sub(1),
+        ),
         run,
     });
-    let pool = current();
-    for _ in 0..pool.current_num_threads().min(tasks).saturating_sub(1) {
-        let shared = shared.clone();
-        pool.spawn(move || shared.work());
-    }
+    shared.recruit();
     shared.work();
     let mut spins = 0u32;
     while shared.done.load(Ordering::Acquire) < tasks {
@@ -133,6 +132,8 @@ struct Shared {
     next: AtomicUsize,
     done: AtomicUsize,
     tasks: usize,
+    /// Helpers not started yet (one per pool thread at most, fewer than tasks).
+    helpers_left: AtomicUsize,
     /// The caller's task runner, valid while a claimed task is unfinished.
     run: *const (dyn Fn(usize) + Sync),
 }
@@ -142,6 +143,27 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    /// Starts one more helper while tasks are left to claim. Each helper starts
+    /// the next as it begins, so the caller pays for one start, not one per
+    /// pool thread (each start can wake a thread: microseconds on a VM).
+    fn recruit(self: &Arc<Self>) {
+        if self.next.load(Ordering::Relaxed) >= self.tasks {
+            return;
+        }
+        let took = self
+            .helpers_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            });
+        if took.is_ok() {
+            let shared = self.clone();
+            current().spawn(move || {
+                shared.recruit();
+                shared.work();
+            });
+        }
+    }
+
     /// Claims and runs tasks until none is left.
     fn work(&self) {
         loop {
@@ -213,6 +235,25 @@ mod tests {
         assert_eq!(inside.iter().sum::<usize>(), (1..=50).sum::<usize>());
         let borrowed = [7u64; 10];
         assert_eq!(join(|| borrowed.len(), || borrowed[3]), (10, 7));
+    }
+
+    #[test]
+    fn shared_tasks_are_taken_by_the_caller_and_helpers() {
+        // Tasks long enough that every helper starts (each starting the next)
+        // before the last one is claimed.
+        let threads = Mutex::new(std::collections::BTreeSet::new());
+        share(64, |_| {
+            let name = std::thread::current().name().map(str::to_string);
+            threads.lock().unwrap().insert(name);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        });
+        let threads = threads.into_inner().unwrap();
+        let caller = std::thread::current().name().map(str::to_string);
+        assert!(threads.contains(&caller), "the caller works too: {threads:?}");
+        if current().current_num_threads() > 1 {
+            assert!(threads.len() > 1, "helpers joined: {threads:?}");
+        }
+        assert!(threads.len() <= current().current_num_threads(), "{threads:?}");
     }
 
     #[test]
