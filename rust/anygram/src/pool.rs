@@ -249,11 +249,17 @@ mod tests {
         });
         let threads = threads.into_inner().unwrap();
         let caller = std::thread::current().name().map(str::to_string);
-        assert!(threads.contains(&caller), "the caller works too: {threads:?}");
+        assert!(
+            threads.contains(&caller),
+            "the caller works too: {threads:?}"
+        );
         if current().current_num_threads() > 1 {
             assert!(threads.len() > 1, "helpers joined: {threads:?}");
         }
-        assert!(threads.len() <= current().current_num_threads(), "{threads:?}");
+        assert!(
+            threads.len() <= current().current_num_threads(),
+            "{threads:?}"
+        );
     }
 
     #[test]
