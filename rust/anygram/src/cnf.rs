@@ -356,8 +356,14 @@ impl Engine {
         let sorted_of = |clause: &Clause| -> Result<SortedOccurrences> {
             Ok(SortedOccurrences::new(&ptrs_of(clause)?, text_len))
         };
+        let anchors_remembered = match in_text_order {
+            true => remembered(0),
+            false => None,
+        };
         let anchors_in_order = || {
-            if in_text_order {
+            if let Some(anchors) = anchors_remembered.clone() {
+                Ok(anchors)
+            } else if in_text_order {
                 in_text_order_of(&clauses[0])
             } else {
                 ptrs_of(&clauses[0]).map(|ptrs| Arc::new(TextOffsets::Wide(ptrs)))
@@ -398,7 +404,7 @@ impl Engine {
         // The anchors and the next clause's probe are independent: with many
         // anchors, each is made on a core of its own (unless one is remembered:
         // waking the pool would then cost more than it saves).
-        let make_both = next_remembered.is_none() && !(in_text_order && remembered(0).is_some());
+        let make_both = next_remembered.is_none() && anchors_remembered.is_none();
         let (anchors, first_probe) = if num_anchors > PARALLEL_ITEMS as u64 && make_both {
             crate::pool::join(anchors_in_order, || probe_of(1, num_anchors as usize))
         } else {
@@ -553,10 +559,8 @@ impl ClauseMemo {
         if !self.takes(kept_ranges) {
             return 0.0;
         }
-        let mut rent = match self.rent.try_lock() {
-            Ok(rent) => rent,
-            Err(TryLockError::Poisoned(rent)) => rent.into_inner(),
-            Err(TryLockError::WouldBlock) => return 0.0,
+        let Some(mut rent) = tried(self.rent.try_lock()) else {
+            return 0.0;
         };
         if rent.len() >= MAX_RENTED {
             rent.clear();
@@ -573,11 +577,7 @@ impl ClauseMemo {
             return None;
         }
         let key = (shard, kept_ranges.to_vec());
-        match self.entries.try_read() {
-            Ok(entries) => entries.get(&key).cloned(),
-            Err(TryLockError::Poisoned(entries)) => entries.into_inner().get(&key).cloned(),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        tried(self.entries.try_read())?.get(&key).cloned()
     }
 
     /// The occurrences of a clause whose kept rank ranges in shard `shard` are
@@ -598,10 +598,8 @@ impl ClauseMemo {
         let occurrences = Arc::new(sorted()?);
         let bytes = occurrences.bytes();
         let key = (shard, kept_ranges.to_vec());
-        let mut entries = match self.entries.try_write() {
-            Ok(entries) => entries,
-            Err(TryLockError::Poisoned(entries)) => entries.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(occurrences),
+        let Some(mut entries) = tried(self.entries.try_write()) else {
+            return Ok(occurrences);
         };
         if self.bytes.load(AtomicOrdering::Relaxed) + bytes > self.max_bytes {
             entries.clear();
@@ -611,6 +609,16 @@ impl ClauseMemo {
             self.bytes.fetch_add(bytes, AtomicOrdering::Relaxed);
         }
         Ok(occurrences)
+    }
+}
+
+/// The guard of a lock just tried: `None` when it is held elsewhere (the memo
+/// never waits), the data as it is when a holder panicked (it is only a cache).
+fn tried<G>(attempt: std::sync::TryLockResult<G>) -> Option<G> {
+    match attempt {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -1111,12 +1119,32 @@ fn extended(
     new_r: Option<u64>,
     reach: u64,
 ) -> Option<(u64, u64)> {
-    let left = new_l.filter(|&nl| nl.saturating_add(reach) >= l);
-    let right = new_r.filter(|&nr| nr <= r.saturating_add(reach));
-    match (left, right) {
-        (None, None) => None,
-        (left, right) => Some((left.unwrap_or(l), right.unwrap_or(r))),
-    }
+    let (kept, l, r) = extension(
+        l,
+        r,
+        (new_l.unwrap_or(0), new_l.is_some()),
+        (new_r.unwrap_or(0), new_r.is_some()),
+        reach,
+    );
+    kept.then_some((l, r))
+}
+
+/// [`extended`] as `(kept, l, r)`, each side given as (offset, whether there is
+/// one), computed without a branch that the data decides (which side a window
+/// extends to is a coin toss).
+#[inline(always)]
+fn extension(
+    l: u64,
+    r: u64,
+    (new_l, has_l): (u64, bool),
+    (new_r, has_r): (u64, bool),
+    reach: u64,
+) -> (bool, u64, u64) {
+    let left = has_l & (new_l.saturating_add(reach) >= l);
+    let right = has_r & (new_r <= r.saturating_add(reach));
+    let l = if left { new_l } else { l };
+    let r = if right { new_r } else { r };
+    (left | right, l, r)
 }
 
 /// How many of `windows` (in text order) are left after the last clause, whose
@@ -1143,18 +1171,11 @@ fn count_within_documents<W: Window, T: Offset>(
                 advance_to(sorted, after, r)
             };
             // The last occurrence before r and the first at or after l, as `extended` takes them.
-            let prev = if before > 0 {
-                sorted[before - 1].into()
-            } else {
-                0
-            };
-            let next = at_or_max(sorted, after);
-            let left = (before > 0) & (prev.saturating_add(reach) >= l);
-            let right = next <= r.saturating_add(reach);
-            let new_l = if left { l.min(prev) } else { l };
-            let new_r = if right { r.max(next) } else { r };
-            at = advance_to(offsets, at, new_l);
-            kept += ((left | right) & (at_or_max(offsets, at) >= new_r)) as u64;
+            let new_l = (l.min(at_or_max(sorted, before.wrapping_sub(1))), before > 0);
+            let new_r = (r.max(at_or_max(sorted, after)), after < sorted.len());
+            let (extends, l, r) = extension(l, r, new_l, new_r, reach);
+            at = advance_to(offsets, at, l);
+            kept += (extends & (at_or_max(offsets, at) >= r)) as u64;
         }
         kept
     };
